@@ -1,0 +1,5 @@
+import sys
+
+from rlmath.cli import main
+
+sys.exit(main())

@@ -1,0 +1,91 @@
+"""Small shared helpers that validate user input in the first lines of public functions.
+
+Every helper raises ``TypeError`` (wrong kind of object) or ``ValueError`` (right kind, wrong
+value) with a message that names the argument, what was expected and what was got.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rlmath.tolerances import PROBABILITY_SUM_ATOL
+
+FloatArray = NDArray[np.float64]
+
+
+def as_float_array(value: Any, name: str, *, ndim: int | None = None) -> FloatArray:
+    """Convert ``value`` to a new float64 array, checking its number of dimensions.
+
+    Raises:
+        TypeError: if ``value`` is not numeric (strings, objects, complex numbers).
+        ValueError: if it has the wrong number of dimensions.
+    """
+    try:
+        array = np.array(value, dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be an array of real numbers, got {type(value).__name__}") from error
+    if np.iscomplexobj(np.asarray(value)):
+        raise TypeError(f"{name} must be real, got a complex array")
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {array.shape}")
+    return array
+
+
+def first_index(mask: NDArray[np.bool_]) -> tuple[int, ...]:
+    """The first index (in C order) where ``mask`` is true, as a tuple of ints."""
+    flat = int(np.flatnonzero(mask.ravel())[0])
+    return tuple(int(i) for i in np.unravel_index(flat, mask.shape))
+
+
+def check_finite(array: FloatArray, name: str) -> None:
+    """Raise ``ValueError`` naming the first non-finite entry of ``array``."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        index = first_index(bad)
+        raise ValueError(f"{name} must be finite, got {array[index]!r} at index {index}")
+
+
+def check_probabilities(array: FloatArray, name: str, *, axis: int = -1) -> None:
+    """Check ``array`` holds probability distributions along ``axis``.
+
+    Entries must be finite and non-negative and each slice along ``axis`` must sum to 1 within
+    ``rlmath.tolerances.PROBABILITY_SUM_ATOL``. The message names the first offending index.
+    """
+    check_finite(array, name)
+    negative = array < 0
+    if negative.any():
+        index = first_index(negative)
+        raise ValueError(f"{name} must be non-negative, got {array[index]!r} at index {index}")
+    sums = array.sum(axis=axis)
+    off = np.abs(sums - 1.0) > PROBABILITY_SUM_ATOL
+    if off.any():
+        index = first_index(np.asarray(off))
+        where = f" at index {index}" if index else ""
+        raise ValueError(
+            f"{name} must sum to 1 along axis {axis} (within {PROBABILITY_SUM_ATOL:g}), "
+            f"got sum {float(np.asarray(sums)[index])!r}{where}"
+        )
+
+
+def check_real_scalar(value: Any, name: str) -> float:
+    """Return ``value`` as a float, raising ``TypeError`` if it is not a real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    result = float(value)
+    if not np.isfinite(result):
+        raise ValueError(f"{name} must be finite, got {result!r}")
+    return result
+
+
+def check_integer(value: Any, name: str, *, minimum: int | None = None) -> int:
+    """Return ``value`` as an int, raising ``TypeError``/``ValueError`` if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    result = int(value)
+    if minimum is not None and result < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {result}")
+    return result

@@ -1,0 +1,211 @@
+r"""Tabular softmax policies $\pi_\theta(a \mid s) = \exp\theta_{s,a} / \sum_b \exp\theta_{s,b}$.
+
+The parameter is one logit per state-action pair, ``theta[s, a]`` (shape ``[S, A]``), and every
+gradient in rlmath is taken with respect to that array, so gradients also have shape
+``[S, A]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from rlmath._validation import FloatArray, as_float_array, check_finite, check_probabilities
+
+__all__ = ["SoftmaxPolicy", "as_probabilities", "log_softmax"]
+
+
+def log_softmax(logits: FloatArray, axis: int = -1) -> FloatArray:
+    r"""Stable $\log \mathrm{softmax}$: $x_i - m - \log \sum_j e^{x_j - m}$ with $m = \max_j x_j$.
+
+    Subtracting the maximum makes every exponent $\le 0$, so nothing overflows and the largest
+    term is exactly 1 (no underflow of the normaliser): finite for logits of any finite size.
+
+    Args:
+        logits: array of any shape, float64.
+        axis: the axis that indexes the outcomes.
+
+    Returns:
+        Log-probabilities, the same shape as ``logits``.
+
+    Examples:
+        >>> import numpy as np
+        >>> log_softmax(np.array([1e4, 0.0])).tolist()
+        [0.0, -10000.0]
+    """
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, eq=False)
+class SoftmaxPolicy:
+    r"""Tabular softmax policy with logits ``theta[s, a]``.
+
+    $$ \pi_\theta(a \mid s) = \frac{\exp \theta_{s,a}}{\sum_{b} \exp \theta_{s,b}} $$
+
+    Args:
+        theta: logits, ``[S, A]`` float64, finite.
+
+    Raises:
+        TypeError: if ``theta`` is not numeric.
+        ValueError: if ``theta`` is not 2-D, is empty, or has a non-finite entry.
+
+    Examples:
+        >>> import numpy as np
+        >>> policy = SoftmaxPolicy(np.zeros((2, 4)))
+        >>> policy.probabilities()[0].tolist()
+        [0.25, 0.25, 0.25, 0.25]
+    """
+
+    theta: Any
+
+    def __post_init__(self) -> None:
+        theta = as_float_array(self.theta, "theta", ndim=2)
+        if theta.size == 0:
+            raise ValueError(f"theta must have at least one state and action, got shape {theta.shape}")
+        check_finite(theta, "theta")
+        theta.setflags(write=False)
+        object.__setattr__(self, "theta", theta)
+
+    @classmethod
+    def uniform(cls, n_states: int, n_actions: int) -> SoftmaxPolicy:
+        """The uniform policy (all logits zero)."""
+        return cls(np.zeros((n_states, n_actions)))
+
+    @property
+    def n_states(self) -> int:
+        """Number of states $S$."""
+        return int(self.theta.shape[0])
+
+    @property
+    def n_actions(self) -> int:
+        """Number of actions $A$."""
+        return int(self.theta.shape[1])
+
+    def log_probabilities(self) -> FloatArray:
+        r"""$\log \pi_\theta(a \mid s)$, ``[S, A]``, finite for logits up to any finite size."""
+        return log_softmax(self.theta)
+
+    def probabilities(self) -> FloatArray:
+        r"""$\pi_\theta(a \mid s)$, ``[S, A]``; each row sums to 1."""
+        return np.exp(self.log_probabilities())  # type: ignore[no-any-return]
+
+    def score(self, states: ArrayLike, actions: ArrayLike) -> FloatArray:
+        r"""The score $\nabla_\theta \log \pi_\theta(a \mid s)$ for each given pair.
+
+        $$ \frac{\partial \log \pi_\theta(a \mid s)}{\partial \theta_{s', a'}}
+           = \mathbb 1[s' = s] \left(\mathbb 1[a' = a] - \pi_\theta(a' \mid s)\right) $$
+
+        Args:
+            states: integer array of states, any shape ``B``.
+            actions: integer array of actions, the same shape ``B``.
+
+        Returns:
+            ``B + [S, A]`` float64: the full gradient for each pair (only row ``s`` is non-zero;
+            :meth:`score_row` returns that row alone, ``B + [A]``).
+
+        References:
+            Sutton, R. S. and Barto, A. G. *Reinforcement Learning: An Introduction*, 2nd ed.,
+            2018, eq. (13.9) (softmax in action preferences).
+
+        Examples:
+            >>> import numpy as np
+            >>> SoftmaxPolicy(np.zeros((2, 2))).score(1, 0).tolist()
+            [[0.0, 0.0], [0.5, -0.5]]
+        """
+        states_, actions_ = self._check_pairs(states, actions)
+        out = np.zeros(states_.shape + (self.n_states, self.n_actions))
+        rows = self.score_row(states_, actions_)
+        index = np.indices(states_.shape)
+        out[(*index, states_)] = rows
+        return out
+
+    def score_row(self, states: ArrayLike, actions: ArrayLike) -> FloatArray:
+        r"""Row $s$ of the score: $e_a - \pi_\theta(\cdot \mid s)$, shape ``B + [A]``."""
+        states_, actions_ = self._check_pairs(states, actions)
+        rows = -self.probabilities()[states_]
+        np.put_along_axis(rows, actions_[..., None], np.take_along_axis(rows, actions_[..., None], -1) + 1.0, -1)
+        return rows  # type: ignore[no-any-return]
+
+    def entropy(self) -> FloatArray:
+        r"""Entropy per state, $H(\pi(\cdot \mid s)) = -\sum_a \pi(a|s) \log \pi(a|s)$, ``[S]`` (nats).
+
+        Computed from log-probabilities, so a near-deterministic row gives 0 rather than NaN.
+        """
+        log_p = self.log_probabilities()
+        return -(np.exp(log_p) * log_p).sum(axis=1)  # type: ignore[no-any-return]
+
+    def state_fisher_information(self) -> FloatArray:
+        r"""Per-state Fisher information of the logits, ``[S, A, A]``.
+
+        $$ F_s = \mathbb E_{a \sim \pi(\cdot|s)}[\nabla \log\pi \, \nabla\log\pi^\top]
+              = \mathrm{diag}(\pi_s) - \pi_s \pi_s^\top $$
+        """
+        p = self.probabilities()
+        return np.einsum("sa,ab->sab", p, np.eye(self.n_actions)) - p[:, :, None] * p[:, None, :]  # type: ignore[no-any-return]
+
+    def fisher_information(self, state_weights: ArrayLike) -> FloatArray:
+        r"""Fisher information of the whole logit table under a state distribution.
+
+        $$ F = \sum_s w(s)\, \mathbb E_{a \sim \pi(\cdot|s)}\left[\nabla_\theta \log\pi(a|s)\,
+               \nabla_\theta \log\pi(a|s)^\top\right] $$
+
+        with $\theta$ flattened in C order (index ``s * A + a``); $F$ is block diagonal with
+        blocks $w(s) F_s$ (:meth:`state_fisher_information`).
+
+        Args:
+            state_weights: ``[S]`` probability distribution over states, e.g. the discounted
+                occupancy ``rlmath.exact.occupancy(mdp, policy)``.
+
+        Returns:
+            ``[S * A, S * A]`` float64, symmetric positive semi-definite.
+        """
+        w = as_float_array(state_weights, "state_weights", ndim=1)
+        if w.shape != (self.n_states,):
+            raise ValueError(f"state_weights must have shape [S] = {(self.n_states,)}, got {w.shape}")
+        check_probabilities(w, "state_weights")
+        blocks = w[:, None, None] * self.state_fisher_information()
+        S, A = self.n_states, self.n_actions
+        out = np.zeros((S, A, S, A))
+        out[np.arange(S), :, np.arange(S), :] = blocks
+        return out.reshape(S * A, S * A)
+
+    def _check_pairs(self, states: ArrayLike, actions: ArrayLike) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        s = np.asarray(states)
+        a = np.asarray(actions)
+        for name, array, bound in (("states", s, self.n_states), ("actions", a, self.n_actions)):
+            if not np.issubdtype(array.dtype, np.integer):
+                raise TypeError(f"{name} must be integers, got dtype {array.dtype}")
+            if array.size and (array.min() < 0 or array.max() >= bound):
+                bad = array[(array < 0) | (array >= bound)].ravel()[0]
+                raise ValueError(f"{name} must be in [0, {bound}), got {int(bad)}")
+        if s.shape != a.shape:
+            raise ValueError(f"states and actions must have the same shape, got {s.shape} and {a.shape}")
+        return s.astype(np.intp), a.astype(np.intp)
+
+
+def as_probabilities(policy: SoftmaxPolicy | ArrayLike, n_states: int, n_actions: int) -> FloatArray:
+    r"""The action probabilities ``pi[s, a]`` of a policy given as an object or an array.
+
+    Args:
+        policy: a :class:`SoftmaxPolicy`, or a row-stochastic ``[S, A]`` array.
+        n_states: expected $S$.
+        n_actions: expected $A$.
+
+    Returns:
+        ``[S, A]`` float64 probabilities.
+
+    Raises:
+        ValueError: if the shape differs from ``[S, A]`` or a row is not a distribution.
+    """
+    if isinstance(policy, SoftmaxPolicy):
+        pi = policy.probabilities()
+    else:
+        pi = as_float_array(policy, "policy", ndim=2)
+        check_probabilities(pi, "policy")
+    if pi.shape != (n_states, n_actions):
+        raise ValueError(f"policy must have shape [S, A] = {(n_states, n_actions)}, got {pi.shape}")
+    return pi

@@ -1,0 +1,86 @@
+r"""Every numerical tolerance rlmath uses, stated and justified in one place.
+
+Float64 has unit roundoff $u = 2^{-53} \approx 1.1 \times 10^{-16}$ (``EPS / 2``). A sum of
+$n$ non-negative terms computed in float64 has a relative error of at most $(n - 1) u$
+(Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., 2002, eq. 4.4); a linear
+solve with condition number $\kappa$ loses about $\log_{10} \kappa$ further digits (Higham,
+Thm. 7.2). Tolerances below are built from those two facts; where a tolerance is a policy
+rather than a bound, it says so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Machine epsilon of float64 (twice the unit roundoff).
+EPS: float = float(np.finfo(np.float64).eps)
+
+#: Policy: absolute slack when checking that a row of probabilities sums to 1. Any row that
+#: was normalised in float64 (error about ``n * EPS``, far below 1e-9 for n < 1e6) passes; rows
+#: typed in by hand with a few significant digits, or normalised in float32 (error about
+#: ``n * 6e-8``), are rejected so that a wrong MDP is never accepted silently. Renormalise such
+#: input yourself before constructing the object.
+PROBABILITY_SUM_ATOL: float = 1e-9
+
+#: Residual bound for the Krylov solves of $(I - \gamma P_\pi) x = b$ (rlmath.exact). For the
+#: value solve we require $\|M x - b\|_\infty \le \delta \|b\|_\infty$; since
+#: $\|M^{-1}\|_\infty \le 1/(1-\gamma)$ this bounds the error by
+#: $\|x - x^*\|_\infty \le \delta \|b\|_\infty / (1 - \gamma)$, i.e. $\delta$ relative to the
+#: largest value the solution can take. The occupancy solve $M^\top d = \rho_0$ is bounded the
+#: same way in the 1-norm. $\delta = 10^{-12}$ is about $10^4$ ulps: what restarted GMRES
+#: reaches reliably in float64, and smaller than any tolerance a numeric leg applies.
+KRYLOV_RESIDUAL_RTOL: float = 1e-12
+
+
+def exact_rtol(condition_number: float = 1.0, n_terms: int = 1) -> float:
+    r"""Relative tolerance for comparing two float64 computations of one exact quantity.
+
+    $$ \mathrm{rtol} = 64\, \varepsilon \, \max(1, \kappa) \, \max(1, n) $$
+
+    where $\varepsilon$ is float64 machine epsilon, $\kappa$ the condition number of the
+    problem and $n$ the number of terms accumulated. The factor 64 is a safety margin for the
+    constants hidden in the forward-error bounds (Higham 2002, eq. 4.4 and Thm. 7.2), so that a
+    correct computation never trips it while a wrong formula (an error of order 1e-3 or more)
+    always does.
+
+    Args:
+        condition_number: estimate of the problem's condition number $\kappa$ (for a discounted
+            policy evaluation, $(1 + \gamma)/(1 - \gamma)$ bounds the infinity-norm one).
+        n_terms: how many terms were summed.
+
+    Returns:
+        The relative tolerance, a float.
+
+    Raises:
+        ValueError: if ``condition_number`` is not finite or ``n_terms`` is negative.
+
+    Examples:
+        >>> exact_rtol() == 64 * EPS
+        True
+    """
+    if not np.isfinite(condition_number):
+        raise ValueError(f"condition_number must be finite, got {condition_number!r}")
+    if n_terms < 0:
+        raise ValueError(f"n_terms must be >= 0, got {n_terms!r}")
+    return 64.0 * EPS * max(1.0, float(condition_number)) * max(1, int(n_terms))
+
+
+def discounted_condition_number(gamma: float) -> float:
+    r"""Infinity-norm condition number bound of $I - \gamma P$ for a stochastic matrix $P$.
+
+    $$ \kappa_\infty(I - \gamma P) \le \|I - \gamma P\|_\infty \|(I - \gamma P)^{-1}\|_\infty
+       \le \frac{1 + \gamma}{1 - \gamma}. $$
+
+    Args:
+        gamma: discount in [0, 1).
+
+    Returns:
+        The bound, a float.
+
+    Examples:
+        >>> discounted_condition_number(0.5)
+        3.0
+    """
+    if not 0.0 <= gamma < 1.0:
+        raise ValueError(f"gamma must be in [0, 1), got {gamma!r}")
+    return (1.0 + gamma) / (1.0 - gamma)
