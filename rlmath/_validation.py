@@ -27,9 +27,14 @@ def as_float_array(value: Any, name: str, *, ndim: int | None = None) -> FloatAr
     try:
         array = np.array(value, dtype=np.float64, copy=True)
     except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be an array of real numbers, got {type(value).__name__}") from error
-    if np.iscomplexobj(np.asarray(value)):
+        raise TypeError(
+            f"{name} must be an array of real numbers, got {type(value).__name__}"
+        ) from error
+    raw = np.asarray(value)
+    if np.iscomplexobj(raw):
         raise TypeError(f"{name} must be real, got a complex array")
+    if raw.dtype.kind in "USV":  # numpy parses strings such as "0.5" when casting to float
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {raw.dtype}")
     if ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {array.shape}")
     return array
@@ -88,4 +93,53 @@ def check_integer(value: Any, name: str, *, minimum: int | None = None) -> int:
     result = int(value)
     if minimum is not None and result < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {result}")
+    return result
+
+
+def as_flag_array(value: Any, name: str) -> NDArray[np.bool_]:
+    """Convert ``value`` to a new boolean array; numbers must be exactly 0 or 1.
+
+    Raises:
+        TypeError: if ``value`` is not boolean or numeric.
+        ValueError: if a numeric entry is neither 0 nor 1.
+    """
+    array = np.asarray(value)
+    if array.dtype == np.bool_:
+        return np.array(array, dtype=np.bool_, copy=True)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise TypeError(f"{name} must be an array of booleans, got dtype {array.dtype}")
+    bad = (array != 0) & (array != 1)
+    if bad.any():
+        index = first_index(np.asarray(bad))
+        raise ValueError(f"{name} must hold only 0/1 or booleans, got {array[index]!r} at {index}")
+    return array.astype(np.bool_)
+
+
+def check_shape(array: NDArray[Any], name: str, shape: tuple[int, ...], *, like: str) -> None:
+    """Raise ``ValueError`` unless ``array.shape == shape`` (the shape of argument ``like``)."""
+    if array.shape != shape:
+        raise ValueError(f"{name} must have the shape of {like} {shape}, got {array.shape}")
+
+
+def check_interval(
+    value: Any,
+    name: str,
+    *,
+    low: float,
+    high: float,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a float, checking it is a real number in the stated interval.
+
+    Infinite bounds are allowed (``high=inf`` with ``high_open=False`` admits ``inf`` itself).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    result = float(value)
+    too_low = result <= low if low_open else result < low
+    too_high = result >= high if high_open else result > high
+    if np.isnan(result) or too_low or too_high:
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {left}{low:g}, {high:g}{right}, got {result!r}")
     return result

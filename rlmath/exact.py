@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from numpy.typing import ArrayLike
@@ -84,13 +85,22 @@ def _policy_transitions(mdp: TabularMDP, pi: FloatArray) -> Any:
             (pi.ravel(), np.arange(S * A), np.arange(0, S * A + 1, A)), shape=(S, S * A)
         )
         return sp.csr_array(weights @ mdp.P)
-    # batched (1 x A) @ (A x S) products: one pass over P, BLAS inside each state.
-    return np.matmul(pi[:, None, :], mdp.P)[:, 0, :]
+    # one pass over P in numpy's own loops (no BLAS call): the dense path then uses a single
+    # BLAS library, scipy's, for the factorisation and for P V (see _expected_next_value).
+    return np.einsum("sa,sat->st", pi, mdp.P)
 
 
 def _expected_next_value(mdp: TabularMDP, values: FloatArray) -> FloatArray:
     r"""$\sum_{s'} P(s'|s,a)\, v(s')$ as ``[S, A]``."""
-    flat = mdp.transition_matrix @ values
+    if mdp.is_sparse:
+        flat = mdp.transition_matrix @ values
+    else:
+        # scipy's BLAS, the same library that factorised I - gamma P_pi: alternating between
+        # numpy's and scipy's OpenBLAS thread pools slows both (measured 2-5x on 2 cores).
+        # The C-ordered [S*A, S] matrix is passed as its Fortran-ordered transpose.
+        flat = scipy.linalg.blas.dgemv(
+            1.0, mdp.transition_matrix.T, np.ascontiguousarray(values), trans=1
+        )
     return np.asarray(flat).reshape(mdp.n_states, mdp.n_actions)
 
 
@@ -104,9 +114,13 @@ class _DiscountedSystem:
         P_pi = _policy_transitions(mdp, pi)
         S = mdp.n_states
         if not sp.issparse(P_pi):
-            M = -mdp.gamma * P_pi
-            M[np.diag_indices(S)] += 1.0
-            self._lu = scipy.linalg.lu_factor(M, overwrite_a=True, check_finite=False)
+            P_pi *= -mdp.gamma  # in place: P_pi is a fresh array, M = I - gamma P_pi
+            P_pi[np.diag_indices(S)] += 1.0
+            # LAPACK wants Fortran order; the C-ordered M is a Fortran-ordered M^T, so factor
+            # M^T without a copy and swap the ``trans`` flags in ``solve``.
+            self._lu_of_transpose = scipy.linalg.lu_factor(
+                P_pi.T, overwrite_a=True, check_finite=False
+            )
             self.method = "dense LU"
         else:
             self._M = sp.csc_array(sp.eye_array(S, format="csc") - mdp.gamma * P_pi)
@@ -119,8 +133,9 @@ class _DiscountedSystem:
 
     def solve(self, b: FloatArray, *, transpose: bool = False) -> FloatArray:
         """Solve $M x = b$ (or $M^\\top x = b$ with ``transpose=True``)."""
-        if hasattr(self, "_lu"):
-            return scipy.linalg.lu_solve(self._lu, b, trans=1 if transpose else 0, check_finite=False)  # type: ignore[no-any-return]
+        if hasattr(self, "_lu_of_transpose"):
+            trans = 0 if transpose else 1
+            return scipy.linalg.lu_solve(self._lu_of_transpose, b, trans=trans, check_finite=False)  # type: ignore[no-any-return]
         if self._splu is not None:
             return self._splu.solve(b, trans="T" if transpose else "N")  # type: ignore[no-any-return]
         return self._krylov(b, transpose)
@@ -139,7 +154,9 @@ class _DiscountedSystem:
             return x
         residual = b.copy()
         for _ in range(5):
-            step, info = spla.gmres(M, residual, rtol=KRYLOV_RESIDUAL_RTOL, atol=0.0, restart=50, maxiter=200)
+            step, info = spla.gmres(
+                M, residual, rtol=KRYLOV_RESIDUAL_RTOL, atol=0.0, restart=50, maxiter=200
+            )
             x += step
             residual = b - M @ x
             if np.linalg.norm(residual, order) <= KRYLOV_RESIDUAL_RTOL * scale:
@@ -199,7 +216,7 @@ def state_distributions(mdp: TabularMDP, policy: PolicyLike, horizon: int) -> Fl
 
 
 def _discount_weights(gamma: float, horizon: int) -> FloatArray:
-    return gamma ** np.arange(horizon, dtype=np.float64)  # type: ignore[no-any-return]
+    return gamma ** np.arange(horizon, dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------- public quantities
@@ -225,7 +242,9 @@ def value(mdp: TabularMDP, policy: PolicyLike) -> FloatArray:
     """
     mdp = _check_mdp(mdp)
     if mdp.horizon is not None:
-        return finite_horizon_values(mdp, policy)[0][0]
+        V, _ = finite_horizon_values(mdp, policy)
+        V0: FloatArray = V[0]
+        return V0
     pi = _probabilities(mdp, policy)
     return _DiscountedSystem(mdp, pi).solve((pi * mdp.r).sum(axis=1))
 
@@ -237,8 +256,11 @@ def q_value(mdp: TabularMDP, policy: PolicyLike) -> FloatArray:
     """
     mdp = _check_mdp(mdp)
     if mdp.horizon is not None:
-        return finite_horizon_values(mdp, policy)[1][0]
-    return mdp.r + mdp.gamma * _expected_next_value(mdp, value(mdp, policy))
+        _, Q_t = finite_horizon_values(mdp, policy)
+        Q0: FloatArray = Q_t[0]
+        return Q0
+    Q: FloatArray = mdp.r + mdp.gamma * _expected_next_value(mdp, value(mdp, policy))
+    return Q
 
 
 def advantage(mdp: TabularMDP, policy: PolicyLike) -> FloatArray:
@@ -319,7 +341,10 @@ def policy_gradient(mdp: TabularMDP, policy: SoftmaxPolicy) -> FloatArray:
     pi = _probabilities(mdp, policy)
     if mdp.horizon is not None:
         V, Q = finite_horizon_values(mdp, pi)
-        p = state_distributions(mdp, pi, mdp.horizon) * _discount_weights(mdp.gamma, mdp.horizon)[:, None]
+        p = (
+            state_distributions(mdp, pi, mdp.horizon)
+            * _discount_weights(mdp.gamma, mdp.horizon)[:, None]
+        )
         return np.einsum("ts,sa,tsa->sa", p, pi, Q - V[:-1, :, None])  # type: ignore[no-any-return]
     system = _DiscountedSystem(mdp, pi)
     V = system.solve((pi * mdp.r).sum(axis=1))
@@ -437,7 +462,9 @@ def trajectory_policy_gradient(mdp: TabularMDP, policy: SoftmaxPolicy, horizon: 
 
 
 # ----------------------------------------------------------------------------- optimal control
-def policy_iteration(mdp: TabularMDP, *, max_iterations: int = 10_000) -> tuple[FloatArray, FloatArray]:
+def policy_iteration(
+    mdp: TabularMDP, *, max_iterations: int = 10_000
+) -> tuple[FloatArray, FloatArray]:
     r"""Optimal values $V^*$ and a deterministic optimal policy, by Howard's policy iteration.
 
     Evaluate exactly, improve greedily ($\arg\max_a Q(s,a)$, keeping the current action on

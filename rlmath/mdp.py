@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,7 +38,8 @@ from rlmath.tolerances import PROBABILITY_SUM_ATOL
 
 __all__ = ["TabularMDP"]
 
-SparseMatrix = sp.csr_array
+#: scipy.sparse ships no type information, so sparse matrices are typed as Any.
+SparseMatrix: TypeAlias = Any
 
 
 def _read_only(array: FloatArray) -> FloatArray:
@@ -48,14 +49,13 @@ def _read_only(array: FloatArray) -> FloatArray:
 
 def _check_sparse_transitions(P: SparseMatrix, n_states: int, n_actions: int) -> None:
     data = P.data
-    if data.size:
-        check_finite(data, "P (stored entries)")
-        if (data < 0).any():
-            k = int(np.flatnonzero(data < 0)[0])
-            row = int(np.searchsorted(P.indptr, k, side="right") - 1)
+    for bad, expected in ((~np.isfinite(data), "finite"), (data < 0, "non-negative")):
+        if bad.any():  # report the (s, a, s2) index, not the position in P.data
+            k = int(np.flatnonzero(bad)[0])
+            row = int(np.searchsorted(np.asarray(P.indptr), k, side="right")) - 1
             s, a = divmod(row, n_actions)
             raise ValueError(
-                f"P must be non-negative, got {data[k]!r} at index {(s, a, int(P.indices[k]))}"
+                f"P must be {expected}, got {data[k]!r} at index {(s, a, int(P.indices[k]))}"
             )
     sums = np.asarray(P.sum(axis=1)).ravel()
     off = np.abs(sums - 1.0) > PROBABILITY_SUM_ATOL
@@ -176,14 +176,14 @@ class TabularMDP:
     @property
     def is_sparse(self) -> bool:
         """Whether transitions are stored as a sparse ``[S * A, S]`` matrix."""
-        return sp.issparse(self.P)
+        return bool(sp.issparse(self.P))
 
     @property
     def transition_matrix(self) -> FloatArray | SparseMatrix:
         """Transitions as an ``[S * A, S]`` matrix (row ``s * A + a``), dense or sparse."""
         if self.is_sparse:
-            return self.P  # type: ignore[no-any-return]
-        return self.P.reshape(self.n_states * self.n_actions, self.n_states)  # type: ignore[no-any-return]
+            return self.P
+        return self.P.reshape(self.n_states * self.n_actions, self.n_states)
 
     def dense_transitions(self) -> FloatArray:
         """Transitions as a dense ``[S, A, S]`` array (a copy when stored sparse)."""
@@ -325,7 +325,9 @@ class TabularMDP:
                     )
             # row s * A + a of the stacked matrix is P[a][s]: interleave the action blocks.
             stacked = sp.vstack(blocks, format="csr")
-            order = (np.arange(n_actions)[None, :] * n_states + np.arange(n_states)[:, None]).ravel()
+            order = (
+                np.arange(n_actions)[None, :] * n_states + np.arange(n_states)[:, None]
+            ).ravel()
             transitions: Any = stacked[order]
         else:
             dense = as_float_array(P, "P", ndim=3)
@@ -387,7 +389,9 @@ class TabularMDP:
         r = np.zeros((n_states, n_actions))
         for s in range(n_env_states):
             if len(table[s]) != n_actions:
-                raise ValueError(f"env.unwrapped.P[{s}] has {len(table[s])} actions, expected {n_actions}")
+                raise ValueError(
+                    f"env.unwrapped.P[{s}] has {len(table[s])} actions, expected {n_actions}"
+                )
             for a in range(n_actions):
                 for probability, next_state, reward, terminated in table[s][a]:
                     P[s, a, terminal if terminated else int(next_state)] += probability

@@ -65,7 +65,9 @@ class SoftmaxPolicy:
     def __post_init__(self) -> None:
         theta = as_float_array(self.theta, "theta", ndim=2)
         if theta.size == 0:
-            raise ValueError(f"theta must have at least one state and action, got shape {theta.shape}")
+            raise ValueError(
+                f"theta must have at least one state and action, got shape {theta.shape}"
+            )
         check_finite(theta, "theta")
         theta.setflags(write=False)
         object.__setattr__(self, "theta", theta)
@@ -91,7 +93,7 @@ class SoftmaxPolicy:
 
     def probabilities(self) -> FloatArray:
         r"""$\pi_\theta(a \mid s)$, ``[S, A]``; each row sums to 1."""
-        return np.exp(self.log_probabilities())  # type: ignore[no-any-return]
+        return np.exp(self.log_probabilities())
 
     def score(self, states: ArrayLike, actions: ArrayLike) -> FloatArray:
         r"""The score $\nabla_\theta \log \pi_\theta(a \mid s)$ for each given pair.
@@ -127,8 +129,10 @@ class SoftmaxPolicy:
         r"""Row $s$ of the score: $e_a - \pi_\theta(\cdot \mid s)$, shape ``B + [A]``."""
         states_, actions_ = self._check_pairs(states, actions)
         rows = -self.probabilities()[states_]
-        np.put_along_axis(rows, actions_[..., None], np.take_along_axis(rows, actions_[..., None], -1) + 1.0, -1)
-        return rows  # type: ignore[no-any-return]
+        np.put_along_axis(
+            rows, actions_[..., None], np.take_along_axis(rows, actions_[..., None], -1) + 1.0, -1
+        )
+        return rows
 
     def entropy(self) -> FloatArray:
         r"""Entropy per state, $H(\pi(\cdot \mid s)) = -\sum_a \pi(a|s) \log \pi(a|s)$, ``[S]`` (nats).
@@ -165,7 +169,9 @@ class SoftmaxPolicy:
         """
         w = as_float_array(state_weights, "state_weights", ndim=1)
         if w.shape != (self.n_states,):
-            raise ValueError(f"state_weights must have shape [S] = {(self.n_states,)}, got {w.shape}")
+            raise ValueError(
+                f"state_weights must have shape [S] = {(self.n_states,)}, got {w.shape}"
+            )
         check_probabilities(w, "state_weights")
         blocks = w[:, None, None] * self.state_fisher_information()
         S, A = self.n_states, self.n_actions
@@ -173,7 +179,9 @@ class SoftmaxPolicy:
         out[np.arange(S), :, np.arange(S), :] = blocks
         return out.reshape(S * A, S * A)
 
-    def _check_pairs(self, states: ArrayLike, actions: ArrayLike) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    def _check_pairs(
+        self, states: ArrayLike, actions: ArrayLike
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
         s = np.asarray(states)
         a = np.asarray(actions)
         for name, array, bound in (("states", s, self.n_states), ("actions", a, self.n_actions)):
@@ -183,11 +191,15 @@ class SoftmaxPolicy:
                 bad = array[(array < 0) | (array >= bound)].ravel()[0]
                 raise ValueError(f"{name} must be in [0, {bound}), got {int(bad)}")
         if s.shape != a.shape:
-            raise ValueError(f"states and actions must have the same shape, got {s.shape} and {a.shape}")
+            raise ValueError(
+                f"states and actions must have the same shape, got {s.shape} and {a.shape}"
+            )
         return s.astype(np.intp), a.astype(np.intp)
 
 
-def as_probabilities(policy: SoftmaxPolicy | ArrayLike, n_states: int, n_actions: int) -> FloatArray:
+def as_probabilities(
+    policy: SoftmaxPolicy | ArrayLike, n_states: int, n_actions: int
+) -> FloatArray:
     r"""The action probabilities ``pi[s, a]`` of a policy given as an object or an array.
 
     Args:

@@ -84,3 +84,78 @@ def discounted_condition_number(gamma: float) -> float:
     if not 0.0 <= gamma < 1.0:
         raise ValueError(f"gamma must be in [0, 1), got {gamma!r}")
     return (1.0 + gamma) / (1.0 - gamma)
+
+
+def central_difference_step(
+    third_derivative_bound: float, evaluation_error: float
+) -> tuple[float, float]:
+    r"""Step $h$ of a central difference and the bound on its error, for a smooth $f$.
+
+    With $|f'''| \le M_3$ near $x$ and each evaluation of $f$ off by at most $\delta$,
+
+    $$ \left|\frac{f(x+h) - f(x-h)}{2h} - f'(x)\right| \le \frac{M_3 h^2}{6} + \frac{\delta}{h} $$
+
+    (Taylor's theorem with the Lagrange remainder for the truncation, two rounding errors of
+    size $\delta$ divided by $2h$); the bound is smallest at $h = (3\delta / M_3)^{1/3}$.
+    Divide by the step actually taken, ``(x + h) - (x - h)``, so that representing $x \pm h$
+    adds no error.
+
+    Args:
+        third_derivative_bound: $M_3 \ge 0$.
+        evaluation_error: $\delta > 0$, the absolute error of one evaluation of $f$.
+
+    Returns:
+        ``(h, error_bound)``.
+
+    Raises:
+        ValueError: if ``evaluation_error`` is not positive or either argument is not finite.
+
+    Examples:
+        >>> h, bound = central_difference_step(6.0, 1e-15)
+        >>> float(f"{h:.3g}"), float(f"{bound:.3g}")
+        (7.94e-06, 1.89e-10)
+    """
+    if not (np.isfinite(third_derivative_bound) and third_derivative_bound >= 0):
+        raise ValueError(
+            f"third_derivative_bound must be finite and >= 0, got {third_derivative_bound!r}"
+        )
+    if not (np.isfinite(evaluation_error) and evaluation_error > 0):
+        raise ValueError(f"evaluation_error must be finite and > 0, got {evaluation_error!r}")
+    M3 = max(float(third_derivative_bound), evaluation_error)  # M3 = 0: any h works; keep h finite
+    h = (3.0 * evaluation_error / M3) ** (1.0 / 3.0)
+    return h, M3 * h**2 / 6.0 + evaluation_error / h
+
+
+def softmax_objective_third_derivative_bound(
+    reward_bound: float, effective_horizon: float
+) -> float:
+    r"""Bound on $|\partial^3 J / \partial\theta_{s,a}^3|$ for a tabular softmax policy.
+
+    Along one logit $\theta_{s,a}$ only row $s$ of $\pi$ moves: $\pi(a|s) = \sigma(\theta_{s,a}
+    - c)$ and $\pi(b|s) = (1 - \sigma)\,w_b$, so $D_k = \sum_b |\partial^k \pi(b|s)| =
+    2|\sigma^{(k)}| \le 2 \cdot (\tfrac14, \tfrac{1}{6\sqrt3}, \tfrac18)$ for $k = 1, 2, 3$.
+    Differentiating $(I - \gamma P_\pi) V = r_\pi$ three times, with
+    $\|(I - \gamma P_\pi)^{-1}\|_\infty \le T$, $\|V\|_\infty \le R T$,
+    $\|r_\pi^{(k)}\|_\infty \le D_k R$ and $\|P_\pi^{(k)}\|_\infty \le D_k$, gives
+    $\|V'\| \le D_1 R T^2$, $\|V''\| \le D_2 R T^2 + 2 D_1^2 R T^3$ and
+
+    $$ |J'''| \le \|V'''\|_\infty \le R\,(D_3 T^2 + 6 D_1 D_2 T^3 + 6 D_1^3 T^4)
+       \le R\,(0.25\, T^2 + 0.578\, T^3 + 0.75\, T^4), $$
+
+    where $R = \max|r|$ and $T = 1/(1-\gamma)$; for a finite horizon $H$ the backward
+    recursion gives the same with $T = H$ (every $\sum_{t<H} \gamma^t \le H$).
+
+    Args:
+        reward_bound: $R = \max_{s,a} |r(s, a)|$.
+        effective_horizon: $T$, ``1 / (1 - gamma)`` or the finite horizon ``H``.
+
+    Returns:
+        The bound, a float.
+
+    Examples:
+        >>> softmax_objective_third_derivative_bound(1.0, 1.0) < 1.6
+        True
+    """
+    R, T = float(reward_bound), float(effective_horizon)
+    D1, D2, D3 = 0.5, 1.0 / (3.0 * float(np.sqrt(3.0))), 0.25
+    return R * (D3 * T**2 + 6.0 * D1 * D2 * T**3 + 6.0 * D1**3 * T**4)

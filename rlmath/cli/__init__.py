@@ -16,6 +16,7 @@ from rlmath._version import __version__
 
 #: name -> (module inside ``rlmath.cli``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "verify": ("verify", "check every claim: symbolic, exact and Monte-Carlo legs, and mutants"),
     "frozenlake": (
         "frozenlake",
         "print J and the exact policy gradient of FrozenLake under a uniform policy",

@@ -1,0 +1,78 @@
+"""``rlmath verify``: run every claim's legs and mutants, print a table, optionally write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from rlmath.verify import ClaimResult, find_claims, verify_claim
+
+LEG_ORDER = ("symbolic", "exact", "monte_carlo")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", metavar="ID", help="a claim id or a shell glob (e.g. 'kl-*')")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of every random choice (default 0)"
+    )
+    parser.add_argument("--json", metavar="PATH", type=Path, help="write the full results as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def _leg_cell(result: ClaimResult, leg: str) -> str:
+    if leg not in result.legs:
+        return "-"
+    return "ok" if result.legs[leg].ok else "FAIL"
+
+
+def format_table(results: list[ClaimResult]) -> str:
+    """The summary table: claim, each leg's status, mutants rejected, seconds."""
+    width = max([len("claim")] + [len(r.claim.id) for r in results])
+    header = f"{'claim':<{width}}  {'symbolic':>8}  {'exact':>5}  {'monte_carlo':>11}  {'mutants':>7}  {'time':>6}"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        killed = sum(m.killed for m in r.mutants)
+        lines.append(
+            f"{r.claim.id:<{width}}  {_leg_cell(r, 'symbolic'):>8}  {_leg_cell(r, 'exact'):>5}  "
+            f"{_leg_cell(r, 'monte_carlo'):>11}  {f'{killed}/{len(r.mutants)}':>7}  {r.seconds:>5.1f}s"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        claims = find_claims(args.only)
+    except ValueError as error:
+        print(f"rlmath verify: {error}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    results = []
+    for i, claim in enumerate(claims, 1):
+        if not args.quiet:
+            print(f"[{i}/{len(claims)}] {claim.id}", file=sys.stderr, flush=True)
+        results.append(verify_claim(claim, seed=args.seed))
+    total = time.perf_counter() - start
+    print(format_table(results))
+    failed = [r for r in results if not r.verified]
+    n_mutants = sum(len(r.mutants) for r in results)
+    n_killed = sum(m.killed for r in results for m in r.mutants)
+    print(
+        f"\n{len(results) - len(failed)}/{len(results)} claims verified, "
+        f"{n_killed}/{n_mutants} mutants rejected, seed {args.seed}, {total:.1f}s"
+    )
+    if args.json is not None:
+        payload = {
+            "seed": args.seed,
+            "seconds": round(total, 3),
+            "claims": [r.to_dict() for r in results],
+        }
+        args.json.write_text(json.dumps(payload, indent=2, sort_keys=False, default=float) + "\n")
+    for r in failed:
+        print(f"\nFAILED {r.claim.id}:")
+        for line in r.failures():
+            print(f"  - {line}")
+        print(f"  reproduce: rlmath verify --only {r.claim.id} --seed {args.seed}")
+    return 1 if failed else 0
