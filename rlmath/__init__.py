@@ -4,7 +4,7 @@ Layout: ground truth (``mdp``, ``policy``, ``exact``) -> claims (``proofs/``) ->
 (symbolic, exact, Monte Carlo) -> outputs (``rlmath verify``, docs, ``conformance``).
 """
 
-from rlmath import exact
+from rlmath import estimators, exact, sampling, statistics
 from rlmath._version import __version__
 from rlmath.mdp import TabularMDP
 from rlmath.policy import SoftmaxPolicy
@@ -13,5 +13,8 @@ __all__ = [
     "SoftmaxPolicy",
     "TabularMDP",
     "__version__",
+    "estimators",
     "exact",
+    "sampling",
+    "statistics",
 ]

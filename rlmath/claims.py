@@ -48,6 +48,9 @@ __all__ = [
     "Step",
     "SymbolicLeg",
     "SymbolicMutation",
+    "draw_examples",
+    "lambdify",
+    "monte_carlo_leg",
 ]
 
 Relation = Literal["=", "<=", ">="]
@@ -343,6 +346,101 @@ class MonteCarloLeg:
         start = time.perf_counter()
         result = self.check(seed, variant)
         return replace(result, seconds=time.perf_counter() - start)
+
+
+def draw_examples(strategy: SearchStrategy[Any], count: int, seed: int) -> list[Any]:
+    """``count`` examples from ``strategy``, reproducibly from ``seed`` (Hypothesis's generator).
+
+    Hypothesis's first draws are its simplest examples, so strategies used here should exclude
+    degenerate cases (a single action, say) in which no mutant can be seen.
+    """
+    drawn: list[Any] = []
+
+    def collect(example: Any) -> None:
+        if len(drawn) < count:
+            drawn.append(example)
+
+    hypothesis_seed(seed)(
+        settings(
+            max_examples=max(count * 4, 10),
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )(given(strategy)(collect))
+    )()
+    if len(drawn) < count:
+        raise ValueError(
+            f"the strategy produced only {len(drawn)} distinct examples, {count} asked"
+        )
+    return drawn
+
+
+def monte_carlo_leg(
+    examples: SearchStrategy[Any],
+    sample: Callable[[Any, np.random.Generator, int], Any],
+    reference: Callable[[Any], Any],
+    *,
+    n_samples: int,
+    n_examples: int = 2,
+    false_alarm: float = 1e-6,
+    description: str = "",
+) -> MonteCarloLeg:
+    r"""A Monte-Carlo leg: sampled per-sample terms tested against an exact reference.
+
+    For each of ``n_examples`` examples drawn from ``examples`` (reproducibly from the seed),
+    ``sample(example, rng, n_samples)`` returns ``[n_samples, ...]`` i.i.d. per-sample terms
+    whose mean estimates ``reference(example)``; :func:`rlmath.statistics.agreement` tests
+    them at false-alarm probability ``false_alarm / n_examples`` (Bonferroni across examples
+    and, inside, across components), so the leg false-alarms with probability at most
+    ``false_alarm``. A mutant's variant is another ``sample`` function (a wrong estimator).
+
+    The evidence lists, per example, the estimate, standard error, reference and z of the
+    component with the largest $|z|$, the number of components, and the sample count.
+    """
+    from rlmath.statistics import agreement  # local: keeps the framework import light
+
+    def check(seed: int, variant: Any) -> LegResult:
+        estimator = sample if variant is None else variant
+        rows = []
+        passed = True
+        for k, example in enumerate(draw_examples(examples, n_examples, seed)):
+            rng = np.random.default_rng(np.random.SeedSequence([seed, k]))
+            with np.errstate(all="ignore"):
+                terms = np.asarray(estimator(example, rng, n_samples), dtype=np.float64)
+                exact = np.asarray(reference(example), dtype=np.float64)
+            if not np.isfinite(terms).all():
+                rows.append({"example": k, "failure": "non-finite sample terms"})
+                passed = False
+                continue
+            result = agreement(terms, exact, false_alarm=false_alarm / n_examples, seed=[seed, k])
+            flat_z = np.atleast_1d(np.asarray(result.z_scores, dtype=np.float64)).ravel()
+            worst = int(np.argmax(np.where(np.isnan(flat_z), np.inf, np.abs(flat_z))))
+            rows.append(
+                {
+                    "example": k,
+                    "estimate": float(np.ravel(result.estimate)[worst]),
+                    "standard_error": float(np.ravel(result.standard_error)[worst]),
+                    "reference": float(np.ravel(result.reference)[worst]),
+                    "z": float(flat_z[worst]),
+                    "critical_z": float(result.critical_value),
+                    "components": int(flat_z.size),
+                    "samples": int(terms.shape[0]),
+                    "agrees": bool(result.agrees),
+                }
+            )
+            passed = passed and bool(result.agrees)
+        evidence = {
+            "false_alarm": false_alarm,
+            "samples_per_example": n_samples,
+            "examples": rows,
+        }
+        if passed:
+            return LegResult("verified", evidence)
+        bad = [r for r in rows if not r.get("agrees", False)]
+        return LegResult("failed", evidence, f"estimate disagrees with the exact value: {bad[0]}")
+
+    return MonteCarloLeg(check, description)
 
 
 # ============================================================================ claim

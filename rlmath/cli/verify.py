@@ -42,6 +42,28 @@ def format_table(results: list[ClaimResult]) -> str:
     return "\n".join(lines)
 
 
+def format_monte_carlo(results: list[ClaimResult]) -> str:
+    """One line per Monte-Carlo example: estimate +- standard error vs the exact value, z, n."""
+    lines = []
+    for r in results:
+        leg = r.legs.get("monte_carlo")
+        if leg is None:
+            continue
+        for row in leg.evidence.get("examples", []):
+            if "z" not in row:
+                lines.append(f"  {r.claim.id} [example {row['example']}]: {row.get('failure')}")
+                continue
+            lines.append(
+                f"  {r.claim.id} [example {row['example']}]: {row['estimate']:.6g} "
+                f"+- {row['standard_error']:.2g} vs exact {row['reference']:.6g}, "
+                f"z = {row['z']:+.2f} (|z| <= {row['critical_z']:.2f}; "
+                f"worst of {row['components']} components), n = {row['samples']}"
+            )
+    if not lines:
+        return ""
+    return "Monte-Carlo evidence (worst component per example):\n" + "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         claims = find_claims(args.only)
@@ -56,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
         results.append(verify_claim(claim, seed=args.seed))
     total = time.perf_counter() - start
     print(format_table(results))
+    monte_carlo = format_monte_carlo(results)
+    if monte_carlo:
+        print("\n" + monte_carlo)
     failed = [r for r in results if not r.verified]
     n_mutants = sum(len(r.mutants) for r in results)
     n_killed = sum(m.killed for r in results for m in r.mutants)
