@@ -24,17 +24,20 @@ def as_float_array(value: Any, name: str, *, ndim: int | None = None) -> FloatAr
         TypeError: if ``value`` is not numeric (strings, objects, complex numbers).
         ValueError: if it has the wrong number of dimensions.
     """
+    not_real = f"{name} must be an array of real numbers, got {type(value).__name__}"
     try:
-        array = np.array(value, dtype=np.float64, copy=True)
+        raw = np.asarray(value)
     except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"{name} must be an array of real numbers, got {type(value).__name__}"
-        ) from error
-    raw = np.asarray(value)
+        raise TypeError(not_real) from error
+    # checked before the cast: casting complex warns (ComplexWarning); strings like "0.5" parse
     if np.iscomplexobj(raw):
         raise TypeError(f"{name} must be real, got a complex array")
-    if raw.dtype.kind in "USV":  # numpy parses strings such as "0.5" when casting to float
+    if raw.dtype.kind in "USV":
         raise TypeError(f"{name} must be an array of real numbers, got dtype {raw.dtype}")
+    try:
+        array = np.array(raw, dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as error:
+        raise TypeError(not_real) from error
     if ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {array.shape}")
     return array

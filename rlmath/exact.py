@@ -152,18 +152,19 @@ class _DiscountedSystem:
         x = np.zeros_like(b)
         if scale == 0.0:
             return x
-        residual = b.copy()
+        unit_b = b / scale  # solve for x / |b|: GMRES's inner products underflow for tiny |b|
+        residual = unit_b.copy()
         for _ in range(5):
             step, info = spla.gmres(
                 M, residual, rtol=KRYLOV_RESIDUAL_RTOL, atol=0.0, restart=50, maxiter=200
             )
             x += step
-            residual = b - M @ x
-            if np.linalg.norm(residual, order) <= KRYLOV_RESIDUAL_RTOL * scale:
-                return x
+            residual = unit_b - M @ x
+            if np.linalg.norm(residual, order) <= KRYLOV_RESIDUAL_RTOL:
+                return scale * x
         raise RuntimeError(
             f"GMRES did not reach the residual bound {KRYLOV_RESIDUAL_RTOL:g} * |b| "
-            f"(got {np.linalg.norm(residual, order) / scale:.3g}; gamma = {self.gamma})"
+            f"(got {np.linalg.norm(residual, order):.3g}; gamma = {self.gamma})"
         )
 
 
@@ -495,7 +496,7 @@ def policy_iteration(
         V = value(mdp, pi)
         Q = mdp.r + mdp.gamma * _expected_next_value(mdp, V)
         best = Q.max(axis=1)
-        slack = 1e-12 * max(1.0, float(np.abs(Q).max()))
+        slack = 1e-12 * float(np.abs(Q).max())  # relative: independent of reward units
         keep = Q[np.arange(S), current] >= best - slack
         improved = np.where(keep, current, Q.argmax(axis=1))
         if np.array_equal(improved, current):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import sympy
+from sympy.simplify.simplify import factor_sum, sum_simplify
 
 __all__ = ["REWRITINGS", "difference_is_zero", "is_nonnegative", "prove_equal"]
 
@@ -36,6 +37,67 @@ def _piecewise(e: sympy.Basic) -> sympy.Basic:
     return sympy.piecewise_fold(e.doit()).simplify()
 
 
+def _rename_summation_indices(e: sympy.Basic, depth: int = 0) -> sympy.Basic:
+    """Rename every summation index to ``_k<depth>`` (alpha-renaming), outermost first."""
+    if isinstance(e, sympy.Sum):
+        body, limits = e.function, []
+        for offset, (index, low, high) in enumerate(e.limits):
+            canonical = sympy.Symbol(f"_k{depth + offset}", integer=True)
+            body = body.xreplace({index: canonical})
+            limits.append((canonical, low, high))
+        return sympy.Sum(_rename_summation_indices(body, depth + len(limits)), *limits)
+    if not e.args:
+        return e
+    return e.func(*(_rename_summation_indices(a, depth) for a in e.args))
+
+
+def _sums(e: sympy.Basic) -> sympy.Basic:
+    """Split sums over their terms, pull out factors free of the index, and alpha-rename.
+
+    ``Sum(f[i], i) - Sum(f[j], j)`` is 0 only up to renaming the bound index, which no other
+    rewriting does; nested sums that become factors (``Sum(p[i] * Sum(p[j] d[j], j), i)``)
+    are pulled out first so that they meet their twins at the same depth.
+    """
+    e = sympy.expand(sympy.expand_log(e.doit(), force=True))
+    for _ in range(2):  # split, then factor the pieces the split exposed
+        e = e.replace(lambda x: isinstance(x, sympy.Sum), lambda x: factor_sum(x.expand()))
+        e = sympy.expand(e)
+    return sympy.cancel(sympy.together(_rename_summation_indices(e)))
+
+
+def _distribute(e: sympy.Basic) -> sympy.Basic:
+    """Distribute each term one level (``a (b + c) -> a b + a c``), leaving the factors whole.
+
+    For non-commuting symbols (matrices): ``N (x - M y)`` with ``N = M^{-1}`` becomes
+    ``N x - y`` because ``N M`` meets as a product and cancels, whereas a deep ``expand``
+    first expands ``M`` inside and never sees ``N M`` again.
+    """
+    e = e.doit()
+    return sympy.Add(*(sympy.expand_mul(term, deep=False) for term in sympy.Add.make_args(e)))
+
+
+def _shift_to_zero(s: sympy.Sum) -> sympy.Sum:
+    (index, low, high), *rest = s.limits
+    if rest or low == 0:
+        return s
+    return sympy.Sum(s.function.xreplace({index: index + low}), (index, 0, high - low))
+
+
+def _sum_ranges(e: sympy.Basic) -> sympy.Basic:
+    """Merge sums over adjacent ranges, then shift every range to start at 0.
+
+    Proves splitting off a term (``Sum(f, (k, 0, 0)) + Sum(f, (k, 1, K)) = Sum(f, (k, 0, K))``)
+    and shifting an index (``Sum(f(k), (k, 1, K)) = Sum(f(k + 1), (k, 0, K - 1))``); ``doit``
+    must not run first, or the one-term sum is evaluated before it can be merged.
+    """
+    try:
+        e = sum_simplify(e)
+    except StopIteration:  # sympy's sum_add on a term without a Sum factor
+        pass
+    e = e.replace(lambda x: isinstance(x, sympy.Sum), _shift_to_zero)
+    return sympy.cancel(sympy.together(_rename_summation_indices(sympy.expand(e))))
+
+
 def _simplify(e: sympy.Basic) -> sympy.Basic:
     return sympy.simplify(e.doit())
 
@@ -46,6 +108,9 @@ REWRITINGS: tuple[tuple[str, Callable[[sympy.Basic], sympy.Basic]], ...] = (
     ("doit", _doit),
     ("expand", _expand_all),
     ("cancel", _cancel),
+    ("sums", _sums),
+    ("distribute", _distribute),
+    ("sum_ranges", _sum_ranges),
     ("simplify", _simplify),
     ("piecewise_fold", _piecewise),
 )
@@ -104,7 +169,11 @@ def is_nonnegative(expression: sympy.Basic) -> bool:
     """Whether sympy's assumption system proves ``expression >= 0`` (``None`` counts as no)."""
     if isinstance(expression, sympy.MatrixBase):
         return all(is_nonnegative(x) for x in expression)
-    for candidate in (expression, sympy.factor(expression), sympy.simplify(expression)):
-        if candidate.is_nonnegative is True:
-            return True
+    # lazily, cheapest first: simplify is slow and raises on some Sum expressions
+    for rewrite in (lambda e: e, sympy.factor, sympy.simplify):
+        try:
+            if rewrite(expression).is_nonnegative is True:
+                return True
+        except (TypeError, ValueError, NotImplementedError, RecursionError, StopIteration):
+            continue
     return False
