@@ -261,6 +261,9 @@ class ExactLeg:
         relation: ``lhs relation rhs`` must hold (``"<="`` for inequalities).
         max_examples: examples generated per run.
         description: one sentence saying what lhs and rhs compute, for the report and docs.
+        extra_evidence: optional ``() -> dict`` computed once on the true claim and merged
+            into the evidence (e.g. a ``"table"`` of exact values that verify and the docs
+            print); it must be deterministic.
     """
 
     strategy: SearchStrategy[Any]
@@ -270,6 +273,7 @@ class ExactLeg:
     relation: Relation = "="
     max_examples: int = 40
     description: str = ""
+    extra_evidence: Callable[[], Mapping[str, Any]] | None = None
     name: str = "exact"
 
     def run(self, seed: int = 0, variant: Callable[[Any], Any] | None = None) -> LegResult:
@@ -318,12 +322,14 @@ class ExactLeg:
                 f"lhs {self.relation} rhs fails on example {example!r}: {reason}",
                 time.perf_counter() - start,
             )
-        return LegResult(
-            "verified",
-            {"examples": examples[0], "max_error": worst["error"], "rtol": worst["rtol"]},
-            None,
-            time.perf_counter() - start,
-        )
+        evidence: dict[str, Any] = {
+            "examples": examples[0],
+            "max_error": worst["error"],
+            "rtol": worst["rtol"],
+        }
+        if variant is None and self.extra_evidence is not None:
+            evidence.update(self.extra_evidence())
+        return LegResult("verified", evidence, None, time.perf_counter() - start)
 
 
 # ============================================================================ Monte Carlo
