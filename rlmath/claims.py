@@ -233,6 +233,14 @@ def normwise_error(lhs: Any, rhs: Any) -> float:
     return difference / scale
 
 
+def absolute_error(lhs: Any, rhs: Any) -> float:
+    """$\|\ell - r\|_\infty$ (inf on a shape mismatch or a non-finite entry)."""
+    left, right = np.asarray(lhs, dtype=np.float64), np.asarray(rhs, dtype=np.float64)
+    if left.shape != right.shape or not (np.isfinite(left).all() and np.isfinite(right).all()):
+        return math.inf
+    return float(np.abs(left - right).max(initial=0.0))
+
+
 def violation(lhs: Any, rhs: Any, relation: Relation) -> float:
     """How much ``lhs relation rhs`` is violated, relative to the scale (0 when it holds)."""
     if relation == "=":
@@ -261,6 +269,10 @@ class ExactLeg:
         relation: ``lhs relation rhs`` must hold (``"<="`` for inequalities).
         max_examples: examples generated per run.
         description: one sentence saying what lhs and rhs compute, for the report and docs.
+        error_scale: optional example -> positive float. When given (for ``"="``), the error
+            is $\max|\ell - r| / \text{error\_scale}$ instead of normwise: use it when the
+            right-hand side subtracts large terms (a variance as $E[X^2] - (E X)^2$), so the
+            attainable accuracy is relative to those terms, not to the (possibly zero) result.
         extra_evidence: optional ``() -> dict`` computed once on the true claim and merged
             into the evidence (e.g. a ``"table"`` of exact values that verify and the docs
             print); it must be deterministic.
@@ -274,6 +286,7 @@ class ExactLeg:
     max_examples: int = 40
     description: str = ""
     extra_evidence: Callable[[], Mapping[str, Any]] | None = None
+    error_scale: Callable[[Any], float] | None = None
     name: str = "exact"
 
     def run(self, seed: int = 0, variant: Callable[[Any], Any] | None = None) -> LegResult:
@@ -289,7 +302,11 @@ class ExactLeg:
             tolerance = self.rtol(example) if callable(self.rtol) else self.rtol
             try:
                 with np.errstate(all="ignore"):  # a NaN/inf result counts as an infinite error
-                    error = violation(self.lhs(example), rhs(example), self.relation)
+                    left, right = self.lhs(example), rhs(example)
+                    if self.error_scale is not None and self.relation == "=":
+                        error = absolute_error(left, right) / self.error_scale(example)
+                    else:
+                        error = violation(left, right, self.relation)
             except Exception as exc:  # any crash of either side is a failure of this example
                 failing.append((example, math.inf, tolerance, f"{type(exc).__name__}: {exc}"))
                 raise AssertionError from exc

@@ -353,6 +353,12 @@ def agreement(
         ) from error
     alpha = _check_probability(false_alarm, "false_alarm")
     m = max(1, int(np.prod(x.shape[1:], dtype=np.int64)))
+    # z is invariant to a common positive scale; computing the moments of x / s with
+    # s = max|x| keeps squares of tiny terms (|x| ~ 1e-200) from underflowing to a zero
+    # standard error. The reported estimate and standard error are scaled back.
+    s = float(max(np.abs(x).max(initial=0.0), np.abs(ref).max(initial=0.0)))
+    s = s if s > 0.0 and np.isfinite(s) else 1.0
+    x, ref_scaled = x / s, ref / s
 
     if n_batches is None:
         n = x.shape[0]
@@ -375,14 +381,14 @@ def agreement(
     constant = (x == x[0]).all(axis=0)
     estimate = np.where(constant, x[0], estimate)  # exact, not a rounded mean of equal terms
     se = np.where(constant, 0.0, se)
-    difference = estimate - ref
+    difference = estimate - ref_scaled
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, difference / np.where(se > 0, se, 1.0), np.sign(difference) * np.inf)
     z = np.where((se == 0) & (difference == 0), 0.0, z)
     return Agreement(
         name=name,
-        estimate=np.asarray(estimate, dtype=np.float64),
-        standard_error=np.asarray(se, dtype=np.float64),
+        estimate=np.asarray(estimate * s, dtype=np.float64),
+        standard_error=np.asarray(se * s, dtype=np.float64),
         reference=ref,
         z_scores=np.asarray(z, dtype=np.float64),
         n_samples=int(n),

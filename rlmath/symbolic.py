@@ -29,6 +29,13 @@ def _expand_all(e: sympy.Basic) -> sympy.Basic:
     return sympy.expand(sympy.expand_log(e.doit(), force=True))
 
 
+def _doit_twice(e: sympy.Basic) -> sympy.Basic:
+    # ``doit`` is not idempotent on derivatives of sums: d/d theta_k of a Sum whose summand
+    # holds another Sum (a softmax normaliser) leaves Sum(... KroneckerDelta(a, k) ...)
+    # unevaluated, which a second ``doit`` evaluates.
+    return e.doit().doit()
+
+
 def _cancel(e: sympy.Basic) -> sympy.Basic:
     return sympy.cancel(sympy.together(e.doit()))
 
@@ -58,7 +65,10 @@ def _sums(e: sympy.Basic) -> sympy.Basic:
     rewriting does; nested sums that become factors (``Sum(p[i] * Sum(p[j] d[j], j), i)``)
     are pulled out first so that they meet their twins at the same depth.
     """
-    e = sympy.expand(sympy.expand_log(e.doit(), force=True))
+    e = e.doit()
+    if not e.has(sympy.Sum):
+        return e  # nothing to rename: "expand" and "cancel" already tried the rest
+    e = sympy.expand(sympy.expand_log(e, force=True))
     for _ in range(2):  # split, then factor the pieces the split exposed
         e = e.replace(lambda x: isinstance(x, sympy.Sum), lambda x: factor_sum(x.expand()))
         e = sympy.expand(e)
@@ -108,6 +118,7 @@ REWRITINGS: tuple[tuple[str, Callable[[sympy.Basic], sympy.Basic]], ...] = (
     ("doit", _doit),
     ("expand", _expand_all),
     ("cancel", _cancel),
+    ("doit_twice", _doit_twice),
     ("sums", _sums),
     ("distribute", _distribute),
     ("sum_ranges", _sum_ranges),
@@ -130,7 +141,7 @@ def _cached_zero(difference: sympy.Basic) -> str | None:
                 reduced: sympy.Basic = difference.applyfunc(rewrite)
             else:
                 reduced = rewrite(difference)
-        except (TypeError, ValueError, NotImplementedError, RecursionError, AttributeError):
+        except Exception:  # sympy raises many kinds (even StopIteration): "not proved this way"
             continue
         if _is_zero(reduced):
             return name

@@ -193,3 +193,15 @@ def test_false_alarm_rate_of_correct_estimators_is_consistent_with_alpha():
     assert vector.pvalue > 1e-3, (
         f"{gradient_rejections}/{n_seeds} gradient rejections at alpha={alpha}"
     )
+
+
+def test_agreement_is_scale_invariant_down_to_tiny_magnitudes():
+    # Terms of order 1e-270 have squares that underflow float64; the z-test must not turn
+    # that into a zero standard error (found by `rlmath verify --seed 10`).
+    x = np.random.default_rng(0).normal(size=(1000, 2))
+    for scale in (1e-270, 1.0, 1e270):
+        result = agreement(x * scale + 2 * scale, [2 * scale, 2 * scale])
+        reference = agreement(x + 2, [2.0, 2.0])
+        np.testing.assert_allclose(result.z_scores, reference.z_scores, rtol=1e-12)
+        assert result.agrees
+        assert not agreement(x * scale + 2 * scale, [2.5 * scale, 2 * scale]).agrees
