@@ -234,7 +234,7 @@ def normwise_error(lhs: Any, rhs: Any) -> float:
 
 
 def absolute_error(lhs: Any, rhs: Any) -> float:
-    """$\|\ell - r\|_\infty$ (inf on a shape mismatch or a non-finite entry)."""
+    r"""$\|\ell - r\|_\infty$ (inf on a shape mismatch or a non-finite entry)."""
     left, right = np.asarray(lhs, dtype=np.float64), np.asarray(rhs, dtype=np.float64)
     if left.shape != right.shape or not (np.isfinite(left).all() and np.isfinite(right).all()):
         return math.inf
@@ -270,7 +270,7 @@ class ExactLeg:
         max_examples: examples generated per run.
         description: one sentence saying what lhs and rhs compute, for the report and docs.
         error_scale: optional example -> positive float. When given (for ``"="``), the error
-            is $\max|\ell - r| / \text{error\_scale}$ instead of normwise: use it when the
+            is ``max|lhs - rhs| / error_scale(example)`` instead of normwise: use it when the
             right-hand side subtracts large terms (a variance as $E[X^2] - (E X)^2$), so the
             attainable accuracy is relative to those terms, not to the (possibly zero) result.
         extra_evidence: optional ``() -> dict`` computed once on the true claim and merged
