@@ -41,7 +41,11 @@ def _cancel(e: sympy.Basic) -> sympy.Basic:
 
 
 def _piecewise(e: sympy.Basic) -> sympy.Basic:
-    return sympy.piecewise_fold(e.doit()).simplify()
+    done = e.doit()
+    if not done.has(sympy.Piecewise):
+        # piecewise_fold is the identity here and "simplify" already ran on the same input
+        return done
+    return sympy.piecewise_fold(done).simplify()
 
 
 def _rename_summation_indices(e: sympy.Basic, depth: int = 0) -> sympy.Basic:

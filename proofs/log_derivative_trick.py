@@ -1,0 +1,356 @@
+r"""The log-derivative (score-function, REINFORCE) trick.
+
+Main statement. For a family of distributions $p_\theta$ and any $f$ that does not depend on
+$\theta$,
+
+$$ \nabla_\theta\, \mathbb E_{x \sim p_\theta}[f(x)]
+   = \mathbb E_{x \sim p_\theta}\!\left[f(x)\, \nabla_\theta \log p_\theta(x)\right], $$
+
+shown for four parametrisations:
+
+- ``categorical``: $p_\theta(a) = e^{\theta_a} / \sum_b e^{\theta_b}$ on $n$ outcomes, for
+  every $n$ (a ``Sum`` over an ``IndexedBase``); the score is
+  $\partial \log p_\theta(a) / \partial \theta_k = \mathbb 1[a = k] - p_\theta(k)$;
+- ``bernoulli``: $\Pr(x = 1) = \sigma(\theta) = 1 / (1 + e^{-\theta})$; the score is
+  $x - \sigma(\theta)$;
+- ``gaussian-mean`` and ``gaussian-log-std``: $x \sim \mathcal N(\mu, \sigma^2)$ with
+  parameters $\mu$ and $\omega = \log\sigma$; the scores are $(x - \mu)/\sigma^2$ and
+  $(x - \mu)^2/\sigma^2 - 1$.
+
+Conventions. $\theta$ are logits (unnormalised log-probabilities); gradients are taken with
+respect to them. Expectations are under $p_\theta$ itself (on-policy). This is the step from
+$\nabla \bar R(\theta)$ to $\mathbb E_{\tau \sim p_\theta}[R(\tau) \nabla \log p_\theta(\tau)]$
+in the policy gradient.
+
+Proof sketch. Differentiate under the sum (finite outcomes) or the integral (Gaussian; allowed
+when $f$ has polynomial growth, since $|f\, \partial p|$ is then dominated by an integrable
+function uniformly for parameters in a compact set); then $\partial p = p\, \partial \log p$ wherever
+$p > 0$, which turns the sum or integral back into an expectation under $p_\theta$.
+
+References. Williams, R. J., "Simple statistical gradient-following algorithms for
+connectionist reinforcement learning", Machine Learning 8, 1992, Sec. 4 (the REINFORCE
+characteristic eligibility $\partial \ln g / \partial w$); Sutton, R. S. and Barto, A. G.,
+*Reinforcement Learning: An Introduction*, 2nd ed., 2018, eq. (13.9) (softmax score);
+Mohamed, S., Rosca, M., Figurnov, M., Mnih, A., "Monte Carlo Gradient Estimation in Machine
+Learning", JMLR 21, 2020, Sec. 4 (score-function estimator).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+from hypothesis import strategies as st
+
+from rlmath.claims import (
+    Claim,
+    Derivation,
+    ExactLeg,
+    Mutant,
+    Step,
+    SymbolicLeg,
+    SymbolicMutation,
+    lambdify,
+)
+from rlmath.testing import logits
+from rlmath.tolerances import exact_rtol
+
+# ============================================================================ categorical
+# n = k + m + 1 outcomes, 0-based; k is the logit we differentiate by, m the outcomes after
+# it. (Writing n this way tells sympy that 0 <= k <= n - 1, so the Kronecker delta in the sum
+# evaluates without a case split; every n >= 1 and every k < n is covered.)
+k = sp.Symbol("k", integer=True, nonnegative=True)
+m = sp.Symbol("m", integer=True, nonnegative=True)
+n = k + m + 1
+a = sp.Symbol("a", integer=True)
+theta = sp.IndexedBase("theta", real=True)
+f = sp.IndexedBase("f", real=True)
+normaliser = sp.Sum(sp.exp(theta[a]), (a, 0, n - 1))
+
+
+def p(outcome: sp.Expr) -> sp.Expr:
+    """Softmax probability $p_\\theta(\\text{outcome}) = e^{\\theta_i} / \\sum_b e^{\\theta_b}$."""
+    return sp.exp(theta[outcome]) / normaliser
+
+
+def E(term: sp.Expr) -> sp.Sum:
+    """$\\mathbb E_{a \\sim p_\\theta}[\\text{term}]$ over the n outcomes."""
+    return sp.Sum(p(a) * term, (a, 0, n - 1))
+
+
+categorical_score = sp.KroneckerDelta(a, k) - p(k)  # d log p(a) / d theta_k
+categorical = Derivation(
+    "categorical",
+    (
+        Step(sp.Derivative(E(f[a]), theta[k]), "the gradient of the expectation, coordinate k"),
+        Step(
+            sp.Sum(f[a] * sp.Derivative(p(a), theta[k]), (a, 0, n - 1)),
+            "differentiate the finite sum term by term; f does not depend on theta",
+        ),
+        Step(
+            sp.Sum(f[a] * p(a) * sp.Derivative(sp.log(p(a)), theta[k]), (a, 0, n - 1)),
+            "d p = p d log p (p > 0)",
+        ),
+        Step(E(f[a] * categorical_score), "softmax score: d log p(a)/d theta_k = 1[a=k] - p(k)"),
+    ),
+    statement=r"\partial_{\theta_k} \mathbb E_{p_\theta}[f] = \mathbb E_{p_\theta}[f\,(\mathbb 1[x=k] - p_\theta(k))]",
+)
+
+# ============================================================================ Bernoulli
+t = sp.Symbol("t", real=True)  # the Bernoulli logit
+f0, f1 = sp.symbols("f_0 f_1", real=True)
+sigmoid = 1 / (1 + sp.exp(-t))
+bernoulli = Derivation(
+    "bernoulli",
+    (
+        Step(
+            sp.Derivative(sigmoid * f1 + (1 - sigmoid) * f0, t),
+            "the gradient of E[f(x)], x ~ Bernoulli(sigmoid(t))",
+        ),
+        Step(
+            f1 * sp.Derivative(sigmoid, t) + f0 * sp.Derivative(1 - sigmoid, t),
+            "linearity of the derivative",
+        ),
+        Step(
+            f1 * sigmoid * sp.Derivative(sp.log(sigmoid), t)
+            + f0 * (1 - sigmoid) * sp.Derivative(sp.log(1 - sigmoid), t),
+            "d p = p d log p (0 < sigmoid < 1)",
+        ),
+        Step(
+            sigmoid * f1 * (1 - sigmoid) + (1 - sigmoid) * f0 * (0 - sigmoid),
+            "Bernoulli score: d log p(x)/dt = x - sigmoid(t)",
+        ),
+    ),
+    statement=r"\partial_t \mathbb E[f(x)] = \mathbb E[f(x)\,(x - \sigma(t))]",
+)
+
+# ============================================================================ Gaussian
+# Pointwise in x, for an arbitrary function f (an undefined sympy Function): the integrand of
+# d/d(parameter) E[f(x)] after the derivative has been moved under the integral sign, which is
+# allowed for f of polynomial growth (dominated convergence; stated in the assumptions). The
+# exact leg checks the integrated identity with quadrature.
+x = sp.Symbol("x", real=True)
+mu = sp.Symbol("mu", real=True)
+omega = sp.Symbol("omega", real=True)  # log sigma
+sigma = sp.exp(omega)
+g = sp.Function("f", real=True)
+density = sp.exp(-((x - mu) ** 2) / (2 * sigma**2)) / (sp.sqrt(2 * sp.pi) * sigma)
+
+UNDER_INTEGRAL = (
+    "integrand of the gradient of E[f(x)] = int f p dx, the derivative taken under the "
+    "integral sign"
+)
+
+
+def gaussian_derivation(
+    name: str, parameter: sp.Symbol, score: sp.Expr, statement: str
+) -> Derivation:
+    return Derivation(
+        name,
+        (
+            Step(sp.Derivative(g(x) * density, parameter), UNDER_INTEGRAL),
+            Step(g(x) * sp.Derivative(density, parameter), f"f does not depend on {parameter}"),
+            Step(
+                g(x) * density * sp.Derivative(sp.log(density), parameter),
+                "d p = p d log p (p > 0)",
+            ),
+            Step(g(x) * density * score, f"Gaussian score in {parameter}"),
+        ),
+        statement=statement,
+    )
+
+
+gaussian_mean = gaussian_derivation(
+    "gaussian-mean",
+    mu,
+    (x - mu) / sigma**2,
+    r"\partial_\mu\, [f(x)\,p(x)] = f(x)\,p(x)\,(x - \mu)/\sigma^2",
+)
+gaussian_log_std = gaussian_derivation(
+    "gaussian-log-std",
+    omega,
+    (x - mu) ** 2 / sigma**2 - 1,
+    r"\partial_{\log\sigma}\, [f(x)\,p(x)] = f(x)\,p(x)\,((x - \mu)^2/\sigma^2 - 1)",
+)
+
+# ============================================================================ exact leg
+# lhs: the derivative of E[f] itself, by complex-step differentiation
+# (d/dz F(z) = Im F(z + i h) / h + O(h^2) with no subtraction, so exact to rounding for
+# h = 1e-20; Squire, W. and Trapp, G., SIAM Review 40, 1998) of the expectation computed by
+# enumeration (categorical, Bernoulli) or by Gauss-Hermite quadrature (Gaussian; f a random
+# polynomial of degree <= 3, for which 8 nodes are exact even after multiplying by a score).
+# rhs: the lambdified conclusions E[f score]; the Gaussian one integrates the lambdified
+# integrand with the same quadrature.
+STEP = 1e-20
+DEGREE = 3
+NODES = 8
+_nodes, _weights = np.polynomial.hermite_e.hermegauss(NODES)
+_weights = _weights / np.sqrt(2.0 * np.pi)  # sum_i w_i h(z_i) = E[h(z)], z ~ N(0, 1)
+
+Example = tuple[
+    tuple[np.ndarray, np.ndarray], tuple[float, float, float], tuple[float, float, np.ndarray]
+]
+examples = st.tuples(
+    st.integers(1, 6).flatmap(
+        lambda size: st.tuples(
+            logits(size), st.lists(st.floats(-10, 10), min_size=size, max_size=size).map(np.array)
+        )
+    ),
+    st.tuples(st.floats(-10, 10), st.floats(-10, 10), st.floats(-10, 10)),  # t, f_0, f_1
+    st.tuples(
+        st.floats(-3, 3),  # mu
+        st.floats(-2, 2),  # log sigma
+        st.lists(st.floats(-5, 5), min_size=DEGREE + 1, max_size=DEGREE + 1).map(np.array),
+    ),
+)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.real.max())
+    return e / e.sum()  # type: ignore[no-any-return]
+
+
+def _gaussian_expectation(mean: complex, log_std: complex, cs: np.ndarray) -> complex:
+    """E[f(x)], x ~ N(mean, exp(log_std)^2), f = sum_j cs[j] x^j, by quadrature (complex-safe)."""
+    points = mean + np.exp(log_std) * _nodes
+    return complex(_weights @ np.polynomial.polynomial.polyval(points, cs))
+
+
+def gradients_by_complex_step(example: Example) -> np.ndarray:
+    """[dE/d theta_k for k < n, dE/dt (Bernoulli), dE/d mu, dE/d log sigma (Gaussian)]."""
+    (logit, fv), (tv, f0v, f1v), (muv, omegav, cs) = example
+    h = 1j * STEP
+    categorical_gradient = [
+        (_softmax(logit + h * unit) @ fv).imag / STEP for unit in np.eye(len(logit))
+    ]
+    s = 1.0 / (1.0 + np.exp(-(tv + h)))
+    bernoulli_gradient = (s * f1v + (1.0 - s) * f0v).imag / STEP
+    mean_gradient = _gaussian_expectation(muv + h, omegav, cs).imag / STEP
+    log_std_gradient = _gaussian_expectation(muv, omegav + h, cs).imag / STEP
+    return np.array([*categorical_gradient, bernoulli_gradient, mean_gradient, log_std_gradient])
+
+
+def _score_expectations(conclusions: dict[str, sp.Expr]):  # type: ignore[no-untyped-def]
+    """The rhs made from (possibly mutated) conclusions of the four derivations."""
+    cat = lambdify([theta, f, k, m], conclusions["categorical"])
+    bern = lambdify([t, f0, f1], conclusions["bernoulli"])
+    integrands = {
+        name: lambdify([g, x, mu, omega], conclusions[name] / density)
+        for name in ("gaussian-mean", "gaussian-log-std")
+    }
+
+    def rhs(example: Example) -> np.ndarray:
+        (logit, fv), (tv, f0v, f1v), (muv, omegav, cs) = example
+        size = len(logit)
+        points = muv + np.exp(omegav) * _nodes
+
+        def poly(z: np.ndarray) -> np.ndarray:
+            return np.polynomial.polynomial.polyval(z, cs)  # type: ignore[no-any-return]
+
+        gaussian = [_weights @ integrands[name](poly, points, muv, omegav) for name in integrands]
+        return np.array(
+            [
+                *(cat(logit, fv, i, size - 1 - i) for i in range(size)),
+                bern(tv, f0v, f1v),
+                *gaussian,
+            ],
+            dtype=np.float64,
+        )
+
+    return rhs
+
+
+TRUE = {d.name: d.conclusion for d in (categorical, bernoulli, gaussian_mean, gaussian_log_std)}
+score_expectations = _score_expectations(TRUE)
+
+
+def _rtol(example: Example) -> float:
+    """Float64 tolerance times the cancellation: E[|f| |score|] over |E[f score]|."""
+    (logit, fv), (tv, f0v, f1v), (muv, omegav, cs) = example
+    pv = _softmax(logit).real
+    scores = np.eye(len(pv)) - pv[None, :]  # row a: d log p(a) / d theta
+    s = 1.0 / (1.0 + np.exp(-tv))
+    std = np.exp(omegav)
+    f_size = np.polynomial.polynomial.polyval(np.abs(muv) + std * np.abs(_nodes), np.abs(cs))
+    magnitude = max(
+        float(np.max((pv * np.abs(fv)) @ np.abs(scores))),
+        s * (1 - s) * (abs(f0v) + abs(f1v)),
+        float(_weights @ (f_size * (np.abs(_nodes) / std + _nodes**2 + 1.0))),
+    )
+    value = float(np.abs(score_expectations(example)).max())
+    return exact_rtol(magnitude / value if value > 0 else 1.0, len(pv) + NODES)
+
+
+def _mutated(name: str, conclusion: sp.Expr):  # type: ignore[no-untyped-def]
+    return _score_expectations({**TRUE, name: conclusion})
+
+
+CATEGORICAL_INDICATOR_SCORE = E(f[a] * sp.KroneckerDelta(a, k))  # the -p(k) dropped
+BERNOULLI_SCORE_X = sigmoid * f1 * 1 + (1 - sigmoid) * f0 * 0  # the -sigmoid dropped
+MEAN_SCORE_OVER_SIGMA = g(x) * density * (x - mu) / sigma  # sigma, not sigma^2
+LOG_STD_SCORE_WITHOUT_ONE = g(x) * density * (x - mu) ** 2 / sigma**2  # the -1 dropped
+
+CLAIMS = (
+    Claim(
+        id="log-derivative-trick",
+        title="The log-derivative trick",
+        statement=(
+            r"\nabla_\theta\, \mathbb E_{x\sim p_\theta}[f(x)]"
+            r" = \mathbb E_{x\sim p_\theta}\!\left[f(x)\,\nabla_\theta \log p_\theta(x)\right]"
+        ),
+        assumptions=(
+            "f does not depend on the parameters.",
+            "Categorical: softmax of logits theta on n outcomes; the derivation is for every "
+            "n >= 1 and every coordinate k < n (written n = k + m + 1).",
+            "Bernoulli: Pr(x = 1) = sigmoid(t).",
+            "Gaussian: x ~ N(mu, sigma^2) with parameters mu and omega = log sigma. The "
+            "derivation is pointwise in x for an arbitrary f; moving the derivative under the "
+            "integral sign is assumed (it holds for f of polynomial growth by dominated "
+            "convergence) and checked by the exact leg for random cubic f.",
+        ),
+        references=(
+            "Williams, R. J., *Simple statistical gradient-following algorithms for "
+            "connectionist reinforcement learning*, Machine Learning 8, 1992, Sec. 4.",
+            "Sutton, R. S. and Barto, A. G., *Reinforcement Learning: An Introduction*, 2nd "
+            "ed., 2018, eq. (13.9).",
+            "Mohamed, S., Rosca, M., Figurnov, M. and Mnih, A., *Monte Carlo Gradient "
+            "Estimation in Machine Learning*, JMLR 21, 2020, Sec. 4.",
+        ),
+        symbolic=SymbolicLeg((categorical, bernoulli, gaussian_mean, gaussian_log_std)),
+        exact=ExactLeg(
+            examples,
+            lhs=gradients_by_complex_step,
+            rhs=score_expectations,
+            rtol=_rtol,
+            description=(
+                "complex-step derivative of E[f] (enumeration; Gauss-Hermite quadrature for the "
+                "Gaussian, random cubic f) vs the lambdified E[f score]"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "categorical-score-without-normaliser",
+                "softmax score taken as 1[a=k], forgetting the -p(k) from the normaliser",
+                symbolic=SymbolicMutation("categorical", CATEGORICAL_INDICATOR_SCORE),
+                exact=_mutated("categorical", CATEGORICAL_INDICATOR_SCORE),
+            ),
+            Mutant(
+                "bernoulli-score-x",
+                "Bernoulli score taken as x instead of x - sigmoid(t)",
+                symbolic=SymbolicMutation("bernoulli", BERNOULLI_SCORE_X),
+                exact=_mutated("bernoulli", BERNOULLI_SCORE_X),
+            ),
+            Mutant(
+                "gaussian-mean-score-over-sigma",
+                "mean score (x - mu)/sigma instead of (x - mu)/sigma^2",
+                symbolic=SymbolicMutation("gaussian-mean", MEAN_SCORE_OVER_SIGMA),
+                exact=_mutated("gaussian-mean", MEAN_SCORE_OVER_SIGMA),
+            ),
+            Mutant(
+                "gaussian-log-std-score-without-minus-one",
+                "log-std score (x - mu)^2/sigma^2, forgetting the -1 from the normaliser 1/sigma",
+                symbolic=SymbolicMutation("gaussian-log-std", LOG_STD_SCORE_WITHOUT_ONE),
+                exact=_mutated("gaussian-log-std", LOG_STD_SCORE_WITHOUT_ONE),
+            ),
+        ),
+    ),
+)

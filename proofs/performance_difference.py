@@ -1,0 +1,636 @@
+r"""The performance-difference lemma, and the importance-sampled surrogate it justifies.
+
+Main statements. For two policies $\pi, \pi'$ on a finite discounted MDP,
+
+$$ J(\pi) - J(\pi') = \frac{1}{1-\gamma}\,
+   \mathbb E_{s\sim d_\rho^{\pi},\ a\sim\pi(\cdot|s)}\left[A^{\pi'}(s,a)\right]. $$
+
+The surrogate of the source post (PPO), with the state distribution made explicit,
+
+$$ J^{\theta'}(\theta) = \mathbb E_{s\sim d_\rho^{\theta'},\ a\sim\pi_{\theta'}(\cdot|s)}
+   \left[\frac{\pi_\theta(a|s)}{\pi_{\theta'}(a|s)}\,A^{\theta'}(s,a)\right], $$
+
+vanishes at $\theta = \theta'$, its gradient there is the policy gradient up to the
+normalisation, $\nabla J(\theta') = \nabla_\theta J^{\theta'}(\theta)|_{\theta=\theta'}/(1-\gamma)$,
+and away from $\theta'$ the two differ at second order, exactly:
+
+$$ J(\theta) - J(\theta') - \frac{J^{\theta'}(\theta)}{1-\gamma}
+   = \frac{1}{1-\gamma}\,(d^{\theta} - d^{\theta'})^\top (\Pi_\theta - \Pi_{\theta'})\, Q^{\theta'}. $$
+
+Conventions. $d$ is the normalised discounted occupancy; $\Pi$ the $S\times SA$ policy matrix,
+$P$ the $SA\times S$ transitions, $r$ the $SA$ rewards; $V' = \Pi' Q'$. The surrogate samples
+states from $d^{\theta'}$ and actions from the old policy $\pi_{\theta'}$; the importance
+weight is $\pi_\theta/\pi_{\theta'}$ (new over old).
+
+Proof sketch. Lemma: insert $I = (I-\gamma P_\pi)^{-1}(I-\gamma P_\pi)$ in front of $V'$,
+collect $\rho_0^\top (I-\gamma P_\pi)^{-1}(\Pi(r + \gamma P V') - V')$ and recognise $d$ and
+$Q'$. Surrogate: at $\theta = \theta'$ the weight is 1 and $\mathbb E_{a\sim\pi'} A' = 0$;
+differentiating under the sum gives $\mathbb E[\nabla\log\pi\,A']$, which is $(1-\gamma)$
+times the policy gradient (policy-gradient theorem with the baseline $V'$); importance
+sampling turns the surrogate into $d'^\top(\Pi Q' - V')$, the lemma turns $J(\theta) -
+J(\theta')$ into $d^\top(\Pi Q' - V')/(1-\gamma)$, and their difference factors as a product
+of two first-order differences.
+
+References. Kakade, S. and Langford, J., "Approximately Optimal Approximate Reinforcement
+Learning", ICML 2002, Lemma 6.1; Schulman, J., Levine, S., Moritz, P., Jordan, M., Abbeel, P.,
+"Trust Region Policy Optimization", ICML 2015, eqs. (1)-(3) and (14); Schulman, J. et al.,
+"Proximal Policy Optimization Algorithms", 2017, eq. (6).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import sympy as sp
+from hypothesis import strategies as st
+
+from rlmath import exact
+from rlmath.claims import (
+    Claim,
+    Derivation,
+    ExactLeg,
+    Mutant,
+    Step,
+    SymbolicLeg,
+    SymbolicMutation,
+    lambdify,
+)
+from rlmath.policy import SoftmaxPolicy
+from rlmath.testing import logits, mdps_and_policies, softmax_policies, tabular_mdps
+from rlmath.tolerances import (
+    central_difference_step,
+    discounted_condition_number,
+    exact_rtol,
+    softmax_objective_third_derivative_bound,
+)
+
+# ============================================================================ the lemma
+# Non-commuting symbols stand for matrices of any compatible sizes.
+gamma = sp.Symbol("gamma", positive=True)
+rho = sp.Symbol("rho_0^T", commutative=False)  # 1 x S
+P = sp.Symbol("P", commutative=False)  # SA x S
+r = sp.Symbol("r", commutative=False)  # SA x 1
+Pi = sp.Symbol("Pi", commutative=False)  # S x SA, the policy pi
+Pi_ref = sp.Symbol("Pi'", commutative=False)  # S x SA, the reference policy pi'
+V_ref = sp.Symbol("V'", commutative=False)  # S x 1, V^{pi'} (any vector, in fact)
+M = 1 - gamma * Pi * P  # I - gamma P_pi
+N = M**-1
+Q_ref = r + gamma * P * V_ref  # Q^{pi'} = r + gamma P V^{pi'}
+occupancy_row = (1 - gamma) * rho * N  # d^T of pi
+occupancy_ref_row = (1 - gamma) * rho * (1 - gamma * Pi_ref * P) ** -1  # d^T of pi'
+
+
+def normalised(weighting: sp.Expr, inner: sp.Expr) -> sp.Expr:
+    """(1/(1-gamma)) weighting inner, kept unevaluated for reading."""
+    return sp.Mul(1 / (1 - gamma), weighting, inner, evaluate=False)
+
+
+expected_advantage = Pi * Q_ref - V_ref  # E_{a ~ pi}[A^{pi'}(s, a)] per state (sum_a pi = 1)
+
+lemma = Derivation(
+    "telescoping",
+    (
+        Step(
+            rho * N * Pi * r - rho * V_ref,
+            "J(pi) = rho_0^T (I - gamma Pi P)^{-1} Pi r and J(pi') = rho_0^T V'",
+        ),
+        Step(
+            rho * N * Pi * r - sp.Mul(rho, N, M, V_ref, evaluate=False),
+            "insert (I - gamma P_pi)^{-1} (I - gamma P_pi) = I",
+        ),
+        Step(
+            rho * N * (Pi * r - sp.Mul(M, V_ref, evaluate=False)),
+            "factor rho_0^T (I - gamma P_pi)^{-1} on the left",
+        ),
+        Step(rho * N * (Pi * r + gamma * Pi * P * V_ref - V_ref), "expand (I - gamma Pi P) V'"),
+        Step(rho * N * (Pi * (r + gamma * P * V_ref) - V_ref), "factor Pi"),
+        Step(
+            normalised(occupancy_row, expected_advantage),
+            "d^T = (1 - gamma) rho_0^T (I - gamma P_pi)^{-1}; Q' = r + gamma P V'; "
+            "(Pi Q' - V')(s) = E_{a ~ pi}[A'(s, a)] since sum_a pi(a|s) = 1",
+        ),
+    ),
+    statement=r"J(\pi) - J(\pi') = \tfrac{1}{1-\gamma}\, d_\pi^\top (\Pi Q' - V')",
+)
+
+# ----------------------------------------------------------------------------- numeric form
+d_name, d_ref_name, q_name = sp.symbols("d d' Q'", commutative=False)
+
+
+@functools.lru_cache(maxsize=64)
+def matrix_function(expression: sp.Expr, S: int, A: int):
+    """Lambdify a non-commutative conclusion as matrix products (d, d': 1 x S, Q': SA x 1)."""
+    shapes = {
+        d_name: sp.MatrixSymbol("d", 1, S),
+        d_ref_name: sp.MatrixSymbol("d_ref", 1, S),
+        q_name: sp.MatrixSymbol("Q_ref", S * A, 1),
+        Pi: sp.MatrixSymbol("Pi", S, S * A),
+        Pi_ref: sp.MatrixSymbol("Pi_ref", S, S * A),
+        V_ref: sp.MatrixSymbol("V_ref", S, 1),
+    }
+    named = expression.xreplace(
+        {occupancy_row: d_name, occupancy_ref_row: d_ref_name, Q_ref: q_name}
+    )
+    arguments = [shapes[x] for x in (d_name, d_ref_name, q_name, Pi, Pi_ref, V_ref)]
+    return lambdify([*arguments, gamma], named.xreplace(shapes))
+
+
+def policy_matrix(policy: SoftmaxPolicy) -> np.ndarray:
+    r"""$\Pi$, ``[S, S*A]``: row $s$ holds $\pi(\cdot|s)$ in columns $sA..sA+A-1$."""
+    S, A = policy.n_states, policy.n_actions
+    out = np.zeros((S, S * A))
+    for s in range(S):
+        out[s, s * A : (s + 1) * A] = policy.probabilities()[s]
+    return out
+
+
+def evaluate(expression: sp.Expr, mdp, policy, reference) -> float:
+    """A matrix conclusion with d, d' = exact.occupancy and Q', V' = exact.q_value, exact.value."""
+    S, A = mdp.n_states, mdp.n_actions
+    function = matrix_function(expression, S, A)
+    value = function(
+        exact.occupancy(mdp, policy)[None, :],
+        exact.occupancy(mdp, reference)[None, :],
+        exact.q_value(mdp, reference).reshape(S * A, 1),
+        policy_matrix(policy),
+        policy_matrix(reference),
+        exact.value(mdp, reference)[:, None],
+        mdp.gamma,
+    )
+    return float(np.asarray(value).reshape(-1)[0])
+
+
+def _value_scale(mdp) -> float:
+    """Largest |value| possible, R / (1 - gamma): the scale of every rounding error here."""
+    return float(np.abs(mdp.r).max(initial=0.0)) / (1.0 - mdp.gamma)
+
+
+def _rounding_bound(mdp) -> float:
+    return exact_rtol(discounted_condition_number(mdp.gamma), mdp.n_states * mdp.n_actions) * (
+        _value_scale(mdp)
+    )
+
+
+# ----------------------------------------------------------------------------- lemma exact leg
+_last: dict[str, object] = {}
+
+
+def objective_difference(example) -> float:
+    """J(pi) - J(pi') from exact.objective (cached for the example in hand)."""
+    if _last.get("example") is not example:
+        mdp, policy, reference = example
+        difference = exact.objective(mdp, policy) - exact.objective(mdp, reference)
+        _last.update(example=example, difference=difference)
+    return _last["difference"]  # type: ignore[return-value]
+
+
+def lemma_rhs(example, conclusion: sp.Expr = lemma.conclusion) -> float:
+    return evaluate(conclusion, *example)
+
+
+def lemma_rtol(example) -> float:
+    return 4.0 * _rounding_bound(example[0]) / abs(objective_difference(example))
+
+
+def lemma_resolvable(example) -> bool:
+    """Skip examples whose objective difference is below 1000 rounding errors (no resolution)."""
+    return abs(objective_difference(example)) > 4e3 * _rounding_bound(example[0])
+
+
+def _with_reference(pair):
+    mdp, policy = pair
+    return softmax_policies(mdp.n_states, mdp.n_actions, max_abs_logit=3.0).map(
+        lambda reference: (mdp, policy, reference)
+    )
+
+
+lemma_examples = (
+    mdps_and_policies(tabular_mdps(max_states=4, max_actions=3), max_abs_logit=3.0)
+    .flatmap(_with_reference)
+    .filter(lemma_resolvable)
+)
+
+# mutants of the lemma
+reference_occupancy = normalised(occupancy_ref_row, expected_advantage)
+own_advantage = normalised(occupancy_row, Pi * (r + gamma * P * N * Pi * r) - N * Pi * r)
+missing_normaliser = sp.Mul(occupancy_row, expected_advantage, evaluate=False)
+
+
+def _own_advantage_rhs(example) -> float:
+    mdp, policy, _ = example  # E_{d_pi, pi}[A^pi] / (1 - gamma): always 0
+    return evaluate(lemma.conclusion, mdp, policy, policy)
+
+
+# ============================================================================ the surrogate
+# (a) E_{a ~ pi'}[A'(s, a)] = 0 in every state: one state, n actions, pi' = w / sum w.
+n = sp.Symbol("n", integer=True, positive=True)
+a, b = sp.symbols("a b", integer=True)
+w = sp.IndexedBase("w", positive=True)
+q = sp.IndexedBase("Q", real=True)  # Q'(s, .)
+p_ref = w[a] / sp.Sum(w[a], (a, 0, n - 1))  # pi'(a | s)
+value_ref = sp.Sum(p_ref.subs(w[a], w[b]) * q[b], (b, 0, n - 1))  # V'(s) = E_{b ~ pi'} Q'(s, b)
+ratio_at_reference = sp.Mul(p_ref, sp.Pow(p_ref, -1, evaluate=False), evaluate=False)
+
+
+def over_actions(summand: sp.Expr) -> sp.Sum:
+    return sp.Sum(summand, (a, 0, n - 1))
+
+
+vanishes = Derivation(
+    "vanishes-at-reference",
+    (
+        Step(
+            over_actions(p_ref * ratio_at_reference * q[a])
+            - value_ref * over_actions(p_ref * ratio_at_reference),
+            "the surrogate's inner expectation at theta = theta', E_{a ~ pi'}[(pi'/pi') "
+            "(Q'(s,a) - V'(s))], split by linearity",
+        ),
+        Step(over_actions(p_ref * q[a]) - value_ref * over_actions(p_ref), "the weight is 1"),
+        Step(over_actions(p_ref * q[a]) - value_ref, "sum_a pi'(a|s) = 1"),
+        Step(sp.Integer(0), "V'(s) = E_{a ~ pi'} Q'(s, a)"),
+    ),
+    statement=r"J^{\theta'}(\theta') = \sum_s d'(s)\,\mathbb E_{a\sim\pi'}[A'(s,a)] = 0",
+)
+
+# (b) the gradient at theta = theta', for S states and n actions; theta is one parameter.
+S_states = sp.Symbol("S", integer=True, positive=True)
+s = sp.Symbol("s", integer=True)
+theta, theta_ref = sp.symbols("theta theta'", real=True)
+pi = sp.Function("pi", positive=True)  # pi(s, a, theta) = pi_theta(a | s)
+d_ref = sp.IndexedBase("d'", nonnegative=True)
+adv = sp.IndexedBase("A'", real=True)
+
+
+def over_pairs(summand: sp.Expr) -> sp.Sum:
+    return sp.Sum(d_ref[s] * sp.Sum(summand, (a, 0, n - 1)), (s, 0, S_states - 1))
+
+
+at_reference = pi(s, a, theta_ref)
+score_at_reference = sp.Subs(sp.Derivative(sp.log(pi(s, a, theta)), theta), theta, theta_ref)
+policy_gradient_form = over_pairs(at_reference * score_at_reference * adv[s, a])
+
+gradient = Derivation(
+    "gradient-at-reference",
+    (
+        Step(
+            sp.Subs(
+                sp.Derivative(
+                    over_pairs(at_reference * pi(s, a, theta) / at_reference * adv[s, a]), theta
+                ),
+                theta,
+                theta_ref,
+            ),
+            "d/dtheta of J^{theta'}(theta) at theta = theta'",
+        ),
+        Step(
+            over_pairs(
+                at_reference
+                * sp.Subs(sp.Derivative(pi(s, a, theta), theta), theta, theta_ref)
+                / at_reference
+                * adv[s, a]
+            ),
+            "differentiate under the finite sums; d', pi_{theta'} and A' do not depend on theta",
+        ),
+        Step(policy_gradient_form, "d pi / pi = d log pi"),
+        Step(
+            sp.Mul(
+                1 - gamma,
+                sp.Mul(1 / (1 - gamma), policy_gradient_form, evaluate=False),
+                evaluate=False,
+            ),
+            "(1 - gamma) times the policy-gradient theorem (A' in place of Q': the baseline V')",
+        ),
+    ),
+    statement=r"\nabla_\theta J^{\theta'}(\theta)|_{\theta'} = (1-\gamma)\nabla J(\theta')",
+)
+
+# (c) the drift away from theta' (matrices): PDL minus the importance-sampled surrogate.
+drift = Derivation(
+    "second-order-drift",
+    (
+        Step(
+            normalised(d_name, Pi * q_name - Pi_ref * q_name)
+            - normalised(d_ref_name, Pi * q_name - Pi_ref * q_name),
+            "J(theta) - J(theta') by the performance-difference lemma, minus "
+            "J^{theta'}(theta)/(1-gamma) = d'^T (Pi Q' - V')/(1-gamma) (importance sampling: "
+            "sum_a pi' (pi/pi') A' = sum_a pi A'); V' = Pi' Q'",
+        ),
+        Step(
+            (d_name - d_ref_name) * (Pi * q_name - Pi_ref * q_name) / (1 - gamma),
+            "factor the occupancy difference",
+        ),
+        Step(
+            (d_name - d_ref_name) * (Pi - Pi_ref) * q_name / (1 - gamma),
+            "factor Q': a product of two differences, each O(theta - theta')",
+        ),
+    ),
+    statement=(
+        r"J(\theta) - J(\theta') - \tfrac{J^{\theta'}(\theta)}{1-\gamma}"
+        r" = \tfrac{1}{1-\gamma}(d - d')^\top(\Pi - \Pi')Q'"
+    ),
+)
+
+# ----------------------------------------------------------------------------- surrogate exact leg
+# Examples: (mdp, reference policy theta', direction u, step t); theta = theta' + t u.
+score_name = sp.IndexedBase("score", real=True)
+pi_ref_name = sp.IndexedBase("pi_ref", positive=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _gradient_function(conclusion: sp.Expr):
+    named = conclusion.xreplace(
+        {score_at_reference: score_name[s, a], at_reference: pi_ref_name[s, a]}
+    )
+    return lambdify([d_ref, pi_ref_name, score_name, adv, gamma, S_states, n], named)
+
+
+def surrogate_gradient(example, conclusion: sp.Expr = gradient.conclusion) -> np.ndarray:
+    """The lambdified gradient conclusion at every logit theta_{s,k} (softmax score)."""
+    mdp, reference, _, _ = example
+    S, A = mdp.n_states, mdp.n_actions
+    function = _gradient_function(conclusion)
+    d = exact.occupancy(mdp, reference)
+    probabilities = reference.probabilities()
+    advantages = exact.advantage(mdp, reference)
+    out = np.zeros((S, A))
+    for state, action in np.ndindex(S, A):
+        score = np.zeros((S, A))  # d log pi(b|s') / d theta_{state, action}
+        score[state] = np.eye(A)[action] - probabilities[state, action]
+        out[state, action] = function(d, probabilities, score, advantages, mdp.gamma, S, A)
+    return out
+
+
+def surrogate_value(example, weight=lambda new, old: new / old) -> float:
+    r"""$J^{\theta'}(\theta' + t u)$ by enumeration: $\sum_s d'(s) \sum_a \pi'(a|s)\, w\, A'(s,a)$."""
+    mdp, reference, direction, step = example
+    new = SoftmaxPolicy(reference.theta + step * direction).probabilities()
+    old = reference.probabilities()
+    inner = (old * weight(new, old) * exact.advantage(mdp, reference)).sum(axis=1)
+    return float(exact.occupancy(mdp, reference) @ inner)
+
+
+def drift_value(example, surrogate=surrogate_value) -> float:
+    """J(theta) - J(theta') - J^{theta'}(theta) / (1 - gamma), from exact.objective."""
+    mdp, reference, direction, step = example
+    moved = SoftmaxPolicy(reference.theta + step * direction)
+    return (
+        exact.objective(mdp, moved)
+        - exact.objective(mdp, reference)
+        - surrogate(example) / (1.0 - mdp.gamma)
+    )
+
+
+def drift_rhs(example, conclusion: sp.Expr = drift.conclusion) -> float:
+    """The lambdified drift conclusion with d = d^{theta' + t u} and d', Q', Pi' at theta'."""
+    mdp, reference, direction, step = example
+    return evaluate(conclusion, mdp, SoftmaxPolicy(reference.theta + step * direction), reference)
+
+
+_vanishes_function = lambdify([w, q, n], vanishes.conclusion)
+
+
+# finite differences of exact.objective (independent of every formula above)
+def finite_difference_error_bound(mdp) -> tuple[float, float]:
+    r"""Step and error bound of a central difference of ``exact.objective`` in one logit.
+
+    $|J'''| \le M_3$ (``softmax_objective_third_derivative_bound``, $R = \max|r|$,
+    $T = 1/(1-\gamma)$), evaluation error $\delta = \mathrm{exact\_rtol}(\kappa, S) R T$;
+    bound $M_3 h^2/6 + \delta/h$ (``central_difference_step``).
+    """
+    R = max(float(np.abs(mdp.r).max(initial=0.0)), 1e-300)
+    horizon = 1.0 / (1.0 - mdp.gamma)
+    evaluation_error = (
+        exact_rtol(discounted_condition_number(mdp.gamma), mdp.n_states) * R * horizon
+    )
+    return central_difference_step(
+        softmax_objective_third_derivative_bound(R, horizon), evaluation_error
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _finite_difference_gradient(
+    key: int, mdp, theta0_bytes: bytes, shape: tuple[int, int]
+) -> np.ndarray:
+    theta0 = np.frombuffer(theta0_bytes).reshape(shape)
+    h, _ = finite_difference_error_bound(mdp)
+    gradient = np.zeros(shape)
+    for index in np.ndindex(shape):
+        up, down = theta0.copy(), theta0.copy()
+        up[index] += h
+        down[index] -= h
+        gradient[index] = (
+            exact.objective(mdp, SoftmaxPolicy(up)) - exact.objective(mdp, SoftmaxPolicy(down))
+        ) / (up[index] - down[index])
+    return gradient
+
+
+def finite_difference_gradient(mdp, policy: SoftmaxPolicy) -> np.ndarray:
+    """Central differences of ``exact.objective`` in every logit, ``[S, A]``."""
+    return _finite_difference_gradient(id(mdp), mdp, policy.theta.tobytes(), policy.theta.shape)
+
+
+def surrogate_lhs(example) -> np.ndarray:
+    """[FD gradient of J at theta'; J^{theta'}(theta') enumerated; the drift]."""
+    mdp, reference, _, _ = example
+    at_reference = (*example[:3], 0.0)
+    return np.concatenate(
+        [
+            finite_difference_gradient(mdp, reference).ravel(),
+            [surrogate_value(at_reference), drift_value(example)],
+        ]
+    )
+
+
+def surrogate_rhs(example, normaliser: bool = True) -> np.ndarray:
+    """[grad J^{theta'}(theta') / (1 - gamma); the value conclusion (0); the drift conclusion]."""
+    mdp, reference, _, _ = example
+    scale = 1.0 / (1.0 - mdp.gamma) if normaliser else 1.0
+    vanish = _vanishes_function(
+        reference.probabilities()[0], exact.q_value(mdp, reference)[0], mdp.n_actions
+    )
+    return np.concatenate(
+        [
+            scale * surrogate_gradient(example).ravel(),
+            [vanish, drift_rhs(example)],
+        ]
+    )
+
+
+def surrogate_rtol(example) -> float:
+    mdp = example[0]
+    _, fd_bound = finite_difference_error_bound(mdp)
+    bound = max(fd_bound, 8.0 * _rounding_bound(mdp) / (1.0 - mdp.gamma))
+    return bound / float(np.abs(surrogate_lhs(example)).max())
+
+
+def surrogate_resolvable(example) -> bool:
+    """Skip examples whose gradient is below 1000 finite-difference error bounds."""
+    mdp, reference, _, _ = example
+    _, fd_bound = finite_difference_error_bound(mdp)
+    return float(np.abs(finite_difference_gradient(mdp, reference)).max()) > 1e3 * fd_bound
+
+
+def _with_direction(pair):
+    mdp, reference = pair
+    return st.tuples(
+        st.just(mdp),
+        st.just(reference),
+        logits((mdp.n_states, mdp.n_actions), max_abs=1.0),
+        st.sampled_from([1.0, 0.3, 0.1, 0.01]),
+    )
+
+
+surrogate_examples = (
+    mdps_and_policies(tabular_mdps(max_states=4, max_actions=3), max_abs_logit=3.0)
+    .flatmap(_with_direction)
+    .filter(surrogate_resolvable)
+)
+
+
+# mutants of the surrogate
+def _unweighted(example):
+    """No importance weight: E_{pi'}[A'] = 0 for every theta, so gradient 0."""
+    zero = lambda ex: 0.0  # noqa: E731
+    mdp = example[0]
+    return np.concatenate(
+        [np.zeros(mdp.n_states * mdp.n_actions), [0.0, drift_value(example, zero)]]
+    )
+
+
+def _inverted(example):
+    """Weight pi'/pi: the gradient at theta' flips sign."""
+    inverted = functools.partial(surrogate_value, weight=lambda new, old: old / new)
+    mdp = example[0]
+    return np.concatenate(
+        [
+            -surrogate_gradient(example).ravel() / (1.0 - mdp.gamma),
+            [0.0, drift_value(example, inverted)],
+        ]
+    )
+
+
+no_normaliser_gradient = policy_gradient_form / (1 - gamma)
+
+
+CLAIMS = (
+    Claim(
+        id="performance-difference-lemma",
+        title="The performance-difference lemma",
+        statement=(
+            r"J(\pi) - J(\pi') = \frac{1}{1-\gamma}\,\mathbb E_{s\sim d_\rho^{\pi},\,a\sim\pi}"
+            r"\left[A^{\pi'}(s,a)\right]"
+        ),
+        assumptions=(
+            "Finite states and actions, infinite horizon, 0 <= gamma < 1.",
+            "The matrix derivation uses non-commuting symbols (ring algebra and "
+            "(I - gamma P_pi)^{-1}(I - gamma P_pi) = I): it holds for every number of states and "
+            "actions, and for any vector V' in place of V^{pi'}.",
+            "Sampling: states from the occupancy of the *new* policy pi, actions from pi; the "
+            "advantage is the *reference* policy's.",
+        ),
+        references=(
+            "Kakade, S. and Langford, J., *Approximately Optimal Approximate Reinforcement "
+            "Learning*, ICML 2002, Lemma 6.1.",
+            "Schulman, J. et al., *Trust Region Policy Optimization*, ICML 2015, eq. (1).",
+        ),
+        symbolic=SymbolicLeg((lemma,)),
+        exact=ExactLeg(
+            lemma_examples,
+            lhs=objective_difference,
+            rhs=lemma_rhs,
+            rtol=lemma_rtol,
+            max_examples=30,
+            description=(
+                "exact.objective(pi) - exact.objective(pi') vs the lambdified "
+                "(1/(1-gamma)) d_pi^T (Pi Q' - V') with exact.occupancy, q_value, value"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "occupancy-of-reference",
+                "states from d^{pi'} instead of d^{pi} (the surrogate's approximation)",
+                symbolic=SymbolicMutation("telescoping", reference_occupancy),
+                exact=lambda ex: lemma_rhs(ex, reference_occupancy),
+            ),
+            Mutant(
+                "advantage-of-new-policy",
+                "A^{pi} instead of A^{pi'} (its expectation under pi is 0)",
+                symbolic=SymbolicMutation("telescoping", own_advantage),
+                exact=_own_advantage_rhs,
+            ),
+            Mutant(
+                "missing-normaliser",
+                "the 1/(1 - gamma) in front of the normalised occupancy dropped",
+                symbolic=SymbolicMutation("telescoping", missing_normaliser),
+                exact=lambda ex: lemma_rhs(ex, missing_normaliser),
+            ),
+        ),
+    ),
+    Claim(
+        id="surrogate-matches-policy-gradient",
+        title="The importance-sampled surrogate matches the policy gradient at theta'",
+        statement=(
+            r"J^{\theta'}(\theta') = 0,\quad \nabla J(\theta') = \frac{1}{1-\gamma}\nabla_\theta"
+            r" J^{\theta'}(\theta)\Big|_{\theta=\theta'},\quad J(\theta) - J(\theta') - "
+            r"\frac{J^{\theta'}(\theta)}{1-\gamma} = \frac{(d^\theta - d^{\theta'})^\top"
+            r"(\Pi_\theta - \Pi_{\theta'})Q^{\theta'}}{1-\gamma}"
+        ),
+        assumptions=(
+            "J^{theta'}(theta) = E_{s ~ d^{theta'}, a ~ pi_{theta'}}[(pi_theta/pi_{theta'}) "
+            "A^{theta'}] with d the normalised discounted occupancy (the source post leaves the "
+            "state distribution implicit).",
+            "Finite MDP, infinite horizon, 0 <= gamma < 1; pi_{theta'} > 0 (softmax).",
+            "General sizes: n actions and S states (Sums) for the value and the gradient; "
+            "non-commuting matrices for the drift, which rests on the performance-difference "
+            "lemma (claim performance-difference-lemma).",
+        ),
+        references=(
+            "Schulman, J. et al., *Proximal Policy Optimization Algorithms*, 2017, eq. (6).",
+            "Schulman, J. et al., *Trust Region Policy Optimization*, ICML 2015, eqs. (3) and (14).",
+            "Kakade, S. and Langford, J., *Approximately Optimal Approximate Reinforcement "
+            "Learning*, ICML 2002, Sec. 6.",
+        ),
+        symbolic=SymbolicLeg((vanishes, gradient, drift)),
+        exact=ExactLeg(
+            surrogate_examples,
+            lhs=surrogate_lhs,
+            rhs=surrogate_rhs,
+            rtol=surrogate_rtol,
+            max_examples=30,
+            description=(
+                "stacked: central differences of exact.objective at theta' vs the lambdified "
+                "surrogate gradient / (1 - gamma); J^{theta'}(theta') by enumeration vs 0; the drift "
+                "J(theta'+tu) - J(theta') - J^{theta'}(theta'+tu)/(1-gamma) from exact.objective vs "
+                "the lambdified (d - d')^T (Pi - Pi') Q' / (1 - gamma), t in {1, 0.3, 0.1, 0.01}"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "missing-importance-weight",
+                "E_{pi'}[A'] without pi/pi': constant 0, so its gradient is 0",
+                symbolic=SymbolicMutation("gradient-at-reference", sp.Integer(0)),
+                exact=_unweighted,
+            ),
+            Mutant(
+                "inverted-ratio",
+                "weight pi'/pi instead of pi/pi': the gradient changes sign",
+                symbolic=SymbolicMutation("gradient-at-reference", -policy_gradient_form),
+                exact=_inverted,
+            ),
+            Mutant(
+                "missing-normaliser",
+                "grad J(theta') = grad J^{theta'} without the 1/(1 - gamma)",
+                symbolic=SymbolicMutation("gradient-at-reference", no_normaliser_gradient),
+                exact=lambda ex: surrogate_rhs(ex, normaliser=False),
+            ),
+        ),
+        notes=(
+            "The drift is exact, not asymptotic: it is a product of (d^theta - d^theta') and "
+            "(Pi_theta - Pi_theta'), both O(t) along theta' + t u, hence O(t^2). "
+            "The exact leg checks it at t = 1, 0.3, 0.1 and 0.01. The first-order agreement is "
+            "what lets PPO and TRPO optimise the surrogate; the gap is what their KL term and "
+            "clipping control."
+        ),
+    ),
+)
