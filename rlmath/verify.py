@@ -147,6 +147,53 @@ class ClaimResult:
         }
 
 
+def _verify_by_id(
+    job: tuple[str, int],
+) -> tuple[str, dict[str, LegResult], list[MutantResult], float]:
+    """Worker: verify the claim with this id (claims hold lambdas, so only ids travel)."""
+    claim_id, seed = job
+    (claim,) = [c for c in load_claims() if c.id == claim_id]
+    result = verify_claim(claim, seed=seed)
+    return claim_id, result.legs, result.mutants, result.seconds
+
+
+def verify_claims(
+    claims: list[Claim],
+    *,
+    seed: int = 0,
+    jobs: int = 1,
+    on_done: Callable[[ClaimResult], None] | None = None,
+) -> list[ClaimResult]:
+    """Verify ``claims`` (in ``jobs`` worker processes when > 1); results in the input order.
+
+    Every claim is independent and deterministic given ``seed``, so the results do not depend
+    on ``jobs``. Workers are forked where the platform allows it (the claims are loaded from
+    ``proofs/`` again in each worker when it is not).
+    """
+    if jobs <= 1 or len(claims) <= 1:
+        results = []
+        for claim in claims:
+            results.append(verify_claim(claim, seed=seed))
+            if on_done is not None:
+                on_done(results[-1])
+        return results
+    import multiprocessing
+
+    by_id = {c.id: c for c in claims}
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    done: dict[str, ClaimResult] = {}
+    # longest first would balance better, but claim cost is not known in advance
+    with context.Pool(processes=jobs) as pool:
+        for claim_id, legs, mutants, seconds in pool.imap_unordered(
+            _verify_by_id, [(c.id, seed) for c in claims]
+        ):
+            done[claim_id] = ClaimResult(by_id[claim_id], legs, mutants, seed, seconds)
+            if on_done is not None:
+                on_done(done[claim_id])
+    return [done[c.id] for c in claims]
+
+
 def verify_claim(
     claim: Claim, *, seed: int = 0, on_leg: Callable[[str], None] | None = None
 ) -> ClaimResult:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from rlmath.verify import ClaimResult, find_claims, verify_claim
+from rlmath.verify import ClaimResult, find_claims, verify_claims
 
 LEG_ORDER = ("symbolic", "exact", "monte_carlo")
 
@@ -20,6 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="PATH", type=Path, help="write the full results as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes (default: the number of CPUs); results do not depend on it",
+    )
 
 
 def _leg_cell(result: ClaimResult, leg: str) -> str:
@@ -64,23 +72,67 @@ def format_monte_carlo(results: list[ClaimResult]) -> str:
     return "Monte-Carlo evidence (worst component per example):\n" + "\n".join(lines)
 
 
+def format_tables(results: list[ClaimResult]) -> str:
+    """Every leg evidence key ``"table"`` (a list of flat dicts) as aligned rows, one block per leg."""
+    blocks = []
+    for r in results:
+        for name, leg in r.legs.items():
+            rows = leg.evidence.get("table") if isinstance(leg.evidence, dict) else None
+            if not rows:
+                continue
+            columns = list(rows[0])
+            cells = [
+                [
+                    f"{row.get(c):.4g}" if isinstance(row.get(c), float) else str(row.get(c))
+                    for c in columns
+                ]
+                for row in rows
+            ]
+            widths = [max(len(c), *(len(line[k]) for line in cells)) for k, c in enumerate(columns)]
+            lines = [
+                f"{r.claim.id} ({name} leg):",
+                "  " + "  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)),
+            ]
+            lines += [
+                "  " + "  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True))
+                for line in cells
+            ]
+            blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         claims = find_claims(args.only)
     except ValueError as error:
         print(f"rlmath verify: {error}", file=sys.stderr)
         return 2
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        print(f"rlmath verify: --jobs must be >= 1, got {jobs}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
-    results = []
-    for i, claim in enumerate(claims, 1):
+    finished = [0]
+
+    def progress(result: ClaimResult) -> None:
+        finished[0] += 1
         if not args.quiet:
-            print(f"[{i}/{len(claims)}] {claim.id}", file=sys.stderr, flush=True)
-        results.append(verify_claim(claim, seed=args.seed))
+            print(
+                f"[{finished[0]}/{len(claims)}] {result.claim.id}: {result.status} "
+                f"({result.seconds:.1f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    results = verify_claims(claims, seed=args.seed, jobs=jobs, on_done=progress)
     total = time.perf_counter() - start
     print(format_table(results))
     monte_carlo = format_monte_carlo(results)
     if monte_carlo:
         print("\n" + monte_carlo)
+    tables = format_tables(results)
+    if tables:
+        print("\n" + tables)
     failed = [r for r in results if not r.verified]
     n_mutants = sum(len(r.mutants) for r in results)
     n_killed = sum(m.killed for r in results for m in r.mutants)
