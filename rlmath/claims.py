@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.strategies import SearchStrategy
 
-from rlmath.symbolic import is_nonnegative, prove_equal
+from rlmath.symbolic import disproved_at_random_point, is_nonnegative, prove_equal
 
 __all__ = [
     "Claim",
@@ -179,6 +179,13 @@ class SymbolicLeg:
     derivations: tuple[Derivation, ...]
     name: str = "symbolic"
 
+    @staticmethod
+    def _disproved(derivation: Derivation, index: int) -> bool:
+        step = derivation.steps[index]
+        if step.relation != "=":
+            return False
+        return disproved_at_random_point(derivation.steps[index - 1].expression, step.expression)
+
     def run(self, seed: int = 0, variant: SymbolicMutation | None = None) -> LegResult:
         start = time.perf_counter()
         derivations = self.derivations
@@ -196,8 +203,13 @@ class SymbolicLeg:
         methods: dict[str, list[str]] = {}
         for derivation in derivations:
             methods[derivation.name] = []
+            mutated = variant is not None and derivation.name == variant.derivation
             for index in range(1, len(derivation.steps)):
-                method = derivation.check_step(index)
+                last = index == len(derivation.steps) - 1
+                if mutated and last and self._disproved(derivation, index):
+                    method = None  # false at an admissible point: no rewriting can prove it
+                else:
+                    method = derivation.check_step(index)
                 n_steps += 1
                 if method is None:
                     step = derivation.steps[index]

@@ -12,13 +12,21 @@ succeeds.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from functools import lru_cache
 
 import sympy
+from sympy.core.function import AppliedUndef
 from sympy.simplify.simplify import factor_sum, sum_simplify
 
-__all__ = ["REWRITINGS", "difference_is_zero", "is_nonnegative", "prove_equal"]
+__all__ = [
+    "REWRITINGS",
+    "difference_is_zero",
+    "disproved_at_random_point",
+    "is_nonnegative",
+    "prove_equal",
+]
 
 
 def _doit(e: sympy.Basic) -> sympy.Basic:
@@ -191,4 +199,64 @@ def is_nonnegative(expression: sympy.Basic) -> bool:
                 return True
         except (TypeError, ValueError, NotImplementedError, RecursionError, StopIteration):
             continue
+    return False
+
+
+def _random_value(symbol: sympy.Basic, rng: random.Random) -> sympy.Basic:
+    """A random exact value that respects the symbol's sympy assumptions."""
+    if symbol.is_integer:
+        low = 1 if symbol.is_positive else 0
+        return sympy.Integer(rng.randint(low, 3))
+    numerator = rng.randint(3, 29)
+    value = sympy.Rational(numerator, 31)  # in (0, 1): also admissible for discounts
+    if symbol.is_positive or symbol.is_nonnegative:
+        return value
+    return value if rng.random() < 0.5 else -value
+
+
+def disproved_at_random_point(a: sympy.Basic, b: sympy.Basic, *, trials: int = 2, seed: int = 0) -> bool:
+    """True when ``a - b`` is clearly non-zero at a random point admissible for its symbols.
+
+    Every step sympy proves here is an identity for *all* values the symbols' assumptions
+    admit, so a non-zero value at one admissible point shows that no rewriting can prove
+    ``a == b``. Used to reject mutants quickly; ``False`` means "inconclusive" (the full
+    attempt then runs). Integer symbols (sizes) get small values so that sums expand; other
+    symbols get rationals in (-1, 1), or (0, 1) when positive. Expressions with
+    non-commutative symbols, undefined functions or integrals are left inconclusive. The
+    value is computed to 50 significant digits and called non-zero above 1e-30 relative to
+    the magnitude of the two sides.
+
+    Examples:
+        >>> x = sympy.Symbol("x", positive=True)
+        >>> disproved_at_random_point(sympy.log(x**2), 2 * sympy.log(x))
+        False
+        >>> disproved_at_random_point(x**2, x)
+        True
+    """
+    difference = a - b
+    if isinstance(difference, sympy.MatrixBase) or not difference.is_commutative:
+        return False
+    if difference.has(sympy.Integral) or difference.atoms(AppliedUndef):
+        return False
+    rng = random.Random(seed)
+    for _ in range(trials):
+        try:
+            integers = {s: _random_value(s, rng) for s in difference.free_symbols if s.is_integer}
+            point = difference.xreplace(integers).doit()
+            a_point = a.xreplace(integers).doit()
+            b_point = b.xreplace(integers).doit()
+            if point.has(sympy.Sum) or point.has(sympy.Product):
+                return False  # a sum whose bounds did not become numbers
+            atoms = point.free_symbols | point.atoms(sympy.Indexed)
+            values = {s: _random_value(s, rng) for s in sorted(atoms, key=sympy.default_sort_key)}
+            value = sympy.N(point.xreplace(values).doit(), 50)
+            scale = sympy.N(abs(a_point.xreplace(values)) + abs(b_point.xreplace(values)) + 1, 50)
+        except Exception:  # anything sympy cannot evaluate is inconclusive
+            return False
+        if not (value.is_number and scale.is_number) or value.has(sympy.nan, sympy.zoo):
+            return False
+        if value.is_real is not True or scale.is_finite is not True:
+            return False
+        if abs(value) > sympy.Float("1e-30", 50) * scale:
+            return True
     return False

@@ -155,7 +155,12 @@ def test_derivation_needs_two_steps():
 def _break_step(claim: Claim, derivation_index: int, step_index: int) -> Claim:
     derivation = claim.symbolic.derivations[derivation_index]
     steps = list(derivation.steps)
-    steps[step_index] = replace(steps[step_index], expression=2 * steps[step_index].expression + 1)
+    expression = steps[step_index].expression
+    if isinstance(expression, sp.MatrixBase):  # + 1 elementwise: 2*0 + 1 != 0
+        broken = 2 * expression + sp.ones(*expression.shape)
+    else:
+        broken = 2 * expression + 1
+    steps[step_index] = replace(steps[step_index], expression=broken)
     derivations = list(claim.symbolic.derivations)
     derivations[derivation_index] = replace(derivation, steps=tuple(steps))
     return replace(claim, symbolic=SymbolicLeg(tuple(derivations)))
@@ -184,7 +189,6 @@ def test_breaking_one_step_fails_verify_naming_that_step(claim_id, derivation_in
     assert f"derivation {name!r}, step {step_index}" in result.failure or (
         f"derivation {name!r}, step {step_index + 1}" in result.failure
     )
-    assert not verify_claim(broken).verified
 
 
 # ----------------------------------------------------------------------------- the CLI
@@ -227,3 +231,19 @@ def test_verify_cli_fails_and_says_how_to_reproduce(monkeypatch, capsys):
     assert "FAILED importance-sampling-unbiased" in out
     assert "step 1" in out
     assert "rlmath verify --only importance-sampling-unbiased --seed 5" in out
+
+
+def test_random_point_disproof_never_fires_on_a_proved_step():
+    # The shortcut that rejects mutants quickly must be sound: every step the symbolic leg
+    # proves is an identity, so it may never be "disproved" at an admissible random point.
+    from rlmath.symbolic import disproved_at_random_point
+
+    for claim in load_claims():
+        for derivation in claim.symbolic.derivations:
+            for k in range(1, len(derivation.steps)):
+                step = derivation.steps[k]
+                if step.relation == "=":
+                    previous = derivation.steps[k - 1].expression
+                    assert not disproved_at_random_point(previous, step.expression), (
+                        f"{claim.id} / {derivation.name} step {k}"
+                    )
