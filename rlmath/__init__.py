@@ -4,8 +4,9 @@ Layout: ground truth (``mdp``, ``policy``, ``exact``) -> claims (``proofs/``) ->
 (symbolic, exact, Monte Carlo) -> outputs (``rlmath verify``, docs, ``conformance``).
 """
 
-from rlmath import estimators, exact, sampling, statistics
+from rlmath import conformance, estimators, exact, reference, sampling, specs, statistics
 from rlmath._version import __version__
+from rlmath.conformance import assert_conforms, check
 from rlmath.mdp import TabularMDP
 from rlmath.policy import SoftmaxPolicy
 
@@ -13,8 +14,13 @@ __all__ = [
     "SoftmaxPolicy",
     "TabularMDP",
     "__version__",
+    "assert_conforms",
+    "check",
+    "conformance",
     "estimators",
     "exact",
+    "reference",
     "sampling",
+    "specs",
     "statistics",
 ]

@@ -159,3 +159,62 @@ def softmax_objective_third_derivative_bound(
     R, T = float(reward_bound), float(effective_horizon)
     D1, D2, D3 = 0.5, 1.0 / (3.0 * float(np.sqrt(3.0))), 0.25
     return R * (D3 * T**2 + 6.0 * D1 * D2 * T**3 + 6.0 * D1**3 * T**4)
+
+
+#: Safety factor of the conformance comparison (see :func:`conformance_rtol`).
+CONFORMANCE_SAFETY: float = 64.0
+
+
+def conformance_rtol(dtype: np.dtype | type = np.float64) -> float:
+    r"""Tolerance per unit of error scale when comparing an implementation with the reference.
+
+    $$ |\text{actual} - \text{expected}| \le \mathrm{rtol} \cdot s, \qquad
+       \mathrm{rtol} = 64 \, \varepsilon_\text{dtype}, $$
+
+    where $\varepsilon_\text{dtype}$ is the machine epsilon of the implementation's floating
+    type ($2.2 \times 10^{-16}$ for float64, $1.2 \times 10^{-7}$ for float32) and $s$ is the
+    *error scale* each spec in :mod:`rlmath.specs` computes for the example: a first-order
+    forward-error bound of the quantity divided by the unit roundoff, i.e. the same formula
+    evaluated on absolute values (no cancellation), times the number of rounded operations that
+    accumulate (Higham 2002, eq. 3.5 for products, eq. 4.4 for sums), times
+    $1 + |\log\rho|$ where an exponential amplifies the error of its argument. Inputs are
+    rounded to the implementation's dtype before the reference is evaluated, so the error of
+    representing the inputs is not charged to the implementation. The factor 64 covers the
+    constants the first-order bounds drop.
+
+    Args:
+        dtype: float64 or float32 (anything ``numpy.dtype`` accepts).
+
+    Returns:
+        The relative tolerance, a float.
+
+    Raises:
+        ValueError: if ``dtype`` is not float32 or float64.
+
+    Examples:
+        >>> conformance_rtol(np.float64) == 64 * EPS
+        True
+        >>> round(conformance_rtol(np.float32) / conformance_rtol(np.float64))
+        536870912
+    """
+    kind = np.dtype(dtype)
+    if kind not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {kind}")
+    return CONFORMANCE_SAFETY * float(np.finfo(kind).eps)
+
+
+def conformance_atol(dtype: np.dtype | type = np.float64) -> float:
+    r"""Absolute floor of the conformance comparison: $64 \times$ the smallest normal number.
+
+    Below the smallest normal number (1.2e-38 in float32) results are subnormal and carry
+    fewer significant bits, so no relative bound holds there; the floor makes such results
+    compare equal to zero without affecting any result of ordinary size.
+
+    Examples:
+        >>> conformance_atol(np.float32) == 64 * float(np.finfo(np.float32).tiny)
+        True
+    """
+    kind = np.dtype(dtype)
+    if kind not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {kind}")
+    return CONFORMANCE_SAFETY * float(np.finfo(kind).tiny)

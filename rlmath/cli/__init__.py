@@ -17,10 +17,12 @@ from rlmath._version import __version__
 #: name -> (module inside ``rlmath.cli``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "check every claim: symbolic, exact and Monte-Carlo legs, and mutants"),
+    "docs": ("docs", "generate the documentation pages and figures from the claims (docs/)"),
     "frozenlake": (
         "frozenlake",
         "print J and the exact policy gradient of FrozenLake under a uniform policy",
     ),
+    "check": ("check", "check an implementation against rlmath's reference (conformance)"),
 }
 
 

@@ -1,0 +1,92 @@
+"""``rlmath check``: check an implementation against rlmath's reference.
+
+Usage::
+
+    rlmath check TARGET --spec NAME [--examples N] [--seed N] [--param NAME=VALUE ...]
+                 [--framework auto|numpy|torch|jax] [--dtype float64|float32]
+    rlmath check --list
+    rlmath check --describe NAME
+
+TARGET is ``package.module:function`` or ``path/to/file.py:function``. Exit status: 0 when
+the implementation conforms, 1 when it does not (the report is printed), 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from typing import Any
+
+from rlmath.conformance import FRAMEWORKS, check, load_target
+from rlmath.specs import SPECS, get_spec
+
+USAGE_ERROR = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the options of ``rlmath check``."""
+    parser.add_argument(
+        "target", nargs="?", help="package.module:function or path/file.py:function"
+    )
+    parser.add_argument("--spec", help="name of the spec to check against (see --list)")
+    parser.add_argument("--examples", type=int, default=100, help="generated inputs (default 100)")
+    parser.add_argument("--seed", type=int, default=None, help="Hypothesis seed (default random)")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix a hyperparameter instead of drawing it, e.g. --param ddof=1 (repeatable)",
+    )
+    parser.add_argument("--framework", default="auto", choices=("auto", *FRAMEWORKS))
+    parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    parser.add_argument("--list", action="store_true", help="list the specs and their signatures")
+    parser.add_argument("--describe", metavar="NAME", help="print one spec's conventions")
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--param must be NAME=VALUE, got {item!r}")
+        try:
+            params[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError) as error:
+            raise ValueError(
+                f"--param {name}: value must be a Python number, got {text!r}"
+            ) from error
+    return params
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command; return the exit status."""
+    if args.list:
+        width = max(len(name) for name in SPECS)
+        for name, spec in SPECS.items():
+            print(f"{name:<{width}}  {spec.signature}")
+        return 0
+    try:
+        if args.describe:
+            print(get_spec(args.describe).describe())
+            return 0
+        if not args.target or not args.spec:
+            raise ValueError("give TARGET and --spec NAME (or --list, or --describe NAME)")
+        spec = get_spec(args.spec)
+        impl = load_target(args.target)
+        report = check(
+            impl,
+            spec,
+            examples=args.examples,
+            seed=args.seed,
+            hyperparameters=_parse_params(args.param),
+            framework=args.framework,
+            dtype=args.dtype,
+            target=args.target,
+        )
+    except (ValueError, TypeError) as error:
+        print(f"rlmath check: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    print(report)
+    return 0 if report.conforms else 1

@@ -1,0 +1,666 @@
+r"""Check an implementation against rlmath's reference on generated edge-case inputs.
+
+:func:`check` runs a callable on inputs drawn by a spec's Hypothesis strategy
+(:mod:`rlmath.specs`), compares each result with the float64 reference
+(:mod:`rlmath.reference`) under the spec's tolerance, and returns a :class:`Report`. When the
+implementation fails, Hypothesis shrinks the input, and the report shows the smallest failing
+input, which entries differ and by how much, and a snippet that reproduces it.
+:func:`assert_conforms` raises ``AssertionError`` with that report, for use in a test suite.
+
+Detected: wrong values, wrong output shape or dtype, NaN/inf, exceptions, non-determinism
+(two calls on equal inputs disagree beyond the tolerance), and in-place mutation of the inputs.
+NumPy callables work as they are; PyTorch and JAX callables (optional, detected from the
+function's module or chosen with ``framework=``) receive tensors and may return tensors. For
+them, losses are also checked on their **gradient** with respect to the inputs training
+differentiates (new log-probs, values, logits), through the framework's own autodiff.
+
+Calling convention: ``impl(*arguments, **hyperparameters)`` with the spec's canonical names
+(``rlmath check --list``); scalar data arguments are passed as NumPy scalars (0-d tensors in
+torch/JAX). Write a small adapter for any other convention (see ``docs/conformance.md``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import random
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis.errors import Flaky
+
+from rlmath._validation import FloatArray, check_integer
+from rlmath.specs import Example, Spec, get_spec
+from rlmath.tolerances import conformance_atol, conformance_rtol
+
+__all__ = ["Failure", "Report", "assert_conforms", "check", "load_target"]
+
+FRAMEWORKS = ("numpy", "torch", "jax")
+_FLOAT_DTYPES: dict[str, np.dtype[Any]] = {
+    "float64": np.dtype(np.float64),
+    "float32": np.dtype(np.float32),
+}
+_SHOWN_ENTRIES = 8
+#: Seconds spent shrinking a failure at most; then the smallest failing input so far is shown.
+SHRINK_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why an implementation was rejected on one (shrunk) example.
+
+    Attributes:
+        kind: ``"wrong value"``, ``"wrong gradient"``, ``"wrong shape"``, ``"wrong dtype"``,
+            ``"non-finite"``, ``"exception"``, ``"non-deterministic"`` or ``"mutated input"``.
+        message: one line saying what went wrong.
+        details: the readable diff (index, expected, actual, difference, tolerance), or the
+            traceback for an exception.
+        example: the input, after shrinking.
+    """
+
+    kind: str
+    message: str
+    details: str
+    example: Example
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of :func:`check`; ``str(report)`` is the human-readable report."""
+
+    target: str
+    spec: Spec
+    examples: int
+    seed: int
+    dtype: str
+    framework: str
+    failure: Failure | None
+    hyperparameters: Mapping[str, Any]
+
+    @property
+    def conforms(self) -> bool:
+        """True when no example failed."""
+        return self.failure is None
+
+    def reproducer(self) -> str:
+        """Python code that recomputes the reference and the implementation on the failure."""
+        if self.failure is None:
+            return ""
+        return _reproducer(self)
+
+    def __str__(self) -> str:
+        settings_line = (
+            f"spec {self.spec.name}, {self.examples} examples, seed {self.seed}, "
+            f"{self.dtype} inputs, {self.framework}"
+        )
+        if self.failure is None:
+            return f"OK: {self.target} conforms ({settings_line})"
+        failure = self.failure
+        lines = [
+            f"FAILED: {self.target} does not conform ({settings_line})",
+            f"{failure.kind}: {failure.message}",
+            "",
+            "smallest failing input found (after shrinking):",
+            _indent(_format_example(failure.example, self.spec)),
+            "",
+            _indent(failure.details),
+            "",
+            "reproduce with:",
+            _indent(self.reproducer()),
+            f"signature expected: {self.spec.signature}",
+        ]
+        return "\n".join(lines)
+
+
+class _NonConformance(Exception):
+    """Raised inside the Hypothesis test so that it shrinks the failing input."""
+
+
+# --------------------------------------------------------------------------------------------
+# Frameworks: conversion in and out, and gradients
+# --------------------------------------------------------------------------------------------
+
+
+def _detect_framework(impl: Callable[..., Any]) -> str:
+    """``torch``/``jax`` if the function's module namespace imports them, else ``numpy``."""
+    function = getattr(impl, "__func__", impl)
+    namespace = getattr(function, "__globals__", None)
+    if namespace is None:
+        module = sys.modules.get(getattr(impl, "__module__", "") or "")
+        namespace = vars(module) if module is not None else {}
+    for value in list(namespace.values()):
+        name = value.__name__ if isinstance(value, ModuleType) else ""
+        if not name and callable(value):
+            name = getattr(value, "__module__", "") or ""
+        root = name.split(".")[0]
+        if root == "torch":
+            return "torch"
+        if root in ("jax", "jaxlib"):
+            return "jax"
+    return "numpy"
+
+
+def _to_native(value: np.ndarray, framework: str, dtype: np.dtype) -> Any:
+    """A fresh copy of ``value`` in ``framework``; floats cast to ``dtype``."""
+    array = value.astype(dtype) if value.dtype.kind == "f" else value.copy()
+    if framework == "torch":
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(array))
+    if framework == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(array)
+    return array[()] if array.ndim == 0 else array
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    """Convert an output (array, tensor, Python number) to a NumPy array without copying dtype."""
+    if hasattr(value, "detach"):  # torch
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _gradients(
+    impl: Callable[..., Any],
+    spec: Spec,
+    example: Example,
+    framework: str,
+    dtype: np.dtype,
+) -> dict[str, np.ndarray | None]:
+    """Gradient of the sum of the implementation's output w.r.t. the differentiable inputs."""
+    names = spec.arguments
+    if framework == "torch":
+        import torch
+
+        inputs = [_to_native(example.arguments[name], framework, dtype) for name in names]
+        for name, tensor in zip(names, inputs, strict=True):
+            if name in spec.differentiable:
+                tensor.requires_grad_(True)
+        output = impl(*inputs, **example.hyperparameters)
+        total = sum(part.sum() for part in (output if isinstance(output, tuple) else (output,)))
+        wanted = [t for n, t in zip(names, inputs, strict=True) if n in spec.differentiable]
+        grads = torch.autograd.grad(total, wanted, allow_unused=True)
+        return {
+            name: None if grad is None else _to_numpy(grad)
+            for name, grad in zip(spec.differentiable, grads, strict=True)
+        }
+    import jax
+
+    positions = [names.index(name) for name in spec.differentiable]
+    values = [_to_native(example.arguments[name], framework, dtype) for name in names]
+
+    def summed(*wrt: Any) -> Any:
+        call = list(values)
+        for position, value in zip(positions, wrt, strict=True):
+            call[position] = value
+        output = impl(*call, **example.hyperparameters)
+        return sum(part.sum() for part in (output if isinstance(output, tuple) else (output,)))
+
+    grads = jax.grad(summed, argnums=tuple(range(len(positions))))(*(values[p] for p in positions))
+    return {name: _to_numpy(grad) for name, grad in zip(spec.differentiable, grads, strict=True)}
+
+
+# --------------------------------------------------------------------------------------------
+# Judging one example
+# --------------------------------------------------------------------------------------------
+
+
+def _call(
+    impl: Callable[..., Any], spec: Spec, example: Example, framework: str, dtype: np.dtype
+) -> tuple[Any, Failure | None]:
+    """Call once on fresh inputs; report an exception or a mutated input."""
+    inputs = [_to_native(example.arguments[name], framework, dtype) for name in spec.arguments]
+    before = [np.array(_to_numpy(value), copy=True) for value in inputs]
+    try:
+        output = impl(*inputs, **example.hyperparameters)
+    except Exception as error:  # noqa: BLE001 - any exception of the implementation is a finding
+        details = "".join(traceback.format_exception(error)[-6:]).rstrip()
+        return None, Failure("exception", f"{type(error).__name__}: {error}", details, example)
+    for name, value, saved in zip(spec.arguments, inputs, before, strict=True):
+        after = _to_numpy(value)
+        if not np.array_equal(after, saved, equal_nan=True):
+            changed = np.argwhere(~((after == saved) | (np.isnan(after) & np.isnan(saved))))
+            index = tuple(int(i) for i in changed[0]) if changed.size else ()
+            details = f"{name} before the call: {saved.tolist()}\n{name} after the call:  {after.tolist()}"
+            message = f"the implementation modified its input {name!r} in place (first at {index})"
+            return None, Failure("mutated input", message, details, example)
+    return output, None
+
+
+def _output_parts(
+    output: Any, spec: Spec, example: Example
+) -> tuple[list[np.ndarray], Failure | None]:
+    count = len(spec.outputs)
+    if count > 1:
+        if not isinstance(output, tuple | list) or len(output) != count:
+            message = (
+                f"expected a tuple of {count} outputs {spec.outputs}, got {type(output).__name__}"
+            )
+            return [], Failure("wrong shape", message, f"got: {output!r}", example)
+        parts = list(output)
+    elif isinstance(output, tuple):
+        message = f"expected one output, got a tuple of {len(output)}"
+        return [], Failure("wrong shape", message, f"got: {output!r}", example)
+    else:
+        parts = [output]
+    arrays = []
+    for name, part in zip(spec.outputs, parts, strict=True):
+        try:
+            array = _to_numpy(part)
+        except Exception as error:  # noqa: BLE001
+            message = f"output {name!r} is not an array or number: {type(part).__name__}"
+            return [], Failure("wrong dtype", message, str(error), example)
+        if array.dtype not in _FLOAT_DTYPES.values():
+            message = f"output {name!r} must be float64 or float32, got dtype {array.dtype}"
+            return [], Failure("wrong dtype", message, f"got: {array!r}", example)
+        arrays.append(array)
+    return arrays, None
+
+
+def _compare(
+    what: str,
+    names: Sequence[str],
+    actual: Sequence[np.ndarray],
+    expected: Sequence[FloatArray],
+    scales: Sequence[FloatArray],
+    rtol: float,
+    example: Example,
+) -> Failure | None:
+    """Shape, finiteness and value comparison of each output; the first failure is returned."""
+    for name, got, want, scale in zip(names, actual, expected, scales, strict=True):
+        if got.shape != want.shape:
+            message = f"{what} {name!r} has shape {got.shape}, expected {want.shape}"
+            details = f"expected: {_show(want)}\nactual:   {_show(got)}"
+            return Failure("wrong shape", message, details, example)
+        got64 = got.astype(np.float64)
+        floor = conformance_atol(np.float32 if rtol > conformance_rtol(np.float64) else np.float64)
+        bound = rtol * np.broadcast_to(np.asarray(scale, dtype=np.float64), want.shape) + floor
+        error = np.abs(got64 - want)
+        bad = ~(error <= bound)
+        if not bad.any():
+            continue
+        non_finite = bad & ~np.isfinite(got64)
+        kind = (
+            "non-finite"
+            if non_finite.any()
+            else ("wrong gradient" if "gradient" in what else "wrong value")
+        )
+        count = int(bad.sum())
+        message = f"{what} {name!r} differs from the reference at {count} of {want.size} entries"
+        if non_finite.any():
+            message = f"{what} {name!r} is NaN or inf at {int(non_finite.sum())} entries where the reference is finite"
+        return Failure(kind, message, _diff_table(got64, want, error, bound, bad), example)
+    return None
+
+
+def _diff_table(
+    got: FloatArray, want: FloatArray, error: FloatArray, bound: FloatArray, bad: np.ndarray
+) -> str:
+    indices = [tuple(int(i) for i in index) for index in np.argwhere(bad)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        badness = np.where(bound > 0, error / bound, np.inf)
+    indices.sort(key=lambda index: -np.nan_to_num(badness[index], nan=np.inf))
+    rows = [f"{'index':<10}{'expected':>24}{'actual':>24}{'actual-expected':>18}{'tolerance':>12}"]
+    for index in indices[:_SHOWN_ENTRIES]:
+        rows.append(
+            f"{str(index):<10}{want[index]!r:>24}{got[index]!r:>24}"
+            f"{got[index] - want[index]:>18.3g}{bound[index]:>12.3g}"
+        )
+    if len(indices) > _SHOWN_ENTRIES:
+        rows.append(f"... and {len(indices) - _SHOWN_ENTRIES} more")
+    rows += [f"expected: {_show(want)}", f"actual:   {_show(got)}"]
+    return "\n".join(rows)
+
+
+def _judge(
+    impl: Callable[..., Any], spec: Spec, example: Example, framework: str, dtype: np.dtype
+) -> Failure | None:
+    output, failure = _call(impl, spec, example, framework, dtype)
+    if failure is not None:
+        return failure
+    parts, failure = _output_parts(output, spec, example)
+    if failure is not None:
+        return failure
+    # Precision of the computation: float32 if the inputs or any output are float32. The
+    # reference is then evaluated on the inputs rounded to float32, which is all the
+    # implementation could see.
+    precision = (
+        np.dtype(np.float32)
+        if dtype == np.float32 or any(part.dtype == np.float32 for part in parts)
+        else np.dtype(np.float64)
+    )
+    seen = example.rounded(precision)
+    rtol = conformance_rtol(precision)
+    expected, scales = spec.expected(seen), spec.error_scale(seen)
+    again, failure = _call(impl, spec, example, framework, dtype)
+    if failure is not None:
+        return failure
+    again_parts, failure = _output_parts(again, spec, example)
+    if failure is not None:
+        return failure
+    for name, first, second, scale in zip(spec.outputs, parts, again_parts, scales, strict=True):
+        same = first.shape == second.shape and bool(
+            np.all(
+                (first == second)
+                | (np.isnan(first) & np.isnan(second))
+                | (np.abs(first.astype(np.float64) - second) <= rtol * np.asarray(scale))
+            )
+        )
+        if not same:
+            message = f"two calls on equal inputs gave different {name!r}"
+            details = f"1st call: {_show(first)}\n2nd call: {_show(second)}"
+            return Failure("non-deterministic", message, details, example)
+    failure = _compare("output", spec.outputs, parts, expected, scales, rtol, example)
+    if failure is not None:
+        return failure
+    if framework != "numpy" and spec.gradient is not None:
+        return _judge_gradient(impl, spec, example, framework, dtype, seen, rtol)
+    return None
+
+
+def _judge_gradient(
+    impl: Callable[..., Any],
+    spec: Spec,
+    example: Example,
+    framework: str,
+    dtype: np.dtype,
+    seen: Example,
+    rtol: float,
+) -> Failure | None:
+    assert spec.gradient is not None  # noqa: S101 - checked by the caller
+    try:
+        grads = _gradients(impl, spec, example, framework, dtype)
+    except Exception as error:  # noqa: BLE001
+        details = "".join(traceback.format_exception(error)[-6:]).rstrip()
+        message = f"differentiating the output failed: {type(error).__name__}: {error}"
+        return Failure("wrong gradient", message, details, example)
+    expected = spec.gradient(seen)
+    names = list(spec.differentiable)
+    actual = [
+        np.zeros_like(expected[name][0]) if grads[name] is None else grads[name] for name in names
+    ]
+    return _compare(
+        "gradient of the output w.r.t.",
+        names,
+        [np.asarray(a) for a in actual],
+        [expected[name][0] for name in names],
+        [expected[name][1] for name in names],
+        rtol,
+        example,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def check(
+    impl: Callable[..., Any],
+    spec: Spec | str,
+    *,
+    examples: int = 100,
+    seed: int | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    framework: str = "auto",
+    dtype: str = "float64",
+    target: str | None = None,
+) -> Report:
+    r"""Run ``impl`` on generated inputs against the reference and report the first failure.
+
+    For each of ``examples`` inputs drawn by the spec's strategy, ``impl(*arguments,
+    **hyperparameters)`` is called twice on fresh copies and judged by
+
+    $$ |\text{actual} - \text{expected}| \le 64\,\varepsilon_\text{dtype} \cdot s $$
+
+    entrywise, with $s$ the spec's error scale (:func:`rlmath.tolerances.conformance_rtol`).
+    On a failure Hypothesis shrinks the input to a minimal one, reported with a diff and a
+    reproducer.
+
+    Args:
+        impl: the implementation, called with the spec's canonical signature.
+        spec: a :class:`rlmath.specs.Spec` or its name (``rlmath check --list``).
+        examples: number of generated inputs, >= 1.
+        seed: Hypothesis seed; ``None`` picks a random one (printed in the report).
+        hyperparameters: values that replace the spec's drawn hyperparameters, e.g.
+            ``{"ddof": 1, "epsilon": 1e-8}`` for a PyTorch-style advantage normalisation.
+        framework: ``"auto"`` (from the function's module), ``"numpy"``, ``"torch"`` or
+            ``"jax"``: the type of array the implementation receives.
+        dtype: ``"float64"`` or ``"float32"``, the dtype of the float inputs passed. A float32
+            output is also accepted for float64 inputs and judged with the float32 tolerance.
+        target: the name shown in the report (default: ``module.qualname`` of ``impl``).
+
+    Returns:
+        A :class:`Report`; ``report.conforms`` is the verdict.
+
+    Raises:
+        TypeError: if ``impl`` is not callable or an argument has the wrong type.
+        ValueError: on an unknown spec, framework, dtype or hyperparameter name.
+
+    Examples:
+        >>> import numpy as np
+        >>> def returns(rewards, dones, *, discount):
+        ...     out, running = np.zeros_like(rewards), 0.0
+        ...     for t in reversed(range(len(rewards))):
+        ...         running = rewards[t] + discount * running * (1.0 - dones[t])
+        ...         out[t] = running
+        ...     return out
+        >>> check(returns, "discounted_returns", examples=20, seed=0).conforms
+        True
+        >>> wrong = lambda rewards, dones, *, discount: returns(rewards, np.roll(dones, 1),
+        ...                                                     discount=discount)
+        >>> report = check(wrong, "discounted_returns", examples=50, seed=0)
+        >>> report.conforms, report.failure.kind
+        (False, 'wrong value')
+    """
+    if not callable(impl):
+        raise TypeError(f"impl must be callable, got {type(impl).__name__}")
+    spec_object = get_spec(spec) if isinstance(spec, str) else spec
+    if not isinstance(spec_object, Spec):
+        raise TypeError(f"spec must be a Spec or a spec name, got {type(spec).__name__}")
+    count = check_integer(examples, "examples", minimum=1)
+    chosen_seed = random.randrange(2**32) if seed is None else check_integer(seed, "seed")
+    if framework not in ("auto", *FRAMEWORKS):
+        raise ValueError(
+            f"framework must be one of auto, {', '.join(FRAMEWORKS)}; got {framework!r}"
+        )
+    if dtype not in _FLOAT_DTYPES:
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    resolved = _detect_framework(impl) if framework == "auto" else framework
+    if resolved == "jax" and dtype == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    fixed = dict(hyperparameters or {})
+    strategy = spec_object.examples(fixed)
+    failures: list[Failure] = []
+    first_failure_at: list[float] = []
+    input_dtype = _FLOAT_DTYPES[dtype]
+
+    @settings(
+        max_examples=count,
+        database=None,
+        deadline=None,
+        derandomize=False,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        phases=(Phase.explicit, Phase.generate, Phase.shrink),
+        print_blob=False,
+    )
+    @hypothesis_seed(chosen_seed)
+    @given(strategy)
+    def run(example: Example) -> None:
+        if first_failure_at and time.monotonic() - first_failure_at[0] > SHRINK_SECONDS:
+            return  # shrinking budget spent: the smallest failure so far is reported
+        # NumPy floating-point warnings are silenced: NaN and inf are judged as results.
+        with np.errstate(all="ignore"):
+            failure = _judge(impl, spec_object, example, resolved, input_dtype)
+        if failure is not None:
+            first_failure_at[:] = first_failure_at or [time.monotonic()]
+            failures.append(failure)
+            raise _NonConformance(failure.message)
+
+    try:
+        run()
+    except (_NonConformance, Flaky):
+        pass
+    return Report(
+        target=target or _name_of(impl),
+        spec=spec_object,
+        examples=count,
+        seed=chosen_seed,
+        dtype=dtype,
+        framework=resolved,
+        failure=failures[-1] if failures else None,
+        hyperparameters=fixed,
+    )
+
+
+def assert_conforms(impl: Callable[..., Any], spec: Spec | str, **options: Any) -> Report:
+    """Like :func:`check`, but raise ``AssertionError`` with the report if ``impl`` fails.
+
+    Use it inside your own test suite::
+
+        def test_my_gae_matches_rlmath():
+            assert_conforms(my_gae, "generalized_advantage_estimation", seed=0)
+
+    Args:
+        impl: the implementation.
+        spec: a spec or its name.
+        **options: keyword arguments of :func:`check`.
+
+    Returns:
+        The (conforming) report.
+
+    Raises:
+        AssertionError: with the full report, if ``impl`` does not conform.
+
+    Examples:
+        >>> assert_conforms(lambda x, y: x - y, "kl_estimator_k1", examples=10, seed=0).conforms
+        True
+    """
+    report = check(impl, spec, **options)
+    if not report.conforms:
+        raise AssertionError(str(report))
+    return report
+
+
+def load_target(target: str) -> Callable[..., Any]:
+    """Import ``package.module:function`` or ``path/to/file.py:function`` and return it.
+
+    Raises:
+        ValueError: if ``target`` is malformed, the module or file cannot be loaded, or the
+            attribute is missing or not callable.
+
+    Examples:
+        >>> load_target("rlmath.reference:kl_estimator_k1").__name__
+        'kl_estimator_k1'
+    """
+    if not isinstance(target, str) or ":" not in target:
+        raise ValueError(
+            f"target must be 'package.module:function' or 'path/to/file.py:function', got {target!r}"
+        )
+    location, _, attribute = target.rpartition(":")
+    try:
+        if location.endswith(".py"):
+            path = Path(location)
+            if not path.is_file():
+                raise ValueError(f"target file {location!r} does not exist")
+            module_name = f"_rlmath_check_{path.stem}"
+            module_spec = importlib.util.spec_from_file_location(module_name, path)
+            if module_spec is None or module_spec.loader is None:
+                raise ValueError(f"cannot load {location!r} as a Python file")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[module_name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(location)
+    except ValueError:
+        raise
+    except Exception as error:
+        raise ValueError(f"cannot import {location!r}: {type(error).__name__}: {error}") from error
+    value: Any = module
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            raise ValueError(f"{location!r} has no attribute {attribute!r}")
+        value = getattr(value, part)
+    if not callable(value):
+        raise ValueError(f"{target!r} is not callable, got {type(value).__name__}")
+    result: Callable[..., Any] = value
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------------------------
+
+
+def _name_of(impl: Callable[..., Any]) -> str:
+    module = getattr(impl, "__module__", None) or "?"
+    name = getattr(impl, "__qualname__", None) or repr(impl)
+    return f"{module}:{name}"
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" if line else "" for line in text.splitlines())
+
+
+def _show(array: np.ndarray) -> str:
+    return repr(array.tolist()) if array.ndim else repr(array.item())
+
+
+def _literal(array: np.ndarray) -> str:
+    if array.ndim == 0:
+        return repr(array.item())
+    kind = ", dtype=bool" if array.dtype == np.bool_ else ""
+    return f"np.array({array.tolist()!r}{kind})"
+
+
+def _format_example(example: Example, spec: Spec) -> str:
+    lines = [f"{name} = {_literal(example.arguments[name])}" for name in spec.arguments]
+    lines += [f"{name} = {value!r}" for name, value in example.hyperparameters.items()]
+    return "\n".join(lines)
+
+
+_CONVERTERS = {
+    "numpy": "convert = lambda x: np.asarray(x, dtype=np.{d}) if np.asarray(x).dtype.kind == 'f' else x",
+    "torch": "import torch\nconvert = lambda x: torch.from_numpy(np.asarray(x, dtype=np.{d}) "
+    "if np.asarray(x).dtype.kind == 'f' else np.asarray(x))",
+    "jax": "import jax.numpy as jnp\nconvert = lambda x: jnp.asarray(np.asarray(x, dtype=np.{d}) "
+    "if np.asarray(x).dtype.kind == 'f' else np.asarray(x))",
+}
+
+
+def _reproducer(report: Report) -> str:
+    spec = report.spec
+    call_args = ", ".join(spec.arguments)
+    keywords = "".join(f", {k}={k}" for k in spec.hyperparameters)
+    needs_conversion = report.framework != "numpy" or report.dtype != "float64"
+    converted = (
+        ", ".join(f"convert({a})" for a in spec.arguments) if needs_conversion else call_args
+    )
+    lines = [
+        "import numpy as np",
+        "from rlmath.conformance import load_target",
+        f"from rlmath.reference import {spec.reference.__name__}",
+        f"impl = load_target({report.target!r})  # or import your function",
+        _format_example(report.failure.example, spec) if report.failure else "",
+    ]
+    if needs_conversion:
+        lines.append(_CONVERTERS[report.framework].format(d=report.dtype))
+    lines += [
+        f"expected = {spec.reference.__name__}({call_args}{keywords})",
+        f"actual = impl({converted}{keywords})",
+    ]
+    return "\n".join(lines)

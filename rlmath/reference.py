@@ -1,0 +1,1186 @@
+r"""Float64 reference implementations of the quantities policy-gradient, PPO and RLHF code computes.
+
+Each function is the definition written out plainly in NumPy, computed in float64 with the
+numerically stable form (log-space ratios, ``logaddexp``, log-sum-exp), validated, and tied to
+the claim in ``proofs/`` that justifies it. :mod:`rlmath.conformance` runs other people's
+implementations against these on generated inputs; :mod:`rlmath.specs` states the signature,
+inputs and tolerance used for each.
+
+Conventions shared by every function (and stated again in each docstring):
+
+- **Reward index.** $r_t$ is the reward received after taking action $a_t$ in state $s_t$,
+  for $t = 0, \dots, T-1$ (Sutton and Barto write it $R_{t+1}$).
+- **Time-major sequences.** Sequence arrays have shape ``[T, *B]``: time first, then any batch
+  axes; ``values[t]`` is $V(s_t)$ for $t = 0..T-1$ and ``last_value`` ($V(s_T)$, shape ``[*B]``)
+  is the value of the observation that follows the last step of the buffer.
+- **Terminated vs truncated.** ``terminated[t]`` means $s_{t+1}$ is terminal, so its value is
+  $0$ and nothing is bootstrapped. ``truncated[t]`` means the episode was cut by a time limit
+  after step $t$: $s_{t+1}$ is *not* terminal, its value ``final_values[t]`` is supplied by the
+  caller (the next entry of ``values`` belongs to the next episode), and the recursion is cut.
+  When both are set on one step, termination wins. ``dones`` (for returns without a value
+  function) is ``terminated | truncated``.
+- **Losses, not objectives.** Every ``*_loss`` is to be *minimised* and is the **mean** over
+  all entries; e.g. the PPO loss is minus the clipped surrogate objective.
+- **KL direction.** ``kl_estimator_k*`` estimate $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$
+  from samples $x \sim \pi$, given ``log_probs`` $= \log \pi(x)$ and
+  ``reference_log_probs`` $= \log \pi_\mathrm{ref}(x)$.
+
+All outputs are float64 (Python ``float`` for scalars). Inputs may be anything ``numpy``
+converts to real arrays; flags may be booleans or 0/1 numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import expit, logsumexp
+
+from rlmath._validation import (
+    FloatArray,
+    as_flag_array,
+    as_float_array,
+    check_finite,
+    check_interval,
+    check_shape,
+)
+
+__all__ = [
+    "adaptive_kl_coefficient",
+    "bradley_terry_loss",
+    "categorical_entropy",
+    "clipped_value_loss",
+    "clipped_value_loss_gradient",
+    "discounted_returns",
+    "dpo_loss",
+    "dpo_loss_gradient",
+    "generalized_advantage_estimation",
+    "group_normalized_advantages",
+    "kl_estimator_k1",
+    "kl_estimator_k2",
+    "kl_estimator_k3",
+    "lambda_returns",
+    "normalized_advantages",
+    "ppo_clipped_surrogate_loss",
+    "ppo_clipped_surrogate_loss_gradient",
+    "temporal_difference_errors",
+]
+
+BoolArray = NDArray[np.bool_]
+
+
+# --------------------------------------------------------------------------------------------
+# Validation shared by several functions
+# --------------------------------------------------------------------------------------------
+
+
+def _same_shape_arrays(like: str, **arrays: Any) -> list[FloatArray]:
+    """Convert each keyword argument to a finite float64 array of the shape of the first one."""
+    converted = [as_float_array(value, name) for name, value in arrays.items()]
+    names = list(arrays)
+    for name, array in zip(names, converted, strict=True):
+        check_shape(array, name, converted[0].shape, like=like)
+        check_finite(array, name)
+    return converted
+
+
+def _sequence(rewards: Any, name: str = "rewards") -> FloatArray:
+    array = as_float_array(rewards, name)
+    if array.ndim < 1 or array.shape[0] < 1:
+        raise ValueError(f"{name} must have shape [T, *B] with T >= 1, got shape {array.shape}")
+    check_finite(array, name)
+    return array
+
+
+def _flags(value: Any, name: str, shape: tuple[int, ...]) -> BoolArray:
+    flags = as_flag_array(value, name)
+    check_shape(flags, name, shape, like="rewards")
+    return flags
+
+
+def _trajectory(
+    rewards: Any,
+    values: Any,
+    terminated: Any,
+    truncated: Any,
+    final_values: Any,
+    last_value: Any,
+) -> tuple[FloatArray, FloatArray, BoolArray, BoolArray, FloatArray]:
+    """Validate the GAE family's arguments; return rewards, values, flags and next values."""
+    rewards_array = _sequence(rewards)
+    shape = rewards_array.shape
+    values_array = as_float_array(values, "values")
+    check_shape(values_array, "values", shape, like="rewards")
+    check_finite(values_array, "values")
+    terminated_flags = _flags(terminated, "terminated", shape)
+    truncated_flags = _flags(truncated, "truncated", shape)
+    final_array = as_float_array(final_values, "final_values")
+    check_shape(final_array, "final_values", shape, like="rewards")
+    # Entries of final_values are read only where an episode was truncated (and not terminated);
+    # elsewhere they may hold anything, NaN included, as with gymnasium's final observations.
+    used = truncated_flags & ~terminated_flags
+    final_array = np.where(used, final_array, 0.0)
+    check_finite(final_array, "final_values (where truncated)")
+    last_array = as_float_array(last_value, "last_value")
+    check_shape(last_array, "last_value", shape[1:], like="rewards[0]")
+    check_finite(last_array, "last_value")
+    following = np.concatenate([values_array[1:], last_array[np.newaxis]], axis=0)
+    next_values = np.where(terminated_flags, 0.0, np.where(truncated_flags, final_array, following))
+    return rewards_array, values_array, terminated_flags, truncated_flags, next_values
+
+
+def _discount(discount: Any, name: str = "discount") -> float:
+    return check_interval(discount, name, low=0.0, high=1.0)
+
+
+def _discounted_cumulative_sum(terms: FloatArray, cut: BoolArray, factor: float) -> FloatArray:
+    r"""$y_t = x_t + \text{factor} \, (1 - \text{cut}_t) \, y_{t+1}$ backwards, $y_T = 0$."""
+    result = np.empty_like(terms)
+    running = np.zeros(terms.shape[1:])
+    for t in range(terms.shape[0] - 1, -1, -1):
+        running = terms[t] + factor * np.where(cut[t], 0.0, running)
+        result[t] = running
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Returns and advantages
+# --------------------------------------------------------------------------------------------
+
+
+def discounted_returns(rewards: Any, dones: Any, *, discount: float) -> FloatArray:
+    r"""Discounted return to the end of each episode (the reward-to-go when ``discount = 1``).
+
+    $$ G_t = \sum_{k=t}^{e(t)} \gamma^{k-t} r_k, \qquad
+       G_t = r_t + \gamma \, (1 - d_t) \, G_{t+1}, \quad G_T = 0, $$
+
+    where $\gamma$ is ``discount``, $d_t$ is ``dones[t]`` and $e(t)$ is the last step of the
+    episode containing $t$ (or $T-1$ if the buffer ends first: nothing is bootstrapped, so for an
+    unfinished episode this is the partial sum of the rewards seen). ``dones`` cuts the sum after
+    step $t$ whether the episode terminated or was truncated; use :func:`lambda_returns` with
+    ``lambda_=1`` for returns that bootstrap from a value function.
+
+    Conventions: time-major ``[T, *B]``; $r_t$ follows action $a_t$; float64.
+
+    Claim: ``reward-to-go-unbiased`` (the reward-to-go is an unbiased weight for
+    $\nabla \log \pi(a_t \mid s_t)$).
+
+    Args:
+        rewards: ``[T, *B]``, $r_t$ for times ``0..T-1``.
+        dones: ``[T, *B]`` booleans (or 0/1), true when the episode ended after step $t$.
+        discount: $\gamma \in [0, 1]$.
+
+    Returns:
+        ``[T, *B]`` float64 array of $G_t$.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: on mismatched shapes, non-finite rewards, flags other than 0/1, ``T = 0``,
+            or ``discount`` outside ``[0, 1]``.
+
+    Examples:
+        Two episodes, the first ending after step 1. By hand with $\gamma = 0.5$:
+        $G_1 = 2$, $G_0 = 1 + 0.5 \cdot 2 = 2$, $G_3 = 4$, $G_2 = 3 + 0.5 \cdot 4 = 5$.
+
+        >>> discounted_returns([1.0, 2.0, 3.0, 4.0], [False, True, False, False], discount=0.5)
+        array([2., 2., 5., 4.])
+
+    References:
+        Sutton and Barto, *Reinforcement Learning: An Introduction*, 2nd ed., 2018, eq. 3.8.
+        Achiam, *Spinning Up in Deep RL*, 2018, "Don't let the past distract you"
+        (reward-to-go).
+    """
+    rewards_array = _sequence(rewards)
+    done_flags = _flags(dones, "dones", rewards_array.shape)
+    gamma = _discount(discount)
+    return _discounted_cumulative_sum(rewards_array, done_flags, gamma)
+
+
+def temporal_difference_errors(
+    rewards: Any,
+    values: Any,
+    terminated: Any,
+    truncated: Any,
+    final_values: Any,
+    last_value: Any,
+    *,
+    discount: float,
+) -> FloatArray:
+    r"""One-step TD errors with separate termination and truncation.
+
+    $$ \delta_t = r_t + \gamma \, v'_t - V(s_t), \qquad
+       v'_t = \begin{cases} 0 & \text{terminated}_t \\
+                            \text{final\_values}_t & \text{truncated}_t \text{ (not terminated)}\\
+                            \text{last\_value} & t = T-1 \text{ (neither)} \\
+                            V(s_{t+1}) = \text{values}_{t+1} & \text{otherwise.} \end{cases} $$
+
+    Conventions: time-major ``[T, *B]``; $r_t$ follows action $a_t$; termination means no
+    bootstrap; truncation bootstraps from the caller-supplied value of the episode's final
+    observation; termination wins when both flags are set; float64.
+
+    Claim: ``td-error-is-advantage`` ($\mathbb{E}[\delta_t \mid s_t, a_t] = A^\pi(s_t, a_t)$
+    when $V = V^\pi$).
+
+    Args:
+        rewards: ``[T, *B]``, $r_t$ for times ``0..T-1``.
+        values: ``[T, *B]``, $V(s_t)$ for times ``0..T-1``.
+        terminated: ``[T, *B]`` booleans, $s_{t+1}$ is terminal.
+        truncated: ``[T, *B]`` booleans, the episode was cut by a time limit after step $t$.
+        final_values: ``[T, *B]``, value of the final observation $s_{t+1}$ of an episode
+            truncated at $t$; read only where ``truncated & ~terminated`` (other entries, NaN
+            included, are ignored).
+        last_value: ``[*B]``, $V(s_T)$, used if step $T-1$ neither terminated nor truncated.
+        discount: $\gamma \in [0, 1]$.
+
+    Returns:
+        ``[T, *B]`` float64 array of $\delta_t$.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: on mismatched shapes, non-finite entries that are used, flags other than
+            0/1, ``T = 0``, or ``discount`` outside ``[0, 1]``.
+
+    Examples:
+        Step 0 continues, step 1 terminates. By hand, $\gamma = 0.9$:
+        $\delta_0 = 1 + 0.9 \cdot 2 - 0.5 = 2.3$, $\delta_1 = 1 + 0 - 2 = -1$.
+
+        >>> temporal_difference_errors([1.0, 1.0], [0.5, 2.0], [False, True], [False, False],
+        ...                            [0.0, 0.0], 7.0, discount=0.9)
+        array([ 2.3, -1. ])
+
+    References:
+        Sutton and Barto, *Reinforcement Learning: An Introduction*, 2nd ed., 2018, eq. 6.5.
+        Schulman et al., *High-Dimensional Continuous Control Using Generalized Advantage
+        Estimation*, ICLR 2016, Sec. 3 ($\delta^V_t$).
+    """
+    rewards_array, values_array, _, _, next_values = _trajectory(
+        rewards, values, terminated, truncated, final_values, last_value
+    )
+    gamma = _discount(discount)
+    result: FloatArray = rewards_array + gamma * next_values - values_array
+    return result
+
+
+def generalized_advantage_estimation(
+    rewards: Any,
+    values: Any,
+    terminated: Any,
+    truncated: Any,
+    final_values: Any,
+    last_value: Any,
+    *,
+    discount: float,
+    lambda_: float,
+) -> FloatArray:
+    r"""GAE($\gamma$, $\lambda$) advantages with separate termination and truncation.
+
+    $$ \hat A_t = \sum_{l=0}^{e(t) - t} (\gamma \lambda)^l \, \delta_{t+l}, \qquad
+       \hat A_t = \delta_t + \gamma \lambda \, (1 - \text{done}_t) \, \hat A_{t+1},
+       \quad \hat A_T = 0, $$
+
+    with $\delta_t$ from :func:`temporal_difference_errors` (no bootstrap after a termination;
+    after a truncation, bootstrap from ``final_values[t]``; at the end of the buffer from
+    ``last_value``), $\text{done}_t = \text{terminated}_t \lor \text{truncated}_t$ and $e(t)$
+    the last step of $t$'s episode within the buffer.
+
+    Conventions: time-major ``[T, *B]``; $r_t$ follows action $a_t$; termination wins when both
+    flags are set; float64.
+
+    Claim: ``gae-closed-form`` (the recursion equals the $(\gamma\lambda)$-weighted sum of TD
+    errors; $\lambda = 1$ gives returns minus values, $\lambda = 0$ the TD error).
+
+    Args:
+        rewards: ``[T, *B]``, $r_t$ for times ``0..T-1``.
+        values: ``[T, *B]``, $V(s_t)$ for times ``0..T-1``.
+        terminated: ``[T, *B]`` booleans, $s_{t+1}$ is terminal.
+        truncated: ``[T, *B]`` booleans, the episode was cut by a time limit after step $t$.
+        final_values: ``[T, *B]``, value of the final observation of an episode truncated at
+            $t$; read only where ``truncated & ~terminated``.
+        last_value: ``[*B]``, $V(s_T)$.
+        discount: $\gamma \in [0, 1]$.
+        lambda_: $\lambda \in [0, 1]$.
+
+    Returns:
+        ``[T, *B]`` float64 array of $\hat A_t$.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: as :func:`temporal_difference_errors`, or ``lambda_`` outside ``[0, 1]``.
+
+    Examples:
+        One episode of two steps cut by a time limit. By hand, $\gamma = 1$, $\lambda = 0.5$:
+        $\delta_0 = 1 + 1 - 0 = 2$, $\delta_1 = 1 + 3 - 1 = 3$ (bootstrap from the final value
+        3, not from ``last_value``), $\hat A_1 = 3$, $\hat A_0 = 2 + 0.5 \cdot 3 = 3.5$.
+
+        >>> generalized_advantage_estimation([1.0, 1.0], [0.0, 1.0], [False, False],
+        ...                                  [False, True], [0.0, 3.0], 9.0,
+        ...                                  discount=1.0, lambda_=0.5)
+        array([3.5, 3. ])
+
+    References:
+        Schulman et al., *High-Dimensional Continuous Control Using Generalized Advantage
+        Estimation*, ICLR 2016, eq. 16.
+        Gymnasium documentation, *Handling Time Limits* (terminated vs truncated), 2023.
+    """
+    rewards_array, values_array, terminated_flags, truncated_flags, next_values = _trajectory(
+        rewards, values, terminated, truncated, final_values, last_value
+    )
+    gamma = _discount(discount)
+    lam = _discount(lambda_, "lambda_")
+    deltas = rewards_array + gamma * next_values - values_array
+    return _discounted_cumulative_sum(deltas, terminated_flags | truncated_flags, gamma * lam)
+
+
+def lambda_returns(
+    rewards: Any,
+    values: Any,
+    terminated: Any,
+    truncated: Any,
+    final_values: Any,
+    last_value: Any,
+    *,
+    discount: float,
+    lambda_: float,
+) -> FloatArray:
+    r"""TD($\lambda$) returns with separate termination and truncation.
+
+    $$ G^\lambda_t = r_t + \gamma \, v'_t
+       \quad \text{if the episode or the buffer ends after } t, \qquad
+       G^\lambda_t = r_t + \gamma \big[ (1 - \lambda) V(s_{t+1}) + \lambda G^\lambda_{t+1} \big]
+       \quad \text{otherwise,} $$
+
+    with $v'_t$ the bootstrap value of :func:`temporal_difference_errors` ($0$ after a
+    termination). Equivalently
+    $G^\lambda_t = (1 - \lambda) \sum_{n \ge 1} \lambda^{n-1} G_{t:t+n}$ with $n$-step returns
+    truncated at the end of the episode or buffer, and $G^\lambda_t = \hat A_t + V(s_t)$ with
+    $\hat A$ from :func:`generalized_advantage_estimation`.
+
+    Conventions: time-major ``[T, *B]``; $r_t$ follows action $a_t$; termination wins when both
+    flags are set; float64.
+
+    Claim: ``gae-closed-form``.
+
+    Args:
+        rewards: ``[T, *B]``, $r_t$ for times ``0..T-1``.
+        values: ``[T, *B]``, $V(s_t)$ for times ``0..T-1``.
+        terminated: ``[T, *B]`` booleans, $s_{t+1}$ is terminal.
+        truncated: ``[T, *B]`` booleans, the episode was cut by a time limit after step $t$.
+        final_values: ``[T, *B]``, read only where ``truncated & ~terminated``.
+        last_value: ``[*B]``, $V(s_T)$.
+        discount: $\gamma \in [0, 1]$.
+        lambda_: $\lambda \in [0, 1]$.
+
+    Returns:
+        ``[T, *B]`` float64 array of $G^\lambda_t$.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: as :func:`generalized_advantage_estimation`.
+
+    Examples:
+        By hand, $\gamma = 1$, $\lambda = 0.5$, no episode end, $V(s_2) = 4$:
+        $G_1 = 1 + 4 = 5$, $G_0 = 1 + (0.5 \cdot 2 + 0.5 \cdot 5) = 4.5$.
+
+        >>> lambda_returns([1.0, 1.0], [0.0, 2.0], [0, 0], [0, 0], [0.0, 0.0], 4.0,
+        ...                discount=1.0, lambda_=0.5)
+        array([4.5, 5. ])
+
+    References:
+        Sutton and Barto, *Reinforcement Learning: An Introduction*, 2nd ed., 2018, eq. 12.2
+        and 12.18 (truncated $\lambda$-return).
+    """
+    rewards_array, values_array, terminated_flags, truncated_flags, next_values = _trajectory(
+        rewards, values, terminated, truncated, final_values, last_value
+    )
+    gamma = _discount(discount)
+    lam = _discount(lambda_, "lambda_")
+    result = np.empty_like(rewards_array)
+    following = np.zeros(rewards_array.shape[1:])
+    for t in range(rewards_array.shape[0] - 1, -1, -1):
+        ends = terminated_flags[t] | truncated_flags[t] | (t == rewards_array.shape[0] - 1)
+        blended = (1.0 - lam) * next_values[t] + lam * following
+        following = rewards_array[t] + gamma * np.where(ends, next_values[t], blended)
+        result[t] = following
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# PPO
+# --------------------------------------------------------------------------------------------
+
+
+def _clip_epsilon(clip_epsilon: Any) -> float:
+    return check_interval(clip_epsilon, "clip_epsilon", low=0.0, high=np.inf, low_open=True)
+
+
+def _ppo_arrays(
+    log_probs: Any, old_log_probs: Any, advantages: Any, clip_epsilon: Any
+) -> tuple[FloatArray, FloatArray, float]:
+    new, old, adv = _same_shape_arrays(
+        "log_probs", log_probs=log_probs, old_log_probs=old_log_probs, advantages=advantages
+    )
+    if new.size == 0:
+        raise ValueError("log_probs must not be empty, got shape {new.shape}")
+    epsilon = _clip_epsilon(clip_epsilon)
+    with np.errstate(over="ignore"):
+        ratio = np.exp(new - old)
+    return ratio, adv, epsilon
+
+
+def ppo_clipped_surrogate_loss(
+    log_probs: Any, old_log_probs: Any, advantages: Any, *, clip_epsilon: float
+) -> float:
+    r"""PPO's clipped surrogate loss (minus the objective $L^{\mathrm{CLIP}}$), mean over entries.
+
+    $$ \mathcal{L} = -\frac{1}{N} \sum_i \min\big(\rho_i A_i,\;
+       \operatorname{clip}(\rho_i, 1 - \epsilon, 1 + \epsilon) A_i\big), \qquad
+       \rho_i = \exp(\log\pi_\theta(a_i \mid s_i) - \log\pi_{\theta_\mathrm{old}}(a_i \mid s_i)). $$
+
+    The ratio is formed in log space (a ratio of probabilities underflows for long sequences).
+    For $A_i < 0$ the term is unbounded below as $\rho_i \to \infty$ in the objective (above in
+    the loss): that is PPO's intended pessimistic bound, not a bug. ``clip_epsilon = inf`` gives
+    the unclipped importance-sampling loss $-\frac1N \sum_i \rho_i A_i$.
+
+    Conventions: a loss (minimise it); mean over all $N$ entries of any shape ``[*S]``; float64.
+
+    Claim: ``ppo-clip-lower-bound`` (the clipped objective lower-bounds the unclipped
+    surrogate and agrees with it to first order at $\theta = \theta_\mathrm{old}$);
+    ``importance-sampling-unbiased``.
+
+    Args:
+        log_probs: ``[*S]``, $\log \pi_\theta(a_i \mid s_i)$ of the policy being optimised.
+        old_log_probs: ``[*S]``, $\log \pi_{\theta_\mathrm{old}}(a_i \mid s_i)$ of the policy that
+            sampled the actions.
+        advantages: ``[*S]``, $A_i$.
+        clip_epsilon: $\epsilon > 0$ (``inf`` allowed).
+
+    Returns:
+        The loss, a Python float.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: on mismatched shapes, empty or non-finite inputs, or ``clip_epsilon <= 0``.
+
+    Examples:
+        By hand with $\epsilon = 0.2$: $\rho = (e^{0}, e^{\log 2}) = (1, 2)$,
+        terms $\min(1 \cdot 1, 1 \cdot 1) = 1$ and $\min(2 \cdot 1, 1.2 \cdot 1) = 1.2$,
+        loss $-(1 + 1.2)/2 = -1.1$.
+
+        >>> ppo_clipped_surrogate_loss([0.0, np.log(2.0)], [0.0, 0.0], [1.0, 1.0],
+        ...                            clip_epsilon=0.2)
+        -1.1
+
+    References:
+        Schulman et al., *Proximal Policy Optimization Algorithms*, arXiv:1707.06347, 2017,
+        eq. 7.
+    """
+    ratio, adv, epsilon = _ppo_arrays(log_probs, old_log_probs, advantages, clip_epsilon)
+    clipped = np.clip(ratio, 1.0 - epsilon, 1.0 + epsilon)
+    return float(-np.mean(np.minimum(ratio * adv, clipped * adv)))
+
+
+def ppo_clipped_surrogate_loss_gradient(
+    log_probs: Any, old_log_probs: Any, advantages: Any, *, clip_epsilon: float
+) -> FloatArray:
+    r"""Gradient of :func:`ppo_clipped_surrogate_loss` with respect to ``log_probs``.
+
+    $$ \frac{\partial \mathcal{L}}{\partial \log\pi_\theta(a_i \mid s_i)} =
+       -\frac{1}{N} \rho_i A_i \, \mathbb{1}\big[(A_i > 0 \land \rho_i \le 1 + \epsilon) \lor
+                                              (A_i < 0 \land \rho_i \ge 1 - \epsilon)\big]. $$
+
+    The clipped branch is constant in $\theta$, so its gradient is zero: the gradient vanishes
+    exactly where clipping is active and the clip makes the objective *worse*-looking. At the
+    kinks $\rho_i = 1 \pm \epsilon$ the loss is not differentiable; this function returns the
+    one-sided derivative of the unclipped side there (``rlmath.specs`` keeps generated inputs
+    away from the kinks).
+
+    Conventions: derivative of the mean loss (note the $1/N$); same shape ``[*S]`` as
+    ``log_probs``; ``old_log_probs`` and ``advantages`` are constants; float64.
+
+    Claim: ``ppo-clip-gradient``.
+
+    Args:
+        log_probs: ``[*S]``, $\log \pi_\theta(a_i \mid s_i)$.
+        old_log_probs: ``[*S]``, $\log \pi_{\theta_\mathrm{old}}(a_i \mid s_i)$.
+        advantages: ``[*S]``, $A_i$.
+        clip_epsilon: $\epsilon > 0$ (``inf`` allowed).
+
+    Returns:
+        ``[*S]`` float64 array.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: as :func:`ppo_clipped_surrogate_loss`.
+
+    Examples:
+        By hand, $\epsilon = 0.2$, $N = 2$: entry 0 has $\rho = 1$ (inside, gradient
+        $-\tfrac12 \cdot 1 \cdot 1$); entry 1 has $\rho = 2 > 1.2$ with $A > 0$ (clipped: 0).
+
+        >>> ppo_clipped_surrogate_loss_gradient([0.0, np.log(2.0)], [0.0, 0.0], [1.0, 1.0],
+        ...                                     clip_epsilon=0.2)
+        array([-0.5, -0. ])
+
+    References:
+        Schulman et al., *Proximal Policy Optimization Algorithms*, arXiv:1707.06347, 2017,
+        eq. 7 and Fig. 1.
+    """
+    ratio, adv, epsilon = _ppo_arrays(log_probs, old_log_probs, advantages, clip_epsilon)
+    active = ((adv > 0) & (ratio <= 1.0 + epsilon)) | ((adv < 0) & (ratio >= 1.0 - epsilon))
+    result: FloatArray = -np.where(active, ratio * adv, 0.0) / ratio.size
+    return result
+
+
+def _value_loss_arrays(
+    values: Any, old_values: Any, returns: Any, clip_epsilon: Any
+) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray]:
+    new, old, target = _same_shape_arrays(
+        "values", values=values, old_values=old_values, returns=returns
+    )
+    if new.size == 0:
+        raise ValueError(f"values must not be empty, got shape {new.shape}")
+    epsilon = _clip_epsilon(clip_epsilon)
+    change = new - old
+    clipped = old + np.clip(change, -epsilon, epsilon)
+    inside = np.abs(change) <= epsilon
+    return new, target, clipped, inside
+
+
+def clipped_value_loss(values: Any, old_values: Any, returns: Any, *, clip_epsilon: float) -> float:
+    r"""PPO2's clipped value loss: half the mean of the larger of two squared errors.
+
+    $$ \mathcal{L}_V = \frac{1}{2N} \sum_i \max\Big( (V_i - R_i)^2,\;
+       \big(V^\mathrm{old}_i + \operatorname{clip}(V_i - V^\mathrm{old}_i, -\epsilon, \epsilon)
+       - R_i\big)^2 \Big). $$
+
+    Conventions: a loss (minimise it); factor $\tfrac12$ and mean over all $N$ entries (as in
+    OpenAI Baselines and CleanRL); ``returns`` are the regression targets (e.g.
+    :func:`lambda_returns`); float64.
+
+    Claim: none; this is a definition (an implementation choice, not a derived result).
+
+    Args:
+        values: ``[*S]``, $V_\phi(s_i)$ of the value function being trained.
+        old_values: ``[*S]``, $V^\mathrm{old}_i$ predicted when the data was collected.
+        returns: ``[*S]``, the targets $R_i$.
+        clip_epsilon: $\epsilon > 0$ (``inf`` allowed: plain squared error).
+
+    Returns:
+        The loss, a Python float.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: on mismatched shapes, empty or non-finite inputs, or ``clip_epsilon <= 0``.
+
+    Examples:
+        By hand, $\epsilon = 0.5$: $V = 2$, $V^\mathrm{old} = 0$, $R = 0$: unclipped error
+        $4$, clipped value $0.5$ with error $0.25$; $\max = 4$; loss $4 / 2 = 2$.
+
+        >>> clipped_value_loss([2.0], [0.0], [0.0], clip_epsilon=0.5)
+        2.0
+
+    References:
+        Dhariwal et al., *OpenAI Baselines* (ppo2), 2017; Engstrom et al., *Implementation
+        Matters in Deep Policy Gradients*, ICLR 2020, Sec. 3 (value function clipping).
+    """
+    new, target, clipped, _ = _value_loss_arrays(values, old_values, returns, clip_epsilon)
+    return float(0.5 * np.mean(np.maximum((new - target) ** 2, (clipped - target) ** 2)))
+
+
+def clipped_value_loss_gradient(
+    values: Any, old_values: Any, returns: Any, *, clip_epsilon: float
+) -> FloatArray:
+    r"""Gradient of :func:`clipped_value_loss` with respect to ``values``.
+
+    $$ \frac{\partial \mathcal{L}_V}{\partial V_i} = \frac{1}{N} \begin{cases}
+       V_i - R_i & \text{if } (V_i - R_i)^2 \ge (V^\mathrm{clip}_i - R_i)^2, \\
+       (V^\mathrm{clip}_i - R_i) \, \mathbb{1}\big[|V_i - V^\mathrm{old}_i| \le \epsilon\big]
+       & \text{otherwise.} \end{cases} $$
+
+    At the kinks (a tie between the two errors with the clip active, or
+    $|V_i - V^\mathrm{old}_i| = \epsilon$) the unclipped side is returned.
+
+    Conventions: derivative of the mean loss with its factor $\tfrac12$; ``old_values`` and
+    ``returns`` are constants; shape ``[*S]``; float64.
+
+    Claim: none (a definition, see :func:`clipped_value_loss`).
+
+    Args:
+        values: ``[*S]``, $V_\phi(s_i)$.
+        old_values: ``[*S]``, $V^\mathrm{old}_i$.
+        returns: ``[*S]``, $R_i$.
+        clip_epsilon: $\epsilon > 0$.
+
+    Returns:
+        ``[*S]`` float64 array.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: as :func:`clipped_value_loss`.
+
+    Examples:
+        The example of :func:`clipped_value_loss`: the unclipped error is the larger, so the
+        gradient is $(2 - 0) / 1 = 2$. With $R = 3$ instead the clipped error $6.25$ wins and
+        the clip is active: gradient $0$.
+
+        >>> clipped_value_loss_gradient([2.0, 2.0], [0.0, 0.0], [0.0, 3.0], clip_epsilon=0.5)
+        array([1., 0.])
+
+    References:
+        Dhariwal et al., *OpenAI Baselines* (ppo2), 2017.
+    """
+    new, target, clipped, inside = _value_loss_arrays(values, old_values, returns, clip_epsilon)
+    unclipped_wins = (new - target) ** 2 >= (clipped - target) ** 2
+    per_entry = np.where(unclipped_wins, new - target, np.where(inside, clipped - target, 0.0))
+    result: FloatArray = per_entry / new.size
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# KL penalties
+# --------------------------------------------------------------------------------------------
+
+
+def _log_ratio(log_probs: Any, reference_log_probs: Any) -> FloatArray:
+    new, reference = _same_shape_arrays(
+        "log_probs", log_probs=log_probs, reference_log_probs=reference_log_probs
+    )
+    result: FloatArray = new - reference
+    return result
+
+
+def kl_estimator_k1(log_probs: Any, reference_log_probs: Any) -> FloatArray:
+    r"""Per-sample k1 estimator of $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$, samples from $\pi$.
+
+    $$ k_1(x) = \log \pi(x) - \log \pi_\mathrm{ref}(x), \qquad x \sim \pi. $$
+
+    Unbiased ($\mathbb{E}_{x \sim \pi} k_1 = \mathrm{KL}(\pi \| \pi_\mathrm{ref})$) but can be
+    negative and has high variance. Its gradient with respect to $\log \pi(x)$ is $1$.
+
+    Conventions: KL direction $\mathrm{KL}(\pi \| \pi_\mathrm{ref})$ with $x$ sampled from
+    $\pi$ (``log_probs``); per sample, no reduction; float64.
+
+    Claim: ``kl-estimators-bias-variance``; ``kl-estimator-gradients``.
+
+    Args:
+        log_probs: ``[*S]``, $\log \pi(x)$ of the sampling policy.
+        reference_log_probs: ``[*S]``, $\log \pi_\mathrm{ref}(x)$ at the same samples.
+
+    Returns:
+        ``[*S]`` float64 array.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: on mismatched shapes or non-finite entries.
+
+    Examples:
+        >>> kl_estimator_k1([-1.0, -2.0], [-2.0, -1.0])
+        array([ 1., -1.])
+
+    References:
+        Schulman, *Approximating KL Divergence*, blog post, 2020 ($k_1 = -\log r$,
+        $r = \pi_\mathrm{ref}(x) / \pi(x)$).
+    """
+    return _log_ratio(log_probs, reference_log_probs)
+
+
+def kl_estimator_k2(log_probs: Any, reference_log_probs: Any) -> FloatArray:
+    r"""Per-sample k2 estimator of $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$, samples from $\pi$.
+
+    $$ k_2(x) = \tfrac12 \big(\log \pi(x) - \log \pi_\mathrm{ref}(x)\big)^2, \qquad x \sim \pi. $$
+
+    Non-negative and low-variance but biased (its mean is the KL only to second order). Its
+    gradient with respect to $\log \pi(x)$ is the log-ratio, whose expectation is the gradient
+    of $\mathrm{KL}(\pi \| \pi_\mathrm{ref})$, not of another divergence.
+
+    Conventions: KL direction $\mathrm{KL}(\pi \| \pi_\mathrm{ref})$ with $x$ sampled from
+    $\pi$; per sample, no reduction; float64.
+
+    Claim: ``kl-estimators-bias-variance``; ``kl-estimator-gradients``; ``kl-nonnegative``.
+
+    Args:
+        log_probs: ``[*S]``, $\log \pi(x)$ of the sampling policy.
+        reference_log_probs: ``[*S]``, $\log \pi_\mathrm{ref}(x)$.
+
+    Returns:
+        ``[*S]`` float64 array.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: on mismatched shapes or non-finite entries.
+
+    Examples:
+        >>> kl_estimator_k2([-1.0, -2.0], [-2.0, -1.0])
+        array([0.5, 0.5])
+
+    References:
+        Schulman, *Approximating KL Divergence*, blog post, 2020 ($k_2 = \tfrac12 (\log r)^2$).
+    """
+    log_ratio = _log_ratio(log_probs, reference_log_probs)
+    result: FloatArray = 0.5 * log_ratio**2
+    return result
+
+
+def kl_estimator_k3(log_probs: Any, reference_log_probs: Any) -> FloatArray:
+    r"""Per-sample k3 estimator of $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$, samples from $\pi$.
+
+    $$ k_3(x) = (r - 1) - \log r, \qquad
+       r = \frac{\pi_\mathrm{ref}(x)}{\pi(x)} = \exp(\log\pi_\mathrm{ref}(x) - \log\pi(x)),
+       \qquad x \sim \pi. $$
+
+    Unbiased ($\mathbb{E}_{x\sim\pi}[r] = 1$) and non-negative ($\log r \le r - 1$). Computed as
+    ``expm1(-d) + d`` with ``d = log_probs - reference_log_probs``, accurate for small ``d``.
+    Its gradient with respect to $\log\pi(x)$ is $1 - r$.
+
+    Conventions: KL direction $\mathrm{KL}(\pi \| \pi_\mathrm{ref})$ with $x$ sampled from
+    $\pi$; per sample, no reduction; float64.
+
+    Claim: ``kl-estimators-bias-variance``; ``kl-estimator-gradients``; ``kl-nonnegative``.
+
+    Args:
+        log_probs: ``[*S]``, $\log \pi(x)$ of the sampling policy.
+        reference_log_probs: ``[*S]``, $\log \pi_\mathrm{ref}(x)$.
+
+    Returns:
+        ``[*S]`` float64 array.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: on mismatched shapes or non-finite entries.
+
+    Examples:
+        By hand: $d = 0$ gives $0$; $d = \log 2$ gives $r = 1/2$ and $k_3 = -1/2 + \log 2$.
+
+        >>> kl_estimator_k3([0.0, np.log(2.0)], [0.0, 0.0])
+        array([0.        , 0.19314718])
+
+    References:
+        Schulman, *Approximating KL Divergence*, blog post, 2020 ($k_3 = (r - 1) - \log r$).
+    """
+    log_ratio = _log_ratio(log_probs, reference_log_probs)
+    with np.errstate(over="ignore"):
+        result: FloatArray = np.expm1(-log_ratio) + log_ratio
+    return result
+
+
+def adaptive_kl_coefficient(
+    kl_coefficient: float,
+    observed_kl: float,
+    *,
+    target_kl: float,
+    tolerance: float = 1.5,
+    factor: float = 2.0,
+) -> float:
+    r"""PPO's adaptive KL-penalty coefficient update.
+
+    $$ \beta' = \begin{cases} \beta / \text{factor} & d < d_\mathrm{targ} / \text{tolerance},\\
+       \beta \cdot \text{factor} & d > d_\mathrm{targ} \cdot \text{tolerance}, \\
+       \beta & \text{otherwise,} \end{cases} $$
+
+    with $\beta$ = ``kl_coefficient``, $d$ = ``observed_kl`` (the mean KL measured after the
+    policy update) and $d_\mathrm{targ}$ = ``target_kl``. Strict inequalities, as in the paper.
+
+    Conventions: $\beta$ multiplies a KL *penalty* (the loss is $\ldots + \beta\,d$); the KL is
+    $\mathrm{KL}(\pi_{\theta_\mathrm{old}} \| \pi_\theta)$ averaged over visited states, as in
+    the paper; returns a Python float.
+
+    Claim: none (a heuristic rule; ``kl-regularized-optimal-policy`` describes the optimum for
+    a fixed $\beta$).
+
+    Args:
+        kl_coefficient: $\beta > 0$.
+        observed_kl: $d \ge 0$.
+        target_kl: $d_\mathrm{targ} > 0$.
+        tolerance: band factor, $> 1$ (1.5 in the paper).
+        factor: multiplicative step, $> 1$ (2 in the paper).
+
+    Returns:
+        The new coefficient $\beta'$.
+
+    Raises:
+        TypeError: if an argument is not a real number.
+        ValueError: if an argument is out of its range.
+
+    Examples:
+        Target 0.01: 0.001 is below 0.01/1.5 (halve), 0.02 above 0.015 (double).
+
+        >>> adaptive_kl_coefficient(1.0, 0.001, target_kl=0.01)
+        0.5
+        >>> adaptive_kl_coefficient(1.0, 0.02, target_kl=0.01)
+        2.0
+        >>> adaptive_kl_coefficient(1.0, 0.01, target_kl=0.01)
+        1.0
+
+    References:
+        Schulman et al., *Proximal Policy Optimization Algorithms*, arXiv:1707.06347, 2017,
+        Sec. 4 (the update following eq. 8).
+    """
+    beta = check_interval(kl_coefficient, "kl_coefficient", low=0.0, high=np.inf, low_open=True)
+    kl = check_interval(observed_kl, "observed_kl", low=0.0, high=np.inf, high_open=True)
+    target = check_interval(target_kl, "target_kl", low=0.0, high=np.inf, low_open=True)
+    band = check_interval(tolerance, "tolerance", low=1.0, high=np.inf, low_open=True)
+    step = check_interval(factor, "factor", low=1.0, high=np.inf, low_open=True)
+    if kl < target / band:
+        return beta / step
+    if kl > target * band:
+        return beta * step
+    return beta
+
+
+# --------------------------------------------------------------------------------------------
+# Entropy
+# --------------------------------------------------------------------------------------------
+
+
+def _log_softmax(logits: Any) -> FloatArray:
+    array = as_float_array(logits, "logits")
+    if array.ndim < 1 or array.shape[-1] < 1:
+        raise ValueError(f"logits must have shape [*S, K] with K >= 1, got {array.shape}")
+    if np.isnan(array).any() or np.isposinf(array).any():
+        raise ValueError("logits must be finite or -inf (a masked action), got NaN or +inf")
+    if np.isneginf(array).all(axis=-1).any():
+        raise ValueError("logits must have at least one finite entry in every row")
+    result: FloatArray = array - logsumexp(array, axis=-1, keepdims=True)
+    return result
+
+
+def categorical_entropy(logits: Any) -> FloatArray:
+    r"""Entropy of the categorical distribution $\operatorname{softmax}(\text{logits})$.
+
+    $$ H(p) = -\sum_{k=1}^{K} p_k \log p_k, \qquad
+       \log p_k = \ell_k - \log \sum_j e^{\ell_j}, $$
+
+    computed with log-sum-exp (logits of magnitude $10^3$ overflow a naive softmax), and
+    $0 \log 0 = 0$ so that ``-inf`` logits mark masked actions.
+
+    Conventions: categories on the last axis; natural log (nats); per distribution, no
+    reduction; an entropy *bonus* enters a loss with a minus sign; float64.
+
+    Claim: ``kl-nonnegative`` ($\log K - H(p) = \mathrm{KL}(p \| \mathrm{uniform}) \ge 0$).
+
+    Args:
+        logits: ``[*S, K]``, unnormalised log-probabilities; finite or ``-inf``.
+
+    Returns:
+        ``[*S]`` float64 array of entropies.
+
+    Raises:
+        TypeError: if ``logits`` is not numeric.
+        ValueError: on NaN or ``+inf`` logits, a row of only ``-inf``, or ``K = 0``.
+
+    Examples:
+        Uniform over 4 gives $\log 4$; a masked action does not count.
+
+        >>> categorical_entropy([[0.0, 0.0, 0.0, 0.0], [1e3, 1e3, -np.inf, -np.inf]])
+        array([1.38629436, 0.69314718])
+
+    References:
+        Cover and Thomas, *Elements of Information Theory*, 2nd ed., 2006, eq. 2.1.
+    """
+    log_p = _log_softmax(logits)
+    p = np.exp(log_p)
+    result: FloatArray = -np.sum(p * np.where(p > 0, log_p, 0.0), axis=-1)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Preference losses
+# --------------------------------------------------------------------------------------------
+
+
+def _dpo_margin(
+    policy_chosen_log_probs: Any,
+    policy_rejected_log_probs: Any,
+    reference_chosen_log_probs: Any,
+    reference_rejected_log_probs: Any,
+    beta: Any,
+) -> tuple[FloatArray, float]:
+    chosen, rejected, reference_chosen, reference_rejected = _same_shape_arrays(
+        "policy_chosen_log_probs",
+        policy_chosen_log_probs=policy_chosen_log_probs,
+        policy_rejected_log_probs=policy_rejected_log_probs,
+        reference_chosen_log_probs=reference_chosen_log_probs,
+        reference_rejected_log_probs=reference_rejected_log_probs,
+    )
+    if chosen.size == 0:
+        raise ValueError(f"policy_chosen_log_probs must not be empty, got shape {chosen.shape}")
+    strength = check_interval(beta, "beta", low=0.0, high=np.inf, low_open=True, high_open=True)
+    margin = strength * ((chosen - reference_chosen) - (rejected - reference_rejected))
+    return margin, strength
+
+
+def dpo_loss(
+    policy_chosen_log_probs: Any,
+    policy_rejected_log_probs: Any,
+    reference_chosen_log_probs: Any,
+    reference_rejected_log_probs: Any,
+    *,
+    beta: float,
+) -> float:
+    r"""Direct Preference Optimization loss (sigmoid form), mean over preference pairs.
+
+    $$ \mathcal{L}_\mathrm{DPO} = -\frac1N \sum_i \log \sigma(z_i), \qquad
+       z_i = \beta \Big[\big(\log\pi_\theta(y^w_i) - \log\pi_\mathrm{ref}(y^w_i)\big)
+                      - \big(\log\pi_\theta(y^l_i) - \log\pi_\mathrm{ref}(y^l_i)\big)\Big], $$
+
+    computed as ``logaddexp(0, -z)`` (a naive ``log(sigmoid(z))`` is ``-inf`` for
+    $z \lesssim -745$). Identical chosen and rejected log-probs give $\log 2$.
+
+    Conventions: a loss (minimise it); mean over the $N$ pairs; log-probs are of whole
+    responses $y$ given the prompt (summed over tokens by the caller); $y^w$ preferred to $y^l$;
+    no label smoothing; float64.
+
+    Claim: ``dpo-implicit-reward`` ($\beta \log \pi_\theta / \pi_\mathrm{ref}$ is a reward
+    under which the Bradley-Terry likelihood is this loss); ``kl-regularized-optimal-policy``.
+
+    Args:
+        policy_chosen_log_probs: ``[N]``, $\log\pi_\theta(y^w_i \mid x_i)$.
+        policy_rejected_log_probs: ``[N]``, $\log\pi_\theta(y^l_i \mid x_i)$.
+        reference_chosen_log_probs: ``[N]``, $\log\pi_\mathrm{ref}(y^w_i \mid x_i)$.
+        reference_rejected_log_probs: ``[N]``, $\log\pi_\mathrm{ref}(y^l_i \mid x_i)$.
+        beta: $\beta > 0$, the KL-regularisation strength.
+
+    Returns:
+        The loss, a Python float.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: on mismatched shapes, empty or non-finite inputs, or ``beta <= 0``.
+
+    Examples:
+        Policy equal to the reference: $z = 0$ and the loss is $\log 2$.
+
+        >>> dpo_loss([-3.0], [-5.0], [-3.0], [-5.0], beta=0.1)
+        0.6931471805599453
+
+    References:
+        Rafailov et al., *Direct Preference Optimization: Your Language Model is Secretly a
+        Reward Model*, NeurIPS 2023, eq. 7.
+    """
+    margin, _ = _dpo_margin(
+        policy_chosen_log_probs,
+        policy_rejected_log_probs,
+        reference_chosen_log_probs,
+        reference_rejected_log_probs,
+        beta,
+    )
+    return float(np.mean(np.logaddexp(0.0, -margin)))
+
+
+def dpo_loss_gradient(
+    policy_chosen_log_probs: Any,
+    policy_rejected_log_probs: Any,
+    reference_chosen_log_probs: Any,
+    reference_rejected_log_probs: Any,
+    *,
+    beta: float,
+) -> tuple[FloatArray, FloatArray]:
+    r"""Gradient of :func:`dpo_loss` with respect to the two policy log-probs.
+
+    $$ \frac{\partial \mathcal{L}_\mathrm{DPO}}{\partial \log\pi_\theta(y^w_i)} =
+       -\frac{\beta}{N} \sigma(-z_i), \qquad
+       \frac{\partial \mathcal{L}_\mathrm{DPO}}{\partial \log\pi_\theta(y^l_i)} =
+       +\frac{\beta}{N} \sigma(-z_i), $$
+
+    with $z_i$ as in :func:`dpo_loss`: pairs the implicit reward already ranks correctly
+    ($z_i \gg 0$) get little weight.
+
+    Conventions: derivative of the mean loss; reference log-probs are constants; float64.
+
+    Claim: ``dpo-implicit-reward``.
+
+    Args:
+        policy_chosen_log_probs: ``[N]``.
+        policy_rejected_log_probs: ``[N]``.
+        reference_chosen_log_probs: ``[N]``.
+        reference_rejected_log_probs: ``[N]``.
+        beta: $\beta > 0$.
+
+    Returns:
+        ``(d_chosen, d_rejected)``, two ``[N]`` float64 arrays.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: as :func:`dpo_loss`.
+
+    Examples:
+        At $z = 0$, $\sigma(0) = 1/2$: gradients $\mp \beta / 2$ for $N = 1$.
+
+        >>> dpo_loss_gradient([-3.0], [-5.0], [-3.0], [-5.0], beta=0.1)
+        (array([-0.05]), array([0.05]))
+
+    References:
+        Rafailov et al., *Direct Preference Optimization*, NeurIPS 2023, Sec. 4 ("What does the
+        DPO update do?").
+    """
+    margin, strength = _dpo_margin(
+        policy_chosen_log_probs,
+        policy_rejected_log_probs,
+        reference_chosen_log_probs,
+        reference_rejected_log_probs,
+        beta,
+    )
+    weight = strength * expit(-margin) / margin.size
+    return -weight, weight
+
+
+def bradley_terry_loss(chosen_rewards: Any, rejected_rewards: Any) -> float:
+    r"""Bradley-Terry reward-model loss, mean over preference pairs.
+
+    $$ \mathcal{L}_\mathrm{BT} = -\frac1N \sum_i \log \sigma\big(r_\phi(x_i, y^w_i)
+       - r_\phi(x_i, y^l_i)\big), $$
+
+    computed as ``logaddexp(0, -(chosen - rejected))``.
+
+    Conventions: a loss (minimise it); mean over the $N$ pairs; $y^w$ preferred; float64.
+
+    Claim: ``dpo-implicit-reward`` (DPO is this loss with the implicit reward).
+
+    Args:
+        chosen_rewards: ``[N]``, $r_\phi(x_i, y^w_i)$.
+        rejected_rewards: ``[N]``, $r_\phi(x_i, y^l_i)$.
+
+    Returns:
+        The loss, a Python float.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: on mismatched shapes, empty or non-finite inputs.
+
+    Examples:
+        Equal rewards give $\log 2$; a margin of 1000 costs nothing; of -1000 costs 1000.
+
+        >>> bool(np.isclose(bradley_terry_loss([0.0, 1000.0, -1000.0], [0.0, 0.0, 0.0]),
+        ...                 (np.log(2.0) + 0.0 + 1000.0) / 3))
+        True
+
+    References:
+        Bradley and Terry, *Rank Analysis of Incomplete Block Designs*, Biometrika 1952;
+        Ouyang et al., *Training language models to follow instructions with human feedback*,
+        NeurIPS 2022, eq. 1 (without the $1/\binom{K}{2}$ grouping).
+    """
+    chosen, rejected = _same_shape_arrays(
+        "chosen_rewards", chosen_rewards=chosen_rewards, rejected_rewards=rejected_rewards
+    )
+    if chosen.size == 0:
+        raise ValueError(f"chosen_rewards must not be empty, got shape {chosen.shape}")
+    return float(np.mean(np.logaddexp(0.0, -(chosen - rejected))))
+
+
+# --------------------------------------------------------------------------------------------
+# Advantage normalisation
+# --------------------------------------------------------------------------------------------
+
+
+def _standardize(x: FloatArray, axis: int | None, epsilon: Any, ddof: Any) -> FloatArray:
+    r"""$(x - \bar x) / (s + \epsilon)$ along ``axis``; exactly 0 where all entries are equal."""
+    eps = check_interval(epsilon, "epsilon", low=0.0, high=np.inf, high_open=True)
+    if isinstance(ddof, bool) or ddof not in (0, 1):
+        raise ValueError(f"ddof must be 0 or 1, got {ddof!r}")
+    constant = np.max(x, axis=axis, keepdims=True) == np.min(x, axis=axis, keepdims=True)
+    count = x.size if axis is None else x.shape[axis]
+    if count - ddof <= 0:
+        return np.zeros_like(x)
+    deviation = x - np.mean(x, axis=axis, keepdims=True)
+    # std computed on deviations scaled to at most 1, so tiny values do not underflow when squared
+    largest = np.max(np.abs(deviation), axis=axis, keepdims=True)
+    largest = np.where(constant | (largest == 0), 1.0, largest)
+    mean_square = np.sum((deviation / largest) ** 2, axis=axis, keepdims=True) / (count - ddof)
+    denominator = np.where(constant, 1.0, largest * np.sqrt(mean_square) + eps)
+    result: FloatArray = np.where(constant, 0.0, deviation / denominator)
+    return result
+
+
+def group_normalized_advantages(rewards: Any, *, epsilon: float = 0.0, ddof: int = 0) -> FloatArray:
+    r"""GRPO advantages: each reward standardised within its group of samples for one prompt.
+
+    $$ A_{g,i} = \frac{r_{g,i} - \bar r_g}{s_g + \epsilon}, \qquad
+       \bar r_g = \frac1n \sum_j r_{g,j}, \quad
+       s_g = \sqrt{\tfrac{1}{n - \mathrm{ddof}} \textstyle\sum_j (r_{g,j} - \bar r_g)^2}, $$
+
+    and $A_{g,i} = 0$ for every $i$ when the group's rewards are all equal ($s_g = 0$, which
+    includes groups of one sample): such a group carries no preference signal. Computing
+    ``(r - mean) / std`` there gives ``0/0``, or with a rounded mean, advantages of $\pm 1$.
+
+    Conventions: ``rewards[g, i]`` is the reward of sample $i$ for prompt $g$ (groups on axis 0,
+    samples on axis 1); statistics along axis 1; ``ddof = 0`` is NumPy's ``std``, ``ddof = 1``
+    PyTorch's default ``std`` (as in TRL); float64.
+
+    Claim: ``baseline-unbiased`` (applies exactly to leave-one-out baselines; the group mean
+    includes the sample itself, a bias of order $1/n$).
+
+    Args:
+        rewards: ``[G, n]``, one row per prompt.
+        epsilon: $\epsilon \ge 0$ added to the standard deviation.
+        ddof: 0 (population std) or 1 (sample std).
+
+    Returns:
+        ``[G, n]`` float64 array.
+
+    Raises:
+        TypeError: if ``rewards`` is not numeric.
+        ValueError: if ``rewards`` is not 2-D, is empty or non-finite, ``epsilon < 0`` or
+            ``ddof`` is not 0 or 1.
+
+    Examples:
+        Rewards (0, 2): mean 1, population std 1, so advantages $(-1, 1)$; a tied group is 0.
+
+        >>> group_normalized_advantages([[0.0, 2.0], [0.1, 0.1]])
+        array([[-1.,  1.],
+               [ 0.,  0.]])
+
+    References:
+        Shao et al., *DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open
+        Language Models*, arXiv:2402.03300, 2024, Sec. 4.1.2.
+    """
+    array = as_float_array(rewards, "rewards", ndim=2)
+    if array.size == 0:
+        raise ValueError(f"rewards must not be empty, got shape {array.shape}")
+    check_finite(array, "rewards")
+    return _standardize(array, 1, epsilon, ddof)
+
+
+def normalized_advantages(advantages: Any, *, epsilon: float = 0.0, ddof: int = 0) -> FloatArray:
+    r"""Advantages standardised over the whole batch (every entry, every axis).
+
+    $$ \tilde A_i = \frac{A_i - \bar A}{s + \epsilon}, \qquad \bar A = \frac1N \sum_j A_j, \quad
+       s = \sqrt{\tfrac{1}{N - \mathrm{ddof}} \textstyle\sum_j (A_j - \bar A)^2}, $$
+
+    and $\tilde A = 0$ when all advantages are equal ($s = 0$, which includes $N = 1$).
+
+    Conventions: mean and std over *all* entries of a ``[T, B]`` (or any-shaped) batch, not per
+    time step or per environment; ``ddof = 0`` is NumPy's ``std``, ``ddof = 1`` PyTorch's
+    default (CleanRL, Stable-Baselines3); float64.
+
+    Claim: ``baseline-unbiased`` (for the shift; the batch mean includes the sample itself, a
+    bias of order $1/N$; the scaling changes the step size only).
+
+    Args:
+        advantages: ``[*S]``, any non-empty shape.
+        epsilon: $\epsilon \ge 0$ added to the standard deviation.
+        ddof: 0 or 1.
+
+    Returns:
+        ``[*S]`` float64 array.
+
+    Raises:
+        TypeError: if ``advantages`` is not numeric.
+        ValueError: if ``advantages`` is empty or non-finite, ``epsilon < 0`` or ``ddof`` is
+            not 0 or 1.
+
+    Examples:
+        Mean 2, population std 1 (by hand: deviations -1, 1).
+
+        >>> normalized_advantages([[1.0], [3.0]])
+        array([[-1.],
+               [ 1.]])
+
+    References:
+        Andrychowicz et al., *What Matters in On-Policy Reinforcement Learning? A Large-Scale
+        Empirical Study*, ICLR 2021, Sec. 3.5 (advantage normalisation).
+    """
+    array = as_float_array(advantages, "advantages")
+    if array.size == 0:
+        raise ValueError(f"advantages must not be empty, got shape {array.shape}")
+    check_finite(array, "advantages")
+    return _standardize(array, None, epsilon, ddof)

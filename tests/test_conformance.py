@@ -1,0 +1,295 @@
+"""Tests of rlmath.specs, rlmath.conformance and ``rlmath check``.
+
+Every correct variant in ``implementations.numpy_correct`` must be accepted and every mutant in
+``implementations.numpy_mutants`` rejected with the failure kind its bug implies, at the default
+number of examples, each within 10 seconds. Torch variants run when torch is installed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from implementations.numpy_correct import CORRECT
+from implementations.numpy_mutants import MUTANTS
+
+from rlmath import reference
+from rlmath.cli.check import run as run_check
+from rlmath.conformance import assert_conforms, check, load_target
+from rlmath.specs import SPECS, get_spec
+
+SECONDS_PER_CHECK = 10.0
+SEED = 20240
+
+
+def _id(entry: tuple[Any, ...]) -> str:
+    return f"{entry[0]}-{entry[1].__name__}"
+
+
+@pytest.mark.parametrize("entry", CORRECT, ids=[_id(e) for e in CORRECT])
+def test_correct_variant_is_accepted(entry: tuple[str, Any, dict[str, Any]]) -> None:
+    name, implementation, options = entry
+    start = time.monotonic()
+    report = check(implementation, name, seed=SEED, **options)
+    assert report.conforms, str(report)
+    assert time.monotonic() - start < SECONDS_PER_CHECK
+
+
+@pytest.mark.parametrize("entry", MUTANTS, ids=[_id(e) for e in MUTANTS])
+def test_mutant_is_rejected_with_a_helpful_report(entry: tuple[str, Any, str, str]) -> None:
+    name, implementation, kind, _bug = entry
+    start = time.monotonic()
+    report = check(implementation, name, seed=SEED)
+    elapsed = time.monotonic() - start
+    assert not report.conforms, f"mutant accepted: {entry}"
+    assert report.failure is not None
+    allowed = {"non-deterministic", "wrong value"} if kind == "non-deterministic" else {kind}
+    assert report.failure.kind in allowed, str(report)
+    text = str(report)
+    # The report shows the input, the diff and a reproducer naming the reference.
+    for argument in get_spec(name).arguments:
+        assert f"{argument} = " in text
+    assert f"expected = {name}(" in text
+    assert elapsed < SECONDS_PER_CHECK
+
+
+def test_every_spec_has_a_correct_variant_and_a_rejected_mutant() -> None:
+    assert {entry[0] for entry in CORRECT} == set(SPECS)
+    assert {entry[0] for entry in MUTANTS} == set(SPECS)
+
+
+def test_reproducer_reproduces_the_failure() -> None:
+    from implementations import numpy_mutants
+
+    report = check(
+        numpy_mutants.gae_ignores_truncation, "generalized_advantage_estimation", seed=SEED
+    )
+    assert report.failure is not None
+    namespace: dict[str, Any] = {}
+    exec(report.reproducer(), namespace)  # noqa: S102 - the snippet is ours
+    assert not np.allclose(namespace["expected"], namespace["actual"])
+
+
+def test_diff_names_the_wrong_index() -> None:
+    # One entry wrong by 1 at index 2 of a 4-step all-continuing trajectory.
+    def off_at_two(*args: Any, **kwargs: Any) -> np.ndarray:
+        result = reference.temporal_difference_errors(*args, **kwargs)
+        if len(result) > 2:
+            result[2] += 1.0
+        return result
+
+    report = check(off_at_two, "temporal_difference_errors", seed=SEED)
+    assert report.failure is not None and report.failure.kind == "wrong value"
+    assert "(2,)" in report.failure.details
+    assert len(report.failure.example.arguments["rewards"]) == 3  # shrunk to the smallest T
+
+
+def test_assert_conforms_raises_with_the_report() -> None:
+    with pytest.raises(AssertionError, match="does not conform"):
+        assert_conforms(lambda lp, ref: ref - lp, "kl_estimator_k1", seed=SEED, examples=20)
+
+
+def test_hyperparameters_can_be_fixed_and_unknown_ones_are_rejected() -> None:
+    seen: list[float] = []
+
+    def spy(rewards: Any, dones: Any, *, discount: float) -> Any:
+        seen.append(discount)
+        return reference.discounted_returns(rewards, dones, discount=discount)
+
+    assert check(
+        spy, "discounted_returns", seed=SEED, examples=10, hyperparameters={"discount": 0.25}
+    ).conforms
+    assert set(seen) == {0.25}
+    with pytest.raises(ValueError, match="unknown"):
+        check(spy, "discounted_returns", hyperparameters={"gamma": 0.9})
+
+
+BAD_CHECK_ARGUMENTS = [
+    pytest.param({"impl": 3, "spec": "kl_estimator_k1"}, TypeError, "impl", id="impl-not-callable"),
+    pytest.param({"spec": "gae"}, ValueError, "name must be one of", id="unknown-spec"),
+    pytest.param(
+        {"spec": "kl_estimator_k1", "examples": 0}, ValueError, "examples", id="zero-examples"
+    ),
+    pytest.param(
+        {"spec": "kl_estimator_k1", "framework": "tf"}, ValueError, "framework", id="framework"
+    ),
+    pytest.param({"spec": "kl_estimator_k1", "dtype": "float16"}, ValueError, "dtype", id="dtype"),
+    pytest.param({"spec": "kl_estimator_k1", "seed": 1.5}, TypeError, "seed", id="seed-float"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), BAD_CHECK_ARGUMENTS)
+def test_bad_check_arguments(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
+    arguments = {"impl": reference.kl_estimator_k1, **kwargs}
+    with pytest.raises(error, match=match):
+        check(arguments.pop("impl"), arguments.pop("spec"), **arguments)
+
+
+@pytest.mark.parametrize(
+    ("target", "match"),
+    [
+        pytest.param("no_colon", "target must be", id="no-colon"),
+        pytest.param("rlmath.reference:nothing", "no attribute", id="missing-attribute"),
+        pytest.param("rlmath.reference:__all__", "not callable", id="not-callable"),
+        pytest.param("missing/file.py:f", "does not exist", id="missing-file"),
+        pytest.param("no_such_module_xyz:f", "cannot import", id="missing-module"),
+    ],
+)
+def test_load_target_errors(target: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        load_target(target)
+
+
+# --------------------------------------------------------------------------------------------
+# Specs
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_spec_inputs_give_finite_references_and_scales(name: str) -> None:
+    spec = SPECS[name]
+
+    @settings(max_examples=30, database=None)
+    @given(spec.examples())
+    def inner(example: Any) -> None:
+        for precision in (np.float64, np.float32):
+            seen = example.rounded(np.dtype(precision))
+            for output, scale in zip(spec.expected(seen), spec.error_scale(seen), strict=True):
+                assert np.all(np.isfinite(output))
+                assert np.all(np.isfinite(np.broadcast_to(scale, output.shape)))
+            if spec.gradient is not None:
+                for value, scale in spec.gradient(seen).values():
+                    assert np.all(np.isfinite(value)) and np.all(np.isfinite(scale))
+
+    inner()
+
+
+def test_spec_gradients_match_the_reference_gradient_functions() -> None:
+    # Reduction: the gradients the specs use for torch checks equal the public gradient functions.
+    ppo = SPECS["ppo_clipped_surrogate_loss"]
+    dpo = SPECS["dpo_loss"]
+
+    @settings(max_examples=30, database=None)
+    @given(ppo.examples(), dpo.examples())
+    def inner(ppo_example: Any, dpo_example: Any) -> None:
+        expected = SPECS["ppo_clipped_surrogate_loss_gradient"].expected(ppo_example)[0]
+        np.testing.assert_array_equal(ppo.gradient(ppo_example)["log_probs"][0], expected)  # type: ignore[misc]
+        chosen, rejected = SPECS["dpo_loss_gradient"].expected(dpo_example)
+        grads = dpo.gradient(dpo_example)  # type: ignore[misc]
+        np.testing.assert_allclose(grads["policy_chosen_log_probs"][0], chosen, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(
+            grads["policy_rejected_log_probs"][0], rejected, rtol=1e-12, atol=0
+        )
+
+    inner()
+
+
+def test_describe_states_conventions_for_every_spec() -> None:
+    for spec in SPECS.values():
+        text = spec.describe()
+        assert spec.signature in text and "claim:" in text
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def _cli(argv: list[str]) -> int:
+    import argparse
+
+    from rlmath.cli import check as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return run_check(parser.parse_args(argv))
+
+
+def test_cli_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        _cli(["implementations.numpy_correct:k1", "--spec", "kl_estimator_k1", "--seed", "1"]) == 0
+    )
+    assert "OK" in capsys.readouterr().out
+    assert _cli(["implementations.numpy_mutants:k1_sign_flipped", "--spec", "kl_estimator_k1"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+    assert (
+        _cli(
+            ["tests/implementations/numpy_correct.py:bradley_terry", "--spec", "bradley_terry_loss"]
+        )
+        == 0
+    )
+    assert _cli(["implementations.numpy_correct:k1", "--spec", "no_such_spec"]) == 2
+    assert _cli(["implementations.numpy_correct:k1"]) == 2
+    assert (
+        _cli(["implementations.numpy_correct:k1", "--spec", "kl_estimator_k1", "--param", "x"]) == 2
+    )
+    assert (
+        _cli(
+            [
+                "implementations.numpy_correct:normalize_cleanrl_style",
+                "--spec",
+                "normalized_advantages",
+                "--param",
+                "ddof=1",
+                "--param",
+                "epsilon=1e-8",
+            ]
+        )
+        == 0
+    )
+    assert _cli(["--list"]) == 0
+    assert "generalized_advantage_estimation(rewards, values" in capsys.readouterr().out
+    assert _cli(["--describe", "dpo_loss"]) == 0
+    assert "logaddexp" in capsys.readouterr().out
+    assert _cli(["--describe", "nope"]) == 2
+
+
+@pytest.mark.parametrize("adapter", ["batch_major_gae_adapter", "per_step_discount_gae_adapter"])
+def test_documented_adapters_conform(adapter: str) -> None:
+    implementation = load_target(f"examples/conformance_adapters.py:{adapter}")
+    assert_conforms(implementation, "generalized_advantage_estimation", seed=SEED)
+
+
+def test_cli_is_registered() -> None:
+    from rlmath.cli import COMMANDS
+
+    assert COMMANDS["check"][0] == "check"
+
+
+# --------------------------------------------------------------------------------------------
+# PyTorch (optional)
+# --------------------------------------------------------------------------------------------
+
+
+def test_torch_variants_and_gradient_mutants() -> None:
+    torch = pytest.importorskip("torch")
+    from implementations.torch_variants import TORCH_CORRECT, TORCH_MUTANTS
+
+    # Tiny tensors: torch's intra-op thread pool costs ~15 ms per op on a 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _check_torch_variants(TORCH_CORRECT, TORCH_MUTANTS)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_torch_variants(TORCH_CORRECT: Any, TORCH_MUTANTS: Any) -> None:  # noqa: N803
+
+    for name, implementation, options in TORCH_CORRECT:
+        start = time.monotonic()
+        report = check(implementation, name, seed=SEED, **options)
+        assert time.monotonic() - start < SECONDS_PER_CHECK
+        assert report.framework == "torch"
+        assert report.conforms, str(report)
+    for name, implementation, kind, bug in TORCH_MUTANTS:
+        start = time.monotonic()
+        report = check(implementation, name, seed=SEED)
+        assert time.monotonic() - start < SECONDS_PER_CHECK
+        assert report.failure is not None, f"torch mutant accepted: {bug}"
+        # A wrong value may shrink to an input where only the gradient still differs.
+        allowed = {kind, "wrong gradient"} if kind == "wrong value" else {kind}
+        assert report.failure.kind in allowed, str(report)
