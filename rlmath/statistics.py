@@ -19,9 +19,11 @@ One rule decides "the estimate agrees with the reference" for every Monte-Carlo 
   importance weights) converge slowly and can make the real false-alarm rate exceed
   $\alpha$; keep importance weights bounded in the checks. With batch means the critical
   value comes from Student's $t$ with $b - 1$ degrees of freedom.
-- A component whose terms are all equal has standard error 0: it agrees when the estimate
-  equals the reference exactly and fails otherwise (also when only an unlucky sample never
-  visited a rare state: choose $n$ so every reachable component is seen).
+- The standard error has a floor at float resolution, $64\,\varepsilon$ times the
+  component's magnitude: a component whose terms are all equal (or equal up to rounding) agrees
+  when the estimate equals the reference to float resolution and fails otherwise (also when
+  only an unlucky sample never visited a rare state: choose $n$ so every reachable component
+  is seen).
 - The seed is fixed by the caller and recorded; the sample size comes from
   :func:`sample_size`: the $n$ that detects a shift $\delta$ of a component with per-sample
   standard deviation $\sigma$ with power $1 - \beta$ (default power 0.99, ``DEFAULT_POWER``),
@@ -295,6 +297,9 @@ class Agreement:
         }
 
 
+_RESOLUTION = 64.0 * float(np.finfo(np.float64).eps)
+
+
 def agreement(
     samples: ArrayLike,
     reference: ArrayLike,
@@ -380,7 +385,13 @@ def agreement(
         method = f"t-test on {b} batch means"
     constant = (x == x[0]).all(axis=0)
     estimate = np.where(constant, x[0], estimate)  # exact, not a rounded mean of equal terms
-    se = np.where(constant, 0.0, se)
+    # Float resolution floor: a quantity that is constant in exact arithmetic but computed
+    # with rounding (spread ~1e-16 of its size) would otherwise get a tiny standard error and
+    # a huge z for a rounding-level difference. The floor is 64 eps times the component's
+    # magnitude (the same margin as rlmath.tolerances.exact_rtol); it is far below any
+    # sampling standard error of a genuinely random quantity.
+    magnitude = np.maximum(np.abs(x).max(axis=0), np.abs(ref_scaled))
+    se = np.maximum(np.where(constant, 0.0, se), _RESOLUTION * magnitude)
     difference = estimate - ref_scaled
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, difference / np.where(se > 0, se, 1.0), np.sign(difference) * np.inf)

@@ -145,9 +145,21 @@ def _is_zero(e: sympy.Basic) -> bool:
     return bool(e == 0 or e.is_zero is True)
 
 
+#: Rewritings that can only help when the expression contains the given kind of object.
+_NEEDS: dict[str, tuple[type, ...]] = {
+    "sums": (sympy.Sum,),
+    "sum_ranges": (sympy.Sum,),
+    "doit_twice": (sympy.Sum, sympy.Derivative, sympy.Integral, sympy.Product),
+    "piecewise_fold": (sympy.Piecewise, sympy.Min, sympy.Max, sympy.KroneckerDelta),
+}
+
+
 @lru_cache(maxsize=4096)
 def _cached_zero(difference: sympy.Basic) -> str | None:
     for name, rewrite in REWRITINGS:
+        needs = _NEEDS.get(name)
+        if needs is not None and not any(difference.has(kind) for kind in needs):
+            continue  # cannot change anything: skip the (often slow) attempt
         try:
             if isinstance(difference, sympy.MatrixBase):
                 reduced: sympy.Basic = difference.applyfunc(rewrite)

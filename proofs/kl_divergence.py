@@ -1,0 +1,1082 @@
+r"""The Kullback-Leibler divergence: non-negative, flat at the reference, curved like Fisher.
+
+Main statements. For distributions $p, q$ on $n$ outcomes, and tabular softmax policies
+$\pi_\theta(a) = e^{\theta_a} / \sum_b e^{\theta_b}$ with a reference $\pi' = \pi_{\theta'}$,
+
+$$ \mathrm{KL}(p \,\|\, q) = \sum_i p_i \log\frac{p_i}{q_i} \ge 0 \qquad\text{(Gibbs)}, $$
+
+$$ \nabla_\theta \mathrm{KL}(\pi_{\theta'} \,\|\, \pi_\theta) = \pi_\theta - \pi_{\theta'}, \qquad
+   \frac{\partial \mathrm{KL}(\pi_\theta \,\|\, \pi_{\theta'})}{\partial\theta_k}
+   = \pi_\theta(k)\Big(\log\frac{\pi_\theta(k)}{\pi_{\theta'}(k)} - \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\Big), $$
+
+both zero at $\theta = \theta'$; both Hessians at $\theta = \theta'$ equal the Fisher information
+$F = \mathrm{diag}(\pi') - \pi'\pi'^\top$, so
+$\mathrm{KL} = \tfrac12\, \delta^\top F \delta + O(|\delta|^3)$ for $\theta = \theta' + \delta$;
+and for trajectories of length $H$ in an MDP,
+
+$$ \mathrm{KL}\big(p_\theta(\tau) \,\|\, p_{\theta'}(\tau)\big)
+   = \mathbb E_{\tau\sim p_\theta}\Big[\sum_{t=0}^{H-1}
+     \mathrm{KL}\big(\pi_\theta(\cdot|s_t) \,\|\, \pi_{\theta'}(\cdot|s_t)\big)\Big]. $$
+
+Conventions. $\mathrm{KL}(p\,\|\,q) = \sum_i p_i \log(p_i/q_i)$: the *first* argument is the
+distribution the expectation is taken under; $0 \log 0 = 0$; natural logarithms. Gradients are
+with respect to the logits $\theta$ of the second argument unless said otherwise (both
+directions are treated). Time starts at $t = 0$.
+
+Proof sketch. *Gibbs*: $\log x \le x - 1$ for $x > 0$ (the gap $x - 1 - \log x$ is a Taylor
+remainder $\int_0^1 (x-1)^2 (1-s) / (1 + (x-1)s)^2\, ds$ with a non-negative integrand); weight it
+by $p_i$ at $x = q_i/p_i$ and sum. *Gradient and Hessian*: a directional derivative
+$\frac{d}{dt} \mathrm{KL}(\cdot)|_{t=0}$ along $\theta + t\delta$ for an arbitrary direction
+$\delta$ is $\langle \nabla \mathrm{KL}, \delta \rangle$, and the second one is
+$\delta^\top \nabla^2 \mathrm{KL}\, \delta$; with $\log \pi_\theta(a) = \theta_a - \log Z(\theta)$
+both reduce to moments of $\delta$ under $\pi$ (a symmetric matrix is determined by its
+quadratic form). *Chain rule*: $\log p_\theta(\tau)/p_{\theta'}(\tau)$ is a sum of per-step
+log-ratios because $\rho_0$ and $P$ cancel; the expectation of step $t$'s log-ratio given $s_t$
+is the per-state KL.
+
+References. Kullback, S. and Leibler, R. A., "On Information and Sufficiency", *Ann. Math.
+Statist.* 22, 1951. Cover, T. M. and Thomas, J. A., *Elements of Information Theory*, 2nd ed.,
+2006, Thm. 2.6.3 (information inequality) and Thm. 2.5.3 (chain rule for relative entropy).
+Schulman, J. et al., "Trust Region Policy Optimization", ICML 2015, Sec. 6 (the KL's Hessian
+is the Fisher information). Amari, S., "Natural Gradient Works Efficiently in Learning",
+*Neural Computation* 10, 1998 (Fisher metric as the KL's local quadratic form).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import mpmath
+import numpy as np
+import sympy as sp
+from hypothesis import strategies as st
+
+from rlmath import exact
+from rlmath.claims import (
+    Claim,
+    Derivation,
+    ExactLeg,
+    Mutant,
+    Step,
+    SymbolicLeg,
+    SymbolicMutation,
+    lambdify,
+)
+from rlmath.policy import SoftmaxPolicy, log_softmax
+from rlmath.testing import logits, mdps_and_policies, probability_vectors, tabular_mdps
+from rlmath.tolerances import exact_rtol
+
+# ============================================================================ Gibbs' inequality
+# ----------------------------------------------------------------------------- lemma log x <= x - 1
+x = sp.Symbol("x", positive=True)
+y = sp.Symbol("y", positive=True)  # integration variable on [1, x]
+s = sp.Symbol("s", nonnegative=True)  # integration variable on [0, 1]
+v = sp.Symbol("v", positive=True)  # s = v / (1 + v) runs over (0, 1) as v runs over (0, oo)
+
+#: The Taylor remainder of g(x) = x - 1 - log x about 1, as an integral over s in [0, 1].
+remainder_integrand = (x - 1) ** 2 * (1 - s) / (1 + (x - 1) * s) ** 2
+
+
+class log_bound_gap(sp.Function):  # noqa: N801 (sympy functions are lower case)
+    r"""$g(x) = x - 1 - \log x$, which is $\ge 0$ for $x > 0$ (lemma ``log-bound`` below).
+
+    sympy's assumption system learns $g(x) \ge 0$ from the lemma's last integral: for $x > 0$
+    it asks sympy whether the integrand is non-negative at $s = v / (1 + v)$, $v > 0$ (every
+    $s \in (0, 1)$), and an integral over $[0, 1]$ of a non-negative integrand is non-negative.
+    ``doit`` rewrites $g$ to its definition, which is how steps using it are checked.
+    """
+
+    nargs = 1
+
+    def doit(self, deep: bool = True, **hints: object) -> sp.Expr:
+        (arg,) = self.args
+        if deep:
+            arg = arg.doit(deep=deep, **hints)
+        return arg - 1 - sp.log(arg)
+
+    def _eval_is_extended_real(self) -> bool | None:
+        return self.args[0].is_positive or None
+
+    def _eval_is_finite(self) -> bool | None:
+        return self.args[0].is_positive or None
+
+    def _eval_is_extended_nonnegative(self) -> bool | None:
+        (arg,) = self.args
+        if arg.is_positive is not True:
+            return None
+        inside = remainder_integrand.subs(s, v / (1 + v)).subs(x, arg)
+        return sp.factor(sp.cancel(inside)).is_nonnegative or None
+
+
+log_bound = Derivation(
+    "log-bound",
+    (
+        Step(x - 1 - sp.log(x), "the gap g(x) = x - 1 - log x of the bound log x <= x - 1"),
+        Step(
+            sp.Integral(1 - 1 / y, (y, 1, x)),
+            "fundamental theorem of calculus: g(1) = 0 and g'(y) = 1 - 1/y",
+        ),
+        Step(
+            sp.Integral((x - y) / y**2, (y, 1, x)),
+            "Taylor's theorem with integral remainder: g'(1) = 0 and g''(y) = 1/y^2",
+        ),
+        Step(sp.Integral(remainder_integrand, (s, 0, 1)), "substitute y = 1 + (x - 1) s"),
+        Step(
+            sp.Integer(0),
+            "the integrand (x - 1)^2 (1 - s) / (1 + (x - 1) s)^2 is >= 0 for x > 0, s in [0, 1]",
+            relation=">=",
+            gap=log_bound_gap(x),
+        ),
+    ),
+    statement=r"x - 1 - \log x \ge 0 \quad (x > 0)",
+)
+
+# ----------------------------------------------------------------------------- Gibbs
+n = sp.Symbol("n", integer=True, positive=True)
+i = sp.Symbol("i", integer=True)
+p = sp.IndexedBase("p", positive=True)  # the sampled side, on its support
+q = sp.IndexedBase("q", positive=True)
+u = sp.IndexedBase("u", positive=True)  # unnormalised weights: p = u / sum(u)
+w = sp.IndexedBase("w", positive=True)  # unnormalised weights: q = w / sum(w)
+
+
+class IndexSum(sp.Sum):
+    r"""$\sum_{i=0}^{n-1} f_i$ over ``IndexedBase`` terms, simplified term by term only.
+
+    ``Sum.doit`` tries closed forms (Gosper's algorithm, hypergeometric terms) that cannot
+    exist for an arbitrary sequence ``f[i]`` and cost seconds per sum; this sum evaluates only
+    inside its terms. Nothing else changes: it prints, differentiates and compares as ``Sum``.
+    """
+
+    def doit(self, **hints: object) -> sp.Expr:
+        if all(low.is_Integer and high.is_Integer for _, low, high in self.limits):
+            return sp.Sum(self.function, *self.limits).doit(**hints)  # a concrete size: expand
+        function = self.function.doit(**hints) if hints.get("deep", True) else self.function
+        return self.func(function, *self.limits)
+
+
+def total(expression: sp.Expr) -> sp.Sum:
+    """$\\sum_{i=0}^{n-1}$ expression."""
+    return IndexSum(expression, (i, 0, n - 1))
+
+
+kl_pq = total(p[i] * sp.log(p[i] / q[i]))
+
+# For positive vectors p, q (not yet normalised): KL(p || q) >= sum p - sum q.
+gibbs = Derivation(
+    "gibbs",
+    (
+        Step(kl_pq, "definition of KL(p || q), p the sampled side, on the support of p"),
+        Step(-total(p[i] * sp.log(q[i] / p[i])), "log(p/q) = -log(q/p)"),
+        Step(
+            total(p[i] * (1 - q[i] / p[i])),
+            "-log x >= 1 - x (lemma 'log-bound') at x = q_i / p_i, weighted by p_i > 0",
+            relation=">=",
+            gap=total(p[i] * log_bound_gap(q[i] / p[i])),
+        ),
+        Step(total(p[i] - q[i]), "p (1 - q/p) = p - q"),
+        Step(total(p[i]) - total(q[i]), "linearity of the sum"),
+    ),
+    statement=r"\mathrm{KL}(p\,\|\,q) \ge \sum_i p_i - \sum_i q_i \quad (p, q > 0)",
+)
+
+# Every positive probability vector is u / sum(u) for some positive u (take u = p itself).
+normalised = Derivation(
+    "normalised",
+    (
+        Step(
+            total(u[i] / total(u[i])) - total(w[i] / total(w[i])),
+            "the bound of 'gibbs' for probability vectors p = u / sum u, q = w / sum w",
+        ),
+        Step(sp.Integer(0), "sum_i u_i / sum_j u_j = 1"),
+    ),
+    statement=r"\sum_i p_i - \sum_i q_i = 1 - 1 = 0",
+)
+
+# ============================================================================ softmax geometry
+j = sp.Symbol("j", integer=True)
+h = sp.Symbol("h", real=True)  # step along the direction delta
+theta = sp.IndexedBase("theta", real=True)  # logits of the moving policy
+theta_ref = sp.IndexedBase("theta_ref", real=True)  # logits of the reference theta'
+delta = sp.IndexedBase("delta", real=True)  # an arbitrary direction in logit space
+
+
+def partition(logit: sp.Expr) -> sp.Sum:
+    r"""$Z(\theta) = \sum_i e^{\theta_i}$, for ``logit = lambda i: theta[i]``-style bases."""
+    return IndexSum(sp.exp(logit(i)), (i, 0, n - 1))
+
+
+def softmax(logit, k: sp.Symbol) -> sp.Expr:  # type: ignore[no-untyped-def]
+    r"""$\pi(k) = e^{\theta_k} / Z(\theta)$ for the logits ``logit(k)``."""
+    return sp.exp(logit(k)) / partition(logit)
+
+
+def moving(k: sp.Symbol) -> sp.Expr:
+    """The logit theta_k + h delta_k of the moved policy."""
+    return theta[k] + h * delta[k]
+
+
+def pi(k: sp.Symbol) -> sp.Expr:
+    return softmax(lambda m: theta[m], k)
+
+
+def pi_ref(k: sp.Symbol) -> sp.Expr:
+    return softmax(lambda m: theta_ref[m], k)
+
+
+def pi_moved(k: sp.Symbol) -> sp.Expr:
+    return softmax(moving, k)
+
+
+def at_zero(expression: sp.Expr, order: int = 1) -> sp.Subs:
+    r"""$\frac{d^{order}}{dh^{order}}$ expression at $h = 0$ (left unevaluated)."""
+    return sp.Subs(sp.Derivative(expression, (h, order)), h, 0)
+
+
+def mean(probability, term) -> sp.Sum:  # type: ignore[no-untyped-def]
+    r"""$\sum_j \text{probability}(j)\, \text{term}(j)$ (inner sums use the index $j$)."""
+    return IndexSum(probability(j) * term(j), (j, 0, n - 1))
+
+
+mean_delta = mean(pi, lambda m: delta[m])  # E_pi[delta]
+kl_reverse = mean(pi, lambda m: sp.log(pi(m) / pi_ref(m)))  # KL(pi_theta || pi_theta')
+
+# ----------------------------------------------------------------------------- gradients
+forward_gradient = Derivation(
+    "forward-gradient",
+    (
+        Step(
+            at_zero(total(pi_ref(i) * sp.log(pi_ref(i) / pi_moved(i)))),
+            "directional derivative of KL(pi_theta' || pi_theta) along delta: <grad, delta>",
+        ),
+        Step(
+            at_zero(sp.log(partition(moving)) - total(pi_ref(i) * moving(i))),
+            "log pi_theta(i) = theta_i - log Z(theta) and sum pi' = 1; drop terms free of h",
+        ),
+        Step(
+            total(delta[i] * sp.exp(theta[i])) / partition(lambda m: theta[m])
+            - total(pi_ref(i) * delta[i]),
+            "d/dh log Z(theta + h delta) = sum_i delta_i e^(theta_i + h delta_i) / Z, at h = 0",
+        ),
+        Step(
+            total((pi(i) - pi_ref(i)) * delta[i]),
+            "collect the coefficient of delta_i: the gradient is pi_theta - pi_theta'",
+        ),
+    ),
+    statement=r"\nabla_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta) = \pi_\theta - \pi_{\theta'}",
+)
+
+forward_at_reference = Derivation(
+    "forward-at-reference",
+    (
+        Step(
+            sp.Subs(forward_gradient.conclusion, theta, theta_ref),
+            "the directional derivative of 'forward-gradient' at theta = theta'",
+        ),
+        Step(sp.Integer(0), "pi_theta' - pi_theta' = 0, whatever the direction delta"),
+    ),
+    statement=r"\nabla_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta)\big|_{\theta=\theta'} = 0",
+)
+
+reverse_gradient = Derivation(
+    "reverse-gradient",
+    (
+        Step(
+            at_zero(total(pi_moved(i) * sp.log(pi_moved(i) / pi_ref(i)))),
+            "directional derivative of KL(pi_theta || pi_theta') along delta: <grad, delta>",
+        ),
+        Step(
+            total(pi(i) * (delta[i] - mean_delta) * sp.log(pi(i) / pi_ref(i)))
+            + total(pi(i) * (delta[i] - mean_delta)),
+            "product rule, with d pi_i / dh = pi_i (delta_i - E_pi[delta]) at h = 0",
+        ),
+        Step(
+            total(pi(i) * (delta[i] - mean_delta) * sp.log(pi(i) / pi_ref(i))),
+            "E_pi[delta - E_pi delta] = 0: the expected score vanishes",
+        ),
+        Step(
+            total(pi(i) * (sp.log(pi(i) / pi_ref(i)) - kl_reverse) * delta[i]),
+            "collect the coefficient of delta_i",
+        ),
+    ),
+    statement=(
+        r"\partial_{\theta_k} \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})"
+        r" = \pi_\theta(k)\big(\log\tfrac{\pi_\theta(k)}{\pi_{\theta'}(k)}"
+        r" - \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big)"
+    ),
+)
+
+reverse_at_reference = Derivation(
+    "reverse-at-reference",
+    (
+        Step(
+            sp.Subs(reverse_gradient.conclusion, theta, theta_ref),
+            "the directional derivative of 'reverse-gradient' at theta = theta'",
+        ),
+        Step(sp.Integer(0), "log(pi'/pi') = 0 and KL(pi' || pi') = 0"),
+    ),
+    statement=r"\nabla_\theta \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big|_{\theta=\theta'} = 0",
+)
+
+# ----------------------------------------------------------------------------- curvature
+
+
+def from_reference(k: sp.Symbol) -> sp.Expr:
+    """The logit theta'_k + h delta_k: a step of size h from the reference along delta."""
+    return theta_ref[k] + h * delta[k]
+
+
+def pi_stepped(k: sp.Symbol) -> sp.Expr:
+    return softmax(from_reference, k)
+
+
+second_moment = total(pi_ref(i) * delta[i] ** 2)  # E_pi'[delta^2]
+first_moment = total(pi_ref(i) * delta[i])  # E_pi'[delta]
+#: delta^T (diag pi' - pi' pi'^T) delta, the Fisher quadratic form at the reference.
+fisher_form = second_moment - first_moment**2
+kl_forward_step = total(pi_ref(i) * sp.log(pi_ref(i) / pi_stepped(i)))  # KL(pi' || pi_theta)
+kl_reverse_step = total(pi_stepped(i) * sp.log(pi_stepped(i) / pi_ref(i)))  # KL(pi_theta || pi')
+log_partition_step = sp.log(partition(from_reference))
+
+forward_curvature = Derivation(
+    "forward-curvature",
+    (
+        Step(
+            at_zero(kl_forward_step, 2),
+            "second directional derivative of KL(pi_theta' || pi_theta) at theta = theta' + h delta",
+        ),
+        Step(
+            at_zero(log_partition_step - total(pi_ref(i) * from_reference(i)), 2),
+            "log pi_theta(i) = theta_i - log Z(theta) and sum pi' = 1; drop terms free of h",
+        ),
+        Step(at_zero(log_partition_step, 2), "a linear function of h has second derivative 0"),
+        Step(
+            total(delta[i] ** 2 * sp.exp(theta_ref[i])) / partition(lambda m: theta_ref[m])
+            - (total(delta[i] * sp.exp(theta_ref[i])) / partition(lambda m: theta_ref[m])) ** 2,
+            "(log Z)'' = Z''/Z - (Z'/Z)^2 with Z^(k)(0) = sum_i delta_i^k e^(theta'_i)",
+        ),
+        Step(
+            fisher_form,
+            "e^(theta'_i) / Z(theta') = pi'_i: this is delta^T (diag pi' - pi' pi'^T) delta",
+        ),
+    ),
+    statement=r"\delta^\top \nabla^2_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta)\big|_{\theta'} \delta = \delta^\top F \delta",
+)
+
+mean_stepped = total(pi_stepped(i) * delta[i])  # m(h) = E_{pi_theta}[delta] = (log Z)'(h)
+reverse_curvature = Derivation(
+    "reverse-curvature",
+    (
+        Step(
+            at_zero(kl_reverse_step, 2),
+            "second directional derivative of KL(pi_theta || pi_theta') at theta = theta' + h delta",
+        ),
+        Step(
+            at_zero(h * mean_stepped - log_partition_step, 2),
+            "log(pi_theta(i)/pi'(i)) = h delta_i - log(Z(theta)/Z(theta')), sum pi_theta = 1; "
+            "drop the constant log Z(theta')",
+        ),
+        Step(
+            2 * at_zero(mean_stepped, 1) - at_zero(log_partition_step, 2),
+            "(h m(h))'' = 2 m'(h) + h m''(h), which is 2 m'(0) at h = 0",
+        ),
+        Step(
+            2 * fisher_form - fisher_form,
+            "m = (log Z)', so m'(0) = (log Z)''(0) (as in 'forward-curvature')",
+        ),
+        Step(fisher_form, "collect: delta^T (diag pi' - pi' pi'^T) delta"),
+    ),
+    statement=r"\delta^\top \nabla^2_\theta \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big|_{\theta'} \delta = \delta^\top F \delta",
+)
+
+fisher = Derivation(
+    "fisher",
+    (
+        Step(
+            total(pi_ref(i) * (delta[i] - first_moment) ** 2),
+            "Fisher information E_{a~pi'}[(score . delta)^2], softmax score e_a - pi' (so "
+            "score . delta = delta_a - E_pi'[delta])",
+        ),
+        Step(
+            second_moment - 2 * first_moment * first_moment + first_moment**2 * total(pi_ref(i)),
+            "expand the square; E_pi'[delta] is a constant",
+        ),
+        Step(fisher_form, "sum pi' = 1"),
+    ),
+    statement=r"\mathbb E_{a\sim\pi'}[(\nabla\log\pi'(a)\cdot\delta)^2] = \delta^\top(\mathrm{diag}\,\pi' - \pi'\pi'^\top)\delta",
+)
+
+
+def taylor_polynomial(kl: sp.Expr) -> sp.Expr:
+    """Degree-2 Taylor polynomial in h of ``kl`` about h = 0 (derivatives left unevaluated)."""
+    return sp.Subs(kl, h, 0) + h * at_zero(kl, 1) + h**2 / 2 * at_zero(kl, 2)
+
+
+quadratic_model = h**2 / 2 * fisher_form
+forward_taylor = Derivation(
+    "forward-taylor",
+    (
+        Step(
+            taylor_polynomial(kl_forward_step),
+            "Taylor polynomial of degree 2 of KL(pi' || pi_theta' + h delta)",
+        ),
+        Step(
+            quadratic_model,
+            "KL(pi' || pi') = 0, zero gradient (kl-gradient-vanishes-at-reference), "
+            "curvature delta^T F delta ('forward-curvature')",
+        ),
+    ),
+    statement=r"\mathrm{KL}(\pi_{\theta'}\,\|\,\pi_{\theta'+h\delta}) = \tfrac{h^2}{2}\delta^\top F\delta + O(h^3)",
+)
+reverse_taylor = Derivation(
+    "reverse-taylor",
+    (
+        Step(
+            taylor_polynomial(kl_reverse_step),
+            "Taylor polynomial of degree 2 of KL(pi_theta' + h delta || pi')",
+        ),
+        Step(
+            quadratic_model,
+            "KL(pi' || pi') = 0, zero gradient (kl-gradient-vanishes-at-reference), "
+            "curvature delta^T F delta ('reverse-curvature')",
+        ),
+    ),
+    statement=r"\mathrm{KL}(\pi_{\theta'+h\delta}\,\|\,\pi_{\theta'}) = \tfrac{h^2}{2}\delta^\top F\delta + O(h^3)",
+)
+
+# ============================================================================ trajectories
+# A fully symbolic instance: 2 states, 2 actions, horizon 2. Each distribution over two
+# outcomes is (x, 1 - x) with its own symbol x, so every normalisation holds by construction.
+STATES = ACTIONS = (0, 1)
+HORIZON = 2
+_pi0 = sp.symbols("pi_0:2", positive=True)  # pi_theta(a = 0 | s)
+_ref0 = sp.symbols("pi'_0:2", positive=True)  # pi_theta'(a = 0 | s)
+_P0 = sp.symbols("P_0:2_0:2", positive=True)  # P(s' = 0 | s, a), index s * 2 + a
+_rho0 = sp.Symbol("rho_0", positive=True)  # rho_0(s = 0)
+
+
+def binary(first: sp.Expr, outcome: int) -> sp.Expr:
+    """The probability of ``outcome`` under the two-point distribution (first, 1 - first)."""
+    return first if outcome == 0 else 1 - first
+
+
+def policy_prob(policy: tuple[sp.Symbol, ...], a: int, state: int) -> sp.Expr:
+    return binary(policy[state], a)
+
+
+def trajectory_prob(
+    policy: tuple[sp.Symbol, ...], states: tuple[int, ...], actions: tuple[int, ...]
+) -> sp.Expr:
+    r"""$p(\tau) = \rho_0(s_0) \prod_t \pi(a_t|s_t) \prod_{t<H-1} P(s_{t+1}|s_t,a_t)$."""
+    prob = binary(_rho0, states[0])
+    for time in range(HORIZON):
+        prob *= policy_prob(policy, actions[time], states[time])
+        if time + 1 < HORIZON:
+            prob *= binary(_P0[2 * states[time] + actions[time]], states[time + 1])
+    return prob
+
+
+_paths = [
+    (states, actions)
+    for states in itertools.product(STATES, repeat=HORIZON)
+    for actions in itertools.product(ACTIONS, repeat=HORIZON)
+]
+
+
+def state_kl(first: tuple[sp.Symbol, ...], second: tuple[sp.Symbol, ...], state: int) -> sp.Expr:
+    r"""$\mathrm{KL}(\text{first}(\cdot|s) \,\|\, \text{second}(\cdot|s))$."""
+    return sum(
+        policy_prob(first, a, state)
+        * sp.log(policy_prob(first, a, state) / policy_prob(second, a, state))
+        for a in ACTIONS
+    )
+
+
+def prefix_prob(
+    policy: tuple[sp.Symbol, ...], states: tuple[int, ...], actions: tuple[int, ...]
+) -> sp.Expr:
+    r"""$\Pr(s_0, a_0, \dots, s_t) = \rho_0(s_0) \prod_{u<t} \pi(a_u|s_u) P(s_{u+1}|s_u,a_u)$."""
+    prob = binary(_rho0, states[0])
+    for time, a in enumerate(actions):
+        prob *= policy_prob(policy, a, states[time]) * binary(
+            _P0[2 * states[time] + a], states[time + 1]
+        )
+    return prob
+
+
+def state_distribution(policy: tuple[sp.Symbol, ...], time: int, state: int) -> sp.Expr:
+    r"""$\Pr(s_t = s)$ under ``policy``, by forward propagation $p_{t+1}(s') = \sum_{s,a} p_t(s) \pi(a|s) P(s'|s,a)$."""
+    if time == 0:
+        return binary(_rho0, state)
+    return sum(
+        state_distribution(policy, time - 1, s0)
+        * policy_prob(policy, a0, s0)
+        * binary(_P0[2 * s0 + a0], state)
+        for s0 in STATES
+        for a0 in ACTIONS
+    )
+
+
+def chain_rule_sum(
+    weights: tuple[sp.Symbol, ...], first: tuple[sp.Symbol, ...], second: tuple[sp.Symbol, ...]
+) -> sp.Expr:
+    r"""$\sum_t \sum_s \Pr_{\text{weights}}(s_t = s)\, \mathrm{KL}(\text{first}(\cdot|s) \| \text{second}(\cdot|s))$."""
+    return sum(
+        state_distribution(weights, time, state) * state_kl(first, second, state)
+        for time in range(HORIZON)
+        for state in STATES
+    )
+
+
+trajectory_chain_rule = Derivation(
+    "trajectory-chain-rule",
+    (
+        Step(
+            sum(
+                trajectory_prob(_pi0, st_, ac_)
+                * sp.log(trajectory_prob(_pi0, st_, ac_) / trajectory_prob(_ref0, st_, ac_))
+                for st_, ac_ in _paths
+            ),
+            "definition of KL(p_theta(tau) || p_theta'(tau)), summed over all 16 trajectories",
+        ),
+        Step(
+            sum(
+                trajectory_prob(_pi0, st_, ac_)
+                * sum(
+                    sp.log(
+                        policy_prob(_pi0, ac_[time], st_[time])
+                        / policy_prob(_ref0, ac_[time], st_[time])
+                    )
+                    for time in range(HORIZON)
+                )
+                for st_, ac_ in _paths
+            ),
+            "rho_0 and P appear in both p_theta and p_theta': the log-ratio is a sum of per-step "
+            "policy log-ratios",
+        ),
+        Step(
+            sum(
+                prefix_prob(_pi0, states, actions) * state_kl(_pi0, _ref0, states[-1])
+                for time in range(HORIZON)
+                for states in itertools.product(STATES, repeat=time + 1)
+                for actions in itertools.product(ACTIONS, repeat=time)
+            ),
+            "step t's term: sum out the later actions and states (each distribution sums to 1) "
+            "and the action a_t given s_t, which leaves KL at s_t",
+        ),
+        Step(
+            chain_rule_sum(_pi0, _pi0, _ref0),
+            "sum the prefix probabilities ending in s_t = s: Pr_theta(s_t = s), by forward propagation",
+        ),
+    ),
+    statement=(
+        r"\mathrm{KL}(p_\theta(\tau)\,\|\,p_{\theta'}(\tau)) = \sum_{t<H}\sum_s \Pr_\theta(s_t=s)\,"
+        r"\mathrm{KL}(\pi_\theta(\cdot|s)\,\|\,\pi_{\theta'}(\cdot|s))"
+    ),
+)
+
+
+# ============================================================================ exact legs
+def kl_by_enumeration(first: np.ndarray, second: np.ndarray) -> float:
+    r"""$\sum_i p_i \log(p_i/q_i)$ over the support of $p$ ($0 \log 0 = 0$), summed literally."""
+    support = first > 0
+    return float(np.sum(first[support] * np.log(first[support] / second[support])))
+
+
+# ----------------------------------------------------------------------------- Gibbs
+# (p, q) with q > 0 (so KL is finite); p may have zeros, be one-hot or near-deterministic.
+distribution_pairs = st.integers(1, 6).flatmap(
+    lambda size: st.tuples(probability_vectors(size), probability_vectors(size, allow_zeros=False))
+)
+_gibbs_bound = lambdify([p, q, n], gibbs.conclusion)  # sum p - sum q, which is 0 (up to rounding)
+
+
+def _reverse_weighted(example: tuple[np.ndarray, np.ndarray]) -> float:
+    first, second = (
+        example  # sum_i q_i log(p_i / q_i) = -KL(q || p) <= 0; -inf off the support of p
+    )
+    with np.errstate(divide="ignore"):
+        return float(np.sum(second * np.log(first / second)))
+
+
+# ----------------------------------------------------------------------------- gradient
+@st.composite
+def _logit_pairs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    """(theta, theta'): independent, or theta a small step away from theta'."""
+    size = draw(st.integers(2, 5))
+    reference = draw(logits(size))
+    step = draw(logits(size))
+    scale = draw(st.sampled_from([1.0, 1e-3, 1e-8]))
+    moved = draw(st.sampled_from([step, reference + scale * step]))
+    return moved, reference
+
+
+logit_pairs = _logit_pairs()
+
+
+def _log_softmax_complex(z: np.ndarray) -> np.ndarray:
+    """log softmax for complex logits (shift by the largest real part; analytic in z)."""
+    shifted = z - z.real.max()
+    return shifted - np.log(np.exp(shifted).sum())
+
+
+def _kl_both_directions(z: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """[KL(pi' || pi_z), KL(pi_z || pi')] for complex logits z, straight from the definition."""
+    log_moved = _log_softmax_complex(z)
+    log_ref = log_softmax(reference)
+    return np.array(
+        [
+            np.sum(np.exp(log_ref) * (log_ref - log_moved)),
+            np.sum(np.exp(log_moved) * (log_moved - log_ref)),
+        ]
+    )
+
+
+COMPLEX_STEP = 1e-30
+
+
+def complex_step_gradients(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    r"""$[\nabla_\theta \mathrm{KL}(\pi'\|\pi_\theta); \nabla_\theta \mathrm{KL}(\pi_\theta\|\pi')]$, ``[2, n]``.
+
+    Complex-step differentiation: $\partial_k f = \mathrm{Im} f(\theta + i h e_k) / h + O(h^2)$,
+    with no subtraction, so at $h = 10^{-30}$ it is exact to rounding (Squire and Trapp,
+    "Using complex variables to estimate derivatives of real functions", SIAM Review 40, 1998).
+    """
+    moved, reference = example
+    columns = [
+        _kl_both_directions(moved + 1j * COMPLEX_STEP * np.eye(moved.size)[k], reference).imag
+        / COMPLEX_STEP
+        for k in range(moved.size)
+    ]
+    return np.array(columns).T
+
+
+_forward_directional = lambdify([theta, theta_ref, delta, n], forward_gradient.conclusion)
+_reverse_directional = lambdify([theta, theta_ref, delta, n], reverse_gradient.conclusion)
+
+
+def _partials(directional, example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Partial derivatives as directional derivatives along the unit vectors e_k."""
+    moved, reference = example
+    unit = np.eye(moved.size)
+    return np.array([directional(moved, reference, unit[k], moved.size) for k in range(moved.size)])
+
+
+def closed_form_gradients(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return np.array(
+        [_partials(_forward_directional, example), _partials(_reverse_directional, example)]
+    )
+
+
+def _gradient_error_scale(example: tuple[np.ndarray, np.ndarray]) -> float:
+    # Each partial sums terms of size <= 2 (1 + max |log pi/pi'|) that cancel down to the
+    # result (to 0 at the reference): the attainable accuracy is relative to those terms.
+    moved, reference = example
+    return 2.0 * (1.0 + float(np.abs(log_softmax(moved) - log_softmax(reference)).max()))
+
+
+def _probabilities(logit: np.ndarray) -> np.ndarray:
+    return np.exp(log_softmax(logit))
+
+
+def _negative_entropy_gradient(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    moved, reference = example  # d/dtheta sum pi log pi: the cross term -sum pi log pi' dropped
+    pm, lm = _probabilities(moved), log_softmax(moved)
+    return np.array([_partials(_forward_directional, example), pm * (lm - pm @ lm)])
+
+
+def _cross_entropy_gradient(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    moved, reference = example  # d/dtheta -sum pi log pi': the entropy term dropped
+    pm, lr = _probabilities(moved), log_softmax(reference)
+    return np.array([_partials(_forward_directional, example), -pm * (lr - pm @ lr)])
+
+
+def _unnormalised_forward_gradient(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    moved, reference = example  # log pi_theta(i) taken as theta_i: the log Z(theta) term forgotten
+    return np.array([-_probabilities(reference), _partials(_reverse_directional, example)])
+
+
+# ----------------------------------------------------------------------------- curvature
+@st.composite
+def _reference_and_direction(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    """(theta', delta) with delta not constant (a constant shift leaves a softmax unchanged)."""
+    size = draw(st.integers(2, 5))
+    reference = draw(logits(size))
+    direction = draw(logits(size, max_abs=3.0).filter(lambda d: np.ptp(d) >= 0.1))
+    return reference, direction
+
+
+reference_and_direction = _reference_and_direction()
+_quadratic_model = lambdify([theta_ref, delta, h, n], quadratic_model)
+
+
+def _step_size(example: tuple[np.ndarray, np.ndarray]) -> float:
+    r"""$h$ with the Taylor remainder at most $10^{-10}$ of the quadratic term (see ``_hessian_rtol``)."""
+    reference, direction = example
+    pr = _probabilities(reference)
+    variance = float(pr @ (direction - pr @ direction) ** 2)
+    spread = float(np.ptp(direction))
+    return 1e-10 * variance / spread**3
+
+
+def kl_at_small_step(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    r"""[KL(pi' || pi_{theta'+h delta}), KL(pi_{theta'+h delta} || pi'), h^2/2 E_pi'[(score.delta)^2]].
+
+    The two KLs straight from the definition in 80-digit arithmetic (mpmath), the step
+    $\theta' + h\delta$ taken exactly; the Fisher form from ``SoftmaxPolicy.score_row``.
+    """
+    reference, direction = example
+    step = _step_size(example)
+    with mpmath.workdps(80):
+        ref = [mpmath.mpf(float(a)) for a in reference]
+        moved = [
+            a + mpmath.mpf(step) * mpmath.mpf(float(d)) for a, d in zip(ref, direction, strict=True)
+        ]
+
+        def log_softmax_mp(values: list) -> list:  # type: ignore[type-arg]
+            normaliser = mpmath.log(mpmath.fsum(mpmath.exp(a) for a in values))
+            return [a - normaliser for a in values]
+
+        lr, lm = log_softmax_mp(ref), log_softmax_mp(moved)
+        forward = mpmath.fsum(mpmath.exp(a) * (a - b) for a, b in zip(lr, lm, strict=True))
+        reverse = mpmath.fsum(mpmath.exp(b) * (b - a) for a, b in zip(lr, lm, strict=True))
+    policy = SoftmaxPolicy(reference[None, :])
+    scores = policy.score_row(np.zeros(reference.size, dtype=int), np.arange(reference.size))
+    fisher_value = float(policy.probabilities()[0] @ (scores @ direction) ** 2)
+    return np.array([float(forward), float(reverse), step**2 / 2 * fisher_value])
+
+
+def quadratic_models(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    reference, direction = example
+    value = _quadratic_model(reference, direction, _step_size(example), reference.size)
+    return np.full(3, value)
+
+
+def _hessian_rtol(example: tuple[np.ndarray, np.ndarray]) -> float:
+    # Taylor remainder: |f'''| <= spread^3/2 + h spread^4/4 along delta (third and fourth
+    # cumulants of delta are at most spread^3/4 and spread^4/4), so
+    # |f(h) - h^2/2 f''(0)| <= h^3/6 (spread^3/2 + h spread^4/4), relative to h^2/2 Var;
+    # plus the rounding of E[delta^2] - E[delta]^2, conditioned by E[delta^2] / Var.
+    reference, direction = example
+    pr = _probabilities(reference)
+    variance = float(pr @ (direction - pr @ direction) ** 2)
+    spread, step = float(np.ptp(direction)), _step_size(example)
+    remainder = step / 3 * (spread**3 / 2 + step * spread**4 / 4) / variance
+    return remainder + exact_rtol(float(pr @ direction**2) / variance, reference.size)
+
+
+def _diagonal_fisher(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    reference, direction = example  # diag(pi') only: the -pi' pi'^T term dropped
+    value = _step_size(example) ** 2 / 2 * float(_probabilities(reference) @ direction**2)
+    return np.full(3, value)
+
+
+def _no_half(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return 2 * quadratic_models(example)  # KL ~ delta^T F delta: Taylor's 1/2 forgotten
+
+
+# ----------------------------------------------------------------------------- chain rule
+@st.composite
+def _mdp_two_policies_horizon(draw: st.DrawFn):  # type: ignore[no-untyped-def]
+    mdp, policy = draw(mdps_and_policies(tabular_mdps(max_states=3, max_actions=3)))
+    reference = draw(logits((mdp.n_states, mdp.n_actions)).map(SoftmaxPolicy))
+    return mdp, policy, reference, draw(st.integers(1, 4))
+
+
+mdp_two_policies_horizon = _mdp_two_policies_horizon()
+
+
+def _trajectory_log_probabilities(example):  # type: ignore[no-untyped-def]
+    r"""Every trajectory of positive $p_\theta$, with $\log p_\theta(\tau)$ and $\log p_{\theta'}(\tau)$.
+
+    $p_{\theta'}(\tau)$ is the full product $\rho_0 \prod \pi_{\theta'} \prod P$ on the same
+    trajectories (nothing cancelled by hand); $p_\theta > 0$ implies $p_{\theta'} > 0$ since
+    softmax policies have full support.
+    """
+    mdp, policy, reference, horizon = example
+    paths = exact.trajectories(mdp, policy, horizon)
+    P = mdp.dense_transitions()
+    log_ref = np.log(mdp.rho0[paths.states[:, 0]])
+    for time in range(horizon):
+        s, a = paths.states[:, time], paths.actions[:, time]
+        log_ref = log_ref + reference.log_probabilities()[s, a]
+        if time + 1 < horizon:
+            log_ref = log_ref + np.log(P[s, a, paths.states[:, time + 1]])
+    return paths.probabilities, np.log(paths.probabilities), log_ref
+
+
+def trajectory_kl(example) -> float:  # type: ignore[no-untyped-def]
+    r"""$\sum_\tau p_\theta(\tau) \log(p_\theta(\tau)/p_{\theta'}(\tau))$, summed over every trajectory."""
+    prob, log_moved, log_ref = _trajectory_log_probabilities(example)
+    return float(prob @ (log_moved - log_ref))
+
+
+def _per_state_kl(first: SoftmaxPolicy, second: SoftmaxPolicy) -> np.ndarray:
+    lf, ls = first.log_probabilities(), second.log_probabilities()
+    return (np.exp(lf) * (lf - ls)).sum(axis=1)  # type: ignore[no-any-return]
+
+
+def chain_rule_value(example, weights=None, reversed_kl=False) -> float:  # type: ignore[no-untyped-def]
+    r"""$\sum_{t<H} \sum_s \Pr_\theta(s_t = s)\, \mathrm{KL}_s$, the chain rule's right-hand side."""
+    mdp, policy, reference, horizon = example
+    distributions = exact.state_distributions(mdp, weights or policy, horizon)
+    kl = _per_state_kl(reference, policy) if reversed_kl else _per_state_kl(policy, reference)
+    return float(distributions.sum(axis=0) @ kl)
+
+
+def _chain_rule_error_scale(example) -> float:  # type: ignore[no-untyped-def]
+    # Each trajectory's log-ratio subtracts two logs, each of a product of 2H factors: the
+    # attainable accuracy is relative to sum_tau p (|log p| + |log p'| + 2H), not to the KL.
+    prob, log_moved, log_ref = _trajectory_log_probabilities(example)
+    return float(prob @ (np.abs(log_moved) + np.abs(log_ref) + 2 * example[3]))
+
+
+def _chain_rule_rtol(example) -> float:  # type: ignore[no-untyped-def]
+    mdp, _, _, horizon = example  # at most (S A)^H trajectories of H steps each
+    return exact_rtol(1.0, (mdp.n_states * mdp.n_actions) ** horizon * horizon)
+
+
+# ============================================================================ claims
+def _at_reference(expression: sp.Expr) -> sp.Expr:
+    return expression.subs(theta, theta_ref)
+
+
+CLAIMS = (
+    Claim(
+        id="kl-nonnegative",
+        title="Gibbs' inequality: the KL divergence is non-negative",
+        statement=r"\mathrm{KL}(p\,\|\,q) = \sum_i p_i \log\frac{p_i}{q_i} \ge 0",
+        assumptions=(
+            "Finitely many outcomes, any number n >= 1 of them (the derivation is for general n).",
+            "q_i > 0 wherever p_i > 0 (otherwise KL = +infinity and the bound is trivial); "
+            "0 log 0 = 0.",
+            "The symbolic derivation runs on the support of p (p_i > 0); outcomes with p_i = 0 "
+            "add 0 to KL and -q_i <= 0 to the bound sum p - sum q, so the bound still holds.",
+        ),
+        references=(
+            "Kullback, S. and Leibler, R. A., *On Information and Sufficiency*, Ann. Math. "
+            "Statist. 22, 1951.",
+            "Cover, T. M. and Thomas, J. A., *Elements of Information Theory*, 2nd ed., 2006, "
+            "Thm. 2.6.3 (information inequality).",
+        ),
+        symbolic=SymbolicLeg((log_bound, gibbs, normalised)),
+        exact=ExactLeg(
+            distribution_pairs,
+            lhs=lambda ex: _gibbs_bound(ex[0], ex[1], ex[0].size),
+            rhs=lambda ex: kl_by_enumeration(*ex),
+            rtol=lambda ex: exact_rtol(1.0, ex[0].size),
+            relation="<=",
+            description=(
+                "the lambdified bound sum p - sum q (= 0 up to rounding) <= KL(p || q) by "
+                "enumeration; pairs include zeros, one-hot and near-deterministic p"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "sign-flipped",
+                "-KL(p || q) >= 0, i.e. the inequality the wrong way round",
+                exact=lambda ex: -kl_by_enumeration(*ex),
+            ),
+            Mutant(
+                "reverse-weighted",
+                "sum_i q_i log(p_i / q_i) >= 0: weights q instead of p (this is -KL(q || p) <= 0)",
+                exact=_reverse_weighted,
+            ),
+        ),
+        notes=(
+            "The only fact sympy does not derive by itself is that an integral over [0, 1] of a "
+            "non-negative integrand is non-negative: the lemma `log-bound` rewrites "
+            "$g(x) = x - 1 - \\log x$ as $\\int_0^1 (x-1)^2 (1-s)/(1 + (x-1)s)^2\\, ds$ (each step "
+            "proved by evaluating the integrals), and the sympy function `log_bound_gap` reports "
+            "$g(x) \\ge 0$ for $x > 0$ exactly when sympy proves that integrand non-negative at "
+            "$s = v/(1+v)$, $v > 0$. Both mutants change the left-hand side of the inequality, "
+            "not the bound the derivation reaches, so they apply to the exact leg only."
+        ),
+    ),
+    Claim(
+        id="kl-gradient-vanishes-at-reference",
+        title="The gradient of the KL to a reference policy vanishes at the reference",
+        statement=(
+            r"\nabla_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta)\big|_{\theta=\theta'} = 0"
+            r" = \nabla_\theta \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big|_{\theta=\theta'}"
+        ),
+        assumptions=(
+            "Softmax policy over n actions (general n), logits theta; the reference is "
+            "pi_theta' with logits theta'.",
+            "Gradients are taken through directional derivatives d/dh KL(theta + h delta) at "
+            "h = 0 for an arbitrary direction delta; the gradient is the coefficient of delta.",
+        ),
+        references=(
+            "Schulman, J. et al., *Trust Region Policy Optimization*, ICML 2015, Sec. 6 and "
+            "App. C (the KL's first-order term vanishes).",
+            "Cover, T. M. and Thomas, J. A., *Elements of Information Theory*, 2nd ed., 2006, "
+            "Thm. 2.6.3 (KL is minimised, at 0, where the distributions agree).",
+        ),
+        symbolic=SymbolicLeg(
+            (forward_gradient, forward_at_reference, reverse_gradient, reverse_at_reference)
+        ),
+        exact=ExactLeg(
+            logit_pairs,
+            lhs=complex_step_gradients,
+            rhs=closed_form_gradients,
+            rtol=lambda ex: exact_rtol(1.0, 2 * ex[0].size),
+            error_scale=_gradient_error_scale,
+            description=(
+                "both KL gradients by complex-step differentiation of the definition vs the "
+                "lambdified closed forms pi_theta - pi' and pi_k (log pi_k/pi'_k - KL), on "
+                "independent and nearby (theta, theta'), the latter down to theta = theta'"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "negative-entropy-only",
+                "the gradient of sum pi log pi alone (the cross term -sum pi log pi' dropped), "
+                "pi_k (log pi_k - sum pi log pi), which is not zero at the reference",
+                symbolic=SymbolicMutation(
+                    "reverse-at-reference",
+                    _at_reference(
+                        total(
+                            pi(i) * (sp.log(pi(i)) - mean(pi, lambda m: sp.log(pi(m)))) * delta[i]
+                        )
+                    ),
+                ),
+                exact=_negative_entropy_gradient,
+            ),
+            Mutant(
+                "cross-entropy-only",
+                "the gradient of -sum pi log pi' alone (the entropy term dropped)",
+                symbolic=SymbolicMutation(
+                    "reverse-at-reference",
+                    _at_reference(
+                        total(
+                            -pi(i)
+                            * (sp.log(pi_ref(i)) - mean(pi, lambda m: sp.log(pi_ref(m))))
+                            * delta[i]
+                        )
+                    ),
+                ),
+                exact=_cross_entropy_gradient,
+            ),
+            Mutant(
+                "normaliser-forgotten",
+                "grad KL(pi' || pi_theta) = -pi' from log pi_theta(i) = theta_i: the gradient of "
+                "log Z(theta) forgotten",
+                symbolic=SymbolicMutation("forward-at-reference", -total(pi_ref(i) * delta[i])),
+                exact=_unnormalised_forward_gradient,
+            ),
+        ),
+        notes=(
+            "The exact leg checks the general-theta gradients, which are zero at theta = theta' "
+            "(the substitution is the derivations `forward-at-reference` and "
+            "`reverse-at-reference`); at or near the reference both sides are rounding noise, "
+            "so the tolerance is relative to the size of the terms that cancel, not of the "
+            "result. Penalties whose gradient also vanishes at the reference (the log-ratio "
+            "expectation under pi', any smooth function of KL) are not mutants."
+        ),
+    ),
+    Claim(
+        id="kl-hessian-is-fisher",
+        title="The Hessian of the KL at the reference is the Fisher information",
+        statement=(
+            r"\nabla^2_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta)\big|_{\theta'}"
+            r" = \nabla^2_\theta \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big|_{\theta'}"
+            r" = F = \mathrm{diag}(\pi') - \pi'\pi'^\top,\quad"
+            r" \mathrm{KL} = \tfrac12 \delta^\top F \delta + O(|\delta|^3)"
+        ),
+        assumptions=(
+            "Softmax policy over n actions (general n), logits theta = theta' + h delta.",
+            "A symmetric matrix is determined by its quadratic form: the derivations compute "
+            "delta^T H delta for an arbitrary direction delta.",
+        ),
+        references=(
+            "Schulman, J. et al., *Trust Region Policy Optimization*, ICML 2015, Sec. 6 "
+            "(quadratic approximation of the KL constraint by the Fisher information).",
+            "Amari, S., *Natural Gradient Works Efficiently in Learning*, Neural Computation 10, "
+            "1998.",
+        ),
+        symbolic=SymbolicLeg(
+            (forward_curvature, reverse_curvature, fisher, forward_taylor, reverse_taylor)
+        ),
+        exact=ExactLeg(
+            reference_and_direction,
+            lhs=kl_at_small_step,
+            rhs=quadratic_models,
+            rtol=_hessian_rtol,
+            description=(
+                "KL(pi' || pi_{theta'+h delta}) and KL(pi_{theta'+h delta} || pi') in 80-digit "
+                "arithmetic, and h^2/2 E_pi'[(score . delta)^2] from SoftmaxPolicy.score_row, vs "
+                "the lambdified h^2/2 delta^T F delta; h is chosen so that the Taylor remainder "
+                "is at most 1e-10 of the quadratic term (the bound is in the tolerance)"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "fisher-without-outer-product",
+                "F = diag(pi'): the -pi' pi'^T term dropped",
+                symbolic=SymbolicMutation("forward-curvature", second_moment),
+                exact=_diagonal_fisher,
+            ),
+            Mutant(
+                "no-half",
+                "KL ~ delta^T F delta: the 1/2 of Taylor's theorem forgotten",
+                symbolic=SymbolicMutation("reverse-taylor", 2 * quadratic_model),
+                exact=_no_half,
+            ),
+        ),
+    ),
+    Claim(
+        id="trajectory-kl-chain-rule",
+        title="The KL between trajectory distributions is the expected sum of per-state KLs",
+        statement=(
+            r"\mathrm{KL}(p_\theta(\tau)\,\|\,p_{\theta'}(\tau))"
+            r" = \mathbb E_{\tau\sim p_\theta}\Big[\sum_{t=0}^{H-1}"
+            r" \mathrm{KL}(\pi_\theta(\cdot|s_t)\,\|\,\pi_{\theta'}(\cdot|s_t))\Big]"
+            r" = \sum_{t<H}\sum_s \Pr_\theta(s_t = s)\, \mathrm{KL}_s"
+        ),
+        assumptions=(
+            "Both trajectory distributions share rho_0 and P; trajectories have H steps "
+            "(s_0, a_0, ..., s_{H-1}, a_{H-1}).",
+            "pi_theta' > 0 wherever pi_theta > 0 (true for softmax policies).",
+            "The symbolic derivation is a fully symbolic instance with 2 states, 2 actions and "
+            "horizon 2 (every probability its own symbol); the exact leg covers up to 3 states, "
+            "3 actions and horizon 4.",
+        ),
+        references=(
+            "Cover, T. M. and Thomas, J. A., *Elements of Information Theory*, 2nd ed., 2006, "
+            "Thm. 2.5.3 (chain rule for relative entropy).",
+            "Schulman, J. et al., *Trust Region Policy Optimization*, ICML 2015, Sec. 5 "
+            "(state-averaged KL between policies).",
+        ),
+        symbolic=SymbolicLeg((trajectory_chain_rule,)),
+        exact=ExactLeg(
+            mdp_two_policies_horizon,
+            lhs=trajectory_kl,
+            rhs=chain_rule_value,
+            rtol=_chain_rule_rtol,
+            error_scale=_chain_rule_error_scale,
+            description=(
+                "KL over every trajectory (rlmath.exact.trajectories, p_theta' recomputed with "
+                "the dynamics) vs sum_t sum_s Pr_theta(s_t = s) KL_s with "
+                "rlmath.exact.state_distributions"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "reference-state-distribution",
+                "states weighted by Pr_theta'(s_t = s), the reference policy's state distribution",
+                symbolic=SymbolicMutation(
+                    "trajectory-chain-rule", chain_rule_sum(_ref0, _pi0, _ref0)
+                ),
+                exact=lambda ex: chain_rule_value(ex, weights=ex[2]),
+            ),
+            Mutant(
+                "per-state-kl-reversed",
+                "KL(pi_theta' || pi_theta) per state instead of KL(pi_theta || pi_theta')",
+                symbolic=SymbolicMutation(
+                    "trajectory-chain-rule", chain_rule_sum(_pi0, _ref0, _pi0)
+                ),
+                exact=lambda ex: chain_rule_value(ex, reversed_kl=True),
+            ),
+        ),
+    ),
+)

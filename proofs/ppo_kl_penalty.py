@@ -1,0 +1,403 @@
+r"""PPO with a KL penalty: at the old policy, the penalty does not change the gradient.
+
+Main statement. For a tabular softmax policy with logits $\theta$, the old policy $\theta'$,
+its normalised discounted occupancy $d' = d^{\theta'}$ and advantage $A' = A^{\theta'}$, the
+surrogate
+
+$$ J^{\theta'}(\theta) = \mathbb E_{s \sim d',\, a \sim \pi_{\theta'}}\!\left[
+   \frac{\pi_\theta(a|s)}{\pi_{\theta'}(a|s)} A'(s, a)\right], \qquad
+   J_{\mathrm{PPO}}(\theta) = J^{\theta'}(\theta) - \beta\, \mathbb E_{s\sim d'}\,
+   \mathrm{KL}\big(\pi_{\theta'}(\cdot|s) \,\|\, \pi_\theta(\cdot|s)\big) $$
+
+has, for every $\beta$,
+
+$$ \frac{\partial J_{\mathrm{PPO}}}{\partial \theta_{s,a}}\Big|_{\theta = \theta'}
+   = \frac{\partial J^{\theta'}}{\partial \theta_{s,a}}\Big|_{\theta = \theta'}
+   = d'(s)\, \pi_{\theta'}(a|s)\, A'(s, a)
+   = (1 - \gamma)\, \frac{\partial J}{\partial \theta_{s,a}}\Big|_{\theta = \theta'}. $$
+
+The same holds with the penalty's KL in the other direction,
+$\mathrm{KL}(\pi_\theta(\cdot|s) \,\|\, \pi_{\theta'}(\cdot|s))$.
+
+Conventions. $d'$ is *normalised* ($\sum_s d'(s) = 1$, ``rlmath.exact.occupancy``), so the
+policy gradient theorem reads $\nabla J = \mathbb E_{s\sim d, a\sim\pi}[\nabla\log\pi\, A] /
+(1 - \gamma)$ and the surrogate's gradient is $(1-\gamma)\nabla J$. The states are sampled from
+the old policy's occupancy; the penalty's KL is $\mathrm{KL}(\pi_{\theta'} \,\|\, \pi_\theta)$,
+old policy first (the expectation is under the sampling policy).
+
+Proof sketch. Along a direction $\delta$, $\frac{d}{dh}\pi_{\theta'+h\delta}(a|s)|_{h=0} =
+\pi'(a|s)(\delta_{s,a} - \mathbb E_{\pi'}\delta_s)$; the ratio's derivative at $h = 0$ is the
+score, and $\mathbb E_{\pi'}[A'] = 0$ removes the baseline term. The penalty's derivative is
+$d'(s) (\pi_\theta - \pi')\cdot\delta_s$, zero at $\theta = \theta'$ (claim
+``kl-gradient-vanishes-at-reference``). Each state's row of $\theta$ enters only its own term,
+so the derivation is per state (the sum over states is linear).
+
+References. Schulman, J. et al., "Proximal Policy Optimization Algorithms", 2017, eq. (8)
+(adaptive KL penalty). Kakade, S. and Langford, J., "Approximately Optimal Approximate
+Reinforcement Learning", ICML 2002 (the surrogate's gradient at the old policy). Schulman, J.
+et al., "Trust Region Policy Optimization", ICML 2015, eq. (3)-(4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+from hypothesis import strategies as st
+
+from rlmath import exact
+from rlmath.claims import (
+    Claim,
+    Derivation,
+    ExactLeg,
+    Mutant,
+    Step,
+    SymbolicLeg,
+    SymbolicMutation,
+    lambdify,
+)
+from rlmath.testing import mdps_and_policies, tabular_mdps
+from rlmath.tolerances import discounted_condition_number, exact_rtol
+
+
+# ----------------------------------------------------------------------------- symbols
+class IndexSum(sp.Sum):
+    r"""$\sum_{i=0}^{n-1} f_i$ over ``IndexedBase`` terms, simplified term by term only.
+
+    ``Sum.doit`` tries closed forms (Gosper's algorithm) that cannot exist for an arbitrary
+    sequence ``f[i]`` and cost seconds per sum; this sum evaluates only inside its terms (or
+    term by term once its size is a number).
+    """
+
+    def doit(self, **hints: object) -> sp.Expr:
+        if all(low.is_Integer and high.is_Integer for _, low, high in self.limits):
+            return sp.Sum(self.function, *self.limits).doit(**hints)  # a concrete size: expand
+        function = self.function.doit(**hints) if hints.get("deep", True) else self.function
+        return self.func(function, *self.limits)
+
+
+n = sp.Symbol("n", integer=True, positive=True)  # actions
+i = sp.Symbol("i", integer=True)
+j = sp.Symbol("j", integer=True)
+h = sp.Symbol("h", real=True)  # step along delta
+beta = sp.Symbol("beta", nonnegative=True)
+d_s = sp.Symbol("d_s", nonnegative=True)  # d^theta'(s), the old policy's occupancy of s
+theta_ref = sp.IndexedBase("theta_ref", real=True)  # row s of the old logits theta'
+delta = sp.IndexedBase("delta", real=True)  # row s of the direction
+Q = sp.IndexedBase("Q", real=True)  # Q^theta'(s, .)
+
+
+def total(expression: sp.Expr, index: sp.Symbol = i) -> sp.Sum:
+    """$\\sum_{index=0}^{n-1}$ expression."""
+    return IndexSum(expression, (index, 0, n - 1))
+
+
+def softmax(logit, k: sp.Symbol) -> sp.Expr:  # type: ignore[no-untyped-def]
+    return sp.exp(logit(k)) / total(sp.exp(logit(i)))
+
+
+def pi_ref(k: sp.Symbol) -> sp.Expr:
+    r"""$\pi_{\theta'}(k|s)$."""
+    return softmax(lambda m: theta_ref[m], k)
+
+
+def pi_stepped(k: sp.Symbol) -> sp.Expr:
+    r"""$\pi_{\theta' + h\delta}(k|s)$."""
+    return softmax(lambda m: theta_ref[m] + h * delta[m], k)
+
+
+def advantage(k: sp.Symbol) -> sp.Expr:
+    r"""$A'(s, k) = Q'(s, k) - V'(s)$ with $V'(s) = \sum_j \pi'(j|s) Q'(s, j)$."""
+    return Q[k] - total(pi_ref(j) * Q[j], j)
+
+
+def at_zero(expression: sp.Expr) -> sp.Subs:
+    r"""$\frac{d}{dh}$ expression at $h = 0$: the directional derivative along $\delta$."""
+    return sp.Subs(sp.Derivative(expression, h), h, 0)
+
+
+mean_delta = total(pi_ref(j) * delta[j], j)
+surrogate_s = d_s * total(pi_ref(i) * pi_stepped(i) / pi_ref(i) * advantage(i))
+penalty_s = d_s * total(pi_ref(i) * sp.log(pi_ref(i) / pi_stepped(i)))
+penalty_reverse_s = d_s * total(pi_stepped(i) * sp.log(pi_stepped(i) / pi_ref(i)))
+
+# ----------------------------------------------------------------------------- derivations
+surrogate_gradient = Derivation(
+    "surrogate-gradient",
+    (
+        Step(
+            at_zero(surrogate_s),
+            "state s's term of J^theta'(theta' + h delta), differentiated along delta at h = 0",
+        ),
+        Step(
+            d_s * total(pi_ref(i) * (delta[i] - mean_delta) * advantage(i)),
+            "d/dh pi_{theta'+h delta}(i|s) = pi'(i|s) (delta_i - E_pi'[delta]) at h = 0",
+        ),
+        Step(
+            d_s * total(pi_ref(i) * advantage(i) * delta[i])
+            - d_s * mean_delta * total(pi_ref(i) * advantage(i)),
+            "expand; E_pi'[delta] is a constant of the sum",
+        ),
+        Step(
+            d_s * total(pi_ref(i) * advantage(i) * delta[i]),
+            "E_{a~pi'}[A'(s, a)] = V'(s) - V'(s) = 0",
+        ),
+    ),
+    statement=r"\partial_{\theta_{s,a}} J^{\theta'}|_{\theta'} = d'(s)\,\pi'(a|s)\,A'(s,a)",
+)
+
+penalty_gradient = Derivation(
+    "penalty-gradient",
+    (
+        Step(at_zero(penalty_s), "state s's KL(pi' || pi_theta) term, along delta at h = 0"),
+        Step(
+            d_s * (total(delta[i] * sp.exp(theta_ref[i])) / total(sp.exp(theta_ref[i])))
+            - d_s * mean_delta,
+            "log pi_theta(i) = theta_i - log Z(theta): d/dh gives E_pi'[delta] from log Z, "
+            "minus E_pi'[delta] from the linear term",
+        ),
+        Step(sp.Integer(0), "e^(theta'_i) / Z(theta') = pi'_i: the two cancel"),
+    ),
+    statement=r"\nabla_\theta\, \mathbb E_{s\sim d'}\mathrm{KL}(\pi'\,\|\,\pi_\theta)|_{\theta'} = 0",
+)
+
+penalty_reverse_gradient = Derivation(
+    "penalty-reverse-gradient",
+    (
+        Step(at_zero(penalty_reverse_s), "state s's KL(pi_theta || pi') term, along delta"),
+        Step(
+            d_s * total(pi_ref(i) * (delta[i] - mean_delta) * (sp.log(pi_ref(i) / pi_ref(i)) + 1)),
+            "product rule at h = 0: d pi_i/dh = pi'_i (delta_i - E_pi' delta), d log pi_i/dh = "
+            "delta_i - E_pi' delta",
+        ),
+        Step(sp.Integer(0), "log(pi'/pi') = 0 and E_pi'[delta - E_pi' delta] = 0"),
+    ),
+    statement=r"\nabla_\theta\, \mathbb E_{s\sim d'}\mathrm{KL}(\pi_\theta\,\|\,\pi')|_{\theta'} = 0",
+)
+
+ppo_gradient = Derivation(
+    "ppo-gradient",
+    (
+        Step(
+            at_zero(surrogate_s - beta * penalty_s),
+            "state s's term of J_PPO(theta' + h delta), along delta at h = 0",
+        ),
+        Step(
+            at_zero(surrogate_s) - beta * at_zero(penalty_s),
+            "linearity of the derivative",
+        ),
+        Step(
+            surrogate_gradient.conclusion - beta * 0,
+            "'surrogate-gradient' and 'penalty-gradient'",
+        ),
+        Step(
+            d_s * total(pi_ref(i) * advantage(i) * delta[i]),
+            "the penalty drops out for every beta",
+        ),
+    ),
+    statement=(
+        r"\partial_{\theta_{s,a}} J_{\mathrm{PPO}}|_{\theta'} = d'(s)\,\pi'(a|s)\,A'(s,a)"
+        r" = (1-\gamma)\,\partial_{\theta_{s,a}} J|_{\theta'}"
+    ),
+)
+
+
+# ----------------------------------------------------------------------------- exact leg
+@st.composite
+def _examples(draw: st.DrawFn):  # type: ignore[no-untyped-def]
+    mdp, policy = draw(mdps_and_policies(tabular_mdps(max_states=4, max_actions=3)))
+    return mdp, policy, draw(st.floats(0.0, 100.0))
+
+
+examples = _examples()
+COMPLEX_STEP = 1e-30
+
+
+def _complex_log_softmax(z: np.ndarray) -> np.ndarray:
+    shifted = z - z.real.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _complex_step_gradient(function, theta: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    r"""$\partial f / \partial\theta_{s,a} = \mathrm{Im} f(\theta + i h e_{s,a}) / h$ for every entry.
+
+    Complex-step differentiation (Squire and Trapp, SIAM Review 40, 1998): no subtraction,
+    so at $h = 10^{-30}$ it is exact to rounding for any $f$ analytic in $\theta$.
+    """
+    grad = np.zeros(theta.shape)
+    for index in np.ndindex(theta.shape):
+        bump = np.zeros(theta.shape, dtype=complex)
+        bump[index] = 1j * COMPLEX_STEP
+        grad[index] = function(theta + bump).imag / COMPLEX_STEP
+    return grad
+
+
+def objective_complex(mdp, logits: np.ndarray) -> complex:  # type: ignore[no-untyped-def]
+    r"""$J = \rho_0^\top (I - \gamma P_\pi)^{-1} r_\pi$ by a dense complex solve (no rlmath.exact)."""
+    pi = np.exp(_complex_log_softmax(logits))
+    P = mdp.dense_transitions()
+    P_pi = np.einsum("sa,sat->st", pi, P)
+    r_pi = (pi * mdp.r).sum(axis=1)
+    return complex(mdp.rho0 @ np.linalg.solve(np.eye(mdp.n_states) - mdp.gamma * P_pi, r_pi))
+
+
+def ppo_objective_complex(example, logits: np.ndarray, reverse: bool = False) -> complex:  # type: ignore[no-untyped-def]
+    r"""$J^{\theta'}(\theta) - \beta\, \mathbb E_{d'} \mathrm{KL}$ straight from its definition."""
+    mdp, policy, beta_value = example
+    occupancy = exact.occupancy(mdp, policy)
+    adv = exact.advantage(mdp, policy)
+    log_old, log_new = policy.log_probabilities(), _complex_log_softmax(logits)
+    old, new = np.exp(log_old), np.exp(log_new)
+    surrogate = occupancy @ (old * (new / old) * adv).sum(axis=1)
+    if reverse:
+        kl = (new * (log_new - log_old)).sum(axis=1)
+    else:
+        kl = (old * (log_old - log_new)).sum(axis=1)
+    return complex(surrogate - beta_value * (occupancy @ kl))
+
+
+def gradients_by_complex_step(example) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """[grad J_PPO (KL(pi'||pi)), grad J_PPO (KL(pi||pi')), (1 - gamma) grad J], at theta'."""
+    mdp, policy, _ = example
+    theta = policy.theta.astype(complex)
+    return np.array(
+        [
+            _complex_step_gradient(lambda z: ppo_objective_complex(example, z), theta),
+            _complex_step_gradient(lambda z: ppo_objective_complex(example, z, True), theta),
+            (1 - mdp.gamma) * _complex_step_gradient(lambda z: objective_complex(mdp, z), theta),
+        ]
+    )
+
+
+_state_gradient = lambdify([d_s, theta_ref, Q, delta, n], ppo_gradient.conclusion)
+
+
+def derived_gradient(example) -> np.ndarray:  # type: ignore[no-untyped-def]
+    r"""The lambdified $d'(s) \sum_i \pi'_i A'_i \delta_i$ at $\delta = e_a$, per state, ``[S, A]``."""
+    mdp, policy, _ = example
+    occupancy, q = exact.occupancy(mdp, policy), exact.q_value(mdp, policy)
+    unit = np.eye(mdp.n_actions)
+    return np.array(
+        [
+            [
+                _state_gradient(occupancy[s], policy.theta[s], q[s], unit[a], mdp.n_actions)
+                for a in range(mdp.n_actions)
+            ]
+            for s in range(mdp.n_states)
+        ]
+    )
+
+
+def claimed(example) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return np.array([derived_gradient(example)] * 3)
+
+
+def _error_scale(example) -> float:  # type: ignore[no-untyped-def]
+    # A' = Q - V cancels terms of size max|Q|, and the penalty's gradient cancels beta-sized
+    # terms down to 0: the attainable accuracy is relative to those terms.
+    mdp, policy, beta_value = example
+    return float(np.abs(exact.q_value(mdp, policy)).max()) + beta_value + 1.0
+
+
+def _rtol(example) -> float:  # type: ignore[no-untyped-def]
+    mdp, _, _ = example  # solves conditioned by (1 + gamma) / (1 - gamma)
+    return exact_rtol(discounted_condition_number(mdp.gamma), mdp.n_states * mdp.n_actions)
+
+
+def _without_one_minus_gamma(example) -> np.ndarray:  # type: ignore[no-untyped-def]
+    mdp, policy, _ = example  # grad J_PPO = grad J: the surrogate's (1 - gamma) forgotten
+    return np.array([exact.policy_gradient(mdp, policy)] * 3)
+
+
+def _entropy_penalty(example) -> np.ndarray:  # type: ignore[no-untyped-def]
+    mdp, policy, beta_value = example  # penalty sum pi log pi (log pi' dropped): slope != 0
+    pi, log_pi = policy.probabilities(), policy.log_probabilities()
+    occupancy = exact.occupancy(mdp, policy)
+    centred = log_pi - (pi * log_pi).sum(axis=1, keepdims=True)
+    wrong = derived_gradient(example) - beta_value * occupancy[:, None] * pi * centred
+    return np.array([wrong, wrong, derived_gradient(example)])
+
+
+def _unweighted_states(example) -> np.ndarray:  # type: ignore[no-untyped-def]
+    mdp, policy, _ = example  # pi' A' without the occupancy d'(s)
+    return np.array([policy.probabilities() * exact.advantage(mdp, policy)] * 3)
+
+
+CLAIMS = (
+    Claim(
+        id="ppo-kl-penalty-gradient",
+        title="At the old policy, the KL penalty leaves PPO's gradient unchanged",
+        statement=(
+            r"\nabla_\theta\big[J^{\theta'}(\theta) - \beta\,\mathbb E_{s\sim d'}"
+            r"\mathrm{KL}(\pi_{\theta'}(\cdot|s)\,\|\,\pi_\theta(\cdot|s))\big]_{\theta=\theta'}"
+            r" = \nabla_\theta J^{\theta'}(\theta)\big|_{\theta'} = (1-\gamma)\,\nabla_\theta J(\theta')"
+        ),
+        assumptions=(
+            "Tabular softmax policy; infinite-horizon discounted MDP, 0 <= gamma < 1.",
+            "J^theta'(theta) = E_{s~d', a~pi'}[pi_theta(a|s)/pi'(a|s) A'(s, a)] with d' the "
+            "normalised discounted occupancy of the old policy and A' its advantage.",
+            "Any beta >= 0; the penalty's KL in either direction (both are checked).",
+            "The derivation is per state s and general in the number of actions n; the sum "
+            "over states is linear and each row of theta enters only its own state's term.",
+        ),
+        references=(
+            "Schulman, J. et al., *Proximal Policy Optimization Algorithms*, 2017, eq. (8).",
+            "Kakade, S. and Langford, J., *Approximately Optimal Approximate Reinforcement "
+            "Learning*, ICML 2002, Sec. 4.",
+            "Schulman, J. et al., *Trust Region Policy Optimization*, ICML 2015, eq. (3)-(4).",
+        ),
+        symbolic=SymbolicLeg(
+            (surrogate_gradient, penalty_gradient, penalty_reverse_gradient, ppo_gradient)
+        ),
+        exact=ExactLeg(
+            examples,
+            lhs=gradients_by_complex_step,
+            rhs=claimed,
+            rtol=_rtol,
+            error_scale=_error_scale,
+            description=(
+                "complex-step gradients at theta' of J_PPO (both KL directions, occupancy and "
+                "advantage from rlmath.exact) and of (1 - gamma) J (its own dense complex "
+                "solve) vs the lambdified d'(s) pi'(a|s) A'(s, a), A' = Q' - V' from "
+                "rlmath.exact.q_value"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "one-minus-gamma-dropped",
+                "grad J_PPO(theta') = grad J(theta'): the normalised occupancy's (1 - gamma) "
+                "forgotten",
+                exact=_without_one_minus_gamma,
+            ),
+            Mutant(
+                "entropy-penalty",
+                "a penalty sum pi log pi (log pi' dropped from the KL), whose gradient at "
+                "theta' is not zero",
+                symbolic=SymbolicMutation(
+                    "penalty-gradient",
+                    # d_s sum_i pi'_i (log pi'_i - E_pi' log pi') delta_i; log pi' = theta' - log Z
+                    d_s
+                    * total(
+                        pi_ref(i) * (theta_ref[i] - total(pi_ref(j) * theta_ref[j], j)) * delta[i]
+                    ),
+                ),
+                exact=_entropy_penalty,
+            ),
+            Mutant(
+                "occupancy-dropped",
+                "pi'(a|s) A'(s, a) without the state weight d'(s)",
+                symbolic=SymbolicMutation(
+                    "ppo-gradient", total(pi_ref(i) * advantage(i) * delta[i])
+                ),
+                exact=_unweighted_states,
+            ),
+        ),
+        notes=(
+            "Penalties whose gradient also vanishes at theta' are not mutants: beta "
+            "E_{a~pi'}[log pi'/pi_theta] is the KL itself; beta E_{a~pi'}[pi_theta/pi'] is "
+            "the constant beta (sum_a pi_theta = 1); beta |theta - theta'|^2 and the squared "
+            "log-ratio (k2) are flat at theta' too. The (1 - gamma) mutant is exact-only: the "
+            "per-state derivation never mentions J, whose relation to the surrogate is the "
+            "policy gradient theorem with a normalised occupancy."
+        ),
+    ),
+)
