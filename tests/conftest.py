@@ -32,3 +32,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# Modules that exist only to be imported by tests needing an optional framework: skip them
+# at collection (``--doctest-modules`` would import them) when the framework is missing.
+collect_ignore_glob: list[str] = []
+try:
+    import torch  # noqa: F401
+except ImportError:
+    collect_ignore_glob.append("implementations/torch_*.py")
