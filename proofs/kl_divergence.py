@@ -10,7 +10,7 @@ $$ \nabla_\theta \mathrm{KL}(\pi_{\theta'} \,\|\, \pi_\theta) = \pi_\theta - \pi
    = \pi_\theta(k)\Big(\log\frac{\pi_\theta(k)}{\pi_{\theta'}(k)} - \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\Big), $$
 
 both zero at $\theta = \theta'$; both Hessians at $\theta = \theta'$ equal the Fisher information
-$F = \mathrm{diag}(\pi') - \pi'\pi'^\top$, so
+$F = \mathrm{diag}(\pi') - \pi'\,{\pi'}^\top$, so
 $\mathrm{KL} = \tfrac12\, \delta^\top F \delta + O(|\delta|^3)$ for $\theta = \theta' + \delta$;
 and for trajectories of length $H$ in an MDP,
 
@@ -51,7 +51,7 @@ import numpy as np
 import sympy as sp
 from hypothesis import strategies as st
 
-from rlmath import exact
+from rlmath import TabularMDP, estimators, exact
 from rlmath.claims import (
     Claim,
     Derivation,
@@ -61,8 +61,12 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     lambdify,
+    monte_carlo_leg,
 )
+from rlmath.estimators import kl_k1, kl_k3, kl_terms
 from rlmath.policy import SoftmaxPolicy, log_softmax
+from rlmath.sampling import rollouts, sample_actions
+from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
 from rlmath.testing import logits, mdps_and_policies, probability_vectors, tabular_mdps
 from rlmath.tolerances import exact_rtol
 
@@ -403,7 +407,7 @@ fisher = Derivation(
         ),
         Step(fisher_form, "sum pi' = 1"),
     ),
-    statement=r"\mathbb E_{a\sim\pi'}[(\nabla\log\pi'(a)\cdot\delta)^2] = \delta^\top(\mathrm{diag}\,\pi' - \pi'\pi'^\top)\delta",
+    statement=r"\mathbb E_{a\sim\pi'}[(\nabla\log\pi'(a)\cdot\delta)^2] = \delta^\top(\mathrm{diag}\,\pi' - \pi'\,{\pi'}^\top)\delta",
 )
 
 
@@ -836,6 +840,411 @@ def _chain_rule_rtol(example) -> float:  # type: ignore[no-untyped-def]
     return exact_rtol(1.0, (mdp.n_states * mdp.n_actions) ** horizon * horizon)
 
 
+# ============================================================================ Monte-Carlo legs
+# Each leg draws MC_EXAMPLES examples from a strategy whose filter keeps only examples in which
+# (a) every component of the correct estimator has a per-sample standard deviation of at least
+# MIN_RELATIVE_SD of its size (so no component is constant, or constant up to rounding: see the
+# zero-SE caveat in rlmath.statistics), and (b) every mutant's Monte-Carlo variant shifts some
+# component by at least MIN_EFFECT of that component's per-sample standard deviation under the
+# variant. Means and standard deviations are exact (enumeration of outcomes or trajectories).
+# By (b), sample_size(MIN_EFFECT, 1) samples reject every variant with power >= 0.99 at the
+# leg's false alarm 1e-6 (Bonferroni over the examples and the components).
+MC_EXAMPLES = 2
+MIN_EFFECT = 0.05
+MIN_RELATIVE_SD = 1e-2
+
+
+def _mc_samples(n_components: int) -> int:
+    """sample_size(MIN_EFFECT, 1) at the leg's per-example false alarm, for ``n_components``."""
+    return sample_size(
+        MIN_EFFECT,
+        1.0,
+        false_alarm=DEFAULT_FALSE_ALARM / MC_EXAMPLES,
+        n_components=n_components,
+    )
+
+
+def _moments(terms: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact mean and standard deviation over outcomes of probability ``weights``: ``[K, ...]``."""
+    mean = np.tensordot(weights, terms, axes=1)
+    return mean, np.sqrt(np.tensordot(weights, (terms - mean) ** 2, axes=1))
+
+
+def _standardised_effect(moments: tuple[np.ndarray, np.ndarray], reference: np.ndarray) -> float:
+    """max over components of |mean - reference| / sd (components with sd = 0 count 0)."""
+    mean, sd = moments
+    with np.errstate(divide="ignore", invalid="ignore"):
+        effect = np.where(sd > 0, np.abs(mean - reference) / sd, 0.0)
+    return float(effect.max())
+
+
+def _separated(correct, variants, reference) -> bool:  # type: ignore[no-untyped-def]
+    """The filter: the correct terms vary in every component, and every variant is detectable."""
+    mean, sd = correct
+    scale = np.maximum(np.abs(mean), np.abs(reference))
+    if not np.all(sd >= MIN_RELATIVE_SD * np.maximum(scale, 1e-3)):
+        return False
+    return all(_standardised_effect(v, reference) >= MIN_EFFECT for v in variants)
+
+
+# ----------------------------------------------------------------------------- Gibbs
+# Samples x ~ p, log r = log q(x) - log p(x); per-sample terms [k1, k3, min(k3, 0)]: k1 and k3
+# are unbiased for KL(p || q), and k3 = r - 1 - log r = g(r) >= 0 sample by sample (the lemma
+# 'log-bound' at x = r), so its negative part is identically 0 (compared exactly).
+def _gibbs_terms(first: np.ndarray, second: np.ndarray, outcomes: np.ndarray) -> np.ndarray:
+    """``[N, 3]``: k1, k3 and min(k3, 0) at ``outcomes``, log r = log second - log first."""
+    log_ratio = np.log(second[outcomes]) - np.log(first[outcomes])
+    k3 = kl_k3(log_ratio)
+    return np.stack([kl_k1(log_ratio), k3, np.minimum(k3, 0.0)], axis=-1)
+
+
+def gibbs_samples(example, rng: np.random.Generator, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """x ~ p: the estimators of KL(p || q) and the negative part of k3, ``[count, 3]``."""
+    first, second = example
+    return _gibbs_terms(first, second, rng.choice(first.size, size=count, p=first))
+
+
+def sign_flipped_gibbs_samples(example, rng: np.random.Generator, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    first, second = example  # mutant: -k1, -k3 (estimates of -KL), and the negative part of -k3
+    terms = -_gibbs_terms(first, second, rng.choice(first.size, size=count, p=first))
+    terms[:, 2] = np.minimum(terms[:, 1], 0.0)
+    return terms
+
+
+def reverse_weighted_gibbs_samples(example, rng: np.random.Generator, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    first, second = example  # mutant: x ~ q, so k1 = log p(x)/q(x) has mean sum q log(p/q)
+    return _gibbs_terms(first, second, rng.choice(second.size, size=count, p=second))
+
+
+def gibbs_reference(example) -> np.ndarray:  # type: ignore[no-untyped-def]
+    kl = kl_by_enumeration(*example)
+    return np.array([kl, kl, 0.0])
+
+
+def _gibbs_separated(example) -> bool:  # type: ignore[no-untyped-def]
+    first, second = example
+    terms = _gibbs_terms(first, second, np.arange(first.size))
+    flipped = -terms
+    flipped[:, 2] = np.minimum(flipped[:, 1], 0.0)
+    mean, sd = _moments(terms, first)
+    reference = gibbs_reference(example)
+    # k1 and k3 must vary; the negative part of k3 is 0 by the lemma (compared exactly)
+    return _separated((mean[:2], sd[:2]), [], reference[:2]) and all(
+        _standardised_effect(_moments(variant, weights), reference) >= MIN_EFFECT
+        for variant, weights in ((flipped, first), (terms, second))
+    )
+
+
+gibbs_mc_examples = (
+    st.integers(2, 5)
+    .flatmap(
+        lambda size: st.tuples(
+            probability_vectors(size, allow_zeros=False, min_probability=0.05),
+            probability_vectors(size, allow_zeros=False, min_probability=0.05),
+        )
+    )
+    .filter(_gibbs_separated)
+)
+# 3 components: sample_size(0.05, 1) at false alarm 5e-7 over 3 components = 22,859 samples.
+GIBBS_SAMPLES = _mc_samples(3)
+
+
+# ----------------------------------------------------------------------------- gradient
+# At theta = theta' and at a moved theta = theta' + step: the score-function estimators of both
+# KL gradients. KL(pi' || pi_theta) = E_{a~pi'}[log pi'(a) - log pi_theta(a)], sampled from pi'
+# (which does not depend on theta): per-sample gradient -grad log pi_theta(a) = -(e_a - pi_theta).
+# KL(pi_theta || pi') = E_{b~pi_theta}[f_theta(b)], f = log pi_theta - log pi': per-sample
+# gradient score(b) f(b) + grad f(b) = (e_b - pi_theta)(log pi_theta(b)/pi'(b) + 1).
+def _forward_term(a, log_moving, log_ref):  # type: ignore[no-untyped-def]
+    return -(np.eye(log_moving.size)[a] - np.exp(log_moving))
+
+
+def _reverse_term(b, log_moving, log_ref):  # type: ignore[no-untyped-def]
+    score = np.eye(log_moving.size)[b] - np.exp(log_moving)
+    return score * (log_moving[b] - log_ref[b] + 1.0)[..., None]
+
+
+def _negative_entropy_term(b, log_moving, log_ref):  # type: ignore[no-untyped-def]
+    score = np.eye(log_moving.size)[b] - np.exp(log_moving)  # gradient of E[log pi_theta] only
+    return score * (log_moving[b] + 1.0)[..., None]
+
+
+def _cross_entropy_term(b, log_moving, log_ref):  # type: ignore[no-untyped-def]
+    score = np.eye(log_moving.size)[b] - np.exp(log_moving)  # gradient of -E[log pi'] only
+    return score * (-log_ref[b])[..., None]
+
+
+def _unnormalised_forward_term(a, log_moving, log_ref):  # type: ignore[no-untyped-def]
+    return -np.eye(log_moving.size)[a]  # grad log pi_theta(a) taken as e_a: log Z forgotten
+
+
+def _points(example) -> list[tuple[np.ndarray, np.ndarray]]:  # type: ignore[no-untyped-def]
+    """(log pi_theta, log pi') at theta = theta' and at theta = theta' + step."""
+    reference, step = example
+    log_ref = log_softmax(reference)
+    return [(log_ref, log_ref), (log_softmax(reference + step), log_ref)]
+
+
+def _gradient_sampler(forward=_forward_term, reverse=_reverse_term):  # type: ignore[no-untyped-def]
+    def sample(example, rng: np.random.Generator, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """``[count, 4, n]``: forward and reverse terms at theta', then at theta' + step."""
+        rows = []
+        for log_moving, log_ref in _points(example):
+            a = rng.choice(log_ref.size, size=count, p=np.exp(log_ref))
+            b = rng.choice(log_moving.size, size=count, p=np.exp(log_moving))
+            rows += [forward(a, log_moving, log_ref), reverse(b, log_moving, log_ref)]
+        return np.stack(rows, axis=1)
+
+    return sample
+
+
+def _gradient_moments(example, forward=_forward_term, reverse=_reverse_term):  # type: ignore[no-untyped-def]
+    means, sds = [], []
+    for log_moving, log_ref in _points(example):
+        outcomes = np.arange(log_ref.size)
+        for term, weights in (
+            (forward(outcomes, log_moving, log_ref), np.exp(log_ref)),
+            (reverse(outcomes, log_moving, log_ref), np.exp(log_moving)),
+        ):
+            mean, sd = _moments(term, weights)
+            means.append(mean)
+            sds.append(sd)
+    return np.array(means), np.array(sds)
+
+
+def gradient_reference(example) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The lambdified closed forms at (theta', theta') and (theta' + step, theta'): ``[4, n]``."""
+    reference, step = example
+    return np.concatenate(
+        [
+            closed_form_gradients((reference, reference)),
+            closed_form_gradients((reference + step, reference)),
+        ]
+    )
+
+
+GRADIENT_MUTANT_TERMS = {
+    "negative-entropy-only": {"reverse": _negative_entropy_term},
+    "cross-entropy-only": {"reverse": _cross_entropy_term},
+    "normaliser-forgotten": {"forward": _unnormalised_forward_term},
+}
+
+
+def _gradient_separated(example) -> bool:  # type: ignore[no-untyped-def]
+    return _separated(
+        _gradient_moments(example),
+        [_gradient_moments(example, **terms) for terms in GRADIENT_MUTANT_TERMS.values()],
+        gradient_reference(example),
+    )
+
+
+gradient_mc_examples = (
+    st.integers(2, 5)
+    .flatmap(lambda size: st.tuples(logits(size, max_abs=1.5), logits(size, max_abs=1.5)))
+    .filter(_gradient_separated)
+)
+# 4 rows x up to 5 actions = 20 components: sample_size(0.05, 1) at false alarm 5e-7 = 24,962.
+GRADIENT_SAMPLES = _mc_samples(20)
+
+
+# ----------------------------------------------------------------------------- curvature
+# a ~ pi' and b ~ pi_theta, theta = theta' + h delta; per-sample terms [(score(a) . delta)^2,
+# k3 of KL(pi' || pi_theta) / h^2, k3 of KL(pi_theta || pi') / h^2]: the Fisher form
+# E_pi'[(score . delta)^2], and both KLs (unbiased k3) divided by h^2, whose means are
+# delta^T F delta and 1/2 delta^T F delta + O(h). The step h = MC_STEP_FACTOR Var/spread^3 keeps
+# the Taylor remainder below MC_STEP_FACTOR/6 + O(MC_STEP_FACTOR^2) of the quadratic term (the
+# bound of _hessian_rtol), about 2e-7: with the filter's relative sd >= 1e-2 and the sample
+# count below, that bias is below 0.01 standard errors.
+MC_STEP_FACTOR = 1e-6
+
+
+def _mc_step(example) -> float:  # type: ignore[no-untyped-def]
+    reference, direction = example
+    pr = _probabilities(reference)
+    return (
+        MC_STEP_FACTOR
+        * float(pr @ (direction - pr @ direction) ** 2)
+        / float(np.ptp(direction)) ** 3
+    )
+
+
+def _step_log_ratio(example) -> np.ndarray:  # type: ignore[no-untyped-def]
+    r"""$\log\pi_{\theta'+h\delta}(a) - \log\pi'(a) = h\delta_a - \log(1 + \sum_i \pi'_i (e^{h\delta_i} - 1))$, ``[n]``.
+
+    Written with ``expm1``/``log1p`` so the O(h) result keeps its relative precision.
+    """
+    reference, direction = example
+    step = _mc_step(example)
+    return step * direction - np.log1p(_probabilities(reference) @ np.expm1(step * direction))
+
+
+def _curvature_terms(example, a, b, *, outer_product=True, half=True) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """``[N, 3]`` terms at a ~ pi', b ~ pi_theta (see above); the flags make the mutants."""
+    reference, direction = example
+    pr = _probabilities(reference)
+    projected = direction[a] - (pr @ direction if outer_product else 0.0)  # score(a) . delta
+    log_ratio = _step_log_ratio(example)
+    step = _mc_step(example)
+    if half:
+        forward, reverse = kl_k3(log_ratio[a]), kl_k3(-log_ratio[b])
+    else:  # mutant: KL estimated by (log r)^2, the 1/2 of k2 forgotten
+        forward, reverse = log_ratio[a] ** 2, log_ratio[b] ** 2
+    return np.stack([projected**2, forward / step**2, reverse / step**2], axis=-1)
+
+
+def _curvature_sampler(**flags: bool):  # type: ignore[no-untyped-def]
+    def sample(example, rng: np.random.Generator, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+        reference, _ = example
+        pr = _probabilities(reference)
+        moved = pr * np.exp(_step_log_ratio(example))
+        a = rng.choice(pr.size, size=count, p=pr)
+        b = rng.choice(pr.size, size=count, p=moved / moved.sum())
+        return _curvature_terms(example, a, b, **flags)
+
+    return sample
+
+
+_fisher_form = lambdify([theta_ref, delta, n], fisher_form)
+
+
+def curvature_reference(example) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The lambdified delta^T F delta and h^2/2 delta^T F delta / h^2 (twice)."""
+    reference, direction = example
+    step = _mc_step(example)
+    quadratic = _quadratic_model(reference, direction, step, reference.size) / step**2
+    return np.array([_fisher_form(reference, direction, reference.size), quadratic, quadratic])
+
+
+def _curvature_moments(example, **flags: bool):  # type: ignore[no-untyped-def]
+    reference, _ = example
+    pr = _probabilities(reference)
+    moved = pr * np.exp(_step_log_ratio(example))
+    outcomes = np.arange(pr.size)
+    terms = _curvature_terms(example, outcomes, outcomes, **flags)
+    first, sd_first = _moments(terms[:, :2], pr)
+    last, sd_last = _moments(terms[:, 2:], moved / moved.sum())
+    return np.concatenate([first, last]), np.concatenate([sd_first, sd_last])
+
+
+CURVATURE_MUTANT_FLAGS = {
+    "fisher-without-outer-product": {"outer_product": False},
+    "no-half": {"half": False},
+}
+
+
+def _curvature_separated(example) -> bool:  # type: ignore[no-untyped-def]
+    return _separated(
+        _curvature_moments(example),
+        [_curvature_moments(example, **flags) for flags in CURVATURE_MUTANT_FLAGS.values()],
+        curvature_reference(example),
+    )
+
+
+curvature_mc_examples = (
+    st.integers(2, 5)
+    .flatmap(
+        lambda size: st.tuples(
+            logits(size, max_abs=1.5),
+            logits(size, max_abs=3.0).filter(lambda d: np.ptp(d) >= 0.5),
+        )
+    )
+    .filter(_curvature_separated)
+)
+# 3 components: sample_size(0.05, 1) at false alarm 5e-7 over 3 components = 22,859 samples.
+CURVATURE_SAMPLES = _mc_samples(3)
+
+
+# ----------------------------------------------------------------------------- chain rule
+# tau ~ p_theta (rlmath.sampling.rollouts); per-episode term sum_t log pi_theta(a_t|s_t) /
+# pi_theta'(a_t|s_t) (rlmath.estimators.trajectory_kl with k1), whose mean is the trajectory KL,
+# against the chain rule's sum_t sum_s Pr_theta(s_t = s) KL_s. The MDPs let the actions steer the
+# state (each (s, a) moves to one successor with probability 1 - eps, else uniformly), so the
+# state distributions of theta and theta' differ; the logits go up to 3 so the two KL directions
+# differ. The variants draw fresh actions b_t at each visited state (rlmath.sampling.sample_actions)
+# and take the per-state k1 with rlmath.estimators.kl_terms.
+@st.composite
+def _steerable_example(draw: st.DrawFn):  # type: ignore[no-untyped-def]
+    S, A = draw(st.integers(2, 3)), draw(st.integers(2, 3))
+    successor = np.array(draw(st.lists(st.integers(0, S - 1), min_size=S * A, max_size=S * A)))
+    noise = draw(st.floats(0.05, 0.3))
+    P = (1.0 - noise) * np.eye(S)[successor.reshape(S, A)] + noise / S
+    rho0 = draw(probability_vectors(S, allow_zeros=False, min_probability=0.1))
+    mdp = TabularMDP(P, np.zeros((S, A)), rho0, gamma=0.9)
+    policy = SoftmaxPolicy(draw(logits((S, A), max_abs=3.0)))
+    reference = SoftmaxPolicy(draw(logits((S, A), max_abs=3.0)))
+    return mdp, policy, reference, draw(st.integers(3, 5))
+
+
+def trajectory_kl_samples(example, rng: np.random.Generator, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """tau ~ p_theta: per-episode sum_t log(pi_theta(a_t|s_t) / pi_theta'(a_t|s_t)), ``[count]``."""
+    mdp, policy, reference, horizon = example
+    episodes = rollouts(
+        mdp, policy, n_episodes=count, horizon=horizon, seed=int(rng.integers(2**63))
+    )
+    return estimators.trajectory_kl(episodes, reference, estimator=kl_k1)
+
+
+def _fresh_action_sampler(walker: int, first: int):  # type: ignore[no-untyped-def]
+    """tau ~ p_{example[walker]}, b_t ~ example[first](.|s_t), per-episode sum of k1 of
+    KL(example[first] || the other policy) at (s_t, b_t)."""
+
+    def sample(example, rng: np.random.Generator, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+        mdp, horizon = example[0], example[3]
+        sampled, other = example[first], example[3 - first]
+        seed = int(rng.integers(2**63))
+        states = rollouts(mdp, example[walker], n_episodes=count, horizon=horizon, seed=seed).states
+        fresh = sample_actions(sampled, states, seed=int(rng.integers(2**63)))
+        return kl_terms(sampled, other, states, fresh, estimator=kl_k1).sum(axis=0)  # type: ignore[no-any-return]
+
+    return sample
+
+
+reference_state_samples = _fresh_action_sampler(walker=2, first=1)  # states from theta'
+reversed_kl_samples = _fresh_action_sampler(walker=1, first=2)  # KL(pi_theta' || pi_theta)
+
+
+def _fresh_action_moments(example, walker: int, first: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Exact mean and sd of a _fresh_action_sampler's term, over every trajectory of the walker.
+
+    Given the states, the terms of different steps are independent with mean KL_s and variance
+    Var_{b~first}[log first/other] at s_t: total variance = E[conditional variance] + Var[mean].
+    """
+    mdp, horizon = example[0], example[3]
+    log_first, log_other = (
+        example[first].log_probabilities(),
+        example[3 - first].log_probabilities(),
+    )
+    log_ratio, p_first = log_first - log_other, np.exp(log_first)
+    kl = (p_first * log_ratio).sum(axis=1)
+    spread = (p_first * (log_ratio - kl[:, None]) ** 2).sum(axis=1)
+    paths = exact.trajectories(mdp, example[walker], horizon)
+    conditional_mean, conditional_variance = (
+        kl[paths.states].sum(axis=1),
+        spread[paths.states].sum(axis=1),
+    )
+    mean = float(paths.probabilities @ conditional_mean)
+    variance = float(paths.probabilities @ (conditional_variance + (conditional_mean - mean) ** 2))
+    return mean, np.sqrt(variance)
+
+
+def _chain_rule_separated(example) -> bool:  # type: ignore[no-untyped-def]
+    mdp, policy, reference, horizon = example
+    paths = exact.trajectories(mdp, policy, horizon)
+    step_ratio = policy.log_probabilities() - reference.log_probabilities()
+    terms = step_ratio[paths.states, paths.actions].sum(axis=1)
+    target = np.array(chain_rule_value(example))
+    variants = [
+        tuple(np.array(v) for v in _fresh_action_moments(example, walker, first))
+        for walker, first in ((2, 1), (1, 2))
+    ]
+    return _separated(_moments(terms, paths.probabilities), variants, target)
+
+
+chain_rule_mc_examples = _steerable_example().filter(_chain_rule_separated)
+# 1 component: sample_size(0.05, 1) at false alarm 5e-7 = 21,625 episodes of 3-5 steps.
+CHAIN_RULE_SAMPLES = _mc_samples(1)
+
+
 # ============================================================================ claims
 def _at_reference(expression: sp.Expr) -> sp.Expr:
     return expression.subs(theta, theta_ref)
@@ -871,16 +1280,29 @@ CLAIMS = (
                 "enumeration; pairs include zeros, one-hot and near-deterministic p"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            gibbs_mc_examples,
+            gibbs_samples,
+            gibbs_reference,
+            n_samples=GIBBS_SAMPLES,
+            n_examples=MC_EXAMPLES,
+            description=(
+                "means of k1 = -log r and k3 = r - 1 - log r over x ~ p (log r = log q(x)/p(x)) "
+                "vs KL(p || q) by enumeration, and the negative part min(k3, 0) vs 0"
+            ),
+        ),
         mutants=(
             Mutant(
                 "sign-flipped",
                 "-KL(p || q) >= 0, i.e. the inequality the wrong way round",
                 exact=lambda ex: -kl_by_enumeration(*ex),
+                monte_carlo=sign_flipped_gibbs_samples,
             ),
             Mutant(
                 "reverse-weighted",
                 "sum_i q_i log(p_i / q_i) >= 0: weights q instead of p (this is -KL(q || p) <= 0)",
                 exact=_reverse_weighted,
+                monte_carlo=reverse_weighted_gibbs_samples,
             ),
         ),
         notes=(
@@ -890,7 +1312,11 @@ CLAIMS = (
             "proved by evaluating the integrals), and the sympy function `log_bound_gap` reports "
             "$g(x) \\ge 0$ for $x > 0$ exactly when sympy proves that integrand non-negative at "
             "$s = v/(1+v)$, $v > 0$. Both mutants change the left-hand side of the inequality, "
-            "not the bound the derivation reaches, so they apply to the exact leg only."
+            "not the bound the derivation reaches, so they apply to the exact and Monte-Carlo "
+            "legs only. The Monte-Carlo leg samples x ~ p: k1 and k3 are unbiased for KL(p || q), "
+            "and k3 = g(r) >= 0 is the lemma sample by sample, so the negative part min(k3, 0) is "
+            "identically 0 and is compared with 0 exactly (rlmath.statistics: constant terms). "
+            "Its mutant variants negate the estimators, or draw x from q instead of p."
         ),
     ),
     Claim(
@@ -927,6 +1353,18 @@ CLAIMS = (
                 "independent and nearby (theta, theta'), the latter down to theta = theta'"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            gradient_mc_examples,
+            _gradient_sampler(),
+            gradient_reference,
+            n_samples=GRADIENT_SAMPLES,
+            n_examples=MC_EXAMPLES,
+            description=(
+                "score-function estimators of both KL gradients, -(e_a - pi_theta) at a ~ pi' "
+                "and (e_b - pi_theta)(log pi_theta(b)/pi'(b) + 1) at b ~ pi_theta, at theta = "
+                "theta' and at theta' + step, vs the lambdified closed forms (0 at theta')"
+            ),
+        ),
         mutants=(
             Mutant(
                 "negative-entropy-only",
@@ -941,6 +1379,7 @@ CLAIMS = (
                     ),
                 ),
                 exact=_negative_entropy_gradient,
+                monte_carlo=_gradient_sampler(**GRADIENT_MUTANT_TERMS["negative-entropy-only"]),
             ),
             Mutant(
                 "cross-entropy-only",
@@ -956,6 +1395,7 @@ CLAIMS = (
                     ),
                 ),
                 exact=_cross_entropy_gradient,
+                monte_carlo=_gradient_sampler(**GRADIENT_MUTANT_TERMS["cross-entropy-only"]),
             ),
             Mutant(
                 "normaliser-forgotten",
@@ -963,6 +1403,7 @@ CLAIMS = (
                 "log Z(theta) forgotten",
                 symbolic=SymbolicMutation("forward-at-reference", -total(pi_ref(i) * delta[i])),
                 exact=_unnormalised_forward_gradient,
+                monte_carlo=_gradient_sampler(**GRADIENT_MUTANT_TERMS["normaliser-forgotten"]),
             ),
         ),
         notes=(
@@ -971,7 +1412,11 @@ CLAIMS = (
             "`reverse-at-reference`); at or near the reference both sides are rounding noise, "
             "so the tolerance is relative to the size of the terms that cancel, not of the "
             "result. Penalties whose gradient also vanishes at the reference (the log-ratio "
-            "expectation under pi', any smooth function of KL) are not mutants."
+            "expectation under pi', any smooth function of KL) are not mutants. The Monte-Carlo "
+            "leg averages the score-function gradient estimators a practitioner would use (the "
+            "sampling side fixed for KL(pi' || pi_theta), the log-derivative trick for "
+            "KL(pi_theta || pi')) at theta' and at a moved theta; each mutant's variant is the "
+            "same estimator with the mutant's mistake (a dropped term, the score without -pi)."
         ),
     ),
     Claim(
@@ -980,7 +1425,7 @@ CLAIMS = (
         statement=(
             r"\nabla^2_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta)\big|_{\theta'}"
             r" = \nabla^2_\theta \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big|_{\theta'}"
-            r" = F = \mathrm{diag}(\pi') - \pi'\pi'^\top,\quad"
+            r" = F = \mathrm{diag}(\pi') - \pi'\,{\pi'}^\top,\quad"
             r" \mathrm{KL} = \tfrac12 \delta^\top F \delta + O(|\delta|^3)"
         ),
         assumptions=(
@@ -1009,19 +1454,42 @@ CLAIMS = (
                 "is at most 1e-10 of the quadratic term (the bound is in the tolerance)"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            curvature_mc_examples,
+            _curvature_sampler(),
+            curvature_reference,
+            n_samples=CURVATURE_SAMPLES,
+            n_examples=MC_EXAMPLES,
+            description=(
+                "the Fisher form as the mean of (score(a) . delta)^2, a ~ pi', and both KLs at "
+                "theta' + h delta by k3 (a ~ pi', b ~ pi_theta) over h^2, vs the lambdified "
+                "delta^T F delta and h^2/2 delta^T F delta / h^2"
+            ),
+        ),
         mutants=(
             Mutant(
                 "fisher-without-outer-product",
                 "F = diag(pi'): the -pi' pi'^T term dropped",
                 symbolic=SymbolicMutation("forward-curvature", second_moment),
                 exact=_diagonal_fisher,
+                monte_carlo=_curvature_sampler(
+                    **CURVATURE_MUTANT_FLAGS["fisher-without-outer-product"]
+                ),
             ),
             Mutant(
                 "no-half",
                 "KL ~ delta^T F delta: the 1/2 of Taylor's theorem forgotten",
                 symbolic=SymbolicMutation("reverse-taylor", 2 * quadratic_model),
                 exact=_no_half,
+                monte_carlo=_curvature_sampler(**CURVATURE_MUTANT_FLAGS["no-half"]),
             ),
+        ),
+        notes=(
+            "The Monte-Carlo leg estimates the Fisher form as E_{a~pi'}[(score(a) . delta)^2] "
+            "and both KLs at theta' + h delta with the unbiased k3 (h chosen so that the "
+            "Taylor remainder is below 2e-7 of the quadratic term, far below a standard error). "
+            "Its variants: the score taken as e_a (no -pi', giving diag pi'), and the KL "
+            "estimated by (log r)^2, the 1/2 of k2 forgotten."
         ),
     ),
     Claim(
@@ -1060,6 +1528,17 @@ CLAIMS = (
                 "rlmath.exact.state_distributions"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            chain_rule_mc_examples,
+            trajectory_kl_samples,
+            chain_rule_value,
+            n_samples=CHAIN_RULE_SAMPLES,
+            n_examples=MC_EXAMPLES,
+            description=(
+                "per-episode sum_t log pi_theta(a_t|s_t)/pi_theta'(a_t|s_t) over tau ~ p_theta "
+                "(rollouts, trajectory_kl with k1) vs sum_t sum_s Pr_theta(s_t = s) KL_s"
+            ),
+        ),
         mutants=(
             Mutant(
                 "reference-state-distribution",
@@ -1068,6 +1547,7 @@ CLAIMS = (
                     "trajectory-chain-rule", chain_rule_sum(_ref0, _pi0, _ref0)
                 ),
                 exact=lambda ex: chain_rule_value(ex, weights=ex[2]),
+                monte_carlo=reference_state_samples,
             ),
             Mutant(
                 "per-state-kl-reversed",
@@ -1076,7 +1556,15 @@ CLAIMS = (
                     "trajectory-chain-rule", chain_rule_sum(_pi0, _ref0, _pi0)
                 ),
                 exact=lambda ex: chain_rule_value(ex, reversed_kl=True),
+                monte_carlo=reversed_kl_samples,
             ),
+        ),
+        notes=(
+            "The Monte-Carlo leg samples trajectories of theta and sums the per-step log-ratios "
+            "(k1; rlmath.estimators.trajectory_kl), on MDPs whose actions steer the state, so "
+            "that the state distributions of theta and theta' differ. The mutants' variants "
+            "draw fresh actions at each visited state: with the states from theta' "
+            "trajectories, or with the per-state KL's arguments swapped (kl_terms(pi', pi))."
         ),
     ),
 )

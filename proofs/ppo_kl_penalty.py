@@ -40,11 +40,13 @@ et al., "Trust Region Policy Optimization", ICML 2015, eq. (3)-(4).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import sympy as sp
 from hypothesis import strategies as st
 
-from rlmath import exact
+from rlmath import TabularMDP, estimators, exact
 from rlmath.claims import (
     Claim,
     Derivation,
@@ -54,8 +56,12 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     lambdify,
+    monte_carlo_leg,
 )
-from rlmath.testing import mdps_and_policies, tabular_mdps
+from rlmath.policy import SoftmaxPolicy
+from rlmath.sampling import Rollouts, rollouts
+from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
+from rlmath.testing import logits, mdps_and_policies, tabular_mdps
 from rlmath.tolerances import discounted_condition_number, exact_rtol
 
 
@@ -322,6 +328,173 @@ def _unweighted_states(example) -> np.ndarray:  # type: ignore[no-untyped-def]
     return np.array([policy.probabilities() * exact.advantage(mdp, policy)] * 3)
 
 
+# ----------------------------------------------------------------------------- Monte-Carlo leg
+# Trajectories of the old policy theta' in the H-step MDP (rlmath.sampling.rollouts); at
+# theta = theta' the per-episode gradient of J_PPO, normalised like the claim's occupancy, is
+#
+#   g = (1/W) sum_t gamma^t (A'_t(s_t, a_t) score_t - beta k_t),  W = sum_{t<H} gamma^t,
+#
+# with the surrogate's terms from rlmath.estimators.surrogate_gradient (ratio 1 at theta'), the
+# exact finite-horizon advantages A'_t = Q_t - V_t of theta' (rlmath.exact.finite_horizon_values),
+# and the penalty's per-sample gradient k_t: for KL(pi' || pi_theta) = E_{a~pi'}[log pi' - log
+# pi_theta], -score_t; for KL(pi_theta || pi') = E_{a~pi'}[rho log rho], rho = pi_theta/pi',
+# rho (log rho + 1) score_t. The normalised finite-horizon occupancy is sum_t gamma^t Pr(s_t = s)
+# / W (rlmath.exact.occupancy), so the claim reads E[g] = grad J_H(theta') / W, the H-step
+# counterpart of (1 - gamma) grad J (1/W -> 1 - gamma as H -> oo); the reference is
+# rlmath.exact.policy_gradient of the H-step MDP divided by W.
+#
+# The filter keeps examples in which every component of g varies (sd >= MIN_SD: every state is
+# visited, so none is compared exactly) and each mutant's variant shifts some component by at
+# least MIN_EFFECT of its per-sample sd; means and sds are exact, over every trajectory
+# (rlmath.exact.trajectories, H <= 4, at most 6561 of them).
+MC_EXAMPLES = 2
+MIN_EFFECT = 0.05
+MIN_SD = 1e-3
+
+
+def _finite_horizon(example):  # type: ignore[no-untyped-def]
+    mdp, policy, beta_value, horizon = example
+    return TabularMDP(mdp.P, mdp.r, mdp.rho0, mdp.gamma, horizon=horizon)
+
+
+def _as_rollouts(paths, policy: SoftmaxPolicy) -> Rollouts:  # type: ignore[no-untyped-def]
+    """Every enumerated trajectory as a Rollouts batch (time-major), for exact moments."""
+    states, actions = paths.states.T.copy(), paths.actions.T.copy()
+    T, N = states.shape
+    truncated = np.zeros((T, N), dtype=bool)
+    truncated[-1] = True
+    return Rollouts(
+        states=states,
+        actions=actions,
+        rewards=np.zeros((T, N)),
+        log_probs=policy.log_probabilities()[states, actions],
+        terminated=np.zeros((T, N), dtype=bool),
+        truncated=truncated,
+        alive=np.ones((T, N), dtype=bool),
+        final_states=states[-1],
+        seed_entropy=None,
+        block_size=1,
+    )
+
+
+PenaltyWeights = Callable[[Rollouts, SoftmaxPolicy], np.ndarray]
+
+
+def _forward_penalty_weights(episodes: Rollouts, policy: SoftmaxPolicy) -> np.ndarray:
+    """KL(pi' || pi_theta): the per-step gradient of -log pi_theta(a_t|s_t) is -score_t."""
+    return -np.ones(episodes.states.shape)
+
+
+def _reverse_penalty_weights(episodes: Rollouts, policy: SoftmaxPolicy) -> np.ndarray:
+    """KL(pi_theta || pi') = E_{pi'}[rho log rho]: rho (log rho + 1) times score_t."""
+    log_rho = policy.log_probabilities()[episodes.states, episodes.actions] - episodes.log_probs
+    return np.exp(log_rho) * (log_rho + 1.0)  # type: ignore[no-any-return]
+
+
+def _entropy_penalty_weights(episodes: Rollouts, policy: SoftmaxPolicy) -> np.ndarray:
+    """Mutant: a penalty E_{pi_theta}[log pi_theta] = E_{pi'}[rho log pi_theta] (log pi' dropped)."""
+    log_pi = policy.log_probabilities()[episodes.states, episodes.actions]
+    return np.exp(log_pi - episodes.log_probs) * (log_pi + 1.0)  # type: ignore[no-any-return]
+
+
+def _ppo_gradient_terms(
+    example: tuple[TabularMDP, SoftmaxPolicy, float, int],
+    episodes: Rollouts,
+    penalties: tuple[PenaltyWeights, ...] = (_forward_penalty_weights, _reverse_penalty_weights),
+    normalise: bool = True,
+) -> np.ndarray:
+    """``[N, 2, S, A]``: per-episode gradient of J_PPO at theta' with each penalty direction."""
+    mdp, policy, beta_value, horizon = example
+    finite = _finite_horizon(example)
+    V, Q = exact.finite_horizon_values(finite, policy)
+    times = np.arange(horizon)[:, None]
+    advantages = Q[times, episodes.states, episodes.actions] - V[times, episodes.states]
+    discounts = mdp.gamma ** np.arange(horizon, dtype=np.float64)[:, None]
+    surrogate = estimators.surrogate_gradient(episodes, policy, advantages, gamma=mdp.gamma)
+    rows = [
+        surrogate
+        - beta_value
+        * estimators.weighted_score_sum(episodes, policy, discounts * penalty(episodes, policy))
+        for penalty in penalties
+    ]
+    scale = 1.0 / discounts.sum() if normalise else 1.0
+    return scale * np.stack(rows, axis=1)
+
+
+def _ppo_sampler(**variant):  # type: ignore[no-untyped-def]
+    def sample(example, rng: np.random.Generator, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """theta' trajectories: per-episode J_PPO gradients, ``[count, 2, S, A]``."""
+        mdp, policy, _, horizon = example
+        episodes = rollouts(
+            mdp, policy, n_episodes=count, horizon=horizon, seed=int(rng.integers(2**63))
+        )
+        return _ppo_gradient_terms(example, episodes, **variant)
+
+    return sample
+
+
+def normalised_policy_gradient(example) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """grad J_H(theta') / W (rlmath.exact.policy_gradient of the H-step MDP), for both rows."""
+    mdp, policy, _, horizon = example
+    weight = float((mdp.gamma ** np.arange(horizon, dtype=np.float64)).sum())
+    return np.array([exact.policy_gradient(_finite_horizon(example), policy) / weight] * 2)
+
+
+PPO_VARIANTS = {
+    "one-minus-gamma-dropped": {"normalise": False},
+    "entropy-penalty": {"penalties": (_entropy_penalty_weights, _entropy_penalty_weights)},
+}
+
+
+def _ppo_moments(example, **variant):  # type: ignore[no-untyped-def]
+    mdp, policy, _, horizon = example
+    paths = exact.trajectories(mdp, policy, horizon)
+    terms = _ppo_gradient_terms(example, _as_rollouts(paths, policy), **variant)
+    mean = np.tensordot(paths.probabilities, terms, axes=1)
+    return mean, np.sqrt(np.tensordot(paths.probabilities, (terms - mean) ** 2, axes=1))
+
+
+def _ppo_separated(example) -> bool:  # type: ignore[no-untyped-def]
+    reference = normalised_policy_gradient(example)
+    if not np.all(_ppo_moments(example)[1] >= MIN_SD):
+        return False
+    for variant in PPO_VARIANTS.values():
+        mean, sd = _ppo_moments(example, **variant)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            effect = np.where(sd > 0, np.abs(mean - reference) / sd, 0.0)
+        if effect.max() < MIN_EFFECT:
+            return False
+    return True
+
+
+@st.composite
+def _mc_examples(draw: st.DrawFn):  # type: ignore[no-untyped-def]
+    """(mdp, theta', beta, H): 2-3 states and actions, every transition >= 0.1, H in 3..4."""
+    mdp = draw(
+        tabular_mdps(
+            min_states=2,
+            max_states=3,
+            min_actions=2,
+            max_actions=3,
+            gamma=st.floats(0.3, 0.9),
+            allow_zeros=False,
+            min_probability=0.1,
+        )
+    )
+    policy = draw(logits((mdp.n_states, mdp.n_actions), max_abs=1.5).map(SoftmaxPolicy))
+    return mdp, policy, draw(st.floats(0.5, 2.0)), draw(st.integers(3, 4))
+
+
+mc_examples = _mc_examples().filter(_ppo_separated)
+MAX_COMPONENTS = 2 * 3 * 3
+# Power >= 0.99 against each variant on each example (the filter's effect >= 0.05 sd in some
+# component): sample_size(0.05, 1) at false alarm 5e-7 over up to 18 components = 24,846
+# episodes of at most 4 steps.
+N_SAMPLES = sample_size(
+    MIN_EFFECT, 1.0, false_alarm=DEFAULT_FALSE_ALARM / MC_EXAMPLES, n_components=MAX_COMPONENTS
+)
+
+
 CLAIMS = (
     Claim(
         id="ppo-kl-penalty-gradient",
@@ -361,12 +534,26 @@ CLAIMS = (
                 "rlmath.exact.q_value"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            mc_examples,
+            _ppo_sampler(),
+            normalised_policy_gradient,
+            n_samples=N_SAMPLES,
+            n_examples=MC_EXAMPLES,
+            description=(
+                "per-episode gradient at theta' of J_PPO over H-step trajectories of theta': "
+                "surrogate_gradient with exact A'_t minus beta times the per-sample gradient of "
+                "either KL penalty, normalised by sum_t gamma^t, vs rlmath.exact.policy_gradient "
+                "of the H-step MDP normalised the same way"
+            ),
+        ),
         mutants=(
             Mutant(
                 "one-minus-gamma-dropped",
                 "grad J_PPO(theta') = grad J(theta'): the normalised occupancy's (1 - gamma) "
                 "forgotten",
                 exact=_without_one_minus_gamma,
+                monte_carlo=_ppo_sampler(**PPO_VARIANTS["one-minus-gamma-dropped"]),
             ),
             Mutant(
                 "entropy-penalty",
@@ -381,6 +568,7 @@ CLAIMS = (
                     ),
                 ),
                 exact=_entropy_penalty,
+                monte_carlo=_ppo_sampler(**PPO_VARIANTS["entropy-penalty"]),
             ),
             Mutant(
                 "occupancy-dropped",
@@ -397,7 +585,13 @@ CLAIMS = (
             "the constant beta (sum_a pi_theta = 1); beta |theta - theta'|^2 and the squared "
             "log-ratio (k2) are flat at theta' too. The (1 - gamma) mutant is exact-only: the "
             "per-state derivation never mentions J, whose relation to the surrogate is the "
-            "policy gradient theorem with a normalised occupancy."
+            "policy gradient theorem with a normalised occupancy. The Monte-Carlo leg runs on "
+            "H-step trajectories of theta', where the normalised occupancy is "
+            "sum_t gamma^t Pr(s_t = s) / W, W = sum_{t<H} gamma^t, so the claimed gradient is "
+            "grad J_H / W (1/W -> 1 - gamma as H -> infinity); its (1 - gamma) variant omits "
+            "1/W. The occupancy-dropped mutant has no Monte-Carlo variant: a trajectory "
+            "estimator weights each state by its visits, and there is no per-episode estimator "
+            "of the unweighted sum over states."
         ),
     ),
 )

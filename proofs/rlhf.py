@@ -55,7 +55,9 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     lambdify,
+    monte_carlo_leg,
 )
+from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
 from rlmath.testing import logits, probability_vectors
 from rlmath.tolerances import exact_rtol
 
@@ -402,6 +404,228 @@ def _dpo_rtol(example) -> float:  # type: ignore[no-untyped-def]
     return exact_rtol(scale, 8)
 
 
+# ============================================================================ Monte-Carlo legs
+# Each leg draws MC_EXAMPLES examples from a strategy whose filter keeps only examples in which
+# every component of the correct estimator varies (per-sample sd >= MIN_SD, so none is constant
+# up to rounding: see the zero-SE caveat in rlmath.statistics) and every mutant's Monte-Carlo
+# variant shifts some component by at least MIN_EFFECT of that component's per-sample standard
+# deviation under the variant (exact means and sds, by enumeration). sample_size(MIN_EFFECT, 1)
+# samples then reject every variant with power >= 0.99 at the leg's false alarm 1e-6.
+MC_EXAMPLES = 2
+MIN_EFFECT = 0.05
+MIN_SD = 1e-2
+
+
+def _mc_samples(n_components: int) -> int:
+    """sample_size(MIN_EFFECT, 1) at the leg's per-example false alarm, for ``n_components``."""
+    return sample_size(
+        MIN_EFFECT, 1.0, false_alarm=DEFAULT_FALSE_ALARM / MC_EXAMPLES, n_components=n_components
+    )
+
+
+def _moments(terms: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact mean and sd over outcomes of probability ``weights`` (axis 0 of ``terms``)."""
+    mean = np.tensordot(weights, terms, axes=1)
+    return mean, np.sqrt(np.tensordot(weights, (terms - mean) ** 2, axes=1))
+
+
+def _standardised_effect(moments: tuple[np.ndarray, np.ndarray], reference: np.ndarray) -> float:
+    """max over components of |mean - reference| / sd (components with sd = 0 count 0)."""
+    mean, sd = moments
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.where(sd > 0, np.abs(mean - reference) / sd, 0.0).max())
+
+
+# ----------------------------------------------------------------------------- the optimum
+# For a generic pi (full support), the identity objective(pi) = beta log Z - beta KL(pi || pi*)
+# is checked by sampling its right-hand side: y ~ pi, per-sample term beta log Z - beta log(pi(y)
+# / pi*(y)) (k1 for the KL, pi* and Z built by the claim's formulas, beta log Z lambdified from
+# 'optimum'), against E_pi[r] - beta KL(pi || pi_ref) by enumeration. The mutants' variants use
+# their pi* or their value in the same estimator. At pi = pi* the per-sample term is the constant
+# beta log Z, so the value at the optimum is a zero-variance check: the exact leg covers it.
+def _objective_rhs_terms(example, outcomes, star=gibbs_policy, value=None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """beta log Z - beta log(pi(y)/pi*(y)) at ``outcomes`` (a mutant passes its pi* or value)."""
+    policy, ref, rewards, temperature = example
+    if value is None:
+        value = _value(ref, rewards, temperature, ref.size)
+    log_star = np.log(star(ref, rewards, temperature))
+    return value - temperature * (np.log(policy[outcomes]) - log_star[outcomes])  # type: ignore[no-any-return]
+
+
+def _objective_sampler(**variant):  # type: ignore[no-untyped-def]
+    def sample(example, rng: np.random.Generator, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """y ~ pi: the identity's right-hand side, one term per sample, ``[count]``."""
+        policy = example[0]
+        mutant = {k: f(example) if k == "value" else f for k, f in variant.items()}
+        return _objective_rhs_terms(
+            example, rng.choice(policy.size, size=count, p=policy), **mutant
+        )
+
+    return sample
+
+
+OBJECTIVE_VARIANTS = {
+    "reward-sign-flipped": {"star": _sign_flipped_star},
+    "beta-inverted": {"star": _beta_inverted_star},
+    "value-beta-Z": {"value": lambda ex: ex[3] * _partition(ex)},
+    "value-without-beta": {"value": lambda ex: np.log(_partition(ex))},
+}
+
+
+def objective_by_enumeration(example) -> float:  # type: ignore[no-untyped-def]
+    """E_pi[r] - beta KL(pi || pi_ref), summed over responses."""
+    return float(objectives_by_enumeration(example)[0])
+
+
+def _objective_separated(example) -> bool:  # type: ignore[no-untyped-def]
+    policy = example[0]
+    outcomes = np.arange(policy.size)
+    reference = objective_by_enumeration(example)
+    if _moments(_objective_rhs_terms(example, outcomes), policy)[1] < MIN_SD:
+        return False
+    for variant in OBJECTIVE_VARIANTS.values():
+        mutant = {k: f(example) if k == "value" else f for k, f in variant.items()}
+        moments = _moments(_objective_rhs_terms(example, outcomes, **mutant), policy)
+        if _standardised_effect(moments, reference) < MIN_EFFECT:
+            return False
+    return True
+
+
+@st.composite
+def _generic_bandit(draw: st.DrawFn):  # type: ignore[no-untyped-def]
+    """(pi, pi_ref, r, beta) with 2-5 responses, pi and pi_ref >= 0.05 (log-ratios bounded)."""
+    size = draw(st.integers(2, 5))
+    policy = draw(probability_vectors(size, allow_zeros=False, min_probability=0.05))
+    ref = draw(probability_vectors(size, allow_zeros=False, min_probability=0.05))
+    rewards = draw(logits(size, max_abs=3.0))
+    return policy, ref, rewards, draw(st.floats(0.2, 3.0))
+
+
+objective_mc_examples = _generic_bandit().filter(_objective_separated)
+# 1 component: sample_size(0.05, 1) at false alarm 5e-7 = 21,625 responses.
+OBJECTIVE_SAMPLES = _mc_samples(1)
+
+
+# ----------------------------------------------------------------------------- DPO
+# Per sample, three independent checks on one prompt with responses y_0, y_1:
+# 0. Bradley-Terry as a random-utility model: y_0 is preferred when r_0 + G_0 > r_1 + G_1 with
+#    G_0, G_1 standard Gumbel (their difference is logistic), so the indicator's mean is
+#    sigma(r_0 - r_1); reference: the lambdified 'bradley-terry' conclusion, sigma of the beta
+#    log-ratio margin of pi* (Z cancelled).
+# 1. The implicit reward beta log(pi*(y)/pi_ref(y)) + beta log Z of a response y ~ pi*, whose mean
+#    must be E_{pi*}[r] (by enumeration).
+# 2. The DPO gradient with respect to log pi(y_0) under that sampled preference: the claimed
+#    formula (lambdified 'dpo-gradient') with (y_w, y_l) = (y_0, y_1) or (y_1, y_0); reference:
+#    the complex-step derivative of the expected loss p L(u_01) + (1 - p) L(-u_01),
+#    p = sigma(r_0 - r_1), the population DPO gradient at the policy log pi.
+def _gumbel(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return -np.log(-np.log(rng.random(shape)))
+
+
+def _dpo_terms(example, first_preferred, responses, *, implicit_reward=True, gradient=None):  # type: ignore[no-untyped-def]
+    """``[N, 3]`` per-sample terms for preference indicators and responses y ~ pi* (see above)."""
+    ref, rewards, temperature, log_probs = example
+    gradient = gradient or _gradient_rhs
+    star = gibbs_policy(ref, rewards, temperature)
+    log_z = np.log(_partition((None, ref, rewards, temperature)))
+    reward = temperature * np.log(star[responses] / ref[responses])
+    if implicit_reward:
+        reward = reward + temperature * log_z
+    w, l_, ref_w, ref_l = log_probs
+    as_winner = np.ravel(gradient(w, l_, ref_w, ref_l, temperature))[0]  # d L / d log pi(y_w)
+    as_loser = np.ravel(gradient(l_, w, ref_l, ref_w, temperature))[1]  # d L / d log pi(y_l)
+    grad = np.where(first_preferred, as_winner, as_loser)
+    return np.stack([first_preferred.astype(np.float64), reward, grad], axis=-1)
+
+
+def _dpo_sampler(**variant):  # type: ignore[no-untyped-def]
+    def sample(example, rng: np.random.Generator, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+        ref, rewards, temperature, _ = example
+        noise = _gumbel(rng, (count, 2))
+        first_preferred = rewards[0] + noise[:, 0] > rewards[1] + noise[:, 1]
+        star = gibbs_policy(ref, rewards, temperature)
+        responses = rng.choice(ref.size, size=count, p=star)
+        return _dpo_terms(example, first_preferred, responses, **variant)
+
+    return sample
+
+
+def _expected_dpo_loss(log_probs: np.ndarray, temperature: float, preferred: float) -> complex:
+    """p L(y_0 over y_1) + (1 - p) L(y_1 over y_0), p = ``preferred`` (complex-safe)."""
+    w, l_, ref_w, ref_l = log_probs
+    swapped = np.array([l_, w, ref_l, ref_w])
+    return preferred * _dpo_loss(log_probs, temperature) + (1 - preferred) * _dpo_loss(
+        swapped, temperature
+    )
+
+
+def dpo_reference(example) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """[lambdified BT probability, E_{pi*}[r], complex-step population gradient in log pi(y_0)]."""
+    ref, rewards, temperature, log_probs = example
+    z_value = _partition((None, ref, rewards, temperature))
+    preferred = float(expit(rewards[0] - rewards[1]))
+    bump = np.zeros(4, dtype=complex)
+    bump[0] = 1e-30j
+    grad = _expected_dpo_loss(log_probs.astype(complex) + bump, temperature, preferred).imag / 1e-30
+    return np.array(
+        [
+            _preference_rhs(rewards[0], rewards[1], temperature, ref[0], ref[1], z_value),
+            gibbs_policy(ref, rewards, temperature) @ rewards,
+            grad,
+        ]
+    )
+
+
+_sigma_of_u_rhs = lambdify(
+    [logp_w, logp_l, logref_w, logref_l, beta],
+    sp.Matrix([-beta * sigmoid(margin), beta * sigmoid(margin)]),
+)
+DPO_VARIANTS = {
+    "log-Z-dropped": {"implicit_reward": False},
+    "gradient-sign-flipped": {"gradient": lambda *args: -np.ravel(_gradient_rhs(*args))},
+    "sigma-of-u": {"gradient": _sigma_of_u_rhs},
+}
+
+
+def _dpo_moments(example, **variant):  # type: ignore[no-untyped-def]
+    """Exact means and sds: the preference over its two outcomes, y over pi*."""
+    ref, rewards, temperature, _ = example
+    preferred = float(expit(rewards[0] - rewards[1]))
+    pair = _dpo_terms(example, np.array([True, False]), np.zeros(2, dtype=int), **variant)
+    responses = _dpo_terms(example, np.zeros(ref.size, dtype=bool), np.arange(ref.size), **variant)
+    mean_pair, sd_pair = _moments(pair, np.array([preferred, 1 - preferred]))
+    mean_y, sd_y = _moments(responses, gibbs_policy(ref, rewards, temperature))
+    return (
+        np.array([mean_pair[0], mean_y[1], mean_pair[2]]),
+        np.array([sd_pair[0], sd_y[1], sd_pair[2]]),
+    )
+
+
+def _dpo_separated(example) -> bool:  # type: ignore[no-untyped-def]
+    reference = dpo_reference(example)
+    if not np.all(_dpo_moments(example)[1] >= MIN_SD):
+        return False
+    return all(
+        _standardised_effect(_dpo_moments(example, **v), reference) >= MIN_EFFECT
+        for v in DPO_VARIANTS.values()
+    )
+
+
+@st.composite
+def _moderate_preferences(draw: st.DrawFn):  # type: ignore[no-untyped-def]
+    """Like ``preferences`` with moderate sizes: every probability and sigma(+-u) away from 0."""
+    size = draw(st.integers(2, 5))
+    ref = draw(probability_vectors(size, allow_zeros=False, min_probability=0.05))
+    rewards = draw(logits(size, max_abs=3.0))
+    temperature = draw(st.floats(0.2, 2.0))
+    return ref, rewards, temperature, draw(logits(4, max_abs=2.0))
+
+
+dpo_mc_examples = _moderate_preferences().filter(_dpo_separated)
+# 3 components: sample_size(0.05, 1) at false alarm 5e-7 over 3 components = 22,859 samples.
+DPO_SAMPLES = _mc_samples(3)
+
+
 CLAIMS = (
     Claim(
         id="kl-regularized-optimal-policy",
@@ -437,6 +661,17 @@ CLAIMS = (
                 "vs the lambdified beta log Z - beta KL(pi || pi*) and beta log Z"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            objective_mc_examples,
+            _objective_sampler(),
+            objective_by_enumeration,
+            n_samples=OBJECTIVE_SAMPLES,
+            n_examples=MC_EXAMPLES,
+            description=(
+                "the identity's right-hand side sampled at y ~ pi, beta log Z - beta log(pi(y)/"
+                "pi*(y)) (k1 for KL(pi || pi*)), vs E_pi[r] - beta KL(pi || pi_ref) by enumeration"
+            ),
+        ),
         mutants=(
             Mutant(
                 "reward-sign-flipped",
@@ -448,6 +683,7 @@ CLAIMS = (
                     * total(pi * sp.log(pi / (pi_ref * sp.exp(-reward[i] / beta) / partition))),
                 ),
                 exact=lambda ex: derived_values(ex, star=_sign_flipped_star),
+                monte_carlo=_objective_sampler(**OBJECTIVE_VARIANTS["reward-sign-flipped"]),
             ),
             Mutant(
                 "beta-inverted",
@@ -459,19 +695,30 @@ CLAIMS = (
                     * total(pi * sp.log(pi / (pi_ref * sp.exp(beta * reward[i]) / partition))),
                 ),
                 exact=lambda ex: derived_values(ex, star=_beta_inverted_star),
+                monte_carlo=_objective_sampler(**OBJECTIVE_VARIANTS["beta-inverted"]),
             ),
             Mutant(
                 "value-beta-Z",
                 "optimal value beta Z instead of beta log Z",
                 symbolic=SymbolicMutation("value-at-optimum", beta * partition),
                 exact=lambda ex: derived_values(ex, value=ex[3] * _partition(ex)),
+                monte_carlo=_objective_sampler(**OBJECTIVE_VARIANTS["value-beta-Z"]),
             ),
             Mutant(
                 "value-without-beta",
                 "optimal value log Z, the temperature forgotten",
                 symbolic=SymbolicMutation("value-at-optimum", sp.log(partition)),
                 exact=lambda ex: derived_values(ex, value=np.log(_partition(ex))),
+                monte_carlo=_objective_sampler(**OBJECTIVE_VARIANTS["value-without-beta"]),
             ),
+        ),
+        notes=(
+            "The Monte-Carlo leg samples the identity's right-hand side at a generic pi "
+            "(beta log Z - beta log(pi(y)/pi*(y)), y ~ pi) and compares it with the objective "
+            "by enumeration; each mutant's variant puts its pi* or its value in that estimator. "
+            "At pi = pi* the per-sample objective r(y) - beta log(pi*(y)/pi_ref(y)) is the "
+            "constant beta log Z, so sampling there tests nothing a single evaluation does not: "
+            "the value at the optimum is left to the symbolic and exact legs."
         ),
     ),
     Claim(
@@ -507,6 +754,18 @@ CLAIMS = (
                 "lambdified conclusions with pi* = pi_ref e^(r/beta) / Z computed numerically"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            dpo_mc_examples,
+            _dpo_sampler(),
+            dpo_reference,
+            n_samples=DPO_SAMPLES,
+            n_examples=MC_EXAMPLES,
+            description=(
+                "Gumbel-sampled Bradley-Terry preferences vs the lambdified sigma of the beta "
+                "log-ratio margin; the implicit reward at y ~ pi* vs E_pi*[r]; the claimed DPO "
+                "gradient under sampled preferences vs the complex-step population gradient"
+            ),
+        ),
         mutants=(
             Mutant(
                 "log-Z-dropped",
@@ -515,6 +774,7 @@ CLAIMS = (
                 exact=lambda ex: dpo_derived(
                     ex, reward_rhs=lambdify([r_w, beta, ref_w, Z], beta * sp.log(star_w / ref_w))
                 ),
+                monte_carlo=_dpo_sampler(**DPO_VARIANTS["log-Z-dropped"]),
             ),
             Mutant(
                 "gradient-sign-flipped",
@@ -525,6 +785,7 @@ CLAIMS = (
                 exact=lambda ex: dpo_derived(
                     ex, gradient_rhs=lambda *args: -np.ravel(_gradient_rhs(*args))
                 ),
+                monte_carlo=_dpo_sampler(**DPO_VARIANTS["gradient-sign-flipped"]),
             ),
             Mutant(
                 "sigma-of-u",
@@ -539,13 +800,17 @@ CLAIMS = (
                         sp.Matrix([-beta * sigmoid(margin), beta * sigmoid(margin)]),
                     ),
                 ),
+                monte_carlo=_dpo_sampler(**DPO_VARIANTS["sigma-of-u"]),
             ),
         ),
         notes=(
             "The log-Z mutant survives the preference probability (Z cancels there either "
             "way); the reward identity rejects it. Z is computed from pi_ref and r, pi* from "
             "its definition, so the exact leg's preference probability is checked at the true "
-            "optimum."
+            "optimum. The Monte-Carlo leg samples preferences from Bradley-Terry as a "
+            "random-utility model (Gumbel noise on the rewards, no sigma), the implicit reward at "
+            "responses of pi*, and the claimed DPO gradient under the sampled preferences, whose "
+            "mean must be the gradient of the expected loss (the population DPO gradient)."
         ),
     ),
 )
