@@ -40,6 +40,8 @@ Learning", ICML 2002, Lemma 6.1; Schulman, J., Levine, S., Moritz, P., Jordan, M
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
@@ -55,8 +57,12 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     lambdify,
+    monte_carlo_leg,
 )
+from rlmath.estimators import surrogate_gradient as surrogate_gradient_terms
 from rlmath.policy import SoftmaxPolicy
+from rlmath.sampling import Rollouts, rollouts, sample_actions
+from rlmath.statistics import DEFAULT_POWER, detection_power
 from rlmath.testing import logits, mdps_and_policies, softmax_policies, tabular_mdps
 from rlmath.tolerances import (
     central_difference_step,
@@ -513,6 +519,246 @@ def _inverted(example):
 no_normaliser_gradient = policy_gradient_form / (1 - gamma)
 
 
+# ============================================================================ Monte-Carlo legs
+MC_FALSE_ALARM = 1e-6  # per leg (monte_carlo_leg's default), shared by its examples
+MC_EXAMPLES = 2
+
+
+def _power(shift: np.ndarray, sd: np.ndarray, n_samples: int) -> float:
+    """Power at ``n_samples`` of the leg's test against a shift (its most visible component)."""
+    shift, sd = np.atleast_1d(shift), np.atleast_1d(sd)
+    return max(
+        detection_power(
+            float(shift[i]),
+            float(sd[i]),
+            n_samples,
+            false_alarm=MC_FALSE_ALARM / MC_EXAMPLES,
+            n_components=shift.size,
+        )
+        for i in np.ndindex(shift.shape)
+    )
+
+
+# ----------------------------------------------------------------------------- lemma
+# s ~ a state distribution (d^pi for the lemma), a ~ pi(.|s), one scalar term x(s, a) per draw;
+# the advantage A^{pi'} is exact (exact.advantage), so the expectation over (s, a) is checked.
+@dataclass(frozen=True)
+class AdvantageEstimator:
+    r"""Terms $x(s, a)$ at $s \sim w$, $a \sim \pi(\cdot|s)$ ($\pi$ the *new* policy, ``example[1]``).
+
+    Attributes:
+        states_from: example -> ``[S]``, the distribution $w$ of the states.
+        term: example -> ``[S, A]``, the term $x(s, a)$ of each pair.
+    """
+
+    states_from: Callable
+    term: Callable
+
+    def __call__(self, example, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``[n]`` terms of ``n`` independent draws (the ``sample`` of ``monte_carlo_leg``)."""
+        mdp, policy, _ = example
+        states = rng.choice(mdp.n_states, size=n, p=self.states_from(example))
+        actions = sample_actions(policy, states, seed=int(rng.integers(2**63)))
+        return self.term(example)[states, actions]
+
+    def moments(self, example) -> tuple[float, float]:
+        """Exact mean and standard deviation of one term (every (s, a) enumerated)."""
+        pairs = self.states_from(example)[:, None] * example[1].probabilities()
+        x = self.term(example)
+        mean = float((pairs * x).sum())
+        return mean, float(np.sqrt((pairs * (x - mean) ** 2).sum()))
+
+
+def _new_occupancy(example) -> np.ndarray:
+    mdp, policy, _ = example
+    return exact.occupancy(mdp, policy)
+
+
+def _reference_advantage(example, *, normaliser: bool = True) -> np.ndarray:
+    r"""$A^{\pi'}(s, a) / (1 - \gamma)$ (or without the normaliser), ``[S, A]``."""
+    mdp, _, reference = example
+    return exact.advantage(mdp, reference) / ((1.0 - mdp.gamma) if normaliser else 1.0)
+
+
+lemma_estimator = AdvantageEstimator(_new_occupancy, _reference_advantage)
+# mutants: states from d^{pi'}, the new policy's own advantage, the normaliser dropped
+reference_occupancy_estimator = AdvantageEstimator(
+    lambda ex: exact.occupancy(ex[0], ex[2]), _reference_advantage
+)
+own_advantage_estimator = AdvantageEstimator(
+    _new_occupancy, lambda ex: exact.advantage(ex[0], ex[1]) / (1.0 - ex[0].gamma)
+)
+unnormalised_lemma_estimator = AdvantageEstimator(
+    _new_occupancy, functools.partial(_reference_advantage, normaliser=False)
+)
+
+# 10^6 draws of (s, a) per example (scalar terms, about 60 ms). Per-sample sd and each mutant's
+# shift are exact (AdvantageEstimator.moments); sample_size at alpha = 1e-6 / 2 and power 0.99
+# gives the n each mutant needs. Over 167 examples of the domain below with non-constant
+# rewards the median is 455 for the own advantage and 119 for the missing normaliser, but 33000
+# (90th percentile 3e7) for d^{pi'} in place of d^pi: that mutant differs from the lemma only at
+# second order, (d^pi - d^{pi'})^T (Pi - Pi') Q' / (1 - gamma) (claim
+# surrogate-matches-policy-gradient), which is why the policies are drawn far apart (logits in
+# [-3, 3]) and gamma in [0.5, 0.85]. At 10^6, 84% of the examples have power >= 0.99 against
+# every mutant; `_lemma_detectable` keeps only those, so each rejection has that power.
+N_LEMMA = 1_000_000
+
+
+def _lemma_detectable(example) -> bool:
+    """The rounding error of J(pi) - J(pi') below 1/100 of the standard error (it moves z by at
+    most 0.01), and power >= DEFAULT_POWER against every mutant."""
+    _, sd = lemma_estimator.moments(example)
+    if not sd / np.sqrt(N_LEMMA) > 100.0 * 4.0 * _rounding_bound(example[0]):
+        return False
+    target = objective_difference(example)
+    for mutant in (
+        reference_occupancy_estimator,
+        own_advantage_estimator,
+        unnormalised_lemma_estimator,
+    ):
+        mean, sd = mutant.moments(example)
+        if _power(np.array(mean - target), np.array(sd), N_LEMMA) < DEFAULT_POWER:
+            return False
+    return True
+
+
+def _far_reference(pair):
+    mdp, policy = pair
+    return softmax_policies(mdp.n_states, mdp.n_actions, max_abs_logit=3.0).map(
+        lambda reference: (mdp, policy, reference)
+    )
+
+
+lemma_mc_examples = (
+    mdps_and_policies(
+        tabular_mdps(
+            min_states=2,
+            max_states=4,
+            min_actions=2,
+            max_actions=3,
+            gamma=st.floats(0.5, 0.85),
+            allow_zeros=False,
+            min_probability=0.05,
+        ),
+        max_abs_logit=3.0,
+    )
+    .flatmap(_far_reference)
+    .filter(_lemma_detectable)
+)
+
+
+# ----------------------------------------------------------------------------- surrogate
+# rlmath.estimators.surrogate_gradient on H-step episodes sampled from theta' (policy theta =
+# theta', so every ratio is 1 and only its gradient remains), with the exact finite-horizon
+# advantages A_t = Q_t - V_t of theta'. Its per-episode terms sum_t gamma^t ratio_t A_t score_t
+# have mean grad J_H(theta') (exact.policy_gradient of the H-step MDP). Over H steps the
+# normalised occupancy is sum_t gamma^t Pr(s_t = s) / Z_H with Z_H = sum_{t<H} gamma^t (which
+# tends to 1/(1 - gamma)), so the surrogate with normalised occupancy is those terms divided
+# by Z_H, and the claim's normalisation reads grad J_H = Z_H grad J^{theta'}.
+def horizon_normaliser(mdp) -> float:
+    r"""$Z_H = \sum_{t<H} \gamma^t$, the $H$-step counterpart of $1/(1-\gamma)$."""
+    return float(np.sum(mdp.gamma ** np.arange(mdp.horizon)))
+
+
+def _surrogate_terms(example, episodes: Rollouts) -> np.ndarray:
+    r"""``[N, S, A]`` terms of $\nabla_\theta J^{\theta'}(\theta)|_{\theta'}$ (normalised occupancy)."""
+    mdp, reference = example
+    V, Q = exact.finite_horizon_values(mdp, reference)
+    t = np.arange(mdp.horizon)[:, None]
+    advantages = Q[t, episodes.states, episodes.actions] - V[t, episodes.states]
+    terms = surrogate_gradient_terms(episodes, reference, advantages, gamma=mdp.gamma)
+    return terms / horizon_normaliser(mdp)
+
+
+def normalised_surrogate_gradient(example, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``[n, S, A]`` terms from ``n`` episodes sampled from theta' (normalised occupancy)."""
+    mdp, reference = example
+    seed = int(rng.integers(2**63))
+    episodes = rollouts(mdp, reference, n_episodes=n, horizon=mdp.horizon, seed=seed)
+    return _surrogate_terms(example, episodes)
+
+
+def normalised_surrogate_samples(example, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Z_H times the normalised surrogate's gradient terms: the claim's estimate of grad J_H."""
+    return horizon_normaliser(example[0]) * normalised_surrogate_gradient(example, rng, n)
+
+
+def inverted_ratio_samples(example, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Weight pi'/pi_theta: its gradient at theta' is -grad log pi, so every term flips sign."""
+    return -normalised_surrogate_samples(example, rng, n)
+
+
+def _surrogate_reference(example) -> np.ndarray:
+    return exact.policy_gradient(*example)
+
+
+def surrogate_term_moments(example) -> tuple[np.ndarray, np.ndarray]:
+    """Exact mean and sd, ``[S, A]``, of the normalised terms: the same estimator applied to every
+    trajectory of exact.trajectories, weighted by its probability."""
+    mdp, reference = example
+    paths = exact.trajectories(mdp, reference, mdp.horizon)
+    states, actions = paths.states.T, paths.actions.T  # time-major [H, N]
+    alive = np.ones(states.shape, dtype=bool)
+    episodes = Rollouts(
+        states=states,
+        actions=actions,
+        rewards=mdp.r[states, actions],
+        log_probs=reference.log_probabilities()[states, actions],
+        terminated=~alive,
+        truncated=np.vstack([~alive[:-1], alive[-1:]]),
+        alive=alive,
+        final_states=states[-1],  # s_H is not enumerated; no estimator here reads it
+        seed_entropy=None,
+        block_size=1,
+    )
+    terms = _surrogate_terms(example, episodes)
+    mean = np.tensordot(paths.probabilities, terms, axes=1)
+    return mean, np.sqrt(np.tensordot(paths.probabilities, (terms - mean) ** 2, axes=1))
+
+
+# 20000 episodes of H = 3 or 4 steps per example (about 60 ms). Mean and sd of the terms are
+# exact (`surrogate_term_moments`: at most (S A)^H = 20736 trajectories). The inverted ratio
+# shifts every component of Z_H times the terms by 2 |grad J_H|, the missing normaliser the
+# normalised terms by (1 - 1/Z_H) |grad J_H|; sample_size at alpha = 1e-6 / 2 with S A
+# components gives the n for power 0.99: over 130 examples of the domain below with
+# non-constant rewards at most 65 and 542 (medians 7 and 19), so 20000 leaves a wide margin for
+# the CLT at the 1e-6 tail. `_surrogate_detectable` keeps the examples with power >= 0.99
+# against both.
+N_EPISODES = 20_000
+
+
+def _surrogate_detectable(example) -> bool:
+    """Rounding of grad J_H below 1/100 of every standard error (it moves z by at most 0.01; no
+    zero standard error either), and power >= DEFAULT_POWER against both mutants."""
+    mdp = example[0]
+    mean, sd = surrogate_term_moments(example)
+    normaliser = horizon_normaliser(mdp)
+    # backward induction over H steps: rounding of order eps H S A max|r| Z_H
+    value_bound = normaliser * float(np.abs(mdp.r).max(initial=0.0))
+    rounding = exact_rtol(1.0, mdp.horizon * mdp.n_states * mdp.n_actions) * value_bound
+    if not (normaliser * sd / np.sqrt(N_EPISODES) > 100.0 * rounding).all():
+        return False
+    gradient = _surrogate_reference(example)
+    inverted = _power(-normaliser * mean - gradient, normaliser * sd, N_EPISODES)
+    unnormalised = _power(mean - gradient, sd, N_EPISODES)
+    return min(inverted, unnormalised) >= DEFAULT_POWER
+
+
+surrogate_mc_examples = mdps_and_policies(
+    tabular_mdps(
+        min_states=2,
+        max_states=4,
+        min_actions=2,
+        max_actions=3,
+        gamma=st.floats(0.3, 0.9),
+        horizon=st.integers(3, 4),
+        allow_zeros=False,
+        min_probability=0.05,
+    ),
+    max_abs_logit=1.5,
+).filter(_surrogate_detectable)
+
+
 CLAIMS = (
     Claim(
         id="performance-difference-lemma",
@@ -546,24 +792,39 @@ CLAIMS = (
                 "(1/(1-gamma)) d_pi^T (Pi Q' - V') with exact.occupancy, q_value, value"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            lemma_mc_examples,
+            lemma_estimator,
+            objective_difference,
+            n_samples=N_LEMMA,
+            n_examples=MC_EXAMPLES,
+            false_alarm=MC_FALSE_ALARM,
+            description=(
+                "mean of A^{pi'}(s, a) / (1 - gamma) over s ~ d^pi (exact.occupancy), a ~ pi(.|s) "
+                "vs exact.objective(pi) - exact.objective(pi')"
+            ),
+        ),
         mutants=(
             Mutant(
                 "occupancy-of-reference",
                 "states from d^{pi'} instead of d^{pi} (the surrogate's approximation)",
                 symbolic=SymbolicMutation("telescoping", reference_occupancy),
                 exact=lambda ex: lemma_rhs(ex, reference_occupancy),
+                monte_carlo=reference_occupancy_estimator,
             ),
             Mutant(
                 "advantage-of-new-policy",
                 "A^{pi} instead of A^{pi'} (its expectation under pi is 0)",
                 symbolic=SymbolicMutation("telescoping", own_advantage),
                 exact=_own_advantage_rhs,
+                monte_carlo=own_advantage_estimator,
             ),
             Mutant(
                 "missing-normaliser",
                 "the 1/(1 - gamma) in front of the normalised occupancy dropped",
                 symbolic=SymbolicMutation("telescoping", missing_normaliser),
                 exact=lambda ex: lemma_rhs(ex, missing_normaliser),
+                monte_carlo=unnormalised_lemma_estimator,
             ),
         ),
     ),
@@ -605,6 +866,20 @@ CLAIMS = (
                 "the lambdified (d - d')^T (Pi - Pi') Q' / (1 - gamma), t in {1, 0.3, 0.1, 0.01}"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            surrogate_mc_examples,
+            normalised_surrogate_samples,
+            _surrogate_reference,
+            n_samples=N_EPISODES,
+            n_examples=MC_EXAMPLES,
+            false_alarm=MC_FALSE_ALARM,
+            description=(
+                "H-step episodes from theta': rlmath.estimators.surrogate_gradient at theta = "
+                "theta' with exact finite-horizon advantages, divided by Z_H = sum_{t<H} gamma^t "
+                "(the surrogate with normalised occupancy) and multiplied by the normaliser Z_H "
+                "(the H-step 1/(1 - gamma)), vs exact.policy_gradient of the H-step MDP"
+            ),
+        ),
         mutants=(
             Mutant(
                 "missing-importance-weight",
@@ -617,12 +892,14 @@ CLAIMS = (
                 "weight pi'/pi instead of pi/pi': the gradient changes sign",
                 symbolic=SymbolicMutation("gradient-at-reference", -policy_gradient_form),
                 exact=_inverted,
+                monte_carlo=inverted_ratio_samples,
             ),
             Mutant(
                 "missing-normaliser",
                 "grad J(theta') = grad J^{theta'} without the 1/(1 - gamma)",
                 symbolic=SymbolicMutation("gradient-at-reference", no_normaliser_gradient),
                 exact=lambda ex: surrogate_rhs(ex, normaliser=False),
+                monte_carlo=normalised_surrogate_gradient,
             ),
         ),
         notes=(
@@ -630,7 +907,12 @@ CLAIMS = (
             "(Pi_theta - Pi_theta'), both O(t) along theta' + t u, hence O(t^2). "
             "The exact leg checks it at t = 1, 0.3, 0.1 and 0.01. The first-order agreement is "
             "what lets PPO and TRPO optimise the surrogate; the gap is what their KL term and "
-            "clipping control."
+            "clipping control. The Monte-Carlo leg samples H-step episodes, so it checks the "
+            "H-step form of the gradient identity, grad J_H(theta') = Z_H grad J_H^{theta'}, with "
+            "Z_H = sum_{t<H} gamma^t in place of 1/(1 - gamma) (the normalised H-step occupancy "
+            "divides by Z_H). The missing-importance-weight mutant has no Monte-Carlo variant: "
+            "without the ratio nothing depends on theta and its gradient estimator is identically "
+            "0, a constant the test would compare exactly rather than statistically."
         ),
     ),
 )

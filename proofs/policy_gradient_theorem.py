@@ -39,9 +39,12 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
+from hypothesis import strategies as st
 
 from rlmath import exact
 from rlmath.claims import (
@@ -53,8 +56,11 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     lambdify,
+    monte_carlo_leg,
 )
 from rlmath.policy import SoftmaxPolicy
+from rlmath.sampling import sample_actions
+from rlmath.statistics import DEFAULT_POWER, detection_power
 from rlmath.testing import mdps_and_policies, tabular_mdps
 from rlmath.tolerances import (
     central_difference_step,
@@ -387,6 +393,203 @@ def _softmax_function(conclusion: sp.Expr):
 wrong_action_score = prefactor * (p[k] * q[k] - over_actions(p[b] ** 2 * q[b]))
 
 
+# ============================================================================ Monte-Carlo legs
+# The expectation over (s, a) is sampled: s ~ a state distribution w (the occupancy
+# exact.occupancy, for the true claims), a ~ pi(.|s), with Q = exact.q_value exact. So what is
+# checked is the theorem's expectation over the occupancy, not a value estimate. Each sample is
+# an [S, A] gradient, zero outside row s.
+MC_FALSE_ALARM = 1e-6  # per leg (monte_carlo_leg's default), shared by its examples
+MC_EXAMPLES = 2
+
+
+@dataclass(frozen=True)
+class PairEstimator:
+    r"""Per-sample terms $x(s, a)$, ``[S, A]``, at $s \sim w$, $a \sim \pi(\cdot|s)$.
+
+    Attributes:
+        weights: example -> ``[S]``, the distribution $w$ the states are drawn from.
+        term: (example, states ``[n]``, actions ``[n]``) -> ``[n, S, A]``.
+    """
+
+    weights: Callable
+    term: Callable
+
+    def __call__(self, example, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``[n, S, A]`` terms of ``n`` independent draws (the ``sample`` of ``monte_carlo_leg``)."""
+        mdp, policy = example
+        states = rng.choice(mdp.n_states, size=n, p=_distribution(self.weights(example)))
+        actions = sample_actions(policy, states, seed=int(rng.integers(2**63)))
+        return self.term(example, states, actions)
+
+    def moments(self, example) -> tuple[np.ndarray, np.ndarray]:
+        """Exact mean and standard deviation of one term, ``[S, A]`` each (every (s, a) enumerated)."""
+        mdp, policy = example
+        states, actions = np.divmod(np.arange(mdp.n_states * mdp.n_actions), mdp.n_actions)
+        weights = _distribution(self.weights(example))
+        probability = weights[states] * policy.probabilities()[states, actions]
+        x = self.term(example, states, actions)
+        mean = np.tensordot(probability, x, axes=1)
+        variance = np.tensordot(probability, (x - mean) ** 2, axes=1)
+        return mean, np.sqrt(variance)
+
+
+def _distribution(weights: np.ndarray) -> np.ndarray:
+    """Clip least-squares round-off (a stationary distribution's -1e-17) and renormalise."""
+    clipped = np.clip(weights, 0.0, None)
+    return clipped / clipped.sum()
+
+
+def _in_rows(example, states: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``[n, S, A]`` with ``rows[i]`` in row ``states[i]`` and zeros elsewhere."""
+    mdp = example[0]
+    out = np.zeros((len(states), mdp.n_states, mdp.n_actions))
+    out[np.arange(len(states)), states] = rows
+    return out
+
+
+def score_times_q(example, states, actions, *, normaliser: bool = True) -> np.ndarray:
+    r"""$\frac{1}{1-\gamma}\nabla_\theta\log\pi_\theta(a|s)\,Q^\pi(s,a)$ with the policy's own score."""
+    mdp, policy = example
+    q_sa = exact.q_value(mdp, policy)[states, actions]
+    scale = 1.0 / (1.0 - mdp.gamma) if normaliser else 1.0
+    return policy.score(states, actions) * (scale * q_sa)[:, None, None]
+
+
+def _with_score(score_rows):
+    """The term ``score_rows(pi(.|s), a) Q(s, a) / (1 - gamma)`` for a hand-written score row."""
+
+    def term(example, states, actions):
+        mdp, policy = example
+        q_sa = exact.q_value(mdp, policy)[states, actions] / (1.0 - mdp.gamma)
+        rows = score_rows(policy.probabilities()[states], actions)
+        return _in_rows(example, states, rows * q_sa[:, None])
+
+    return term
+
+
+def _indicator_score(pi_s: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """e_a: the softmax score without its -pi(.|s) part, ``[n, A]``."""
+    return np.eye(pi_s.shape[1])[actions]
+
+
+def _sampled_action_score(pi_s: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """e_a - pi(a|s) in every entry: the sampled action's probability, not each logit's."""
+    return _indicator_score(pi_s, actions) - np.take_along_axis(pi_s, actions[:, None], axis=1)
+
+
+def _advantage_row(example, states, actions) -> np.ndarray:
+    """A(s, .) / (1 - gamma) whatever the action: every advantage credited, pi(a|s) forgotten."""
+    mdp, policy = example
+    return _in_rows(example, states, exact.advantage(mdp, policy)[states] / (1.0 - mdp.gamma))
+
+
+def _occupancy(example) -> np.ndarray:
+    return exact.occupancy(*example)
+
+
+theorem_estimator = PairEstimator(_occupancy, score_times_q)
+# mutants: the wrong state distribution, or the normaliser dropped
+initial_state_estimator = PairEstimator(lambda ex: ex[0].rho0, score_times_q)
+unnormalised_estimator = PairEstimator(
+    _occupancy, functools.partial(score_times_q, normaliser=False)
+)
+stationary_estimator = PairEstimator(stationary_distribution, score_times_q)
+undiscounted_estimator = PairEstimator(undiscounted_visitation, score_times_q)
+# mutants of the softmax closed form, as the estimators that compute them
+all_actions_estimator = PairEstimator(_occupancy, _advantage_row)
+wrong_action_estimator = PairEstimator(_occupancy, _with_score(_sampled_action_score))
+indicator_estimator = PairEstimator(_occupancy, _with_score(_indicator_score))
+
+# 200000 draws of (s, a) per example (a [2e5, S, A] array, about 40 ms). The domain below puts
+# every probability of the MDP at >= 0.05 (so d(s) >= 0.05: every state is drawn ~10^4 times)
+# and gamma in [0.3, 0.8]. Each mutant's shift and the per-sample sd are exact
+# (PairEstimator.moments); sample_size at alpha = 1e-6 / 2 with S A components gives the n for
+# power 0.99. Over 203 examples of the domain with non-constant rewards the median n is 30 to
+# 1200 for every mutant but the undiscounted visitation (45000: its weights differ from the
+# occupancy only through Pr(s_t = s) beyond the effective horizon, which these chains soon
+# forget). At 2e5 the share of examples with power >= 0.99 is 0.93 (rho_0), 1.00 (missing
+# normaliser), 0.92 (stationary), 0.67 (undiscounted) and 0.97 to 1.00 for the softmax mutants.
+# `_detectable` keeps only the examples where every mutant has power >= 0.99, so each
+# rejection has that power on every example drawn, not merely on typical ones.
+N_PAIRS = 200_000
+
+
+def _power(example, estimator: PairEstimator, reference) -> float:
+    """Power of the leg's test at N_PAIRS against ``estimator`` (its best component)."""
+    mean, sd = estimator.moments(example)
+    shift = mean - reference(example)
+    return max(
+        detection_power(
+            float(shift[i]),
+            float(sd[i]),
+            N_PAIRS,
+            false_alarm=MC_FALSE_ALARM / MC_EXAMPLES,
+            n_components=shift.size,
+        )
+        for i in np.ndindex(shift.shape)
+    )
+
+
+def _softmax_rounding_bound(example) -> float:
+    """Absolute rounding bound of the lambdified closed form: exact_rtol(kappa, S A) R/(1-gamma)^2."""
+    mdp = example[0]
+    value_bound = float(np.abs(mdp.r).max(initial=0.0)) / (1.0 - mdp.gamma) ** 2
+    kappa = discounted_condition_number(mdp.gamma)
+    return exact_rtol(kappa, mdp.n_states * mdp.n_actions) * value_bound
+
+
+def _detectable(reference, error_bound, mutants):
+    """Examples where the reference's error (``error_bound``, absolute) is below 1/100 of the
+    standard error of every component (so it moves no z by more than 0.01; this also rules out
+    a zero standard error) and every mutant estimator is rejected with power >= DEFAULT_POWER."""
+
+    def keep(example) -> bool:
+        _, sd = theorem_estimator.moments(example)
+        if not (sd / math.sqrt(N_PAIRS) > 100.0 * error_bound(example)).all():
+            return False
+        return all(_power(example, mutant, reference) >= DEFAULT_POWER for mutant in mutants)
+
+    return keep
+
+
+mc_examples = mdps_and_policies(
+    tabular_mdps(
+        min_states=2,
+        max_states=4,
+        min_actions=2,
+        max_actions=3,
+        gamma=st.floats(0.3, 0.8),
+        allow_zeros=False,
+        min_probability=0.05,
+    ),
+    max_abs_logit=1.5,
+)
+theorem_mc_examples = mc_examples.filter(
+    _detectable(
+        finite_difference_gradient,
+        lambda ex: finite_difference_error_bound(ex[0])[1],
+        (
+            initial_state_estimator,
+            unnormalised_estimator,
+            stationary_estimator,
+            undiscounted_estimator,
+        ),
+    )
+)
+softmax_mc_examples = mc_examples.filter(
+    _detectable(
+        softmax_rhs,
+        _softmax_rounding_bound,
+        (
+            all_actions_estimator,
+            wrong_action_estimator,
+            unnormalised_estimator,
+            indicator_estimator,
+        ),
+    )
+)
+
+
 CLAIMS = (
     Claim(
         id="policy-gradient-theorem",
@@ -421,30 +624,47 @@ CLAIMS = (
                 "d = exact.occupancy, and again with A = exact.advantage in place of Q"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            theorem_mc_examples,
+            theorem_estimator,
+            finite_difference_gradient,
+            n_samples=N_PAIRS,
+            n_examples=MC_EXAMPLES,
+            false_alarm=MC_FALSE_ALARM,
+            description=(
+                "mean of score(s, a) Q(s, a) / (1 - gamma) over s ~ exact.occupancy, "
+                "a ~ pi(.|s) (SoftmaxPolicy.score, exact.q_value) vs central differences of "
+                "exact.objective"
+            ),
+        ),
         mutants=(
             Mutant(
                 "initial-distribution-weighting",
                 "states weighted by rho_0 instead of the discounted occupancy",
                 symbolic=SymbolicMutation("matrix-form", initial_weighting),
                 exact=_weighted(lambda ex: ex[0].rho0),
+                monte_carlo=initial_state_estimator,
             ),
             Mutant(
                 "missing-normaliser",
                 "the 1/(1 - gamma) in front of the normalised occupancy dropped",
                 symbolic=SymbolicMutation("matrix-form", unnormalised),
                 exact=lambda ex: theorem_rhs(ex, unnormalised),
+                monte_carlo=unnormalised_estimator,
             ),
             Mutant(
                 "stationary-distribution",
                 "states weighted by a stationary distribution of P_pi (the average-reward "
                 "weighting) instead of the discounted occupancy",
                 exact=_weighted(stationary_distribution),
+                monte_carlo=stationary_estimator,
             ),
             Mutant(
                 "undiscounted-occupancy",
                 "states weighted by the undiscounted visitation (1/H) sum_{t<H} Pr(s_t = s) over "
                 "the effective horizon H = ceil(1/(1-gamma)): the gamma^t state weights dropped",
                 exact=_weighted(undiscounted_visitation),
+                monte_carlo=undiscounted_estimator,
             ),
         ),
         notes=(
@@ -487,24 +707,40 @@ CLAIMS = (
                 "d(s) pi(k|s) (Q(s,k) - V(s)) / (1 - gamma) with exact.occupancy and exact.q_value"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            softmax_mc_examples,
+            theorem_estimator,
+            softmax_rhs,
+            n_samples=N_PAIRS,
+            n_examples=MC_EXAMPLES,
+            false_alarm=MC_FALSE_ALARM,
+            description=(
+                "mean of score(s, a) Q(s, a) / (1 - gamma) over s ~ exact.occupancy, "
+                "a ~ pi(.|s) (the theorem's expectation, sampled) vs the lambdified "
+                "d(s) pi(k|s) (Q(s,k) - V(s)) / (1 - gamma)"
+            ),
+        ),
         mutants=(
             Mutant(
                 "missing-policy-factor",
                 "d(s) A(s,a) / (1 - gamma): the pi(a|s) from the softmax score dropped",
                 symbolic=SymbolicMutation("softmax-gradient", prefactor * (q[k] - value_s)),
                 exact=lambda ex: softmax_rhs(ex, prefactor * (q[k] - value_s)),
+                monte_carlo=all_actions_estimator,
             ),
             Mutant(
                 "score-of-wrong-action",
                 "score 1[b = k] - pi(b|s) instead of 1[b = k] - pi(k|s)",
                 symbolic=SymbolicMutation("softmax-gradient", wrong_action_score),
                 exact=lambda ex: softmax_rhs(ex, wrong_action_score),
+                monte_carlo=wrong_action_estimator,
             ),
             Mutant(
                 "missing-normaliser",
                 "d(s) pi(a|s) A(s,a): the 1/(1 - gamma) dropped",
                 symbolic=SymbolicMutation("softmax-gradient", d_s * p[k] * (q[k] - value_s)),
                 exact=lambda ex: softmax_rhs(ex, d_s * p[k] * (q[k] - value_s)),
+                monte_carlo=unnormalised_estimator,
             ),
             Mutant(
                 "action-value-instead-of-advantage",
@@ -512,6 +748,7 @@ CLAIMS = (
                 "the baseline V) forgotten",
                 symbolic=SymbolicMutation("softmax-gradient", prefactor * p[k] * q[k]),
                 exact=lambda ex: softmax_rhs(ex, prefactor * p[k] * q[k]),
+                monte_carlo=indicator_estimator,
             ),
         ),
         notes=(
