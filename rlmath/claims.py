@@ -383,6 +383,10 @@ class MonteCarloLeg:
         return replace(result, seconds=time.perf_counter() - start)
 
 
+class _Enough(BaseException):
+    """Raised inside a Hypothesis run to stop drawing once enough examples are collected."""
+
+
 def draw_examples(strategy: SearchStrategy[Any], count: int, seed: int) -> list[Any]:
     """``count`` examples from ``strategy``, reproducibly from ``seed`` (Hypothesis's generator).
 
@@ -392,18 +396,22 @@ def draw_examples(strategy: SearchStrategy[Any], count: int, seed: int) -> list[
     drawn: list[Any] = []
 
     def collect(example: Any) -> None:
-        if len(drawn) < count:
-            drawn.append(example)
+        drawn.append(example)
+        if len(drawn) >= count:
+            raise _Enough  # a BaseException: Hypothesis stops at once, no replay or shrinking
 
-    hypothesis_seed(seed)(
-        settings(
-            max_examples=max(count * 4, 10),
-            database=None,
-            deadline=None,
-            phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )(given(strategy)(collect))
-    )()
+    try:
+        hypothesis_seed(seed)(
+            settings(
+                max_examples=max(count * 4, 10),
+                database=None,
+                deadline=None,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )(given(strategy)(collect))
+        )()
+    except _Enough:
+        pass
     if len(drawn) < count:
         raise ValueError(
             f"the strategy produced only {len(drawn)} distinct examples, {count} asked"
