@@ -67,6 +67,7 @@ from rlmath.estimators import kl_k1, kl_k3, kl_terms
 from rlmath.policy import SoftmaxPolicy, log_softmax
 from rlmath.sampling import rollouts, sample_actions
 from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
+from rlmath.symbolic import LOG_BOUND_REMAINDER, IndexSum, log_bound_gap
 from rlmath.testing import logits, mdps_and_policies, probability_vectors, tabular_mdps
 from rlmath.tolerances import exact_rtol
 
@@ -75,41 +76,11 @@ from rlmath.tolerances import exact_rtol
 x = sp.Symbol("x", positive=True)
 y = sp.Symbol("y", positive=True)  # integration variable on [1, x]
 s = sp.Symbol("s", nonnegative=True)  # integration variable on [0, 1]
-v = sp.Symbol("v", positive=True)  # s = v / (1 + v) runs over (0, 1) as v runs over (0, oo)
 
-#: The Taylor remainder of g(x) = x - 1 - log x about 1, as an integral over s in [0, 1].
-remainder_integrand = (x - 1) ** 2 * (1 - s) / (1 + (x - 1) * s) ** 2
-
-
-class log_bound_gap(sp.Function):  # noqa: N801 (sympy functions are lower case)
-    r"""$g(x) = x - 1 - \log x$, which is $\ge 0$ for $x > 0$ (lemma ``log-bound`` below).
-
-    sympy's assumption system learns $g(x) \ge 0$ from the lemma's last integral: for $x > 0$
-    it asks sympy whether the integrand is non-negative at $s = v / (1 + v)$, $v > 0$ (every
-    $s \in (0, 1)$), and an integral over $[0, 1]$ of a non-negative integrand is non-negative.
-    ``doit`` rewrites $g$ to its definition, which is how steps using it are checked.
-    """
-
-    nargs = 1
-
-    def doit(self, deep: bool = True, **hints: object) -> sp.Expr:
-        (arg,) = self.args
-        if deep:
-            arg = arg.doit(deep=deep, **hints)
-        return arg - 1 - sp.log(arg)
-
-    def _eval_is_extended_real(self) -> bool | None:
-        return self.args[0].is_positive or None
-
-    def _eval_is_finite(self) -> bool | None:
-        return self.args[0].is_positive or None
-
-    def _eval_is_extended_nonnegative(self) -> bool | None:
-        (arg,) = self.args
-        if arg.is_positive is not True:
-            return None
-        inside = remainder_integrand.subs(s, v / (1 + v)).subs(x, arg)
-        return sp.factor(sp.cancel(inside)).is_nonnegative or None
+#: The Taylor remainder of g(x) = x - 1 - log x about 1, as an integral over s in [0, 1]: the
+#: very expression whose sign rlmath.symbolic.log_bound_gap consults (same symbols x, s).
+remainder_integrand = LOG_BOUND_REMAINDER
+assert remainder_integrand == (x - 1) ** 2 * (1 - s) / (1 + (x - 1) * s) ** 2
 
 
 log_bound = Derivation(
@@ -142,21 +113,6 @@ p = sp.IndexedBase("p", positive=True)  # the sampled side, on its support
 q = sp.IndexedBase("q", positive=True)
 u = sp.IndexedBase("u", positive=True)  # unnormalised weights: p = u / sum(u)
 w = sp.IndexedBase("w", positive=True)  # unnormalised weights: q = w / sum(w)
-
-
-class IndexSum(sp.Sum):
-    r"""$\sum_{i=0}^{n-1} f_i$ over ``IndexedBase`` terms, simplified term by term only.
-
-    ``Sum.doit`` tries closed forms (Gosper's algorithm, hypergeometric terms) that cannot
-    exist for an arbitrary sequence ``f[i]`` and cost seconds per sum; this sum evaluates only
-    inside its terms. Nothing else changes: it prints, differentiates and compares as ``Sum``.
-    """
-
-    def doit(self, **hints: object) -> sp.Expr:
-        if all(low.is_Integer and high.is_Integer for _, low, high in self.limits):
-            return sp.Sum(self.function, *self.limits).doit(**hints)  # a concrete size: expand
-        function = self.function.doit(**hints) if hints.get("deep", True) else self.function
-        return self.func(function, *self.limits)
 
 
 def total(expression: sp.Expr) -> sp.Sum:

@@ -61,26 +61,11 @@ from rlmath.claims import (
 from rlmath.policy import SoftmaxPolicy
 from rlmath.sampling import Rollouts, rollouts
 from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
+from rlmath.symbolic import IndexSum
 from rlmath.testing import logits, mdps_and_policies, tabular_mdps
 from rlmath.tolerances import discounted_condition_number, exact_rtol
 
-
 # ----------------------------------------------------------------------------- symbols
-class IndexSum(sp.Sum):
-    r"""$\sum_{i=0}^{n-1} f_i$ over ``IndexedBase`` terms, simplified term by term only.
-
-    ``Sum.doit`` tries closed forms (Gosper's algorithm) that cannot exist for an arbitrary
-    sequence ``f[i]`` and cost seconds per sum; this sum evaluates only inside its terms (or
-    term by term once its size is a number).
-    """
-
-    def doit(self, **hints: object) -> sp.Expr:
-        if all(low.is_Integer and high.is_Integer for _, low, high in self.limits):
-            return sp.Sum(self.function, *self.limits).doit(**hints)  # a concrete size: expand
-        function = self.function.doit(**hints) if hints.get("deep", True) else self.function
-        return self.func(function, *self.limits)
-
-
 n = sp.Symbol("n", integer=True, positive=True)  # actions
 i = sp.Symbol("i", integer=True)
 j = sp.Symbol("j", integer=True)

@@ -58,60 +58,11 @@ from rlmath.claims import (
     monte_carlo_leg,
 )
 from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
+from rlmath.symbolic import IndexSum, log_bound_gap
 from rlmath.testing import logits, probability_vectors
 from rlmath.tolerances import exact_rtol
 
-
 # ----------------------------------------------------------------------------- helpers
-class IndexSum(sp.Sum):
-    r"""$\sum_{i=0}^{n-1} f_i$ over ``IndexedBase`` terms, simplified term by term only.
-
-    ``Sum.doit`` tries closed forms (Gosper's algorithm) that cannot exist for an arbitrary
-    sequence ``f[i]`` and cost seconds per sum; this sum evaluates only inside its terms (or
-    term by term once its size is a number).
-    """
-
-    def doit(self, **hints: object) -> sp.Expr:
-        if all(low.is_Integer and high.is_Integer for _, low, high in self.limits):
-            return sp.Sum(self.function, *self.limits).doit(**hints)  # a concrete size: expand
-        function = self.function.doit(**hints) if hints.get("deep", True) else self.function
-        return self.func(function, *self.limits)
-
-
-_x = sp.Symbol("x", positive=True)
-_v = sp.Symbol("v", positive=True)
-_s = sp.Symbol("s", nonnegative=True)
-
-
-class log_bound_gap(sp.Function):  # noqa: N801 (sympy functions are lower case)
-    r"""$g(x) = x - 1 - \log x \ge 0$ for $x > 0$ (proved as lemma ``log-bound`` in
-    ``proofs/kl_divergence.py``: $g(x) = \int_0^1 (x-1)^2(1-s)/(1+(x-1)s)^2\,ds$).
-
-    sympy's assumption system learns $g(x) \ge 0$ by deciding that integrand non-negative at
-    $s = v/(1+v)$, $v > 0$; ``doit`` rewrites $g$ to its definition.
-    """
-
-    nargs = 1
-
-    def doit(self, deep: bool = True, **hints: object) -> sp.Expr:
-        (arg,) = self.args
-        if deep:
-            arg = arg.doit(deep=deep, **hints)
-        return arg - 1 - sp.log(arg)
-
-    def _eval_is_extended_real(self) -> bool | None:
-        return self.args[0].is_positive or None
-
-    def _eval_is_finite(self) -> bool | None:
-        return self.args[0].is_positive or None
-
-    def _eval_is_extended_nonnegative(self) -> bool | None:
-        (arg,) = self.args
-        if arg.is_positive is not True:
-            return None
-        integrand = (_x - 1) ** 2 * (1 - _s) / (1 + (_x - 1) * _s) ** 2
-        inside = integrand.subs(_s, _v / (1 + _v)).subs(_x, arg)
-        return sp.factor(sp.cancel(inside)).is_nonnegative or None
 
 
 # ============================================================================ Gibbs optimum

@@ -21,10 +21,13 @@ from sympy.core.function import AppliedUndef
 from sympy.simplify.simplify import factor_sum, sum_simplify
 
 __all__ = [
+    "LOG_BOUND_REMAINDER",
     "REWRITINGS",
+    "IndexSum",
     "difference_is_zero",
     "disproved_at_random_point",
     "is_nonnegative",
+    "log_bound_gap",
     "prove_equal",
 ]
 
@@ -226,7 +229,9 @@ def _random_value(symbol: sympy.Basic, rng: random.Random) -> sympy.Basic:
     return value if rng.random() < 0.5 else -value
 
 
-def disproved_at_random_point(a: sympy.Basic, b: sympy.Basic, *, trials: int = 2, seed: int = 0) -> bool:
+def disproved_at_random_point(
+    a: sympy.Basic, b: sympy.Basic, *, trials: int = 2, seed: int = 0
+) -> bool:
     """True when ``a - b`` is clearly non-zero at a random point admissible for its symbols.
 
     Every step sympy proves here is an identity for *all* values the symbols' assumptions
@@ -272,3 +277,62 @@ def disproved_at_random_point(a: sympy.Basic, b: sympy.Basic, *, trials: int = 2
         if abs(value) > sympy.Float("1e-30", 50) * scale:
             return True
     return False
+
+
+# ============================================================================ shared objects
+class IndexSum(sympy.Sum):  # type: ignore[misc]
+    r"""$\sum_{i=0}^{n-1} f_i$ over ``IndexedBase`` terms, simplified term by term only.
+
+    ``Sum.doit`` tries closed forms (Gosper's algorithm, hypergeometric terms) that cannot
+    exist for an arbitrary sequence ``f[i]`` and cost seconds per sum; this sum evaluates only
+    inside its terms, or expands term by term once its bounds are numbers (so that
+    :func:`disproved_at_random_point` can evaluate it). Otherwise it prints, differentiates
+    and compares as ``Sum``.
+    """
+
+    def doit(self, **hints: object) -> sympy.Expr:
+        if all(low.is_Integer and high.is_Integer for _, low, high in self.limits):
+            return sympy.Sum(self.function, *self.limits).doit(**hints)
+        function = self.function.doit(**hints) if hints.get("deep", True) else self.function
+        return self.func(function, *self.limits)
+
+
+_x = sympy.Symbol("x", positive=True)
+_s = sympy.Symbol("s", nonnegative=True)
+_v = sympy.Symbol("v", positive=True)
+
+#: $(x-1)^2 (1-s) / (1 + (x-1)s)^2$: Taylor's integral remainder of $x - 1 - \log x$, so that
+#: $x - 1 - \log x = \int_0^1$ of it $ds$ (lemma ``log-bound`` in ``proofs/kl_divergence.py``).
+LOG_BOUND_REMAINDER = (_x - 1) ** 2 * (1 - _s) / (1 + (_x - 1) * _s) ** 2
+
+
+class log_bound_gap(sympy.Function):  # type: ignore[misc]  # noqa: N801 (sympy style)
+    r"""$g(x) = x - 1 - \log x$, which is $\ge 0$ for $x > 0$ (lemma ``log-bound``).
+
+    sympy's assumption system learns $g(x) \ge 0$ from the lemma's last integral: for $x > 0$
+    it asks sympy whether :data:`LOG_BOUND_REMAINDER` is non-negative at $s = v / (1 + v)$,
+    $v > 0$ (every $s \in (0, 1)$), and an integral over $[0, 1]$ of a non-negative integrand
+    is non-negative (the one rule taken on trust). ``doit`` rewrites $g$ to its definition,
+    which is how steps using it are checked.
+    """
+
+    nargs = 1
+
+    def doit(self, deep: bool = True, **hints: object) -> sympy.Expr:
+        (arg,) = self.args
+        if deep:
+            arg = arg.doit(deep=deep, **hints)
+        return arg - 1 - sympy.log(arg)
+
+    def _eval_is_extended_real(self) -> bool | None:
+        return self.args[0].is_positive or None
+
+    def _eval_is_finite(self) -> bool | None:
+        return self.args[0].is_positive or None
+
+    def _eval_is_extended_nonnegative(self) -> bool | None:
+        (arg,) = self.args
+        if arg.is_positive is not True:
+            return None
+        inside = LOG_BOUND_REMAINDER.subs(_s, _v / (1 + _v)).subs(_x, arg)
+        return sympy.factor(sympy.cancel(inside)).is_nonnegative or None
