@@ -38,6 +38,8 @@ gradients", Neural Networks 21, 2008, eq. (4)-(5) (the dynamics drop out of the 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import sympy as sp
@@ -52,7 +54,11 @@ from rlmath.claims import (
     Step,
     SymbolicLeg,
     SymbolicMutation,
+    monte_carlo_leg,
 )
+from rlmath.estimators import reinforce_total_return
+from rlmath.sampling import Rollouts, rollouts
+from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
 from rlmath.testing import mdps_and_policies, tabular_mdps
 from rlmath.tolerances import exact_rtol
 
@@ -224,7 +230,17 @@ dynamics_free = Derivation(
 LAST_SCORE_DROPPED = sp.Sum(sp.Derivative(sp.log(pi_t(theta, t)), theta), (t, 0, H - 2))
 NEXT_STATE_SCORE = sp.Sum(sp.Derivative(sp.log(pi_t(theta, t + 1)), theta), (t, 0, H - 1))
 
-# --- exact leg: lhs differentiates the *whole* log-likelihood, log rho0 + sum log pi +
+# --- exact leg: at least 2 states and actions and 2 steps, so that there are transitions whose
+# probability depends on the action: with one state, one action or one step, the mutant that
+# differentiates log P_pi(s'|s) coincides with the claim, and Hypothesis's simplest examples
+# (which it tries first) are exactly those.
+trajectory_score_examples = mdps_and_policies(
+    tabular_mdps(
+        min_states=2, max_states=3, min_actions=2, max_actions=3, horizon=st.integers(2, 3)
+    )
+)
+
+# lhs differentiates the *whole* log-likelihood, log rho0 + sum log pi +
 # sum log P, by complex-step differentiation (Squire and Trapp, SIAM Review 40, 1998: exact to
 # rounding, no subtraction) in every logit; rhs sums SoftmaxPolicy.score over the steps.
 STEP = 1e-20
@@ -253,28 +269,52 @@ def full_log_likelihood_gradient(example: tuple) -> np.ndarray:  # type: ignore[
     return out
 
 
-def summed_policy_scores(first: int = 0, last_offset: int = 0, transition_term: bool = False):  # type: ignore[no-untyped-def]
-    """sum_{t = first}^{H - 1 - last_offset} score(s_t, a_t), per trajectory: ``[N, S, A]``.
+def trajectory_scores(
+    mdp: TabularMDP,
+    pol: Any,
+    states: np.ndarray,
+    actions: np.ndarray,
+    *,
+    first: int = 0,
+    last_offset: int = 0,
+    transition_term: bool = False,
+) -> np.ndarray:
+    """sum_{t = first}^{H - 1 - last_offset} score(s_t, a_t) per trajectory: ``[N, S, A]``.
 
-    With ``transition_term`` (a mutant), also the gradient of log P_pi(s_{t+1} | s_t), the
-    state-to-state transition with the action averaged out by the policy.
+    ``states`` and ``actions`` are ``[N, H]`` (times 0..H-1). With ``transition_term`` (a
+    mutant), also the gradient of log P_pi(s_{t+1} | s_t), the state-to-state transition with
+    the action averaged out by the policy.
     """
+    horizon = states.shape[1]
+    total = np.zeros((len(states), *pol.theta.shape))
+    for time in range(first, horizon - last_offset):
+        total += pol.score(states[:, time], actions[:, time])
+    if transition_term:
+        P, p = mdp.dense_transitions(), pol.probabilities()
+        for time in range(horizon - 1):
+            s, s1 = states[:, time], states[:, time + 1]
+            p_next = np.einsum("na,na->n", p[s], P[s, :, s1])  # P_pi(s1 | s)
+            # d P_pi(s1|s) / d theta[s, b] = pi(b|s) (P(s1|s,b) - P_pi(s1|s))
+            row = p[s] * (P[s, :, s1] - p_next[:, None]) / p_next[:, None]
+            total[np.arange(len(s)), s] += row
+    return total
+
+
+def summed_policy_scores(first: int = 0, last_offset: int = 0, transition_term: bool = False):  # type: ignore[no-untyped-def]
+    """:func:`trajectory_scores` of every enumerated trajectory of the example."""
 
     def scores(example: tuple) -> np.ndarray:  # type: ignore[type-arg]
         mdp, pol = example
         paths = exact.trajectories(mdp, pol, mdp.horizon)
-        total = np.zeros((len(paths.probabilities), *pol.theta.shape))
-        for time in range(first, mdp.horizon - last_offset):
-            total += pol.score(paths.states[:, time], paths.actions[:, time])
-        if transition_term:
-            P, p = mdp.dense_transitions(), pol.probabilities()
-            for time in range(mdp.horizon - 1):
-                s, s1 = paths.states[:, time], paths.states[:, time + 1]
-                p_next = np.einsum("na,na->n", p[s], P[s, :, s1])  # P_pi(s1 | s)
-                # d P_pi(s1|s) / d theta[s, b] = pi(b|s) (P(s1|s,b) - P_pi(s1|s))
-                row = p[s] * (P[s, :, s1] - p_next[:, None]) / p_next[:, None]
-                total[np.arange(len(s)), s] += row
-        return total
+        return trajectory_scores(
+            mdp,
+            pol,
+            paths.states,
+            paths.actions,
+            first=first,
+            last_offset=last_offset,
+            transition_term=transition_term,
+        )
 
     return scores
 
@@ -283,6 +323,176 @@ def _score_rtol(example: tuple) -> float:  # type: ignore[type-arg]
     mdp, _ = example
     # each of H scores has entries of size <= 1; the complex step is exact to rounding
     return exact_rtol(1.0, 4 * mdp.horizon)
+
+
+# ============================================================================ Monte-Carlo legs
+# H-step episodes of a finite-horizon MDP (rlmath.sampling.rollouts), 2-3 states and actions,
+# horizon 3-4, gamma in [0.5, 0.9] (so that gamma matters), every probability of rho0 and P at
+# least 0.1 and logits in [-1, 1] (every state is visited at t = 0 with probability >= 0.1).
+# Each mutant gets a sampled counterpart: an estimator whose mean is the mutant's value. The
+# filter keeps examples in which every mutant shifts some component by at least
+# MIN_STANDARDISED_EFFECT of its per-episode sd under the mutant (and the correct estimator's
+# components all vary, sd >= MIN_SD); means and sds are exact, over every trajectory.
+finite_horizon_mc = mdps_and_policies(
+    tabular_mdps(
+        min_states=2,
+        max_states=3,
+        min_actions=2,
+        max_actions=3,
+        gamma=st.floats(0.5, 0.9),
+        horizon=st.integers(3, 4),
+        allow_zeros=False,
+        min_probability=0.1,
+    ),
+    max_abs_logit=1.0,
+)
+MIN_SD = 1e-3
+MIN_STANDARDISED_EFFECT = 0.03
+N_MC_EXAMPLES = 2
+# Power >= 0.99 against every mutant on every example: each shifts some component by >= 0.03
+# of its sd; with up to 3 x 3 components (the gradient), 2 examples and false alarm 1e-6,
+# sample_size(0.03, 1) = 66,890 episodes; the return is one component, for which the same n
+# has more power than needed.
+N_EPISODES = sample_size(
+    MIN_STANDARDISED_EFFECT, 1.0, false_alarm=DEFAULT_FALSE_ALARM / N_MC_EXAMPLES, n_components=9
+)
+
+# A per-episode term from the time-major [T, N] (or, for the filter, [H, N_trajectories])
+# states, actions and rewards r(s_t, a_t) of the episodes.
+EpisodeTerm = Callable[[tuple[Any, ...], np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+Sampler = Callable[[tuple[Any, ...], np.random.Generator, int], np.ndarray]
+
+
+def _episode_sampler(term: EpisodeTerm) -> Sampler:
+    def sample(example: tuple[Any, ...], rng: np.random.Generator, n: int) -> np.ndarray:
+        mdp, pol = example
+        episodes = rollouts(
+            mdp, pol, n_episodes=n, horizon=mdp.horizon, seed=int(rng.integers(2**63))
+        )
+        return term(example, episodes.states, episodes.actions, episodes.rewards)
+
+    return sample
+
+
+def detectable(
+    term: EpisodeTerm, reference: Callable[[Any], Any], mutants: tuple[EpisodeTerm, ...]
+) -> Callable[[tuple[Any, ...]], bool]:
+    """The example filter: the term's components vary, every mutant is visibly shifted."""
+
+    def moments(example: tuple[Any, ...], function: EpisodeTerm) -> tuple[np.ndarray, np.ndarray]:
+        mdp, pol = example
+        paths = exact.trajectories(mdp, pol, mdp.horizon)
+        states, actions = paths.states.T, paths.actions.T
+        values = function(example, states, actions, mdp.r[states, actions])
+        mean = np.tensordot(paths.probabilities, values, axes=1)
+        sd = np.sqrt(np.tensordot(paths.probabilities, (values - mean) ** 2, axes=1))
+        return mean, sd
+
+    def keep(example: tuple[Any, ...]) -> bool:
+        if np.min(moments(example, term)[1]) < MIN_SD:
+            return False
+        exact_value = reference(example)
+        for mutant in mutants:
+            mean, sd = moments(example, mutant)
+            if (
+                np.max(np.abs(mean - exact_value) / np.maximum(sd, MIN_SD))
+                < MIN_STANDARDISED_EFFECT
+            ):
+                return False
+        return True
+
+    return keep
+
+
+def discounted_return(
+    example: tuple[Any, ...], states: np.ndarray, actions: np.ndarray, rewards: np.ndarray
+) -> np.ndarray:
+    """R = sum_t gamma^t r_t per episode, ``[N]``."""
+    mdp, _ = example
+    return (mdp.gamma ** np.arange(len(rewards))) @ rewards  # type: ignore[no-any-return]
+
+
+def undiscounted_return(
+    example: tuple[Any, ...], states: np.ndarray, actions: np.ndarray, rewards: np.ndarray
+) -> np.ndarray:
+    """Mutant: sum_t r_t (what the undiscounted DP computes)."""
+    return rewards.sum(axis=0)  # type: ignore[no-any-return]
+
+
+def return_without_last_reward(
+    example: tuple[Any, ...], states: np.ndarray, actions: np.ndarray, rewards: np.ndarray
+) -> np.ndarray:
+    """Mutant: sum_{t < H - 1} gamma^t r_t (backward induction one step short)."""
+    return discounted_return(example, states, actions, rewards[:-1])
+
+
+def _return_reference(example: tuple[Any, ...]) -> float:
+    return exact.objective(*example)
+
+
+mc_return_examples = finite_horizon_mc.filter(
+    detectable(
+        discounted_return, _return_reference, (undiscounted_return, return_without_last_reward)
+    )
+)
+
+
+def _to_rollouts(states: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> Rollouts:
+    """Whole H-step episodes ``[H, N]`` as Rollouts (for the filter's enumerated trajectories)."""
+    ended = np.zeros(states.shape, dtype=bool)
+    ended[-1] = True
+    return Rollouts(
+        states=states,
+        actions=actions,
+        rewards=rewards,
+        log_probs=np.zeros(states.shape),
+        terminated=np.zeros(states.shape, dtype=bool),
+        truncated=ended,
+        alive=np.ones(states.shape, dtype=bool),
+        final_states=states[-1],  # s_H: not read by reinforce_total_return
+        seed_entropy=None,
+        block_size=1,
+    )
+
+
+def score_function_gradient(
+    example: tuple[Any, ...], states: np.ndarray, actions: np.ndarray, rewards: np.ndarray
+) -> np.ndarray:
+    """rlmath.estimators.reinforce_total_return: R(tau) sum_t score(s_t, a_t), ``[N, S, A]``."""
+    mdp, pol = example
+    return reinforce_total_return(_to_rollouts(states, actions, rewards), pol, gamma=mdp.gamma)
+
+
+def _mutant_score_gradient(**variant: Any) -> EpisodeTerm:
+    """R(tau) times a mutant trajectory score (trajectory_scores with ``variant``), ``[N, S, A]``."""
+
+    def term(
+        example: tuple[Any, ...], states: np.ndarray, actions: np.ndarray, rewards: np.ndarray
+    ) -> np.ndarray:
+        mdp, pol = example
+        R = discounted_return(example, states, actions, rewards)
+        scores = trajectory_scores(mdp, pol, states.T, actions.T, **variant)
+        return R[:, None, None] * scores  # type: ignore[no-any-return]
+
+    return term
+
+
+TRAJECTORY_SCORE_MUTANTS = {
+    "last-score-dropped": _mutant_score_gradient(last_offset=1),
+    "next-state-score": _mutant_score_gradient(first=1),
+    "policy-averaged-dynamics": _mutant_score_gradient(transition_term=True),
+}
+
+
+def _gradient_reference(example: tuple[Any, ...]) -> np.ndarray:
+    return exact.policy_gradient(*example)
+
+
+mc_score_examples = finite_horizon_mc.filter(
+    detectable(
+        score_function_gradient, _gradient_reference, tuple(TRAJECTORY_SCORE_MUTANTS.values())
+    )
+)
 
 
 CLAIMS = (
@@ -299,6 +509,8 @@ CLAIMS = (
             "(every probability and reward a symbol); the general case is the same grouping "
             "applied once per step (induction on H), checked by the exact leg for up to 3 "
             "states, 3 actions and horizon 4.",
+            "Monte-Carlo leg: sampled returns of H-step episodes (H = 3, 4) of MDPs with 2-3 "
+            "states and actions, 0.5 <= gamma <= 0.9.",
         ),
         references=(
             "Sutton, R. S. and Barto, A. G., *Reinforcement Learning: An Introduction*, 2nd "
@@ -316,18 +528,31 @@ CLAIMS = (
                 "backward induction rho0^T V_0 (rlmath.exact.objective)"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            mc_return_examples,
+            _episode_sampler(discounted_return),
+            _return_reference,
+            n_samples=N_EPISODES,
+            n_examples=N_MC_EXAMPLES,
+            description=(
+                "mean of the sampled discounted return sum_t gamma^t r_t over H-step episodes "
+                "vs backward induction (rlmath.exact.objective)"
+            ),
+        ),
         mutants=(
             Mutant(
                 "undiscounted-dp",
                 "the DP backup without gamma (the post's undiscounted sum) for a discounted return",
                 symbolic=SymbolicMutation("horizon-2-instance", UNDISCOUNTED),
                 exact=lambda ex: exact.objective(_with(ex[0], gamma_=1.0), ex[1]),
+                monte_carlo=_episode_sampler(undiscounted_return),
             ),
             Mutant(
                 "last-reward-dropped",
                 "backward induction one step short (rewards t = 0..H-2: an off-by-one horizon)",
                 symbolic=SymbolicMutation("horizon-2-instance", LAST_REWARD_DROPPED),
                 exact=_dropped_last_reward,
+                monte_carlo=_episode_sampler(return_without_last_reward),
             ),
         ),
     ),
@@ -340,8 +565,12 @@ CLAIMS = (
             "(tau has positive probability).",
             "Symbolic leg: general horizon H, pi_theta(a_t|s_t) an arbitrary positive "
             "differentiable function of one parameter coordinate theta.",
-            "Exact leg: tabular softmax, every trajectory of MDPs with up to 3 states, 3 "
-            "actions and horizon 3.",
+            "Exact leg: tabular softmax, every trajectory of MDPs with 2-3 states, 2-3 "
+            "actions and horizon 2-3.",
+            "Monte-Carlo leg: E[R(tau) sum_t score_t] with the policy-only score "
+            "(rlmath.estimators.reinforce_total_return) over H-step episodes (H = 3, 4) of MDPs "
+            "with 2-3 states and actions vs the exact gradient of the H-step objective: had the "
+            "score needed dynamics terms, this estimator would be biased.",
         ),
         references=(
             "Williams, R. J., *Simple statistical gradient-following algorithms for "
@@ -351,7 +580,7 @@ CLAIMS = (
         ),
         symbolic=SymbolicLeg((dynamics_free,)),
         exact=ExactLeg(
-            mdps_and_policies(tabular_mdps(max_states=3, max_actions=3, horizon=st.integers(1, 3))),
+            trajectory_score_examples,
             lhs=full_log_likelihood_gradient,
             rhs=summed_policy_scores(),
             rtol=_score_rtol,
@@ -360,24 +589,38 @@ CLAIMS = (
                 "sum_t SoftmaxPolicy.score(s_t, a_t), for every trajectory"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            mc_score_examples,
+            _episode_sampler(score_function_gradient),
+            _gradient_reference,
+            n_samples=N_EPISODES,
+            n_examples=N_MC_EXAMPLES,
+            description=(
+                "mean of R(tau) sum_t score(s_t, a_t) (reinforce_total_return, the policy-only "
+                "score) over H-step episodes vs exact.policy_gradient of the finite-horizon MDP"
+            ),
+        ),
         mutants=(
             Mutant(
                 "last-score-dropped",
                 "sum of scores up to H-2, as many terms as transitions (off by one)",
                 symbolic=SymbolicMutation("general-horizon", LAST_SCORE_DROPPED),
                 exact=summed_policy_scores(last_offset=1),
+                monte_carlo=_episode_sampler(TRAJECTORY_SCORE_MUTANTS["last-score-dropped"]),
             ),
             Mutant(
                 "next-state-score",
                 "the score of step t + 1 credited to step t (the first score lost)",
                 symbolic=SymbolicMutation("general-horizon", NEXT_STATE_SCORE),
                 exact=summed_policy_scores(first=1),
+                monte_carlo=_episode_sampler(TRAJECTORY_SCORE_MUTANTS["next-state-score"]),
             ),
             Mutant(
                 "policy-averaged-dynamics",
                 "log P_pi(s'|s) = log sum_a pi(a|s) P(s'|s,a) kept as if the dynamics depended "
                 "on theta",
                 exact=summed_policy_scores(transition_term=True),
+                monte_carlo=_episode_sampler(TRAJECTORY_SCORE_MUTANTS["policy-averaged-dynamics"]),
             ),
         ),
     ),

@@ -37,6 +37,8 @@ Learning", JMLR 21, 2020, Sec. 4 (score-function estimator).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import sympy as sp
 from hypothesis import strategies as st
@@ -50,7 +52,9 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     lambdify,
+    monte_carlo_leg,
 )
+from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
 from rlmath.testing import logits
 from rlmath.tolerances import exact_rtol
 
@@ -189,17 +193,26 @@ _weights = _weights / np.sqrt(2.0 * np.pi)  # sum_i w_i h(z_i) = E[h(z)], z ~ N(
 Example = tuple[
     tuple[np.ndarray, np.ndarray], tuple[float, float, float], tuple[float, float, np.ndarray]
 ]
+
+
+def f_values(bound: float) -> st.SearchStrategy[float]:
+    """Values of f: float32-representable, |f| >= 1e-38 or 0. The complex step's imaginary part
+    is f times a derivative times 1e-20; for |f| ~ 1e-300 (or a subnormal f, which Hypothesis
+    tries) it underflows and the derivative loses its relative precision."""
+    return st.floats(-bound, bound, width=32, allow_subnormal=False)
+
+
 examples = st.tuples(
     st.integers(1, 6).flatmap(
         lambda size: st.tuples(
-            logits(size), st.lists(st.floats(-10, 10), min_size=size, max_size=size).map(np.array)
+            logits(size), st.lists(f_values(10), min_size=size, max_size=size).map(np.array)
         )
     ),
-    st.tuples(st.floats(-10, 10), st.floats(-10, 10), st.floats(-10, 10)),  # t, f_0, f_1
+    st.tuples(st.floats(-10, 10), f_values(10), f_values(10)),  # t, f_0, f_1
     st.tuples(
         st.floats(-3, 3),  # mu
         st.floats(-2, 2),  # log sigma
-        st.lists(st.floats(-5, 5), min_size=DEGREE + 1, max_size=DEGREE + 1).map(np.array),
+        st.lists(f_values(5), min_size=DEGREE + 1, max_size=DEGREE + 1).map(np.array),
     ),
 )
 
@@ -273,7 +286,10 @@ def _rtol(example: Example) -> float:
     f_size = np.polynomial.polynomial.polyval(np.abs(muv) + std * np.abs(_nodes), np.abs(cs))
     magnitude = max(
         float(np.max((pv * np.abs(fv)) @ np.abs(scores))),
-        s * (1 - s) * (abs(f0v) + abs(f1v)),
+        # the rhs computes 1 - sigmoid(t) by a subtraction from 1: its rounding error is
+        # relative to 1, not to 1 - sigmoid (which is e^-t for large t), so the terms are
+        # sigmoid * |f|, not sigmoid (1 - sigmoid) |f|
+        s * (abs(f0v) + abs(f1v)),
         float(_weights @ (f_size * (np.abs(_nodes) / std + _nodes**2 + 1.0))),
     )
     value = float(np.abs(score_expectations(example)).max())
@@ -282,6 +298,127 @@ def _rtol(example: Example) -> float:
 
 def _mutated(name: str, conclusion: sp.Expr):  # type: ignore[no-untyped-def]
     return _score_expectations({**TRUE, name: conclusion})
+
+
+# ============================================================================ Monte-Carlo leg
+# Sample a ~ p_theta, x ~ Bernoulli(sigmoid(t)) and z ~ N(mu, sigma^2) independently; one
+# sample's terms are [f(a) score_k(a) for k < n, f(x) (x - sigmoid(t)), f(z) (z - mu)/sigma^2,
+# f(z) ((z - mu)^2/sigma^2 - 1)], whose mean estimates the gradient; the reference is the
+# complex-step derivative of E[f] (the exact leg's lhs), not the claimed formula. Each mutant
+# replaces one family's score. The example domain keeps every outcome likely (logits in
+# [-1.5, 1.5]: every p(a) >= e^-3/(e^-3 + 4) > 0.012), sigma away from 1 (else a score over sigma equals
+# the right one) and the Gaussian tails moderate (the terms are degree-5 polynomials of a
+# normal); the filter keeps examples in which every mutant shifts some component by at least
+# MIN_STANDARDISED_EFFECT of that component's per-sample sd under the mutant.
+Outcomes = tuple[np.ndarray, np.ndarray, np.ndarray]  # a [N], x [N] in {0, 1}, z [N]
+Scores = dict[str, Callable[..., np.ndarray]]
+Sampler = Callable[[Example, np.random.Generator, int], np.ndarray]
+
+SCORES: Scores = {
+    "categorical": lambda a, pv: np.eye(len(pv))[a] - pv,  # 1[a = k] - p(k), [N, n]
+    "bernoulli": lambda x, s: x - s,
+    "gaussian-mean": lambda z, mean, std: (z - mean) / std**2,
+    "gaussian-log-std": lambda z, mean, std: (z - mean) ** 2 / std**2 - 1.0,
+}
+MUTANT_SCORES: dict[str, Scores] = {
+    "categorical-score-without-normaliser": {"categorical": lambda a, pv: np.eye(len(pv))[a]},
+    "bernoulli-score-x": {"bernoulli": lambda x, s: x},
+    "gaussian-mean-score-over-sigma": {"gaussian-mean": lambda z, mean, std: (z - mean) / std},
+    "gaussian-log-std-score-without-minus-one": {
+        "gaussian-log-std": lambda z, mean, std: (z - mean) ** 2 / std**2
+    },
+}
+
+
+def _family_terms(example: Example, outcomes: Outcomes, scores: Scores) -> list[np.ndarray]:
+    """Per-sample f(outcome) score(outcome) of each family: [N, n], [N, 1], [N, 2]."""
+    (logit, fv), (tv, f0v, f1v), (muv, omegav, cs) = example
+    a, xs, z = outcomes
+    pv, s, std = _softmax(logit).real, 1.0 / (1.0 + np.exp(-tv)), np.exp(omegav)
+    fz = np.polynomial.polynomial.polyval(z, cs)
+    return [
+        fv[a][:, None] * scores["categorical"](a, pv),
+        (np.where(xs == 1, f1v, f0v) * scores["bernoulli"](xs, s))[:, None],
+        np.stack(
+            [fz * scores[name](z, muv, std) for name in ("gaussian-mean", "gaussian-log-std")],
+            axis=1,
+        ),
+    ]
+
+
+def _sampler(scores: Scores) -> Sampler:
+    def sample(example: Example, rng: np.random.Generator, n: int) -> np.ndarray:
+        """[n, size + 3] per-sample terms, a, x and z drawn independently."""
+        (logit, _), (tv, _, _), (muv, omegav, _) = example
+        pv = _softmax(logit).real
+        outcomes = (
+            rng.choice(len(pv), size=n, p=pv),
+            (rng.random(n) < 1.0 / (1.0 + np.exp(-tv))).astype(np.int64),
+            muv + np.exp(omegav) * rng.standard_normal(n),
+        )
+        return np.concatenate(_family_terms(example, outcomes, scores), axis=1)
+
+    return sample
+
+
+score_function_samples = _sampler(SCORES)
+MUTANT_SAMPLERS = {name: _sampler({**SCORES, **scores}) for name, scores in MUTANT_SCORES.items()}
+
+
+def _exact_moments(example: Example, scores: Scores) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd of each component of the terms, exactly: enumeration of a and x, and
+    8-node Gauss-Hermite quadrature for z (exact for the squared terms, degree <= 10 < 16)."""
+    (logit, _), (tv, _, _), (muv, omegav, _) = example
+    size, s = len(logit), 1.0 / (1.0 + np.exp(-tv))
+    nodes = muv + np.exp(omegav) * _nodes
+    families = _family_terms(example, (np.arange(size), np.array([0, 1]), nodes), scores)
+    weights = [_softmax(logit).real, np.array([1.0 - s, s]), _weights]
+    means, sds = [], []
+    for terms, w in zip(families, weights, strict=True):  # each family on its own outcomes
+        mean = w @ terms
+        means.append(mean)
+        sds.append(np.sqrt(w @ (terms - mean) ** 2))
+    return np.concatenate(means), np.concatenate(sds)
+
+
+def weakest_standardised_effect(example: Example) -> float:
+    """min over mutants of max over components of |mutant mean - gradient| / mutant sd."""
+    gradient = gradients_by_complex_step(example)
+    weakest = np.inf
+    for replaced in MUTANT_SCORES.values():
+        mean, sd = _exact_moments(example, {**SCORES, **replaced})
+        with np.errstate(divide="ignore", invalid="ignore"):
+            effect = np.where(sd > 0, np.abs(mean - gradient) / sd, 0.0)
+        weakest = min(weakest, float(effect.max()))
+    return weakest
+
+
+MAX_OUTCOMES = 5
+N_MC_EXAMPLES = 2
+MIN_STANDARDISED_EFFECT = 0.05
+# Power >= 0.99 against every mutant on every example: by the filter, each mutant shifts some
+# component by >= 0.05 of its per-sample sd; with up to 5 + 3 components, 2 examples and
+# false alarm 1e-6, sample_size(0.05, 1) = 23,950 samples (about 0.05 s per run).
+N_SAMPLES = sample_size(
+    MIN_STANDARDISED_EFFECT,
+    1.0,
+    false_alarm=DEFAULT_FALSE_ALARM / N_MC_EXAMPLES,
+    n_components=MAX_OUTCOMES + 3,
+)
+mc_examples = st.tuples(
+    st.integers(2, MAX_OUTCOMES).flatmap(
+        lambda size: st.tuples(
+            logits(size, max_abs=1.5),
+            st.lists(st.floats(-5, 5), min_size=size, max_size=size).map(np.array),
+        )
+    ),
+    st.tuples(st.floats(-2, 2), st.floats(-5, 5), st.floats(-5, 5)),  # t, f_0, f_1
+    st.tuples(
+        st.floats(-1, 1),  # mu
+        st.sampled_from((-1.0, 1.0)).flatmap(lambda sign: st.floats(0.25, 0.6).map(sign.__mul__)),
+        st.lists(st.floats(-2, 2), min_size=DEGREE + 1, max_size=DEGREE + 1).map(np.array),
+    ),
+).filter(lambda ex: weakest_standardised_effect(ex) >= MIN_STANDARDISED_EFFECT)
 
 
 CATEGORICAL_INDICATOR_SCORE = E(f[a] * sp.KroneckerDelta(a, k))  # the -p(k) dropped
@@ -306,6 +443,9 @@ CLAIMS = (
             "derivation is pointwise in x for an arbitrary f; moving the derivative under the "
             "integral sign is assumed (it holds for f of polynomial growth by dominated "
             "convergence) and checked by the exact leg for random cubic f.",
+            "Monte-Carlo leg: 2-5 outcomes with logits in [-1.5, 1.5]; Bernoulli logit in "
+            "[-2, 2]; Gaussian with |mu| <= 1, 0.25 <= |log sigma| <= 0.6, cubic f with "
+            "coefficients in [-2, 2].",
         ),
         references=(
             "Williams, R. J., *Simple statistical gradient-following algorithms for "
@@ -326,30 +466,45 @@ CLAIMS = (
                 "Gaussian, random cubic f) vs the lambdified E[f score]"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            mc_examples,
+            score_function_samples,
+            gradients_by_complex_step,
+            n_samples=N_SAMPLES,
+            n_examples=N_MC_EXAMPLES,
+            description=(
+                "mean of f(x) score(x) over samples of the categorical, Bernoulli and Gaussian "
+                "vs the complex-step derivative of E[f]"
+            ),
+        ),
         mutants=(
             Mutant(
                 "categorical-score-without-normaliser",
                 "softmax score taken as 1[a=k], forgetting the -p(k) from the normaliser",
                 symbolic=SymbolicMutation("categorical", CATEGORICAL_INDICATOR_SCORE),
                 exact=_mutated("categorical", CATEGORICAL_INDICATOR_SCORE),
+                monte_carlo=MUTANT_SAMPLERS["categorical-score-without-normaliser"],
             ),
             Mutant(
                 "bernoulli-score-x",
                 "Bernoulli score taken as x instead of x - sigmoid(t)",
                 symbolic=SymbolicMutation("bernoulli", BERNOULLI_SCORE_X),
                 exact=_mutated("bernoulli", BERNOULLI_SCORE_X),
+                monte_carlo=MUTANT_SAMPLERS["bernoulli-score-x"],
             ),
             Mutant(
                 "gaussian-mean-score-over-sigma",
                 "mean score (x - mu)/sigma instead of (x - mu)/sigma^2",
                 symbolic=SymbolicMutation("gaussian-mean", MEAN_SCORE_OVER_SIGMA),
                 exact=_mutated("gaussian-mean", MEAN_SCORE_OVER_SIGMA),
+                monte_carlo=MUTANT_SAMPLERS["gaussian-mean-score-over-sigma"],
             ),
             Mutant(
                 "gaussian-log-std-score-without-minus-one",
                 "log-std score (x - mu)^2/sigma^2, forgetting the -1 from the normaliser 1/sigma",
                 symbolic=SymbolicMutation("gaussian-log-std", LOG_STD_SCORE_WITHOUT_ONE),
                 exact=_mutated("gaussian-log-std", LOG_STD_SCORE_WITHOUT_ONE),
+                monte_carlo=MUTANT_SAMPLERS["gaussian-log-std-score-without-minus-one"],
             ),
         ),
     ),

@@ -40,6 +40,8 @@ eq. (1) (the equivalent forms of the policy gradient, including reward-to-go).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import sympy as sp
@@ -55,7 +57,11 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     lambdify,
+    monte_carlo_leg,
 )
+from rlmath.estimators import reinforce_reward_to_go, reinforce_with_baseline, weighted_score_sum
+from rlmath.sampling import Rollouts, rollouts, sample_actions
+from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
 from rlmath.testing import logits, mdps_and_policies, tabular_mdps
 from rlmath.tolerances import discounted_condition_number, exact_rtol
 
@@ -362,6 +368,225 @@ def _rtg_rtol(example: tuple) -> float:  # type: ignore[type-arg]
     return _cancellation_rtol(magnitude, value, float(H), len(paths.probabilities) * H)
 
 
+# ============================================================================ Monte-Carlo legs
+# --- score-zero-mean: for every state s, a ~ pi(.|s) (rlmath.sampling.sample_actions), and the
+# term is SoftmaxPolicy.score_row(s, a), [S, A] per sample; its mean must be 0. Logits in
+# [-1, 1] with at most 4 actions keep every pi(a|s) >= e^-1/(e^-1 + 3e) > 0.04, so every
+# component varies (no zero standard error) and the Bernoulli-like terms are close enough to
+# normal at the 1e-6 tail (the exact binomial tail is within 1.1x of the normal one at n = 1e5).
+# The mutant's score 1[a = k] has mean pi(k|s) and sd sqrt(pi(k|s)(1 - pi(k|s))): the most
+# likely action (pi >= 1/A) is shifted by >= sqrt(1/(A - 1)) >= 0.57 sd, which
+# sample_size(0.57, 1, n_components=12) detects with 200 samples; the 100,000 samples are for
+# the tail approximation.
+N_SCORE_SAMPLES = 100_000
+Sampler = Callable[[Any, np.random.Generator, int], np.ndarray]
+score_examples = st.tuples(st.integers(1, 3), st.integers(2, 4)).flatmap(
+    lambda shape: logits(shape, max_abs=1.0)
+)
+
+
+def _score_sampler(indicator_only: bool) -> Sampler:
+    def sample(logit_table: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+        """[n, S, A]: row s is the score of a ~ pi(.|s), one action per state and sample."""
+        from rlmath import SoftmaxPolicy
+
+        policy = SoftmaxPolicy(logit_table)
+        states = np.broadcast_to(np.arange(policy.n_states), (n, policy.n_states))
+        actions = sample_actions(policy, states, seed=int(rng.integers(2**63)))
+        if indicator_only:  # mutant: 1[a = k], the -pi(k|s) forgotten
+            return np.eye(policy.n_actions)[actions]
+        return policy.score_row(states, actions)
+
+    return sample
+
+
+# --- baseline-unbiased and reward-to-go-unbiased: H-step episodes of a finite-horizon MDP
+# (rlmath.sampling.rollouts); one episode's term is the estimator's [S, A] gradient sample, the
+# reference exact.policy_gradient of TabularMDP(P, r, rho0, gamma, horizon=H) (backward
+# induction). Domain: 2-3 states and actions, horizon 3-4, gamma in [0.5, 0.9] (so the gamma^t
+# factors matter), every probability of rho0 and P at least 0.1 and logits in [-1, 1] (every
+# state is visited at t = 0 with probability >= 0.1). Examples are kept when every component of
+# the correct estimator varies (sd >= MIN_SD) and every mutant shifts some component by at least
+# MIN_STANDARDISED_EFFECT of its per-episode sd under the mutant; means and sds are exact, by
+# running the same estimator on every trajectory (rlmath.exact.trajectories) weighted by its
+# probability.
+Estimator = Callable[[Rollouts, tuple[Any, ...]], np.ndarray]
+finite_horizon_mdps = mdps_and_policies(
+    tabular_mdps(
+        min_states=2,
+        max_states=3,
+        min_actions=2,
+        max_actions=3,
+        gamma=st.floats(0.5, 0.9),
+        horizon=st.integers(3, 4),
+        allow_zeros=False,
+        min_probability=0.1,
+    ),
+    max_abs_logit=1.0,
+)
+MIN_SD = 1e-3
+MIN_STANDARDISED_EFFECT = 0.03
+N_MC_EXAMPLES = 2
+# Power >= 0.99 against every mutant on every example: each shifts some component by >= 0.03
+# of its sd; with up to 3 x 3 components, 2 examples and false alarm 1e-6,
+# sample_size(0.03, 1) = 66,890 episodes (about 0.1 s per run).
+N_EPISODES = sample_size(
+    MIN_STANDARDISED_EFFECT, 1.0, false_alarm=DEFAULT_FALSE_ALARM / N_MC_EXAMPLES, n_components=9
+)
+
+
+def enumerated_rollouts(mdp: Any, policy: Any) -> tuple[Rollouts, np.ndarray]:
+    """Every trajectory of positive probability as a Rollouts ``[H, N]``, and the ``[N]`` probabilities."""
+    paths = exact.trajectories(mdp, policy, mdp.horizon)
+    states, actions = paths.states.T.copy(), paths.actions.T.copy()
+    ended = np.zeros(states.shape, dtype=bool)
+    ended[-1] = True
+    out = Rollouts(
+        states=states,
+        actions=actions,
+        rewards=mdp.r[states, actions],
+        log_probs=policy.log_probabilities()[states, actions],
+        terminated=np.zeros(states.shape, dtype=bool),
+        truncated=ended,
+        alive=np.ones(states.shape, dtype=bool),
+        final_states=states[-1],  # s_H is not enumerated; no estimator here reads it
+        seed_entropy=None,
+        block_size=1,
+    )
+    return out, paths.probabilities
+
+
+def _episode_sampler(estimator: Estimator) -> Sampler:
+    def sample(example: tuple[Any, ...], rng: np.random.Generator, n: int) -> np.ndarray:
+        mdp, policy = example[:2]
+        episodes = rollouts(
+            mdp, policy, n_episodes=n, horizon=mdp.horizon, seed=int(rng.integers(2**63))
+        )
+        return estimator(episodes, example)
+
+    return sample
+
+
+def _exact_moments(example: tuple[Any, ...], estimator: Estimator) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd ``[S, A]`` of the estimator's per-episode terms, over every trajectory."""
+    paths, probabilities = enumerated_rollouts(*example[:2])
+    terms = estimator(paths, example)
+    mean = np.tensordot(probabilities, terms, axes=1)
+    return mean, np.sqrt(np.tensordot(probabilities, (terms - mean) ** 2, axes=1))
+
+
+def detectable(
+    estimator: Estimator, mutants: tuple[Estimator, ...]
+) -> Callable[[tuple[Any, ...]], bool]:
+    """The example filter: the estimator's components vary, every mutant is visibly shifted."""
+
+    def keep(example: tuple[Any, ...]) -> bool:
+        if _exact_moments(example, estimator)[1].min() < MIN_SD:
+            return False
+        gradient = exact.policy_gradient(*example[:2])
+        for mutant in mutants:
+            mean, sd = _exact_moments(example, mutant)
+            effect = np.abs(mean - gradient) / np.maximum(sd, MIN_SD)
+            if effect.max() < MIN_STANDARDISED_EFFECT:
+                return False
+        return True
+
+    return keep
+
+
+def _discounts(mdp: Any, episodes: Rollouts) -> np.ndarray:
+    """gamma^t, ``[T, 1]``."""
+    return (mdp.gamma ** np.arange(episodes.n_steps))[:, None]  # type: ignore[no-any-return]
+
+
+def _reward_to_go(mdp: Any, episodes: Rollouts) -> np.ndarray:
+    """sum_{k >= t} gamma^k r_k (discounted from time 0), ``[T, N]``."""
+    discounted = _discounts(mdp, episodes) * episodes.rewards
+    return np.cumsum(discounted[::-1], axis=0)[::-1]
+
+
+def _indicator_sum(episodes: Rollouts, shape: tuple[int, int], weights: np.ndarray) -> np.ndarray:
+    """sum_t w_t 1[s_t = s, a_t = k] per episode, ``[N, S, A]``: a score without its -pi(k|s)."""
+    S, A = shape
+    index = (np.arange(episodes.n_episodes) * S + episodes.states) * A + episodes.actions
+    counts = np.bincount(
+        index.ravel(), weights=weights.ravel(), minlength=episodes.n_episodes * S * A
+    )
+    return counts.reshape(episodes.n_episodes, S, A)
+
+
+def with_state_baseline(episodes: Rollouts, example: tuple[Any, ...]) -> np.ndarray:
+    """rlmath.estimators.reinforce_with_baseline: sum_t gamma^t (G_t - b(s_t)) score_t."""
+    mdp, policy, state_baseline, _ = example
+    return reinforce_with_baseline(episodes, policy, gamma=mdp.gamma, baseline=state_baseline)
+
+
+def with_action_baseline(episodes: Rollouts, example: tuple[Any, ...]) -> np.ndarray:
+    """Mutant: sum_t gamma^t (G_t - b(s_t, a_t)) score_t, a baseline that depends on a_t."""
+    mdp, policy, _, action_baseline = example
+    credit = (
+        _reward_to_go(mdp, episodes)
+        - _discounts(mdp, episodes) * action_baseline[episodes.states, episodes.actions]
+    )
+    return weighted_score_sum(episodes, policy, credit)
+
+
+def with_baseline_indicator_score(episodes: Rollouts, example: tuple[Any, ...]) -> np.ndarray:
+    """Mutant: sum_t gamma^t (G_t - b(s_t)) 1[a_t = k], the score's -pi(k|s_t) forgotten."""
+    mdp, policy, state_baseline, _ = example
+    credit = (
+        _reward_to_go(mdp, episodes) - _discounts(mdp, episodes) * state_baseline[episodes.states]
+    )
+    return _indicator_sum(episodes, policy.theta.shape, credit)
+
+
+def reward_to_go_terms(episodes: Rollouts, example: tuple[Any, ...]) -> np.ndarray:
+    """rlmath.estimators.reinforce_reward_to_go: sum_t score_t sum_{k >= t} gamma^k r_k."""
+    mdp, policy = example
+    return reinforce_reward_to_go(episodes, policy, gamma=mdp.gamma)
+
+
+def reward_to_go_without_current(episodes: Rollouts, example: tuple[Any, ...]) -> np.ndarray:
+    """Mutant: sum_t score_t sum_{k > t} gamma^k r_k (r_t dropped)."""
+    mdp, policy = example
+    credit = _reward_to_go(mdp, episodes) - _discounts(mdp, episodes) * episodes.rewards
+    return weighted_score_sum(episodes, policy, credit)
+
+
+def reward_to_go_restarted(episodes: Rollouts, example: tuple[Any, ...]) -> np.ndarray:
+    """Mutant: sum_t score_t sum_{k >= t} gamma^(k - t) r_k (no gamma^t on the score)."""
+    mdp, policy = example
+    return reinforce_reward_to_go(episodes, policy, gamma=mdp.gamma, discount_score=False)
+
+
+def _exact_gradient(example: tuple[Any, ...]) -> np.ndarray:
+    return exact.policy_gradient(*example[:2])
+
+
+def _bounded_baselines(pair: tuple[Any, Any]) -> st.SearchStrategy[tuple[Any, ...]]:
+    """b(s) with 0.25 <= |b(s)| <= 2 (b = 0 would make the check the reward-to-go one), and
+    b(s, a) in [-2, 2]."""
+    mdp, policy = pair
+    S, A = mdp.n_states, mdp.n_actions
+    signed = st.sampled_from((-1.0, 1.0)).flatmap(lambda sign: st.floats(0.25, 2).map(sign.__mul__))
+    return st.tuples(
+        st.just(mdp),
+        st.just(policy),
+        st.lists(signed, min_size=S, max_size=S).map(np.array),
+        st.lists(st.floats(-2, 2), min_size=S * A, max_size=S * A).map(
+            lambda x: np.reshape(x, (S, A))
+        ),
+    )
+
+
+mc_baseline_examples = finite_horizon_mdps.flatmap(_bounded_baselines).filter(
+    detectable(with_state_baseline, (with_action_baseline, with_baseline_indicator_score))
+)
+mc_rtg_examples = finite_horizon_mdps.filter(
+    detectable(reward_to_go_terms, (reward_to_go_without_current, reward_to_go_restarted))
+)
+
+
 SCORE_ZERO_MEAN_REFERENCES = (
     "Williams, R. J., *Simple statistical gradient-following algorithms for connectionist "
     "reinforcement learning*, Machine Learning 8, 1992, Sec. 4.",
@@ -378,6 +603,7 @@ CLAIMS = (
             "Softmax policy over n actions, every n >= 1 (written n = k + m + 1 for the "
             "coordinate k < n).",
             "The expectation is under the same policy whose score is taken (on-policy).",
+            "Monte-Carlo leg: 1-3 states, 2-4 actions, logits in [-1, 1].",
         ),
         references=SCORE_ZERO_MEAN_REFERENCES,
         symbolic=SymbolicLeg((score_zero_mean,)),
@@ -391,12 +617,23 @@ CLAIMS = (
                 "conclusion (0), for every state and logit; tolerance at the scale of the terms"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            score_examples,
+            _score_sampler(indicator_only=False),
+            lambda logit_table: np.zeros(logit_table.shape),
+            n_samples=N_SCORE_SAMPLES,
+            description=(
+                "mean of SoftmaxPolicy.score_row(s, a) over a ~ pi(.|s) "
+                "(rlmath.sampling.sample_actions), every state, vs 0"
+            ),
+        ),
         mutants=(
             Mutant(
                 "score-without-normaliser",
                 "score taken as 1[a=k], forgetting -pi(k): its mean is pi(k), not 0",
                 symbolic=SymbolicMutation("softmax", INDICATOR_SCORE_MEAN),
                 exact=per_state(INDICATOR_SCORE_MEAN),
+                monte_carlo=_score_sampler(indicator_only=True),
             ),
         ),
     ),
@@ -412,6 +649,10 @@ CLAIMS = (
             "b(s) does not depend on the action (it may depend on the state arbitrarily).",
             "Exact leg: infinite-horizon discounted MDPs; the per-state identity is weighted "
             "by the discounted visits d(s)/(1 - gamma), d the normalised occupancy.",
+            "Monte-Carlo leg: H-step episodes (H = 3, 4) of MDPs with 2-3 states and actions; "
+            "the estimator is reward-to-go REINFORCE minus b(s_t) "
+            "(rlmath.estimators.reinforce_with_baseline), the reference the exact gradient of "
+            "the H-step objective.",
         ),
         references=(
             *SCORE_ZERO_MEAN_REFERENCES,
@@ -429,18 +670,31 @@ CLAIMS = (
                 "E_a[score (Q - b(s))] with arbitrary generated b(s)"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            mc_baseline_examples,
+            _episode_sampler(with_state_baseline),
+            _exact_gradient,
+            n_samples=N_EPISODES,
+            n_examples=N_MC_EXAMPLES,
+            description=(
+                "mean of reinforce_with_baseline (reward-to-go minus b(s_t)) over H-step "
+                "episodes vs exact.policy_gradient of the finite-horizon MDP"
+            ),
+        ),
         mutants=(
             Mutant(
                 "action-dependent-baseline",
                 "a baseline b(s, a) that depends on the action: biased",
                 symbolic=SymbolicMutation("baseline", ACTION_DEPENDENT_BASELINE),
                 exact=_baseline_side(ACTION_DEPENDENT_BASELINE),
+                monte_carlo=_episode_sampler(with_action_baseline),
             ),
             Mutant(
                 "score-without-normaliser",
                 "score taken as 1[a=k] (the -pi(k) forgotten): the baseline no longer cancels",
                 symbolic=SymbolicMutation("baseline", INDICATOR_SCORE_BASELINE),
                 exact=_baseline_side(INDICATOR_SCORE_BASELINE),
+                monte_carlo=_episode_sampler(with_baseline_indicator_score),
             ),
         ),
     ),
@@ -459,6 +713,9 @@ CLAIMS = (
             "2 actions and horizon 2 (every probability and reward a symbol), for the gradient "
             "coordinate theta[0, 0] (any other coordinate is the same after relabelling).",
             "Exact leg: every trajectory of MDPs with up to 3 states, 3 actions, horizon <= 3.",
+            "Monte-Carlo leg: H-step episodes (H = 3, 4) of MDPs with 2-3 states and actions, "
+            "rlmath.estimators.reinforce_reward_to_go vs the exact gradient of the H-step "
+            "objective.",
         ),
         references=(
             "Williams, R. J., *Simple statistical gradient-following algorithms for "
@@ -477,18 +734,31 @@ CLAIMS = (
                 "trajectory) vs the reward-to-go estimator's mean over every trajectory"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            mc_rtg_examples,
+            _episode_sampler(reward_to_go_terms),
+            _exact_gradient,
+            n_samples=N_EPISODES,
+            n_examples=N_MC_EXAMPLES,
+            description=(
+                "mean of reinforce_reward_to_go over H-step episodes vs exact.policy_gradient "
+                "of the finite-horizon MDP"
+            ),
+        ),
         mutants=(
             Mutant(
                 "drop-current-reward",
                 "credit a_t only with rewards from t + 1 on (r_t dropped)",
                 symbolic=SymbolicMutation("reward-to-go-instance", DROP_CURRENT_REWARD),
                 exact=credited_gradient(1, restart_discount=False),
+                monte_carlo=_episode_sampler(reward_to_go_without_current),
             ),
             Mutant(
                 "restart-discount",
                 "reward-to-go discounted from t (gamma^(k-t)) instead of from 0 (gamma^k)",
                 symbolic=SymbolicMutation("reward-to-go-instance", RESTART_DISCOUNT),
                 exact=credited_gradient(0, restart_discount=True),
+                monte_carlo=_episode_sampler(reward_to_go_restarted),
             ),
         ),
     ),
