@@ -247,3 +247,19 @@ def test_random_point_disproof_never_fires_on_a_proved_step():
                     assert not disproved_at_random_point(previous, step.expression), (
                         f"{claim.id} / {derivation.name} step {k}"
                     )
+
+
+def test_generated_examples_do_not_depend_on_imported_modules(tmp_path, monkeypatch):
+    # Hypothesis mixes literal constants of loaded local modules into generation; a leg's
+    # examples must depend on the seed alone (else evidence differs between a checkout and a
+    # wheel, or with import order).
+    from rlmath.claims import draw_examples
+
+    strategy = st.lists(st.floats(-1e6, 1e6), min_size=3, max_size=3)
+    before = draw_examples(strategy, 12, seed=7)
+    (tmp_path / "lots_of_constants.py").write_text(
+        "VALUES = [" + ", ".join(f"{v}.123456789" for v in range(-500, 500)) + "]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    __import__("lots_of_constants")
+    assert draw_examples(strategy, 12, seed=7) == before
