@@ -658,6 +658,9 @@ def _reproducer(report: Report) -> str:
         _format_example(report.failure.example, spec) if report.failure else "",
     ]
     if needs_conversion:
+        if report.framework == "jax" and report.dtype == "float64":
+            # As check() does: without x64, JAX silently truncates float64 inputs to float32.
+            lines.append('import jax\njax.config.update("jax_enable_x64", True)')
         lines.append(_CONVERTERS[report.framework].format(d=report.dtype))
     lines += [
         f"expected = {spec.reference.__name__}({call_args}{keywords})",

@@ -40,3 +40,7 @@ try:
     import torch  # noqa: F401
 except ImportError:
     collect_ignore_glob.append("implementations/torch_*.py")
+try:
+    import jax  # noqa: F401
+except ImportError:
+    collect_ignore_glob.append("implementations/jax_*.py")

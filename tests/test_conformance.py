@@ -2,7 +2,8 @@
 
 Every correct variant in ``implementations.numpy_correct`` must be accepted and every mutant in
 ``implementations.numpy_mutants`` rejected with the failure kind its bug implies, at the default
-number of examples, each within 10 seconds. Torch variants run when torch is installed.
+number of examples, each within 10 seconds. Torch and JAX variants run when the framework is
+installed.
 """
 
 from __future__ import annotations
@@ -293,3 +294,42 @@ def _check_torch_variants(TORCH_CORRECT: Any, TORCH_MUTANTS: Any) -> None:  # no
         # A wrong value may shrink to an input where only the gradient still differs.
         allowed = {kind, "wrong gradient"} if kind == "wrong value" else {kind}
         assert report.failure.kind in allowed, str(report)
+
+
+# --------------------------------------------------------------------------------------------
+# JAX (optional)
+# --------------------------------------------------------------------------------------------
+
+
+def test_jax_variants_and_gradient_mutants() -> None:
+    pytest.importorskip("jax")
+    from implementations.jax_variants import JAX_CORRECT, JAX_MUTANTS
+
+    for name, implementation, options in JAX_CORRECT:
+        start = time.monotonic()
+        report = check(implementation, name, seed=SEED, **options)
+        assert time.monotonic() - start < SECONDS_PER_CHECK
+        assert report.framework == "jax"
+        assert report.conforms, str(report)
+    for name, implementation, kind, bug in JAX_MUTANTS:
+        start = time.monotonic()
+        report = check(implementation, name, seed=SEED)
+        assert time.monotonic() - start < SECONDS_PER_CHECK
+        assert report.failure is not None, f"jax mutant accepted: {bug}"
+        # A wrong value may shrink to an input where only the gradient still differs.
+        allowed = {kind, "wrong gradient"} if kind == "wrong value" else {kind}
+        assert report.failure.kind in allowed, str(report)
+
+
+def test_jax_reproducer_computes_in_float64() -> None:
+    pytest.importorskip("jax")
+    from implementations.jax_variants import gae_ignores_truncation
+
+    report = check(gae_ignores_truncation, "generalized_advantage_estimation", seed=SEED)
+    assert report.failure is not None
+    # Without x64, JAX would silently run the snippet in float32.
+    assert "jax_enable_x64" in report.reproducer()
+    namespace: dict[str, Any] = {}
+    exec(report.reproducer(), namespace)  # noqa: S102 - the snippet is ours
+    assert np.asarray(namespace["actual"]).dtype == np.float64
+    assert not np.allclose(namespace["expected"], namespace["actual"])
