@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sympy
+from sympy.printing.latex import LatexPrinter
 
 __all__ = [
     "RELATION_LATEX",
@@ -127,6 +128,20 @@ def _primed_latex(name: str) -> str:
     return text + (f"_{{{subscript}}}" if subscript else "")
 
 
+class _Printer(LatexPrinter):  # type: ignore[misc]
+    """sympy's LaTeX printer, with a power of a sum parenthesised.
+
+    sympy prints ``Sum(...)**2`` as ``\\sum_{i} e^{x_i}^{2}``, which TeX (and MathJax) reject
+    as a double exponent when the summand itself ends in a superscript.
+    """
+
+    def _print_Pow(self, expr: Any) -> str:
+        if isinstance(expr.base, sympy.Sum):
+            base = self._print(expr.base)
+            return rf"\left({base}\right)^{{{self._print(expr.exp)}}}"
+        return str(super()._print_Pow(expr))
+
+
 def step_latex(expression: Any) -> str:
     r"""LaTeX of one derivation expression (sympy's printer; a string is taken as LaTeX).
 
@@ -138,6 +153,9 @@ def step_latex(expression: Any) -> str:
         "{\\pi'}_{0}^{2}"
         >>> step_latex(sp.IndexedBase("pi'")[0] ** 2)
         "{{\\pi'}}_{0}^{2}"
+        >>> i = sp.Symbol("i", integer=True)
+        >>> step_latex(sp.Sum(sp.exp(sp.IndexedBase("x")[i]), (i, 0, 2)) ** 2)
+        '\\left(\\sum_{i=0}^{2} e^{{x}_{i}}\\right)^{2}'
     """
     if isinstance(expression, str):
         return expression
@@ -148,7 +166,8 @@ def step_latex(expression: Any) -> str:
         for symbol in getattr(expression, "atoms", lambda *_: set())(sympy.Symbol)
         if "'" in symbol.name
     }
-    return str(sympy.latex(expression, symbol_names=primed) if primed else sympy.latex(expression))
+    settings = {"symbol_names": primed} if primed else {}
+    return str(_Printer(settings).doprint(expression))
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
