@@ -41,7 +41,6 @@ import scipy.linalg.blas
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from numpy.typing import ArrayLike
-from threadpoolctl import threadpool_limits
 
 from rlmath._validation import FloatArray, check_integer
 from rlmath.mdp import TabularMDP
@@ -157,6 +156,8 @@ class _DiscountedSystem:
         # matvecs, which gain nothing from BLAS threads; with the cores oversubscribed, the
         # threads' busy-waiting made this solve 10-40x slower (measured: 0.7 s single-threaded
         # vs 8-30 s with 2 OpenBLAS threads under load on 2 cores). So: one BLAS thread here.
+        from threadpoolctl import threadpool_limits  # only this path needs it
+
         with threadpool_limits(limits=1, user_api="blas"):
             return self._gmres_refined(M, unit_b, order) * scale
 
