@@ -51,6 +51,7 @@ from rlmath.claims import (
     Step,
     SymbolicLeg,
     SymbolicMutation,
+    agreement_row,
     draw_examples,
     lambdify,
 )
@@ -478,21 +479,7 @@ def mc_check(seed: int, variant: Mapping[str, Any] | None) -> LegResult:
                         "max_abs_z": float(np.abs(result.z_scores[u]).max()),
                     }
                 )
-        z = np.abs(result.z_scores).ravel()
-        worst = int(np.argmax(z))
-        rows.append(
-            {
-                "example": index,
-                "estimate": float(result.estimate.ravel()[worst]),
-                "standard_error": float(result.standard_error.ravel()[worst]),
-                "reference": float(result.reference.ravel()[worst]),
-                "z": float(result.z_scores.ravel()[worst]),
-                "critical_z": float(result.critical_value),
-                "components": int(z.size),
-                "samples": N_SAMPLES,
-                "agrees": bool(result.agrees),
-            }
-        )
+        rows.append(agreement_row(index, result))
     evidence = {
         "false_alarm": FALSE_ALARM,
         "samples_per_example": N_SAMPLES,

@@ -54,6 +54,7 @@ from rlmath.claims import (
     Step,
     SymbolicLeg,
     SymbolicMutation,
+    agreement_row,
     draw_examples,
     lambdify,
 )
@@ -459,20 +460,7 @@ def mc_table_check(seed: int, variant: Mapping[str, Any] | None) -> LegResult:
                     "z": float(result.z_scores[column]),
                 }
             )
-        worst = int(np.argmax(np.abs(result.z_scores)))
-        rows.append(
-            {
-                "example": index,
-                "estimate": float(result.estimate[worst]),
-                "standard_error": float(result.standard_error[worst]),
-                "reference": float(result.reference[worst]),
-                "z": float(result.z_scores[worst]),
-                "critical_z": float(result.critical_value),
-                "components": 3,
-                "samples": N_SAMPLES,
-                "agrees": bool(result.agrees),
-            }
-        )
+        rows.append(agreement_row(index, result))
     evidence = {
         "false_alarm": FALSE_ALARM,
         "samples_per_example": N_SAMPLES,

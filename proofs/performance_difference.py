@@ -63,12 +63,16 @@ from rlmath.estimators import surrogate_gradient as surrogate_gradient_terms
 from rlmath.policy import SoftmaxPolicy
 from rlmath.sampling import Rollouts, rollouts, sample_actions
 from rlmath.statistics import DEFAULT_POWER, detection_power
-from rlmath.testing import logits, mdps_and_policies, softmax_policies, tabular_mdps
+from rlmath.testing import (
+    logits,
+    mdps_and_policies,
+    objective_gradient_by_central_differences,
+    softmax_policies,
+    tabular_mdps,
+)
 from rlmath.tolerances import (
-    central_difference_step,
     discounted_condition_number,
     exact_rtol,
-    softmax_objective_third_derivative_bound,
 )
 
 # ============================================================================ the lemma
@@ -397,43 +401,22 @@ _vanishes_function = lambdify([w, q, n], vanishes.conclusion)
 
 
 # finite differences of exact.objective (independent of every formula above)
-def finite_difference_error_bound(mdp) -> tuple[float, float]:
-    r"""Step and error bound of a central difference of ``exact.objective`` in one logit.
-
-    $|J'''| \le M_3$ (``softmax_objective_third_derivative_bound``, $R = \max|r|$,
-    $T = 1/(1-\gamma)$), evaluation error $\delta = \mathrm{exact\_rtol}(\kappa, S) R T$;
-    bound $M_3 h^2/6 + \delta/h$ (``central_difference_step``).
-    """
-    R = max(float(np.abs(mdp.r).max(initial=0.0)), 1e-300)
-    horizon = 1.0 / (1.0 - mdp.gamma)
-    evaluation_error = (
-        exact_rtol(discounted_condition_number(mdp.gamma), mdp.n_states) * R * horizon
-    )
-    return central_difference_step(
-        softmax_objective_third_derivative_bound(R, horizon), evaluation_error
-    )
-
-
 @functools.lru_cache(maxsize=4)
-def _finite_difference_gradient(
+def _central_differences(
     key: int, mdp, theta0_bytes: bytes, shape: tuple[int, int]
-) -> np.ndarray:
+) -> tuple[np.ndarray, float]:
     theta0 = np.frombuffer(theta0_bytes).reshape(shape)
-    h, _ = finite_difference_error_bound(mdp)
-    gradient = np.zeros(shape)
-    for index in np.ndindex(shape):
-        up, down = theta0.copy(), theta0.copy()
-        up[index] += h
-        down[index] -= h
-        gradient[index] = (
-            exact.objective(mdp, SoftmaxPolicy(up)) - exact.objective(mdp, SoftmaxPolicy(down))
-        ) / (up[index] - down[index])
-    return gradient
+    return objective_gradient_by_central_differences(mdp, SoftmaxPolicy(theta0))
+
+
+def central_differences(mdp, policy: SoftmaxPolicy) -> tuple[np.ndarray, float]:
+    """(gradient, absolute error bound) by ``rlmath.testing.objective_gradient_by_central_differences``."""
+    return _central_differences(id(mdp), mdp, policy.theta.tobytes(), policy.theta.shape)
 
 
 def finite_difference_gradient(mdp, policy: SoftmaxPolicy) -> np.ndarray:
     """Central differences of ``exact.objective`` in every logit, ``[S, A]``."""
-    return _finite_difference_gradient(id(mdp), mdp, policy.theta.tobytes(), policy.theta.shape)
+    return central_differences(mdp, policy)[0]
 
 
 def surrogate_lhs(example) -> np.ndarray:
@@ -464,8 +447,8 @@ def surrogate_rhs(example, normaliser: bool = True) -> np.ndarray:
 
 
 def surrogate_rtol(example) -> float:
-    mdp = example[0]
-    _, fd_bound = finite_difference_error_bound(mdp)
+    mdp, reference = example[0], example[1]
+    _, fd_bound = central_differences(mdp, reference)
     bound = max(fd_bound, 8.0 * _rounding_bound(mdp) / (1.0 - mdp.gamma))
     return bound / float(np.abs(surrogate_lhs(example)).max())
 
@@ -473,8 +456,8 @@ def surrogate_rtol(example) -> float:
 def surrogate_resolvable(example) -> bool:
     """Skip examples whose gradient is below 1000 finite-difference error bounds."""
     mdp, reference, _, _ = example
-    _, fd_bound = finite_difference_error_bound(mdp)
-    return float(np.abs(finite_difference_gradient(mdp, reference)).max()) > 1e3 * fd_bound
+    gradient, fd_bound = central_differences(mdp, reference)
+    return float(np.abs(gradient).max()) > 1e3 * fd_bound
 
 
 def _with_direction(pair):

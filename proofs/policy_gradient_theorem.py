@@ -61,12 +61,14 @@ from rlmath.claims import (
 from rlmath.policy import SoftmaxPolicy
 from rlmath.sampling import sample_actions
 from rlmath.statistics import DEFAULT_POWER, detection_power
-from rlmath.testing import mdps_and_policies, tabular_mdps
+from rlmath.testing import (
+    mdps_and_policies,
+    objective_gradient_by_central_differences,
+    tabular_mdps,
+)
 from rlmath.tolerances import (
-    central_difference_step,
     discounted_condition_number,
     exact_rtol,
-    softmax_objective_third_derivative_bound,
 )
 
 # ============================================================================ the theorem
@@ -204,51 +206,36 @@ def theorem_gradient(conclusion: sp.Expr, example, weights=None, q=None) -> np.n
 
 
 # ----------------------------------------------------------------------------- finite differences
-def finite_difference_error_bound(mdp) -> tuple[float, float]:
-    r"""Step $h$ and error bound of a central difference of ``exact.objective`` in one logit.
-
-    $|J'''| \le M_3$ from ``softmax_objective_third_derivative_bound`` with $R = \max|r|$ and
-    $T = 1/(1-\gamma)$; each evaluation of $J$ is off by at most
-    $\delta = \mathrm{exact\_rtol}(\kappa, S)\, R\, T$ (a linear solve with condition number
-    $\kappa \le (1+\gamma)/(1-\gamma)$, values bounded by $R T$). The bound is
-    $M_3 h^2/6 + \delta/h$ (``central_difference_step``).
-    """
-    R = max(float(np.abs(mdp.r).max(initial=0.0)), 1e-300)
-    horizon = 1.0 / (1.0 - mdp.gamma)
-    evaluation_error = (
-        exact_rtol(discounted_condition_number(mdp.gamma), mdp.n_states) * R * horizon
-    )
-    third = softmax_objective_third_derivative_bound(R, horizon)
-    return central_difference_step(third, evaluation_error)
-
-
 _last: dict[str, object] = {}
 
 
+def _central_differences(example) -> tuple[np.ndarray, float]:
+    """(gradient, absolute error bound) of central differences of ``exact.objective``.
+
+    ``rlmath.testing.objective_gradient_by_central_differences``, cached per example (the legs
+    ask for it several times per example).
+    """
+    if _last.get("example") is not example:
+        result = objective_gradient_by_central_differences(example[0], example[1])
+        _last.update(example=example, result=result)
+    return _last["result"]  # type: ignore[return-value]
+
+
 def finite_difference_gradient(example) -> np.ndarray:
-    """Central differences of ``exact.objective`` in each logit, ``[S, A]`` (cached per example)."""
-    if _last.get("example") is example:
-        return _last["gradient"]  # type: ignore[return-value]
-    mdp, policy = example[0], example[1]
-    h, _ = finite_difference_error_bound(mdp)
-    theta0 = np.array(policy.theta)
-    gradient = np.zeros_like(theta0)
-    for index in np.ndindex(theta0.shape):
-        up, down = theta0.copy(), theta0.copy()
-        up[index] += h
-        down[index] -= h
-        step = up[index] - down[index]  # the step actually taken
-        gradient[index] = (
-            exact.objective(mdp, SoftmaxPolicy(up)) - exact.objective(mdp, SoftmaxPolicy(down))
-        ) / step
-    _last.update(example=example, gradient=gradient)
-    return gradient
+    """Central differences of ``exact.objective`` in each logit, ``[S, A]``."""
+    return _central_differences(example)[0]
+
+
+def finite_difference_bound(example) -> float:
+    """The absolute error bound of every entry of ``finite_difference_gradient``."""
+    return _central_differences(example)[1]
 
 
 def finite_difference_rtol(example) -> float:
-    """The absolute bound of ``finite_difference_error_bound`` relative to the gradient's size."""
-    _, bound = finite_difference_error_bound(example[0])
-    return bound / float(np.abs(finite_difference_gradient(example)).max())
+    """The absolute bound of ``finite_difference_bound`` relative to the gradient's size."""
+    return finite_difference_bound(example) / float(
+        np.abs(finite_difference_gradient(example)).max()
+    )
 
 
 def resolvable(example) -> bool:
@@ -257,7 +244,7 @@ def resolvable(example) -> bool:
     Below that (a constant objective, gamma = 0 with equal rewards, ...) central differences
     cannot tell a right formula from a wrong one; such examples are skipped, not passed.
     """
-    _, bound = finite_difference_error_bound(example[0])
+    bound = finite_difference_bound(example)
     return float(np.abs(finite_difference_gradient(example)).max(initial=0.0)) > 1e3 * bound
 
 
@@ -567,7 +554,7 @@ mc_examples = mdps_and_policies(
 theorem_mc_examples = mc_examples.filter(
     _detectable(
         finite_difference_gradient,
-        lambda ex: finite_difference_error_bound(ex[0])[1],
+        finite_difference_bound,
         (
             initial_state_estimator,
             unnormalised_estimator,

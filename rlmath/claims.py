@@ -37,6 +37,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.strategies import SearchStrategy
 
+from rlmath.statistics import Agreement, agreement
 from rlmath.symbolic import disproved_at_random_point, is_nonnegative, prove_equal
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "Step",
     "SymbolicLeg",
     "SymbolicMutation",
+    "agreement_row",
     "draw_examples",
     "lambdify",
     "monte_carlo_leg",
@@ -453,6 +455,27 @@ def draw_examples(strategy: SearchStrategy[Any], count: int, seed: int) -> list[
     return drawn
 
 
+def agreement_row(example: int, result: Agreement) -> dict[str, Any]:
+    """The evidence of one Monte-Carlo example: its component with the largest $|z|$.
+
+    Keys: example, estimate, standard_error, reference, z, critical_z, components, samples,
+    agrees (what ``rlmath verify`` prints and the docs tabulate).
+    """
+    flat_z = np.atleast_1d(np.asarray(result.z_scores, dtype=np.float64)).ravel()
+    worst = int(np.argmax(np.where(np.isnan(flat_z), np.inf, np.abs(flat_z))))
+    return {
+        "example": example,
+        "estimate": float(np.ravel(result.estimate)[worst]),
+        "standard_error": float(np.ravel(result.standard_error)[worst]),
+        "reference": float(np.ravel(result.reference)[worst]),
+        "z": float(flat_z[worst]),
+        "critical_z": float(result.critical_value),
+        "components": int(flat_z.size),
+        "samples": int(result.n_samples),
+        "agrees": bool(result.agrees),
+    }
+
+
 def monte_carlo_leg(
     examples: SearchStrategy[Any],
     sample: Callable[[Any, np.random.Generator, int], Any],
@@ -475,7 +498,6 @@ def monte_carlo_leg(
     The evidence lists, per example, the estimate, standard error, reference and z of the
     component with the largest $|z|$, the number of components, and the sample count.
     """
-    from rlmath.statistics import agreement  # local: keeps the framework import light
 
     def check(seed: int, variant: Any) -> LegResult:
         estimator = sample if variant is None else variant
@@ -491,21 +513,7 @@ def monte_carlo_leg(
                 passed = False
                 continue
             result = agreement(terms, exact, false_alarm=false_alarm / n_examples, seed=[seed, k])
-            flat_z = np.atleast_1d(np.asarray(result.z_scores, dtype=np.float64)).ravel()
-            worst = int(np.argmax(np.where(np.isnan(flat_z), np.inf, np.abs(flat_z))))
-            rows.append(
-                {
-                    "example": k,
-                    "estimate": float(np.ravel(result.estimate)[worst]),
-                    "standard_error": float(np.ravel(result.standard_error)[worst]),
-                    "reference": float(np.ravel(result.reference)[worst]),
-                    "z": float(flat_z[worst]),
-                    "critical_z": float(result.critical_value),
-                    "components": int(flat_z.size),
-                    "samples": int(terms.shape[0]),
-                    "agrees": bool(result.agrees),
-                }
-            )
+            rows.append(agreement_row(k, result))
             passed = passed and bool(result.agrees)
         evidence = {
             "false_alarm": false_alarm,

@@ -44,6 +44,7 @@ __all__ = [
     "central_difference_gradient",
     "logits",
     "mdps_and_policies",
+    "objective_gradient_by_central_differences",
     "probability_vectors",
     "softmax_policies",
     "tabular_mdps",
@@ -451,3 +452,44 @@ def central_difference_gradient(
         difference = np.asarray(function(plus), dtype=np.float64) - function(minus)
         columns.append(difference / (plus[index] - minus[index]))
     return np.reshape(columns, point.shape + np.shape(columns[0]) if columns else point.shape)
+
+
+def objective_gradient_by_central_differences(
+    mdp: TabularMDP, policy: SoftmaxPolicy
+) -> tuple[FloatArray, float]:
+    r"""Central differences of ``rlmath.exact.objective`` in every logit, with an error bound.
+
+    $|J'''| \le M_3$ from :func:`rlmath.tolerances.softmax_objective_third_derivative_bound`
+    with $R = \max|r|$ and $T = 1/(1-\gamma)$; each evaluation of $J$ is off by at most
+    $\delta = \mathrm{exact\_rtol}(\kappa, S)\, R\, T$ (a linear solve with condition number
+    $\kappa \le (1+\gamma)/(1-\gamma)$, values bounded by $R T$). The step $h$ and the bound
+    $M_3 h^2/6 + \delta/h$ come from :func:`rlmath.tolerances.central_difference_step`.
+    Independent of every policy-gradient formula: only ``exact.objective`` is evaluated.
+
+    Args:
+        mdp: an infinite-horizon :class:`~rlmath.TabularMDP`.
+        policy: a :class:`~rlmath.SoftmaxPolicy` of the same shape.
+
+    Returns:
+        ``(gradient, bound)``: ``[S, A]`` float64 and the absolute error bound of every entry.
+    """
+    from rlmath import exact
+    from rlmath.tolerances import (
+        central_difference_step,
+        discounted_condition_number,
+        exact_rtol,
+        softmax_objective_third_derivative_bound,
+    )
+
+    R = max(float(np.abs(mdp.r).max(initial=0.0)), 1e-300)
+    horizon = 1.0 / (1.0 - mdp.gamma)
+    evaluation_error = (
+        exact_rtol(discounted_condition_number(mdp.gamma), mdp.n_states) * R * horizon
+    )
+    step, bound = central_difference_step(
+        softmax_objective_third_derivative_bound(R, horizon), evaluation_error
+    )
+    gradient = central_difference_gradient(
+        lambda theta: exact.objective(mdp, SoftmaxPolicy(theta)), policy.theta, step
+    )
+    return gradient, bound
