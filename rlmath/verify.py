@@ -8,7 +8,9 @@ every leg it applies to. ``proofs/`` is found next to the package in a source ch
 from __future__ import annotations
 
 import fnmatch
+import os
 import importlib.util
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -16,16 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlmath.claims import Claim, LegResult
+from rlmath.claims import Claim, LegResult, error_result
 
 __all__ = [
     "ClaimResult",
     "MutantResult",
+    "claim_index",
     "find_claims",
     "load_claims",
     "proofs_directory",
     "verify_claim",
+    "verify_claims",
 ]
+
+#: How a claim id is written in a proof file (``id="kebab-case"`` inside ``Claim(...)``).
+_CLAIM_ID = re.compile(r'\bid="([a-z0-9][a-z0-9-]*)"')
 
 
 def proofs_directory() -> Path:
@@ -52,19 +59,47 @@ def _load_module(path: Path) -> Any:
     return module
 
 
-def load_claims(directory: Path | None = None) -> list[Claim]:
-    """Every claim of every ``proofs/*.py`` file (``CLAIMS`` tuple), in file then list order.
+def _proof_files(directory: Path) -> list[Path]:
+    return [p for p in sorted(directory.glob("*.py")) if not p.name.startswith("_")]
 
-    Raises:
-        ValueError: if two claims share an id.
+
+def claim_index(directory: Path | None = None) -> dict[str, Path]:
+    """Claim id -> the proof file that defines it, read from the files' text (no import).
+
+    Each claim's ``id="..."`` must be written literally in its file; :func:`load_claims`
+    checks that the index matches what the files define.
     """
     directory = proofs_directory() if directory is None else directory
+    index: dict[str, Path] = {}
+    for path in _proof_files(directory):
+        for claim_id in _CLAIM_ID.findall(path.read_text(encoding="utf-8")):
+            index.setdefault(claim_id, path)
+    return index
+
+
+def load_claims(directory: Path | None = None, *, files: Iterable[Path] | None = None) -> list[Claim]:
+    """Every claim of the ``proofs/*.py`` files (``CLAIMS`` tuple), in file then list order.
+
+    Args:
+        directory: the proofs folder (default :func:`proofs_directory`).
+        files: only these proof files (as :func:`claim_index` maps ids to them).
+
+    Raises:
+        ValueError: if two claims share an id, or a claim's id is not written literally in
+            its file (so that ``--only`` could not find it without importing everything).
+    """
+    directory = proofs_directory() if directory is None else directory
+    paths = _proof_files(directory) if files is None else sorted(set(files))
     claims: list[Claim] = []
-    for path in sorted(directory.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
+    for path in paths:
         module = _load_module(path)
+        literal = set(_CLAIM_ID.findall(path.read_text(encoding="utf-8")))
         for claim in getattr(module, "CLAIMS", ()):
+            if claim.id not in literal:
+                raise ValueError(
+                    f"claim {claim.id!r} in {path.name}: write its id literally (id=\"...\") "
+                    "so that rlmath verify --only can find the file without importing all"
+                )
             claims.append(claim)
     ids = [c.id for c in claims]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -74,7 +109,18 @@ def load_claims(directory: Path | None = None) -> list[Claim]:
 
 
 def find_claims(pattern: str | None = None, claims: Iterable[Claim] | None = None) -> list[Claim]:
-    """Claims whose id matches ``pattern`` (an id or a shell glob); all when ``None``."""
+    """Claims whose id matches ``pattern`` (an id or a shell glob); all when ``None``.
+
+    Without ``claims``, only the proof files that define matching ids are imported.
+    """
+    if claims is None and pattern is not None:
+        index = claim_index()
+        wanted = sorted({path for cid, path in index.items() if fnmatch.fnmatchcase(cid, pattern)})
+        if not wanted:
+            raise ValueError(
+                f"--only {pattern!r} matches no claim; known ids: {', '.join(index)}"
+            )
+        claims = load_claims(files=wanted)
     pool = list(load_claims() if claims is None else claims)
     if pattern is None:
         return pool
@@ -87,22 +133,52 @@ def find_claims(pattern: str | None = None, claims: Iterable[Claim] | None = Non
 
 @dataclass(frozen=True)
 class MutantResult:
-    """Whether each applicable leg rejected the mutant."""
+    """What each applicable leg said of the mutant: a rejection is a ``"failed"`` verdict.
+
+    Attributes:
+        id, description: the mutant's.
+        verdicts: leg -> that leg's result on the mutant (status and how).
+    """
 
     id: str
     description: str
-    rejected_by: dict[str, bool]
+    verdicts: dict[str, LegResult]
+
+    @property
+    def rejected_by(self) -> dict[str, bool]:
+        """leg -> whether it rejected the mutant by a verdict."""
+        return {leg: result.rejected for leg, result in self.verdicts.items()}
 
     @property
     def killed(self) -> bool:
-        return all(self.rejected_by.values())
+        return all(result.rejected for result in self.verdicts.values())
+
+    @property
+    def defects(self) -> dict[str, str]:
+        """leg -> why it reached no verdict (an exception, an inconclusive check)."""
+        return {
+            leg: result.failure or "no verdict"
+            for leg, result in self.verdicts.items()
+            if result.status == "error"
+        }
+
+    def how(self, leg: str) -> str:
+        """One phrase: how ``leg`` judged the mutant."""
+        result = self.verdicts[leg]
+        if result.status == "verified":
+            return "accepted (the mutant survived)"
+        return result.failure or result.status
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "description": self.description,
             "killed": self.killed,
-            "rejected_by": dict(self.rejected_by),
+            "rejected_by": self.rejected_by,
+            "verdicts": {
+                leg: {"status": r.status, "how": r.failure or "accepted"}
+                for leg, r in self.verdicts.items()
+            },
         }
 
 
@@ -116,9 +192,24 @@ class ClaimResult:
     seed: int
     seconds: float = field(default=0.0)
 
+    problems: list[str] = field(default_factory=list)
+
     @property
     def verified(self) -> bool:
-        return all(leg.ok for leg in self.legs.values()) and all(m.killed for m in self.mutants)
+        return (
+            not self.problems
+            and all(leg.ok for leg in self.legs.values())
+            and all(m.killed for m in self.mutants)
+        )
+
+    @property
+    def errors(self) -> list[str]:
+        """Defects: legs or mutants that raised or reached no verdict."""
+        out = [f"{name}: {leg.failure}" for name, leg in self.legs.items() if leg.status == "error"]
+        for mutant in self.mutants:
+            for leg, why in mutant.defects.items():
+                out.append(f"mutant {mutant.id!r}, {leg} leg: {why}")
+        return out
 
     @property
     def status(self) -> str:
@@ -126,13 +217,20 @@ class ClaimResult:
 
     def failures(self) -> list[str]:
         """Sentences naming each failed leg and each surviving mutant."""
-        out = [f"{name}: {leg.failure}" for name, leg in self.legs.items() if not leg.ok]
+        out = list(self.problems)
+        out += [
+            f"{name}{' (error)' if leg.status == 'error' else ''}: {leg.failure}"
+            for name, leg in self.legs.items()
+            if not leg.ok
+        ]
         for mutant in self.mutants:
-            for leg, rejected in mutant.rejected_by.items():
-                if not rejected:
+            for leg, result in mutant.verdicts.items():
+                if result.status == "verified":
                     out.append(
                         f"mutant {mutant.id!r} survived the {leg} leg ({mutant.description})"
                     )
+                elif result.status == "error":
+                    out.append(f"mutant {mutant.id!r}, {leg} leg (error): {result.failure}")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,18 +241,19 @@ class ClaimResult:
             "seed": self.seed,
             "legs": {name: leg.to_dict() for name, leg in self.legs.items()},
             "mutants": [m.to_dict() for m in self.mutants],
+            "problems": list(self.problems),
             "seconds": round(self.seconds, 3),
         }
 
 
 def _verify_by_id(
     job: tuple[str, int],
-) -> tuple[str, dict[str, LegResult], list[MutantResult], float]:
+) -> tuple[str, dict[str, LegResult], list[MutantResult], float, list[str]]:
     """Worker: verify the claim with this id (claims hold lambdas, so only ids travel)."""
     claim_id, seed = job
-    (claim,) = [c for c in load_claims() if c.id == claim_id]
+    (claim,) = find_claims(claim_id)
     result = verify_claim(claim, seed=seed)
-    return claim_id, result.legs, result.mutants, result.seconds
+    return claim_id, result.legs, result.mutants, result.seconds, result.problems
 
 
 def verify_claims(
@@ -185,32 +284,58 @@ def verify_claims(
     done: dict[str, ClaimResult] = {}
     # longest first would balance better, but claim cost is not known in advance
     with context.Pool(processes=jobs) as pool:
-        for claim_id, legs, mutants, seconds in pool.imap_unordered(
+        for claim_id, legs, mutants, seconds, problems in pool.imap_unordered(
             _verify_by_id, [(c.id, seed) for c in claims]
         ):
-            done[claim_id] = ClaimResult(by_id[claim_id], legs, mutants, seed, seconds)
+            done[claim_id] = ClaimResult(by_id[claim_id], legs, mutants, seed, seconds, problems)
             if on_done is not None:
                 on_done(done[claim_id])
     return [done[c.id] for c in claims]
 
 
+def _run_leg(leg: Any, name: str, seed: int, variant: Any = None) -> LegResult:
+    """``leg.run`` with every exception turned into an ``"error"`` result (never a traceback)."""
+    start = time.perf_counter()
+    try:
+        result: LegResult = leg.run(seed) if variant is None else leg.run(seed, variant)
+    except Exception as exc:
+        return error_result(f"the {name} leg", exc, time.perf_counter() - start)
+    return result
+
+
+#: When True, a claim whose statement or exact rhs is not tied to its derivation, or whose
+#: legs are not all exercised by mutants, fails verification (see Claim.coverage_problems).
+STRICT_TIES = os.environ.get("RLMATH_STRICT_TIES", "1") != "0"
+
+
 def verify_claim(
     claim: Claim, *, seed: int = 0, on_leg: Callable[[str], None] | None = None
 ) -> ClaimResult:
-    """Run every leg of ``claim`` and every mutant through the legs it applies to."""
+    """Run every leg of ``claim`` and every mutant through the legs it applies to.
+
+    A mutant is rejected by a leg only when that leg ran to a verdict and said no
+    (``"failed"``); an exception or an inconclusive check is an error of the mutant, and the
+    claim is not verified.
+    """
     start = time.perf_counter()
     legs = claim.legs()
     results: dict[str, LegResult] = {}
     for name, leg in legs.items():
         if on_leg is not None:
             on_leg(name)
-        results[name] = leg.run(seed)
+        results[name] = _run_leg(leg, name, seed)
     mutants = []
     for mutant in claim.mutants:
-        rejected = {}
-        for name, variant in mutant.variants().items():
+        verdicts = {}
+        try:
+            variants = claim.mutant_variants(mutant)
+        except Exception as exc:
+            variants = {}
+            verdicts["symbolic"] = error_result(f"mutant {mutant.id!r}'s variants", exc)
+        for name, variant in variants.items():
             if on_leg is not None:
                 on_leg(f"mutant {mutant.id} / {name}")
-            rejected[name] = not legs[name].run(seed, variant).ok
-        mutants.append(MutantResult(mutant.id, mutant.description, rejected))
-    return ClaimResult(claim, results, mutants, seed, time.perf_counter() - start)
+            verdicts[name] = _run_leg(legs[name], name, seed, variant)
+        mutants.append(MutantResult(mutant.id, mutant.description, verdicts))
+    problems = claim.coverage_problems() if STRICT_TIES else []
+    return ClaimResult(claim, results, mutants, seed, time.perf_counter() - start, problems)

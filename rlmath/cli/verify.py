@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _leg_cell(result: ClaimResult, leg: str) -> str:
     if leg not in result.legs:
         return "-"
-    return "ok" if result.legs[leg].ok else "FAIL"
+    status = result.legs[leg].status
+    return {"verified": "ok", "failed": "FAIL", "error": "ERROR"}[status]
 
 
 def format_table(results: list[ClaimResult]) -> str:
@@ -43,9 +44,13 @@ def format_table(results: list[ClaimResult]) -> str:
     lines = [header, "-" * len(header)]
     for r in results:
         killed = sum(m.killed for m in r.mutants)
+        if any(m.defects for m in r.mutants):
+            killed_cell = f"{killed}/{len(r.mutants)}!"
+        else:
+            killed_cell = f"{killed}/{len(r.mutants)}"
         lines.append(
             f"{r.claim.id:<{width}}  {_leg_cell(r, 'symbolic'):>8}  {_leg_cell(r, 'exact'):>5}  "
-            f"{_leg_cell(r, 'monte_carlo'):>11}  {f'{killed}/{len(r.mutants)}':>7}  {r.seconds:>5.1f}s"
+            f"{_leg_cell(r, 'monte_carlo'):>11}  {killed_cell:>7}  {r.seconds:>5.1f}s"
         )
     return "\n".join(lines)
 
@@ -70,6 +75,41 @@ def format_monte_carlo(results: list[ClaimResult]) -> str:
     if not lines:
         return ""
     return "Monte-Carlo evidence (worst component per example):\n" + "\n".join(lines)
+
+
+def format_mutants(results: list[ClaimResult]) -> str:
+    """Which legs rejected each mutant, and how (the verdict's own words, shortened)."""
+    lines = []
+    for r in results:
+        for mutant in r.mutants:
+            parts = []
+            for leg, result in mutant.verdicts.items():
+                word = {"failed": "rejected", "verified": "ACCEPTED", "error": "NO VERDICT"}[
+                    result.status
+                ]
+                how = (result.failure or "").replace("\n", " ")
+                if len(how) > 110:
+                    how = how[:107] + "..."
+                parts.append(f"{leg} {word}" + (f" ({how})" if how else ""))
+            lines.append(f"  {r.claim.id} / {mutant.id}: " + "; ".join(parts))
+    if not lines:
+        return ""
+    return "Mutants (which legs rejected each, and how):\n" + "\n".join(lines)
+
+
+def format_flags(results: list[ClaimResult]) -> str:
+    """Steps proved only as "identical", and parts of a claim that are not tied together."""
+    lines = []
+    for r in results:
+        symbolic = r.legs.get("symbolic")
+        identical = symbolic.evidence.get("identical_steps", []) if symbolic is not None else []
+        for step in identical:
+            lines.append(f"  {r.claim.id}: proved as 'identical' (rule not exercised): {step}")
+        for problem in r.claim.coverage_problems():
+            lines.append(f"  {r.claim.id}: {problem}")
+    if not lines:
+        return ""
+    return "Flags:\n" + "\n".join(lines)
 
 
 def format_tables(results: list[ClaimResult]) -> str:
@@ -101,12 +141,32 @@ def format_tables(results: list[ClaimResult]) -> str:
     return "\n\n".join(blocks)
 
 
+def _check_writable(path: Path) -> str | None:
+    """Why ``path`` cannot be written (checked before the run), or None."""
+    target = path if path.exists() else path.parent
+    if path.exists() and path.is_dir():
+        return f"--json {path}: is a directory"
+    if not target.exists():
+        return f"--json {path}: folder {path.parent} does not exist"
+    if not os.access(target, os.W_OK):
+        return f"--json {path}: not writable"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.json is not None:
+        problem = _check_writable(args.json)
+        if problem is not None:
+            print(f"rlmath verify: {problem}", file=sys.stderr)
+            return 2
     try:
         claims = find_claims(args.only)
     except ValueError as error:
         print(f"rlmath verify: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # a proof file that does not import is a defect, not a usage error
+        print(f"rlmath verify: loading the proofs failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if jobs < 1:
         print(f"rlmath verify: --jobs must be >= 1, got {jobs}", file=sys.stderr)
@@ -133,12 +193,17 @@ def run(args: argparse.Namespace) -> int:
     tables = format_tables(results)
     if tables:
         print("\n" + tables)
+    for block in (format_mutants(results), format_flags(results)):
+        if block:
+            print("\n" + block)
     failed = [r for r in results if not r.verified]
     n_mutants = sum(len(r.mutants) for r in results)
     n_killed = sum(m.killed for r in results for m in r.mutants)
+    n_errors = sum(len(r.errors) for r in results)
     print(
         f"\n{len(results) - len(failed)}/{len(results)} claims verified, "
-        f"{n_killed}/{n_mutants} mutants rejected, seed {args.seed}, {total:.1f}s"
+        f"{n_killed}/{n_mutants} mutants rejected, {n_errors} errors, seed {args.seed}, "
+        f"{total:.1f}s"
     )
     if args.json is not None:
         payload = {
@@ -146,7 +211,13 @@ def run(args: argparse.Namespace) -> int:
             "seconds": round(total, 3),
             "claims": [r.to_dict() for r in results],
         }
-        args.json.write_text(json.dumps(payload, indent=2, sort_keys=False, default=float) + "\n")
+        try:
+            args.json.write_text(
+                json.dumps(payload, indent=2, sort_keys=False, default=float) + "\n"
+            )
+        except OSError as error:
+            print(f"rlmath verify: writing --json failed: {error}", file=sys.stderr)
+            return 1
     for r in failed:
         print(f"\nFAILED {r.claim.id}:")
         for line in r.failures():

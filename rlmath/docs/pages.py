@@ -101,7 +101,11 @@ def evidence_record(claim: Claim, result: Mapping[str, Any]) -> dict[str, Any]:
         "seed": result["seed"],
         "legs": legs,
         "mutants": [
-            {"id": m["id"], "killed": m["killed"], "rejected_by": dict(m["rejected_by"])}
+            {
+                "id": m["id"],
+                "killed": m["killed"],
+                "rejected_by": dict(m["rejected_by"]),
+            }
             for m in result["mutants"]
         ],
     }
@@ -217,14 +221,15 @@ def evidence_markdown(claim: Claim, record: Mapping[str, Any]) -> str:
     out += ["## Mutants rejected", ""]
     out += [
         "Each mutant is a plausible wrong version of the claim; every leg it applies to must "
-        "reject it.",
+        "reject it by a verdict (an exception is a defect, not a rejection).",
         "",
     ]
     descriptions_by_id = {m.id: m.description for m in claim.mutants}
     rows = []
     for mutant in record["mutants"]:
-        verdicts = ", ".join(
-            f"{LEG_TITLES.get(leg, leg).lower()} {'✓' if rejected else '✗ survived'}"
+        verdicts = "; ".join(
+            f"{LEG_TITLES.get(leg, leg).lower()} "
+            + (f"✓ ({REJECTION_KIND.get(leg, 'rejected')})" if rejected else "✗ not rejected")
             for leg, rejected in mutant["rejected_by"].items()
         )
         rows.append(
@@ -238,8 +243,16 @@ def evidence_markdown(claim: Claim, record: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+#: How each leg rejects a mutant (a verdict, never an exception): what the docs say.
+REJECTION_KIND = {
+    "symbolic": "refuted at a random admissible point",
+    "exact": "error above tolerance",
+    "monte_carlo": "z beyond the critical value",
+}
+
+
 # ============================================================================ claim page
-def _derivation_markdown(derivation: Derivation) -> str:
+def _derivation_markdown(derivation: Derivation, identical: set[str] | None = None) -> str:
     heading = f"### `{derivation.name}`"
     if derivation.statement:
         heading += f": ${derivation.statement}$"
@@ -247,6 +260,8 @@ def _derivation_markdown(derivation: Derivation) -> str:
     for index, step in enumerate(derivation.steps):
         relation = "" if index == 0 else RELATION_LATEX[step.relation] + " "
         rule = escape_markdown(step.rule)
+        if identical and f"{derivation.name} step {index}: {step.rule}" in identical:
+            rule += " *(proved as identical: sympy had already rewritten it)*"
         out += [
             f"{index + 1}. {rule}",
             "",
@@ -288,12 +303,19 @@ def claim_page(claim: Claim, record: Mapping[str, Any], *, source: str = "") -> 
         "## Statement",
         "",
         "$$",
-        claim.statement.strip(),
+        claim.statement_latex,
         "$$",
         "",
-        "## Assumptions",
-        "",
     ]
+    if claim.statement_tied:
+        out += [
+            "The statement is printed from the sympy expressions that the derivation below is "
+            "proved to start from and end at.",
+            "",
+        ]
+    elif claim.statement_reason:
+        out += [f"Statement written by hand: {escape_markdown(claim.statement_reason)}", ""]
+    out += ["## Assumptions", ""]
     out += [f"- {escape_markdown(a)}" for a in claim.assumptions] + [""]
     out += [
         "## Derivation",
@@ -303,8 +325,9 @@ def claim_page(claim: Claim, record: Mapping[str, Any], *, source: str = "") -> 
         "checks).",
         "",
     ]
-    for derivation in claim.symbolic.derivations:
-        out.append(_derivation_markdown(derivation))
+    identical = set(record["legs"].get("symbolic", {}).get("identical_steps", []) or [])
+    for derivation in claim.symbolic.all_derivations():
+        out.append(_derivation_markdown(derivation, identical))
     if claim.notes.strip():
         out += ["## Notes", "", _markdown_block(claim.notes), ""]
     out.append(evidence_markdown(claim, record))
