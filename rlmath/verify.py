@@ -251,8 +251,11 @@ def _verify_by_id(
 ) -> tuple[str, dict[str, LegResult], list[MutantResult], float, list[str]]:
     """Worker: verify the claim with this id (claims hold lambdas, so only ids travel)."""
     claim_id, seed = job
-    (claim,) = find_claims(claim_id)
-    result = verify_claim(claim, seed=seed)
+    try:
+        (claim,) = find_claims(claim_id)
+        result = verify_claim(claim, seed=seed)
+    except Exception as exc:  # loading or running failed in the worker: an error, not a crash
+        return claim_id, {"symbolic": error_result(f"verifying {claim_id}", exc)}, [], 0.0, []
     return claim_id, result.legs, result.mutants, result.seconds, result.problems
 
 

@@ -11,15 +11,24 @@ import sympy as sp
 from hypothesis import strategies as st
 
 from rlmath.claims import (
+    Case,
+    CaseAnalysis,
     Claim,
     Derivation,
     ExactLeg,
+    LegResult,
+    MonteCarloLeg,
     Mutant,
+    Statement,
     Step,
     SymbolicLeg,
     SymbolicMutation,
+    local_constants_neutralised,
+    monte_carlo_leg,
     normwise_error,
+    regions_cover,
     violation,
+    worst_component,
 )
 from rlmath.cli import main
 from rlmath.symbolic import is_nonnegative, prove_equal
@@ -45,22 +54,22 @@ def toy_claim(**overrides) -> Claim:
     fields = dict(
         id="toy",
         title="toy",
-        statement="(x+1)^2 >= 2x + 1",
+        statement=Statement((x + 1) ** 2, 2 * x + 1, ">="),
         assumptions=("x > 0",),
         references=("folklore",),
         symbolic=SymbolicLeg((toy_derivation(),)),
         exact=ExactLeg(
             st.floats(0.0, 10.0),
-            lhs=lambda v: (v + 1.0) ** 2,
-            rhs=lambda v: 2 * v + 1.0,
+            lhs=lambda v: v * v + 2.0 * v + 1.0,  # expanded: another way to compute (x+1)^2
+            symbols=(x,),
+            arguments=lambda v: (v,),
             rtol=1e-12,
-            relation=">=",
         ),
         mutants=(
             Mutant(
-                "drop-constant",
-                "the +1 dropped from the expansion",
-                symbolic=SymbolicMutation("toy", 2 * x),
+                "double-slope",
+                "4x + 1 for 2x + 1: false for 0 < x < 2",
+                symbolic=SymbolicMutation("toy", 4 * x + 1),
             ),
         ),
     )
@@ -84,7 +93,149 @@ def test_is_nonnegative_uses_assumptions_only():
 def test_toy_claim_is_verified_and_its_mutant_killed():
     result = verify_claim(toy_claim())
     assert result.verified, result.failures()
-    assert result.mutants[0].killed
+    mutant = result.mutants[0]
+    assert mutant.killed
+    # the symbolic leg rejected it by a refutation; the exact leg got the lambdified mutant
+    assert set(mutant.verdicts) == {"symbolic", "exact"}
+    assert "refuted" in mutant.verdicts["symbolic"].failure
+    assert mutant.verdicts["exact"].status == "failed"
+    legs = result.legs
+    assert legs["symbolic"].evidence["statement_tied"] is True
+    assert legs["exact"].evidence["control"]["rejected"] is True
+    assert legs["exact"].evidence["rhs"] == "lambdified conclusion"
+
+
+def test_statement_is_rendered_and_tied_to_the_derivation():
+    claim = toy_claim()
+    assert claim.statement_latex == sp.latex((x + 1) ** 2) + r" \ge " + sp.latex(2 * x + 1)
+    # a statement whose rhs is not the conclusion (a dropped term) fails the symbolic leg
+    untied = toy_claim(statement=Statement((x + 1) ** 2, 2 * x, ">="))
+    result = untied.symbolic.run()
+    assert result.status == "failed" and "statement rhs = conclusion" in result.failure
+    with pytest.raises(ValueError, match="relation"):
+        toy_claim(statement=Statement((x + 1) ** 2, 2 * x + 1, "="))
+
+
+def test_an_explicit_rhs_or_text_statement_needs_a_reason():
+    explicit = toy_claim(
+        exact=ExactLeg(st.floats(0, 1), lhs=lambda v: (v + 1) ** 2, rhs=lambda v: (v + 1) ** 2,
+                       rtol=1e-12, relation=">="),
+        statement="(x+1)^2 >= 2x + 1",
+    )
+    problems = explicit.coverage_problems()
+    assert any("rhs_reason" in p for p in problems)
+    assert any("statement_reason" in p for p in problems)
+    assert not verify_claim(explicit).verified
+
+
+def test_a_true_mutant_survives_and_an_undecidable_one_is_an_error_not_a_rejection():
+    true_but_rewritten = Mutant(
+        "rewritten", "2x + 1 written as 1 + 2x", symbolic=SymbolicMutation("toy", 1 + x + x)
+    )
+    result = verify_claim(toy_claim(mutants=(true_but_rewritten,)))
+    assert not result.verified
+    assert result.mutants[0].verdicts["symbolic"].status == "verified"
+    # (x+1)^2 >= 2x is true but the stated gap x^2 is wrong: no point refutes it and sympy
+    # cannot prove it, so there is no verdict: a defect of the mutant, never a rejection
+    wrong_gap = Mutant("wrong-gap", "true bound, wrong gap", symbolic=SymbolicMutation("toy", 2 * x))
+    result = verify_claim(toy_claim(mutants=(wrong_gap,)))
+    verdict = result.mutants[0].verdicts["symbolic"]
+    assert verdict.status == "error" and "no verdict" in verdict.failure
+    assert not result.mutants[0].killed and not result.verified
+    assert any("(error)" in line for line in result.failures())
+
+
+def test_a_crashing_mutant_is_a_defect_not_a_rejection():
+    crashing = Mutant(
+        "typo", "a mutant with a bug", symbolic=SymbolicMutation("toy", 4 * x + 1),
+        exact=lambda v: 1 / 0,
+    )
+    result = verify_claim(toy_claim(mutants=(crashing,)))
+    verdict = result.mutants[0].verdicts["exact"]
+    assert verdict.status == "error" and "ZeroDivisionError" in verdict.failure
+    assert not result.mutants[0].killed
+    assert not result.verified and result.errors
+
+
+def test_an_exception_in_the_true_claim_is_an_error_with_its_reason():
+    leg = ExactLeg(st.floats(0, 1), lhs=lambda v: v, rhs=lambda v: 1 / 0, rtol=1e-12,
+                   rhs_reason="test")
+    result = leg.run(seed=0)
+    assert result.status == "error" and "ZeroDivisionError" in result.failure
+    bad_tolerance = ExactLeg(st.floats(0, 1), lhs=lambda v: v, rhs=lambda v: v,
+                             rtol=lambda v: 1 / 0, rhs_reason="test")
+    assert bad_tolerance.run(seed=0).status == "error"
+
+
+def test_exact_control_catches_a_leg_that_cannot_fail():
+    # rtol = 1e6: any rhs passes, so the control (rhs moved by 1e3 tolerances) is accepted
+    lenient = ExactLeg(st.floats(0.5, 1), lhs=lambda v: v, rhs=lambda v: 2 * v, rtol=1e6,
+                       rhs_reason="test")
+    result = lenient.run(seed=0)
+    assert result.status == "error" and "control" in result.failure
+
+
+def test_monte_carlo_leg_control_and_errors():
+    leg = monte_carlo_leg(
+        st.floats(0.0, 1.0),
+        lambda mean, rng, n: rng.normal(mean, 1.0, size=n),
+        lambda mean: mean,
+        n_samples=2000,
+    )
+    result = leg.run(seed=1)
+    assert result.ok and result.evidence["control"]["rejected"] is True
+    assert leg.run(seed=1, variant=lambda mean, rng, n: rng.normal(mean + 1, 1.0, size=n)).rejected
+    crash = leg.run(seed=1, variant=lambda mean, rng, n: 1 / 0)
+    assert crash.status == "error"
+    nan = leg.run(seed=1, variant=lambda mean, rng, n: np.full(n, np.nan))
+    assert nan.status == "error"
+    # a hand-written check that reports no control is an error, not a verified leg
+    no_control = MonteCarloLeg(lambda seed, variant: LegResult("verified", {}))
+    assert no_control.run().status == "error"
+
+
+def test_case_analysis_must_cover_its_domain():
+    a, r, e = sp.Symbol("A", real=True), sp.Symbol("r", real=True), sp.Symbol("e", positive=True)
+    assert regions_cover(sp.true, [a > 0, a < 0, sp.Eq(a, 0)])
+    assert not regions_cover(sp.true, [a > 0, a < 0])
+    assert regions_cover(sp.Ne(a, 0), [a > 0, a < 0])
+    regions = [(a >= 0) & (r > 1 + e), (a >= 0) & (r <= 1 + e), a < 0]
+    assert regions_cover(sp.true, regions)
+    assert not regions_cover(sp.true, regions[:2])
+    derivation = Derivation("d", (Step(a**2, "def"), Step(a * a, "a^2 = a a")))
+    half = CaseAnalysis("half", sp.true, (Case(a > 0, derivation),))
+    result = SymbolicLeg((), cases=(half,)).run()
+    assert result.status == "failed" and "cover" in result.failure
+    rho = sp.Symbol("rho", positive=True)
+    misplaced = CaseAnalysis(
+        "misplaced", sp.true,
+        (Case(a > 0, derivation, {a: -rho}), Case(a <= 0, replace(derivation, name="e"))),
+    )
+    result = SymbolicLeg((), cases=(misplaced,)).run()
+    assert result.status == "failed" and "parametrisation" in result.failure
+
+
+def test_identical_steps_are_flagged():
+    same = Derivation("same", (Step(2 * x, "def"), Step(x + x, "x + x = 2x")))  # sympy: 2*x twice
+    result = SymbolicLeg((same,)).run()
+    assert result.ok
+    assert result.evidence["identical_steps"] == ["same step 1: x + x = 2x"]
+    unevaluated = Derivation(
+        "unevaluated", (Step(2 * x, "def"), Step(sp.Add(x, x, evaluate=False), "x + x = 2x"))
+    )
+    assert SymbolicLeg((unevaluated,)).run().evidence["identical_steps"] == []
+
+
+def test_worst_component_breaks_ties_by_first_index():
+    assert worst_component([1.0, -3.0, 3.0 * (1 + 1e-12), 2.0]) == 1
+    assert worst_component([1.0, 3.0 * (1 + 1e-12), -3.0, 2.0]) == 1
+    assert worst_component([0.5, np.nan, 4.0]) == 1
+
+
+def test_the_private_hypothesis_hook_that_keeps_examples_seed_only_exists():
+    # If a Hypothesis upgrade renames the hook, examples would silently depend on which
+    # modules are imported: this test fails instead (see reproducibility.seed_only_generation).
+    assert local_constants_neutralised()
 
 
 def test_inequality_step_without_gap_or_with_wrong_gap_fails():
@@ -105,13 +256,11 @@ def test_mutant_that_survives_fails_the_claim():
     assert any("survived the symbolic leg" in line for line in result.failures())
 
 
-def test_exact_leg_reports_the_failing_example_and_counts_crashes_as_failures():
-    leg = ExactLeg(st.floats(0, 1), lhs=lambda v: v, rhs=lambda v: v + 1e-3, rtol=1e-12)
+def test_exact_leg_reports_the_failing_example():
+    leg = ExactLeg(st.floats(0, 1), lhs=lambda v: v, rhs=lambda v: v + 1e-3, rtol=1e-12,
+                   rhs_reason="test")
     result = leg.run(seed=0)
     assert result.status == "failed" and "example" in result.failure
-    crashing = ExactLeg(st.floats(0, 1), lhs=lambda v: v, rhs=lambda v: 1 / 0, rtol=1e-12)
-    result = crashing.run(seed=0)
-    assert result.status == "failed" and "ZeroDivisionError" in result.failure
 
 
 def test_normwise_error_and_violation():
@@ -263,3 +412,50 @@ def test_generated_examples_do_not_depend_on_imported_modules(tmp_path, monkeypa
     monkeypatch.syspath_prepend(str(tmp_path))
     __import__("lots_of_constants")
     assert draw_examples(strategy, 12, seed=7) == before
+
+
+def test_verify_cli_refuses_an_unwritable_json_path_before_running(tmp_path, capsys):
+    missing = tmp_path / "no-such-folder" / "out.json"
+    assert main(["verify", "--only", "importance-sampling-unbiased", "--json", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err
+    assert main(["verify", "--only", "importance-sampling-unbiased", "--json", str(tmp_path)]) == 2
+
+
+def test_a_leg_that_raises_becomes_a_reported_error_with_a_reproduce_line(monkeypatch, capsys):
+    import rlmath.cli.verify as cli_verify
+
+    (claim,) = find_claims("importance-sampling-unbiased")
+
+    def explode(example):
+        raise RuntimeError("boom")
+
+    broken = replace(claim, exact=replace(claim.exact, lhs=explode))
+    monkeypatch.setattr(cli_verify, "find_claims", lambda only: [broken])
+    assert main(["verify", "--seed", "2", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR" in out and "RuntimeError: boom" in out
+    assert "rlmath verify --only importance-sampling-unbiased --seed 2" in out
+
+
+def test_only_imports_just_the_proof_files_it_needs():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from rlmath.verify import find_claims; find_claims('importance-sampling-*');"
+        "print(sorted(m for m in sys.modules if m.startswith('rlmath_proofs.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['rlmath_proofs.importance_sampling']"
+
+
+def test_the_template_proof_file_verifies():
+    # proofs/_template.py is what newcomers copy: it must stay a verified claim.
+    from rlmath.verify import _load_module, proofs_directory
+
+    module = _load_module(proofs_directory() / "_template.py")
+    (claim,) = module.CLAIMS
+    result = verify_claim(claim, seed=0)
+    assert result.verified, "\n".join(result.failures())
+    assert not claim.coverage_problems()

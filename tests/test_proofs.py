@@ -57,10 +57,17 @@ def test_claim_is_documented(claim):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(1, 9))
-def test_every_claim_is_verified_for_other_seeds(seed):
-    # Hypothesis explores different examples for each seed: a claim whose tolerance or
-    # example domain is wrong shows up here (e.g. seeds 3 and 10 found underflow cases).
-    results = [verify_claim(c, seed=seed) for c in CLAIMS]
-    failures = [f"{r.claim.id}: {r.failures()}" for r in results if not r.verified]
-    assert not failures, "\n".join(failures)
+def test_every_claim_is_verified_for_many_seeds():
+    # Hypothesis explores different examples for each seed: a claim whose tolerance or example
+    # domain is wrong shows up here (seeds 3 and 10 found underflow cases, others a missed
+    # cancellation in 1 - pi and a subnormal gradient). scripts/verify_seeds.py does the work.
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "verify_seeds.py"
+    spec = importlib.util.spec_from_file_location("verify_seeds", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    failures, n_claims = module.run(range(0, 200), None, jobs=2)
+    assert n_claims == len(CLAIMS)
+    assert not failures, "\n".join(f"{f['claim']} seed {f['seed']}: {f['failures']}" for f in failures)
