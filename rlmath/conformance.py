@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
+import os
 import random
 import sys
 import time
@@ -39,6 +41,8 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
 from rlmath._validation import FloatArray, check_integer
+from rlmath.claims.reproducibility import seed_only_generation
+from rlmath.isolation import Outcome, Worker
 from rlmath.specs import Example, Spec, get_spec
 from rlmath.tolerances import conformance_atol, conformance_rtol
 
@@ -52,6 +56,10 @@ _FLOAT_DTYPES: dict[str, np.dtype[Any]] = {
 _SHOWN_ENTRIES = 8
 #: Seconds spent shrinking a failure at most; then the smallest failing input so far is shown.
 SHRINK_SECONDS = 3.0
+#: Default seconds one example may take in the worker (two calls and the gradient).
+EXAMPLE_TIMEOUT = 30.0
+#: Default seconds a whole check may take.
+TOTAL_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,9 @@ class Failure:
 
     Attributes:
         kind: ``"wrong value"``, ``"wrong gradient"``, ``"wrong shape"``, ``"wrong dtype"``,
-            ``"non-finite"``, ``"exception"``, ``"non-deterministic"`` or ``"mutated input"``.
+            ``"non-finite"``, ``"exception"``, ``"non-deterministic"``, ``"mutated input"``,
+            or, for an isolated run, ``"exited"`` (``sys.exit``/``os._exit``), ``"crashed"``
+            (killed by a signal) or ``"timed out"``.
         message: one line saying what went wrong.
         details: the readable diff (index, expected, actual, difference, tolerance), or the
             traceback for an exception.
@@ -90,6 +100,54 @@ class Report:
     def conforms(self) -> bool:
         """True when no example failed."""
         return self.failure is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready report (``schema_version`` 1)."""
+        from rlmath._version import __version__
+
+        failure = None
+        if self.failure is not None:
+            failure = {
+                "kind": self.failure.kind,
+                "message": self.failure.message,
+                "details": self.failure.details,
+                "example": {
+                    "arguments": {
+                        k: np.asarray(v).tolist() for k, v in self.failure.example.arguments.items()
+                    },
+                    "hyperparameters": {
+                        k: (float(v) if isinstance(v, float) else v)
+                        for k, v in self.failure.example.hyperparameters.items()
+                    },
+                },
+                "reproducer": self.reproducer(),
+            }
+        return {
+            "schema_version": 1,
+            "rlmath_version": __version__,
+            "target": self.target,
+            "spec": self.spec.name,
+            "conforms": self.conforms,
+            "examples": self.examples,
+            "seed": self.seed,
+            "dtype": self.dtype,
+            "framework": self.framework,
+            "hyperparameters": dict(self.hyperparameters),
+            "failure": failure,
+        }
+
+    def __repr__(self) -> str:
+        verdict = "conforms" if self.conforms else f"FAILED: {self.failure.kind}"  # type: ignore[union-attr]
+        return f"<Report {self.target} vs {self.spec.name}: {verdict}, seed {self.seed}>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        colour = "green" if self.conforms else "#b00"
+        return (
+            f'<div><b style="color:{colour}">{html.escape(repr(self))}</b>'
+            f"<pre>{html.escape(str(self))}</pre></div>"
+        )
 
     def reproducer(self) -> str:
         """Python code that recomputes the reference and the implementation on the failure."""
@@ -155,7 +213,8 @@ def _to_native(value: np.ndarray, framework: str, dtype: np.dtype) -> Any:
     if framework == "torch":
         import torch
 
-        return torch.from_numpy(np.ascontiguousarray(array))
+        # np.ascontiguousarray would turn a 0-d scalar into shape [1]: keep it 0-d
+        return torch.from_numpy(np.array(array, order="C", copy=True))
     if framework == "jax":
         import jax.numpy as jnp
 
@@ -313,7 +372,7 @@ def _diff_table(
     rows = [f"{'index':<10}{'expected':>24}{'actual':>24}{'actual-expected':>18}{'tolerance':>12}"]
     for index in indices[:_SHOWN_ENTRIES]:
         rows.append(
-            f"{str(index):<10}{want[index]!r:>24}{got[index]!r:>24}"
+            f"{str(index):<10}{_number(want[index]):>24}{_number(got[index]):>24}"
             f"{got[index] - want[index]:>18.3g}{bound[index]:>12.3g}"
         )
     if len(indices) > _SHOWN_ENTRIES:
@@ -322,15 +381,52 @@ def _diff_table(
     return "\n".join(rows)
 
 
-def _judge(
-    impl: Callable[..., Any], spec: Spec, example: Example, framework: str, dtype: np.dtype
-) -> Failure | None:
-    output, failure = _call(impl, spec, example, framework, dtype)
-    if failure is not None:
-        return failure
-    parts, failure = _output_parts(output, spec, example)
-    if failure is not None:
-        return failure
+@dataclass(frozen=True)
+class _Run:
+    """What the implementation produced on one example (computed where it runs)."""
+
+    parts: list[np.ndarray]
+    again: list[np.ndarray]
+    gradients: dict[str, np.ndarray | None] | None
+    gradient_failure: Failure | None
+
+
+def _run_implementation(
+    impl: Callable[..., Any],
+    spec: Spec,
+    example: Example,
+    framework: str,
+    dtype: np.dtype,
+) -> _Run | Failure:
+    """Call the implementation twice (and differentiate it): the part that runs in the worker."""
+    with np.errstate(all="ignore"):
+        output, failure = _call(impl, spec, example, framework, dtype)
+        if failure is not None:
+            return failure
+        parts, failure = _output_parts(output, spec, example)
+        if failure is not None:
+            return failure
+        again, failure = _call(impl, spec, example, framework, dtype)
+        if failure is not None:
+            return failure
+        again_parts, failure = _output_parts(again, spec, example)
+        if failure is not None:
+            return failure
+        gradients: dict[str, np.ndarray | None] | None = None
+        gradient_failure = None
+        if framework != "numpy" and spec.gradient is not None:
+            try:
+                gradients = _gradients(impl, spec, example, framework, dtype)
+            except Exception as error:  # noqa: BLE001
+                details = "".join(traceback.format_exception(error)[-6:]).rstrip()
+                message = f"differentiating the output failed: {type(error).__name__}: {error}"
+                gradient_failure = Failure("wrong gradient", message, details, example)
+    return _Run(parts, again_parts, gradients, gradient_failure)
+
+
+def _assess(spec: Spec, example: Example, dtype: np.dtype, run: _Run) -> Failure | None:
+    """Judge one run against the reference: the part that stays in the parent process."""
+    parts, again_parts = run.parts, run.again
     # Precision of the computation: float32 if the inputs or any output are float32. The
     # reference is then evaluated on the inputs rounded to float32, which is all the
     # implementation could see.
@@ -342,12 +438,6 @@ def _judge(
     seen = example.rounded(precision)
     rtol = conformance_rtol(precision)
     expected, scales = spec.expected(seen), spec.error_scale(seen)
-    again, failure = _call(impl, spec, example, framework, dtype)
-    if failure is not None:
-        return failure
-    again_parts, failure = _output_parts(again, spec, example)
-    if failure is not None:
-        return failure
     for name, first, second, scale in zip(spec.outputs, parts, again_parts, scales, strict=True):
         same = first.shape == second.shape and bool(
             np.all(
@@ -363,27 +453,21 @@ def _judge(
     failure = _compare("output", spec.outputs, parts, expected, scales, rtol, example)
     if failure is not None:
         return failure
-    if framework != "numpy" and spec.gradient is not None:
-        return _judge_gradient(impl, spec, example, framework, dtype, seen, rtol)
+    if run.gradient_failure is not None:
+        return run.gradient_failure
+    if run.gradients is not None:
+        return _judge_gradient(spec, example, run.gradients, seen, rtol)
     return None
 
 
 def _judge_gradient(
-    impl: Callable[..., Any],
     spec: Spec,
     example: Example,
-    framework: str,
-    dtype: np.dtype,
+    grads: dict[str, np.ndarray | None],
     seen: Example,
     rtol: float,
 ) -> Failure | None:
     assert spec.gradient is not None  # noqa: S101 - checked by the caller
-    try:
-        grads = _gradients(impl, spec, example, framework, dtype)
-    except Exception as error:  # noqa: BLE001
-        details = "".join(traceback.format_exception(error)[-6:]).rstrip()
-        message = f"differentiating the output failed: {type(error).__name__}: {error}"
-        return Failure("wrong gradient", message, details, example)
     expected = spec.gradient(seen)
     names = list(spec.differentiable)
     actual = [
@@ -405,6 +489,57 @@ def _judge_gradient(
 # --------------------------------------------------------------------------------------------
 
 
+def _check_signature(impl: Callable[..., Any], spec: Spec) -> None:
+    """Raise TypeError unless ``impl`` accepts ``spec``'s call (checked before any example)."""
+    try:
+        signature = inspect.signature(impl)
+    except (TypeError, ValueError):
+        return  # builtins and some C functions have no signature: the first call tells
+    try:
+        signature.bind(*spec.arguments, **dict.fromkeys(spec.hyperparameters))
+    except TypeError as error:
+        raise TypeError(
+            f"the implementation's signature {getattr(impl, '__name__', 'impl')}{signature} "
+            f"cannot take the spec's call {spec.signature} ({error})"
+        ) from None
+
+
+def _check_framework(framework: str) -> None:
+    """Raise ValueError if ``framework`` is not importable (a usage error, not a finding)."""
+    if framework == "numpy":
+        return
+    module = {"torch": "torch", "jax": "jax"}[framework]
+    if importlib.util.find_spec(module) is None:
+        hint = "pip install torch==2.13.0+cpu" if framework == "torch" else "pip install jax"
+        raise ValueError(f"framework {framework!r} is not installed ({hint})")
+
+
+def _check_hyperparameters(spec: Spec, fixed: Mapping[str, Any], seed: int) -> None:
+    """Raise ValueError if the reference itself rejects the fixed hyperparameter values."""
+    if not fixed:
+        return
+    from rlmath.claims.reproducibility import draw_examples
+
+    try:
+        (example,) = draw_examples(spec.examples(fixed), 1, seed)
+    except ValueError:
+        raise
+    try:
+        spec.expected(example)
+    except (ValueError, TypeError) as error:
+        shown = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
+        raise ValueError(f"hyperparameters {shown} are outside the spec's domain: {error}") from None
+
+
+def _isolated_failure(outcome: Outcome, example: Example) -> Failure:
+    message = {
+        "exited": "the implementation ended its process instead of returning",
+        "crashed": "the implementation's process crashed",
+        "timed out": "the implementation did not return in time",
+    }[outcome.kind]
+    return Failure(outcome.kind, f"{message}: {outcome.detail}", "(no output)", example)
+
+
 def check(
     impl: Callable[..., Any],
     spec: Spec | str,
@@ -415,6 +550,10 @@ def check(
     framework: str = "auto",
     dtype: str = "float64",
     target: str | None = None,
+    isolation: str = "process",
+    timeout: float | None = None,
+    total_timeout: float | None = None,
+    memory_limit: int | None = None,
 ) -> Report:
     r"""Run ``impl`` on generated inputs against the reference and report the first failure.
 
@@ -439,13 +578,24 @@ def check(
         dtype: ``"float64"`` or ``"float32"``, the dtype of the float inputs passed. A float32
             output is also accepted for float64 inputs and judged with the float32 tolerance.
         target: the name shown in the report (default: ``module.qualname`` of ``impl``).
+        isolation: ``"process"`` (default): the implementation runs in a worker process, so
+            that nothing it does (``sys.exit``, ``os._exit``, killing itself, tampering with
+            ``rlmath`` modules, exhausting memory) can affect the verdict or the caller;
+            ``"none"``: in this process (for debugging with a debugger; no time limits, and
+            ``os._exit`` cannot be caught there).
+        timeout: seconds one example may take (both calls and the gradient) before the
+            implementation counts as ``"timed out"``; default :data:`EXAMPLE_TIMEOUT`.
+        total_timeout: seconds the whole check may take; default :data:`TOTAL_TIMEOUT`.
+        memory_limit: address-space limit of the worker in bytes (POSIX), or ``None``.
 
     Returns:
         A :class:`Report`; ``report.conforms`` is the verdict.
 
     Raises:
-        TypeError: if ``impl`` is not callable or an argument has the wrong type.
-        ValueError: on an unknown spec, framework, dtype or hyperparameter name.
+        TypeError: if ``impl`` is not callable, its signature cannot take the spec's call, or
+            an argument has the wrong type.
+        ValueError: on an unknown spec, framework, dtype or hyperparameter name, a
+            hyperparameter value the reference rejects, or a framework that is not installed.
 
     Examples:
         >>> import numpy as np
@@ -476,16 +626,49 @@ def check(
         )
     if dtype not in _FLOAT_DTYPES:
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    if isolation not in ("process", "none"):
+        raise ValueError(f"isolation must be 'process' or 'none', got {isolation!r}")
+    per_example = _check_seconds(EXAMPLE_TIMEOUT if timeout is None else timeout, "timeout")
+    total = _check_seconds(TOTAL_TIMEOUT if total_timeout is None else total_timeout, "total_timeout")
+    _check_signature(impl, spec_object)
     resolved = _detect_framework(impl) if framework == "auto" else framework
+    _check_framework(resolved)
     if resolved == "jax" and dtype == "float64":
         import jax
 
         jax.config.update("jax_enable_x64", True)
     fixed = dict(hyperparameters or {})
     strategy = spec_object.examples(fixed)
+    _check_hyperparameters(spec_object, fixed, chosen_seed)
     failures: list[Failure] = []
     first_failure_at: list[float] = []
     input_dtype = _FLOAT_DTYPES[dtype]
+    started = time.monotonic()
+    stop_shrinking = [False]
+
+    def run_once(example: Example) -> _Run | Failure:
+        return _run_implementation(impl, spec_object, example, resolved, input_dtype)
+
+    worker = Worker(run_once, memory_limit=memory_limit) if isolation == "process" else None
+
+    def judge(example: Example) -> Failure | None:
+        if worker is None:
+            try:
+                produced = run_once(example)
+            except SystemExit as stop:  # in-process: sys.exit() is a finding, not our exit
+                return Failure("exited", f"the implementation called sys.exit({stop.code})",
+                               "(no output)", example)
+        else:
+            outcome = worker.call(example, timeout=per_example)
+            if outcome.kind != "returned":
+                if outcome.kind == "timed out":
+                    stop_shrinking[0] = True  # every shrink attempt could cost the full limit
+                return _isolated_failure(outcome, example)
+            produced = outcome.value
+        if isinstance(produced, Failure):
+            return produced
+        with np.errstate(all="ignore"):
+            return _assess(spec_object, example, input_dtype, produced)
 
     @settings(
         max_examples=count,
@@ -501,20 +684,35 @@ def check(
     @hypothesis_seed(chosen_seed)
     @given(strategy)
     def run(example: Example) -> None:
-        if first_failure_at and time.monotonic() - first_failure_at[0] > SHRINK_SECONDS:
+        if stop_shrinking[0] or (
+            first_failure_at and time.monotonic() - first_failure_at[0] > SHRINK_SECONDS
+        ):
             return  # shrinking budget spent: the smallest failure so far is reported
-        # NumPy floating-point warnings are silenced: NaN and inf are judged as results.
-        with np.errstate(all="ignore"):
-            failure = _judge(impl, spec_object, example, resolved, input_dtype)
+        if not failures and time.monotonic() - started > total:
+            failures.append(
+                Failure(
+                    "timed out",
+                    f"the check exceeded its total time limit of {total:g} s",
+                    "(raise it with total_timeout= or --total-timeout)",
+                    example,
+                )
+            )
+            stop_shrinking[0] = True
+            raise _NonConformance("total time limit")
+        failure = judge(example)
         if failure is not None:
             first_failure_at[:] = first_failure_at or [time.monotonic()]
             failures.append(failure)
             raise _NonConformance(failure.message)
 
     try:
-        run()
+        with seed_only_generation():
+            run()
     except (_NonConformance, Flaky):
         pass
+    finally:
+        if worker is not None:
+            worker.close()
     return Report(
         target=target or _name_of(impl),
         spec=spec_object,
@@ -525,6 +723,12 @@ def check(
         failure=failures[-1] if failures else None,
         hyperparameters=fixed,
     )
+
+
+def _check_seconds(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 def assert_conforms(impl: Callable[..., Any], spec: Spec | str, **options: Any) -> Report:
@@ -574,9 +778,12 @@ def load_target(target: str) -> Callable[..., Any]:
     location, _, attribute = target.rpartition(":")
     try:
         if location.endswith(".py"):
-            path = Path(location)
+            path = Path(location).resolve()
             if not path.is_file():
                 raise ValueError(f"target file {location!r} does not exist")
+            # the file's folder is importable, as when running `python path/file.py`
+            if str(path.parent) not in sys.path:
+                sys.path.insert(0, str(path.parent))
             module_name = f"_rlmath_check_{path.stem}"
             module_spec = importlib.util.spec_from_file_location(module_name, path)
             if module_spec is None or module_spec.loader is None:
@@ -585,6 +792,8 @@ def load_target(target: str) -> Callable[..., Any]:
             sys.modules[module_name] = module
             module_spec.loader.exec_module(module)
         else:
+            if "" not in sys.path and os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())  # as `python -m`: the current folder first
             module = importlib.import_module(location)
     except ValueError:
         raise
@@ -614,6 +823,11 @@ def _name_of(impl: Callable[..., Any]) -> str:
 
 def _indent(text: str) -> str:
     return "\n".join(f"    {line}" if line else "" for line in text.splitlines())
+
+
+def _number(value: Any) -> str:
+    """A float as Python prints it (never ``np.float64(...)``, whatever numpy's version)."""
+    return repr(float(value))
 
 
 def _show(array: np.ndarray) -> str:

@@ -908,5 +908,9 @@ def get_spec(name: str) -> Spec:
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     if name not in SPECS:
-        raise ValueError(f"name must be one of {sorted(SPECS)}, got {name!r}")
+        import difflib
+
+        close = difflib.get_close_matches(name, list(SPECS), n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown spec {name!r}{hint}; the specs are {sorted(SPECS)}")
     return SPECS[name]

@@ -4,18 +4,25 @@ Usage::
 
     rlmath check TARGET --spec NAME [--examples N] [--seed N] [--param NAME=VALUE ...]
                  [--framework auto|numpy|torch|jax] [--dtype float64|float32]
+                 [--timeout S] [--total-timeout S] [--memory-limit BYTES] [--in-process]
+                 [--json PATH]
     rlmath check --list
     rlmath check --describe NAME
 
 TARGET is ``package.module:function`` or ``path/to/file.py:function``. Exit status: 0 when
-the implementation conforms, 1 when it does not (the report is printed), 2 on usage errors.
+the implementation conforms, 1 when it does not (the report is printed; this includes an
+implementation that exits, crashes or times out in its worker process), 2 on usage errors
+(unknown spec, bad --param, a framework that is not installed, a signature that cannot take
+the spec's call), each reported in one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rlmath.conformance import FRAMEWORKS, check, load_target
@@ -41,6 +48,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--framework", default="auto", choices=("auto", *FRAMEWORKS))
     parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds one example may take in the worker (default 30)",
+    )
+    parser.add_argument(
+        "--total-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds the whole check may take (default 600)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="address-space limit of the worker process (POSIX; default none)",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the implementation in this process (debugging; no time limits)",
+    )
+    parser.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON")
     parser.add_argument("--list", action="store_true", help="list the specs and their signatures")
     parser.add_argument("--describe", metavar="NAME", help="print one spec's conventions")
 
@@ -54,9 +88,12 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
         try:
             params[name] = ast.literal_eval(text)
         except (ValueError, SyntaxError) as error:
-            raise ValueError(
-                f"--param {name}: value must be a Python number, got {text!r}"
-            ) from error
+            try:
+                params[name] = float(text)  # inf, -inf (literal_eval does not read them)
+            except ValueError:
+                raise ValueError(
+                    f"--param {name}: value must be a Python number, got {text!r}"
+                ) from error
     return params
 
 
@@ -74,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.target or not args.spec:
             raise ValueError("give TARGET and --spec NAME (or --list, or --describe NAME)")
         spec = get_spec(args.spec)
-        impl = load_target(args.target)
+        target = _absolute_target(args.target)
+        impl = load_target(target)
         report = check(
             impl,
             spec,
@@ -83,10 +121,28 @@ def run(args: argparse.Namespace) -> int:
             hyperparameters=_parse_params(args.param),
             framework=args.framework,
             dtype=args.dtype,
-            target=args.target,
+            target=target,
+            isolation="none" if args.in_process else "process",
+            timeout=args.timeout,
+            total_timeout=args.total_timeout,
+            memory_limit=args.memory_limit,
         )
     except (ValueError, TypeError) as error:
         print(f"rlmath check: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     print(report)
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        except OSError as error:
+            print(f"rlmath check: error: cannot write --json: {error}", file=sys.stderr)
+            return USAGE_ERROR
     return 0 if report.conforms else 1
+
+
+def _absolute_target(target: str) -> str:
+    """``path/file.py:function`` with an absolute path, so the printed reproducer runs anywhere."""
+    location, sep, attribute = target.rpartition(":")
+    if sep and location.endswith(".py"):
+        return f"{Path(location).resolve()}:{attribute}"
+    return target
