@@ -14,8 +14,9 @@ old policy $\theta'$ in PPO's surrogate.
 
 Proof sketch. Write the expectation as a finite sum over outcomes; on the support of $q$ the
 factor $q$ cancels against $1/q$; outcomes outside the support contribute $p f = 0$ to the
-target by the support condition. The variance is $\mathbb E[X^2] - (\mathbb E X)^2$ with the
-same cancellation applied once.
+target by the support condition. The variance is $\mathbb E[X^2] - (\mathbb E X)^2$ (lemma
+``variance-identity``, proved for any values and any distribution written as normalised
+weights) with the same cancellation applied once, and the mean replaced by $\mathbb E_p f$.
 
 References. Owen, A. B., *Monte Carlo theory, methods and examples*, 2013, ch. 9, eq. (9.3)
 and (9.6); Schulman et al., "Proximal Policy Optimization Algorithms", 2017, eq. (6).
@@ -32,99 +33,161 @@ from rlmath.claims import (
     Derivation,
     ExactLeg,
     Mutant,
+    Statement,
     Step,
     SymbolicLeg,
     SymbolicMutation,
+    exact_moments,
     lambdify,
     monte_carlo_leg,
 )
+from rlmath.symbolic import IndexSum
 from rlmath.testing import probability_vectors
 from rlmath.tolerances import exact_rtol
 
 # ----------------------------------------------------------------------------- symbols
 n = sp.Symbol("n", integer=True, positive=True)
-i = sp.Idx("i")
+i = sp.Symbol("i", integer=True)
+j = sp.Symbol("j", integer=True)
 p = sp.IndexedBase("p", positive=True)  # target distribution (on the support of q)
 q = sp.IndexedBase("q", positive=True)  # sampling distribution
 f = sp.IndexedBase("f", real=True)
-weight = p[i] / q[i]
+U = sp.UnevaluatedExpr  # keeps f p / q whole, so that cancelling q is a step sympy proves
+
+
+def total(term: sp.Expr, index: sp.Symbol = i) -> sp.Sum:
+    """$\\sum_{index=0}^{n-1}$ term, unevaluated (sympy proves each rewriting of the summand)."""
+    return IndexSum(term, (index, 0, n - 1))
+
+
+#: The importance-sampling estimator at outcome i, X_i = f_i p_i / q_i, kept unevaluated.
+X = U(f[i] * p[i] / q[i])
+#: The importance weight p_i / q_i, kept unevaluated.
+weight = U(p[i] / q[i])
 
 
 def E(distribution: sp.IndexedBase, term: sp.Expr) -> sp.Sum:
     """$\\mathbb E_{x \\sim \\text{distribution}}[\\text{term}]$ over outcomes 0..n-1."""
-    return sp.Sum(distribution[i] * term, (i, 0, n - 1))
+    return total(distribution[i] * term)
 
 
 # ----------------------------------------------------------------------------- unbiasedness
+estimator_mean = E(q, X)  # E_q[f p / q]
+target_mean = E(p, f[i])  # E_p[f]
 unbiased = Derivation(
     "unbiased",
     (
-        Step(E(q, f[i] * weight), "definition of the importance-sampling estimator's mean"),
+        Step(estimator_mean, "E_q[X] with X = f p / q, written as a sum over outcomes"),
         Step(
-            sp.Sum(q[i] * f[i] * p[i] / q[i], (i, 0, n - 1)),
-            "write the expectation as a sum over outcomes",
+            total(U(sp.Mul(q[i], 1 / q[i], evaluate=False)) * p[i] * f[i]),
+            "regroup the factors: q (f p / q) = (q / q) p f",
         ),
-        Step(
-            sp.Sum(f[i] * p[i], (i, 0, n - 1)), "q(x)/q(x) = 1 where q(x) > 0 (support condition)"
-        ),
-        Step(E(p, f[i]), "definition of the expectation under p"),
+        Step(target_mean, "q(x) / q(x) = 1 where q(x) > 0 (support condition): E_p[f]"),
     ),
     statement=r"\mathbb E_q[f\,p/q] = \mathbb E_p[f]",
 )
 
 # ----------------------------------------------------------------------------- variance
-mean_p = E(p, f[i])
+# Lemma: Var = E[x^2] - (E x)^2 for any values x and any distribution, written as normalised
+# positive weights w / sum w (so that sum q = 1 is what sympy uses, not an assumption).
+w = sp.IndexedBase("w", positive=True)
+x = sp.IndexedBase("x", real=True)
+normalised = w[i] / total(w[j], j)
+lemma_mean = total(w[j] * x[j], j) / total(w[j], j)
+variance_identity = Derivation(
+    "variance-identity",
+    (
+        Step(total(normalised * (x[i] - lemma_mean) ** 2), "Var x = E[(x - E x)^2] (definition)"),
+        Step(
+            total(normalised * x[i] ** 2)
+            - 2 * lemma_mean * total(normalised * x[i])
+            + lemma_mean**2 * total(normalised),
+            "expand the square; E x is a constant of the sum",
+        ),
+        Step(total(normalised * x[i] ** 2) - total(normalised * x[i]) ** 2, "sum_i w_i / sum w = 1"),
+    ),
+    statement=r"\mathrm{Var}\,x = \mathbb E[x^2] - (\mathbb E x)^2",
+)
+
+estimator_variance = E(q, X**2) - E(q, X) ** 2  # Var_q[X], by the lemma
+variance_formula = E(p, f[i] ** 2 * weight) - target_mean**2
 variance = Derivation(
     "variance",
     (
-        Step(E(q, (f[i] * weight) ** 2) - E(q, f[i] * weight) ** 2, "Var X = E[X^2] - (E X)^2"),
+        Step(estimator_variance, "Var_q[X] = E_q[X^2] - (E_q X)^2 (lemma 'variance-identity')"),
         Step(
-            sp.Sum(f[i] ** 2 * p[i] ** 2 / q[i], (i, 0, n - 1)) - E(q, f[i] * weight) ** 2,
-            "q (f p / q)^2 = f^2 p^2 / q",
+            E(p, f[i] ** 2 * weight) - E(q, X) ** 2,
+            "q (f p / q)^2 = p f^2 (p / q): the second moment is an expectation under p",
         ),
-        Step(
-            sp.Sum(f[i] ** 2 * p[i] ** 2 / q[i], (i, 0, n - 1)) - mean_p**2,
-            "the mean is unbiased (derivation 'unbiased')",
-        ),
-        Step(E(p, f[i] ** 2 * weight) - mean_p**2, "p^2/q = p (p/q): an expectation under p"),
+        Step(variance_formula, "E_q[X] = E_p[f] (derivation 'unbiased')"),
     ),
     statement=r"\mathrm{Var}_q[f\,p/q] = \mathbb E_p[f^2 p/q] - (\mathbb E_p f)^2",
 )
 
 # ----------------------------------------------------------------------------- exact leg
-# Examples: (p, q, f) with q > 0 everywhere (so the support condition holds for any p, f).
-# f takes float32-representable values (|f| >= 1e-38 or 0), so that f^2 p^2 / q stays in the
-# normal float64 range: with |f| ~ 1e-161 the squares underflow to subnormals and lose the
-# relative precision the tolerance assumes (Hypothesis found this with seed 3).
+# Examples (p, q, f). For the mean, q may vanish where p f = 0 (the support condition, with
+# p zeroed there and renormalised, or f zeroed there): the estimator is enumerated over the
+# support of q only, the lambdified E_p[f] over every outcome. For the variance q > 0
+# everywhere (p^2 / q must be defined). f takes float32-representable values (|f| >= 1e-38 or
+# 0), so that f^2 p^2 / q stays in the normal float64 range: with |f| ~ 1e-161 the squares
+# underflow to subnormals and lose the relative precision the tolerance assumes (Hypothesis
+# found this with seed 3).
+def _values(size: int) -> st.SearchStrategy[np.ndarray]:
+    return st.lists(
+        st.floats(-10, 10, width=32, allow_subnormal=False), min_size=size, max_size=size
+    ).map(lambda v: np.array(v, dtype=np.float64))
+
+
 examples = st.integers(1, 6).flatmap(
     lambda size: st.tuples(
-        probability_vectors(size),
-        probability_vectors(size, allow_zeros=False),
-        st.lists(
-            st.floats(-10, 10, width=32, allow_subnormal=False), min_size=size, max_size=size
-        ).map(lambda v: np.array(v, dtype=np.float64)),
+        probability_vectors(size), probability_vectors(size, allow_zeros=False), _values(size)
     )
 )
 
-_mean_p = lambdify([p, f, n], unbiased.conclusion)
-_variance_rhs = lambdify([p, q, f, n], variance.conclusion)
+
+@st.composite
+def _supported(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(p, q, f) with q possibly 0 where p f = 0 (by p = 0 there, or f = 0 there)."""
+    size = draw(st.integers(1, 6))
+    qv = draw(probability_vectors(size))
+    pv, fv = draw(probability_vectors(size)), draw(_values(size))
+    off = qv == 0
+    if off.any():
+        if draw(st.booleans()) and not off.all() and pv[~off].sum() > 0:
+            pv = np.where(off, 0.0, pv)
+            pv = pv / pv.sum()
+        else:
+            fv = np.where(off, 0.0, fv)
+    return pv, qv, fv
 
 
-def importance_weighted_moments(example: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    """Mean and variance of X = f p / q under q, by direct enumeration (two-pass variance)."""
+mean_examples = st.one_of(examples, _supported())
+SYMBOLS = (p, q, f, n)
+
+
+def _arguments(example: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple:  # type: ignore[type-arg]
     pv, qv, fv = example
-    x = fv * pv / qv
-    mean = qv @ x
-    return np.array([mean, qv @ (x - mean) ** 2])
+    return pv, qv, fv, len(pv)
 
 
-def lambdified_conclusions(example: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+def estimator_moments(example: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[float, float]:
+    """Mean and variance of X = f p / q under q, enumerating the support of q (two-pass)."""
     pv, qv, fv = example
-    return np.array([_mean_p(pv, fv, len(pv)), _variance_rhs(pv, qv, fv, len(pv))])
+    support = qv > 0
+    estimator = fv[support] * pv[support] / qv[support]
+    mean, sd = exact_moments(qv[support], estimator)
+    return float(mean), float(sd) ** 2
 
 
 def _rtol(example: tuple[np.ndarray, ...]) -> float:
     return exact_rtol(n_terms=len(example[0]))
+
+
+def _mean_error_scale(example: tuple[np.ndarray, ...]) -> float:
+    # Both sides sum terms of size p |f| (with rounding u per term): the attainable accuracy
+    # is relative to sum p |f| (Higham 2002, eq. 4.4), not to the result, which may be 0.
+    pv, _, fv = example
+    return max(float(pv @ np.abs(fv)), 1e-300)
 
 
 def _variance_error_scale(example: tuple[np.ndarray, ...]) -> float:
@@ -135,15 +198,8 @@ def _variance_error_scale(example: tuple[np.ndarray, ...]) -> float:
     return max(float(pv @ (fv**2 * pv / qv)), float(pv @ fv) ** 2, 1e-300)
 
 
-def _missing_weight(example: tuple[np.ndarray, ...]) -> np.ndarray:
-    pv, qv, fv = example  # E_q[f] and Var_q[f]: the weight p/q forgotten
-    mean = qv @ fv
-    return np.array([mean, qv @ (fv - mean) ** 2])
-
-
-def _weight_not_squared(example: tuple[np.ndarray, ...]) -> np.ndarray:
-    pv, qv, fv = example  # E_p[f^2] - (E_p f)^2: the variance under p, not under q
-    return np.array([pv @ fv, pv @ fv**2 - (pv @ fv) ** 2])
+_mean_p = lambdify(SYMBOLS, unbiased.conclusion)
+_variance_rhs = lambdify(SYMBOLS, variance.conclusion)
 
 
 # ----------------------------------------------------------------------------- Monte-Carlo leg
@@ -202,10 +258,17 @@ CLAIMS = (
     Claim(
         id="importance-sampling-unbiased",
         title="Importance sampling is unbiased",
-        statement=r"\mathbb E_{x\sim q}\!\left[f(x)\tfrac{p(x)}{q(x)}\right] = \mathbb E_{x\sim p}[f(x)]",
+        statement=Statement(
+            lhs=estimator_mean,
+            rhs=target_mean,
+            derivation="unbiased",
+            where=r"q_i > 0 \text{ wherever } p_i f_i \ne 0",
+        ),
         assumptions=(
             "Finitely many outcomes (the same argument holds for densities with integrals).",
-            "Support condition: q(x) > 0 wherever p(x) f(x) != 0.",
+            "Support condition: q(x) > 0 wherever p(x) f(x) != 0. The symbolic derivation takes "
+            "q > 0 on all n outcomes; outcomes with q(x) = 0 are never sampled and add "
+            "p(x) f(x) = 0 to E_p[f], which the exact leg checks on examples with such zeros.",
         ),
         references=(
             "Owen, A. B., *Monte Carlo theory, methods and examples*, 2013, ch. 9, eq. (9.3).",
@@ -213,16 +276,21 @@ CLAIMS = (
         ),
         symbolic=SymbolicLeg((unbiased,)),
         exact=ExactLeg(
-            examples,
-            lhs=lambda ex: importance_weighted_moments(ex)[0],
-            rhs=lambda ex: lambdified_conclusions(ex)[0],
+            mean_examples,
+            lhs=lambda ex: estimator_moments(ex)[0],
             rtol=_rtol,
-            description="mean of f p/q under q by enumeration vs the lambdified E_p[f]",
+            symbols=SYMBOLS,
+            arguments=_arguments,
+            error_scale=_mean_error_scale,
+            description=(
+                "the mean of X = f p/q under q by enumeration over the support of q (examples "
+                "include q = 0 where p f = 0) vs the lambdified E_p[f] over every outcome"
+            ),
         ),
         monte_carlo=monte_carlo_leg(
             mc_examples,
             weighted_samples,
-            lambda ex: lambdified_conclusions(ex)[0],
+            lambda ex: _mean_p(*_arguments(ex)),
             n_samples=N_SAMPLES,
             description="mean of f(x) p(x)/q(x) over x ~ q vs the lambdified E_p[f]",
         ),
@@ -231,43 +299,50 @@ CLAIMS = (
                 "missing-importance-weight",
                 "E_q[f] used for E_p[f]: the ratio p/q forgotten",
                 symbolic=SymbolicMutation("unbiased", E(q, f[i])),
-                exact=lambda ex: _missing_weight(ex)[0],
                 monte_carlo=unweighted_samples,
             ),
             Mutant(
                 "inverted-weight",
                 "weight q/p instead of p/q",
-                symbolic=SymbolicMutation(
-                    "unbiased", sp.Sum(q[i] ** 2 * f[i] / p[i], (i, 0, n - 1))
-                ),
-                exact=lambda ex: float(ex[1] @ (ex[2] * ex[1] / ex[0])),
+                symbolic=SymbolicMutation("unbiased", E(q, f[i] * U(q[i] / p[i]))),
             ),
         ),
     ),
     Claim(
         id="importance-sampling-variance",
         title="The variance of the importance-sampling estimator",
-        statement=(
-            r"\mathrm{Var}_{x\sim q}\!\left[f\tfrac{p}{q}\right]"
-            r" = \mathbb E_{x\sim p}\!\left[f^2\tfrac{p}{q}\right] - \left(\mathbb E_{x\sim p} f\right)^2"
+        statement=Statement(
+            lhs=estimator_variance,
+            rhs=variance_formula,
+            derivation="variance",
+            where=r"\text{the left side is } \mathrm{Var}_q[f p / q];\ q_i > 0",
         ),
-        assumptions=("Finitely many outcomes; q(x) > 0 for every x.",),
+        assumptions=(
+            "Finitely many outcomes; q(x) > 0 for every x.",
+            "The left side E_q[X^2] - (E_q X)^2 is Var_q[X] by the lemma variance-identity "
+            "(proved with q written as normalised positive weights).",
+        ),
         references=(
             "Owen, A. B., *Monte Carlo theory, methods and examples*, 2013, ch. 9, eq. (9.6).",
         ),
-        symbolic=SymbolicLeg((unbiased, variance)),
+        symbolic=SymbolicLeg((unbiased, variance_identity, variance)),
         exact=ExactLeg(
             examples,
-            lhs=lambda ex: importance_weighted_moments(ex)[1],
-            rhs=lambda ex: lambdified_conclusions(ex)[1],
+            lhs=lambda ex: estimator_moments(ex)[1],
             rtol=_rtol,
+            symbols=SYMBOLS,
+            arguments=_arguments,
+            derivation="variance",
             error_scale=_variance_error_scale,
-            description="two-pass variance of f p/q under q by enumeration vs the lambdified formula",
+            description=(
+                "two-pass variance sum_x q (X - E_q X)^2 of X = f p/q by enumeration vs the "
+                "lambdified E_p[f^2 p/q] - (E_p f)^2"
+            ),
         ),
         monte_carlo=monte_carlo_leg(
             mc_examples,
             squared_deviation_samples,
-            lambda ex: lambdified_conclusions(ex)[1],
+            lambda ex: _variance_rhs(*_arguments(ex)),
             n_samples=N_SAMPLES,
             description="U-statistic (X - X')^2/2 of X = f p/q, x ~ q, vs the lambdified variance formula",
         ),
@@ -275,14 +350,12 @@ CLAIMS = (
             Mutant(
                 "variance-under-p",
                 "Var_p[f]: the weight dropped from the second moment",
-                symbolic=SymbolicMutation("variance", E(p, f[i] ** 2) - mean_p**2),
-                exact=lambda ex: _weight_not_squared(ex)[1],
+                symbolic=SymbolicMutation("variance", E(p, f[i] ** 2) - target_mean**2),
             ),
             Mutant(
                 "missing-importance-weight",
                 "Var_q[f]: the ratio p/q forgotten altogether",
                 symbolic=SymbolicMutation("variance", E(q, f[i] ** 2) - E(q, f[i]) ** 2),
-                exact=lambda ex: _missing_weight(ex)[1],
                 monte_carlo=unweighted_squared_deviation_samples,
             ),
         ),

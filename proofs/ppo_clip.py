@@ -18,11 +18,14 @@ Conventions. $L^{\mathrm{CLIP}}$ is an objective (maximised); the ratio's denomi
 old policy $\theta'$ that sampled $(s, a)$. $\mathrm{clip}(r, lo, hi) = \min(\max(r, lo), hi)$.
 
 Proof sketch. Case analysis on the sign of $A$ and on the region of $r$ (below, inside or
-above $[1-\epsilon, 1+\epsilon]$). Each region is parametrised by positive distances to the
-kinks ($r = 1 + \epsilon + \rho$, or $\epsilon = (\sigma + \tau)/2$ and $r = 1 - \epsilon +
-\sigma$ inside), so sympy decides which term the $\min$ picks; the bound's gap is then $\rho|A|$
-or $0$, and the derivative is that of $rA$ or of a constant. $A = 0$ is trivial (everything
-is $0$).
+above $[1-\epsilon, 1+\epsilon]$). Each region is parametrised by distances to the kinks
+($r = 1 + \epsilon + \rho$, or $\epsilon = (\sigma + \tau)/2$ and $r = 1 - \epsilon + \sigma$
+inside) and $A = \pm a$, so sympy decides which term the $\min$ picks; the bound's gap is then
+$\rho|A|$ or $0$, and the derivative is that of $rA$ or of a constant. For the bound the regions
+are closed and the parameters non-negative, so the six regions cover every real $r$ and $A$,
+the kinks and $A = 0$ included; for the derivative they are open and the parameters positive,
+covering everything but the kinks and $A = 0$. Both covers are checked
+(:class:`rlmath.claims.CaseAnalysis`).
 
 References. Schulman, J., Wolski, F., Dhariwal, P., Radford, A. and Klimov, O., "Proximal
 Policy Optimization Algorithms", arXiv:1707.06347, 2017, eq. (7) and Fig. 1 (the
@@ -31,11 +34,16 @@ pessimistic bound and the regions where the objective is flat).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
 import numpy as np
 import sympy as sp
 from hypothesis import strategies as st
 
 from rlmath.claims import (
+    Case,
+    CaseAnalysis,
     Claim,
     Derivation,
     ExactLeg,
@@ -51,10 +59,7 @@ from rlmath.tolerances import EPS, exact_rtol
 r = sp.Symbol("r", real=True)  # the probability ratio, as a variable
 A = sp.Symbol("A", real=True)
 epsilon = sp.Symbol("epsilon", positive=True)
-a = sp.Symbol("a", positive=True)  # |A| in the case analysis
-rho = sp.Symbol("rho", positive=True)  # distance beyond a kink
-sigma = sp.Symbol("sigma", positive=True)  # inside: distance above 1 - epsilon
-tau = sp.Symbol("tau", positive=True)  # inside: distance below 1 + epsilon
+VARIABLES = (r, A, epsilon)
 
 
 def clip(ratio: sp.Expr, eps: sp.Expr) -> sp.Expr:
@@ -67,96 +72,241 @@ def clipped_surrogate(ratio: sp.Expr, advantage: sp.Expr, eps: sp.Expr) -> sp.Ex
     return sp.Min(ratio * advantage, clip(ratio, eps) * advantage, evaluate=False)
 
 
-# The six regions: (name, ratio, advantage, epsilon, what min picks, bound gap, slope).
-inside_eps = (sigma + tau) / 2
-REGIONS = (
-    ("positive-above", 1 + epsilon + rho, a, epsilon, (1 + epsilon) * a, rho * a, 0),
-    ("positive-inside", 1 - inside_eps + sigma, a, inside_eps, r * a, 0, a),
-    ("positive-below", 1 - epsilon - rho, a, epsilon, r * a, 0, a),
-    ("negative-below", 1 - epsilon - rho, -a, epsilon, -(1 - epsilon) * a, rho * a, 0),
-    ("negative-inside", 1 - inside_eps + sigma, -a, inside_eps, -r * a, 0, -a),
-    ("negative-above", 1 + epsilon + rho, -a, epsilon, -r * a, 0, -a),
-)
-_WHERE = {
-    "positive-above": "A > 0, r = 1 + eps + rho > 1 + eps: the clipped term (1 + eps) A is smaller",
-    "positive-inside": "A > 0, 1 - eps < r < 1 + eps: clip(r) = r, both terms are r A",
-    "positive-below": "A > 0, r = 1 - eps - rho < 1 - eps: r A < (1 - eps) A, unclipped",
-    "negative-below": "A < 0, r = 1 - eps - rho < 1 - eps: the clipped term (1 - eps) A is smaller",
-    "negative-inside": "A < 0, 1 - eps < r < 1 + eps: clip(r) = r, both terms are r A",
-    "negative-above": "A < 0, r = 1 + eps + rho > 1 + eps: r A < (1 + eps) A, unclipped",
-}
+@dataclass(frozen=True)
+class Region:
+    """One of the six regions: where it is, how it is parametrised, what the min picks there.
+
+    ``ratio``, ``advantage`` and ``eps`` are the parametrisation (expressions in the region's
+    parameters); ``inverse`` gives each parameter back from (r, A, epsilon); ``picked`` is
+    L^CLIP on the region (in r and the parametrised epsilon), ``gap`` is r A - L^CLIP there and
+    ``slope`` its derivative in r.
+    """
+
+    name: str
+    where: str
+    region: sp.Basic
+    ratio: sp.Expr
+    advantage: sp.Expr
+    eps: sp.Expr
+    inverse: Mapping[sp.Symbol, sp.Expr]
+    picked: sp.Expr
+    gap: sp.Expr
+    slope: sp.Expr
+
+    @property
+    def parametrisation(self) -> dict[sp.Symbol, sp.Expr]:
+        return {r: self.ratio, A: self.advantage, epsilon: self.eps}
+
+
+def regions(closed: bool) -> tuple[Region, ...]:
+    """The six regions, closed with non-negative parameters or open with positive ones.
+
+    Closed regions share their boundaries (the kinks r = 1 +- eps and A = 0): the bound holds
+    there too, so the closed regions cover every real (r, A). Open regions leave out exactly
+    the points where L^CLIP has no derivative in r (the kinks) and A = 0.
+    """
+    sign = {"nonnegative": True} if closed else {"positive": True}
+    a = sp.Symbol("a", **sign)  # |A|
+    rho = sp.Symbol("rho", **sign)  # distance beyond a kink
+    sigma = sp.Symbol("sigma", **sign)  # inside: distance above 1 - epsilon
+    tau = sp.Symbol("tau", **sign)  # inside: distance below 1 + epsilon
+    ge, le = (sp.GreaterThan, sp.LessThan) if closed else (sp.StrictGreaterThan, sp.StrictLessThan)
+    positive, negative = ge(A, 0), le(A, 0)
+    above, below = ge(r, 1 + epsilon), le(r, 1 - epsilon)
+    inside = ge(r, 1 - epsilon) & le(r, 1 + epsilon)
+    inside_eps = (sigma + tau) / 2
+    beyond = {rho: r - 1 - epsilon, a: A}
+    short = {rho: 1 - epsilon - r, a: A}
+    within = {sigma: r - 1 + epsilon, tau: 1 + epsilon - r, a: A}
+
+    def flip(inverse: dict[sp.Symbol, sp.Expr]) -> dict[sp.Symbol, sp.Expr]:
+        return {**inverse, a: -A}
+
+    up, down, mid = 1 + epsilon + rho, 1 - epsilon - rho, 1 - inside_eps + sigma
+    return (
+        Region("positive-above", "A >= 0, r = 1 + eps + rho >= 1 + eps: the clipped term "
+               "(1 + eps) A is smaller", positive & above, up, a, epsilon, beyond,
+               (1 + epsilon) * a, rho * a, sp.Integer(0)),
+        Region("positive-inside", "A >= 0, 1 - eps <= r <= 1 + eps: clip(r) = r, both terms "
+               "are r A", positive & inside, mid, a, inside_eps, within, r * a,
+               sp.Integer(0), a),
+        Region("positive-below", "A >= 0, r = 1 - eps - rho <= 1 - eps: r A <= (1 - eps) A, "
+               "unclipped", positive & below, down, a, epsilon, short, r * a,
+               sp.Integer(0), a),
+        Region("negative-below", "A <= 0, r = 1 - eps - rho <= 1 - eps: the clipped term "
+               "(1 - eps) A is smaller", negative & below, down, -a, epsilon, flip(short),
+               -(1 - epsilon) * a, rho * a, sp.Integer(0)),
+        Region("negative-inside", "A <= 0, 1 - eps <= r <= 1 + eps: clip(r) = r, both terms "
+               "are r A", negative & inside, mid, -a, inside_eps, flip(within), -r * a,
+               sp.Integer(0), -a),
+        Region("negative-above", "A <= 0, r = 1 + eps + rho >= 1 + eps: r A <= (1 + eps) A, "
+               "unclipped", negative & above, up, -a, epsilon, flip(beyond), -r * a,
+               sp.Integer(0), -a),
+    )
+
+
+def _check_inverses(table: tuple[Region, ...]) -> None:
+    """Each inverse undoes its parametrisation: (r, A, eps) -> parameters -> (r, A, eps)."""
+    for region in table:
+        for variable, expression in region.parametrisation.items():
+            back = sp.expand(expression.xreplace(dict(region.inverse)))
+            if back != variable and not (variable == A and back == sp.Abs(A)):
+                # A = -a with a = -A, or A = a with a = A: both give A back exactly
+                raise ValueError(f"region {region.name}: the inverse gives {back} for {variable}")
+
+
+BOUND_REGIONS = regions(closed=True)
+SLOPE_REGIONS = regions(closed=False)
+_check_inverses(BOUND_REGIONS)
+_check_inverses(SLOPE_REGIONS)
 
 
 # ----------------------------------------------------------------------------- lower bound
-def bound_derivation(name, ratio, advantage, eps, picked, gap, slope) -> Derivation:  # type: ignore[no-untyped-def]
+def bound_derivation(region: Region) -> Derivation:
+    """r A >= L^CLIP = (what the min picks), at a point of the region."""
+    at = region.parametrisation
     return Derivation(
-        f"bound-{name}",
+        f"bound-{region.name}",
         (
-            Step(ratio * advantage, "the unclipped surrogate r A"),
+            Step(region.ratio * region.advantage, "the unclipped surrogate r A"),
             Step(
-                clipped_surrogate(ratio, advantage, eps),
-                f"{_WHERE[name]}; the gap r A - L is {gap}",
+                clipped_surrogate(region.ratio, region.advantage, region.eps),
+                f"{region.where}; the gap r A - L is {region.gap}",
                 relation=">=",
-                gap=sp.sympify(gap),
+                gap=region.gap,
             ),
-            Step(picked.subs(r, ratio), "evaluate the min in this region"),
+            Step(region.picked.xreplace(at), "evaluate the min in this region"),
         ),
-        statement=rf"r A \ge L^{{\mathrm{{CLIP}}}} \quad ({name})",
+        statement=rf"r A \ge L^{{\mathrm{{CLIP}}}} \quad ({region.name})",
     )
 
 
-bounds = tuple(bound_derivation(*region) for region in REGIONS)
+bound_analysis = CaseAnalysis(
+    "bound",
+    epsilon < 1,  # every real r and A (r >= 0 is where ratios live); 0 < eps < 1
+    tuple(Case(g.region, bound_derivation(g), g.parametrisation) for g in BOUND_REGIONS),
+)
 
 
 # ----------------------------------------------------------------------------- gradient
-def slope_derivation(name, ratio, advantage, eps, picked, gap, slope) -> Derivation:  # type: ignore[no-untyped-def]
+def slope_derivation(region: Region) -> Derivation:
+    """d L^CLIP / dr at a point of the (open) region: the slope of what the min picks."""
+
     def derivative_at(expression: sp.Expr) -> sp.Subs:
-        return sp.Subs(sp.Derivative(expression, r), r, ratio)
+        return sp.Subs(sp.Derivative(expression, r), r, region.ratio)
 
     return Derivation(
-        f"slope-{name}",
+        f"slope-{region.name}",
         (
             Step(
-                derivative_at(clipped_surrogate(r, advantage, eps)),
+                derivative_at(clipped_surrogate(r, region.advantage, region.eps)),
                 "d L^CLIP / dr at a ratio in this region",
             ),
             Step(
-                derivative_at(picked.subs(epsilon, eps)),
-                f"{_WHERE[name]}, on a neighbourhood of r",
+                derivative_at(region.picked.xreplace({epsilon: region.eps})),
+                f"{region.where.replace('>=', '>').replace('<=', '<')}, on a neighbourhood of r",
             ),
-            Step(sp.sympify(slope), "differentiate: d(r A)/dr = A, a constant has slope 0"),
+            Step(region.slope, "differentiate: d(r A)/dr = A, a constant has slope 0"),
         ),
-        statement=rf"\frac{{dL^{{\mathrm{{CLIP}}}}}}{{dr}} = {sp.latex(slope)} \quad ({name})",
+        statement=rf"\frac{{dL^{{\mathrm{{CLIP}}}}}}{{dr}} = {sp.latex(region.slope)} \quad ({region.name})",
     )
 
 
-slopes = tuple(slope_derivation(*region) for region in REGIONS)
-
-#: The slopes assembled over the regions (A = |A| or -|A|): 0 where the clip binds.
-clip_slope = sp.Piecewise(
-    (0, (A > 0) & (r > 1 + epsilon)),
-    (0, (A < 0) & (r < 1 - epsilon)),
-    (A, True),
+slope_analysis = CaseAnalysis(
+    "slope",
+    sp.Ne(A, 0) & sp.Ne(r, 1 + epsilon) & sp.Ne(r, 1 - epsilon) & (epsilon < 1),
+    tuple(Case(g.region, slope_derivation(g), g.parametrisation) for g in SLOPE_REGIONS),
 )
+
+
+# ----------------------------------------------------------------------------- case dispatch
+class CaseDispatch:
+    r"""A case analysis's conclusions evaluated at a point (r, A, eps) of its domain.
+
+    The region predicates are lambdified; the first region containing the point gives the
+    parameters through its inverse parametrisation, and ``value(derivation)`` (an expression in
+    those parameters, from the derivation's steps) is lambdified and evaluated there.
+    ``overrides`` replaces named derivations' conclusions (a mutant's wrong conclusions), so
+    that the exact leg judges the very statement the symbolic mutation states.
+    """
+
+    def __init__(
+        self,
+        table: tuple[Region, ...],
+        analysis: CaseAnalysis,
+        value: Callable[[Derivation], sp.Expr],
+        overrides: Mapping[str, sp.Expr] | None = None,
+    ) -> None:
+        self.pieces = []
+        for region, case in zip(table, analysis.cases, strict=True):
+            derivation = case.derivation
+            if overrides and derivation.name in overrides:
+                derivation = derivation.with_conclusion(overrides[derivation.name])
+            parameters = sorted(region.inverse, key=sp.default_sort_key)
+            self.pieces.append(
+                (
+                    lambdify(VARIABLES, case.region),
+                    lambdify(VARIABLES, [region.inverse[p] for p in parameters]),
+                    lambdify(parameters, value(derivation)),
+                )
+            )
+        self.table, self.analysis, self.value = table, analysis, value
+
+    def variant(self, overrides: Mapping[str, sp.Expr]) -> CaseDispatch:
+        return CaseDispatch(self.table, self.analysis, self.value, overrides)
+
+    def __call__(self, example: np.ndarray) -> float:
+        point = tuple(float(v) for v in example)
+        for inside, inverse, value in self.pieces:
+            if bool(inside(*point)):
+                return float(value(*inverse(*point)))
+        raise ValueError(f"no region of {self.analysis.name!r} contains {point}")
+
 
 # ----------------------------------------------------------------------------- exact legs
 ratios = st.one_of(
     st.floats(0.0, 3.0),
+    st.floats(-3.0, 0.0),  # the bound holds for every real r
     st.floats(0.0, 1e6),
     st.sampled_from([0.0, 1.0, 1e-300, 1e300]),
 )
 advantages = st.one_of(st.floats(-1e6, 1e6), st.sampled_from([0.0, 1e-300, -1e-300, 1e300]))
 epsilons = st.floats(0.01, 0.99)
-bound_examples = st.tuples(ratios, advantages, epsilons).map(np.array)
+
+
+@st.composite
+def _bound_examples(draw: st.DrawFn) -> np.ndarray:
+    """(r, A, eps), with r exactly at a kink 1 +- eps (as float64 computes it) now and then."""
+    eps = draw(epsilons)
+    ratio = draw(st.one_of(ratios, st.sampled_from([1 + eps, 1 - eps])))
+    return np.array([ratio, draw(advantages), eps])
+
+
+bound_examples = _bound_examples()
 
 
 def surrogate(example: np.ndarray) -> float:
-    """min(r A, clip(r, 1 - eps, 1 + eps) A) with numpy's minimum and clip."""
-    ratio, advantage, eps = example
-    return float(np.minimum(ratio * advantage, np.clip(ratio, 1 - eps, 1 + eps) * advantage))
+    """L^CLIP from its definition, min(r A, clip(r, 1 - eps, 1 + eps) A), in float64."""
+    ratio, advantage, eps = (float(v) for v in example)
+    return min(ratio * advantage, min(max(ratio, 1 - eps), 1 + eps) * advantage)
 
 
-_unclipped = lambdify([r, A], r * A)  # the bound every derivation starts from
+def gap_by_definition(example: np.ndarray) -> float:
+    """r A - L^CLIP with L^CLIP from its definition (no region, no sign of A)."""
+    ratio, advantage, _ = (float(v) for v in example)
+    return ratio * advantage - surrogate(example)
+
+
+#: r A - L^CLIP by the case analysis: (first step - conclusion) of the region's derivation.
+gap_by_cases = CaseDispatch(BOUND_REGIONS, bound_analysis, lambda d: d.start - d.conclusion)
+
+
+def _gap_error_scale(example: np.ndarray) -> float:
+    # r A and L are products of numbers of size |r| and 1 + eps with A; each side's rounding
+    # (a product, a subtraction, and the inverse parametrisation rho = r - 1 - eps) is a few
+    # ulps of |A| (|r| + 1 + eps), the scale of the terms that cancel to the gap.
+    ratio, advantage, eps = (abs(float(v)) for v in example)
+    return max(advantage * (ratio + 1 + eps), 1e-300)
 
 
 @st.composite
@@ -171,7 +321,8 @@ def _away_from_kinks(draw: st.DrawFn) -> np.ndarray:
 
 
 slope_examples = _away_from_kinks()
-_slope = lambdify([r, A, epsilon], clip_slope)
+#: d L^CLIP / dr by the case analysis: the conclusion of the region's derivation.
+slope_by_cases = CaseDispatch(SLOPE_REGIONS, slope_analysis, lambda d: d.conclusion)
 
 
 def _half_width(example: np.ndarray) -> float:
@@ -182,8 +333,9 @@ def _half_width(example: np.ndarray) -> float:
 def central_difference(example: np.ndarray) -> float:
     r"""$(L(r + h) - L(r - h)) / ((r + h) - (r - h))$ with $h$ half the distance to the nearest kink.
 
-    $L$ is linear on $[r - h, r + h]$, so the truncation error is exactly 0; dividing by the
-    step actually represented leaves only the rounding of the two evaluations.
+    $L$ (from its definition) is linear on $[r - h, r + h]$, so the truncation error is
+    exactly 0; dividing by the step actually represented leaves only the rounding of the two
+    evaluations.
     """
     ratio, advantage, eps = example
     step = _half_width(example)
@@ -201,78 +353,114 @@ def _slope_rtol(example: np.ndarray) -> float:
     return EPS * (ratio + step) / step + exact_rtol()
 
 
-def _symmetric_clip(example: np.ndarray) -> float:
-    ratio, advantage, eps = example  # the slope of clip(r) A: zero on both sides, whatever A
-    return 0.0 if (ratio > 1 + eps or ratio < 1 - eps) else float(advantage)
+def _bound_mutant(id_: str, description: str, wrong: Callable[[Region], sp.Expr], target: str) -> Mutant:
+    """A wrong L^CLIP: the symbolic leg gets its value in region ``target``, the exact leg the
+    case analysis with every region's conclusion replaced by it (the same wrong statement)."""
+    overrides = {f"bound-{g.name}": wrong(g) for g in BOUND_REGIONS}
+    return Mutant(
+        id_,
+        description,
+        symbolic=SymbolicMutation(f"bound-{target}", overrides[f"bound-{target}"]),
+        exact=gap_by_cases.variant(overrides),
+    )
 
 
-def _sign_ignored(example: np.ndarray) -> float:
-    ratio, advantage, eps = example  # as if A > 0 always: flat above 1 + eps only
-    return 0.0 if ratio > 1 + eps else float(advantage)
+def _slope_mutant(id_: str, description: str, wrong: Mapping[str, sp.Expr], target: str) -> Mutant:
+    """Wrong slopes in the named regions: symbolic in ``target``, exact in all of them."""
+    overrides = {f"slope-{name}": value for name, value in wrong.items()}
+    return Mutant(
+        id_,
+        description,
+        symbolic=SymbolicMutation(f"slope-{target}", overrides[f"slope-{target}"]),
+        exact=slope_by_cases.variant(overrides),
+    )
 
 
-def _clipped_advantage(example: np.ndarray) -> float:
-    ratio, advantage, eps = example  # slope of min(r A, r clip(A, 1 - eps, 1 + eps))
-    return float(min(advantage, np.clip(advantage, 1 - eps, 1 + eps)))
+def _region(table: tuple[Region, ...], name: str) -> Region:
+    return next(g for g in table if g.name == name)
 
 
-def _region_point(index: int) -> sp.Expr:
-    return REGIONS[index][1]
+def _max_instead_of_min(g: Region) -> sp.Expr:
+    return sp.Max(g.ratio * g.advantage, clip(g.ratio, g.eps) * g.advantage)
 
+
+def _clipped_term_only(g: Region) -> sp.Expr:
+    return clip(g.ratio, g.eps).doit() * g.advantage
+
+
+_a_open = _region(SLOPE_REGIONS, "positive-above").advantage  # the positive |A| symbol
+_eps = epsilon
+_STATEMENT_REASON = (
+    "proved by a case analysis over six regions whose derivations are in per-region "
+    "parameters (r = 1 + eps + rho, A = -a, ...); a Statement ties to one derivation in the "
+    "statement's own variables, and none of them is. Tying would need the framework to prove, "
+    "for each Case, statement.lhs.subs(parametrisation) = the case's first step and "
+    "statement.rhs.subs(parametrisation) = its conclusion."
+)
+_RHS_REASON = (
+    "the case analysis's conclusions are in per-region parameters: the rhs evaluates, at each "
+    "example, the lambdified conclusion of the region (lambdified predicate) containing it, "
+    "with the parameters from the region's inverse parametrisation (CaseDispatch); a mutant's "
+    "wrong conclusions go through the same dispatch"
+)
 
 CLAIMS = (
     Claim(
         id="ppo-clip-lower-bound",
         title="PPO's clipped surrogate is a lower bound of the unclipped one",
         statement=(
-            r"\min\!\big(rA,\ \mathrm{clip}(r, 1-\epsilon, 1+\epsilon) A\big) \le rA"
-            r"\qquad (r \ge 0,\ A \in \mathbb R,\ 0 < \epsilon < 1)"
+            r"\min\!\big(rA,\ \mathrm{clip}(r, 1-\epsilon, 1+\epsilon) A\big) \le rA,"
+            r"\quad rA - L^{\mathrm{CLIP}} = \begin{cases} (r - 1 - \epsilon) A & A \ge 0,\ r \ge 1 + \epsilon \\"
+            r" (1 - \epsilon - r)(-A) & A \le 0,\ r \le 1 - \epsilon \\ 0 & \text{otherwise} \end{cases}"
+            r"\qquad (r, A \in \mathbb R,\ 0 < \epsilon < 1)"
         ),
+        statement_reason=_STATEMENT_REASON,
         assumptions=(
-            "Case analysis: A > 0 and A < 0, each with r below, inside or above "
-            "[1 - eps, 1 + eps] (six derivations); A = 0 makes both sides 0. The kinks "
-            "r = 1 +- eps belong to both neighbouring regions by continuity.",
+            "Case analysis: A >= 0 and A <= 0, each with r below, inside or above "
+            "[1 - eps, 1 + eps] (six derivations, closed regions with non-negative "
+            "parameters); the regions are checked to cover every real r and A, the kinks "
+            "r = 1 +- eps and A = 0 included.",
             "The bound holds for every real r; r >= 0 is where ratios live.",
         ),
         references=(
             "Schulman, J. et al., *Proximal Policy Optimization Algorithms*, 2017, eq. (7) "
             "(the clipped objective is a pessimistic bound on the unclipped one).",
         ),
-        symbolic=SymbolicLeg(bounds),
+        symbolic=SymbolicLeg((), cases=(bound_analysis,)),
         exact=ExactLeg(
             bound_examples,
-            lhs=lambda ex: _unclipped(ex[0], ex[1]),
-            rhs=surrogate,
-            rtol=exact_rtol(),
-            relation=">=",
+            lhs=gap_by_definition,
+            rhs=gap_by_cases,
+            rhs_reason=_RHS_REASON,
+            rtol=exact_rtol(n_terms=4),
+            error_scale=_gap_error_scale,
             description=(
-                "r A >= min(r A, clip(r) A) with numpy on (r, A, eps) including r = 0, r far "
-                "outside the clip range (1e6, 1e300), A = 0 and huge A"
+                "the gap r A - min(r A, clip(r) A) from the definition vs the gap the case "
+                "analysis proves (rho |A| beyond the kink A favours, else 0) at the region "
+                "containing (r, A, eps); r negative, at the kinks, far outside the clip range "
+                "(1e6, 1e300), A = 0 and huge A included"
             ),
         ),
         mutants=(
-            Mutant(
+            _bound_mutant(
                 "max-instead-of-min",
                 "max(r A, clip(r) A): an upper bound, not a lower one",
-                symbolic=SymbolicMutation(
-                    "bound-positive-below",
-                    sp.Max(_region_point(2) * a, (1 - epsilon) * a, evaluate=False),
-                ),
-                exact=lambda ex: float(
-                    np.maximum(ex[0] * ex[1], np.clip(ex[0], 1 - ex[2], 1 + ex[2]) * ex[1])
-                ),
+                _max_instead_of_min,
+                "positive-above",
             ),
-            Mutant(
+            _bound_mutant(
                 "clipped-term-only",
                 "clip(r) A without the min (the unclipped term dropped)",
-                symbolic=SymbolicMutation("bound-positive-below", (1 - epsilon) * a),
-                exact=lambda ex: float(np.clip(ex[0], 1 - ex[2], 1 + ex[2]) * ex[1]),
+                _clipped_term_only,
+                "negative-above",
             ),
         ),
         notes=(
             "Any min(r A, x) is at most r A, so clipping the advantage instead of the ratio "
             "(min(r A, r clip(A, 1 - eps, 1 + eps))) satisfies this bound too: that bug is a "
-            "mutant of `ppo-clip-gradient`, whose slopes it changes."
+            "mutant of `ppo-clip-gradient`, whose slopes it changes. The exact leg checks the "
+            "gap itself, not only its sign, so a derivation picking the wrong term of the min "
+            "in some region is caught."
         ),
     ),
     Claim(
@@ -282,10 +470,13 @@ CLAIMS = (
             r"\frac{d}{dr}\min\!\big(rA, \mathrm{clip}(r, 1-\epsilon, 1+\epsilon)A\big) = "
             r"\begin{cases} 0 & A > 0,\ r > 1+\epsilon \ \text{ or } \ A < 0,\ r < 1-\epsilon \\"
             r" A & \text{otherwise} \end{cases}"
+            r"\qquad (A \ne 0,\ r \ne 1 \pm \epsilon,\ 0 < \epsilon < 1)"
         ),
+        statement_reason=_STATEMENT_REASON,
         assumptions=(
             "r is not at a kink r = 1 +- eps, where the objective has no derivative; A != 0.",
-            "Six derivations, one per sign of A and region of r (below, inside, above).",
+            "Six derivations, one per sign of A and open region of r (below, inside, above), "
+            "checked to cover that domain.",
             "Inside the clip range the slope is A, the gradient of the unclipped surrogate "
             "r A (with r = 1 at the old policy, where PPO starts each update).",
         ),
@@ -293,37 +484,40 @@ CLAIMS = (
             "Schulman, J. et al., *Proximal Policy Optimization Algorithms*, 2017, eq. (7) and "
             "Fig. 1.",
         ),
-        symbolic=SymbolicLeg(slopes),
+        symbolic=SymbolicLeg((), cases=(slope_analysis,)),
         exact=ExactLeg(
             slope_examples,
             lhs=central_difference,
-            rhs=lambda ex: _slope(*ex),
+            rhs=slope_by_cases,
+            rhs_reason=_RHS_REASON,
             rtol=_slope_rtol,
             description=(
-                "central difference of min(r A, clip(r) A) with a step inside the linear piece "
-                "(truncation error 0) vs the lambdified piecewise slope"
+                "central difference of min(r A, clip(r) A) from the definition with a step "
+                "inside the linear piece (truncation error 0) vs the slope the case analysis "
+                "proves at the region containing (r, A, eps)"
             ),
         ),
         mutants=(
-            Mutant(
+            _slope_mutant(
                 "flat-on-both-sides",
                 "slope 0 whenever r leaves the range, as if the objective were clip(r) A",
-                symbolic=SymbolicMutation("slope-positive-below", sp.Integer(0)),
-                exact=_symmetric_clip,
+                {"positive-below": sp.Integer(0), "negative-above": sp.Integer(0)},
+                "positive-below",
             ),
-            Mutant(
+            _slope_mutant(
                 "sign-of-advantage-ignored",
                 "flat above 1 + eps and unclipped below 1 - eps, whatever the sign of A",
-                symbolic=SymbolicMutation("slope-negative-below", -a),
-                exact=_sign_ignored,
+                {"negative-below": -_a_open, "negative-above": sp.Integer(0)},
+                "negative-below",
             ),
-            Mutant(
+            _slope_mutant(
                 "advantage-clipped",
                 "min(r A, r clip(A, 1 - eps, 1 + eps)): the advantage clipped instead of the ratio",
-                symbolic=SymbolicMutation(
-                    "slope-positive-above", sp.Min(a, clip(a, epsilon), evaluate=False)
-                ),
-                exact=_clipped_advantage,
+                {
+                    g.name: sp.Min(g.advantage, clip(g.advantage, g.eps), evaluate=False)
+                    for g in SLOPE_REGIONS
+                },
+                "positive-above",
             ),
         ),
     ),

@@ -146,3 +146,81 @@ def check_interval(
         left, right = "(" if low_open else "[", ")" if high_open else "]"
         raise ValueError(f"{name} must be in {left}{low:g}, {high:g}{right}, got {result!r}")
     return result
+
+
+def check_seed(value: Any, name: str = "seed") -> int | np.random.SeedSequence | None:
+    """Return a seed for ``numpy.random.default_rng``: ``None``, an int >= 0 or a ``SeedSequence``.
+
+    Raises:
+        TypeError: for anything else (strings, floats, booleans, arrays), naming ``name``.
+        ValueError: for a negative integer.
+    """
+    if value is None or isinstance(value, np.random.SeedSequence):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an int >= 0, a numpy.random.SeedSequence or None, "
+            f"got {type(value).__name__}"
+        )
+    result = int(value)
+    if result < 0:
+        raise ValueError(f"{name} must be >= 0, got {result}")
+    return result
+
+
+#: Largest number of time steps (a horizon, or a number of steps) rlmath accepts: exact
+#: finite-horizon code loops over the steps in Python (about 10 microseconds each, so the
+#: limit is about ten seconds of work) and stores arrays with one row per step.
+MAX_HORIZON: int = 1_000_000
+
+#: Largest array, in bytes, that a size argument (a horizon, a number of steps or of episodes)
+#: may make rlmath allocate: beyond it a call is refused before any work is done, instead of
+#: running for minutes or failing in the allocator.
+MAX_ARRAY_BYTES: int = 4 * 2**30
+
+
+def format_bytes(n_bytes: float) -> str:
+    """``n_bytes`` in binary units, three significant digits: ``format_bytes(2**31) == '2 GiB'``."""
+    value, unit = float(n_bytes), "bytes"
+    for next_unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, next_unit
+    return f"{value:.3g} {unit}"
+
+
+def check_horizon(
+    value: Any, name: str = "horizon", *, bytes_per_step: int | None = None, what: str = ""
+) -> int:
+    """Return ``value`` as an int in ``[1, MAX_HORIZON]``.
+
+    With ``bytes_per_step``, a refusal also states the memory ``value`` steps would need for
+    ``what`` (e.g. ``"Q [H, S, A] float64"``).
+
+    Raises:
+        TypeError: if ``value`` is not an integer.
+        ValueError: if it is below 1 or above :data:`MAX_HORIZON`.
+    """
+    result = check_integer(value, name, minimum=1)
+    if result > MAX_HORIZON:
+        need = ""
+        if bytes_per_step is not None:
+            need = f"; it would need {format_bytes(result * bytes_per_step)} for {what}"
+        raise ValueError(
+            f"{name} must be <= {MAX_HORIZON} (rlmath's limit on time steps, "
+            f"rlmath._validation.MAX_HORIZON), got {result}{need}"
+        )
+    return result
+
+
+def check_array_bytes(n_bytes: int, what: str, *, name: str, value: Any) -> None:
+    """Refuse, naming argument ``name``, an allocation of ``n_bytes`` above :data:`MAX_ARRAY_BYTES`.
+
+    ``what`` describes the arrays (e.g. ``"Q [H, S, A] float64"``) for the message.
+    """
+    if n_bytes > MAX_ARRAY_BYTES:
+        raise ValueError(
+            f"{name} = {value} would need {format_bytes(n_bytes)} for {what}, more than the "
+            f"limit of {format_bytes(MAX_ARRAY_BYTES)} (rlmath._validation.MAX_ARRAY_BYTES); "
+            f"use a smaller {name}"
+        )

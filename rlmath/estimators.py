@@ -43,7 +43,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rlmath._validation import FloatArray, as_float_array, check_probabilities, check_real_scalar
+from rlmath._validation import (
+    FloatArray,
+    as_float_array,
+    check_probabilities,
+    check_real_scalar,
+    first_index,
+)
 from rlmath.policy import SoftmaxPolicy
 from rlmath.sampling import Rollouts
 
@@ -499,6 +505,25 @@ def surrogate_gradient(
 
 
 # ----------------------------------------------------------------------------- KL
+def _log_ratio_terms(log_ratio: ArrayLike) -> FloatArray:
+    r"""``log_ratio`` as float64, checked: finite, or $-\infty$ ($\pi_{\theta'}(a) = 0$).
+
+    $-\infty$ is a valid log-ratio (the sample has probability 0 under $\pi_{\theta'}$, so the
+    KL is infinite and every estimator returns $+\infty$). NaN and $+\infty$ are not: $+\infty$
+    means the sample had probability 0 under $\pi_\theta$, which sampled it. As in
+    :mod:`rlmath.reference`, they raise ``ValueError`` instead of giving NaN terms.
+    """
+    x = as_float_array(log_ratio, "log_ratio")
+    bad = np.isnan(x) | np.isposinf(x)
+    if bad.any():
+        index = first_index(bad)
+        raise ValueError(
+            "log_ratio must be finite or -inf (probability 0 under the other policy), "
+            f"got {x[index]!r} at index {index}"
+        )
+    return x
+
+
 def kl_k1(log_ratio: ArrayLike) -> FloatArray:
     r"""$k_1 = -\log r$: unbiased for $\mathrm{KL}(\pi_\theta \| \pi_{\theta'})$, high variance.
 
@@ -507,10 +532,15 @@ def kl_k1(log_ratio: ArrayLike) -> FloatArray:
        \qquad \log r = \log\pi_{\theta'}(a) - \log\pi_\theta(a),\ a \sim \pi_\theta. $$
 
     Args:
-        log_ratio: $\log r$ at samples of $\pi_\theta$, any shape.
+        log_ratio: $\log r$ at samples of $\pi_\theta$, any shape; finite or $-\infty$
+            ($\pi_{\theta'}(a) = 0$, giving a term $+\infty$).
 
     Returns:
         Terms of the same shape (negative terms occur).
+
+    Raises:
+        TypeError: if ``log_ratio`` is not numeric.
+        ValueError: if an entry is NaN or $+\infty$.
 
     References:
         Schulman 2020, "k1".
@@ -519,7 +549,7 @@ def kl_k1(log_ratio: ArrayLike) -> FloatArray:
         >>> kl_k1([0.0, -1.0]).tolist()
         [-0.0, 1.0]
     """
-    return -as_float_array(log_ratio, "log_ratio")
+    return -_log_ratio_terms(log_ratio)
 
 
 def kl_k2(log_ratio: ArrayLike) -> FloatArray:
@@ -530,10 +560,15 @@ def kl_k2(log_ratio: ArrayLike) -> FloatArray:
     equal $\tfrac12 \delta^\top F \delta$); it is *not* the KL.
 
     Args:
-        log_ratio: $\log r = \log\pi_{\theta'}(a) - \log\pi_\theta(a)$ at $a \sim \pi_\theta$.
+        log_ratio: $\log r = \log\pi_{\theta'}(a) - \log\pi_\theta(a)$ at $a \sim \pi_\theta$;
+            finite or $-\infty$ (giving $+\infty$).
 
     Returns:
         Terms of the same shape.
+
+    Raises:
+        TypeError: if ``log_ratio`` is not numeric.
+        ValueError: if an entry is NaN or $+\infty$.
 
     References:
         Schulman 2020, "k2".
@@ -542,8 +577,9 @@ def kl_k2(log_ratio: ArrayLike) -> FloatArray:
         >>> kl_k2([0.0, -1.0]).tolist()
         [0.0, 0.5]
     """
-    x = as_float_array(log_ratio, "log_ratio")
-    return 0.5 * x * x
+    x = _log_ratio_terms(log_ratio)
+    with np.errstate(over="ignore"):  # |log r| > 1.9e154: the term rounds to +inf
+        return 0.5 * x * x  # type: ignore[no-any-return]
 
 
 def kl_k3(log_ratio: ArrayLike) -> FloatArray:
@@ -555,10 +591,16 @@ def kl_k3(log_ratio: ArrayLike) -> FloatArray:
 
     Args:
         log_ratio: $\log r = \log\pi_{\theta'}(a) - \log\pi_\theta(a)$ at $a \sim \pi_\theta$
-            (requires $\pi_{\theta'} > 0$ wherever $\pi_\theta > 0$ for unbiasedness).
+            (requires $\pi_{\theta'} > 0$ wherever $\pi_\theta > 0$ for unbiasedness); finite
+            or $-\infty$ (giving $+\infty$).
 
     Returns:
-        Terms of the same shape.
+        Terms of the same shape; $+\infty$ where $r$ overflows ($\log r > 709.78$), as in
+        :func:`rlmath.reference.kl_estimator_k3`.
+
+    Raises:
+        TypeError: if ``log_ratio`` is not numeric.
+        ValueError: if an entry is NaN or $+\infty$.
 
     References:
         Schulman 2020, "k3".
@@ -567,8 +609,9 @@ def kl_k3(log_ratio: ArrayLike) -> FloatArray:
         >>> kl_k3([0.0]).tolist()
         [0.0]
     """
-    x = as_float_array(log_ratio, "log_ratio")
-    return np.expm1(x) - x
+    x = _log_ratio_terms(log_ratio)
+    with np.errstate(over="ignore"):  # r = exp(log r) overflows to +inf: the term is +inf
+        return np.expm1(x) - x  # type: ignore[no-any-return]
 
 
 def kl_terms(
@@ -597,7 +640,13 @@ def kl_terms(
         estimator: :func:`kl_k1`, :func:`kl_k2` or :func:`kl_k3` (default).
 
     Returns:
-        ``B`` float64 terms.
+        ``B`` float64 terms; $+\infty$ where ``other`` gives the sample probability 0.
+
+    Raises:
+        TypeError: if ``states`` or ``actions`` are not integers.
+        ValueError: on mismatched shapes, states or actions out of range, or a pair that
+            ``policy`` gives probability 0 (it cannot have been sampled from ``policy``;
+            its log-ratio would be $+\infty$ or NaN).
 
     Examples:
         >>> p, q = [[0.5, 0.5]], [[0.25, 0.75]]
@@ -609,9 +658,25 @@ def kl_terms(
     if log_p.shape != log_q.shape:
         raise ValueError(f"other must have the shape of policy {log_p.shape}, got {log_q.shape}")
     s, a = np.asarray(states), np.asarray(actions)
+    for name, array, bound in (("states", s, log_p.shape[0]), ("actions", a, log_p.shape[1])):
+        if not np.issubdtype(array.dtype, np.integer):
+            raise TypeError(f"{name} must be integers, got dtype {array.dtype}")
+        outside = (array < 0) | (array >= bound)
+        if outside.any():
+            index = first_index(np.asarray(outside))
+            raise ValueError(
+                f"{name} must be in [0, {bound}), got {array[index]!r} at index {index}"
+            )
     if s.shape != a.shape:
         raise ValueError(
             f"states and actions must have the same shape, got {s.shape} and {a.shape}"
+        )
+    impossible = np.isneginf(log_p[s, a])
+    if impossible.any():
+        index = first_index(np.asarray(impossible))
+        raise ValueError(
+            f"actions must be sampled from policy, got action {int(a[index])} in state "
+            f"{int(s[index])} (probability 0 under policy) at index {index}"
         )
     return estimator(log_q[s, a] - log_p[s, a])
 

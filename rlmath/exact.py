@@ -42,7 +42,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from numpy.typing import ArrayLike
 
-from rlmath._validation import FloatArray, check_integer
+from rlmath._validation import FloatArray, check_array_bytes, check_horizon, check_integer
 from rlmath.mdp import TabularMDP
 from rlmath.policy import SoftmaxPolicy, as_probabilities
 from rlmath.tolerances import KRYLOV_RESIDUAL_RTOL
@@ -200,10 +200,21 @@ def finite_horizon_values(mdp: TabularMDP, policy: PolicyLike) -> tuple[FloatArr
 
     Returns:
         ``(V, Q)``: ``V`` is ``[H + 1, S]`` (times 0..H), ``Q`` is ``[H, S, A]`` (times 0..H-1).
+
+    Raises:
+        ValueError: if ``mdp.horizon`` is ``None``, or ``V`` and ``Q`` would take more than
+            ``rlmath._validation.MAX_ARRAY_BYTES`` (4 GiB).
     """
     mdp = _check_mdp(mdp)
     if mdp.horizon is None:
         raise ValueError("mdp must have a finite horizon (mdp.horizon is None)")
+    S, A = mdp.n_states, mdp.n_actions
+    check_array_bytes(
+        8 * ((mdp.horizon + 1) * S + mdp.horizon * S * A),
+        f"V [H + 1, S] and Q [H, S, A] float64 (S = {S}, A = {A})",
+        name="mdp.horizon",
+        value=mdp.horizon,
+    )
     pi = _probabilities(mdp, policy)
     H = mdp.horizon
     V = np.zeros((H + 1, mdp.n_states))
@@ -215,9 +226,17 @@ def finite_horizon_values(mdp: TabularMDP, policy: PolicyLike) -> tuple[FloatArr
 
 
 def state_distributions(mdp: TabularMDP, policy: PolicyLike, horizon: int) -> FloatArray:
-    r"""$\Pr(s_t = s)$ for $t = 0..H-1$, ``[H, S]``, by forward propagation $p_{t+1} = P_\pi^\top p_t$."""
+    r"""$\Pr(s_t = s)$ for $t = 0..H-1$, ``[H, S]``, by forward propagation $p_{t+1} = P_\pi^\top p_t$.
+
+    Raises:
+        ValueError: if ``horizon`` is below 1, above ``rlmath._validation.MAX_HORIZON``
+            (10^6), or the ``[H, S]`` output would take more than
+            ``rlmath._validation.MAX_ARRAY_BYTES`` (4 GiB).
+    """
     mdp = _check_mdp(mdp)
-    horizon = check_integer(horizon, "horizon", minimum=1)
+    what = f"the [H, S] float64 distributions (S = {mdp.n_states})"
+    horizon = check_horizon(horizon, bytes_per_step=8 * mdp.n_states, what=what)
+    check_array_bytes(8 * horizon * mdp.n_states, what, name="horizon", value=horizon)
     P_pi = _policy_transitions(mdp, _probabilities(mdp, policy))
     out = np.empty((horizon, mdp.n_states))
     out[0] = mdp.rho0
@@ -398,7 +417,7 @@ def trajectories(
     Args:
         mdp: a :class:`~rlmath.TabularMDP` (its ``gamma`` discounts the returns).
         policy: a :class:`~rlmath.SoftmaxPolicy` or row-stochastic ``[S, A]`` array.
-        horizon: number of steps $H \ge 1$.
+        horizon: number of steps $1 \le H \le$ ``rlmath._validation.MAX_HORIZON`` (10^6).
         max_trajectories: refuse (``ValueError``) once more than this many trajectories of
             positive probability would be held.
 
@@ -406,7 +425,9 @@ def trajectories(
         :class:`Trajectories`.
 
     Raises:
-        ValueError: if the enumeration exceeds ``max_trajectories``.
+        ValueError: if the enumeration exceeds ``max_trajectories``, or its ``[N, H]`` states
+            and actions would take more than ``rlmath._validation.MAX_ARRAY_BYTES`` (4 GiB;
+            checked as soon as the count $N$ so far, which never decreases, implies it).
 
     Examples:
         >>> import numpy as np
@@ -416,7 +437,10 @@ def trajectories(
         [2.0, 1.0, 1.0, 0.0]
     """
     mdp = _check_mdp(mdp)
-    horizon = check_integer(horizon, "horizon", minimum=1)
+    # each trajectory holds H states and H actions (intp): 16 bytes per step on 64-bit
+    bytes_per_step = 2 * np.dtype(np.intp).itemsize
+    what = "the states and actions of one trajectory ([H] intp each)"
+    horizon = check_horizon(horizon, bytes_per_step=bytes_per_step, what=what)
     max_trajectories = check_integer(max_trajectories, "max_trajectories", minimum=1)
     pi = _probabilities(mdp, policy)
     P = mdp.dense_transitions()
@@ -428,6 +452,14 @@ def trajectories(
                 f"step {t}, more than max_trajectories = {max_trajectories}; use a smaller MDP "
                 "or horizon (or rlmath.exact.objective, which uses dynamic programming)"
             )
+        # every trajectory has a successor at each step, so the count never decreases: the
+        # output will hold at least count * horizon states and actions
+        check_array_bytes(
+            count * horizon * bytes_per_step,
+            f"the states and actions of at least {count} trajectories ([N, H] intp each)",
+            name="horizon",
+            value=horizon,
+        )
 
     start = np.flatnonzero(mdp.rho0 > 0)
     refuse(start.size, 0)
@@ -483,16 +515,21 @@ def policy_iteration(
 
     Args:
         mdp: an infinite-horizon :class:`~rlmath.TabularMDP`.
-        max_iterations: safety bound; policy iteration stops after at most $A^S$ steps and in
-            practice a handful.
+        max_iterations: safety bound, an integer $\ge 1$; policy iteration stops after at most
+            $A^S$ steps and in practice a handful.
 
     Returns:
         ``(V_star, pi_star)``: ``[S]`` values and ``[S, A]`` one-hot policy.
+
+    Raises:
+        ValueError: if ``mdp`` has a finite horizon or ``max_iterations < 1``.
+        RuntimeError: if the policy is still changing after ``max_iterations`` improvements.
 
     References:
         Howard, R. A. *Dynamic Programming and Markov Processes*, 1960; Puterman 1994, Sec. 6.4.
     """
     mdp = _check_mdp(mdp)
+    max_iterations = check_integer(max_iterations, "max_iterations", minimum=1)
     if mdp.horizon is not None:
         raise ValueError(
             "policy_iteration needs an infinite-horizon MDP; a finite-horizon optimum is "

@@ -30,9 +30,11 @@ from rlmath._validation import (
     FloatArray,
     as_float_array,
     check_finite,
+    check_horizon,
     check_integer,
     check_probabilities,
     check_real_scalar,
+    check_seed,
 )
 from rlmath.tolerances import PROBABILITY_SUM_ATOL
 
@@ -45,6 +47,15 @@ SparseMatrix: TypeAlias = Any
 def _read_only(array: FloatArray) -> FloatArray:
     array.setflags(write=False)
     return array
+
+
+def _check_sparse_dtype(P: SparseMatrix, name: str) -> None:
+    """Refuse sparse matrices that would not convert to float64 exactly (complex, non-numeric)."""
+    kind = np.dtype(P.dtype).kind
+    if kind == "c":  # the float64 cast would drop the imaginary part (a ComplexWarning)
+        raise TypeError(f"{name} must be real, got a complex sparse matrix (dtype {P.dtype})")
+    if kind not in "biuf":
+        raise TypeError(f"{name} must be a sparse matrix of real numbers, got dtype {P.dtype}")
 
 
 def _check_sparse_transitions(P: SparseMatrix, n_states: int, n_actions: int) -> None:
@@ -82,11 +93,11 @@ class TabularMDP:
         r: expected rewards ``[S, A]``, or ``[S, A, S]`` (reduced by expectation under ``P``).
         rho0: initial state distribution ``[S]``.
         gamma: discount; in $[0, 1)$, or $[0, 1]$ when ``horizon`` is given.
-        horizon: number of steps $H \ge 1$ of a finite-horizon problem, or ``None`` for an
-            infinite discounted one.
+        horizon: number of steps $1 \le H \le$ ``rlmath._validation.MAX_HORIZON`` (10^6) of a
+            finite-horizon problem, or ``None`` for an infinite discounted one.
 
     Raises:
-        TypeError: if an argument is not numeric.
+        TypeError: if an argument is not numeric, or ``P`` is complex.
         ValueError: naming the argument and the first offending index, for shape mismatches,
             negative or non-finite probabilities, rows of ``P`` or ``rho0`` not summing to 1
             (within ``rlmath.tolerances.PROBABILITY_SUM_ATOL``), non-finite rewards, or
@@ -123,6 +134,7 @@ class TabularMDP:
         set_(self, "gamma", gamma)
 
         if sp.issparse(self.P):
+            _check_sparse_dtype(self.P, "P")
             P = sp.csr_array(self.P, dtype=np.float64, copy=True)
             P.sum_duplicates()
             if P.shape[0] % max(P.shape[1], 1) != 0 or P.shape[1] == 0:
@@ -147,6 +159,12 @@ class TabularMDP:
                 )
             check_probabilities(P, "P", axis=-1)
             _read_only(P)
+        if self.horizon is not None:  # the limit, now that the memory it implies is known
+            check_horizon(
+                self.horizon,
+                bytes_per_step=8 * n_states * (n_actions + 1),
+                what="the [H + 1, S] and [H, S, A] float64 values of rlmath.exact",
+            )
         set_(self, "P", P)
         set_(self, "n_states", int(n_states))
         set_(self, "n_actions", int(n_actions))
@@ -243,6 +261,7 @@ class TabularMDP:
         """
         n_states = check_integer(n_states, "n_states", minimum=1)
         n_actions = check_integer(n_actions, "n_actions", minimum=1)
+        seed = check_seed(seed)
         reward_scale = check_real_scalar(reward_scale, "reward_scale")
         concentration = check_real_scalar(concentration, "concentration")
         if concentration <= 0:
@@ -298,7 +317,7 @@ class TabularMDP:
             P: ``[A, S, S]`` array, or a sequence of ``A`` dense or sparse ``[S, S]`` matrices.
             R: rewards ``[S, A]``, ``[A, S, S]`` (next-state dependent, reduced by expectation)
                 or ``[S]`` (state reward, the same for every action).
-            discount: discount factor $\gamma$.
+            discount: discount factor $\gamma$, in $[0, 1)$ (or $[0, 1]$ with ``horizon``).
             rho0: initial distribution ``[S]``; ``None`` for uniform.
             horizon: finite horizon, or ``None``.
 
@@ -315,8 +334,24 @@ class TabularMDP:
             >>> mdp.r.tolist(), mdp.dense_transitions()[0, 1].tolist()
             ([[5.0, 10.0], [-1.0, 2.0]], [0.0, 1.0])
         """
+        discount = check_real_scalar(discount, "discount")
+        if horizon is None and not 0.0 <= discount < 1.0:
+            raise ValueError(
+                f"discount must be in [0, 1) for an infinite-horizon MDP, got {discount!r} "
+                "(pass horizon=H to allow discount = 1)"
+            )
+        if horizon is not None and not 0.0 <= discount <= 1.0:
+            raise ValueError(
+                f"discount must be in [0, 1] for a finite-horizon MDP, got {discount!r}"
+            )
         if isinstance(P, Sequence) and len(P) and any(sp.issparse(m) for m in P):
-            blocks = [sp.csr_array(m, dtype=np.float64) for m in P]
+            blocks = []
+            for a, m in enumerate(P):
+                if sp.issparse(m):
+                    _check_sparse_dtype(m, f"P[{a}]")
+                else:
+                    m = as_float_array(m, f"P[{a}]", ndim=2)
+                blocks.append(sp.csr_array(m, dtype=np.float64))
             n_actions, n_states = len(blocks), blocks[0].shape[0]
             for a, block in enumerate(blocks):
                 if block.shape != (n_states, n_states):

@@ -13,30 +13,65 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from rlmath._validation import FloatArray, as_float_array, check_finite, check_probabilities
+from rlmath._validation import (
+    FloatArray,
+    as_float_array,
+    check_finite,
+    check_probabilities,
+    first_index,
+)
 
 __all__ = ["SoftmaxPolicy", "as_probabilities", "log_softmax"]
 
 
-def log_softmax(logits: FloatArray, axis: int = -1) -> FloatArray:
+def log_softmax(logits: ArrayLike, axis: int = -1) -> FloatArray:
     r"""Stable $\log \mathrm{softmax}$: $x_i - m - \log \sum_j e^{x_j - m}$ with $m = \max_j x_j$.
 
     Subtracting the maximum makes every exponent $\le 0$, so nothing overflows and the largest
-    term is exactly 1 (no underflow of the normaliser): finite for logits of any finite size.
+    term is exactly 1 (no underflow of the normaliser). The result is finite unless a logit
+    trails its row's maximum by more than the float64 range ($\approx 1.8 \times 10^{308}$):
+    that difference rounds to $-\infty$, the correctly rounded log of a probability below
+    every float, and the probability is exactly 0.
 
     Args:
-        logits: array of any shape, float64.
+        logits: array-like of any non-empty shape (converted to float64). Entries must be
+            finite or $-\infty$ (an action of probability 0), with a finite entry in every
+            slice along ``axis``.
         axis: the axis that indexes the outcomes.
 
     Returns:
-        Log-probabilities, the same shape as ``logits``.
+        Log-probabilities, a new float64 array of the shape of ``logits``.
+
+    Raises:
+        TypeError: if ``logits`` is not numeric.
+        ValueError: if ``logits`` is empty, has a NaN or $+\infty$ entry, or a slice along
+            ``axis`` with no finite entry.
 
     Examples:
         >>> import numpy as np
         >>> log_softmax(np.array([1e4, 0.0])).tolist()
         [0.0, -10000.0]
+        >>> log_softmax([0.0, 0.0]).round(6).tolist()
+        [-0.693147, -0.693147]
     """
-    shifted = logits - logits.max(axis=axis, keepdims=True)
+    array = as_float_array(logits, "logits")
+    if array.size == 0:
+        raise ValueError(f"logits must not be empty, got shape {array.shape}")
+    bad = np.isnan(array) | np.isposinf(array)
+    if bad.any():
+        index = first_index(bad)
+        raise ValueError(
+            f"logits must be finite or -inf (probability 0), got {array[index]!r} at index {index}"
+        )
+    if np.isneginf(array).all(axis=axis).any():
+        raise ValueError(f"logits must have a finite entry along axis {axis}, got all -inf")
+    return _log_softmax(array, axis)
+
+
+def _log_softmax(logits: FloatArray, axis: int = -1) -> FloatArray:
+    """:func:`log_softmax` of a float64 array already validated (finite or -inf, non-empty)."""
+    with np.errstate(over="ignore"):  # x - m below -1.8e308 rounds to -inf: probability 0
+        shifted = logits - logits.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))  # type: ignore[no-any-return]
 
 
@@ -88,8 +123,12 @@ class SoftmaxPolicy:
         return int(self.theta.shape[1])
 
     def log_probabilities(self) -> FloatArray:
-        r"""$\log \pi_\theta(a \mid s)$, ``[S, A]``, finite for logits up to any finite size."""
-        return log_softmax(self.theta)
+        r"""$\log \pi_\theta(a \mid s)$, ``[S, A]`` (see :func:`log_softmax`).
+
+        Finite unless a logit trails its row's maximum by more than the float64 range; then
+        $-\infty$ (the action's probability is exactly 0 in float64).
+        """
+        return _log_softmax(self.theta)
 
     def probabilities(self) -> FloatArray:
         r"""$\pi_\theta(a \mid s)$, ``[S, A]``; each row sums to 1."""
@@ -137,10 +176,14 @@ class SoftmaxPolicy:
     def entropy(self) -> FloatArray:
         r"""Entropy per state, $H(\pi(\cdot \mid s)) = -\sum_a \pi(a|s) \log \pi(a|s)$, ``[S]`` (nats).
 
-        Computed from log-probabilities, so a near-deterministic row gives 0 rather than NaN.
+        Computed from log-probabilities, so a near-deterministic row gives 0 rather than NaN;
+        an action of probability exactly 0 ($\log\pi = -\infty$, e.g. logits $\pm 1.7 \times
+        10^{308}$) contributes $0 \log 0 = 0$.
         """
         log_p = self.log_probabilities()
-        return -(np.exp(log_p) * log_p).sum(axis=1)  # type: ignore[no-any-return]
+        finite = np.isfinite(log_p)  # log_p is finite or -inf; 0 log 0 = 0
+        terms = np.exp(log_p) * np.where(finite, log_p, 0.0)
+        return 0.0 - terms.sum(axis=1)  # type: ignore[no-any-return]  # 0 - 0 = +0, not -0
 
     def state_fisher_information(self) -> FloatArray:
         r"""Per-state Fisher information of the logits, ``[S, A, A]``.

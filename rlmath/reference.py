@@ -1081,12 +1081,22 @@ def _standardize(x: FloatArray, axis: int | None, epsilon: Any, ddof: Any) -> Fl
     count = x.size if axis is None else x.shape[axis]
     if count - ddof <= 0:
         return np.zeros_like(x)
-    deviation = x - np.mean(x, axis=axis, keepdims=True)
+    # Work on y = x / c with c the power of two just below max |x|: the sum behind the mean and
+    # the deviations (up to 2 max |x|) overflow for entries near 1e308 otherwise. Scaling by a
+    # power of two is exact, and so is the result once epsilon is scaled too:
+    # (x - mean) / (s + eps) = (y - mean_y) / (s_y + eps / c), bit for bit where x does not
+    # overflow.
+    largest_entry = np.max(np.abs(x), axis=axis, keepdims=True)
+    _, exponent = np.frexp(np.where(constant | (largest_entry == 0), 1.0, largest_entry))
+    scale = np.ldexp(1.0, exponent - 1)  # max |y| in [1, 2)
+    y = x / scale
+    deviation = y - np.mean(y, axis=axis, keepdims=True)
     # std computed on deviations scaled to at most 1, so tiny values do not underflow when squared
     largest = np.max(np.abs(deviation), axis=axis, keepdims=True)
     largest = np.where(constant | (largest == 0), 1.0, largest)
     mean_square = np.sum((deviation / largest) ** 2, axis=axis, keepdims=True) / (count - ddof)
-    denominator = np.where(constant, 1.0, largest * np.sqrt(mean_square) + eps)
+    with np.errstate(over="ignore"):  # eps / c above the float range: the result is 0
+        denominator = np.where(constant, 1.0, largest * np.sqrt(mean_square) + eps / scale)
     result: FloatArray = np.where(constant, 0.0, deviation / denominator)
     return result
 
@@ -1147,6 +1157,8 @@ def normalized_advantages(advantages: Any, *, epsilon: float = 0.0, ddof: int = 
        s = \sqrt{\tfrac{1}{N - \mathrm{ddof}} \textstyle\sum_j (A_j - \bar A)^2}, $$
 
     and $\tilde A = 0$ when all advantages are equal ($s = 0$, which includes $N = 1$).
+    Computed on the advantages divided by a power of two near their largest magnitude (an
+    exact scaling), so entries up to the float64 maximum do not overflow the mean or std.
 
     Conventions: mean and std over *all* entries of a ``[T, B]`` (or any-shaped) batch, not per
     time step or per environment; ``ddof = 0`` is NumPy's ``std``, ``ddof = 1`` PyTorch's

@@ -1,31 +1,46 @@
 r"""Vectorised Monte-Carlo rollouts of a tabular MDP: the sampler behind the Monte-Carlo leg.
 
+Two samplers share one engine: :func:`rollouts` (episodes of at most ``horizon`` steps) and
+:func:`discounted_rollouts` (episodes of the infinite-horizon discounted problem, stopped at a
+geometric time so that undiscounted sums along them are unbiased for discounted quantities).
+
 Every categorical draw (initial state, action, next state) is an $O(1)$ lookup in a Walker
 alias table, built for all rows at once with NumPy, and consumes exactly one uniform
 $u \sim U[0, 1)$: with $K$ slots per row, slot $k = \lfloor K u \rfloor$ and the fraction
-$K u - k$ decides between the slot's own outcome and its alias.
+$K u - k$ decides between the slot's own outcome and its alias (:func:`alias_sample`). The
+rollout loop draws from a *fused* layout of the same table: the test $K u - k < t_k$ is made
+as $K u < c_k$ with $c_k = k + t_k$ rounded up to a float, which decides every float
+$K u$ exactly as the fraction does, and the outcome and alias of a slot sit side by side, so
+a draw is one gather of $c$ and one of the pair (the outcomes are those of
+:func:`alias_sample`, uniform for uniform).
 
 Randomness is organised so that results never depend on how the work is split in memory:
 
 - Episodes are grouped in *blocks* of ``block_size`` consecutive episodes. Block ``b`` draws
   from its own ``numpy.random.Generator`` seeded by the child ``SeedSequence`` with spawn key
-  ``seed.spawn_key + (b,)``, in a fixed order: ``block_size`` uniforms for the initial states,
-  then at each step $t$ two uniforms per episode of the block that is still alive, in episode
-  order (the first picks $a_t$, the second $s_{t+1}$). What a block draws therefore depends on
-  nothing but its own stream, and a cut last block is simulated whole, so the first $n$
-  episodes are the same whatever ``n_episodes`` is. Ended episodes draw nothing, so the cost
-  follows the number of real steps.
+  ``seed.spawn_key + (b,)``, in a fixed order: in :func:`discounted_rollouts` only,
+  ``block_size`` uniforms for the episodes' geometric lengths; then ``block_size`` uniforms
+  for the initial states; then at each step $t$ two uniforms per episode of the block that is
+  still alive, in episode order (the first picks $a_t$, the second $s_{t+1}$). What a block
+  draws therefore depends on nothing but its own stream, and a cut last block is simulated
+  whole (its episodes beyond ``n_episodes`` come after the kept ones in every step's draws),
+  so the first $n$ episodes are the same whatever ``n_episodes`` is (for
+  :func:`discounted_rollouts`, up to the length of the time axis: the longest of the
+  ``n_episodes`` episodes). Ended episodes draw nothing, so the cost follows the number of
+  real steps.
 - Episodes are simulated in memory *chunks* of ``chunk_size`` episodes (a multiple of
-  ``block_size``): working memory is $O(\text{chunk size})$ and the output is identical for
-  every chunk size.
+  ``block_size``): working memory is $O(\text{chunk size})$, reused by every chunk, and the
+  output is identical for every chunk size.
 
 Conventions: time-major arrays ``[T, N]`` with times $0..T-1$; $r_t = r(s_t, a_t)$ is the
 *expected* reward that :class:`~rlmath.TabularMDP` stores, received at time $t$ (every
 estimator's mean is as with sampled rewards, whose conditional mean given $(s_t, a_t)$ it is;
 variances are those of this expected-reward MDP);
-``terminated[t]`` means $s_{t+1}$ is a terminal state; ``truncated[t]`` means the horizon cut
-the episode after step $t$ (only at $t = T-1$); at most one of the two is true, termination
-taking precedence.
+``terminated[t]`` means $s_{t+1}$ is a terminal state; ``truncated[t]`` means the episode was
+cut after step $t$ without entering one: by the horizon (only at $t = T-1$) in
+:func:`rollouts`, by the geometric stop ($t = H - 1$) in :func:`discounted_rollouts`; at most
+one of the two is true, termination taking precedence. States and actions are int32 (int64
+only for more than $2^{31} - 1$ states or actions).
 
 References:
     Walker, A. J. "An efficient method for generating discrete random variables with general
@@ -34,33 +49,46 @@ References:
     IEEE TSE 17(9), 1991.
     O'Neill, M. E. "PCG: A family of simple fast space-efficient statistically good algorithms
     for random number generation", 2014 (NumPy's default bit generator, PCG64).
+    Sutton, R. S. and Barto, A. G. *Reinforcement Learning: An Introduction*, 2nd ed., 2018,
+    Sec. 5.8 (discounting as a probability of termination).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from rlmath._validation import FloatArray, as_float_array, check_integer, check_probabilities
+from rlmath._validation import (
+    FloatArray,
+    as_float_array,
+    check_integer,
+    check_interval,
+    check_probabilities,
+)
 from rlmath.mdp import TabularMDP
 from rlmath.policy import SoftmaxPolicy, as_probabilities
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
     "DEFAULT_CHUNK_SIZE",
+    "MAX_STEPS_TAIL",
     "AliasTable",
     "Rollouts",
     "alias_sample",
     "alias_table",
+    "discounted_rollouts",
     "rollouts",
     "sample_actions",
     "transition_alias_table",
 ]
 
 IntArray = NDArray[np.intp]
+#: States and actions of :class:`Rollouts`: int32 (see :func:`_index_dtype`).
+StepIntArray = NDArray[np.signedinteger[Any]]
 BoolArray = NDArray[np.bool_]
 SeedLike = int | np.random.SeedSequence | None
 
@@ -72,6 +100,10 @@ DEFAULT_BLOCK_SIZE: int = 1024
 #: knob: the output does not depend on it. 16 blocks keep each per-step vector (128 KiB of
 #: float64) in cache.
 DEFAULT_CHUNK_SIZE: int = 16 * DEFAULT_BLOCK_SIZE
+
+#: Default bound on $\Pr(\text{some geometric length exceeds max\_steps})$ in
+#: :func:`discounted_rollouts` (``max_steps=None``).
+MAX_STEPS_TAIL: float = 1e-12
 
 
 # ----------------------------------------------------------------------------- alias tables
@@ -158,31 +190,53 @@ def alias_table(probabilities: ArrayLike, *, outcomes: ArrayLike | None = None) 
                 f"outcomes must have shape {(R, K)} like probabilities, got {labels.shape}"
             )
 
-    q = p * K
-    thresholds = np.ones((R, K))
-    alias_slot = np.tile(np.arange(K, dtype=np.intp), (R, 1))
+    thresholds, alias_slot = _vose_pairing(p * K)
+    aliases = np.take_along_axis(labels, alias_slot, axis=1)
+    return AliasTable(thresholds, np.ascontiguousarray(labels), aliases)
+
+
+def _vose_pairing(q: FloatArray) -> tuple[FloatArray, IntArray]:
+    r"""Thresholds and alias slots ``[R, K]`` of the scaled rows ``q`` $= K p$ (overwritten).
+
+    Per row: the small slots ($q_k < 1$) in index order, then the large ones; each round
+    pairs the row's current small slot $k$ with its current large slot $l$ ($t_k = q_k$,
+    alias $l$, $q_l \mathrel{-}= 1 - q_k$), and $l$ is the next small slot once $q_l < 1$.
+    Rounds are vectorised over the rows still pairing, kept packed, with flat indices into
+    the ``[R K]`` arrays (fancy indexing of 2-d arrays is several times slower).
+    """
+    R, K = q.shape
+    thresholds = np.ones(R * K)
+    alias_slot = np.tile(np.arange(K, dtype=np.intp), R)  # slot within the row
     small = q < 1.0
     order = np.argsort(~small, axis=1, kind="stable")  # per row: small slots, then large ones
     n_small = small.sum(axis=1)
-    next_small = np.zeros(R, dtype=np.intp)  # position in `order` of the next small slot
-    next_large = n_small.copy()  # position in `order` of the current large slot
-    rows = np.arange(R)
-    current = order[rows, 0]  # the small slot being filled
-    active = (n_small > 0) & (n_small < K)
-    while active.any():
-        i = rows[active]
-        k, large = current[i], order[i, next_large[i]]
-        thresholds[i, k] = q[i, k]
-        alias_slot[i, k] = large
-        q[i, large] -= 1.0 - q[i, k]
-        demoted = q[i, large] < 1.0  # the large slot becomes the next small one
-        next_large[i] += demoted
-        next_small[i] += ~demoted
-        has_small = demoted | (next_small[i] < n_small[i])
-        current[i] = np.where(demoted, large, order[i, np.minimum(next_small[i], K - 1)])
-        active[i] = has_small & (next_large[i] < K)
-    aliases = np.take_along_axis(labels, alias_slot, axis=1)
-    return AliasTable(thresholds, np.ascontiguousarray(labels), aliases)
+    row_start = np.arange(R, dtype=np.intp) * K
+    ordered = (order + row_start[:, None]).ravel()  # flat slot ids, each row in that order
+    flat_q = q.ravel()
+    # state of the rows still pairing, as positions in `ordered`
+    rows = np.flatnonzero((n_small > 0) & (n_small < K))
+    start, small_end = row_start[rows], row_start[rows] + n_small[rows]
+    next_small, next_large = start.copy(), small_end.copy()  # the current small / large slot
+    current = ordered[start]  # flat id of the small slot being filled
+    while rows.size:
+        large = np.take(ordered, next_large, mode="wrap")
+        kept = np.take(flat_q, current, mode="wrap")
+        thresholds[current] = kept
+        alias_slot[current] = large - start
+        residual = np.take(flat_q, large, mode="wrap")
+        residual -= 1.0 - kept
+        flat_q[large] = residual
+        demoted = residual < 1.0  # the large slot becomes the next small one
+        next_large += demoted
+        next_small += ~demoted
+        following = np.take(ordered, np.minimum(next_small, start + K - 1), mode="wrap")
+        current = np.where(demoted, large, following)
+        active = (demoted | (next_small < small_end)) & (next_large < start + K)
+        if not active.all():
+            keep = np.flatnonzero(active)
+            rows, start, small_end = rows[keep], start[keep], small_end[keep]
+            next_small, next_large, current = next_small[keep], next_large[keep], current[keep]
+    return thresholds.reshape(R, K), alias_slot.reshape(R, K)
 
 
 def alias_sample(table: AliasTable, rows: IntArray | None, uniforms: FloatArray) -> IntArray:
@@ -314,27 +368,30 @@ class Rollouts:
     absorbing zero-reward terminal state, ``r[states, actions]`` is 0 there too).
 
     Attributes:
-        states: ``[T, N]`` int, $s_t$, times 0..T-1.
-        actions: ``[T, N]`` int, $a_t \sim \pi(\cdot \mid s_t)$, times 0..T-1.
+        states: ``[T, N]`` int (int32 from the samplers here), $s_t$, times 0..T-1.
+        actions: ``[T, N]`` int (int32 from the samplers here), $a_t \sim \pi(\cdot \mid s_t)$.
         rewards: ``[T, N]`` float64, $r_t = r(s_t, a_t)$, times 0..T-1.
         log_probs: ``[T, N]`` float64, $\log \pi(a_t \mid s_t)$ of the sampling policy.
         terminated: ``[T, N]`` bool, $s_{t+1}$ is a terminal state (the last alive step).
-        truncated: ``[T, N]`` bool, the horizon ended the episode after step $t$ ($t = T-1$).
+        truncated: ``[T, N]`` bool, the episode was cut after step $t$ without entering a
+            terminal state (its last alive step): by the horizon, $t = T-1$, in
+            :func:`rollouts`; by the geometric stop, $t = H - 1$, in
+            :func:`discounted_rollouts`.
         alive: ``[T, N]`` bool, step $t$ happened.
         final_states: ``[N]`` int, the state after the last alive step ($s_{t+1}$ of that step:
-            the terminal state entered, or $s_T$).
+            the terminal state entered, or the state the cut left the episode in).
         seed_entropy: the root ``SeedSequence`` entropy (for the record).
         block_size: episodes per random stream.
     """
 
-    states: IntArray
-    actions: IntArray
+    states: StepIntArray
+    actions: StepIntArray
     rewards: FloatArray
     log_probs: FloatArray
     terminated: BoolArray
     truncated: BoolArray
     alive: BoolArray
-    final_states: IntArray
+    final_states: StepIntArray
     seed_entropy: Any
     block_size: int
 
@@ -358,7 +415,7 @@ class Rollouts:
         """Total number of alive steps (real environment steps) over all episodes."""
         return int(np.count_nonzero(self.alive))
 
-    def next_states(self) -> IntArray:
+    def next_states(self) -> StepIntArray:
         r"""``[T, N]`` int, $s_{t+1}$ for times 0..T-1 (``final_states`` at and after the end)."""
         following = np.concatenate([self.states[1:], self.final_states[None, :]])
         nxt = np.where(self.alive[1:], self.states[1:], self.final_states[None, :])
@@ -426,9 +483,8 @@ def rollouts(
             does not depend on it; working memory is proportional to it).
 
     Returns:
-        :class:`Rollouts` with arrays ``[T, N]`` (about 35 bytes per step and episode:
-        ``[T, N]`` int64 states and actions, float64 rewards and log-probabilities, three
-        bool masks).
+        :class:`Rollouts` with arrays ``[T, N]`` (27 bytes per step and episode: int32 states
+        and actions, float64 rewards and log-probabilities, three bool masks).
 
     Raises:
         TypeError: if ``mdp`` is not a :class:`~rlmath.TabularMDP` or an argument has the wrong
@@ -447,16 +503,273 @@ def rollouts(
         >>> out.rewards.sum(axis=0).tolist(), out.final_states.tolist()
         ([1.0, 1.0, 1.0], [1, 1, 1])
     """
-    if not isinstance(mdp, TabularMDP):
-        raise TypeError(f"mdp must be a TabularMDP, got {type(mdp).__name__}")
+    _check_mdp(mdp)
     n_episodes = check_integer(n_episodes, "n_episodes", minimum=1)
     horizon = check_integer(horizon, "horizon", minimum=1)
+    block_size, chunk_size = _check_sizes(block_size, chunk_size)
+    tables = _build_tables(mdp, policy, terminal_states)
+    root = _root_seed(seed)
+    generators = _block_generators(root, -(-n_episodes // block_size))
+    return _sample(
+        tables, generators, n_episodes, horizon, None, block_size, chunk_size, root.entropy
+    )
+
+
+def discounted_rollouts(
+    mdp: TabularMDP,
+    policy: SoftmaxPolicy | ArrayLike,
+    *,
+    n_episodes: int,
+    seed: SeedLike,
+    gamma: float | None = None,
+    max_steps: int | None = None,
+    terminal_states: ArrayLike | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Rollouts:
+    r"""Episodes of the infinite-horizon $\gamma$-discounted problem, by geometric stopping.
+
+    Each episode runs as in :func:`rollouts` but for its own random length
+    $H \sim \mathrm{Geometric}(1 - \gamma)$ on $\{1, 2, \dots\}$, independent of the path:
+
+    $$ \Pr(H > t) = \gamma^t, \qquad \mathbb E[H] = \frac{1}{1 - \gamma}, \qquad
+       H = 1 + \left\lfloor \frac{\log(1 - u)}{\log\gamma} \right\rfloor,\ u \sim U[0, 1), $$
+
+    so it acts at times $0..H-1$ (``truncated[H-1]``, the geometric stop), or until it enters a
+    terminal state (``terminated``, which takes precedence). Stopping after each step with
+    probability $1 - \gamma$ *is* the discount (discounting as termination), so plain
+    undiscounted sums along the sampled path are unbiased, with no truncation bias, for the
+    discounted objective and its gradient: with $H$ independent of the path and
+    $\Pr(H > t') = \gamma^{t'}$,
+
+    $$ \mathbb E\Big[\sum_{t<H} r_t\Big] = \sum_{t \ge 0} \gamma^t\, \mathbb E[r_t] = J,
+       \qquad
+       \mathbb E\Big[\sum_{t<H} \nabla\log\pi(a_t \mid s_t) \sum_{t'=t}^{H-1} r_{t'}\Big]
+       = \mathbb E\Big[\sum_{t \ge 0} \nabla\log\pi(a_t \mid s_t)
+         \sum_{t' \ge t} \gamma^{t'} r_{t'}\Big] = \nabla J $$
+
+    (bounded rewards: the sums converge absolutely, so they may be swapped with the
+    expectation; the last step is the policy gradient theorem with the $\gamma^t$ factor).
+    In :mod:`rlmath.estimators` these are the estimators with ``gamma=1.0``. A terminal state
+    must be absorbing with reward 0 (as in :meth:`TabularMDP.from_gymnasium`) for stopping
+    there to leave $J$ unchanged.
+
+    The time axis has $T = \max_n H_n$ steps (about $\log N / (1 - \gamma)$; memory is
+    27 bytes per step and episode). Lengths are unbounded in principle; ``max_steps`` caps
+    them *explicitly*: if some $H_n$ exceeds it, a ``ValueError`` is raised (before any
+    simulation) rather than truncating. The default cap is the least $m$ with
+    $N \gamma^m \le$ :data:`MAX_STEPS_TAIL` $= 10^{-12}$, so by the union bound a call raises
+    with probability at most $10^{-12}$; no episode is ever cut short.
+
+    Args:
+        mdp: a :class:`~rlmath.TabularMDP`, dense or sparse (its ``horizon`` is not used:
+            the problem sampled is the infinite-horizon one with discount ``gamma``).
+        policy: a :class:`~rlmath.SoftmaxPolicy` or a row-stochastic ``[S, A]`` array.
+        n_episodes: number of episodes $N \ge 1$.
+        seed: an int, a ``numpy.random.SeedSequence``, or ``None`` (fresh entropy); the
+            output is a deterministic function of it (and of ``block_size``).
+        gamma: discount $\gamma \in [0, 1)$; ``None`` for ``mdp.gamma``.
+        max_steps: cap $m \ge 1$ on every length $H_n$ (exceeding it raises), or ``None`` for
+            the default above.
+        terminal_states: as in :func:`rollouts`.
+        block_size: episodes per random stream (changing it changes the output).
+        chunk_size: episodes simulated together, a multiple of ``block_size`` (the output
+            does not depend on it).
+
+    Returns:
+        :class:`Rollouts` with arrays ``[T, N]``; ``lengths`` are the $\min(H_n, \text{time to
+        termination})$.
+
+    Raises:
+        TypeError: if ``mdp`` is not a :class:`~rlmath.TabularMDP` or an argument has the wrong
+            type.
+        ValueError: for $\gamma \notin [0, 1)$, non-positive sizes, a bad ``chunk_size`` or
+            policy (as in :func:`rollouts`), or a sampled length above ``max_steps``.
+
+    References:
+        Sutton and Barto 2018, Sec. 5.8 (discounting as a probability of termination);
+        Thomas, P. "Bias in Natural Actor-Critic Algorithms", ICML 2014 (the discounted
+        objective's gradient needs the $\gamma^t$ weighting that geometric stopping supplies);
+        Zhang, K., Koppel, A., Zhu, H., Başar, T. "Global Convergence of Policy Gradient
+        Methods to (Almost) Locally Optimal Policies", SIAM J. Control Optim. 58(6), 2020
+        (random geometric horizons for unbiased policy gradients).
+
+    Examples:
+        >>> from rlmath import TabularMDP
+        >>> loop = TabularMDP(np.ones((1, 1, 1)), r=[[1.0]], rho0=[1.0], gamma=0.75)
+        >>> out = discounted_rollouts(loop, [[1.0]], n_episodes=100_000, seed=0)
+        >>> round(float(out.rewards.sum(axis=0).mean()), 2)  # J = 1 / (1 - gamma) = 4
+        4.0
+        >>> bool(out.truncated[out.lengths - 1, np.arange(100_000)].all())
+        True
+    """
+    _check_mdp(mdp)
+    n_episodes = check_integer(n_episodes, "n_episodes", minimum=1)
+    gamma = _check_discount(mdp.gamma if gamma is None else gamma, from_mdp=gamma is None)
+    cap = _max_steps(n_episodes, gamma) if max_steps is None else max_steps
+    cap = check_integer(cap, "max_steps", minimum=1)
+    block_size, chunk_size = _check_sizes(block_size, chunk_size)
+    tables = _build_tables(mdp, policy, terminal_states)
+    root = _root_seed(seed)
+    generators = _block_generators(root, -(-n_episodes // block_size))
+    uniforms = np.empty(len(generators) * block_size)
+    _fill(generators, list(range(0, uniforms.size + 1, block_size)), uniforms)
+    lengths = _geometric_lengths(uniforms, gamma)
+    longest = int(lengths[:n_episodes].max())
+    if longest > cap:
+        episode = int(np.argmax(lengths[:n_episodes]))
+        raise ValueError(
+            f"max_steps = {cap} is shorter than a sampled episode: episode {episode} has "
+            f"geometric length H = {longest} (Pr(H > {cap}) = gamma^{cap} = {gamma**cap:.3g} "
+            "per episode); raise max_steps, or pass None for a cap exceeded with probability "
+            f"<= {MAX_STEPS_TAIL:g}"
+        )
+    return _sample(
+        tables, generators, n_episodes, longest, lengths, block_size, chunk_size, root.entropy
+    )
+
+
+# ----------------------------------------------------------------------------- validation
+def _check_mdp(mdp: Any) -> None:
+    if not isinstance(mdp, TabularMDP):
+        raise TypeError(f"mdp must be a TabularMDP, got {type(mdp).__name__}")
+
+
+def _check_sizes(block_size: Any, chunk_size: Any) -> tuple[int, int]:
     block_size = check_integer(block_size, "block_size", minimum=1)
     chunk_size = check_integer(chunk_size, "chunk_size", minimum=1)
     if chunk_size % block_size != 0:
         raise ValueError(
             f"chunk_size must be a multiple of block_size = {block_size}, got {chunk_size}"
         )
+    return block_size, chunk_size
+
+
+def _check_discount(gamma: Any, *, from_mdp: bool) -> float:
+    try:
+        return check_interval(gamma, "gamma", low=0.0, high=1.0, high_open=True)
+    except ValueError as error:
+        if not from_mdp:
+            raise
+        raise ValueError(f"{error} (gamma=None takes mdp.gamma; pass gamma in [0, 1))") from None
+
+
+# ----------------------------------------------------------------------------- geometric lengths
+def _geometric_lengths(uniforms: FloatArray, gamma: float) -> IntArray:
+    r"""$H = 1 + \lfloor \log(1 - u) / \log\gamma \rfloor$: $\Pr(H > t) = \Pr(1 - u \le \gamma^t) = \gamma^t$.
+
+    Args:
+        uniforms: ``[M]`` float64 in $[0, 1)$ ($1 - u \in (0, 1]$, so the log is finite).
+        gamma: $\gamma \in [0, 1)$ ($\gamma = 0$ gives $H = 1$).
+
+    Returns:
+        ``[M]`` int lengths $\ge 1$ (exact up to the rounding of the logarithms).
+    """
+    if gamma == 0.0:
+        return np.ones(uniforms.shape, dtype=np.intp)
+    ratio = np.log1p(-uniforms) / math.log(gamma)
+    return (np.floor(ratio) + 1.0).astype(np.intp)
+
+
+def _max_steps(n_episodes: int, gamma: float, tail: float = MAX_STEPS_TAIL) -> int:
+    r"""Least $m \ge 1$ with $N \gamma^m \le$ ``tail``: $\Pr(\max_n H_n > m) \le N \gamma^m$."""
+    if gamma == 0.0:
+        return 1
+    m = max(1, math.ceil(math.log(tail / n_episodes) / math.log(gamma)))
+    while n_episodes * gamma**m > tail:  # guard against rounding in the logarithms
+        m += 1
+    return m
+
+
+# ----------------------------------------------------------------------------- the engine
+@dataclass(frozen=True, eq=False)
+class _FusedTable:
+    r"""An :class:`AliasTable` in the layout the rollout loop draws from (see :func:`_fuse`).
+
+    Attributes:
+        cuts: ``[R K]`` float64, $c_{i,k}$: $k + t_{i,k}$ rounded up to a float.
+        choices: ``[2 R K]`` int, ``outcomes[i, k]`` at $2 f$ and ``aliases[i, k]`` at
+            $2 f + 1$, $f = i K + k$ (int32 when the outcomes fit).
+        n_slots: $K$.
+    """
+
+    cuts: FloatArray
+    choices: StepIntArray
+    n_slots: int
+
+
+def _fuse(table: AliasTable, dtype: type[np.signedinteger[Any]]) -> _FusedTable:
+    r"""The fused form of ``table``, exact: $K u - k < t_k \iff K u < c_k$ for every float $u$.
+
+    For the float $x = K u$ and $k = \lfloor x \rfloor$, $x - k$ is computed exactly, so the
+    alias test compares the reals $x < k + t_k$. The smallest float $c_k \ge k + t_k$ decides
+    it the same way for every float $x$, since no float lies in $[k + t_k, c_k)$. It is
+    $k + t_k$ rounded to nearest, moved up one float where that rounded down; the test
+    $c_k - k < t_k$ is exact, as $c_k - k$ is (Sterbenz: $k \le c_k \le 2k$ for $k \ge 1$).
+
+    Args:
+        table: an :class:`AliasTable` ``[R, K]``.
+        dtype: integer type of the outcomes (large enough for every outcome).
+
+    Returns:
+        :class:`_FusedTable` with the same outcome for every row and uniform.
+    """
+    slots = np.arange(table.n_slots, dtype=np.float64)
+    cuts = slots + table.thresholds
+    rounded_down = cuts - slots < table.thresholds
+    cuts[rounded_down] = np.nextafter(cuts[rounded_down], np.inf)
+    choices = np.stack([table.outcomes, table.aliases], axis=-1).astype(dtype)
+    return _FusedTable(cuts.ravel(), choices.ravel(), table.n_slots)
+
+
+def _fused_draw(
+    table: _FusedTable,
+    flat: IntArray,
+    scaled: FloatArray,
+    out: StepIntArray,
+    cut: FloatArray,
+    alias: BoolArray,
+) -> None:
+    r"""Alias draws into ``out``: $x_n$ = ``choices[2 f_n + [K u_n \ge c_{f_n}]]``.
+
+    Args:
+        table: a :class:`_FusedTable`.
+        flat: ``[n]`` intp slot indices $f_n = i_n K + \lfloor K u_n \rfloor$ (overwritten).
+        scaled: ``[n]`` float64 $K u_n$.
+        out: ``[n]`` int of the dtype of ``table.choices``, receives the outcomes.
+        cut: ``[n]`` float64 scratch.
+        alias: ``[n]`` bool scratch.
+    """
+    # mode="wrap": the indices are in range by construction, and mode="raise" would copy
+    # `out` on every call (to leave it untouched on an error)
+    np.take(table.cuts, flat, out=cut, mode="wrap")
+    np.greater_equal(scaled, cut, out=alias)
+    np.add(flat, flat, out=flat)
+    np.add(flat, alias, out=flat)
+    np.take(table.choices, flat, out=out, mode="wrap")
+
+
+@dataclass(frozen=True, eq=False)
+class _Tables:
+    initial: _FusedTable  # 1 row over S states
+    policy: _FusedTable  # S rows over A actions: row s starts at slot s A
+    transitions: _FusedTable  # S A rows (pair s A + a) over next states
+    rewards: FloatArray  # [S A]
+    log_pi: FloatArray  # [S A]
+    terminal: BoolArray  # [S]
+    has_terminal: bool
+    n_actions: int
+    index_dtype: type[np.signedinteger[Any]]  # of states and actions, in the loop and output
+
+
+def _index_dtype(n_states: int, n_actions: int) -> type[np.signedinteger[Any]]:
+    """int32 for states and actions, unless they do not fit (then intp)."""
+    return np.int32 if max(n_states, n_actions) <= np.iinfo(np.int32).max else np.intp
+
+
+def _build_tables(
+    mdp: TabularMDP, policy: SoftmaxPolicy | ArrayLike, terminal_states: ArrayLike | None
+) -> _Tables:
     S, A = mdp.n_states, mdp.n_actions
     pi = as_probabilities(policy, S, A)
     if isinstance(policy, SoftmaxPolicy):
@@ -465,51 +778,29 @@ def rollouts(
         with np.errstate(divide="ignore"):
             log_pi = np.log(pi)  # -inf only where pi = 0, which is never sampled
     terminal = _terminal_mask(terminal_states, S)
-    root = _root_seed(seed)
-
-    tables = _Tables(
-        initial=alias_table(mdp.rho0),
-        policy=alias_table(pi),
-        transitions=transition_alias_table(mdp),
-        rewards=np.ascontiguousarray(mdp.r).ravel(),
-        log_pi=np.ascontiguousarray(log_pi).ravel(),
+    dtype = _index_dtype(S, A)
+    return _Tables(
+        initial=_fuse(alias_table(mdp.rho0), dtype),
+        policy=_fuse(alias_table(pi), dtype),
+        transitions=_fuse(transition_alias_table(mdp), dtype),
+        rewards=np.ascontiguousarray(mdp.r, dtype=np.float64).ravel(),
+        log_pi=np.ascontiguousarray(log_pi, dtype=np.float64).ravel(),
         terminal=terminal,
+        has_terminal=bool(terminal.any()),
         n_actions=A,
+        index_dtype=dtype,
     )
-    T, N = horizon, n_episodes
-    out = Rollouts(
-        states=np.empty((T, N), dtype=np.intp),
-        actions=np.zeros((T, N), dtype=np.intp),
-        rewards=np.zeros((T, N)),
-        log_probs=np.zeros((T, N)),
-        terminated=np.zeros((T, N), dtype=bool),
-        truncated=np.zeros((T, N), dtype=bool),
-        alive=np.zeros((T, N), dtype=bool),
-        final_states=np.empty(N, dtype=np.intp),
-        seed_entropy=root.entropy,
-        block_size=block_size,
-    )
-    blocks_per_chunk = chunk_size // block_size
-    n_blocks = -(-N // block_size)
-    arrays = {name: getattr(out, name) for name in _OUTPUTS}
-    for first_block in range(0, n_blocks, blocks_per_chunk):
-        blocks = range(first_block, min(first_block + blocks_per_chunk, n_blocks))
-        start = first_block * block_size
-        stop = start + len(blocks) * block_size
-        if stop <= N:  # whole chunk: write straight into the output
-            views = {name: array[..., start:stop] for name, array in arrays.items()}
-        else:  # the last block is cut: simulate it whole (so episodes do not depend on N)
-            views = {
-                name: np.zeros(array.shape[:-1] + (stop - start,), dtype=array.dtype)
-                for name, array in arrays.items()
-            }
-        _simulate_chunk(tables, [_block_generator(root, b) for b in blocks], block_size, views)
-        if stop > N:
-            for name, array in arrays.items():
-                array[..., start:N] = views[name][..., : N - start]
-    for array in arrays.values():
-        array.setflags(write=False)
-    return out
+
+
+def _block_generators(root: np.random.SeedSequence, n_blocks: int) -> list[np.random.Generator]:
+    return [_block_generator(root, b) for b in range(n_blocks)]
+
+
+def _fill(generators: list[np.random.Generator], offsets: list[int], out: FloatArray) -> None:
+    """Uniforms into rows ``offsets[j]:offsets[j + 1]`` of ``out`` from ``generators[j]``."""
+    for generator, low, high in zip(generators, offsets[:-1], offsets[1:], strict=True):
+        if high > low:
+            generator.random(out=out[low:high])
 
 
 _OUTPUTS = (
@@ -524,67 +815,258 @@ _OUTPUTS = (
 )
 
 
-@dataclass(frozen=True)
-class _Tables:
-    initial: AliasTable
-    policy: AliasTable
-    transitions: AliasTable
-    rewards: FloatArray  # [S * A]
-    log_pi: FloatArray  # [S * A]
-    terminal: BoolArray  # [S]
-    n_actions: int
+def _sample(
+    tables: _Tables,
+    generators: list[np.random.Generator],
+    n_episodes: int,
+    n_steps: int,
+    limits: IntArray | None,
+    block_size: int,
+    chunk_size: int,
+    seed_entropy: Any,
+) -> Rollouts:
+    """Simulate ``n_episodes`` episodes of at most ``n_steps`` steps, chunk by chunk.
+
+    ``generators`` holds one generator per block (``ceil(N / block_size)``); ``limits`` the
+    ``[len(generators) * block_size]`` geometric lengths, or ``None`` (the horizon only).
+    """
+    T, N = n_steps, n_episodes
+    dtype = tables.index_dtype
+    out = Rollouts(
+        states=np.empty((T, N), dtype=dtype),
+        actions=np.zeros((T, N), dtype=dtype),
+        rewards=np.zeros((T, N)),
+        log_probs=np.zeros((T, N)),
+        terminated=np.zeros((T, N), dtype=bool),
+        truncated=np.zeros((T, N), dtype=bool),
+        alive=np.empty((T, N), dtype=bool),
+        final_states=np.empty(N, dtype=dtype),
+        seed_entropy=seed_entropy,
+        block_size=block_size,
+    )
+    blocks_per_chunk = chunk_size // block_size
+    n_blocks = len(generators)
+    work = _Workspace.allocate(min(blocks_per_chunk, n_blocks) * block_size, dtype)
+    arrays = {name: getattr(out, name) for name in _OUTPUTS}
+    for first_block in range(0, n_blocks, blocks_per_chunk):
+        chunk = generators[first_block : first_block + blocks_per_chunk]
+        start = first_block * block_size
+        stop = start + len(chunk) * block_size
+        if stop <= N:  # whole chunk: write straight into the output
+            views = {name: array[..., start:stop] for name, array in arrays.items()}
+        else:  # the last block is cut: simulate it whole (so episodes do not depend on N)
+            views = {
+                name: np.zeros(array.shape[:-1] + (stop - start,), dtype=array.dtype)
+                for name, array in arrays.items()
+            }
+        chunk_limits = None if limits is None else limits[start:stop]
+        _simulate_chunk(tables, chunk, block_size, chunk_limits, work, views)
+        if stop > N:
+            for name, array in arrays.items():
+                array[..., start:N] = views[name][..., : N - start]
+    for array in arrays.values():
+        array.setflags(write=False)
+    return out
+
+
+@dataclass(eq=False)
+class _Workspace:
+    """Scratch vectors ``[W]`` of the rollout loop, allocated once per call, reused by chunks.
+
+    A step with $n$ alive episodes works on the prefixes ``[:n]``; ``state`` and
+    ``next_state`` swap roles after every step.
+    """
+
+    draws: FloatArray  # [W, 2] the step's uniforms, (action, next state) per episode
+    scaled_action: FloatArray  # A u of the action draw
+    scaled_next: FloatArray  # K u of the next-state draw
+    slot_next: IntArray  # floor(K u) of the next-state draw
+    state: StepIntArray  # s_t of the alive episodes
+    next_state: StepIntArray  # s_{t+1}
+    action: StepIntArray  # a_t
+    pair: IntArray  # s_t A + a_t
+    flat: IntArray  # slot indices of a draw
+    cut: FloatArray  # c of the drawn slots
+    alias: BoolArray  # the alias was taken
+    values: FloatArray  # looked-up rewards / log-probabilities; initial uniforms
+    entered: BoolArray  # s_{t+1} is terminal
+    ended: BoolArray  # the episode ends after step t
+
+    @classmethod
+    def allocate(cls, width: int, dtype: type[np.signedinteger[Any]]) -> _Workspace:
+        return cls(
+            draws=np.empty((width, 2)),
+            scaled_action=np.empty(width),
+            scaled_next=np.empty(width),
+            slot_next=np.empty(width, dtype=np.intp),
+            state=np.empty(width, dtype=dtype),
+            next_state=np.empty(width, dtype=dtype),
+            action=np.empty(width, dtype=dtype),
+            pair=np.empty(width, dtype=np.intp),
+            flat=np.empty(width, dtype=np.intp),
+            cut=np.empty(width),
+            alias=np.empty(width, dtype=bool),
+            values=np.empty(width),
+            entered=np.empty(width, dtype=bool),
+            ended=np.empty(width, dtype=bool),
+        )
 
 
 def _simulate_chunk(
     tables: _Tables,
     generators: list[np.random.Generator],
     block_size: int,
+    limits: IntArray | None,
+    work: _Workspace,
     out: dict[str, NDArray[Any]],
 ) -> None:
     """Simulate whole blocks of episodes into ``out`` (arrays ``[T, len(generators) * block_size]``).
 
     Each block's generator draws, at each step, two uniforms per *alive* episode of the block,
-    in episode order, so the draws of a block depend on nothing but its own stream.
+    in episode order, so the draws of a block depend on nothing but its own stream. The alive
+    episodes are kept packed at the front of the work vectors, in episode order; ``index``
+    maps them to their columns once some have ended (``None`` while all are alive).
     """
     T = out["states"].shape[0]
     width = len(generators) * block_size
-    initial = np.empty((len(generators), block_size))
-    for j, generator in enumerate(generators):
-        generator.random(out=initial[j])
-    state = alias_sample(tables.initial, None, initial.reshape(width))
-
-    final = out["final_states"]
-    draws = np.empty((width, 2))
-    index: IntArray | slice = slice(None)  # the alive episodes (a slice while all are alive)
     bounds = np.arange(len(generators) + 1) * block_size  # first episode of each block
-    offsets = bounds
+    offsets = bounds.tolist()
+    _initial_states(tables.initial, generators, offsets, width, work)
+    lengths = np.full(width, T, dtype=np.intp)
+    terminated = np.zeros(width, dtype=bool)
+    final = out["final_states"]
+    index: IntArray | None = None
+    n = width
     for t in range(T):
-        for j, generator in enumerate(generators):
-            if offsets[j + 1] > offsets[j]:
-                generator.random(out=draws[offsets[j] : offsets[j + 1]])
-        n_alive = int(offsets[-1])
-        action = alias_sample(tables.policy, state, draws[:n_alive, 0])
-        pair = state * tables.n_actions + action
-        next_state = alias_sample(tables.transitions, pair, draws[:n_alive, 1])
-        out["states"][t, index] = state
-        out["actions"][t, index] = action
-        out["rewards"][t, index] = tables.rewards[pair]
-        out["log_probs"][t, index] = tables.log_pi[pair]
-        out["alive"][t, index] = True
-        ended = tables.terminal[next_state]
-        if not ended.any():
-            state = next_state
+        _step(tables, generators, offsets, n, work)
+        _record(tables, out, t, index, n, work)
+        ended = _ended(tables, t, limits, n, work)
+        if ended is None:
+            work.state, work.next_state = work.next_state, work.state
             continue
-        alive_index = np.arange(width) if isinstance(index, slice) else index
-        out["terminated"][t, alive_index[ended]] = True
-        final[alive_index[ended]] = next_state[ended]
-        keep = ~ended
-        index, state = alive_index[keep], next_state[keep]
-        offsets = np.searchsorted(index, bounds)
-        if index.size == 0:
+        stopped = np.flatnonzero(ended)
+        columns = stopped if index is None else index[stopped]
+        final[columns] = work.next_state[stopped]
+        lengths[columns] = t + 1
+        if tables.has_terminal:
+            terminated[columns] = work.entered[stopped]
+        kept = np.flatnonzero(np.logical_not(ended, out=ended))
+        n = kept.size
+        index = kept if index is None else index[kept]
+        np.take(work.next_state, kept, out=work.state[:n], mode="wrap")
+        if limits is not None:
+            limits = limits[kept]
+        if n == 0:
             break
+        offsets = np.searchsorted(index, bounds).tolist()
+    else:  # cut by the horizon after step T - 1
+        final[slice(None) if index is None else index] = work.state[:n]
+    _finish(out, lengths, terminated)
+
+
+def _initial_states(
+    table: _FusedTable,
+    generators: list[np.random.Generator],
+    offsets: list[int],
+    width: int,
+    work: _Workspace,
+) -> None:
+    r"""$s_0 \sim \rho_0$ into ``work.state[:width]``, one uniform per episode."""
+    scaled = work.values[:width]
+    _fill(generators, offsets, scaled)
+    np.multiply(scaled, table.n_slots, out=scaled)
+    flat = work.flat[:width]
+    np.copyto(flat, scaled, casting="unsafe")  # floor(K u): the table has one row
+    _fused_draw(table, flat, scaled, work.state[:width], work.cut[:width], work.alias[:width])
+
+
+def _step(
+    tables: _Tables,
+    generators: list[np.random.Generator],
+    offsets: list[int],
+    n: int,
+    work: _Workspace,
+) -> None:
+    r"""One step of the ``n`` alive episodes: $a_t$, the pair $s_t A + a_t$ and $s_{t+1}$."""
+    draws = work.draws[:n]
+    _fill(generators, offsets, draws)
+    scaled_action, scaled_next = work.scaled_action[:n], work.scaled_next[:n]
+    np.multiply(draws[:, 0], tables.n_actions, out=scaled_action)
+    np.multiply(draws[:, 1], tables.transitions.n_slots, out=scaled_next)
+    pair, flat, action, cut, alias = (
+        work.pair[:n],
+        work.flat[:n],
+        work.action[:n],
+        work.cut[:n],
+        work.alias[:n],
+    )
+    np.copyto(flat, scaled_action, casting="unsafe")  # floor(A u), as A u >= 0
+    np.multiply(work.state[:n], tables.n_actions, out=pair)  # policy row s starts at slot s A
+    np.add(flat, pair, out=flat)
+    _fused_draw(tables.policy, flat, scaled_action, action, cut, alias)
+    np.add(pair, action, out=pair)
+    slot_next = work.slot_next[:n]
+    np.copyto(slot_next, scaled_next, casting="unsafe")
+    np.multiply(pair, tables.transitions.n_slots, out=flat)
+    np.add(flat, slot_next, out=flat)
+    _fused_draw(tables.transitions, flat, scaled_next, work.next_state[:n], cut, alias)
+
+
+def _record(
+    tables: _Tables,
+    out: dict[str, NDArray[Any]],
+    t: int,
+    index: IntArray | None,
+    n: int,
+    work: _Workspace,
+) -> None:
+    """Write step ``t`` of the ``n`` alive episodes into row ``t`` of the outputs."""
+    states, actions = out["states"][t], out["actions"][t]
+    rewards, log_probs = out["rewards"][t], out["log_probs"][t]
+    state, action, pair = work.state[:n], work.action[:n], work.pair[:n]
+    if index is None:  # all alive: whole rows, filled in place
+        np.copyto(states, state)
+        np.copyto(actions, action)
+        np.take(tables.rewards, pair, out=rewards, mode="wrap")
+        np.take(tables.log_pi, pair, out=log_probs, mode="wrap")
+        return
+    values = work.values[:n]
+    states[index] = state
+    actions[index] = action
+    rewards[index] = np.take(tables.rewards, pair, out=values, mode="wrap")
+    log_probs[index] = np.take(tables.log_pi, pair, out=values, mode="wrap")
+
+
+def _ended(
+    tables: _Tables, t: int, limits: IntArray | None, n: int, work: _Workspace
+) -> BoolArray | None:
+    """``[n]`` mask of the alive episodes that end after step ``t``, or ``None`` if none does.
+
+    An episode ends when $s_{t+1}$ is terminal (``work.entered``) or $t + 1$ is its geometric
+    length (``limits``, ``[n]``); without either nothing ends before the horizon.
+    """
+    ended = work.ended[:n]
+    if tables.has_terminal:
+        entered = work.entered[:n]
+        np.take(tables.terminal, work.next_state[:n], out=entered, mode="wrap")
+        if limits is None:
+            np.copyto(ended, entered)
+        else:
+            np.equal(limits, t + 1, out=ended)
+            np.logical_or(ended, entered, out=ended)
+    elif limits is not None:
+        np.equal(limits, t + 1, out=ended)
     else:
-        final[index] = state
-        out["truncated"][T - 1, index] = True
-    # padding after the end: the final state, so r[states, actions] stays meaningful there
-    np.copyto(out["states"], final[None, :], where=~out["alive"])
+        return None
+    return ended if ended.any() else None
+
+
+def _finish(out: dict[str, NDArray[Any]], lengths: IntArray, terminated: BoolArray) -> None:
+    """The masks from the episodes' lengths, and the padding states (the final state)."""
+    T, width = out["states"].shape
+    alive = out["alive"]
+    np.less(np.arange(T)[:, None], lengths[None, :], out=alive)
+    last, columns = lengths - 1, np.arange(width)
+    out["terminated"][last[terminated], columns[terminated]] = True
+    out["truncated"][last[~terminated], columns[~terminated]] = True
+    np.copyto(out["states"], out["final_states"][None, :], where=~alive)

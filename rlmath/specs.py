@@ -318,7 +318,10 @@ def _ppo_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
     size = draw(st.integers(1, 8))
     old = draw(_vector(size, LOG_PROBS))
     epsilon = hyper["clip_epsilon"]
-    kinks = [float(np.log1p(epsilon)), float(np.log1p(-epsilon))]
+    # the kinks of the clip in log-ratio space; none below 0 for epsilon >= 1, none at all for inf
+    kinks = [float(np.log1p(epsilon))] if np.isfinite(epsilon) else []
+    if epsilon < 1:
+        kinks.append(float(np.log1p(-epsilon)))
     log_ratio = _away_from(draw(_vector(size, LOG_RATIOS)), kinks, KINK_MARGIN)
     return {
         "log_probs": old + log_ratio,

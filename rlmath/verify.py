@@ -8,8 +8,8 @@ every leg it applies to. ``proofs/`` is found next to the package in a source ch
 from __future__ import annotations
 
 import fnmatch
-import os
 import importlib.util
+import os
 import re
 import sys
 import time

@@ -2,13 +2,12 @@
 
 Every correct variant in ``implementations.numpy_correct`` must be accepted and every mutant in
 ``implementations.numpy_mutants`` rejected with the failure kind its bug implies, at the default
-number of examples, each within 10 seconds. Torch and JAX variants run when the framework is
-installed.
+number of examples. Torch and JAX variants run when the framework is installed. No test asserts
+a wall-clock time (that fails on a loaded machine); speed is measured in ``benchmarks/``.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,6 @@ from rlmath.cli.check import run as run_check
 from rlmath.conformance import assert_conforms, check, load_target
 from rlmath.specs import SPECS, get_spec
 
-SECONDS_PER_CHECK = 10.0
 SEED = 20240
 
 
@@ -33,18 +31,14 @@ def _id(entry: tuple[Any, ...]) -> str:
 @pytest.mark.parametrize("entry", CORRECT, ids=[_id(e) for e in CORRECT])
 def test_correct_variant_is_accepted(entry: tuple[str, Any, dict[str, Any]]) -> None:
     name, implementation, options = entry
-    start = time.monotonic()
     report = check(implementation, name, seed=SEED, **options)
     assert report.conforms, str(report)
-    assert time.monotonic() - start < SECONDS_PER_CHECK
 
 
 @pytest.mark.parametrize("entry", MUTANTS, ids=[_id(e) for e in MUTANTS])
 def test_mutant_is_rejected_with_a_helpful_report(entry: tuple[str, Any, str, str]) -> None:
     name, implementation, kind, _bug = entry
-    start = time.monotonic()
     report = check(implementation, name, seed=SEED)
-    elapsed = time.monotonic() - start
     assert not report.conforms, f"mutant accepted: {entry}"
     assert report.failure is not None
     allowed = {"non-deterministic", "wrong value"} if kind == "non-deterministic" else {kind}
@@ -54,7 +48,6 @@ def test_mutant_is_rejected_with_a_helpful_report(entry: tuple[str, Any, str, st
     for argument in get_spec(name).arguments:
         assert f"{argument} = " in text
     assert f"expected = {name}(" in text
-    assert elapsed < SECONDS_PER_CHECK
 
 
 def test_every_spec_has_a_correct_variant_and_a_rejected_mutant() -> None:
@@ -286,15 +279,11 @@ def test_torch_variants_and_gradient_mutants() -> None:
 def _check_torch_variants(TORCH_CORRECT: Any, TORCH_MUTANTS: Any) -> None:  # noqa: N803
 
     for name, implementation, options in TORCH_CORRECT:
-        start = time.monotonic()
         report = check(implementation, name, seed=SEED, **options)
-        assert time.monotonic() - start < SECONDS_PER_CHECK
         assert report.framework == "torch"
         assert report.conforms, str(report)
     for name, implementation, kind, bug in TORCH_MUTANTS:
-        start = time.monotonic()
         report = check(implementation, name, seed=SEED)
-        assert time.monotonic() - start < SECONDS_PER_CHECK
         assert report.failure is not None, f"torch mutant accepted: {bug}"
         # A wrong value may shrink to an input where only the gradient still differs.
         allowed = {kind, "wrong gradient"} if kind == "wrong value" else {kind}
@@ -311,15 +300,11 @@ def test_jax_variants_and_gradient_mutants() -> None:
     from implementations.jax_variants import JAX_CORRECT, JAX_MUTANTS
 
     for name, implementation, options in JAX_CORRECT:
-        start = time.monotonic()
         report = check(implementation, name, seed=SEED, **options)
-        assert time.monotonic() - start < SECONDS_PER_CHECK
         assert report.framework == "jax"
         assert report.conforms, str(report)
     for name, implementation, kind, bug in JAX_MUTANTS:
-        start = time.monotonic()
         report = check(implementation, name, seed=SEED)
-        assert time.monotonic() - start < SECONDS_PER_CHECK
         assert report.failure is not None, f"jax mutant accepted: {bug}"
         # A wrong value may shrink to an input where only the gradient still differs.
         allowed = {kind, "wrong gradient"} if kind == "wrong value" else {kind}
