@@ -30,7 +30,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -95,6 +95,7 @@ class Report:
     framework: str
     failure: Failure | None
     hyperparameters: Mapping[str, Any]
+    assumptions: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def conforms(self) -> bool:
@@ -133,6 +134,7 @@ class Report:
             "dtype": self.dtype,
             "framework": self.framework,
             "hyperparameters": dict(self.hyperparameters),
+            "assumptions": dict(self.assumptions),
             "failure": failure,
         }
 
@@ -160,6 +162,10 @@ class Report:
             f"spec {self.spec.name}, {self.examples} examples, seed {self.seed}, "
             f"{self.dtype} inputs, {self.framework}"
         )
+        if self.assumptions:
+            settings_line += ", assuming " + ", ".join(
+                f"{k}={v!r}" for k, v in self.assumptions.items()
+            )
         if self.failure is None:
             return f"OK: {self.target} conforms ({settings_line})"
         failure = self.failure
@@ -514,14 +520,16 @@ def _check_framework(framework: str) -> None:
         raise ValueError(f"framework {framework!r} is not installed ({hint})")
 
 
-def _check_hyperparameters(spec: Spec, fixed: Mapping[str, Any], seed: int) -> None:
+def _check_hyperparameters(
+    spec: Spec, fixed: Mapping[str, Any], seed: int, assumed: Mapping[str, Any]
+) -> None:
     """Raise ValueError if the reference itself rejects the fixed hyperparameter values."""
     if not fixed:
         return
     from rlmath.claims.reproducibility import draw_examples
 
     try:
-        (example,) = draw_examples(spec.examples(fixed), 1, seed)
+        (example,) = draw_examples(spec.examples(fixed, assumed), 1, seed)
     except ValueError:
         raise
     try:
@@ -554,6 +562,7 @@ def check(
     timeout: float | None = None,
     total_timeout: float | None = None,
     memory_limit: int | None = None,
+    assume: Mapping[str, Any] | None = None,
 ) -> Report:
     r"""Run ``impl`` on generated inputs against the reference and report the first failure.
 
@@ -587,6 +596,10 @@ def check(
             implementation counts as ``"timed out"``; default :data:`EXAMPLE_TIMEOUT`.
         total_timeout: seconds the whole check may take; default :data:`TOTAL_TIMEOUT`.
         memory_limit: address-space limit of the worker in bytes (POSIX), or ``None``.
+        assume: contract options of the spec (``Spec.assumptions``), e.g.
+            ``{"max_abs_log_ratio": 20.0}`` for an implementation that clamps log-ratios
+            on purpose, ``{"batch": True}`` to also generate ``[T, B]`` inputs. The report
+            states them: conformance holds within that contract only.
 
     Returns:
         A :class:`Report`; ``report.conforms`` is the verdict.
@@ -638,8 +651,9 @@ def check(
 
         jax.config.update("jax_enable_x64", True)
     fixed = dict(hyperparameters or {})
-    strategy = spec_object.examples(fixed)
-    _check_hyperparameters(spec_object, fixed, chosen_seed)
+    assumed = spec_object.resolve_assumptions(assume)
+    strategy = spec_object.examples(fixed, assumed)
+    _check_hyperparameters(spec_object, fixed, chosen_seed, assumed)
     failures: list[Failure] = []
     first_failure_at: list[float] = []
     input_dtype = _FLOAT_DTYPES[dtype]
@@ -722,6 +736,7 @@ def check(
         framework=resolved,
         failure=failures[-1] if failures else None,
         hyperparameters=fixed,
+        assumptions={k: v for k, v in assumed.items() if v != spec_object.assumptions[k].default},
     )
 
 

@@ -21,6 +21,7 @@ there) and within ranges a float32 implementation can represent.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,64 @@ class Example:
         )
 
 
+#: Key under which the contract options reach a spec's ``draw_arguments`` (not a hyperparameter).
+ASSUME = "__assume__"
+
+
+@dataclass(frozen=True)
+class Assumption:
+    """One contract option of a spec: its default, its kind, and what it restricts.
+
+    Attributes:
+        default: the value when not given (the widest domain).
+        kind: ``bool``, ``int`` or ``float``.
+        doc: one sentence for ``rlmath check --describe``.
+        minimum: smallest admissible value (numbers).
+    """
+
+    default: Any
+    kind: type
+    doc: str
+    minimum: float | None = None
+
+    def validate(self, name: str, value: Any) -> Any:
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise TypeError(f"assumption {name} must be true or false, got {value!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"assumption {name} must be a number, got {value!r}")
+        if self.kind is int and not float(value).is_integer():
+            raise TypeError(f"assumption {name} must be an integer, got {value!r}")
+        if self.minimum is not None and not value >= self.minimum:
+            raise ValueError(f"assumption {name} must be >= {self.minimum:g}, got {value!r}")
+        return self.kind(value)
+
+
+def _assumed(hyper: Mapping[str, Any]) -> Mapping[str, Any]:
+    return hyper.get(ASSUME, {})  # type: ignore[no-any-return]
+
+
+#: Contract options of the sequence specs (returns, TD, GAE, lambda-returns).
+SEQUENCE_ASSUMPTIONS = {
+    "batch": Assumption(
+        False, bool, "also generate batched [T, B] inputs (the reference accepts [T, *B])"
+    ),
+    "max_steps": Assumption(
+        1000, int, "longest generated sequence (long ones have 50..max_steps steps)", minimum=1
+    ),
+}
+#: Contract option of the log-ratio specs (PPO, KL estimators).
+LOG_RATIO_ASSUMPTIONS = {
+    "max_abs_log_ratio": Assumption(
+        math.inf,
+        float,
+        "largest |log_probs - other log-probs| generated (for implementations that clamp it)",
+        minimum=1e-3,
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Spec:
     """How to call, feed and judge an implementation of one reference function.
@@ -82,6 +141,10 @@ class Spec:
         error_scale: ``example -> one array per output``: the scale $s$ of the comparison rule.
         differentiable: arguments whose gradient is checked in autodiff frameworks.
         gradient: ``example -> {argument: (gradient of the sum of the output, error scale)}``.
+        assumptions: contract options (name -> :class:`Assumption`) that restrict the
+            generated inputs, so that an implementation with a documented limitation (batch
+            axes unsupported, log-ratios clamped, ...) is checked within its contract
+            (``rlmath check --assume NAME=VALUE``).
     """
 
     name: str
@@ -95,6 +158,21 @@ class Spec:
     error_scale: Callable[[Example], tuple[FloatArray, ...]]
     differentiable: tuple[str, ...] = ()
     gradient: Callable[[Example], Gradients] | None = field(default=None)
+    assumptions: Mapping[str, Assumption] = field(default_factory=dict)
+
+    def resolve_assumptions(self, assume: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The contract options with defaults filled in and values validated."""
+        given = dict(assume or {})
+        unknown = set(given) - set(self.assumptions)
+        if unknown:
+            known = sorted(self.assumptions) or "none"
+            raise ValueError(
+                f"assumptions of {self.name} are {known}, got unknown {sorted(unknown)}"
+            )
+        return {
+            name: option.validate(name, given[name]) if name in given else option.default
+            for name, option in self.assumptions.items()
+        }
 
     @property
     def signature(self) -> str:
@@ -106,10 +184,14 @@ class Spec:
         return result + (f" -> ({', '.join(self.outputs)})" if len(self.outputs) > 1 else "")
 
     def examples(
-        self, hyperparameters: Mapping[str, Any] | None = None
+        self,
+        hyperparameters: Mapping[str, Any] | None = None,
+        assume: Mapping[str, Any] | None = None,
     ) -> st.SearchStrategy[Example]:
-        """Strategy of examples; ``hyperparameters`` fixes some of them instead of drawing."""
+        """Strategy of examples; ``hyperparameters`` fixes some of them instead of drawing;
+        ``assume`` sets contract options (:attr:`assumptions`)."""
         fixed = dict(hyperparameters or {})
+        assumed = self.resolve_assumptions(assume)
         unknown = set(fixed) - set(self.hyperparameters)
         if unknown:
             raise ValueError(
@@ -123,7 +205,7 @@ class Spec:
                 name: fixed[name] if name in fixed else draw(strategy)
                 for name, strategy in self.hyperparameters.items()
             }
-            return Example(draw(self.draw_arguments(hyper)), hyper)
+            return Example(draw(self.draw_arguments({**hyper, ASSUME: assumed})), hyper)
 
         return draw()
 
@@ -150,6 +232,12 @@ class Spec:
             lines.append(
                 "gradient checked (torch/JAX) with respect to: " + ", ".join(self.differentiable)
             )
+        if self.assumptions:
+            lines.append("contract options (--assume NAME=VALUE):")
+            lines += [
+                f"  {name} (default {option.default!r}): {option.doc}"
+                for name, option in self.assumptions.items()
+            ]
         return "\n".join(lines)
 
 
@@ -179,9 +267,13 @@ LOG_RATIOS = st.one_of(st.just(0.0), _floats(-0.3, 0.3), _floats(-30.0, 30.0))
 ADVANTAGES = st.one_of(
     st.just(0.0), _floats(-10.0, 10.0), st.sampled_from([1e6, -1e6]), _floats(-1e6, 1e6)
 ).map(lambda x: x if abs(x) >= 1e-6 else 0.0)
-UNIT = st.one_of(st.sampled_from([0.0, 0.5, 0.9, 0.99, 1.0]), _floats(0.0, 1.0)).map(
-    lambda x: x if x >= 1e-6 else 0.0
-)
+#: Discounts and lambdas: the boundaries 0 and 1, typical values, and small positive ones (a
+#: real library's GAE dropped terms only for gamma * lambda around 1e-4).
+UNIT = st.one_of(
+    st.sampled_from([0.0, 0.5, 0.9, 0.99, 1.0]),
+    st.sampled_from([1e-4, 1e-3, 1e-2, 1 - 1e-6]),
+    _floats(0.0, 1.0),
+).map(lambda x: x if x >= 1e-6 else 0.0)
 CLIP = st.one_of(st.sampled_from([0.1, 0.2, 0.3]), _floats(0.05, 0.5))
 #: Margin, in log-ratio (or relative) units, that keeps inputs off kinks after float32 rounding.
 KINK_MARGIN = 1e-3
@@ -207,6 +299,12 @@ def _flags(size: int) -> st.SearchStrategy[np.ndarray]:
     )
 
 
+def _bounded(log_ratio: np.ndarray, hyper: Mapping[str, Any]) -> np.ndarray:
+    """Log-ratios clipped to the contract's ``max_abs_log_ratio`` (no-op by default)."""
+    bound = float(_assumed(hyper).get("max_abs_log_ratio", math.inf))
+    return np.clip(log_ratio, -bound, bound)
+
+
 def _away_from(x: np.ndarray, kinks: list[float], margin: float) -> np.ndarray:
     """Move entries of ``x`` closer than ``margin`` to a kink to ``kink + 2 margin``."""
     for kink in kinks:
@@ -230,10 +328,63 @@ The recursion never crosses an episode boundary. Output: float array [T].
 """
 
 
-def _steps(*elements: st.SearchStrategy[Any]) -> st.SearchStrategy[list[np.ndarray]]:
+def _steps(
+    *elements: st.SearchStrategy[Any], max_steps: int = 8
+) -> st.SearchStrategy[list[np.ndarray]]:
     """1 to 8 time steps drawn as rows (so shrinking deletes whole steps), returned as columns."""
-    rows = st.lists(st.tuples(*elements), min_size=1, max_size=8)
+    rows = st.lists(st.tuples(*elements), min_size=1, max_size=max_steps)
     return rows.map(lambda rows: [np.array(column) for column in zip(*rows, strict=True)])
+
+
+#: Long sequences: this many steps at most (a bug that shows only beyond 50 steps is found).
+MAX_LONG_STEPS = 1000
+MIN_LONG_STEPS = 50
+
+
+def _numpy_reals(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Values like :data:`REALS` (exact 0 and +-1, ordinary, large), drawn by NumPy for speed."""
+    kind = rng.integers(0, 4, size=shape)
+    values = np.select(
+        [kind == 0, kind == 1, kind == 2],
+        [rng.choice([0.0, 1.0, -1.0], size=shape), rng.uniform(-10, 10, shape), rng.uniform(-1e3, 1e3, shape)],
+        rng.uniform(-1.0, 1.0, shape),
+    )
+    return np.where(np.abs(values) >= 1e-6, values, 0.0)
+
+
+def _numpy_flags(rng: np.random.Generator, shape: tuple[int, ...], rate: float) -> np.ndarray:
+    return rng.random(shape) < rate
+
+
+@st.composite
+def _long_columns(draw: st.DrawFn, kinds: str, batch: bool, max_steps: int) -> list[np.ndarray]:
+    """Columns for long ([T] with T in 50..1000) or batched ([T, B]) sequences.
+
+    ``kinds`` has one letter per column: ``r`` real, ``f`` flag. Entries come from a NumPy
+    generator seeded by Hypothesis (fast for 1000 steps); shrinking moves T (and B) down and
+    the seed to 0. Flags are rare (so long episodes happen) or dense, by a drawn rate.
+    """
+    if batch:
+        steps, width = draw(st.integers(1, max_steps)), draw(st.integers(1, 4))
+        shape: tuple[int, ...] = (steps, width)
+    else:
+        shape = (draw(st.integers(MIN_LONG_STEPS, max_steps)),)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    rate = draw(st.sampled_from([0.0, 0.01, 0.1, 0.5]))
+    return [_numpy_reals(rng, shape) if k == "r" else _numpy_flags(rng, shape, rate) for k in kinds]
+
+
+def _sequence_columns(
+    kinds: str, assumed: Mapping[str, Any], *elements: st.SearchStrategy[Any]
+) -> st.SearchStrategy[list[np.ndarray]]:
+    """Short [T <= 8], long [50 <= T <= max_steps] and (if assumed) batched [T, B] columns."""
+    max_steps = int(assumed.get("max_steps", MAX_LONG_STEPS))
+    choices = [_steps(*elements, max_steps=min(8, max_steps))] * 2
+    if max_steps >= MIN_LONG_STEPS:
+        choices.append(_long_columns(kinds, batch=False, max_steps=max_steps))
+    if assumed.get("batch", False):
+        choices.append(_long_columns(kinds, batch=True, max_steps=min(6, max_steps)))
+    return st.one_of(*choices)
 
 
 def _override_flags(draw: st.DrawFn, flags: np.ndarray) -> np.ndarray:
@@ -244,21 +395,29 @@ def _override_flags(draw: st.DrawFn, flags: np.ndarray) -> np.ndarray:
 
 @st.composite
 def _trajectory(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
-    columns = draw(_steps(REALS, REALS, st.booleans(), st.booleans(), REALS))
+    columns = draw(
+        _sequence_columns(
+            "rrffr", _assumed(hyper), REALS, REALS, st.booleans(), st.booleans(), REALS
+        )
+    )
     rewards, values, terminated, truncated, final_values = columns
+    last_shape = rewards.shape[1:]
+    last_value = (
+        np.asarray(draw(REALS)) if not last_shape else draw(_vector(last_shape[0], REALS))
+    )
     return {
         "rewards": rewards.astype(np.float64),
         "values": values.astype(np.float64),
         "terminated": _override_flags(draw, terminated.astype(np.bool_)),
         "truncated": _override_flags(draw, truncated.astype(np.bool_)),
         "final_values": final_values.astype(np.float64),
-        "last_value": np.asarray(draw(REALS)),
+        "last_value": last_value,
     }
 
 
 @st.composite
 def _rewards_and_dones(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
-    rewards, dones = draw(_steps(REALS, st.booleans()))
+    rewards, dones = draw(_sequence_columns("rf", _assumed(hyper), REALS, st.booleans()))
     return {
         "rewards": rewards.astype(np.float64),
         "dones": _override_flags(draw, dones.astype(np.bool_)),
@@ -322,7 +481,8 @@ def _ppo_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
     kinks = [float(np.log1p(epsilon))] if np.isfinite(epsilon) else []
     if epsilon < 1:
         kinks.append(float(np.log1p(-epsilon)))
-    log_ratio = _away_from(draw(_vector(size, LOG_RATIOS)), kinks, KINK_MARGIN)
+    log_ratio = _bounded(draw(_vector(size, LOG_RATIOS)), hyper)
+    log_ratio = _away_from(log_ratio, kinks, KINK_MARGIN)
     return {
         "log_probs": old + log_ratio,
         "old_log_probs": old,
@@ -406,7 +566,7 @@ def _kl_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
     log_probs = draw(_vector(size, LOG_PROBS))
     return {
         "log_probs": log_probs,
-        "reference_log_probs": log_probs - draw(_vector(size, LOG_RATIOS)),
+        "reference_log_probs": log_probs - _bounded(draw(_vector(size, LOG_RATIOS)), hyper),
     }
 
 
@@ -642,6 +802,7 @@ seen. discount = 1 gives the reward-to-go.
 """,
         claim="reward-to-go-unbiased",
         draw_arguments=_rewards_and_dones,
+        assumptions=SEQUENCE_ASSUMPTIONS,
         error_scale=_returns_scale,
     ),
     Spec(
@@ -654,6 +815,7 @@ seen. discount = 1 gives the reward-to-go.
         + "delta_t = r_t + discount * v'_t - V(s_t), v'_t the bootstrap value described above.",
         claim="td-error-is-advantage",
         draw_arguments=_trajectory,
+        assumptions=SEQUENCE_ASSUMPTIONS,
         error_scale=_td_scale,
     ),
     Spec(
@@ -666,6 +828,7 @@ seen. discount = 1 gives the reward-to-go.
         + "A_t = delta_t + discount * lambda_ * (1 - (terminated[t] | truncated[t])) * A_{t+1}.",
         claim="gae-closed-form",
         draw_arguments=_trajectory,
+        assumptions=SEQUENCE_ASSUMPTIONS,
         error_scale=_gae_scale,
     ),
     Spec(
@@ -677,6 +840,7 @@ seen. discount = 1 gives the reward-to-go.
         conventions=_TRAJECTORY_CONVENTIONS + "G^lambda_t = A_t + V(s_t) with A_t from GAE.",
         claim="gae-closed-form",
         draw_arguments=_trajectory,
+        assumptions=SEQUENCE_ASSUMPTIONS,
         error_scale=_gae_scale,
     ),
     Spec(
@@ -694,6 +858,7 @@ in autodiff frameworks (inputs stay off the kinks rho = 1 +- clip_epsilon).
 """,
         claim="ppo-clip-lower-bound",
         draw_arguments=_ppo_arguments,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
         error_scale=_ppo_loss_scale,
         differentiable=("log_probs",),
         gradient=_ppo_gradient,
@@ -710,6 +875,7 @@ As ppo_clipped_surrogate_loss; output [N]: the gradient of the MEAN loss w.r.t. 
 """,
         claim="ppo-clip-gradient",
         draw_arguments=_ppo_arguments,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
         error_scale=lambda example: (_ppo_gradient_scale(example),),
     ),
     Spec(
@@ -749,6 +915,7 @@ targets. Output: scalar LOSS, 0.5 * MEAN of max((V - R)^2, (V_old + clip(V - V_o
         conventions=_KL_CONVENTIONS,
         claim="kl-estimators-bias-variance, kl-estimator-gradients",
         draw_arguments=_kl_arguments,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
         error_scale=_k1_scale,
         differentiable=("log_probs",),
         gradient=_kl_gradient(np.ones_like, "one"),
@@ -762,6 +929,7 @@ targets. Output: scalar LOSS, 0.5 * MEAN of max((V - R)^2, (V_old + clip(V - V_o
         conventions=_KL_CONVENTIONS,
         claim="kl-estimators-bias-variance, kl-estimator-gradients, kl-nonnegative",
         draw_arguments=_kl_arguments,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
         error_scale=_k2_scale,
         differentiable=("log_probs",),
         gradient=_kl_gradient(lambda d: d, "magnitude"),
@@ -775,6 +943,7 @@ targets. Output: scalar LOSS, 0.5 * MEAN of max((V - R)^2, (V_old + clip(V - V_o
         conventions=_KL_CONVENTIONS,
         claim="kl-estimators-bias-variance, kl-estimator-gradients, kl-nonnegative",
         draw_arguments=_kl_arguments,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
         error_scale=_k3_scale,
         differentiable=("log_probs",),
         gradient=_kl_gradient(lambda d: -np.expm1(-d), "exp"),

@@ -172,3 +172,60 @@ def test_worker_outcomes():
         outcome = worker.call(1, timeout=10)
         assert outcome.kind == "exited" and "code 3" in outcome.detail
         assert worker.call(1, timeout=10).kind == "exited"  # a fresh child after a death
+
+
+# ----------------------------------------------------------------------------- realistic inputs
+def wrong_above_50(rewards: Any, dones: Any, *, discount: float) -> Any:
+    out = correct(rewards, dones, discount=discount)
+    if len(rewards) > 50:
+        out = out.copy()
+        out[-1] += 1.0
+    return out
+
+
+def test_a_bug_that_needs_long_inputs_is_found():
+    report = check(wrong_above_50, SPEC, seed=SEED, examples=100)
+    assert not report.conforms and report.failure.kind == "wrong value"
+    # shrinking reaches the shortest input that shows the bug
+    assert len(report.failure.example.arguments["rewards"]) == 51
+
+
+def test_batched_inputs_are_generated_when_assumed():
+    shapes = []
+
+    def spy(rewards, dones, *, discount):
+        shapes.append(np.shape(rewards))
+        return correct(rewards, dones, discount=discount)
+
+    assert check(spy, SPEC, seed=SEED, examples=60, isolation="none", assume={"batch": True}).conforms
+    assert any(len(shape) == 2 for shape in shapes)
+    shapes.clear()
+    assert check(spy, SPEC, seed=SEED, examples=60, isolation="none").conforms
+    assert all(len(shape) == 1 for shape in shapes)  # 1-D by default, as documented
+
+
+def clamped_k3(log_probs: Any, reference_log_probs: Any) -> Any:
+    log_ratio = np.clip(np.asarray(reference_log_probs) - np.asarray(log_probs), -20.0, 20.0)
+    return np.expm1(log_ratio) - log_ratio
+
+
+def test_a_deliberately_clamped_implementation_conforms_within_its_contract():
+    assert not check(clamped_k3, "kl_estimator_k3", seed=SEED, examples=200).conforms
+    report = check(
+        clamped_k3, "kl_estimator_k3", seed=SEED, examples=200, assume={"max_abs_log_ratio": 20.0}
+    )
+    assert report.conforms, str(report)
+    assert "assuming max_abs_log_ratio=20.0" in str(report)
+
+
+@pytest.mark.parametrize(
+    "assume, error",
+    [
+        pytest.param({"no_such": 1}, ValueError, id="unknown"),
+        pytest.param({"batch": 1}, TypeError, id="not-a-bool"),
+        pytest.param({"max_steps": 0}, ValueError, id="below-minimum"),
+    ],
+)
+def test_bad_assumptions_are_usage_errors(assume, error):
+    with pytest.raises(error, match="assum"):
+        check(correct, SPEC, seed=SEED, examples=5, assume=assume)

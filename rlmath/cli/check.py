@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--framework", default="auto", choices=("auto", *FRAMEWORKS))
     parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     parser.add_argument(
+        "--assume",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a contract option of the spec (see --describe), e.g. --assume max_abs_log_ratio=20",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -79,12 +86,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--describe", metavar="NAME", help="print one spec's conventions")
 
 
-def _parse_params(items: list[str]) -> dict[str, Any]:
+def _parse_params(items: list[str], option: str = "--param") -> dict[str, Any]:
     params: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or not name:
-            raise ValueError(f"--param must be NAME=VALUE, got {item!r}")
+            raise ValueError(f"{option} must be NAME=VALUE, got {item!r}")
+        if text in ("true", "false"):
+            params[name] = text == "true"
+            continue
         try:
             params[name] = ast.literal_eval(text)
         except (ValueError, SyntaxError) as error:
@@ -92,7 +102,7 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
                 params[name] = float(text)  # inf, -inf (literal_eval does not read them)
             except ValueError:
                 raise ValueError(
-                    f"--param {name}: value must be a Python number, got {text!r}"
+                    f"{option} {name}: value must be a Python number, got {text!r}"
                 ) from error
     return params
 
@@ -126,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             total_timeout=args.total_timeout,
             memory_limit=args.memory_limit,
+            assume=_parse_params(args.assume, option="--assume"),
         )
     except (ValueError, TypeError) as error:
         print(f"rlmath check: error: {error}", file=sys.stderr)
