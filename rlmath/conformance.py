@@ -769,6 +769,7 @@ def assert_conforms(impl: Callable[..., Any], spec: Spec | str, **options: Any) 
         >>> assert_conforms(lambda x, y: x - y, "kl_estimator_k1", examples=10, seed=0).conforms
         True
     """
+    __tracebackhide__ = True  # pytest: the failure points at the caller's test
     report = check(impl, spec, **options)
     if not report.conforms:
         raise AssertionError(str(report))

@@ -12,6 +12,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+pytest_plugins = ["pytester"]  # tests/test_adapters.py runs a user suite with the rlmath fixture
+
 settings.register_profile(
     "dev",
     max_examples=25,
