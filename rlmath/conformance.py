@@ -340,6 +340,7 @@ def _compare(
     scales: Sequence[FloatArray],
     rtol: float,
     example: Example,
+    flush_to_zero: bool = False,
 ) -> Failure | None:
     """Shape, finiteness and value comparison of each output; the first failure is returned."""
     for name, got, want, scale in zip(names, actual, expected, scales, strict=True):
@@ -348,7 +349,10 @@ def _compare(
             details = f"expected: {_show(want)}\nactual:   {_show(got)}"
             return Failure("wrong shape", message, details, example)
         got64 = got.astype(np.float64)
-        floor = conformance_atol(np.float32 if rtol > conformance_rtol(np.float64) else np.float64)
+        floor = conformance_atol(
+            np.float32 if rtol > conformance_rtol(np.float64) else np.float64,
+            flush_to_zero=flush_to_zero,
+        )
         bound = rtol * np.broadcast_to(np.asarray(scale, dtype=np.float64), want.shape) + floor
         error = np.abs(got64 - want)
         bad = ~(error <= bound)
@@ -430,7 +434,9 @@ def _run_implementation(
     return _Run(parts, again_parts, gradients, gradient_failure)
 
 
-def _assess(spec: Spec, example: Example, dtype: np.dtype, run: _Run) -> Failure | None:
+def _assess(
+    spec: Spec, example: Example, dtype: np.dtype, run: _Run, *, flush_to_zero: bool = False
+) -> Failure | None:
     """Judge one run against the reference: the part that stays in the parent process."""
     parts, again_parts = run.parts, run.again
     # Precision of the computation: float32 if the inputs or any output are float32. The
@@ -456,13 +462,15 @@ def _assess(spec: Spec, example: Example, dtype: np.dtype, run: _Run) -> Failure
             message = f"two calls on equal inputs gave different {name!r}"
             details = f"1st call: {_show(first)}\n2nd call: {_show(second)}"
             return Failure("non-deterministic", message, details, example)
-    failure = _compare("output", spec.outputs, parts, expected, scales, rtol, example)
+    failure = _compare(
+        "output", spec.outputs, parts, expected, scales, rtol, example, flush_to_zero
+    )
     if failure is not None:
         return failure
     if run.gradient_failure is not None:
         return run.gradient_failure
     if run.gradients is not None:
-        return _judge_gradient(spec, example, run.gradients, seen, rtol)
+        return _judge_gradient(spec, example, run.gradients, seen, rtol, flush_to_zero)
     return None
 
 
@@ -472,6 +480,7 @@ def _judge_gradient(
     grads: dict[str, np.ndarray | None],
     seen: Example,
     rtol: float,
+    flush_to_zero: bool = False,
 ) -> Failure | None:
     assert spec.gradient is not None  # noqa: S101 - checked by the caller
     expected = spec.gradient(seen)
@@ -487,6 +496,7 @@ def _judge_gradient(
         [expected[name][1] for name in names],
         rtol,
         example,
+        flush_to_zero,
     )
 
 
@@ -682,7 +692,9 @@ def check(
         if isinstance(produced, Failure):
             return produced
         with np.errstate(all="ignore"):
-            return _assess(spec_object, example, input_dtype, produced)
+            return _assess(
+                spec_object, example, input_dtype, produced, flush_to_zero=resolved == "jax"
+            )
 
     @settings(
         max_examples=count,

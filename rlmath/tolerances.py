@@ -203,18 +203,33 @@ def conformance_rtol(dtype: np.dtype | type = np.float64) -> float:
     return CONFORMANCE_SAFETY * float(np.finfo(kind).eps)
 
 
-def conformance_atol(dtype: np.dtype | type = np.float64) -> float:
+#: How far a flushed subnormal can reach into a result: a flushed input times a factor up to
+#: |log tiny| ~ 745 (float64), summed over a few terms -> 1024 smallest normals.
+FLUSH_TO_ZERO_REACH: float = 1024.0
+
+
+def conformance_atol(dtype: np.dtype | type = np.float64, *, flush_to_zero: bool = False) -> float:
     r"""Absolute floor of the conformance comparison: $64 \times$ the smallest normal number.
 
     Below the smallest normal number (1.2e-38 in float32) results are subnormal and carry
     fewer significant bits, so no relative bound holds there; the floor makes such results
     compare equal to zero without affecting any result of ordinary size.
 
+    On a *flush-to-zero* platform (XLA on CPU, so JAX; many GPU kernels) every subnormal
+    intermediate becomes 0, so a result that is a subnormal times a moderate factor (an
+    entropy gradient $-\pi_k(\log\pi_k + H)$ with $\pi_k \approx 5 \times 10^{-309}$ is
+    $3.9 \times 10^{-306}$ in float64) comes out as exactly 0. With ``flush_to_zero`` the floor
+    is :data:`FLUSH_TO_ZERO_REACH` times larger: results are compared as such a platform
+    produces them. ``rlmath check`` uses it for JAX implementations.
+
     Examples:
         >>> conformance_atol(np.float32) == 64 * float(np.finfo(np.float32).tiny)
+        True
+        >>> conformance_atol(np.float64, flush_to_zero=True) > 3.9e-306
         True
     """
     kind = np.dtype(dtype)
     if kind not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {kind}")
-    return CONFORMANCE_SAFETY * float(np.finfo(kind).tiny)
+    reach = FLUSH_TO_ZERO_REACH if flush_to_zero else 1.0
+    return CONFORMANCE_SAFETY * reach * float(np.finfo(kind).tiny)
