@@ -734,8 +734,11 @@ def check(
     try:
         with seed_only_generation():
             run()
+        if failures and failures[-1].kind != "timed out":
+            failures.append(_reduced(failures[-1], judge, started + total))
     except (_NonConformance, Flaky):
-        pass
+        if failures and failures[-1].kind != "timed out":
+            failures.append(_reduced(failures[-1], judge, started + total))
     finally:
         if worker is not None:
             worker.close()
@@ -750,6 +753,70 @@ def check(
         hyperparameters=fixed,
         assumptions={k: v for k, v in assumed.items() if v != spec_object.assumptions[k].default},
     )
+
+
+#: Evaluations the post-shrink reduction may spend (each one runs the implementation once).
+REDUCE_EVALUATIONS = 300
+
+
+def _without(example: Example, keep: np.ndarray) -> Example | None:
+    """``example`` restricted to the leading-axis entries ``keep`` of every argument that has
+    the first argument's leading length (time steps, or batch rows); None if none apply."""
+    arguments = example.arguments
+    first = next(iter(arguments.values()))
+    if first.ndim == 0:
+        return None
+    length = first.shape[0]
+    reduced = {
+        name: value[keep] if value.ndim >= 1 and value.shape[0] == length else value
+        for name, value in arguments.items()
+    }
+    return Example(reduced, dict(example.hyperparameters))
+
+
+def _reduced(
+    failure: Failure, judge: Callable[[Example], Failure | None], deadline: float
+) -> Failure:
+    r"""A smaller failing input: drop time steps (rows) while the failure keeps its kind.
+
+    Hypothesis shrinks within the branch of the strategy that found the failure (a long
+    sequence stays long); this pass then tries a prefix or suffix of each length
+    $1, 2, 4, \dots$, then deleting single steps, keeping any smaller input that still fails
+    with the same kind, within :data:`REDUCE_EVALUATIONS` runs and the check's time limit.
+    """
+    best = failure
+    budget = [REDUCE_EVALUATIONS]
+
+    def attempt(candidate: Example | None) -> bool:
+        nonlocal best
+        if candidate is None or budget[0] <= 0 or time.monotonic() > deadline:
+            return False
+        budget[0] -= 1
+        found = judge(candidate)
+        if found is not None and found.kind == best.kind:
+            best = found
+            return True
+        return False
+
+    def length() -> int:
+        first = next(iter(best.example.arguments.values()))
+        return 0 if first.ndim == 0 else int(first.shape[0])
+
+    size = 1
+    while size < length():
+        n = length()
+        if attempt(_without(best.example, np.arange(size))) or attempt(
+            _without(best.example, np.arange(n - size, n))
+        ):
+            size = 1
+            continue
+        size *= 2
+    index = length() - 1
+    while index >= 0 and length() > 1 and budget[0] > 0:
+        keep = np.delete(np.arange(length()), index)
+        attempt(_without(best.example, keep))
+        index = min(index - 1, length() - 1)
+    return best
 
 
 def _check_seconds(value: Any, name: str) -> float:
