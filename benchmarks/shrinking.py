@@ -5,7 +5,8 @@ mutants from ``tests/implementations``). For every mutant of a sequence spec, th
 (shrunk) input is tested for **1-minimality**: no input obtained by deleting one time step
 still fails. Printed: per mutant the reported length T and whether it is 1-minimal, then the
 share that is 1-minimal and the share with T = 1. The shrinking budget is
-``rlmath.conformance.SHRINK_SECONDS`` seconds after the first failure.
+``rlmath.conformance.SHRINK_EXAMPLES`` examples after the first failure, then at most
+``REDUCE_EVALUATIONS`` step deletions.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from implementations.numpy_mutants import MUTANTS  # noqa: E402
 
-from rlmath.conformance import SHRINK_SECONDS, _assess, _run_implementation, check  # noqa: E402
+from rlmath.conformance import SHRINK_EXAMPLES, _assess, _run_implementation, check  # noqa: E402
 from rlmath.specs import Example, get_spec  # noqa: E402
 
 SEQUENCE_SPECS = {
@@ -69,7 +70,7 @@ def main() -> None:
     share_minimal = sum(bool(r[3]) for r in judged) / len(judged)
     share_one = sum(r[2] == 1 for r in judged) / len(judged)
     print(
-        f"\n{len(judged)} sequence mutants, shrink budget {SHRINK_SECONDS:g} s: "
+        f"\n{len(judged)} sequence mutants, shrink budget {SHRINK_EXAMPLES} examples: "
         f"{share_minimal:.0%} 1-minimal, {share_one:.0%} with T = 1"
     )
 

@@ -54,8 +54,11 @@ _FLOAT_DTYPES: dict[str, np.dtype[Any]] = {
     "float32": np.dtype(np.float32),
 }
 _SHOWN_ENTRIES = 8
-#: Seconds spent shrinking a failure at most; then the smallest failing input so far is shown.
-SHRINK_SECONDS = 3.0
+#: Examples Hypothesis may try while shrinking a failure (a count, so the reported input does
+#: not depend on how busy the machine is); then the smallest failing input so far is shown.
+SHRINK_EXAMPLES = 600
+#: Wall-clock cap of shrinking, for slow implementations only (normally the count binds first).
+SHRINK_SECONDS = 60.0
 #: Default seconds one example may take in the worker (two calls and the gradient).
 EXAMPLE_TIMEOUT = 30.0
 #: Default seconds a whole check may take.
@@ -669,6 +672,7 @@ def check(
     input_dtype = _FLOAT_DTYPES[dtype]
     started = time.monotonic()
     stop_shrinking = [False]
+    shrink_calls = [0]
 
     def run_once(example: Example) -> _Run | Failure:
         return _run_implementation(impl, spec_object, example, resolved, input_dtype)
@@ -710,8 +714,14 @@ def check(
     @hypothesis_seed(chosen_seed)
     @given(strategy)
     def run(example: Example) -> None:
+        if first_failure_at:
+            shrink_calls[0] += 1
         if stop_shrinking[0] or (
-            first_failure_at and time.monotonic() - first_failure_at[0] > SHRINK_SECONDS
+            first_failure_at
+            and (
+                shrink_calls[0] > SHRINK_EXAMPLES
+                or time.monotonic() - first_failure_at[0] > SHRINK_SECONDS
+            )
         ):
             return  # shrinking budget spent: the smallest failure so far is reported
         if not failures and time.monotonic() - started > total:

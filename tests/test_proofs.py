@@ -68,6 +68,6 @@ def test_every_claim_is_verified_for_many_seeds():
     spec = importlib.util.spec_from_file_location("verify_seeds", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    failures, n_claims = module.run(range(0, 200), None, jobs=2)
+    failures, n_claims = module.run(range(200), None, jobs=2)
     assert n_claims == len(CLAIMS)
     assert not failures, "\n".join(f"{f['claim']} seed {f['seed']}: {f['failures']}" for f in failures)
