@@ -263,8 +263,16 @@ def test_kl_estimators_signs_and_values():
 
 def test_kl_to_a_policy_with_zeros_is_infinite():
     p, q = [[0.5, 0.5]], [[1.0, 0.0]]
-    terms = E.kl_terms(p, q, [0, 0], [0, 1], estimator=E.kl_k1)
-    assert terms[1] == np.inf
+    for estimator in (E.kl_k1, E.kl_k2, E.kl_k3):
+        terms = E.kl_terms(p, q, [0, 0], [0, 1], estimator=estimator)
+        assert np.isfinite(terms[0]) and terms[1] == np.inf
+
+
+def test_kl_k3_of_a_huge_log_ratio_is_infinite_like_the_reference():
+    """r = e^1000 overflows: +inf, as rlmath.reference.kl_estimator_k3 gives, with no warning."""
+    with np.errstate(over="raise", invalid="raise"):
+        assert E.kl_k3([1000.0])[0] == np.inf
+        assert E.kl_k3([-1000.0])[0] == pytest.approx(999.0)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -322,6 +330,48 @@ BAD_ARGUMENTS = [
         ValueError,
         "other must sum to 1",
         id="kl-other-not-stochastic",
+    ),
+    pytest.param(
+        lambda out, pi: E.kl_k1([0.0, np.nan]),
+        ValueError,
+        r"log_ratio must be finite or -inf .*got .*nan.* at index \(1,\)",
+        id="k1-nan-log-ratio",
+    ),
+    pytest.param(
+        lambda out, pi: E.kl_k2([np.nan]),
+        ValueError,
+        r"log_ratio must be finite or -inf .*got .*nan.* at index \(0,\)",
+        id="k2-nan-log-ratio",
+    ),
+    pytest.param(
+        lambda out, pi: E.kl_k3([np.inf]),
+        ValueError,
+        r"log_ratio must be finite or -inf .*got .*inf.* at index \(0,\)",
+        id="k3-plus-inf-log-ratio",
+    ),
+    pytest.param(
+        lambda out, pi: E.kl_k3(["a"]),
+        TypeError,
+        "log_ratio must be an array of real numbers",
+        id="k3-strings",
+    ),
+    pytest.param(  # log pi(a|s) = -inf: log r = +inf (k1 -inf) or NaN (k3, or q = 0 too)
+        lambda out, pi: E.kl_terms([[1.0, 0.0]], [[1.0, 0.0]], [0, 0], [0, 1]),
+        ValueError,
+        r"actions must be sampled from policy, got action 1 in state 0 .* at index \(1,\)",
+        id="kl-terms-action-impossible-under-policy",
+    ),
+    pytest.param(
+        lambda out, pi: E.kl_terms([[0.5, 0.5]], [[0.5, 0.5]], [0], [2]),
+        ValueError,
+        r"actions must be in \[0, 2\), got 2 at index \(0,\)",
+        id="kl-terms-action-out-of-range",
+    ),
+    pytest.param(
+        lambda out, pi: E.kl_terms([[0.5, 0.5]], [[0.5, 0.5]], [0.0], [0]),
+        TypeError,
+        "states must be integers, got dtype float64",
+        id="kl-terms-float-states",
     ),
 ]
 

@@ -427,6 +427,17 @@ def _mdp(horizon=None):
     return TabularMDP(np.ones((2, 2, 2)) / 2, np.zeros((2, 2)), [0.5, 0.5], 0.5, horizon)
 
 
+def _wide_mdp(horizon):
+    """One state, 1000 actions: small to build, big per step of backward induction."""
+    return TabularMDP(np.ones((1, 1000, 1)), np.zeros((1, 1000)), [1.0], 1.0, horizon)
+
+
+def _chain(n_states):
+    """Deterministic self-loops from a uniform start: n_states trajectories of any horizon."""
+    P = sp.csr_array(sp.eye_array(n_states))
+    return TabularMDP(P, np.zeros((n_states, 1)), np.full(n_states, 1 / n_states), 0.5)
+
+
 BAD_CALLS = [
     pytest.param(
         lambda: exact.value(_mdp(), np.full((3, 2), 0.5)),
@@ -493,6 +504,51 @@ BAD_CALLS = [
         TypeError,
         "horizon must be an integer, got float",
         id="state-distributions-horizon",
+    ),
+    pytest.param(
+        lambda: exact.policy_iteration(_mdp(), max_iterations=0),
+        ValueError,
+        "max_iterations must be >= 1, got 0",
+        id="policy-iteration-zero-iterations",
+    ),
+    pytest.param(
+        lambda: exact.policy_iteration(_mdp(), max_iterations=2.5),
+        TypeError,
+        "max_iterations must be an integer, got float",
+        id="policy-iteration-float-iterations",
+    ),
+    pytest.param(  # 10^6 steps of [S, A] = [1, 1000] values: 7.46 GiB
+        lambda: exact.finite_horizon_values(_wide_mdp(10**6), [[1e-3] * 1000]),
+        ValueError,
+        r"mdp.horizon = 1000000 would need 7.46 GiB for V \[H \+ 1, S\] and Q \[H, S, A\] "
+        r"float64 \(S = 1, A = 1000\), more than the limit of 4 GiB",
+        id="backward-induction-too-much-memory",
+    ),
+    pytest.param(
+        lambda: exact.state_distributions(_mdp(), np.full((2, 2), 0.5), 10**9),
+        ValueError,
+        r"horizon must be <= 1000000 .*got 1000000000; it would need 14.9 GiB for the \[H, S\]",
+        id="state-distributions-horizon-huge",
+    ),
+    pytest.param(  # 600 states, 10^6 steps: [H, S] float64 is 4.47 GiB
+        lambda: exact.state_distributions(_chain(600), np.ones((600, 1)), 10**6),
+        ValueError,
+        r"horizon = 1000000 would need 4.47 GiB for the \[H, S\] float64 distributions "
+        r"\(S = 600\), more than the limit of 4 GiB",
+        id="state-distributions-too-much-memory",
+    ),
+    pytest.param(
+        lambda: exact.trajectories(_mdp(), np.full((2, 2), 0.5), 10**12),
+        ValueError,
+        r"horizon must be <= 1000000 .*got 1000000000000; it would need 14.6 TiB",
+        id="trajectories-horizon-huge",
+    ),
+    pytest.param(  # 300 deterministic trajectories of 10^6 steps: 16 bytes per step each
+        lambda: exact.trajectories(_chain(300), np.ones((300, 1)), 10**6),
+        ValueError,
+        r"horizon = 1000000 would need 4.47 GiB for the states and actions of at least 300 "
+        r"trajectories",
+        id="trajectories-too-much-memory",
     ),
 ]
 

@@ -272,6 +272,63 @@ BAD_CALLS = [
         "concentration must be > 0, got 0.0",
         id="random-concentration",
     ),
+    pytest.param(
+        lambda: TabularMDP(sp.csr_array(P2.reshape(4, 2) + 0.5j), R2, RHO2, 0.5),
+        TypeError,
+        r"P must be real, got a complex sparse matrix \(dtype complex128\)",
+        id="sparse-P-complex",
+    ),
+    pytest.param(
+        lambda: TabularMDP(P2, R2, RHO2, 0.5, horizon=10**12),
+        ValueError,
+        r"horizon must be <= 1000000 .*MAX_HORIZON.*got 1000000000000; "
+        r"it would need 43.7 TiB for the \[H \+ 1, S\] and \[H, S, A\] float64 values",
+        id="horizon-huge",
+    ),
+    pytest.param(
+        lambda: TabularMDP.from_mdptoolbox(P2, R2, 1.5),
+        ValueError,
+        r"discount must be in \[0, 1\) for an infinite-horizon MDP, got 1\.5",
+        id="mdptoolbox-discount-range",
+    ),
+    pytest.param(
+        lambda: TabularMDP.from_mdptoolbox(P2, R2, "0.9"),
+        TypeError,
+        "discount must be a real number, got str",
+        id="mdptoolbox-discount-string",
+    ),
+    pytest.param(
+        lambda: TabularMDP.from_mdptoolbox(P2, R2, 1.5, horizon=3),
+        ValueError,
+        r"discount must be in \[0, 1\] for a finite-horizon MDP, got 1\.5",
+        id="mdptoolbox-discount-range-finite-horizon",
+    ),
+    pytest.param(
+        lambda: TabularMDP.from_mdptoolbox(
+            [sp.csr_array(np.eye(2)), sp.csr_array(np.eye(2) * (1 + 1j))], R2, 0.5
+        ),
+        TypeError,
+        r"P\[1\] must be real, got a complex sparse matrix",
+        id="mdptoolbox-sparse-P-complex",
+    ),
+    pytest.param(
+        lambda: TabularMDP.random(2, 2, seed="abc"),
+        TypeError,
+        "seed must be an int >= 0, a numpy.random.SeedSequence or None, got str",
+        id="random-seed-string",
+    ),
+    pytest.param(
+        lambda: TabularMDP.random(2, 2, seed=1.5),
+        TypeError,
+        "seed must be an int >= 0, a numpy.random.SeedSequence or None, got float",
+        id="random-seed-float",
+    ),
+    pytest.param(
+        lambda: TabularMDP.random(2, 2, seed=-1),
+        ValueError,
+        "seed must be >= 0, got -1",
+        id="random-seed-negative",
+    ),
 ]
 
 

@@ -55,6 +55,31 @@ def test_log_softmax_of_extreme_logits():
     assert log_softmax(np.array([-1e4, -1e4])).tolist() == pytest.approx([-np.log(2)] * 2)
 
 
+def test_log_softmax_accepts_array_likes_and_minus_inf():
+    np.testing.assert_array_equal(log_softmax([1.0, 1.0]), log_softmax(np.array([1.0, 1.0])))
+    assert log_softmax([[0.0, -np.inf]]).tolist() == [[0.0, -np.inf]]  # a masked action
+
+
+@pytest.mark.parametrize(
+    "theta",
+    [
+        pytest.param([[1.7e308, -1.7e308]], id="max-and-min"),
+        pytest.param([[-1.7e308, 1.7e308, 0.0]], id="max-min-and-zero"),
+        pytest.param([[1.7e308, 1.7e308]], id="two-maxima"),
+    ],
+)
+def test_entropy_and_probabilities_at_the_float_range(theta):
+    """Logits +-1.7e308: x - max overflows to -inf, so those actions get probability 0 exactly."""
+    policy = SoftmaxPolicy(theta)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow is fine
+        entropy = policy.entropy()
+        probabilities = policy.probabilities()
+    top = np.asarray(theta) == np.max(theta)
+    expected = np.where(top, 1.0 / top.sum(), 0.0)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-15)
+    np.testing.assert_allclose(entropy, [np.log(top.sum())], rtol=1e-15)
+
+
 def test_probabilities_by_hand():
     """Logits (0, log 3): weights 1 and 3 out of 4."""
     policy = SoftmaxPolicy([[0.0, np.log(3.0)]])
@@ -212,6 +237,42 @@ BAD_CALLS = [
         ValueError,
         r"policy must be non-negative, got .*-0.5.* at index \(0, 0\)",
         id="as-probabilities-negative",
+    ),
+    pytest.param(
+        lambda: log_softmax(np.array([])),
+        ValueError,
+        r"logits must not be empty, got shape \(0,\)",
+        id="log-softmax-empty",
+    ),
+    pytest.param(
+        lambda: log_softmax(np.zeros((2, 0))),
+        ValueError,
+        r"logits must not be empty, got shape \(2, 0\)",
+        id="log-softmax-empty-rows",
+    ),
+    pytest.param(
+        lambda: log_softmax([0.0, np.nan]),
+        ValueError,
+        r"logits must be finite or -inf .*got .*nan.* at index \(1,\)",
+        id="log-softmax-nan",
+    ),
+    pytest.param(
+        lambda: log_softmax([[0.0, np.inf]]),
+        ValueError,
+        r"logits must be finite or -inf .*got .*inf.* at index \(0, 1\)",
+        id="log-softmax-plus-inf",
+    ),
+    pytest.param(
+        lambda: log_softmax([[0.0, 1.0], [-np.inf, -np.inf]]),
+        ValueError,
+        "logits must have a finite entry along axis -1",
+        id="log-softmax-row-all-minus-inf",
+    ),
+    pytest.param(
+        lambda: log_softmax(["a", "b"]),
+        TypeError,
+        "logits must be an array of real numbers",
+        id="log-softmax-strings",
     ),
 ]
 

@@ -566,6 +566,23 @@ def test_normalized_advantages_use_the_whole_batch() -> None:
 
 
 @pytest.mark.parametrize(
+    ("advantages", "unit"),
+    [
+        pytest.param([1.7e308, 0.85e308], [2.0, 1.0], id="near-max-same-sign"),
+        pytest.param([1.7e308, -1.7e308, -1.7e308, -1.7e308], [1, -1, -1, -1], id="near-max-mixed"),
+        pytest.param([1e308, -1e308, 1e308], [1, -1, 1], id="sum-overflows"),
+        pytest.param([5e-324, 0.0, 1e-323], [1.0, 0.0, 2.0], id="subnormal"),
+    ],
+)
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_normalized_advantages_do_not_overflow_near_the_float_range(advantages, unit, ddof) -> None:
+    """Standardising is scale-free: entries near 1e308 give what the same pattern gives at 1."""
+    with np.errstate(over="raise", invalid="raise"):
+        got = reference.normalized_advantages(advantages, ddof=ddof)
+    np.testing.assert_allclose(got, reference.normalized_advantages(unit, ddof=ddof), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
     ("observed", "expected"),
     [
         pytest.param(0.0, 0.5, id="zero-kl-halves"),
