@@ -8,21 +8,23 @@ What "proved" means
    written:
 
    - *Denominators.* Every factor of a denominator (the base of a power whose exponent is not
-     provably non-negative, commuting bases only) that the symbols' assumptions do not prove
-     non-zero must appear, up to sign, as a denominator factor of the *other* side too. So
-     ``x y / y -> x`` is refused for a real ``y`` (the left side is undefined at ``y = 0``, the
-     right is not), proved for ``y > 0``, and ``(1 - p)^{-1}`` may stay on both sides of a step.
-     A summation index counts as an integer ``>= low`` (when the range is provably not
-     reversed) and an integration variable as lying strictly between its limits; a symbol
-     declared ``integer=False`` makes ``k + s`` non-zero for an integer ``k`` (how a discount
-     $0 < \gamma < 1$ keeps $1/(1 - \gamma)$ legal).
+     provably non-negative; commuting bases only) that the assumptions do not prove non-zero
+     must appear, up to sign, as a denominator factor of the *other* side too. So ``x y / y
+     -> x`` is refused for a real ``y`` (the left side is undefined at ``y = 0``, the right is
+     not) and proved for ``y > 0``, while ``(1 - p)^{-1}`` may stay on both sides of a step
+     (along a derivation the possibly-undefined set then never changes). A summation index
+     counts as an integer ``>= low`` (when the range is provably not reversed) and an
+     integration variable as lying strictly between its limits. ``k + s`` is non-zero for an
+     integer ``k`` and a symbol declared ``integer=False``, and ``1 - s`` for a symbol
+     declared ``less_than_one`` (below): how a discount $0 < \gamma < 1$ keeps $1/(1-\gamma)$.
    - *Kinks.* A derivative of ``Abs``, ``Max``, ``Min``, ``Piecewise``, ``Heaviside``,
      ``sign`` or ``DiracDelta`` of the variable is allowed only where the point (the ``Subs``
      point around it, or every admissible value of a free variable) provably lies off the
      kink: each such function is replaced, innermost first, by the smooth branch it takes on a
      neighbourhood of the point (the sign of each argument, or of each difference of ``Max``/
-     ``Min`` arguments, must be decided there, or the two arguments must be identical).
-     ``floor``, ``ceiling``, ``frac``, ``Mod`` and ``arg`` of the variable refuse the step.
+     ``Min`` arguments, must be decided there, or the two arguments must be identical), and
+     the rewritings see that branch. ``floor``, ``ceiling``, ``frac``, ``Mod`` and ``arg`` of
+     the variable refuse the step.
    - *Non-commuting powers.* sympy differentiates ``A**n`` as if ``A`` commuted with its
      derivative (right only for ``n = -1``). Derivatives of non-commuting expressions are
      therefore expanded here by the ordered product rule, ``A**n`` as ``n`` factors and
@@ -32,41 +34,50 @@ What "proved" means
 2. **A rewriting** from :data:`REWRITINGS` reduces ``a - b`` to exactly ``0``. None of them
    forces anything: logarithms and powers are expanded only where sympy's assumptions make
    the rule valid (``expand_log`` and ``expand`` without ``force``: ``log(x y) = log x +
-   log y`` needs all but at most one factor positive, ``log(x^a) = a log x`` needs ``x > 0``
-   or ``-1 < a <= 1``), so a log of merely real or complex arguments is never split.
+   log y`` needs all but one factor positive, ``log(x^a) = a log x`` needs ``x > 0`` or
+   ``-1 < a <= 1``), so a log of merely real or complex arguments is never split, and
+   ``sqrt(x^2)``, ``(x^a)^b`` stay as they are for a real ``x``. When none succeeds and a
+   symbol is declared ``less_than_one`` (a keyword sympy stores but does not reason with:
+   ``Symbol("u", positive=True, less_than_one=True)`` is a number in (0, 1)), they are tried
+   once more after substituting ``u = t/(1 + t)`` (``u = 1 - t`` for a real ``u < 1``) with a
+   fresh ``t > 0``: a bijection onto the declared range, after which sympy knows
+   ``1 - u > 0``.
 
 3. **A numeric sanity check** (acceptance side): every step a rewriting proves (other than the
    literally identical ones) is evaluated at two random admissible points
-   (:func:`refuted_at_random_point`): exact rationals respecting the assumptions, small
-   integers for sizes (so that sums expand), random 3 x 3 rational matrices for non-commuting
-   symbols, random smooth functions for undefined functions, derivatives taken after
-   substitution. If the point refutes what a rewriting proved, that is a prover bug and
-   :class:`ProverBug` is raised (never a silent "proved"). Likewise for a gap that
-   :func:`is_nonnegative` proves non-negative. A point where evaluation fails proves nothing.
+   (:func:`refuted_at_random_point`): rationals respecting every assumption (carried at 60
+   digits), small integers for sizes (so that sums expand), random 3 x 3 rational matrices
+   for non-commuting symbols, random smooth functions for undefined functions, derivatives
+   taken after substitution. If a point refutes what a rewriting proved, that is a prover bug
+   and :class:`ProverBug` is raised (never a silent "proved"). Likewise for a gap that
+   :func:`is_nonnegative` declares non-negative but that is negative at a point. A point
+   where evaluation fails (an unsupported construct, a singular value) proves nothing.
 
 Hence a proved step ``a == b`` means: for every assignment of the symbols admitted by their
-sympy assumptions at which the denominators shared by both sides are non-zero, both sides are
-defined and equal (and, for a derivative, the function is differentiable there), *provided*
-sympy's rewritings and assumption system are correct. That proviso is what is taken on trust;
-the sanity check samples it, it does not prove it. Also on trust: sympy's automatic
-evaluation when an expression is built (``x*y/y`` *is* ``x`` once built, ``q(x)/q(x)`` is
-``1``: nothing is left for the guards to see), non-commuting symbols as formal matrices (an
-inverse written ``M**-1`` is assumed to exist), singularities other than denominators and
-kinks (a ``log`` or ``sqrt`` at ``0`` inside a derivative), and ``is_nonnegative``'s one rule
-for integrals (see :class:`log_bound_gap`).
+declared assumptions at which the denominators shared by both sides are non-zero, both sides
+are equal (and a derivative is taken where the function is smooth), *provided* sympy's
+rewritings and assumption system are correct. That proviso is what is taken on trust; the
+sanity check samples it at a few points, it does not prove it. Also on trust: the declared
+assumptions themselves (``less_than_one`` included); sympy's automatic evaluation when an
+expression is built (``x*y/y`` *is* ``x`` once built, ``q(x)/q(x)`` is ``1``: nothing is left
+for the guards to see); non-commuting symbols as formal matrices (an inverse written ``M**-1``
+is assumed to exist); singularities other than denominators and kinks (a ``log`` or ``sqrt``
+at ``0``); and ``is_nonnegative``'s one rule for integrals (see :class:`log_bound_gap`).
 
 For an inequality, the stated gap must be proved equal to the difference (as above) and
 sympy's assumption system must declare the gap non-negative (:func:`is_nonnegative`).
 
 The rewritings are tried cheapest first; ``simplify`` comes last because it is slow and, on
 ``Sum``/``IndexedBase`` expressions, sometimes fails where ``doit`` followed by ``cancel``
-succeeds.
+succeeds. The method name returned is the rewriting's, ``"derivative_rules"`` when the
+guards' rewriting of derivatives alone made the two sides identical, with a suffix when the
+``less_than_one`` substitution was needed.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -77,7 +88,9 @@ from sympy.core.function import AppliedUndef
 from sympy.simplify.simplify import factor_sum, sum_simplify
 
 __all__ = [
+    "LESS_THAN_ONE",
     "LOG_BOUND_REMAINDER",
+    "MATRIX_SIZE",
     "REWRITINGS",
     "IndexSum",
     "ProverBug",
@@ -87,6 +100,7 @@ __all__ = [
     "domain_problem",
     "is_nonnegative",
     "log_bound_gap",
+    "negative_at_random_point",
     "prove_equal",
     "refuted_at_random_point",
 ]
@@ -266,6 +280,34 @@ class _Refused(Exception):
     """The step is outside what the prover may decide (a kink, a non-commuting power, ...)."""
 
 
+#: The assumption (a sympy keyword it keeps but does not reason with) that a real symbol is
+#: ``< 1``: ``Symbol("gamma", positive=True, less_than_one=True)`` is a discount in (0, 1).
+LESS_THAN_ONE = "less_than_one"
+
+
+def _below_one(atom: sympy.Basic) -> bool:
+    return (
+        isinstance(atom, sympy.Symbol)
+        and atom.is_real is True
+        and atom.assumptions0.get(LESS_THAN_ONE) is True
+    )
+
+
+def _reparametrisation(e: sympy.Basic) -> dict[sympy.Basic, sympy.Expr]:
+    """``x -> t/(1 + t)`` (``0 < x < 1``) or ``x -> 1 - t`` (``x < 1``), ``t > 0``, per marked symbol.
+
+    Each map is a bijection from ``t > 0`` onto the symbol's declared range, so an identity
+    holds on the range exactly when it holds after the substitution, and sympy's assumption
+    system, which cannot express ``x < 1``, then knows ``1 - x > 0``.
+    """
+    out: dict[sympy.Basic, sympy.Expr] = {}
+    for symbol in sorted(e.free_symbols, key=sympy.default_sort_key):
+        if _below_one(symbol):
+            t = sympy.Symbol(f"_{symbol.name}_t", positive=True)
+            out[symbol] = t / (1 + t) if symbol.is_positive else 1 - t
+    return out
+
+
 def _is_noninteger(e: sympy.Expr) -> bool:
     """True when ``e`` is provably not an integer (``k - s`` for an integer k, ``s`` not)."""
     if e.is_integer is False:
@@ -285,13 +327,15 @@ def _is_nonzero(e: sympy.Expr) -> bool:
     if e.is_commutative is not True:
         return False
     if _is_noninteger(e):
-        return True
+        return True  # 0 is an integer
+    substitution = _reparametrisation(e)
+    if substitution:
+        return _is_nonzero(e.xreplace(substitution))
     try:
         numerator, denominator = sympy.fraction(sympy.together(e))
         if denominator.is_nonzero is not True and denominator != 1:
             return False
-        candidates: Iterable[sympy.Expr] = (numerator, sympy.expand(numerator))
-        return any(c.is_nonzero is True or _is_noninteger(c) for c in candidates)
+        return any(c.is_nonzero is True for c in (numerator, sympy.expand(numerator)))
     except Exception:  # a failed attempt is "not proved"
         return False
 
@@ -390,6 +434,9 @@ def _depends(e: sympy.Basic, variables: Sequence[sympy.Basic]) -> bool:
 
 def _sign_at(e: sympy.Expr) -> int | None:
     """+1 or -1 when the assumptions decide the sign of ``e``, else ``None``."""
+    substitution = _reparametrisation(e)
+    if substitution:
+        e = sympy.together(e.xreplace(substitution))
     for candidate in (e, sympy.expand(e)):
         if candidate.is_positive is True:
             return 1
@@ -574,6 +621,13 @@ def _prepare(e: sympy.Basic, point: Mapping[sympy.Basic, sympy.Basic] | None = N
     return e.func(*args)
 
 
+def _sympified(a: Any, b: Any) -> tuple[Any, Any]:
+    """Both sides as sympy objects, matrices immutable (hashable, for the caches)."""
+    if isinstance(a, sympy.MatrixBase) or isinstance(b, sympy.MatrixBase):
+        return sympy.ImmutableMatrix(a), sympy.ImmutableMatrix(b)
+    return sympy.sympify(a), sympy.sympify(b)
+
+
 def _pairs(a: Any, b: Any) -> list[tuple[Any, Any]]:
     if isinstance(a, sympy.MatrixBase):
         return list(zip(a, b, strict=True))
@@ -609,6 +663,9 @@ def domain_problem(a: Any, b: Any) -> str | None:
         >>> domain_problem(sympy.Derivative(sympy.Abs(x), x), sympy.sign(x))
         'Abs of the variable at a possible kink'
     """
+    a, b = _sympified(a, b)
+    if isinstance(a, sympy.MatrixBase) and a.shape != b.shape:
+        return "the two matrices have different shapes"
     guarded = _guarded(a, b)
     return guarded if isinstance(guarded, str) else None
 
@@ -635,16 +692,23 @@ def prove_equal(a: sympy.Basic, b: sympy.Basic) -> str | None:
         >>> prove_equal(sympy.log(y**2), 2 * sympy.log(y)) is None  # false for y < 0
         True
     """
-    if isinstance(a, sympy.MatrixBase) or isinstance(b, sympy.MatrixBase):
-        a, b = sympy.ImmutableMatrix(a), sympy.ImmutableMatrix(b)
-        if a.shape != b.shape:
-            return None
+    a, b = _sympified(a, b)
+    if isinstance(a, sympy.MatrixBase) and a.shape != b.shape:
+        return None
     guarded = _guarded(a, b)
     if isinstance(guarded, str):
         return None
     prepared_a, prepared_b = guarded
-    method = difference_is_zero(prepared_a - prepared_b)
-    if method is not None and not _is_zero(a - b):
+    difference = prepared_a - prepared_b
+    method = difference_is_zero(difference)
+    substitution = _reparametrisation(difference) if method is None else {}
+    if substitution:
+        method = difference_is_zero(difference.xreplace(substitution))
+        if method is not None:
+            method += ", with x = t/(1 + t) for 0 < x < 1"
+    if method == "identical" and not _is_zero(a - b):
+        method = "derivative_rules"  # the kink branches and the product rule did it
+    if method is not None and method != "identical":
         _sanity_check(a, b, method)
     return method
 
@@ -676,7 +740,7 @@ def is_nonnegative(expression: sympy.Basic) -> bool:
             continue
     else:
         return False
-    refutation = _refuted(expression, sympy.Abs(expression), 0, 2)
+    refutation = _negative_at_random_point(expression, 0, 2)
     if refutation is not None:
         raise ProverBug(f"sympy declared {expression} >= 0, but it is not: {refutation}")
     return True
@@ -690,9 +754,10 @@ class _Inconclusive(Exception):
 #: Side of the random matrices standing for non-commuting symbols.
 MATRIX_SIZE = 3
 _MAX_TERMS = 200  # a sum or product with more terms than this is not expanded
-_DIGITS = 50
-_EXACT_TOLERANCE = sympy.Float("1e-30", _DIGITS)  # relative, when everything was exact
-_QUADRATURE_TOLERANCE = sympy.Float("1e-12", _DIGITS)  # relative, after numeric quadrature
+_DIGITS = 60  # working precision of the values (more inside derivatives)
+_TOLERANCE = sympy.Float("1e-30", _DIGITS)  # relative
+_QUADRATURE_DIGITS = 30  # of a numeric quadrature (its error estimate must be below 1e-20)
+_QUADRATURE_TOLERANCE = sympy.Float("1e-12", _DIGITS)  # relative, after a numeric quadrature
 
 #: Assumptions a drawn value must satisfy exactly as the atom does (True, False or unknown).
 _FACTS = (
@@ -723,7 +788,7 @@ def _respects(atom: sympy.Basic, value: sympy.Basic) -> bool:
         wanted = getattr(atom, f"is_{fact}", None)
         if wanted is not None and getattr(value, f"is_{fact}", None) is not wanted:
             return False
-    return True
+    return not (_below_one(atom) and not value < 1)
 
 
 def _random_rational(rng: random.Random, sign: int = 0) -> sympy.Rational:
@@ -738,8 +803,9 @@ def _candidate(atom: sympy.Basic, rng: random.Random) -> sympy.Basic:
     positive = atom.is_positive or atom.is_nonnegative
     negative = atom.is_negative or atom.is_nonpositive
     if atom.is_integer:
-        low = 1 if atom.is_positive or atom.is_negative else 0
-        magnitude = rng.randint(low, 3)
+        # sizes: 2 and 3 most often (1 and 0 are degenerate: a softmax over one action)
+        sizes = (1, 2, 2, 3, 3) if atom.is_positive or atom.is_negative else (0, 1, 2, 2, 3, 3)
+        magnitude = rng.choice(sizes)
         return sympy.Integer(-magnitude if negative else magnitude)
     return _random_rational(rng, 1 if positive else -1 if negative else 0)
 
@@ -752,13 +818,14 @@ def _random_matrix(rng: random.Random) -> sympy.ImmutableMatrix:
     )
 
 
-_SMOOTH_FACTS = ("positive", "nonnegative", "negative", "nonpositive", "nonzero", "real")
+_Function = Callable[[Sequence[Any]], Any]
+_SMOOTH_FACTS = ("positive", "nonnegative", "negative", "nonpositive", "nonzero", "real", "finite")
 
 
 def _function_kind(node: AppliedUndef) -> int:
     """+1 for a positive (or non-negative, non-zero) function, -1 for negative, 0 for real."""
     for fact in _FACTS:
-        if fact not in _SMOOTH_FACTS + ("finite",) and getattr(node, f"is_{fact}", None):
+        if fact not in _SMOOTH_FACTS and getattr(node, f"is_{fact}", None):
             raise _Inconclusive(f"no random function is {fact}")
     if node.is_positive or node.is_nonnegative or (node.is_nonzero and not node.is_negative):
         return 1
@@ -767,76 +834,100 @@ def _function_kind(node: AppliedUndef) -> int:
     return 0
 
 
-def _smooth_function(
-    node: AppliedUndef, rng: random.Random
-) -> tuple[Callable[[Sequence[Any]], Any], str]:
-    """A random smooth function with the assumptions of ``node``, and a description of it."""
+def _dot(coefficients: Sequence[Any], args: Sequence[Any]) -> Any:
+    return sympy.Add(*(c * a for c, a in zip(coefficients, args, strict=True)))
+
+
+def _matrix_function(rng: random.Random, k: int) -> tuple[_Function, str]:
+    """A random matrix polynomial ``M0 + sum_i x_i M_i + x_1^2 Q`` (for a non-commuting function)."""
+    constant, curvature = _random_matrix(rng), _random_matrix(rng)
+    slopes = [_random_matrix(rng) for _ in range(k)]
+
+    def function(args: Sequence[Any]) -> Any:
+        out = constant + curvature * args[0] ** 2 if args else constant
+        for slope, arg in zip(slopes, args, strict=True):
+            out = out + slope * arg
+        return out
+
+    return function, f"random {MATRIX_SIZE}x{MATRIX_SIZE} matrix polynomial"
+
+
+def _smooth_function(node: AppliedUndef, rng: random.Random) -> tuple[_Function, str]:
+    """A random smooth function with the assumptions of ``node``, and a description of it.
+
+    ``c0 + b.x + c exp(d.x)`` for a real function; ``s (exp(c0 + b.x) + c exp(d.x))`` with
+    ``c > 0`` and ``s = +1`` (``-1``) for a positive (negative) one.
+    """
     k = len(node.args)
-    xs = sympy.symbols(f"x1:{k + 1}")
     if not node.is_commutative:
-        constant, *slopes = (_random_matrix(rng) for _ in range(k + 1))
-        curvature = _random_matrix(rng)
-
-        def matrix_function(args: Sequence[Any]) -> Any:
-            out = constant + curvature * args[0] ** 2 if args else constant
-            for slope, arg in zip(slopes, args, strict=False):
-                out = out + slope * arg
-            return out
-
-        return matrix_function, f"random {MATRIX_SIZE}x{MATRIX_SIZE} matrix polynomial"
+        return _matrix_function(rng, k)
     kind = _function_kind(node)
-    c0, c1 = _random_rational(rng), _random_rational(rng, 1)
+    c0, c1, c2 = _random_rational(rng), _random_rational(rng, 1), _random_rational(rng)
     b = [_random_rational(rng) for _ in range(k)]
     d = [_random_rational(rng) for _ in range(k)]
-    linear = c0 + sum((bi * x for bi, x in zip(b, xs, strict=True)), sympy.Integer(0))
-    exponent = sum((di * x for di, x in zip(d, xs, strict=True)), sympy.Integer(0))
-    if kind == 0:
-        body = linear + _random_rational(rng) * sympy.exp(exponent)
-    else:
-        body = kind * (sympy.exp(linear) + c1 * sympy.exp(exponent))
-    lam = sympy.Lambda(xs, body)
-    return (lambda args: lam(*args)), str(body)
+
+    def body(args: Sequence[Any]) -> Any:
+        if kind == 0:
+            return c0 + _dot(b, args) + c2 * sympy.exp(_dot(d, args))
+        return kind * (sympy.exp(c0 + _dot(b, args)) + c1 * sympy.exp(_dot(d, args)))
+
+    xs = sympy.symbols(f"x1:{k + 1}")
+    return body, str(body(xs))
+
+
+@lru_cache(maxsize=65536)
+def _drawn_scalar(key: str, atom: sympy.Basic) -> sympy.Basic:
+    """The exact value of ``atom`` at the point ``key``, respecting its assumptions."""
+    rng = random.Random(f"{key}|{sympy.srepr(atom)}")
+    for _ in range(20):
+        value = _candidate(atom, rng)
+        if _respects(atom, value):
+            return value
+    raise _Inconclusive(f"no random value respects the assumptions of {atom}")
+
+
+@lru_cache(maxsize=65536)
+def _drawn_matrix(key: str, atom: sympy.Basic) -> sympy.ImmutableMatrix:
+    return _random_matrix(random.Random(f"{key}|{sympy.srepr(atom)}"))
+
+
+@lru_cache(maxsize=65536)
+def _drawn_function(key: str, function: Any, nargs: int) -> tuple[_Function, str]:
+    sample = function(*sympy.symbols(f"x1:{nargs + 1}", real=True))
+    return _smooth_function(sample, random.Random(f"{key}|{function}|{nargs}"))
 
 
 class _Point:
-    """A random admissible point, drawn lazily: a value per atom, a function per function."""
+    """A random admissible point, drawn lazily: a value per atom, a function per function.
 
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        self.values: dict[sympy.Basic, Any] = {}
-        self.functions: dict[tuple[Any, int], Callable[[Sequence[Any]], Any]] = {}
+    Each value depends only on the point's ``key`` and the atom (not on what else was drawn),
+    so an expression has one value per point however it is reached, and can be cached.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
         self.labels: dict[str, str] = {}
 
-    def scalar(self, atom: sympy.Basic) -> Any:
-        if atom not in self.values:
-            for _ in range(20):
-                value = _candidate(atom, self.rng)
-                if _respects(atom, value):
-                    break
-            else:
-                raise _Inconclusive(f"no random value respects the assumptions of {atom}")
-            self.values[atom] = value
-            self.labels[str(atom)] = str(value)
-        return self.values[atom]
+    def scalar(self, atom: sympy.Basic, digits: int) -> Any:
+        value = _drawn_scalar(self.key, atom)
+        self.labels[str(atom)] = str(value)
+        return value if value.is_Integer else sympy.Float(value, digits)
 
     def matrix(self, atom: sympy.Basic) -> Any:
-        if atom not in self.values:
-            self.values[atom] = _random_matrix(self.rng)
-            self.labels[str(atom)] = f"random {MATRIX_SIZE}x{MATRIX_SIZE} rational matrix"
-        return self.values[atom]
+        self.labels[str(atom)] = f"random {MATRIX_SIZE}x{MATRIX_SIZE} rational matrix"
+        return _drawn_matrix(self.key, atom)
 
-    def function(self, node: AppliedUndef) -> Callable[[Sequence[Any]], Any]:
-        key = (node.func, len(node.args))
-        if key not in self.functions:
-            self.functions[key], description = _smooth_function(node, self.rng)
-            self.labels[f"{node.func}"] = description
-        return self.functions[key]
+    def function(self, node: AppliedUndef) -> _Function:
+        function, description = _drawn_function(self.key, node.func, len(node.args))
+        self.labels[f"{node.func}"] = description
+        return function
 
-    def describe(self) -> str:
-        items = [f"{name}={value}" for name, value in sorted(self.labels.items())]
-        if len(items) > 12:
-            items = items[:12] + [f"... ({len(items) - 12} more)"]
-        return ", ".join(items)
+
+def _describe(labels: Mapping[str, str]) -> str:
+    items = [f"{name}={value}" for name, value in sorted(labels.items())]
+    if len(items) > 12:
+        items = items[:12] + [f"... ({len(items) - 12} more)"]
+    return ", ".join(items)
 
 
 def _is_matrix(value: Any) -> bool:
@@ -850,9 +941,8 @@ def _scalar(value: Any) -> Any:
 
 
 def _add(values: Sequence[Any]) -> Any:
-    scalars = [v for v in values if not _is_matrix(v)]
+    total = sympy.Add(*(v for v in values if not _is_matrix(v)))
     matrices = [v for v in values if _is_matrix(v)]
-    total = sympy.Add(*scalars)
     if not matrices:
         return total
     out = matrices[0]
@@ -882,7 +972,7 @@ def _power(base: Any, exponent: Any) -> Any:
     exponent = _scalar(exponent)
     if not _is_matrix(base):
         return sympy.Pow(base, exponent)
-    if not exponent.is_Integer:
+    if not (isinstance(exponent, sympy.Basic) and exponent.is_Integer):
         raise _Inconclusive("a non-integer power of a matrix")
     if exponent < 0:
         if base.det() == 0:
@@ -905,26 +995,38 @@ def _karr_range(low: int, high: int) -> tuple[range, bool]:
     return range(high + 1, low), True
 
 
-def _numeric_limit(value: Any) -> Any:
-    value = _scalar(value)
-    if value in (sympy.oo, -sympy.oo) or value.is_number:
-        return value
-    raise _Inconclusive("an integral limit that is not a number")
-
-
 def _mp_limit(value: Any) -> Any:
+    value = _scalar(value)
     if value == sympy.oo:
         return mpmath.inf
     if value == -sympy.oo:
         return -mpmath.inf
+    if not value.is_number:
+        raise _Inconclusive("an integral limit that is not a number")
     return mpmath.mpmathify(sympy.N(value, 45))
 
 
-class _Evaluator:
-    """Evaluates a sympy expression at a :class:`_Point` (values may keep derivative variables)."""
+def _stencil(order: int) -> tuple[list[int], list[sympy.Rational]]:
+    """Offsets and weights of the central difference for the ``order``-th derivative."""
+    half = order // 2 + 1
+    offsets = list(range(-half, half + 1))
+    weights = sympy.finite_diff_weights(order, offsets, 0)[order][-1]
+    return offsets, list(weights)
 
-    def __init__(self, point: _Point) -> None:
+
+class _Evaluator:
+    """Evaluates a sympy expression at a :class:`_Point`.
+
+    Values are numbers (integers exact, the rest floats of ``digits`` significant digits) or
+    matrices of them. A derivative of order ``k`` is a central finite difference with step
+    ``10^-(digits/2 + 2)`` whose terms are evaluated with ``k (digits/2 + 2)`` more digits, so
+    that neither the truncation nor the rounding error reaches the working precision. The
+    variable of an integral stays a symbol (``kept``) until the numeric quadrature.
+    """
+
+    def __init__(self, point: _Point, digits: int = _DIGITS) -> None:
         self.point = point
+        self.digits = digits
         self.approximate = False  # a numeric quadrature happened: use the looser tolerance
 
     def value(self, e: Any, env: Mapping[Any, Any], kept: frozenset[Any]) -> Any:
@@ -939,43 +1041,36 @@ class _Evaluator:
         if e.is_Number or isinstance(e, sympy.NumberSymbol) or e is sympy.I:
             return e
         if isinstance(e, sympy.Symbol):
-            return self._symbol(e, kept)
+            if e in kept:
+                return e
+            return self.point.scalar(e, self.digits) if e.is_commutative else self.point.matrix(e)
         handler = _HANDLERS.get(type(e))
         if handler is None:
-            for kind, candidate in _HANDLERS.items():
-                if isinstance(e, kind):
-                    handler = candidate
-                    break
+            handler = next((h for kind, h in _HANDLERS.items() if isinstance(e, kind)), None)
         if handler is not None:
             return handler(self, e, env, kept)
         return self._generic(e, env, kept)
-
-    def _symbol(self, e: sympy.Symbol, kept: frozenset[Any]) -> Any:
-        if e in kept:
-            return e
-        if not e.is_commutative:
-            return self.point.matrix(e)
-        return self.point.scalar(e)
 
     def _indexed(self, e: sympy.Indexed, env: Mapping[Any, Any], kept: frozenset[Any]) -> Any:
         atom = self._concrete(e, env, kept)
         if atom in env:
             return env[atom]
-        if atom in kept:
-            return atom
         if not atom.is_commutative:
             return self.point.matrix(atom)
-        return self.point.scalar(atom)
+        return self.point.scalar(atom, self.digits)
 
     def _concrete(self, e: sympy.Basic, env: Mapping[Any, Any], kept: frozenset[Any]) -> Any:
-        """A derivative variable or an ``Indexed`` with its indices evaluated."""
+        """A derivative variable, or an ``Indexed`` with its base and indices evaluated."""
         if isinstance(e, sympy.Symbol):
             return e
         if isinstance(e, sympy.Indexed):
+            base = env.get(e.base, e.base)
+            if not isinstance(base, sympy.IndexedBase):
+                raise _Inconclusive(f"the base of {e} is not an IndexedBase at the point")
             indices = [_scalar(self.value(i, env, kept)) for i in e.indices]
-            if any(not i.is_Integer for i in indices):
+            if any(not (isinstance(i, sympy.Basic) and i.is_Integer) for i in indices):
                 raise _Inconclusive(f"the indices of {e} are not integers at the point")
-            return sympy.Indexed(e.base, *indices)
+            return sympy.Indexed(base, *indices)
         raise _Inconclusive(f"a derivative with respect to {e}")
 
     def _idx(self, e: sympy.Idx, env: Mapping[Any, Any], kept: frozenset[Any]) -> Any:
@@ -987,22 +1082,47 @@ class _Evaluator:
 
     def _derivative(self, e: sympy.Derivative, env: Mapping[Any, Any], kept: frozenset[Any]) -> Any:
         pairs = [(self._concrete(v, env, kept), int(c)) for v, c in e.variable_count]
-        variables = frozenset(v for v, _ in pairs)
-        inner_env = {k: v for k, v in env.items() if k not in variables}
-        body = self.value(e.expr, inner_env, kept | variables)
-        for variable, count in pairs:
-            body = body.diff(variable, count)
-        values = {}
-        for variable in variables:
-            if variable in env:
-                values[variable] = env[variable]
-            elif variable not in kept:
-                values[variable] = self.value(variable, env, kept)
-        return body.xreplace(values) if values else body
+        if any(v in kept for v, _ in pairs):
+            raise _Inconclusive("a derivative with respect to an integration variable")
+        return self._difference(e.expr, pairs, dict(env), kept)
+
+    def _difference(
+        self,
+        expr: sympy.Basic,
+        pairs: Sequence[tuple[Any, int]],
+        env: dict[Any, Any],
+        kept: frozenset[Any],
+    ) -> Any:
+        """The mixed derivative of ``expr`` over ``pairs`` at ``env``, by central differences."""
+        if not pairs:
+            return self.value(expr, env, kept)
+        (variable, order), rest = pairs[0], pairs[1:]
+        centre = _scalar(env[variable] if variable in env else self.value(variable, env, kept))
+        outer_digits = self.digits
+        step_digits = outer_digits // 2 + 2
+        step = sympy.Float(sympy.Rational(1, 10**step_digits), outer_digits)
+        self.digits = outer_digits + order * step_digits
+        try:
+            centre = sympy.Float(centre, self.digits)
+            terms = []
+            for offset, weight in zip(*_stencil(order), strict=True):
+                if weight == 0:
+                    continue
+                shifted = {**env, variable: centre + offset * step}
+                terms.append(_mul([weight, self._difference(expr, rest, shifted, kept)]))
+        finally:
+            self.digits = outer_digits
+        return _mul([_add(terms), step**-order])
 
     def _subs(self, e: sympy.Subs, env: Mapping[Any, Any], kept: frozenset[Any]) -> Any:
-        points = [self.value(p, env, kept) for p in e.point]
-        inner = {**env, **dict(zip(e.variables, points, strict=True))}
+        inner = dict(env)
+        for variable, point in zip(e.variables, e.point, strict=True):
+            if isinstance(variable, sympy.IndexedBase) and isinstance(point, sympy.IndexedBase):
+                inner[variable] = env.get(point, point)  # a renamed sequence
+            elif isinstance(variable, sympy.Symbol):
+                inner[variable] = self.value(point, env, kept)
+            else:
+                raise _Inconclusive(f"a substitution for {variable}")
         return self.value(e.expr, inner, kept - frozenset(e.variables))
 
     def _sum(
@@ -1032,28 +1152,21 @@ class _Evaluator:
             raise _Inconclusive("an indefinite integral")
         var, low, high = limit
         body_expr = e.func(e.function, *inner_limits) if inner_limits else e.function
-        low_v = _numeric_limit(self.value(low, env, kept))
-        high_v = _numeric_limit(self.value(high, env, kept))
+        bounds = [_mp_limit(self.value(b, env, kept)) for b in (low, high)]
         inner_env = {k: v for k, v in env.items() if k != var}
         body = _scalar(self.value(body_expr, inner_env, kept | {var}))
         if body.free_symbols - {var}:
             raise _Inconclusive("an integrand with symbols left")
-        if body.is_rational_function(var):
-            result = sympy.integrate(body, (var, low_v, high_v))
-            if not result.has(sympy.Integral):
-                return result
-        return self._quadrature(body, var, low_v, high_v)
-
-    def _quadrature(self, body: sympy.Expr, var: sympy.Symbol, low: Any, high: Any) -> Any:
         function = sympy.lambdify(var, body, modules="mpmath")
-        with mpmath.workdps(40):
-            bounds = [_mp_limit(low), _mp_limit(high)]
+        with mpmath.workdps(_QUADRATURE_DIGITS):
             value, error = mpmath.quad(function, bounds, error=True)
-            if not mpmath.isfinite(value) or error > mpmath.mpf("1e-25") * max(1, abs(value)):
+            if not mpmath.isfinite(value) or error > mpmath.mpf("1e-20") * max(1, abs(value)):
                 raise _Inconclusive("numeric quadrature did not converge")
-            self.approximate = True
             z = mpmath.mpc(value)
-            return sympy.Float(z.real, 40) + sympy.I * sympy.Float(z.imag, 40)
+        self.approximate = True
+        return sympy.Float(z.real, _QUADRATURE_DIGITS) + sympy.I * sympy.Float(
+            z.imag, _QUADRATURE_DIGITS
+        )
 
     def _add_node(self, e: sympy.Add, env: Mapping[Any, Any], kept: frozenset[Any]) -> Any:
         return _add([self.value(a, env, kept) for a in e.args])
@@ -1072,8 +1185,7 @@ class _Evaluator:
             if e.free_symbols:
                 raise _Inconclusive(f"an unknown atom {e}")
             return e
-        args = [_scalar(self.value(a, env, kept)) for a in e.args]
-        out = e.func(*args)
+        out = e.func(*(_scalar(self.value(a, env, kept)) for a in e.args))
         if isinstance(out, sympy.Function) and not type(out).__module__.startswith("sympy"):
             out = out.doit(deep=False)  # a project function (log_bound_gap): its definition
         return out
@@ -1093,6 +1205,7 @@ _HANDLERS: dict[type, _Handler] = {
     sympy.Add: _Evaluator._add_node,
     sympy.Mul: _Evaluator._mul_node,
     sympy.Pow: _Evaluator._pow_node,
+    sympy.IndexedBase: _Evaluator._refuse,
     sympy.Lambda: _Evaluator._refuse,
     sympy.Limit: _Evaluator._refuse,
     sympy.Order: _Evaluator._refuse,
@@ -1132,15 +1245,13 @@ def _entries(value: Any, like: Any) -> list[Any]:
 
 
 def _number(e: Any) -> Any:
-    if isinstance(e, sympy.Basic) and e.has(sympy.Function):
-        e = e.doit()
     n = sympy.N(e, _DIGITS)
     if not n.is_number or n.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
         raise _Inconclusive("not a finite number at the point")
     return n
 
 
-def _compare(lhs: Any, rhs: Any, approximate: bool, point: _Point) -> Refutation | None:
+def _compare(lhs: Any, rhs: Any, approximate: bool, point: str) -> Refutation | None:
     left, right = _entries(lhs, rhs), _entries(rhs, lhs)
     if len(left) != len(right):
         raise _Inconclusive("shapes differ")
@@ -1148,38 +1259,93 @@ def _compare(lhs: Any, rhs: Any, approximate: bool, point: _Point) -> Refutation
     scale = sympy.Integer(1)
     for a, b in zip(left, right, strict=True):
         na, nb = _number(a), _number(b)
-        gap = sympy.Abs(_number(a - b))
-        scale = sympy.Max(scale, sympy.Abs(na) + sympy.Abs(nb))
+        gap = sympy.Abs(_number(na - nb))
+        scale = sympy.Max(scale, 1 + sympy.Abs(na) + sympy.Abs(nb))
         if worst is None or gap > worst[0]:
             worst = (gap, na, nb)
     if worst is None:
         return None
-    tolerance = _QUADRATURE_TOLERANCE if approximate else _EXACT_TOLERANCE
+    tolerance = _QUADRATURE_TOLERANCE if approximate else _TOLERANCE
     gap, na, nb = worst
     if gap <= tolerance * scale:
         return None
-    return Refutation(point.describe(), str(sympy.N(na, 8)), str(sympy.N(nb, 8)), float(gap))
+    return Refutation(point, str(sympy.N(na, 8)), str(sympy.N(nb, 8)), float(gap))
 
 
-def _refute_once(a: Any, b: Any, rng: random.Random) -> Refutation | None:
-    point = _Point(rng)
+_Evaluated = tuple[Any, bool, tuple[tuple[str, str], ...]]
+
+
+@lru_cache(maxsize=8192)
+def _evaluated(e: Any, key: str) -> _Evaluated | None:
+    """(value, whether a quadrature was used, labels of the atoms drawn) at point ``key``."""
+    point = _Point(key)
     evaluator = _Evaluator(point)
-    lhs = evaluator.value(a, {}, frozenset())
-    rhs = evaluator.value(b, {}, frozenset())
-    return _compare(lhs, rhs, evaluator.approximate, point)
+    try:
+        if isinstance(e, sympy.Basic) and e.has(sympy.UnevaluatedExpr):
+            # UnevaluatedExpr only stops construction-time rewriting: its value is its argument
+            e = e.replace(lambda x: isinstance(x, sympy.UnevaluatedExpr), lambda x: x.args[0])
+        value = evaluator.value(e, {}, frozenset())
+    except Exception:  # anything sympy cannot evaluate is inconclusive
+        return None
+    return value, evaluator.approximate, tuple(sorted(point.labels.items()))
+
+
+def _refute_once(a: Any, b: Any, key: str) -> Refutation | None:
+    left, right = _evaluated(a, key), _evaluated(b, key)
+    if left is None or right is None:
+        return None
+    labels = dict(left[2]) | dict(right[2])
+    try:
+        return _compare(left[0], right[0], left[1] or right[1], _describe(labels))
+    except Exception:  # a value that is not a finite number: inconclusive
+        return None
 
 
 @lru_cache(maxsize=4096)
 def _refuted(a: Any, b: Any, seed: int, trials: int) -> Refutation | None:
     for trial in range(trials):
-        rng = random.Random(f"{seed}/{trial}")
-        try:
-            found = _refute_once(a, b, rng)
-        except Exception:  # noqa: BLE001 (anything sympy cannot evaluate is inconclusive)
-            continue
+        found = _refute_once(a, b, f"{seed}/{trial}")
         if found is not None:
             return found
     return None
+
+
+@lru_cache(maxsize=4096)
+def _negative_at_random_point(e: Any, seed: int, trials: int) -> Refutation | None:
+    """A random admissible point where ``e`` is clearly negative or not real, or ``None``."""
+    for trial in range(trials):
+        evaluated = _evaluated(e, f"{seed}/{trial}")
+        if evaluated is None or _is_matrix(evaluated[0]):
+            continue
+        try:
+            n = _number(evaluated[0])
+        except _Inconclusive:
+            continue
+        tolerance = (_QUADRATURE_TOLERANCE if evaluated[1] else _TOLERANCE) * (1 + sympy.Abs(n))
+        real, imaginary = sympy.re(n), sympy.im(n)
+        if real < -tolerance or sympy.Abs(imaginary) > tolerance:
+            return Refutation(
+                _describe(dict(evaluated[2])), str(sympy.N(n, 8)), ">= 0", float(-real)
+            )
+    return None
+
+
+def negative_at_random_point(e: Any, *, seed: int = 0, trials: int = 3) -> Refutation | None:
+    """A random admissible point where ``e`` is clearly negative (or not real), or ``None``.
+
+    Refutes an inequality ``e >= 0`` the way :func:`refuted_at_random_point` refutes an
+    equation (same points, same tolerance); ``None`` proves nothing.
+
+    Examples:
+        >>> x = sympy.Symbol("x", positive=True)
+        >>> negative_at_random_point(x - 2) is not None  # x in (0, 1)
+        True
+        >>> negative_at_random_point(x**2) is None
+        True
+    """
+    if isinstance(e, sympy.Basic) and e.has(sympy.UnevaluatedExpr):
+        e = e.replace(lambda x: isinstance(x, sympy.UnevaluatedExpr), lambda x: x.args[0])
+    return _negative_at_random_point(sympy.sympify(e), seed, trials)
 
 
 def refuted_at_random_point(a: Any, b: Any, *, seed: int = 0, trials: int = 3) -> Refutation | None:
@@ -1190,17 +1356,19 @@ def refuted_at_random_point(a: Any, b: Any, *, seed: int = 0, trials: int = 3) -
     ``None`` proves nothing (no refuting point among ``trials`` tries, or evaluation failed).
 
     The point: integer symbols (sizes, indices) get small values (1 to 3 when positive, else
-    0 to 3) so that sums and products with symbolic bounds expand (sympy's convention for
-    reversed ranges); other symbols and ``IndexedBase`` entries get exact rationals in
-    (-1, 1), or (0, 1) when non-negative, each checked against every assumption the atom has;
-    non-commuting symbols get random 3 x 3 rational matrices (a scalar ``c`` is ``c I``);
-    undefined functions get random smooth functions with their assumptions
-    (``a + b.x + c exp(d.x)``, or ``exp(a + b.x) + c exp(d.x)`` with ``c > 0`` for a positive
-    one; a matrix polynomial for a non-commuting one). Derivatives are taken after
-    substituting everything but their variables, ``Subs`` is evaluated at its point, and
-    integrals exactly (rational integrands) or by quadrature at 40 digits. A value is refuted
-    when the difference exceeds ``1e-30`` (``1e-12`` after a quadrature) times
-    ``1 + |lhs| + |rhs|``, computed to 50 significant digits (entrywise for matrices).
+    0 to 3, mostly 2 and 3) so that sums and products with symbolic bounds expand (with
+    sympy's convention for reversed ranges); other symbols and ``IndexedBase`` entries get rationals in (-1, 1),
+    or (0, 1) when non-negative, each checked against every assumption the atom has
+    (including ``less_than_one``); non-commuting symbols get random 3 x 3 rational matrices
+    (a scalar ``c`` is ``c I``); undefined functions get random smooth functions with their
+    assumptions (``c0 + b.x + c exp(d.x)``, or ``exp(c0 + b.x) + c exp(d.x)`` with ``c > 0``
+    for a positive one; a matrix polynomial for a non-commuting one). Each value depends
+    only on ``seed``, the trial and the atom. Everything is substituted first, then
+    evaluated with 60 significant digits: ``Subs`` at its point, derivatives by central
+    differences carried at higher precision (error far below the tolerance), integrals by
+    quadrature at 30 digits. The two sides are refuted when they differ by more than
+    ``1e-30`` (``1e-12`` after a quadrature) times ``1 + |lhs| + |rhs|`` (entrywise for
+    matrices, worst entry reported).
 
     Examples:
         >>> x = sympy.Symbol("x", positive=True)
@@ -1210,10 +1378,7 @@ def refuted_at_random_point(a: Any, b: Any, *, seed: int = 0, trials: int = 3) -
         >>> refuted_at_random_point(A * B, B * A) is not None
         True
     """
-    if isinstance(a, sympy.MatrixBase):
-        a = sympy.ImmutableMatrix(a)
-    if isinstance(b, sympy.MatrixBase):
-        b = sympy.ImmutableMatrix(b)
+    a, b = _sympified(a, b)
     return _refuted(a, b, seed, trials)
 
 

@@ -285,7 +285,7 @@ def test_normwise_error_and_violation():
         ),
         pytest.param(
             {"mutants": (Mutant("a", "mc", monte_carlo=object()),)},
-            "no leg",
+            "no monte_carlo leg",
             id="variant-for-missing-leg",
         ),
     ],

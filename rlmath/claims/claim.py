@@ -41,7 +41,9 @@ class Statement:
         lhs: the quantity the claim is about (proved equal to the derivation's first step).
         rhs: what it equals or is bounded by (proved equal to the derivation's conclusion).
         relation: ``"="``, ``"<="`` or ``">="``.
-        derivation: the derivation that proves it (default: the claim's first).
+        derivation: the derivation that proves it (default: the claim's first), or the name of
+            a case analysis: then each case's derivation is tied to the statement with the
+            case's parametrisation substituted into ``lhs`` and ``rhs``.
         where: conditions shown after the formula (LaTeX), e.g. ``r \ge 0,\ 0 < \epsilon < 1``;
             they restate the assumptions and are not checked.
         symbol_names: LaTeX for symbols whose default rendering is unclear.
@@ -55,9 +57,10 @@ class Statement:
     symbol_names: Mapping[Any, str] = field(default_factory=dict)
 
     def latex(self) -> str:
-        names = dict(self.symbol_names) or None
-        left = sympy.latex(self.lhs, symbol_names=names)
-        right = sympy.latex(self.rhs, symbol_names=names)
+        from rlmath.docs.formatting import step_latex  # the printer of the derivation pages
+
+        left = step_latex(self.lhs, self.symbol_names)
+        right = step_latex(self.rhs, self.symbol_names)
         out = f"{left} {_LATEX_RELATION[self.relation]} {right}"
         if self.where:
             out += rf" \qquad ({self.where})"
@@ -144,11 +147,13 @@ class Claim:
         if len(set(ids)) != len(ids):
             raise ValueError(f"claim {self.id!r} has duplicate mutant ids: {ids}")
         names = {d.name for d in self.symbolic.all_derivations()}
+        analyses = {a.name: a for a in self.symbolic.cases}
         if isinstance(self.statement, Statement):
-            if self.statement.derivation is not None and self.statement.derivation not in names:
+            known = names | set(analyses)
+            if self.statement.derivation is not None and self.statement.derivation not in known:
                 raise ValueError(
                     f"claim {self.id!r}: the statement names derivation "
-                    f"{self.statement.derivation!r}, not one of {sorted(names)}"
+                    f"{self.statement.derivation!r}, not one of {sorted(known)}"
                 )
         elif not isinstance(self.statement, str):
             raise TypeError(f"claim {self.id!r}: statement must be a Statement or a str")
@@ -172,23 +177,50 @@ class Claim:
                 )
             if mutant.monte_carlo is not None and self.monte_carlo is None:
                 raise ValueError(f"claim {self.id!r}, mutant {mutant.id!r}: no monte_carlo leg")
-        # Tie the parts together: the statement's sides to the derivation, the exact rhs to
-        # the conclusion.
-        derivation = self.symbolic.derivation(self.main_derivation)
-        ties = ()
+        # Tie the parts together: the statement's sides to the derivation (to every case of a
+        # case analysis, with the case's parametrisation substituted), the exact rhs to the
+        # conclusion.
+        ties: list[tuple[str, Any, Any]] = []
         if isinstance(self.statement, Statement):
-            ties = (
-                ("statement lhs = first step", self.statement.lhs, derivation.start),
-                ("statement rhs = conclusion", self.statement.rhs, derivation.conclusion),
+            if self.main_derivation in analyses:
+                cases = [
+                    (c.derivation, dict(c.parametrisation), f" (case {c.derivation.name})")
+                    for c in analyses[self.main_derivation].cases
+                ]
+            else:
+                cases = [(self.symbolic.derivation(self.main_derivation), {}, "")]
+            for derivation, substitution, where in cases:
+                lhs = self.statement.lhs.xreplace(substitution)
+                rhs = self.statement.rhs.xreplace(substitution)
+                ties.append((f"statement lhs = first step{where}", lhs, derivation.start))
+                ties.append((f"statement rhs = conclusion{where}", rhs, derivation.conclusion))
+                if self.statement.relation != self._relation_of(derivation):
+                    raise ValueError(
+                        f"claim {self.id!r}: the statement's relation "
+                        f"{self.statement.relation!r} is not that of derivation "
+                        f"{derivation.name!r} ({self._relation_of(derivation)!r})"
+                    )
+        object.__setattr__(self, "symbolic", replace(self.symbolic, ties=tuple(ties)))
+        exact_name = self.exact.derivation or self.main_derivation
+        if self.exact.relation is None:
+            if self.exact.arguments is None:
+                inherited = "="  # an explicit rhs states its own relation (default "=")
+            elif exact_name in names:
+                inherited = self._relation_of(self.symbolic.derivation(exact_name))
+            elif exact_name in analyses and analyses[exact_name].cases:
+                inherited = self._relation_of(analyses[exact_name].cases[0].derivation)
+            else:
+                inherited = "="
+            relation = inherited if inherited in ("=", "<=", ">=") else "="
+            object.__setattr__(self, "exact", replace(self.exact, relation=relation))
+        if exact_name in names:
+            exact_derivation = self.symbolic.derivation(exact_name)
+            object.__setattr__(self, "exact", _bind_exact(self.exact, exact_derivation.conclusion))
+        elif self.exact.arguments is not None:
+            raise ValueError(
+                f"claim {self.id!r}: the exact leg lambdifies a conclusion, but {exact_name!r} "
+                "is a case analysis; name one derivation (derivation=...) or give rhs"
             )
-            if self.statement.relation != self._relation_of(derivation):
-                raise ValueError(
-                    f"claim {self.id!r}: the statement's relation {self.statement.relation!r} "
-                    f"is not the derivation's ({self._relation_of(derivation)!r})"
-                )
-        object.__setattr__(self, "symbolic", replace(self.symbolic, ties=ties))
-        exact_derivation = self.symbolic.derivation(self.exact.derivation or self.main_derivation)
-        object.__setattr__(self, "exact", _bind_exact(self.exact, exact_derivation.conclusion))
 
     @staticmethod
     def _relation_of(derivation: Any) -> str:
@@ -202,7 +234,7 @@ class Claim:
 
     @property
     def main_derivation(self) -> str:
-        """The derivation the statement (and by default the exact leg) is about."""
+        """The derivation (or case analysis) the statement, and by default the exact leg, is about."""
         if isinstance(self.statement, Statement) and self.statement.derivation is not None:
             return self.statement.derivation
         return self.symbolic.all_derivations()[0].name

@@ -106,7 +106,9 @@ class ExactLeg:
         rhs: an explicit right-hand side, only when the conclusion cannot be lambdified (a
             non-commutative matrix derivation, say); then ``rhs_reason`` says why.
         rhs_reason: why ``rhs`` is not the lambdified conclusion (shown in the report).
-        relation: ``lhs relation rhs`` must hold (``"<="`` for inequalities).
+        relation: ``lhs relation rhs`` must hold (``"<="`` for inequalities); by default, for a
+            lambdified rhs, the relation of the derivation whose conclusion it is; ``"="`` for
+            an explicit rhs.
         max_examples: examples generated per run.
         description: one sentence saying what lhs and rhs compute, for the report and docs.
         error_scale: optional example -> positive float. When given (for ``"="``), the error
@@ -125,7 +127,7 @@ class ExactLeg:
     derivation: str | None = None
     rhs: Callable[[Any], Any] | None = None
     rhs_reason: str = ""
-    relation: Relation = "="
+    relation: Relation | None = None
     max_examples: int = 40
     description: str = ""
     extra_evidence: Callable[[], Mapping[str, Any]] | None = None
@@ -144,6 +146,11 @@ class ExactLeg:
         """Whether the rhs is the lambdified conclusion (set by the claim)."""
         return self.arguments is not None
 
+    @property
+    def comparison(self) -> Relation:
+        """The relation checked (``"="`` when none was given or inherited)."""
+        return self.relation or "="
+
     def _tolerance(self, example: Any) -> float:
         return float(self.rtol(example)) if callable(self.rtol) else float(self.rtol)
 
@@ -152,10 +159,10 @@ class ExactLeg:
         tolerance = self._tolerance(example)
         with np.errstate(all="ignore"):  # a NaN/inf result counts as an infinite error
             left, right = self.lhs(example), rhs(example)
-            if self.error_scale is not None and self.relation == "=":
+            if self.error_scale is not None and self.comparison == "=":
                 error = absolute_error(left, right) / float(self.error_scale(example))
             else:
-                error = violation(left, right, self.relation)
+                error = violation(left, right, self.comparison)
         if not math.isfinite(tolerance) or tolerance <= 0:
             raise ValueError(f"the tolerance must be a positive finite number, got {tolerance}")
         return error, tolerance
@@ -167,16 +174,16 @@ class ExactLeg:
             left = np.asarray(self.lhs(example), dtype=np.float64)
             right = np.asarray(rhs(example), dtype=np.float64)
             tolerance = self._tolerance(example)
-            if self.error_scale is not None and self.relation == "=":
+            if self.error_scale is not None and self.comparison == "=":
                 scale = float(self.error_scale(example))
             else:
                 scale = max(float(np.abs(left).max(initial=0.0)), float(np.abs(right).max(initial=0.0)))
-            if self.relation != "=":
+            if self.comparison != "=":
                 scale = max(scale, 1.0)
             shift = CONTROL_SHIFT * tolerance * max(scale, 1e-300)
-            if self.relation == "<=":
+            if self.comparison == "<=":
                 return left - shift  # lhs <= rhs violated by the shift
-            if self.relation == ">=":
+            if self.comparison == ">=":
                 return left + shift
             return right + shift
 
@@ -238,7 +245,7 @@ class ExactLeg:
             return LegResult(
                 "failed",
                 {"examples": examples[0], "max_error": error, "rtol": tolerance},
-                f"lhs {self.relation} rhs fails on example {example!r}: "
+                f"lhs {self.comparison} rhs fails on example {example!r}: "
                 f"error {error:.3g} > rtol {tolerance:.3g}",
                 seconds,
             )

@@ -3,10 +3,10 @@ r"""The symbolic leg: every step of every derivation proved by sympy, ties and c
 What this leg checks, and how each check can fail:
 
 - **Steps.** Each :class:`Step` is proved equal to (or, with a non-negative ``gap``, bounded
-  by) the previous one by :func:`rlmath.symbolic.prove_equal`. Steps proved only by the
-  rewriting ``"identical"`` (the two expressions were already the same object, usually because
-  sympy rewrote them when they were built) are listed in the evidence as ``identical_steps``:
-  the rule written next to them was never exercised.
+  by) the previous one by :func:`rlmath.symbolic.prove_equal`. Steps that repeat the previous
+  expression (the same sympy object, or the same printed LaTeX: sympy rewrote what was written
+  when it was built) are listed in the evidence as ``identical_steps``: the rule written next
+  to them was never exercised.
 - **Starting point.** A derivation's ``definition`` (where the claim has one) must be proved
   equal to its first step; the claim's :class:`~rlmath.claims.Statement` ties its sides to the
   first step and the conclusion of a named derivation (checked by the claim).
@@ -33,18 +33,13 @@ from typing import Any, Literal
 import sympy
 
 from rlmath.claims.results import LegResult, error_result
-from rlmath.symbolic import is_nonnegative, prove_equal
-
-try:  # the sound prover's API (rlmath.symbolic); TEMPORARY fallback while it lands
-    from rlmath.symbolic import ProverBug, refuted_at_random_point
-except ImportError:  # pragma: no cover
-    from rlmath.symbolic import disproved_at_random_point
-
-    class ProverBug(AssertionError):  # type: ignore[no-redef]
-        pass
-
-    def refuted_at_random_point(a: Any, b: Any, *, seed: int = 0) -> Any:  # type: ignore[misc]
-        return "a random point" if disproved_at_random_point(a, b, seed=seed) else None
+from rlmath.symbolic import (
+    ProverBug,
+    is_nonnegative,
+    negative_at_random_point,
+    prove_equal,
+    refuted_at_random_point,
+)
 
 __all__ = [
     "Case",
@@ -150,15 +145,14 @@ def refute_step(previous: Any, current: Any, relation: Relation, seed: int = 0) 
     """A description of a random admissible point where ``previous relation current`` is false.
 
     For ``"="`` the two sides differ there; for ``">="`` (previous >= current) the difference
-    ``previous - current`` is negative there, found as a point where it differs from its own
-    absolute value (and symmetrically for ``"<="``). ``None``: no refuting point found (which
-    proves nothing).
+    ``previous - current`` is negative there (and symmetrically for ``"<="``). ``None``: no
+    refuting point found (which proves nothing).
     """
     if relation == "=":
         found = refuted_at_random_point(previous, current, seed=seed)
     else:
         difference = previous - current if relation == ">=" else current - previous
-        found = refuted_at_random_point(difference, sympy.Abs(difference), seed=seed)
+        found = negative_at_random_point(difference, seed=seed)
     return None if found is None else str(found)
 
 
@@ -285,6 +279,19 @@ class CaseAnalysis:
         return None
 
 
+def _says_nothing(previous: Any, current: Any) -> bool:
+    """Whether a step repeats the previous expression: the same sympy object, or the same
+    printed LaTeX (sympy rewrote what was written when it was built)."""
+    if previous == current:
+        return True
+    from rlmath.docs.formatting import step_latex
+
+    try:
+        return bool(step_latex(previous) == step_latex(current))
+    except Exception:  # printing failed: judge by structure alone
+        return False
+
+
 # ============================================================================ the leg
 @dataclass(frozen=True)
 class SymbolicMutation:
@@ -341,11 +348,6 @@ class SymbolicLeg:
     def _run_true(self, seed: int) -> LegResult:
         n_steps = 0
         identical: list[str] = []
-        for what, a, b in self.ties:
-            if prove_equal(a, b) is None:
-                return LegResult(
-                    "failed", {"steps_checked": 0}, f"{what}: sympy could not prove them equal"
-                )
         for analysis in self.cases:
             problem = analysis.check()
             if problem is not None:
@@ -372,8 +374,15 @@ class SymbolicLeg:
                         f"not prove it {'equal to' if step.relation == '=' else step.relation} "
                         f"step {index - 1}",
                     )
-                if method.startswith("identical"):
+                if _says_nothing(derivation.steps[index - 1].expression, step.expression):
                     identical.append(f"{derivation.name} step {index}: {step.rule}")
+        for what, a, b in self.ties:
+            if prove_equal(a, b) is None:
+                return LegResult(
+                    "failed",
+                    {"steps_checked": n_steps},
+                    f"{what}: sympy could not prove them equal",
+                )
         controls = self._controls(seed)
         evidence: dict[str, Any] = {
             "derivations": len(self.all_derivations()),

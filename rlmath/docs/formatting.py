@@ -142,7 +142,7 @@ class _Printer(LatexPrinter):  # type: ignore[misc]
         return str(super()._print_Pow(expr))
 
 
-def step_latex(expression: Any) -> str:
+def step_latex(expression: Any, symbol_names: Any = None) -> str:
     r"""LaTeX of one derivation expression (sympy's printer; a string is taken as LaTeX).
 
     Examples:
@@ -166,7 +166,8 @@ def step_latex(expression: Any) -> str:
         for symbol in getattr(expression, "atoms", lambda *_: set())(sympy.Symbol)
         if "'" in symbol.name
     }
-    settings = {"symbol_names": primed} if primed else {}
+    names = {**primed, **dict(symbol_names or {})}
+    settings = {"symbol_names": names} if names else {}
     return str(_Printer(settings).doprint(expression))
 
 

@@ -56,7 +56,7 @@ def _exact_record(claim: Claim, leg: Mapping[str, Any]) -> dict[str, Any]:
     else:
         record["max_error"] = format_number(error)
         record["rtol"] = format_number(rtol)
-    record["relation"] = claim.exact.relation
+    record["relation"] = claim.exact.comparison
     known = {"status", "examples", "max_error", "rtol", "seconds", "failure"}
     for key, value in leg.items():  # extra evidence (e.g. a table of exact values)
         if key not in known:
