@@ -52,7 +52,37 @@ j = sp.Symbol("j", integer=True)
 p = sp.IndexedBase("p", positive=True)  # target distribution (on the support of q)
 q = sp.IndexedBase("q", positive=True)  # sampling distribution
 f = sp.IndexedBase("f", real=True)
-U = sp.UnevaluatedExpr  # keeps f p / q whole, so that cancelling q is a step sympy proves
+
+
+class U(sp.Function):  # noqa: N801 (sympy style)
+    r"""An expression kept whole, like ``sympy.UnevaluatedExpr``: ``U(f p / q)`` is not merged
+    with the factor ``q`` in front of it, so cancelling $q/q$ is a step sympy proves.
+
+    ``doit`` unwraps it (how steps are proved, and how :func:`rlmath.symbolic.
+    refuted_at_random_point` evaluates it: that evaluator does not handle ``UnevaluatedExpr``
+    yet); it prints as its argument and lambdifies to it.
+    """
+
+    nargs = 1
+
+    def doit(self, deep: bool = True, **hints: object) -> sp.Expr:
+        (argument,) = self.args
+        return argument.doit(deep=deep, **hints) if deep else argument
+
+    def _eval_is_extended_real(self) -> bool | None:
+        return self.args[0].is_extended_real  # type: ignore[no-any-return]
+
+    def _eval_is_extended_positive(self) -> bool | None:
+        return self.args[0].is_extended_positive  # type: ignore[no-any-return]
+
+    def _latex(self, printer, exp=None) -> str:  # type: ignore[no-untyped-def]
+        inner = printer._print(self.args[0])
+        return inner if exp is None else rf"\left({inner}\right)^{{{exp}}}"
+
+    def _numpycode(self, printer) -> str:  # type: ignore[no-untyped-def]
+        return f"({printer._print(self.args[0])})"
+
+    _pythoncode = _lambdacode = _numpycode
 
 
 def total(term: sp.Expr, index: sp.Symbol = i) -> sp.Sum:
@@ -104,7 +134,9 @@ variance_identity = Derivation(
             + lemma_mean**2 * total(normalised),
             "expand the square; E x is a constant of the sum",
         ),
-        Step(total(normalised * x[i] ** 2) - total(normalised * x[i]) ** 2, "sum_i w_i / sum w = 1"),
+        Step(
+            total(normalised * x[i] ** 2) - total(normalised * x[i]) ** 2, "sum_i w_i / sum w = 1"
+        ),
     ),
     statement=r"\mathrm{Var}\,x = \mathbb E[x^2] - (\mathbb E x)^2",
 )
@@ -123,6 +155,7 @@ variance = Derivation(
     ),
     statement=r"\mathrm{Var}_q[f\,p/q] = \mathbb E_p[f^2 p/q] - (\mathbb E_p f)^2",
 )
+
 
 # ----------------------------------------------------------------------------- exact leg
 # Examples (p, q, f). For the mean, q may vanish where p f = 0 (the support condition, with
@@ -198,6 +231,9 @@ def _variance_error_scale(example: tuple[np.ndarray, ...]) -> float:
     return max(float(pv @ (fv**2 * pv / qv)), float(pv @ fv) ** 2, 1e-300)
 
 
+#: LaTeX names (the default ones; a non-empty mapping also keeps Statement.latex from passing
+#: ``symbol_names=None`` to sympy, which it rejects).
+SYMBOL_NAMES = {n: "n"}
 _mean_p = lambdify(SYMBOLS, unbiased.conclusion)
 _variance_rhs = lambdify(SYMBOLS, variance.conclusion)
 
@@ -263,6 +299,7 @@ CLAIMS = (
             rhs=target_mean,
             derivation="unbiased",
             where=r"q_i > 0 \text{ wherever } p_i f_i \ne 0",
+            symbol_names=SYMBOL_NAMES,
         ),
         assumptions=(
             "Finitely many outcomes (the same argument holds for densities with integrals).",
@@ -316,6 +353,7 @@ CLAIMS = (
             rhs=variance_formula,
             derivation="variance",
             where=r"\text{the left side is } \mathrm{Var}_q[f p / q];\ q_i > 0",
+            symbol_names=SYMBOL_NAMES,
         ),
         assumptions=(
             "Finitely many outcomes; q(x) > 0 for every x.",

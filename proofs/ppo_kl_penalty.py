@@ -52,6 +52,7 @@ from rlmath.claims import (
     Derivation,
     ExactLeg,
     Mutant,
+    Statement,
     Step,
     SymbolicLeg,
     SymbolicMutation,
@@ -66,9 +67,13 @@ from rlmath.testing import logits, mdps_and_policies, tabular_mdps
 from rlmath.tolerances import discounted_condition_number, exact_rtol
 
 # ----------------------------------------------------------------------------- symbols
-n = sp.Symbol("n", integer=True, positive=True)  # actions
+# n + 1 >= 2 actions: with a single action every gradient here is 0 and the claim is trivial,
+# and random-point refutation (sizes drawn from 1..3) would meet that degenerate case in about
+# one seed in 27 for every mutant (all of them vanish with one action).
+n = sp.Symbol("n", integer=True, positive=True)
 i = sp.Symbol("i", integer=True)
 j = sp.Symbol("j", integer=True)
+k_ = sp.Symbol("k", integer=True)  # the softmax normaliser's index
 h = sp.Symbol("h", real=True)  # step along delta
 beta = sp.Symbol("beta", nonnegative=True)
 d_s = sp.Symbol("d_s", nonnegative=True)  # d^theta'(s), the old policy's occupancy of s
@@ -78,12 +83,12 @@ Q = sp.IndexedBase("Q", real=True)  # Q^theta'(s, .)
 
 
 def total(expression: sp.Expr, index: sp.Symbol = i) -> sp.Sum:
-    """$\\sum_{index=0}^{n-1}$ expression."""
-    return IndexSum(expression, (index, 0, n - 1))
+    """$\\sum_{index=0}^{n}$ expression: over the n + 1 actions."""
+    return IndexSum(expression, (index, 0, n))
 
 
 def softmax(logit, k: sp.Symbol) -> sp.Expr:  # type: ignore[no-untyped-def]
-    return sp.exp(logit(k)) / total(sp.exp(logit(i)))
+    return sp.exp(logit(k)) / total(sp.exp(logit(k_)), k_)
 
 
 def pi_ref(k: sp.Symbol) -> sp.Expr:
@@ -107,7 +112,16 @@ def at_zero(expression: sp.Expr) -> sp.Subs:
 
 
 mean_delta = total(pi_ref(j) * delta[j], j)
-surrogate_s = d_s * total(pi_ref(i) * pi_stepped(i) / pi_ref(i) * advantage(i))
+# pi'(i) (pi_theta(i) / pi'(i)) A'(i), kept unevaluated: the importance weight's cancellation
+# against the sampling probability is part of the first step, not done when it is built.
+surrogate_s = d_s * total(
+    sp.Mul(
+        pi_ref(i),
+        sp.Mul(pi_stepped(i), sp.Pow(pi_ref(i), -1, evaluate=False), evaluate=False),
+        advantage(i),
+        evaluate=False,
+    )
+)
 penalty_s = d_s * total(pi_ref(i) * sp.log(pi_ref(i) / pi_stepped(i)))
 penalty_reverse_s = d_s * total(pi_stepped(i) * sp.log(pi_stepped(i) / pi_ref(i)))
 
@@ -177,12 +191,9 @@ ppo_gradient = Derivation(
             "linearity of the derivative",
         ),
         Step(
-            surrogate_gradient.conclusion - beta * 0,
-            "'surrogate-gradient' and 'penalty-gradient'",
-        ),
-        Step(
-            d_s * total(pi_ref(i) * advantage(i) * delta[i]),
-            "the penalty drops out for every beta",
+            surrogate_gradient.conclusion,
+            "'surrogate-gradient' and 'penalty-gradient' (the penalty's term is beta * 0): the "
+            "penalty drops out for every beta",
         ),
     ),
     statement=(
@@ -195,7 +206,7 @@ ppo_gradient = Derivation(
 # ----------------------------------------------------------------------------- exact leg
 @st.composite
 def _examples(draw: st.DrawFn):  # type: ignore[no-untyped-def]
-    mdp, policy = draw(mdps_and_policies(tabular_mdps(max_states=4, max_actions=3)))
+    mdp, policy = draw(mdps_and_policies(tabular_mdps(max_states=4, min_actions=2, max_actions=3)))
     return mdp, policy, draw(st.floats(0.0, 100.0))
 
 
@@ -259,27 +270,35 @@ def gradients_by_complex_step(example) -> np.ndarray:  # type: ignore[no-untyped
     )
 
 
-_state_gradient = lambdify([d_s, theta_ref, Q, delta, n], ppo_gradient.conclusion)
+STATE_SYMBOLS = (d_s, theta_ref, Q, delta, n)
+
+
+def _state_arguments(example):  # type: ignore[no-untyped-def]
+    r"""Values of (d_s, theta', Q', delta, n) for every block, state s and action a at once.
+
+    The lambdified conclusion is evaluated entrywise over trailing axes: ``theta_ref[i]`` is
+    the array of $\theta'_{s,i}$ over all (block, s, a), ``delta[i] = 1[i = a]`` (the
+    direction $e_{s,a}$), so the result is the ``[3, S, A]`` array of
+    $d'(s) \sum_i \pi'_i A'_i \delta_i = d'(s) \pi'(a|s) A'(s, a)$, the same in each of the
+    three blocks the left-hand side computes.
+    """
+    mdp, policy, _ = example
+    occupancy, q = exact.occupancy(mdp, policy), exact.q_value(mdp, policy)
+    S, A = mdp.n_states, mdp.n_actions
+    shape = (3, S, A)
+    weights = np.broadcast_to(occupancy[None, :, None], shape)
+    logits_ = np.broadcast_to(policy.theta.T[:, None, :, None], (A, *shape))
+    values = np.broadcast_to(q.T[:, None, :, None], (A, *shape))
+    unit = np.broadcast_to(np.eye(A)[:, None, None, :], (A, *shape))
+    return weights, logits_, values, unit, A - 1  # n + 1 = A actions
+
+
+_state_gradient = lambdify(STATE_SYMBOLS, ppo_gradient.conclusion)
 
 
 def derived_gradient(example) -> np.ndarray:  # type: ignore[no-untyped-def]
-    r"""The lambdified $d'(s) \sum_i \pi'_i A'_i \delta_i$ at $\delta = e_a$, per state, ``[S, A]``."""
-    mdp, policy, _ = example
-    occupancy, q = exact.occupancy(mdp, policy), exact.q_value(mdp, policy)
-    unit = np.eye(mdp.n_actions)
-    return np.array(
-        [
-            [
-                _state_gradient(occupancy[s], policy.theta[s], q[s], unit[a], mdp.n_actions)
-                for a in range(mdp.n_actions)
-            ]
-            for s in range(mdp.n_states)
-        ]
-    )
-
-
-def claimed(example) -> np.ndarray:  # type: ignore[no-untyped-def]
-    return np.array([derived_gradient(example)] * 3)
+    r"""The lambdified $d'(s) \pi'(a|s) A'(s, a)$, ``[S, A]`` (for the mutants' variants)."""
+    return np.asarray(_state_gradient(*_state_arguments(example)))[0]
 
 
 def _error_scale(example) -> float:  # type: ignore[no-untyped-def]
@@ -306,11 +325,6 @@ def _entropy_penalty(example) -> np.ndarray:  # type: ignore[no-untyped-def]
     centred = log_pi - (pi * log_pi).sum(axis=1, keepdims=True)
     wrong = derived_gradient(example) - beta_value * occupancy[:, None] * pi * centred
     return np.array([wrong, wrong, derived_gradient(example)])
-
-
-def _unweighted_states(example) -> np.ndarray:  # type: ignore[no-untyped-def]
-    mdp, policy, _ = example  # pi' A' without the occupancy d'(s)
-    return np.array([policy.probabilities() * exact.advantage(mdp, policy)] * 3)
 
 
 # ----------------------------------------------------------------------------- Monte-Carlo leg
@@ -484,17 +498,26 @@ CLAIMS = (
     Claim(
         id="ppo-kl-penalty-gradient",
         title="At the old policy, the KL penalty leaves PPO's gradient unchanged",
-        statement=(
-            r"\nabla_\theta\big[J^{\theta'}(\theta) - \beta\,\mathbb E_{s\sim d'}"
-            r"\mathrm{KL}(\pi_{\theta'}(\cdot|s)\,\|\,\pi_\theta(\cdot|s))\big]_{\theta=\theta'}"
-            r" = \nabla_\theta J^{\theta'}(\theta)\big|_{\theta'} = (1-\gamma)\,\nabla_\theta J(\theta')"
+        statement=Statement(
+            lhs=ppo_gradient.start,
+            rhs=ppo_gradient.conclusion,
+            derivation="ppo-gradient",
+            where=(
+                r"\text{state } s\text{'s term of } J^{\theta'}(\theta' + h\delta) - \beta\,"
+                r"d'(s)\,\mathrm{KL}(\pi_{\theta'}\,\|\,\pi_{\theta' + h\delta}),\ "
+                r"d_s = d'(s),\ \theta_{\mathrm{ref}} = \theta'_{s,\cdot};\ "
+                r"\text{at } \delta = e_{s,a}: d'(s)\,\pi'(a|s)\,A'(s,a) = (1-\gamma)\,"
+                r"\partial_{\theta_{s,a}} J(\theta')"
+            ),
+            symbol_names={theta_ref.label: r"\theta_{\mathrm{ref}}"},
         ),
         assumptions=(
             "Tabular softmax policy; infinite-horizon discounted MDP, 0 <= gamma < 1.",
             "J^theta'(theta) = E_{s~d', a~pi'}[pi_theta(a|s)/pi'(a|s) A'(s, a)] with d' the "
             "normalised discounted occupancy of the old policy and A' its advantage.",
             "Any beta >= 0; the penalty's KL in either direction (both are checked).",
-            "The derivation is per state s and general in the number of actions n; the sum "
+            "The derivation is per state s and general in the number of actions n + 1 >= 2 "
+            "(one action is trivial: every gradient is 0); the sum "
             "over states is linear and each row of theta enters only its own state's term.",
         ),
         references=(
@@ -509,8 +532,9 @@ CLAIMS = (
         exact=ExactLeg(
             examples,
             lhs=gradients_by_complex_step,
-            rhs=claimed,
             rtol=_rtol,
+            symbols=STATE_SYMBOLS,
+            arguments=_state_arguments,
             error_scale=_error_scale,
             description=(
                 "complex-step gradients at theta' of J_PPO (both KL directions, occupancy and "
@@ -561,7 +585,6 @@ CLAIMS = (
                 symbolic=SymbolicMutation(
                     "ppo-gradient", total(pi_ref(i) * advantage(i) * delta[i])
                 ),
-                exact=_unweighted_states,
             ),
         ),
         notes=(
