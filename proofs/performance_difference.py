@@ -20,7 +20,8 @@ $$ J(\theta) - J(\theta') - \frac{J^{\theta'}(\theta)}{1-\gamma}
 Conventions. $d$ is the normalised discounted occupancy; $\Pi$ the $S\times SA$ policy matrix,
 $P$ the $SA\times S$ transitions, $r$ the $SA$ rewards; $V' = \Pi' Q'$. The surrogate samples
 states from $d^{\theta'}$ and actions from the old policy $\pi_{\theta'}$; the importance
-weight is $\pi_\theta/\pi_{\theta'}$ (new over old).
+weight is $\pi_\theta/\pi_{\theta'}$ (new over old). In the sympy expressions the
+non-commutative $1$ is the identity $I$.
 
 Proof sketch. Lemma: insert $I = (I-\gamma P_\pi)^{-1}(I-\gamma P_\pi)$ in front of $V'$,
 collect $\rho_0^\top (I-\gamma P_\pi)^{-1}(\Pi(r + \gamma P V') - V')$ and recognise $d$ and
@@ -31,6 +32,13 @@ sampling turns the surrogate into $d'^\top(\Pi Q' - V')$, the lemma turns $J(\th
 J(\theta')$ into $d^\top(\Pi Q' - V')/(1-\gamma)$, and their difference factors as a product
 of two first-order differences.
 
+Sampling. Episodes of ``rlmath.sampling.discounted_rollouts`` stop after each step with
+probability $1 - \gamma$, so for any $f$, $\mathbb E[\sum_{t<H} f(s_t, a_t)] = \sum_t \gamma^t
+\mathbb E f(s_t, a_t) = \mathbb E_{d, \pi}[f]/(1-\gamma)$: the occupancy and its normaliser come
+from the sampled path alone. The Monte-Carlo legs sum $A^{\pi'}$ (lemma) or
+$\nabla(\pi_\theta/\pi_{\theta'}) A^{\theta'}$ (surrogate) along such episodes and compare with
+``exact.objective`` (a difference, or central differences).
+
 References. Kakade, S. and Langford, J., "Approximately Optimal Approximate Reinforcement
 Learning", ICML 2002, Lemma 6.1; Schulman, J., Levine, S., Moritz, P., Jordan, M., Abbeel, P.,
 "Trust Region Policy Optimization", ICML 2015, eqs. (1)-(3) and (14); Schulman, J. et al.,
@@ -40,8 +48,8 @@ Learning", ICML 2002, Lemma 6.1; Schulman, J., Levine, S., Moritz, P., Jordan, M
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
+import hashlib
+import math
 
 import numpy as np
 import sympy as sp
@@ -53,17 +61,19 @@ from rlmath.claims import (
     Derivation,
     ExactLeg,
     Mutant,
+    Statement,
     Step,
     SymbolicLeg,
     SymbolicMutation,
+    detectable,
     lambdify,
     monte_carlo_leg,
 )
 from rlmath.estimators import surrogate_gradient as surrogate_gradient_terms
 from rlmath.policy import SoftmaxPolicy
-from rlmath.sampling import Rollouts, rollouts, sample_actions
-from rlmath.statistics import DEFAULT_POWER, detection_power
+from rlmath.sampling import discounted_rollouts
 from rlmath.testing import (
+    discounted_path_sum_moments,
     logits,
     mdps_and_policies,
     objective_gradient_by_central_differences,
@@ -77,7 +87,7 @@ from rlmath.tolerances import (
 
 # ============================================================================ the lemma
 # Non-commuting symbols stand for matrices of any compatible sizes.
-gamma = sp.Symbol("gamma", positive=True)
+gamma = sp.Symbol("gamma", positive=True, integer=False)  # 0 < gamma < 1: 1 - gamma != 0
 rho = sp.Symbol("rho_0^T", commutative=False)  # 1 x S
 P = sp.Symbol("P", commutative=False)  # SA x S
 r = sp.Symbol("r", commutative=False)  # SA x 1
@@ -85,10 +95,14 @@ Pi = sp.Symbol("Pi", commutative=False)  # S x SA, the policy pi
 Pi_ref = sp.Symbol("Pi'", commutative=False)  # S x SA, the reference policy pi'
 V_ref = sp.Symbol("V'", commutative=False)  # S x 1, V^{pi'} (any vector, in fact)
 M = 1 - gamma * Pi * P  # I - gamma P_pi
+M_ref = 1 - gamma * Pi_ref * P  # I - gamma P_pi'
 N = M**-1
 Q_ref = r + gamma * P * V_ref  # Q^{pi'} = r + gamma P V^{pi'}
 occupancy_row = (1 - gamma) * rho * N  # d^T of pi
-occupancy_ref_row = (1 - gamma) * rho * (1 - gamma * Pi_ref * P) ** -1  # d^T of pi'
+occupancy_ref_row = (1 - gamma) * rho * M_ref**-1  # d^T of pi'
+
+#: How the non-commuting symbols print in the statements.
+NAMES = {rho: r"\rho_0^\top", Pi_ref: r"\Pi'", V_ref: "V'"}
 
 
 def normalised(weighting: sp.Expr, inner: sp.Expr) -> sp.Expr:
@@ -125,12 +139,16 @@ lemma = Derivation(
 )
 
 # ----------------------------------------------------------------------------- numeric form
+# A matrix conclusion is made numeric by replacing each non-commuting symbol with a
+# MatrixSymbol of its size (the non-commutative 1 in I - gamma Pi P by the S x S identity) and
+# lambdifying; d, d' and Q' may be given by name (then their values are exact.occupancy of pi
+# and pi', and exact.q_value of pi').
 d_name, d_ref_name, q_name = sp.symbols("d d' Q'", commutative=False)
 
 
 @functools.lru_cache(maxsize=64)
 def matrix_function(expression: sp.Expr, S: int, A: int):
-    """Lambdify a non-commutative conclusion as matrix products (d, d': 1 x S, Q': SA x 1)."""
+    """The lambdified ``expression`` with every non-commuting symbol an S x A-sized matrix."""
     shapes = {
         d_name: sp.MatrixSymbol("d", 1, S),
         d_ref_name: sp.MatrixSymbol("d_ref", 1, S),
@@ -138,25 +156,34 @@ def matrix_function(expression: sp.Expr, S: int, A: int):
         Pi: sp.MatrixSymbol("Pi", S, S * A),
         Pi_ref: sp.MatrixSymbol("Pi_ref", S, S * A),
         V_ref: sp.MatrixSymbol("V_ref", S, 1),
+        rho: sp.MatrixSymbol("rho0", 1, S),
+        P: sp.MatrixSymbol("P", S * A, S),
+        r: sp.MatrixSymbol("r", S * A, 1),
     }
     named = expression.xreplace(
         {occupancy_row: d_name, occupancy_ref_row: d_ref_name, Q_ref: q_name}
     )
-    arguments = [shapes[x] for x in (d_name, d_ref_name, q_name, Pi, Pi_ref, V_ref)]
-    return lambdify([*arguments, gamma], named.xreplace(shapes))
+    identity = sp.Identity(S)
+    inverses = {
+        M: identity - gamma * shapes[Pi] * shapes[P],
+        M_ref: identity - gamma * shapes[Pi_ref] * shapes[P],
+    }
+    return lambdify([*shapes.values(), gamma], named.xreplace({**inverses, **shapes}))
 
 
 def policy_matrix(policy: SoftmaxPolicy) -> np.ndarray:
     r"""$\Pi$, ``[S, S*A]``: row $s$ holds $\pi(\cdot|s)$ in columns $sA..sA+A-1$."""
     S, A = policy.n_states, policy.n_actions
     out = np.zeros((S, S * A))
-    for s in range(S):
-        out[s, s * A : (s + 1) * A] = policy.probabilities()[s]
+    for s_ in range(S):
+        out[s_, s_ * A : (s_ + 1) * A] = policy.probabilities()[s_]
     return out
 
 
 def evaluate(expression: sp.Expr, mdp, policy, reference) -> float:
-    """A matrix conclusion with d, d' = exact.occupancy and Q', V' = exact.q_value, exact.value."""
+    """A matrix conclusion at (rho_0, P, r) of ``mdp``, Pi of ``policy`` and Pi' of
+    ``reference``; d, d' = exact.occupancy, Q', V' = exact.q_value, exact.value of
+    ``reference`` where they are named."""
     S, A = mdp.n_states, mdp.n_actions
     function = matrix_function(expression, S, A)
     value = function(
@@ -166,6 +193,9 @@ def evaluate(expression: sp.Expr, mdp, policy, reference) -> float:
         policy_matrix(policy),
         policy_matrix(reference),
         exact.value(mdp, reference)[:, None],
+        mdp.rho0[None, :],
+        mdp.dense_transitions().reshape(S * A, S),
+        mdp.r.reshape(S * A, 1),
         mdp.gamma,
     )
     return float(np.asarray(value).reshape(-1)[0])
@@ -227,11 +257,6 @@ own_advantage = normalised(occupancy_row, Pi * (r + gamma * P * N * Pi * r) - N 
 missing_normaliser = sp.Mul(occupancy_row, expected_advantage, evaluate=False)
 
 
-def _own_advantage_rhs(example) -> float:
-    mdp, policy, _ = example  # E_{d_pi, pi}[A^pi] / (1 - gamma): always 0
-    return evaluate(lemma.conclusion, mdp, policy, policy)
-
-
 # ============================================================================ the surrogate
 # (a) E_{a ~ pi'}[A'(s, a)] = 0 in every state: one state, n actions, pi' = w / sum w.
 n = sp.Symbol("n", integer=True, positive=True)
@@ -251,8 +276,8 @@ vanishes = Derivation(
     "vanishes-at-reference",
     (
         Step(
-            over_actions(p_ref * ratio_at_reference * q[a])
-            - value_ref * over_actions(p_ref * ratio_at_reference),
+            over_actions(sp.Mul(p_ref, ratio_at_reference, q[a], evaluate=False))
+            - value_ref * over_actions(sp.Mul(p_ref, ratio_at_reference, evaluate=False)),
             "the surrogate's inner expectation at theta = theta', E_{a ~ pi'}[(pi'/pi') "
             "(Q'(s,a) - V'(s))], split by linearity",
         ),
@@ -280,26 +305,27 @@ at_reference = pi(s, a, theta_ref)
 score_at_reference = sp.Subs(sp.Derivative(sp.log(pi(s, a, theta)), theta), theta, theta_ref)
 policy_gradient_form = over_pairs(at_reference * score_at_reference * adv[s, a])
 
+
+def _weighted(weight: sp.Expr) -> sp.Expr:
+    r"""$\pi'\,(\text{weight}/\pi')\,A'$, kept unevaluated (the importance ratio stays visible)."""
+    return sp.Mul(
+        at_reference,
+        sp.Mul(weight, sp.Pow(at_reference, -1), evaluate=False),
+        adv[s, a],
+        evaluate=False,
+    )
+
+
 gradient = Derivation(
     "gradient-at-reference",
     (
         Step(
-            sp.Subs(
-                sp.Derivative(
-                    over_pairs(at_reference * pi(s, a, theta) / at_reference * adv[s, a]), theta
-                ),
-                theta,
-                theta_ref,
-            ),
-            "d/dtheta of J^{theta'}(theta) at theta = theta'",
+            sp.Subs(sp.Derivative(over_pairs(_weighted(pi(s, a, theta))), theta), theta, theta_ref),
+            "d/dtheta of J^{theta'}(theta) = sum_s d'(s) sum_a pi'(a|s) (pi_theta/pi')(a|s) "
+            "A'(s,a) at theta = theta'",
         ),
         Step(
-            over_pairs(
-                at_reference
-                * sp.Subs(sp.Derivative(pi(s, a, theta), theta), theta, theta_ref)
-                / at_reference
-                * adv[s, a]
-            ),
+            over_pairs(_weighted(sp.Subs(sp.Derivative(pi(s, a, theta), theta), theta, theta_ref))),
             "differentiate under the finite sums; d', pi_{theta'} and A' do not depend on theta",
         ),
         Step(policy_gradient_form, "d pi / pi = d log pi"),
@@ -349,6 +375,7 @@ pi_ref_name = sp.IndexedBase("pi_ref", positive=True)
 
 @functools.lru_cache(maxsize=16)
 def _gradient_function(conclusion: sp.Expr):
+    """The gradient conclusion lambdified with the score and pi' at theta' given by value."""
     named = conclusion.xreplace(
         {score_at_reference: score_name[s, a], at_reference: pi_ref_name[s, a]}
     )
@@ -422,25 +449,24 @@ def finite_difference_gradient(mdp, policy: SoftmaxPolicy) -> np.ndarray:
 def surrogate_lhs(example) -> np.ndarray:
     """[FD gradient of J at theta'; J^{theta'}(theta') enumerated; the drift]."""
     mdp, reference, _, _ = example
-    at_reference = (*example[:3], 0.0)
+    at_reference_example = (*example[:3], 0.0)
     return np.concatenate(
         [
             finite_difference_gradient(mdp, reference).ravel(),
-            [surrogate_value(at_reference), drift_value(example)],
+            [surrogate_value(at_reference_example), drift_value(example)],
         ]
     )
 
 
-def surrogate_rhs(example, normaliser: bool = True) -> np.ndarray:
-    """[grad J^{theta'}(theta') / (1 - gamma); the value conclusion (0); the drift conclusion]."""
+def surrogate_rhs(example, conclusion: sp.Expr = gradient.conclusion) -> np.ndarray:
+    """[the gradient conclusion / (1 - gamma); the value conclusion (0); the drift conclusion]."""
     mdp, reference, _, _ = example
-    scale = 1.0 / (1.0 - mdp.gamma) if normaliser else 1.0
     vanish = _vanishes_function(
         reference.probabilities()[0], exact.q_value(mdp, reference)[0], mdp.n_actions
     )
     return np.concatenate(
         [
-            scale * surrogate_gradient(example).ravel(),
+            surrogate_gradient(example, conclusion).ravel() / (1.0 - mdp.gamma),
             [vanish, drift_rhs(example)],
         ]
     )
@@ -456,8 +482,8 @@ def surrogate_rtol(example) -> float:
 def surrogate_resolvable(example) -> bool:
     """Skip examples whose gradient is below 1000 finite-difference error bounds."""
     mdp, reference, _, _ = example
-    gradient, fd_bound = central_differences(mdp, reference)
-    return float(np.abs(gradient).max()) > 1e3 * fd_bound
+    gradient_, fd_bound = central_differences(mdp, reference)
+    return float(np.abs(gradient_).max()) > 1e3 * fd_bound
 
 
 def _with_direction(pair):
@@ -488,12 +514,13 @@ def _unweighted(example):
 
 
 def _inverted(example):
-    """Weight pi'/pi: the gradient at theta' flips sign."""
+    """Weight pi'/pi: the gradient at theta' flips sign (its lambdified conclusion), and the
+    drift is computed with the inverted weight."""
     inverted = functools.partial(surrogate_value, weight=lambda new, old: old / new)
     mdp = example[0]
     return np.concatenate(
         [
-            -surrogate_gradient(example).ravel() / (1.0 - mdp.gamma),
+            surrogate_gradient(example, -policy_gradient_form).ravel() / (1.0 - mdp.gamma),
             [0.0, drift_value(example, inverted)],
         ]
     )
@@ -503,95 +530,118 @@ no_normaliser_gradient = policy_gradient_form / (1 - gamma)
 
 
 # ============================================================================ Monte-Carlo legs
+# Whole episodes of the discounted problem (rlmath.sampling.discounted_rollouts: geometric
+# stopping, so sums along the path are unbiased for discounted sums and no occupancy is
+# computed), one per sample. Mutants are estimators of the wrong statements.
 MC_FALSE_ALARM = 1e-6  # per leg (monte_carlo_leg's default), shared by its examples
 MC_EXAMPLES = 2
+ALPHA = MC_FALSE_ALARM / MC_EXAMPLES  # the test each example's components share
 
 
-def _power(shift: np.ndarray, sd: np.ndarray, n_samples: int) -> float:
-    """Power at ``n_samples`` of the leg's test against a shift (its most visible component)."""
-    shift, sd = np.atleast_1d(shift), np.atleast_1d(sd)
-    return max(
-        detection_power(
-            float(shift[i]),
-            float(sd[i]),
-            n_samples,
-            false_alarm=MC_FALSE_ALARM / MC_EXAMPLES,
-            n_components=shift.size,
+def _fingerprint(mdp, policy: SoftmaxPolicy) -> str:
+    digest = hashlib.sha256()
+    for array in (mdp.dense_transitions(), mdp.r, mdp.rho0, np.array([mdp.gamma]), policy.theta):
+        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+# The legs run the true estimator and then each mutant on the same examples with the same
+# seeds, so the same episodes: count the visits once per (seed, MDP, policy) and keep a few.
+_VISITS: dict[tuple, np.ndarray] = {}
+
+
+def visits(mdp, policy: SoftmaxPolicy, seed: int, n_episodes: int) -> np.ndarray:
+    r"""``[n, S, A]`` $\sum_{t<H} \mathbb 1[s_t = s, a_t = a]$ of ``n`` discounted episodes of
+    ``policy`` from ``seed``: any path sum $\sum_{t<H} f(s_t, a_t)$ is this contracted with
+    $f$ (alive steps only: most of the time axis is padding after the geometric stop)."""
+    key = (seed, n_episodes, _fingerprint(mdp, policy))
+    if key not in _VISITS:
+        while len(_VISITS) >= 2 * MC_EXAMPLES:
+            _VISITS.pop(next(iter(_VISITS)))
+        episodes = discounted_rollouts(mdp, policy, n_episodes=n_episodes, seed=seed)
+        steps, episode = np.nonzero(episodes.alive)
+        S, A = mdp.n_states, mdp.n_actions
+        pair = (episode * S + episodes.states[steps, episode]) * A + episodes.actions[
+            steps, episode
+        ]
+        _VISITS[key] = (
+            np.bincount(pair, minlength=n_episodes * S * A)
+            .reshape(n_episodes, S, A)
+            .astype(np.float64)
         )
-        for i in np.ndindex(shift.shape)
-    )
+    return _VISITS[key]
 
 
 # ----------------------------------------------------------------------------- lemma
-# s ~ a state distribution (d^pi for the lemma), a ~ pi(.|s), one scalar term x(s, a) per draw;
-# the advantage A^{pi'} is exact (exact.advantage), so the expectation over (s, a) is checked.
-@dataclass(frozen=True)
-class AdvantageEstimator:
-    r"""Terms $x(s, a)$ at $s \sim w$, $a \sim \pi(\cdot|s)$ ($\pi$ the *new* policy, ``example[1]``).
+# Episodes of the *new* policy pi; per episode the sampled sum of A^{pi'}(s_t, a_t) (exact
+# advantages of the reference policy at the sampled pairs). Its mean is
+# sum_t gamma^t E_pi[A'(s_t, a_t)] = E_{d^pi, pi}[A'] / (1 - gamma) = J(pi) - J(pi').
+def _path_sum(policy_of, terms_of, factor_of=lambda mdp: 1.0):
+    """Sampler: sum_{t<H} f(s_t, a_t) over episodes of ``policy_of(example)``, times a factor."""
 
-    Attributes:
-        states_from: example -> ``[S]``, the distribution $w$ of the states.
-        term: example -> ``[S, A]``, the term $x(s, a)$ of each pair.
-    """
+    def sample(example, rng: np.random.Generator, n_samples: int) -> np.ndarray:
+        mdp = example[0]
+        counts = visits(mdp, policy_of(example), int(rng.integers(2**63)), n_samples)
+        return factor_of(mdp) * np.einsum("nsa,sa->n", counts, terms_of(example))
 
-    states_from: Callable
-    term: Callable
+    def moments(example) -> tuple[float, float]:
+        mdp = example[0]
+        mean, sd = discounted_path_sum_moments(mdp, policy_of(example), terms_of(example))
+        factor = factor_of(mdp)
+        return factor * float(mean), factor * float(sd)
 
-    def __call__(self, example, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``[n]`` terms of ``n`` independent draws (the ``sample`` of ``monte_carlo_leg``)."""
-        mdp, policy, _ = example
-        states = rng.choice(mdp.n_states, size=n, p=self.states_from(example))
-        actions = sample_actions(policy, states, seed=int(rng.integers(2**63)))
-        return self.term(example)[states, actions]
-
-    def moments(self, example) -> tuple[float, float]:
-        """Exact mean and standard deviation of one term (every (s, a) enumerated)."""
-        pairs = self.states_from(example)[:, None] * example[1].probabilities()
-        x = self.term(example)
-        mean = float((pairs * x).sum())
-        return mean, float(np.sqrt((pairs * (x - mean) ** 2).sum()))
+    sample.moments = moments  # type: ignore[attr-defined]
+    return sample
 
 
-def _new_occupancy(example) -> np.ndarray:
-    mdp, policy, _ = example
-    return exact.occupancy(mdp, policy)
+def _new(example) -> SoftmaxPolicy:
+    return example[1]
 
 
-def _reference_advantage(example, *, normaliser: bool = True) -> np.ndarray:
-    r"""$A^{\pi'}(s, a) / (1 - \gamma)$ (or without the normaliser), ``[S, A]``."""
+def _old(example) -> SoftmaxPolicy:
+    return example[2]
+
+
+def _reference_advantage(example) -> np.ndarray:
     mdp, _, reference = example
-    return exact.advantage(mdp, reference) / ((1.0 - mdp.gamma) if normaliser else 1.0)
+    return exact.advantage(mdp, reference)
 
 
-lemma_estimator = AdvantageEstimator(_new_occupancy, _reference_advantage)
-# mutants: states from d^{pi'}, the new policy's own advantage, the normaliser dropped
-reference_occupancy_estimator = AdvantageEstimator(
-    lambda ex: exact.occupancy(ex[0], ex[2]), _reference_advantage
-)
-own_advantage_estimator = AdvantageEstimator(
-    _new_occupancy, lambda ex: exact.advantage(ex[0], ex[1]) / (1.0 - ex[0].gamma)
-)
-unnormalised_lemma_estimator = AdvantageEstimator(
-    _new_occupancy, functools.partial(_reference_advantage, normaliser=False)
-)
+def _own_advantage(example) -> np.ndarray:
+    mdp, policy, _ = example
+    return exact.advantage(mdp, policy)
 
-# 10^6 draws of (s, a) per example (scalar terms, about 60 ms). Per-sample sd and each mutant's
-# shift are exact (AdvantageEstimator.moments); sample_size at alpha = 1e-6 / 2 and power 0.99
-# gives the n each mutant needs. Over 167 examples of the domain below with non-constant
-# rewards the median is 455 for the own advantage and 119 for the missing normaliser, but 33000
-# (90th percentile 3e7) for d^{pi'} in place of d^pi: that mutant differs from the lemma only at
-# second order, (d^pi - d^{pi'})^T (Pi - Pi') Q' / (1 - gamma) (claim
-# surrogate-matches-policy-gradient), which is why the policies are drawn far apart (logits in
-# [-3, 3]) and gamma in [0.5, 0.85]. At 10^6, 84% of the examples have power >= 0.99 against
-# every mutant; `_lemma_detectable` keeps only those, so each rejection has that power.
-N_LEMMA = 1_000_000
+
+def _new_policy_average(example) -> np.ndarray:
+    """sum_a pi(a|s) A'(s, a) in every column: the new policy's expected A' at state s."""
+    mdp, policy, reference = example
+    average = (policy.probabilities() * exact.advantage(mdp, reference)).sum(axis=1)
+    return np.repeat(average[:, None], mdp.n_actions, axis=1)
+
+
+lemma_estimator = _path_sum(_new, _reference_advantage)
+# mutants: states from d^{pi'} (episodes of pi'), the new policy's own advantage, the
+# normaliser dropped
+reference_occupancy_estimator = _path_sum(_old, _new_policy_average)
+own_advantage_estimator = _path_sum(_new, _own_advantage)
+unnormalised_lemma_estimator = _path_sum(_new, _reference_advantage, lambda mdp: 1.0 - mdp.gamma)
+
+# 100000 episodes per example (gamma in [0.5, 0.85], so about 0.2 s). Per-sample sd and each
+# mutant's shift are exact (rlmath.testing.discounted_path_sum_moments). d^{pi'} in place of
+# d^pi differs from the lemma only at second order, (d^pi - d^{pi'})^T (Pi - Pi') Q' / (1 - gamma)
+# (claim surrogate-matches-policy-gradient), which is why the policies are drawn far apart
+# (logits in [-3, 3]): over 122 examples of the domain below with non-constant rewards the n
+# for power 0.99 has median 3000 and 90th percentile 1.4e5 for it; at 10^5 the share of
+# examples with power >= 0.99 against every mutant is 0.83, and `_lemma_detectable` keeps
+# only those.
+N_LEMMA = 100_000
 
 
 def _lemma_detectable(example) -> bool:
     """The rounding error of J(pi) - J(pi') below 1/100 of the standard error (it moves z by at
-    most 0.01), and power >= DEFAULT_POWER against every mutant."""
+    most 0.01), and power >= 0.99 against every mutant (rlmath.claims.detectable)."""
     _, sd = lemma_estimator.moments(example)
-    if not sd / np.sqrt(N_LEMMA) > 100.0 * 4.0 * _rounding_bound(example[0]):
+    if not sd / math.sqrt(N_LEMMA) > 100.0 * 4.0 * _rounding_bound(example[0]):
         return False
     target = objective_difference(example)
     for mutant in (
@@ -599,8 +649,8 @@ def _lemma_detectable(example) -> bool:
         own_advantage_estimator,
         unnormalised_lemma_estimator,
     ):
-        mean, sd = mutant.moments(example)
-        if _power(np.array(mean - target), np.array(sd), N_LEMMA) < DEFAULT_POWER:
+        mean, mutant_sd = mutant.moments(example)
+        if not detectable(mean - target, mutant_sd, N_LEMMA, false_alarm=ALPHA):
             return False
     return True
 
@@ -631,100 +681,82 @@ lemma_mc_examples = (
 
 
 # ----------------------------------------------------------------------------- surrogate
-# rlmath.estimators.surrogate_gradient on H-step episodes sampled from theta' (policy theta =
-# theta', so every ratio is 1 and only its gradient remains), with the exact finite-horizon
-# advantages A_t = Q_t - V_t of theta'. Its per-episode terms sum_t gamma^t ratio_t A_t score_t
-# have mean grad J_H(theta') (exact.policy_gradient of the H-step MDP). Over H steps the
-# normalised occupancy is sum_t gamma^t Pr(s_t = s) / Z_H with Z_H = sum_{t<H} gamma^t (which
-# tends to 1/(1 - gamma)), so the surrogate with normalised occupancy is those terms divided
-# by Z_H, and the claim's normalisation reads grad J_H = Z_H grad J^{theta'}.
-def horizon_normaliser(mdp) -> float:
-    r"""$Z_H = \sum_{t<H} \gamma^t$, the $H$-step counterpart of $1/(1-\gamma)$."""
-    return float(np.sum(mdp.gamma ** np.arange(mdp.horizon)))
+# Episodes of theta'; rlmath.estimators.surrogate_gradient at theta = theta' (every ratio is 1,
+# only its gradient, the score, remains) with the exact advantages A' of theta' at the sampled
+# pairs and gamma = 1 (the geometric stop is the discount): per episode
+# sum_{t<H} grad(pi_theta/pi_theta')(a_t|s_t) A'(s_t, a_t), whose mean is
+# E_{d', pi'}[grad(pi/pi') A'] / (1 - gamma) = grad J^{theta'}(theta') / (1 - gamma), the
+# claim's estimate of grad J(theta') (central differences of exact.objective).
+_SURROGATE_TERMS: dict[tuple, np.ndarray] = {}
 
 
-def _surrogate_terms(example, episodes: Rollouts) -> np.ndarray:
-    r"""``[N, S, A]`` terms of $\nabla_\theta J^{\theta'}(\theta)|_{\theta'}$ (normalised occupancy)."""
+def surrogate_terms(mdp, reference: SoftmaxPolicy, seed: int, n_episodes: int) -> np.ndarray:
+    """``[n, S, A]`` per-episode surrogate gradients of ``n`` discounted episodes from ``seed``
+    (computed once: the true estimator and the mutants read the same episodes)."""
+    key = (seed, n_episodes, _fingerprint(mdp, reference))
+    if key not in _SURROGATE_TERMS:
+        while len(_SURROGATE_TERMS) >= MC_EXAMPLES:
+            _SURROGATE_TERMS.pop(next(iter(_SURROGATE_TERMS)))
+        episodes = discounted_rollouts(mdp, reference, n_episodes=n_episodes, seed=seed)
+        advantages = exact.advantage(mdp, reference)[episodes.states, episodes.actions]
+        _SURROGATE_TERMS[key] = surrogate_gradient_terms(episodes, reference, advantages, gamma=1.0)
+    return _SURROGATE_TERMS[key]
+
+
+def normalised_surrogate_samples(example, rng: np.random.Generator, n_samples: int) -> np.ndarray:
+    """``[n, S, A]`` per-episode surrogate gradients: the claim's estimate of grad J(theta')."""
     mdp, reference = example
-    V, Q = exact.finite_horizon_values(mdp, reference)
-    t = np.arange(mdp.horizon)[:, None]
-    advantages = Q[t, episodes.states, episodes.actions] - V[t, episodes.states]
-    terms = surrogate_gradient_terms(episodes, reference, advantages, gamma=mdp.gamma)
-    return terms / horizon_normaliser(mdp)
+    return surrogate_terms(mdp, reference, int(rng.integers(2**63)), n_samples)
 
 
-def normalised_surrogate_gradient(example, rng: np.random.Generator, n: int) -> np.ndarray:
-    """``[n, S, A]`` terms from ``n`` episodes sampled from theta' (normalised occupancy)."""
-    mdp, reference = example
-    seed = int(rng.integers(2**63))
-    episodes = rollouts(mdp, reference, n_episodes=n, horizon=mdp.horizon, seed=seed)
-    return _surrogate_terms(example, episodes)
-
-
-def normalised_surrogate_samples(example, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Z_H times the normalised surrogate's gradient terms: the claim's estimate of grad J_H."""
-    return horizon_normaliser(example[0]) * normalised_surrogate_gradient(example, rng, n)
-
-
-def inverted_ratio_samples(example, rng: np.random.Generator, n: int) -> np.ndarray:
+def inverted_ratio_samples(example, rng: np.random.Generator, n_samples: int) -> np.ndarray:
     """Weight pi'/pi_theta: its gradient at theta' is -grad log pi, so every term flips sign."""
-    return -normalised_surrogate_samples(example, rng, n)
+    return -normalised_surrogate_samples(example, rng, n_samples)
+
+
+def unnormalised_surrogate_samples(example, rng: np.random.Generator, n_samples: int) -> np.ndarray:
+    """grad J(theta') = grad J^{theta'}: (1 - gamma) times the path sums, E_{d'}[...]."""
+    return (1.0 - example[0].gamma) * normalised_surrogate_samples(example, rng, n_samples)
 
 
 def _surrogate_reference(example) -> np.ndarray:
-    return exact.policy_gradient(*example)
+    return finite_difference_gradient(*example)
 
 
 def surrogate_term_moments(example) -> tuple[np.ndarray, np.ndarray]:
-    """Exact mean and sd, ``[S, A]``, of the normalised terms: the same estimator applied to every
-    trajectory of exact.trajectories, weighted by its probability."""
+    r"""Exact mean and sd, ``[S, A]``, of the per-episode terms: path sums of
+    $f_{(s,k)}(x, a) = \mathbb 1[x = s](\mathbb 1[a = k] - \pi'(k|s)) A'(x, a)$."""
     mdp, reference = example
-    paths = exact.trajectories(mdp, reference, mdp.horizon)
-    states, actions = paths.states.T, paths.actions.T  # time-major [H, N]
-    alive = np.ones(states.shape, dtype=bool)
-    episodes = Rollouts(
-        states=states,
-        actions=actions,
-        rewards=mdp.r[states, actions],
-        log_probs=reference.log_probabilities()[states, actions],
-        terminated=~alive,
-        truncated=np.vstack([~alive[:-1], alive[-1:]]),
-        alive=alive,
-        final_states=states[-1],  # s_H is not enumerated; no estimator here reads it
-        seed_entropy=None,
-        block_size=1,
-    )
-    terms = _surrogate_terms(example, episodes)
-    mean = np.tensordot(paths.probabilities, terms, axes=1)
-    return mean, np.sqrt(np.tensordot(paths.probabilities, (terms - mean) ** 2, axes=1))
+    S, A = mdp.n_states, mdp.n_actions
+    probabilities = reference.probabilities()
+    advantages = exact.advantage(mdp, reference)
+    terms = np.zeros((S, A, S, A))
+    for state in range(S):
+        terms[state, :, state, :] = (np.eye(A) - probabilities[state][:, None]) * advantages[state]
+    return discounted_path_sum_moments(mdp, reference, terms)
 
 
-# 20000 episodes of H = 3 or 4 steps per example (about 60 ms). Mean and sd of the terms are
-# exact (`surrogate_term_moments`: at most (S A)^H = 20736 trajectories). The inverted ratio
-# shifts every component of Z_H times the terms by 2 |grad J_H|, the missing normaliser the
-# normalised terms by (1 - 1/Z_H) |grad J_H|; sample_size at alpha = 1e-6 / 2 with S A
-# components gives the n for power 0.99: over 130 examples of the domain below with
-# non-constant rewards at most 65 and 542 (medians 7 and 19), so 20000 leaves a wide margin for
-# the CLT at the 1e-6 tail. `_surrogate_detectable` keeps the examples with power >= 0.99
-# against both.
+# 20000 episodes per example (gamma in [0.3, 0.8]; about 0.1 s with the estimator). Mean and sd
+# of the terms are exact (`surrogate_term_moments`). The inverted ratio moves every component
+# by 2 |grad J|, the missing normaliser by gamma |grad J|; `_surrogate_detectable` keeps the
+# examples where both have power >= 0.99 (0.87 of 131 examples of the domain below with
+# non-constant rewards; the others have a gradient too small to resolve at this n).
 N_EPISODES = 20_000
 
 
 def _surrogate_detectable(example) -> bool:
-    """Rounding of grad J_H below 1/100 of every standard error (it moves z by at most 0.01; no
-    zero standard error either), and power >= DEFAULT_POWER against both mutants."""
-    mdp = example[0]
+    """The central-difference bound below 1/100 of every standard error (it moves z by at most
+    0.01; no zero standard error either), and power >= 0.99 against both mutants."""
+    mdp, reference = example
     mean, sd = surrogate_term_moments(example)
-    normaliser = horizon_normaliser(mdp)
-    # backward induction over H steps: rounding of order eps H S A max|r| Z_H
-    value_bound = normaliser * float(np.abs(mdp.r).max(initial=0.0))
-    rounding = exact_rtol(1.0, mdp.horizon * mdp.n_states * mdp.n_actions) * value_bound
-    if not (normaliser * sd / np.sqrt(N_EPISODES) > 100.0 * rounding).all():
+    gradient_, bound = central_differences(mdp, reference)
+    if not (sd / math.sqrt(N_EPISODES) > 100.0 * bound).all():
         return False
-    gradient = _surrogate_reference(example)
-    inverted = _power(-normaliser * mean - gradient, normaliser * sd, N_EPISODES)
-    unnormalised = _power(mean - gradient, sd, N_EPISODES)
-    return min(inverted, unnormalised) >= DEFAULT_POWER
+    inverted = detectable(-mean - gradient_, sd, N_EPISODES, false_alarm=ALPHA)
+    unnormalised = detectable(
+        (1.0 - mdp.gamma) * mean - gradient_, (1.0 - mdp.gamma) * sd, N_EPISODES, false_alarm=ALPHA
+    )
+    return inverted and unnormalised
 
 
 surrogate_mc_examples = mdps_and_policies(
@@ -733,8 +765,7 @@ surrogate_mc_examples = mdps_and_policies(
         max_states=4,
         min_actions=2,
         max_actions=3,
-        gamma=st.floats(0.3, 0.9),
-        horizon=st.integers(3, 4),
+        gamma=st.floats(0.3, 0.8),
         allow_zeros=False,
         min_probability=0.05,
     ),
@@ -746,9 +777,17 @@ CLAIMS = (
     Claim(
         id="performance-difference-lemma",
         title="The performance-difference lemma",
-        statement=(
-            r"J(\pi) - J(\pi') = \frac{1}{1-\gamma}\,\mathbb E_{s\sim d_\rho^{\pi},\,a\sim\pi}"
-            r"\left[A^{\pi'}(s,a)\right]"
+        statement=Statement(
+            lemma.start,
+            lemma.conclusion,
+            derivation="telescoping",
+            where=(
+                r"J(\pi) = \rho_0^\top (I - \gamma\Pi P)^{-1}\Pi r,\ J(\pi') = \rho_0^\top V';\ "
+                r"d_\rho^{\pi\top} = (1-\gamma)\rho_0^\top(I - \gamma\Pi P)^{-1},\ "
+                r"Q' = r + \gamma P V',\ (\Pi Q' - V')(s) = \mathbb E_{a\sim\pi}[A^{\pi'}(s,a)];\ "
+                r"1 = I"
+            ),
+            symbol_names=NAMES,
         ),
         assumptions=(
             "Finite states and actions, infinite horizon, 0 <= gamma < 1.",
@@ -763,16 +802,29 @@ CLAIMS = (
             "Learning*, ICML 2002, Lemma 6.1.",
             "Schulman, J. et al., *Trust Region Policy Optimization*, ICML 2015, eq. (1).",
         ),
+        summary=(
+            "The return of a new policy minus that of an old one is the old policy's advantage "
+            "summed along the new policy's discounted trajectories."
+        ),
         symbolic=SymbolicLeg((lemma,)),
         exact=ExactLeg(
             lemma_examples,
             lhs=objective_difference,
             rhs=lemma_rhs,
+            rhs_reason=(
+                "the derivation is non-commutative (matrices of any size), which sympy cannot "
+                "lambdify as it stands: the rhs IS the conclusion lambdified through "
+                "MatrixSymbols (each non-commuting symbol an S x A-sized MatrixSymbol, the "
+                "non-commutative 1 the identity, d and Q' by name with the values of "
+                "exact.occupancy and exact.q_value, V' = exact.value of pi'); the mutants' exact "
+                "variants are their wrong conclusions lambdified the same way"
+            ),
             rtol=lemma_rtol,
             max_examples=30,
             description=(
-                "exact.objective(pi) - exact.objective(pi') vs the lambdified "
-                "(1/(1-gamma)) d_pi^T (Pi Q' - V') with exact.occupancy, q_value, value"
+                "exact.objective(pi) - exact.objective(pi') vs the conclusion "
+                "(1/(1-gamma)) d_pi^T (Pi Q' - V') lambdified through MatrixSymbols with "
+                "exact.occupancy, q_value, value"
             ),
         ),
         monte_carlo=monte_carlo_leg(
@@ -783,14 +835,17 @@ CLAIMS = (
             n_examples=MC_EXAMPLES,
             false_alarm=MC_FALSE_ALARM,
             description=(
-                "mean of A^{pi'}(s, a) / (1 - gamma) over s ~ d^pi (exact.occupancy), a ~ pi(.|s) "
+                "sum_{t<H} A^{pi'}(s_t, a_t) (exact.advantage of pi' at the sampled pairs) over "
+                "whole episodes of the new policy pi from rlmath.sampling.discounted_rollouts "
+                "(H ~ Geometric(1 - gamma): the occupancy and 1/(1 - gamma) come from the path) "
                 "vs exact.objective(pi) - exact.objective(pi')"
             ),
         ),
         mutants=(
             Mutant(
                 "occupancy-of-reference",
-                "states from d^{pi'} instead of d^{pi} (the surrogate's approximation)",
+                "states from d^{pi'} instead of d^{pi} (the surrogate's approximation; MC: "
+                "episodes of pi', sum_t sum_a pi(a|s_t) A'(s_t, a))",
                 symbolic=SymbolicMutation("telescoping", reference_occupancy),
                 exact=lambda ex: lemma_rhs(ex, reference_occupancy),
                 monte_carlo=reference_occupancy_estimator,
@@ -799,26 +854,41 @@ CLAIMS = (
                 "advantage-of-new-policy",
                 "A^{pi} instead of A^{pi'} (its expectation under pi is 0)",
                 symbolic=SymbolicMutation("telescoping", own_advantage),
-                exact=_own_advantage_rhs,
+                exact=lambda ex: lemma_rhs(ex, own_advantage),
                 monte_carlo=own_advantage_estimator,
             ),
             Mutant(
                 "missing-normaliser",
-                "the 1/(1 - gamma) in front of the normalised occupancy dropped",
+                "the 1/(1 - gamma) in front of the normalised occupancy dropped (MC: (1 - gamma) "
+                "times the path sum)",
                 symbolic=SymbolicMutation("telescoping", missing_normaliser),
                 exact=lambda ex: lemma_rhs(ex, missing_normaliser),
                 monte_carlo=unnormalised_lemma_estimator,
             ),
         ),
+        notes=(
+            "The Monte-Carlo leg never calls `exact.occupancy`: states are visited along sampled "
+            "discounted episodes, whose geometric stop supplies both the occupancy and its "
+            "1/(1 - gamma)."
+        ),
     ),
     Claim(
         id="surrogate-matches-policy-gradient",
         title="The importance-sampled surrogate matches the policy gradient at theta'",
-        statement=(
-            r"J^{\theta'}(\theta') = 0,\quad \nabla J(\theta') = \frac{1}{1-\gamma}\nabla_\theta"
-            r" J^{\theta'}(\theta)\Big|_{\theta=\theta'},\quad J(\theta) - J(\theta') - "
-            r"\frac{J^{\theta'}(\theta)}{1-\gamma} = \frac{(d^\theta - d^{\theta'})^\top"
-            r"(\Pi_\theta - \Pi_{\theta'})Q^{\theta'}}{1-\gamma}"
+        statement=Statement(
+            gradient.start,
+            gradient.conclusion,
+            derivation="gradient-at-reference",
+            where=(
+                r"\text{the left side is } \nabla_\theta J^{\theta'}(\theta)|_{\theta'} \text{ "
+                r"with } d' = d_\rho^{\theta'},\ A' = A^{\theta'},\ \pi(s,a,\theta) = "
+                r"\pi_\theta(a|s);\ \text{the bracket on the right is } \nabla J(\theta') "
+                r"\text{ (policy-gradient theorem, baseline } V');\ \text{also } "
+                r"J^{\theta'}(\theta') = 0 \text{ and } J(\theta) - J(\theta') - "
+                r"\tfrac{J^{\theta'}(\theta)}{1-\gamma} = \tfrac{(d^\theta - d^{\theta'})^\top"
+                r"(\Pi_\theta - \Pi_{\theta'})Q^{\theta'}}{1-\gamma}"
+            ),
+            symbol_names={theta_ref: r"\theta'"},
         ),
         assumptions=(
             "J^{theta'}(theta) = E_{s ~ d^{theta'}, a ~ pi_{theta'}}[(pi_theta/pi_{theta'}) "
@@ -835,11 +905,23 @@ CLAIMS = (
             "Kakade, S. and Langford, J., *Approximately Optimal Approximate Reinforcement "
             "Learning*, ICML 2002, Sec. 6.",
         ),
+        summary=(
+            "At the old policy the PPO/TRPO surrogate is 0 and its gradient is (1 - gamma) times "
+            "the policy gradient; away from it the gap is exactly second order."
+        ),
         symbolic=SymbolicLeg((vanishes, gradient, drift)),
         exact=ExactLeg(
             surrogate_examples,
             lhs=surrogate_lhs,
             rhs=surrogate_rhs,
+            rhs_reason=(
+                "the rhs stacks the conclusions of three derivations, each lambdified: the "
+                "gradient conclusion (with the Subs-score and pi' at theta' replaced by "
+                "IndexedBase values, the softmax score and exact.occupancy, exact.advantage) "
+                "divided by 1 - gamma; the value conclusion 0 (lambdify of vanishes-at-reference);"
+                " the non-commutative drift conclusion lambdified through MatrixSymbols. One "
+                "lambdify cannot take the three (different symbols, one non-commutative)"
+            ),
             rtol=surrogate_rtol,
             max_examples=30,
             description=(
@@ -857,10 +939,11 @@ CLAIMS = (
             n_examples=MC_EXAMPLES,
             false_alarm=MC_FALSE_ALARM,
             description=(
-                "H-step episodes from theta': rlmath.estimators.surrogate_gradient at theta = "
-                "theta' with exact finite-horizon advantages, divided by Z_H = sum_{t<H} gamma^t "
-                "(the surrogate with normalised occupancy) and multiplied by the normaliser Z_H "
-                "(the H-step 1/(1 - gamma)), vs exact.policy_gradient of the H-step MDP"
+                "whole episodes of theta' from rlmath.sampling.discounted_rollouts; "
+                "rlmath.estimators.surrogate_gradient at theta = theta' (gamma = 1: the geometric "
+                "stop is the discount) with exact.advantage of theta' at the sampled pairs, whose "
+                "mean is grad J^{theta'} / (1 - gamma), vs central differences of exact.objective "
+                "at theta'"
             ),
         ),
         mutants=(
@@ -881,8 +964,8 @@ CLAIMS = (
                 "missing-normaliser",
                 "grad J(theta') = grad J^{theta'} without the 1/(1 - gamma)",
                 symbolic=SymbolicMutation("gradient-at-reference", no_normaliser_gradient),
-                exact=lambda ex: surrogate_rhs(ex, normaliser=False),
-                monte_carlo=normalised_surrogate_gradient,
+                exact=lambda ex: surrogate_rhs(ex, no_normaliser_gradient),
+                monte_carlo=unnormalised_surrogate_samples,
             ),
         ),
         notes=(
@@ -890,12 +973,12 @@ CLAIMS = (
             "(Pi_theta - Pi_theta'), both O(t) along theta' + t u, hence O(t^2). "
             "The exact leg checks it at t = 1, 0.3, 0.1 and 0.01. The first-order agreement is "
             "what lets PPO and TRPO optimise the surrogate; the gap is what their KL term and "
-            "clipping control. The Monte-Carlo leg samples H-step episodes, so it checks the "
-            "H-step form of the gradient identity, grad J_H(theta') = Z_H grad J_H^{theta'}, with "
-            "Z_H = sum_{t<H} gamma^t in place of 1/(1 - gamma) (the normalised H-step occupancy "
-            "divides by Z_H). The missing-importance-weight mutant has no Monte-Carlo variant: "
-            "without the ratio nothing depends on theta and its gradient estimator is identically "
-            "0, a constant the test would compare exactly rather than statistically."
+            "clipping control. The Monte-Carlo leg samples discounted episodes (geometric "
+            "stopping), along which the per-episode sum of the surrogate's terms has mean "
+            "grad J^{theta'} / (1 - gamma), compared with central differences of J. The "
+            "missing-importance-weight mutant has no Monte-Carlo variant: without the ratio "
+            "nothing depends on theta and its gradient estimator is identically 0, a constant "
+            "the test would compare exactly rather than statistically."
         ),
     ),
 )

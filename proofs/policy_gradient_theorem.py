@@ -18,6 +18,7 @@ $S \times SA$ policy matrix ($\Pi_{s,(s,a)} = \pi(a|s)$), $P$ the $SA \times S$ 
 matrix, $r$ the $SA$ reward vector, so $P_\pi = \Pi P$, $r_\pi = \Pi r$,
 $V = (I - \gamma P_\pi)^{-1} r_\pi$, $Q = r + \gamma P V$, and
 $d^\top = (1-\gamma)\rho_0^\top (I - \gamma P_\pi)^{-1}$. $J$ is an objective (maximised).
+In the sympy expressions the non-commutative $1$ is the identity $I$.
 
 Proof sketch. Differentiate $J = \rho_0^\top (I - \gamma \Pi P)^{-1} \Pi r$ by the product
 rule and $\partial(M^{-1}) = -M^{-1}(\partial M) M^{-1}$; collect
@@ -27,17 +28,25 @@ $(\partial\Pi) Q$ is $\sum_a \partial\pi(a|s) Q(s,a) = \mathbb E_{a\sim\pi}[\par
 (log-derivative). For softmax, $\partial \log\pi(b|s)/\partial\theta_{s,a} =
 \mathbb 1[a=b] - \pi(a|s)$, and $\sum_b \pi_b(\mathbb 1[a=b]-\pi_a)Q_b = \pi_a(Q_a - V)$.
 
+Sampling. Episodes of ``rlmath.sampling.discounted_rollouts`` stop after each step with
+probability $1 - \gamma$ (length $H \sim \mathrm{Geometric}(1-\gamma)$), so the sampled path
+itself carries the discount: $\mathbb E[\sum_{t<H} \nabla\log\pi(a_t|s_t) \sum_{t'=t}^{H-1}
+r_{t'}] = \sum_t \gamma^t\, \mathbb E[\nabla\log\pi\, Q](s_t, a_t) = \nabla J$. That
+REINFORCE estimator reads nothing but the sampled path, and the Monte-Carlo legs compare it
+with central differences of ``exact.objective``.
+
 References. Sutton, R. S., McAllester, D., Singh, S., Mansour, Y., "Policy Gradient Methods
 for Reinforcement Learning with Function Approximation", NeurIPS 2000, Theorem 1; Agarwal,
 A., Kakade, S. M., Lee, J. D., Mahajan, G., "On the Theory of Policy Gradient Methods", JMLR
 22, 2021, Lemma C.1 (softmax); Sutton and Barto, *Reinforcement Learning: An
-Introduction*, 2nd ed., 2018, eq. (13.2) (softmax in action preferences) and Exercise 13.3
-(its score).
+Introduction*, 2nd ed., 2018, eq. (13.2) (softmax in action preferences), Exercise 13.3
+(its score) and Sec. 5.8 (discounting as termination).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,28 +61,27 @@ from rlmath.claims import (
     Derivation,
     ExactLeg,
     Mutant,
+    Statement,
     Step,
     SymbolicLeg,
     SymbolicMutation,
+    detectable,
     lambdify,
     monte_carlo_leg,
 )
 from rlmath.policy import SoftmaxPolicy
-from rlmath.sampling import sample_actions
-from rlmath.statistics import DEFAULT_POWER, detection_power
+from rlmath.sampling import Rollouts, discounted_rollouts
 from rlmath.testing import (
+    discounted_return_moments,
+    discounted_reward_to_go_moments,
     mdps_and_policies,
     objective_gradient_by_central_differences,
     tabular_mdps,
 )
-from rlmath.tolerances import (
-    discounted_condition_number,
-    exact_rtol,
-)
 
 # ============================================================================ the theorem
 # Non-commuting symbols stand for matrices of any compatible sizes.
-gamma = sp.Symbol("gamma", positive=True)
+gamma = sp.Symbol("gamma", positive=True, integer=False)  # 0 < gamma < 1: 1 - gamma != 0
 theta = sp.Symbol("theta", real=True)  # any one parameter (a coordinate of the logits)
 rho = sp.Symbol("rho_0^T", commutative=False)  # 1 x S
 P = sp.Symbol("P", commutative=False)  # SA x S
@@ -107,12 +115,10 @@ matrix_form = Derivation(
             "d(M^{-1}) = -M^{-1} (dM) M^{-1} with dM = -gamma (dPi) P",
         ),
         Step(
-            rho * N * dPi * (r + gamma * P * V),
-            "factor rho_0^T (I - gamma P_pi)^{-1} dPi on the left",
-        ),
-        Step(
             normalised(occupancy_row),
-            "d^T = (1 - gamma) rho_0^T (I - gamma P_pi)^{-1} and Q = r + gamma P V",
+            "factor rho_0^T (I - gamma P_pi)^{-1} dPi on the left, and write it as "
+            "d^T / (1 - gamma) with d^T = (1 - gamma) rho_0^T (I - gamma P_pi)^{-1}; "
+            "Q = r + gamma P V",
         ),
     ),
     statement=r"\partial_\theta J = \tfrac{1}{1-\gamma}\, d^\top (\partial_\theta \Pi)\, Q",
@@ -133,7 +139,12 @@ log_derivative = Derivation(
         ),
         Step(
             sp.Sum(
-                sp.Mul(pi_a, sp.Derivative(pi_a, theta) / pi_a, evaluate=False) * q_row[a],
+                sp.Mul(
+                    pi_a,
+                    sp.Mul(sp.Derivative(pi_a, theta), sp.Pow(pi_a, -1), evaluate=False),
+                    q_row[a],
+                    evaluate=False,
+                ),
                 (a, 0, n - 1),
             ),
             "multiply and divide by pi(a|s) > 0",
@@ -147,24 +158,41 @@ log_derivative = Derivation(
 )
 
 # ----------------------------------------------------------------------------- numeric form
-# The conclusion with d and Q given by name, then as matrices (d: 1 x S, dPi: S x SA, Q: SA x 1).
+# A conclusion of the matrix derivation is made numeric by replacing each non-commuting symbol
+# with a MatrixSymbol of its size (rho_0^T: 1 x S, P: SA x S, r: SA x 1, Pi, dPi: S x SA, the
+# non-commutative 1 in I - gamma Pi P: the S x S identity) and lambdifying the result. d and Q
+# may also be given by name (d^T = (1 - gamma) rho_0^T (I - gamma Pi P)^{-1} and
+# Q = r + gamma P V are then replaced by the values of exact.occupancy and exact.q_value);
+# w is a state weighting given by value (the stationary and undiscounted mutants).
 d_name, q_name, weights_name = sp.symbols("d Q_pi w", commutative=False)
 
 
 @functools.lru_cache(maxsize=64)
 def _matrix_function(expression: sp.Expr, S: int, A: int):
-    """Lambdify a non-commutative conclusion written in d (or w), dPi and Q as matrix products."""
+    """The lambdified ``expression`` with every non-commuting symbol an S x A-sized matrix."""
     shapes = {
         d_name: sp.MatrixSymbol("d", 1, S),
         weights_name: sp.MatrixSymbol("w", 1, S),
         q_name: sp.MatrixSymbol("Q", S * A, 1),
+        rho: sp.MatrixSymbol("rho0", 1, S),
+        P: sp.MatrixSymbol("P", S * A, S),
+        r: sp.MatrixSymbol("r", S * A, 1),
+        Pi: sp.MatrixSymbol("Pi", S, S * A),
         dPi: sp.MatrixSymbol("dPi", S, S * A),
     }
     named = expression.xreplace({occupancy_row: d_name, Q: q_name})
-    matrices = named.xreplace(shapes)
-    return lambdify(
-        [shapes[d_name], shapes[weights_name], shapes[dPi], shapes[q_name], gamma], matrices
-    )
+    identity = sp.Identity(S) - gamma * shapes[Pi] * shapes[P]
+    matrices = named.xreplace({M: identity, **shapes})
+    return lambdify([*shapes.values(), gamma], matrices)
+
+
+def policy_matrix(policy: SoftmaxPolicy) -> np.ndarray:
+    r"""$\Pi$, ``[S, S*A]``: row $s$ holds $\pi(\cdot|s)$ in columns $sA..sA+A-1$."""
+    S, A = policy.n_states, policy.n_actions
+    out = np.zeros((S, S * A))
+    for s in range(S):
+        out[s, s * A : (s + 1) * A] = policy.probabilities()[s]
+    return out
 
 
 def policy_derivatives(policy: SoftmaxPolicy) -> np.ndarray:
@@ -185,19 +213,32 @@ def policy_derivatives(policy: SoftmaxPolicy) -> np.ndarray:
     return out
 
 
-def theorem_gradient(conclusion: sp.Expr, example, weights=None, q=None) -> np.ndarray:
-    """The conclusion evaluated at every logit, with d = exact.occupancy, Q = exact.q_value."""
+def theorem_gradient(conclusion: sp.Expr, example, *, weights=None, q=None) -> np.ndarray:
+    """A matrix conclusion at every logit: ``[S, A]``.
+
+    rho_0, P, r, Pi come from the example, dPi from ``policy_derivatives``; d (if named) is
+    exact.occupancy, Q (if named) exact.q_value or ``q``, w the given ``weights``.
+    """
     mdp, policy = example
     S, A = mdp.n_states, mdp.n_actions
     function = _matrix_function(conclusion, S, A)
     d = exact.occupancy(mdp, policy)[None, :]
-    w = d if weights is None else weights[None, :]
+    w = d if weights is None else np.asarray(weights)[None, :]
     q = exact.q_value(mdp, policy) if q is None else q
+    fixed = (
+        d,
+        w,
+        q.reshape(S * A, 1),
+        mdp.rho0[None, :],
+        mdp.dense_transitions().reshape(S * A, S),
+        mdp.r.reshape(S * A, 1),
+        policy_matrix(policy),
+    )
     derivatives = policy_derivatives(policy)
     return np.array(
         [
             [
-                float(function(d, w, derivatives[s, a_], q.reshape(S * A, 1), mdp.gamma)[0, 0])
+                float(np.asarray(function(*fixed, derivatives[s, a_], mdp.gamma)).reshape(-1)[0])
                 for a_ in range(A)
             ]
             for s in range(S)
@@ -209,26 +250,27 @@ def theorem_gradient(conclusion: sp.Expr, example, weights=None, q=None) -> np.n
 _last: dict[str, object] = {}
 
 
-def _central_differences(example) -> tuple[np.ndarray, float]:
+def _central_differences(mdp, policy) -> tuple[np.ndarray, float]:
     """(gradient, absolute error bound) of central differences of ``exact.objective``.
 
-    ``rlmath.testing.objective_gradient_by_central_differences``, cached per example (the legs
-    ask for it several times per example).
+    ``rlmath.testing.objective_gradient_by_central_differences``, cached for the last pair
+    (the legs ask for it several times per example).
     """
-    if _last.get("example") is not example:
-        result = objective_gradient_by_central_differences(example[0], example[1])
-        _last.update(example=example, result=result)
+    key = (id(mdp), policy.theta.tobytes())
+    if _last.get("key") != key or _last.get("mdp") is not mdp:
+        result = objective_gradient_by_central_differences(mdp, policy)
+        _last.update(key=key, mdp=mdp, result=result)
     return _last["result"]  # type: ignore[return-value]
 
 
 def finite_difference_gradient(example) -> np.ndarray:
     """Central differences of ``exact.objective`` in each logit, ``[S, A]``."""
-    return _central_differences(example)[0]
+    return _central_differences(example[0], example[1])[0]
 
 
 def finite_difference_bound(example) -> float:
     """The absolute error bound of every entry of ``finite_difference_gradient``."""
-    return _central_differences(example)[1]
+    return _central_differences(example[0], example[1])[1]
 
 
 def finite_difference_rtol(example) -> float:
@@ -260,28 +302,34 @@ def theorem_lhs(example) -> np.ndarray:
 
 
 def theorem_rhs(example, conclusion: sp.Expr = matrix_form.conclusion, weights=None) -> np.ndarray:
-    """[the theorem with Q; the theorem with A in place of Q (must agree: a baseline)]."""
+    """[the conclusion with Q; the conclusion with A in place of Q (must agree: a baseline)]."""
     mdp, policy = example
-    with_q = theorem_gradient(conclusion, example, weights)
-    with_a = theorem_gradient(conclusion, example, weights, q=exact.advantage(mdp, policy))
+    with_q = theorem_gradient(conclusion, example, weights=weights)
+    with_a = theorem_gradient(conclusion, example, weights=weights, q=exact.advantage(mdp, policy))
     return np.stack([with_q, with_a])
 
 
 def stationary_distribution(example) -> np.ndarray:
     r"""A stationary distribution $\mu P_\pi = \mu$ of the policy's chain (least squares)."""
-    mdp, policy = example
+    mdp, policy = example[0], example[1]
     P_pi = np.einsum("sa,sat->st", policy.probabilities(), mdp.dense_transitions())
     S = mdp.n_states
     system = np.vstack([P_pi.T - np.eye(S), np.ones((1, S))])
     mu = np.linalg.lstsq(system, np.append(np.zeros(S), 1.0), rcond=None)[0]
-    return mu
+    return _distribution(mu)
 
 
 def undiscounted_visitation(example) -> np.ndarray:
     r"""$\frac1H \sum_{t<H} \Pr(s_t = s)$ over the effective horizon $H = \lceil 1/(1-\gamma)\rceil$."""
-    mdp, policy = example
+    mdp, policy = example[0], example[1]
     horizon = math.ceil(1.0 / (1.0 - mdp.gamma))
     return exact.state_distributions(mdp, policy, horizon).mean(axis=0)
+
+
+def _distribution(weights: np.ndarray) -> np.ndarray:
+    """Clip least-squares round-off (a stationary distribution's -1e-17) and renormalise."""
+    clipped = np.clip(weights, 0.0, None)
+    return clipped / clipped.sum()
 
 
 initial_weighting = normalised(rho)
@@ -319,8 +367,10 @@ softmax_score = Derivation(
             - sp.Sum(sp.KroneckerDelta(c, k) * sp.exp(logit[c]), (c, 0, n_actions - 1)) / Z,
             "d theta_b / d theta_k = 1[b = k]; d log Z = dZ / Z",
         ),
-        Step(sp.KroneckerDelta(b, k) - sp.exp(logit[k]) / Z, "only c = k survives the sum"),
-        Step(sp.KroneckerDelta(b, k) - softmax(k), "softmax"),
+        Step(
+            sp.KroneckerDelta(b, k) - softmax(k),
+            "only c = k survives the sum, leaving e^{theta_k} / Z = pi(k|s)",
+        ),
     ),
     statement=r"\partial\log\pi(b|s)/\partial\theta_{s,k} = \mathbb 1[b=k] - \pi(k|s)",
 )
@@ -356,185 +406,284 @@ softmax_gradient = Derivation(
 )
 
 
-def softmax_rhs(example, conclusion: sp.Expr = softmax_gradient.conclusion) -> np.ndarray:
-    """The lambdified conclusion at every (s, k): exact.occupancy, probabilities, exact.q_value."""
+# Exact leg: examples (mdp, policy, k); both sides are the column k of the gradient, [S].
+def _with_action(example):
     mdp, policy = example
-    function = _softmax_function(conclusion)
-    d = exact.occupancy(mdp, policy)
-    probabilities = policy.probabilities()
-    Qv = exact.q_value(mdp, policy)
-    S, A = mdp.n_states, mdp.n_actions
-    return np.array(
-        [
-            [function(d[s], probabilities[s], Qv[s], mdp.gamma, k_, A - k_ - 1) for k_ in range(A)]
-            for s in range(S)
-        ]
+    return st.integers(0, mdp.n_actions - 1).map(lambda k_: (mdp, policy, k_))
+
+
+def _column_resolvable(example) -> bool:
+    """Column k of the gradient above 1000 finite-difference error bounds (else skipped)."""
+    mdp, policy, k_ = example
+    gradient, bound = _central_differences(mdp, policy)
+    return float(np.abs(gradient[:, k_]).max(initial=0.0)) > 1e3 * bound
+
+
+softmax_examples = (
+    mdps_and_policies(tabular_mdps(max_states=4, max_actions=3), max_abs_logit=3.0)
+    .flatmap(_with_action)
+    .filter(_column_resolvable)
+)
+
+
+def softmax_lhs(example) -> np.ndarray:
+    r"""$\partial J/\partial\theta_{s,k}$ for every $s$ by central differences of ``exact.objective``."""
+    mdp, policy, k_ = example
+    return _central_differences(mdp, policy)[0][:, k_]
+
+
+def softmax_arguments(example) -> tuple:
+    """Values of (d_s, pi, Q, gamma, k, m): vectors over the states, so the lambdified
+    conclusion is column k at once (pi[b] is the [S] vector pi(b|.), Q[b] likewise)."""
+    mdp, policy, k_ = example
+    return (
+        exact.occupancy(mdp, policy),
+        policy.probabilities().T,
+        exact.q_value(mdp, policy).T,
+        mdp.gamma,
+        k_,
+        mdp.n_actions - 1 - k_,
     )
 
 
-@functools.lru_cache(maxsize=16)
-def _softmax_function(conclusion: sp.Expr):
-    return lambdify([d_s, p, q, gamma, k, m], conclusion)
+def softmax_rtol(example) -> float:
+    mdp, policy, k_ = example
+    gradient, bound = _central_differences(mdp, policy)
+    return bound / float(np.abs(gradient[:, k_]).max())
 
 
 wrong_action_score = prefactor * (p[k] * q[k] - over_actions(p[b] ** 2 * q[b]))
 
 
 # ============================================================================ Monte-Carlo legs
-# The expectation over (s, a) is sampled: s ~ a state distribution w (the occupancy
-# exact.occupancy, for the true claims), a ~ pi(.|s), with Q = exact.q_value exact. So what is
-# checked is the theorem's expectation over the occupancy, not a value estimate. Each sample is
-# an [S, A] gradient, zero outside row s.
+# Whole episodes of the discounted problem (rlmath.sampling.discounted_rollouts: geometric
+# stopping, no truncation), one per sample; every estimator reads only the sampled path:
+# states, actions, rewards and the policy's own probabilities (for its score); no estimator of
+# the true claims calls exact.occupancy or exact.q_value. Reference: central differences of
+# exact.objective. Mutants are estimators of the wrong statements, on the same episodes (the
+# state weightings of the stationary and undiscounted mutants are computed exactly: they are
+# what those mutants get wrong).
 MC_FALSE_ALARM = 1e-6  # per leg (monte_carlo_leg's default), shared by its examples
 MC_EXAMPLES = 2
+ALPHA = MC_FALSE_ALARM / MC_EXAMPLES  # the test each example's components share
 
 
 @dataclass(frozen=True)
-class PairEstimator:
-    r"""Per-sample terms $x(s, a)$, ``[S, A]``, at $s \sim w$, $a \sim \pi(\cdot|s)$.
+class EpisodeStatistics:
+    r"""What the estimators need from ``n`` discounted episodes.
 
     Attributes:
-        weights: example -> ``[S]``, the distribution $w$ the states are drawn from.
-        term: (example, states ``[n]``, actions ``[n]``) -> ``[n, S, A]``.
+        reinforce: ``[n, S, A]`` REINFORCE with reward-to-go and the policy's own score
+            (``SoftmaxPolicy.score_row``), $\sum_{t<H} \nabla\log\pi(a_t|s_t)\, G_t$: what
+            ``rlmath.estimators.reinforce_reward_to_go(..., gamma=1.0)`` computes (equal to
+            rounding), over the alive steps only (the geometric stop is the discount).
+        credit: ``[n, S, A]`` $\sum_{t<H} \mathbb 1[s_t = s, a_t = a]\, G_t$ with
+            $G_t = \sum_{t'=t}^{H-1} r_{t'}$: any estimator $\sum_t \phi(s_t, a_t) G_t$ is
+            ``credit`` contracted with $\phi$.
+        first_state, first_action, first_return: ``[n]`` $s_0$, $a_0$ and $G_0$.
     """
 
-    weights: Callable
-    term: Callable
-
-    def __call__(self, example, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``[n, S, A]`` terms of ``n`` independent draws (the ``sample`` of ``monte_carlo_leg``)."""
-        mdp, policy = example
-        states = rng.choice(mdp.n_states, size=n, p=_distribution(self.weights(example)))
-        actions = sample_actions(policy, states, seed=int(rng.integers(2**63)))
-        return self.term(example, states, actions)
-
-    def moments(self, example) -> tuple[np.ndarray, np.ndarray]:
-        """Exact mean and standard deviation of one term, ``[S, A]`` each (every (s, a) enumerated)."""
-        mdp, policy = example
-        states, actions = np.divmod(np.arange(mdp.n_states * mdp.n_actions), mdp.n_actions)
-        weights = _distribution(self.weights(example))
-        probability = weights[states] * policy.probabilities()[states, actions]
-        x = self.term(example, states, actions)
-        mean = np.tensordot(probability, x, axes=1)
-        variance = np.tensordot(probability, (x - mean) ** 2, axes=1)
-        return mean, np.sqrt(variance)
+    reinforce: np.ndarray
+    credit: np.ndarray
+    first_state: np.ndarray
+    first_action: np.ndarray
+    first_return: np.ndarray
 
 
-def _distribution(weights: np.ndarray) -> np.ndarray:
-    """Clip least-squares round-off (a stationary distribution's -1e-17) and renormalise."""
-    clipped = np.clip(weights, 0.0, None)
-    return clipped / clipped.sum()
-
-
-def _in_rows(example, states: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``[n, S, A]`` with ``rows[i]`` in row ``states[i]`` and zeros elsewhere."""
-    mdp = example[0]
-    out = np.zeros((len(states), mdp.n_states, mdp.n_actions))
-    out[np.arange(len(states)), states] = rows
-    return out
-
-
-def score_times_q(example, states, actions, *, normaliser: bool = True) -> np.ndarray:
-    r"""$\frac{1}{1-\gamma}\nabla_\theta\log\pi_\theta(a|s)\,Q^\pi(s,a)$ with the policy's own score."""
-    mdp, policy = example
-    q_sa = exact.q_value(mdp, policy)[states, actions]
-    scale = 1.0 / (1.0 - mdp.gamma) if normaliser else 1.0
-    return policy.score(states, actions) * (scale * q_sa)[:, None, None]
-
-
-def _with_score(score_rows):
-    """The term ``score_rows(pi(.|s), a) Q(s, a) / (1 - gamma)`` for a hand-written score row."""
-
-    def term(example, states, actions):
-        mdp, policy = example
-        q_sa = exact.q_value(mdp, policy)[states, actions] / (1.0 - mdp.gamma)
-        rows = score_rows(policy.probabilities()[states], actions)
-        return _in_rows(example, states, rows * q_sa[:, None])
-
-    return term
-
-
-def _indicator_score(pi_s: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """e_a: the softmax score without its -pi(.|s) part, ``[n, A]``."""
-    return np.eye(pi_s.shape[1])[actions]
-
-
-def _sampled_action_score(pi_s: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """e_a - pi(a|s) in every entry: the sampled action's probability, not each logit's."""
-    return _indicator_score(pi_s, actions) - np.take_along_axis(pi_s, actions[:, None], axis=1)
-
-
-def _advantage_row(example, states, actions) -> np.ndarray:
-    """A(s, .) / (1 - gamma) whatever the action: every advantage credited, pi(a|s) forgotten."""
-    mdp, policy = example
-    return _in_rows(example, states, exact.advantage(mdp, policy)[states] / (1.0 - mdp.gamma))
-
-
-def _occupancy(example) -> np.ndarray:
-    return exact.occupancy(*example)
-
-
-theorem_estimator = PairEstimator(_occupancy, score_times_q)
-# mutants: the wrong state distribution, or the normaliser dropped
-initial_state_estimator = PairEstimator(lambda ex: ex[0].rho0, score_times_q)
-unnormalised_estimator = PairEstimator(
-    _occupancy, functools.partial(score_times_q, normaliser=False)
-)
-stationary_estimator = PairEstimator(stationary_distribution, score_times_q)
-undiscounted_estimator = PairEstimator(undiscounted_visitation, score_times_q)
-# mutants of the softmax closed form, as the estimators that compute them
-all_actions_estimator = PairEstimator(_occupancy, _advantage_row)
-wrong_action_estimator = PairEstimator(_occupancy, _with_score(_sampled_action_score))
-indicator_estimator = PairEstimator(_occupancy, _with_score(_indicator_score))
-
-# 200000 draws of (s, a) per example (a [2e5, S, A] array, about 40 ms). The domain below puts
-# every probability of the MDP at >= 0.05 (so d(s) >= 0.05: every state is drawn ~10^4 times)
-# and gamma in [0.3, 0.8]. Each mutant's shift and the per-sample sd are exact
-# (PairEstimator.moments); sample_size at alpha = 1e-6 / 2 with S A components gives the n for
-# power 0.99. Over 203 examples of the domain with non-constant rewards the median n is 30 to
-# 1200 for every mutant but the undiscounted visitation (45000: its weights differ from the
-# occupancy only through Pr(s_t = s) beyond the effective horizon, which these chains soon
-# forget). At 2e5 the share of examples with power >= 0.99 is 0.93 (rho_0), 1.00 (missing
-# normaliser), 0.92 (stationary), 0.67 (undiscounted) and 0.97 to 1.00 for the softmax mutants.
-# `_detectable` keeps only the examples where every mutant has power >= 0.99, so each
-# rejection has that power on every example drawn, not merely on typical ones.
-N_PAIRS = 200_000
-
-
-def _power(example, estimator: PairEstimator, reference) -> float:
-    """Power of the leg's test at N_PAIRS against ``estimator`` (its best component)."""
-    mean, sd = estimator.moments(example)
-    shift = mean - reference(example)
-    return max(
-        detection_power(
-            float(shift[i]),
-            float(sd[i]),
-            N_PAIRS,
-            false_alarm=MC_FALSE_ALARM / MC_EXAMPLES,
-            n_components=shift.size,
-        )
-        for i in np.ndindex(shift.shape)
+def _statistics(example, episodes: Rollouts) -> EpisodeStatistics:
+    """The sums along each episode, over its alive steps only (most of the [T, n] grid is
+    padding after the geometric stop)."""
+    mdp, policy = example[0], example[1]
+    S, A = mdp.n_states, mdp.n_actions
+    n_episodes = episodes.n_episodes
+    rewards = np.where(episodes.alive, episodes.rewards, 0.0)
+    to_go = np.cumsum(rewards[::-1], axis=0)[::-1]  # G_t = sum_{t' >= t} r_t', [T, n]
+    steps, episode = np.nonzero(episodes.alive)
+    states = episodes.states[steps, episode].astype(np.intp)
+    actions = episodes.actions[steps, episode].astype(np.intp)
+    credit_to_go = to_go[steps, episode]
+    row = episode * S + states  # (episode, s_t)
+    credit = np.bincount(
+        row * A + actions, weights=credit_to_go, minlength=n_episodes * S * A
+    ).reshape(n_episodes, S, A)
+    # REINFORCE with the policy's own score (SoftmaxPolicy.score_row: row s_t of the gradient)
+    scored = policy.score_row(states, actions) * credit_to_go[:, None]
+    reinforce = np.stack(
+        [np.bincount(row, weights=scored[:, b], minlength=n_episodes * S) for b in range(A)],
+        axis=-1,
+    ).reshape(n_episodes, S, A)
+    return EpisodeStatistics(
+        reinforce=reinforce,
+        credit=credit,
+        first_state=episodes.states[0].astype(np.intp),
+        first_action=episodes.actions[0].astype(np.intp),
+        first_return=to_go[0],
     )
 
 
-def _softmax_rounding_bound(example) -> float:
-    """Absolute rounding bound of the lambdified closed form: exact_rtol(kappa, S A) R/(1-gamma)^2."""
-    mdp = example[0]
-    value_bound = float(np.abs(mdp.r).max(initial=0.0)) / (1.0 - mdp.gamma) ** 2
-    kappa = discounted_condition_number(mdp.gamma)
-    return exact_rtol(kappa, mdp.n_states * mdp.n_actions) * value_bound
+def _fingerprint(example) -> str:
+    mdp, policy = example[0], example[1]
+    digest = hashlib.sha256()
+    for array in (mdp.dense_transitions(), mdp.r, mdp.rho0, np.array([mdp.gamma]), policy.theta):
+        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return digest.hexdigest()
 
 
-def _detectable(reference, error_bound, mutants):
-    """Examples where the reference's error (``error_bound``, absolute) is below 1/100 of the
-    standard error of every component (so it moves no z by more than 0.01; this also rules out
-    a zero standard error) and every mutant estimator is rejected with power >= DEFAULT_POWER."""
+# The legs run the true estimator and then each mutant on the same examples with the same
+# seeds, so the same episodes: simulate them once per (seed, example) and keep MC_EXAMPLES.
+_EPISODES: dict[tuple, EpisodeStatistics] = {}
 
+
+def episode_statistics(example, seed: int, n_episodes: int) -> EpisodeStatistics:
+    """``EpisodeStatistics`` of ``n_episodes`` discounted episodes from ``seed``."""
+    key = (seed, n_episodes, _fingerprint(example))
+    if key not in _EPISODES:
+        while len(_EPISODES) >= MC_EXAMPLES:
+            _EPISODES.pop(next(iter(_EPISODES)))
+        mdp, policy = example[0], example[1]
+        episodes = discounted_rollouts(mdp, policy, n_episodes=n_episodes, seed=seed)
+        _EPISODES[key] = _statistics(example, episodes)
+    return _EPISODES[key]
+
+
+def sampler(terms: Callable[[object, EpisodeStatistics], np.ndarray]):
+    """``(example, rng, n) -> terms(example, statistics of n episodes)`` for monte_carlo_leg."""
+
+    def sample(example, rng: np.random.Generator, n_samples: int) -> np.ndarray:
+        return terms(example, episode_statistics(example, int(rng.integers(2**63)), n_samples))
+
+    return sample
+
+
+def _row_weights(rows: np.ndarray) -> np.ndarray:
+    r"""``[S, A, S, A]`` weights $\phi_{(s,k)}(x, a) = \mathbb 1[x = s]\,\text{rows}[s, k, a]$."""
+    S, A, _ = rows.shape
+    out = np.zeros((S, A, S, A))
+    for s in range(S):
+        out[s, :, s, :] = rows[s]
+    return out
+
+
+# Row weights rows[s, k, a] of the softmax estimators sum_t phi(s_t, a_t) G_t: the closed-form
+# score of derivation softmax-score (1[a = k] - pi(k|s)) and the wrong scores of the mutants.
+def score_rows(pi_: np.ndarray) -> np.ndarray:
+    """1[a = k] - pi(k|s): the softmax score."""
+    return np.eye(pi_.shape[1])[None, :, :] - pi_[:, :, None]
+
+
+def policy_free_rows(pi_: np.ndarray) -> np.ndarray:
+    """1[a = k] / pi(k|s) - 1: mean A(s, k) whatever pi(k|s) (the pi factor dropped)."""
+    return np.eye(pi_.shape[1])[None, :, :] / pi_[:, :, None] - 1.0
+
+
+def wrong_action_rows(pi_: np.ndarray) -> np.ndarray:
+    """1[a = k] - pi(a|s): the sampled action's probability in place of pi(k|s)."""
+    return np.eye(pi_.shape[1])[None, :, :] - pi_[:, None, :]
+
+
+def indicator_rows(pi_: np.ndarray) -> np.ndarray:
+    """1[a = k]: the -pi(k|s) of the score (the baseline V) forgotten."""
+    return np.broadcast_to(np.eye(pi_.shape[1]), (pi_.shape[0], *np.eye(pi_.shape[1]).shape)).copy()
+
+
+def _credited(rows_of):
+    def terms(example, stats: EpisodeStatistics) -> np.ndarray:
+        rows = rows_of(example[1].probabilities())
+        return np.einsum("nsa,ska->nsk", stats.credit, rows)
+
+    return terms
+
+
+def _scaled(terms, factor_of):
+    return lambda example, stats: factor_of(example[0]) * terms(example, stats)
+
+
+def _keep_normaliser(mdp) -> float:
+    return 1.0
+
+
+def _drop_normaliser(mdp) -> float:
+    return 1.0 - mdp.gamma  # estimates (1 - gamma) grad J: "grad J = E_d[score Q]"
+
+
+def _first_step(weights_of):
+    r"""$\frac{w(s_0)}{\rho_0(s_0)}\,\nabla\log\pi(a_0|s_0)\, G_0 / (1-\gamma)$: the mean is the
+    theorem with states weighted by $w$ instead of $d$ ($w = \rho_0$: the first step alone)."""
+
+    def terms(example, stats: EpisodeStatistics) -> np.ndarray:
+        mdp, policy = example
+        ratio = weights_of(example) / mdp.rho0
+        scale = ratio[stats.first_state] * stats.first_return / (1.0 - mdp.gamma)
+        return policy.score(stats.first_state, stats.first_action) * scale[:, None, None]
+
+    return terms
+
+
+def _initial(example) -> np.ndarray:
+    return example[0].rho0
+
+
+theorem_terms = lambda example, stats: stats.reinforce  # noqa: E731
+softmax_terms = _credited(score_rows)
+
+# ----------------------------------------------------------------------------- power
+# Each mutant's mean and the per-sample sd are exact (rlmath.testing: linear systems for the
+# moments of sums along geometric episodes). An example is kept only if the reference's error
+# (the central-difference bound) is below 1/100 of every standard error, so it moves no z by
+# more than 0.01 (and no standard error is 0), and every mutant is rejected with power
+# >= 0.99 (rlmath.claims.detectable, Bonferroni over the S A components at ALPHA).
+#
+# Policy-gradient theorem, 200000 episodes per example (gamma in [0.3, 0.8], every probability
+# >= 0.05, logits in [-1.5, 1.5]; about 0.2 s to simulate): over 131 examples of that domain
+# with non-constant rewards the share with power >= 0.99 is 1.00 (missing normaliser), 0.95
+# (rho_0), 0.87 (stationary distribution) and 0.50 (undiscounted visitation, whose weights
+# differ from d only through Pr(s_t = s) beyond the effective horizon, which these chains soon
+# forget); the filter keeps about half of the examples. Softmax closed form, 100000 episodes:
+# 1.00 for every mutant but the wrong action's score (0.92: a uniform row makes it true).
+N_THEOREM = 200_000
+N_SOFTMAX = 100_000
+
+
+def _score_weights(policy: SoftmaxPolicy) -> np.ndarray:
+    return _row_weights(score_rows(policy.probabilities()))
+
+
+def _first_step_moments(example, weights_of) -> tuple[np.ndarray, np.ndarray]:
+    """Exact mean and sd of the ``_first_step(weights_of)`` terms, ``[S, A]`` each."""
+    mdp, policy = example
+    pi_ = policy.probabilities()
+    Q_, second = discounted_return_moments(mdp, policy)  # E[G_0 | s, a], E[G_0^2 | s, a]
+    phi = _score_weights(policy)
+    ratio = weights_of(example) / mdp.rho0
+    start = mdp.rho0 * ratio / (1.0 - mdp.gamma)
+    start_squared = mdp.rho0 * ratio**2 / (1.0 - mdp.gamma) ** 2
+    mean = np.einsum("x,cdxa,xa,xa->cd", start, phi, pi_, Q_)
+    moment = np.einsum("x,cdxa,xa,xa->cd", start_squared, phi**2, pi_, second)
+    return mean, np.sqrt(np.maximum(moment - mean**2, 0.0))
+
+
+def _reward_to_go_moments(rows_of, factor_of=_keep_normaliser):
+    def moments(example) -> tuple[np.ndarray, np.ndarray]:
+        mdp, policy = example
+        weights = _row_weights(rows_of(policy.probabilities()))
+        mean, sd = discounted_reward_to_go_moments(mdp, policy, weights)
+        factor = factor_of(mdp)
+        return factor * mean, factor * sd
+
+    return moments
+
+
+def _detectable(true_moments, mutant_moments, n_samples: int):
     def keep(example) -> bool:
-        _, sd = theorem_estimator.moments(example)
-        if not (sd / math.sqrt(N_PAIRS) > 100.0 * error_bound(example)).all():
+        _, sd = true_moments(example)
+        if not (sd / math.sqrt(n_samples) > 100.0 * finite_difference_bound(example)).all():
             return False
-        return all(_power(example, mutant, reference) >= DEFAULT_POWER for mutant in mutants)
+        gradient = finite_difference_gradient(example)
+        for moments in mutant_moments:
+            mean, mutant_sd = moments(example)
+            if not detectable(mean - gradient, mutant_sd, n_samples, false_alarm=ALPHA):
+                return False
+        return True
 
     return keep
 
@@ -551,28 +700,29 @@ mc_examples = mdps_and_policies(
     ),
     max_abs_logit=1.5,
 )
+theorem_moments = _reward_to_go_moments(score_rows)
 theorem_mc_examples = mc_examples.filter(
     _detectable(
-        finite_difference_gradient,
-        finite_difference_bound,
+        theorem_moments,
         (
-            initial_state_estimator,
-            unnormalised_estimator,
-            stationary_estimator,
-            undiscounted_estimator,
+            functools.partial(_first_step_moments, weights_of=_initial),
+            _reward_to_go_moments(score_rows, _drop_normaliser),
+            functools.partial(_first_step_moments, weights_of=stationary_distribution),
+            functools.partial(_first_step_moments, weights_of=undiscounted_visitation),
         ),
+        N_THEOREM,
     )
 )
 softmax_mc_examples = mc_examples.filter(
     _detectable(
-        softmax_rhs,
-        _softmax_rounding_bound,
+        theorem_moments,
         (
-            all_actions_estimator,
-            wrong_action_estimator,
-            unnormalised_estimator,
-            indicator_estimator,
+            _reward_to_go_moments(policy_free_rows),
+            _reward_to_go_moments(wrong_action_rows),
+            _reward_to_go_moments(score_rows, _drop_normaliser),
+            _reward_to_go_moments(indicator_rows),
         ),
+        N_SOFTMAX,
     )
 )
 
@@ -581,9 +731,18 @@ CLAIMS = (
     Claim(
         id="policy-gradient-theorem",
         title="The policy-gradient theorem (discounted, normalised occupancy)",
-        statement=(
-            r"\nabla_\theta J(\theta) = \frac{1}{1-\gamma}\,\mathbb E_{s\sim d_\rho^\pi,\,"
-            r"a\sim\pi_\theta(\cdot|s)}\!\left[\nabla_\theta\log\pi_\theta(a|s)\,Q^\pi(s,a)\right]"
+        statement=Statement(
+            matrix_form.start,
+            matrix_form.conclusion,
+            derivation="matrix-form",
+            where=(
+                r"J(\theta) = \rho_0^\top V^\pi,\ V^\pi = (I - \gamma\Pi P)^{-1}\Pi r;\ "
+                r"d_\rho^{\pi\top} = (1-\gamma)\rho_0^\top(I - \gamma\Pi P)^{-1},\ "
+                r"Q^\pi = r + \gamma P V^\pi;\ \text{row } s \text{ of } "
+                r"(\partial_\theta\Pi) Q^\pi = \mathbb E_{a\sim\pi}[\partial_\theta\log\pi(a|s)"
+                r"\,Q^\pi(s,a)];\ 1 = I"
+            ),
+            symbol_names={rho: r"\rho_0^\top"},
         ),
         assumptions=(
             "Finite states and actions, infinite horizon, 0 <= gamma < 1.",
@@ -598,60 +757,81 @@ CLAIMS = (
             "Agarwal, A., Kakade, S. M., Lee, J. D., Mahajan, G., *On the Theory of Policy "
             "Gradient Methods*, JMLR 22, 2021 (the normalised-occupancy form).",
         ),
+        summary=(
+            "The gradient of the discounted return is the score times Q, averaged over the "
+            "normalised discounted occupancy, times 1/(1 - gamma)."
+        ),
         symbolic=SymbolicLeg((matrix_form, log_derivative)),
         exact=ExactLeg(
             examples,
             lhs=theorem_lhs,
             rhs=theorem_rhs,
+            rhs_reason=(
+                "the derivation is non-commutative (matrices of any size), which sympy cannot "
+                "lambdify as it stands: the rhs IS the conclusion lambdified through "
+                "MatrixSymbols (each non-commuting symbol an S x A-sized MatrixSymbol, the "
+                "non-commutative 1 the identity, d and Q by name with the values of "
+                "exact.occupancy and exact.q_value), evaluated at dPi/dtheta_{s,a} for every "
+                "logit; a second row evaluates it with exact.advantage in place of Q (a state "
+                "baseline, which must change nothing)"
+            ),
             rtol=finite_difference_rtol,
             max_examples=30,
             description=(
                 "central differences of exact.objective in every logit (error bound from "
-                "rlmath.tolerances) vs the lambdified conclusion (1/(1-gamma)) d^T (dPi) Q with "
-                "d = exact.occupancy, and again with A = exact.advantage in place of Q"
+                "rlmath.tolerances) vs the conclusion (1/(1-gamma)) d^T (dPi) Q lambdified "
+                "through MatrixSymbols with d = exact.occupancy, Q = exact.q_value, and again "
+                "with A = exact.advantage in place of Q"
             ),
         ),
         monte_carlo=monte_carlo_leg(
             theorem_mc_examples,
-            theorem_estimator,
+            sampler(theorem_terms),
             finite_difference_gradient,
-            n_samples=N_PAIRS,
+            n_samples=N_THEOREM,
             n_examples=MC_EXAMPLES,
             false_alarm=MC_FALSE_ALARM,
             description=(
-                "mean of score(s, a) Q(s, a) / (1 - gamma) over s ~ exact.occupancy, "
-                "a ~ pi(.|s) (SoftmaxPolicy.score, exact.q_value) vs central differences of "
+                "REINFORCE with reward-to-go, sum_{t<H} score(s_t, a_t) sum_{t'=t}^{H-1} r_t' "
+                "(SoftmaxPolicy.score_row; = rlmath.estimators.reinforce_reward_to_go with "
+                "gamma = 1), over whole episodes of "
+                "rlmath.sampling.discounted_rollouts (H ~ Geometric(1 - gamma): the discount and "
+                "the occupancy come from the sampled path alone) vs central differences of "
                 "exact.objective"
             ),
         ),
         mutants=(
             Mutant(
                 "initial-distribution-weighting",
-                "states weighted by rho_0 instead of the discounted occupancy",
+                "states weighted by rho_0 instead of the discounted occupancy (MC: the first "
+                "step of each episode alone, score(s_0, a_0) G_0 / (1 - gamma))",
                 symbolic=SymbolicMutation("matrix-form", initial_weighting),
-                exact=_weighted(lambda ex: ex[0].rho0),
-                monte_carlo=initial_state_estimator,
+                exact=lambda ex: theorem_rhs(ex, initial_weighting),
+                monte_carlo=sampler(_first_step(_initial)),
             ),
             Mutant(
                 "missing-normaliser",
-                "the 1/(1 - gamma) in front of the normalised occupancy dropped",
+                "the 1/(1 - gamma) in front of the normalised occupancy dropped (MC: (1 - gamma) "
+                "times REINFORCE)",
                 symbolic=SymbolicMutation("matrix-form", unnormalised),
                 exact=lambda ex: theorem_rhs(ex, unnormalised),
-                monte_carlo=unnormalised_estimator,
+                monte_carlo=sampler(_scaled(theorem_terms, _drop_normaliser)),
             ),
             Mutant(
                 "stationary-distribution",
-                "states weighted by a stationary distribution of P_pi (the average-reward "
-                "weighting) instead of the discounted occupancy",
+                "states weighted by a stationary distribution mu of P_pi (the average-reward "
+                "weighting) instead of the discounted occupancy (MC: the first step, "
+                "importance-weighted by mu(s_0) / rho_0(s_0))",
                 exact=_weighted(stationary_distribution),
-                monte_carlo=stationary_estimator,
+                monte_carlo=sampler(_first_step(stationary_distribution)),
             ),
             Mutant(
                 "undiscounted-occupancy",
-                "states weighted by the undiscounted visitation (1/H) sum_{t<H} Pr(s_t = s) over "
-                "the effective horizon H = ceil(1/(1-gamma)): the gamma^t state weights dropped",
+                "states weighted by the undiscounted visitation nu = (1/H) sum_{t<H} Pr(s_t = s) "
+                "over the effective horizon H = ceil(1/(1-gamma)): the gamma^t state weights "
+                "dropped (MC: the first step, importance-weighted by nu(s_0) / rho_0(s_0))",
                 exact=_weighted(undiscounted_visitation),
-                monte_carlo=undiscounted_estimator,
+                monte_carlo=sampler(_first_step(undiscounted_visitation)),
             ),
         ),
         notes=(
@@ -660,15 +840,26 @@ CLAIMS = (
             "the conclusion with Q and with A, and both must match the finite differences. "
             "The exact leg's lhs is independent of the theorem: central differences of "
             "`exact.objective` with step and error bound from `rlmath.tolerances` "
-            "(truncation M3 h^2/6 plus rounding delta/h)."
+            "(truncation M3 h^2/6 plus rounding delta/h). The Monte-Carlo leg never calls "
+            "`exact.occupancy` or `exact.q_value`: the occupancy and Q come from sampled "
+            "discounted episodes (geometric stopping), so an error in either exact routine "
+            "cannot hide there (the exact leg, which uses them, would fail)."
         ),
     ),
     Claim(
         id="softmax-policy-gradient",
         title="Policy gradient of a tabular softmax policy",
-        statement=(
-            r"\frac{\partial J}{\partial\theta_{s,a}} = \frac{1}{1-\gamma}\,d_\rho^\pi(s)\,"
-            r"\pi_\theta(a|s)\,A^\pi(s,a)"
+        statement=Statement(
+            softmax_gradient.start,
+            softmax_gradient.conclusion,
+            derivation="softmax-gradient",
+            where=(
+                r"\text{the left side is } \partial J/\partial\theta_{s,k} \text{ by the "
+                r"policy-gradient theorem with the softmax score } \mathbb 1[b=k] - \pi_k;\ "
+                r"d_s = d_\rho^\pi(s),\ \pi_b = \pi(b|s),\ Q_b = Q^\pi(s,b),\ "
+                r"n = k + m + 1 \text{ actions}"
+            ),
+            symbol_names={p: r"\pi", d_s: "d_s"},
         ),
         assumptions=(
             "Tabular softmax policy, one logit per (s, a); any number n of actions (general n "
@@ -682,65 +873,72 @@ CLAIMS = (
             "Sutton, R. S. and Barto, A. G., *Reinforcement Learning: An Introduction*, 2nd ed., "
             "2018, eq. (13.2) and Exercise 13.3.",
         ),
+        summary=(
+            "For softmax logits, dJ/dtheta_{s,a} = d(s) pi(a|s) A(s,a) / (1 - gamma): the "
+            "advantage, not Q, and weighted by the action's own probability."
+        ),
         symbolic=SymbolicLeg((softmax_score, softmax_gradient)),
         exact=ExactLeg(
-            examples,
-            lhs=finite_difference_gradient,
-            rhs=softmax_rhs,
-            rtol=finite_difference_rtol,
+            softmax_examples,
+            lhs=softmax_lhs,
+            symbols=(d_s, p, q, gamma, k, m),
+            arguments=softmax_arguments,
+            rtol=softmax_rtol,
             max_examples=30,
             description=(
-                "central differences of exact.objective in every logit vs the lambdified "
-                "d(s) pi(k|s) (Q(s,k) - V(s)) / (1 - gamma) with exact.occupancy and exact.q_value"
+                "central differences of exact.objective in theta_{s,k} for every state (one "
+                "action k per example) vs the lambdified conclusion d(s) pi(k|s) (Q(s,k) - "
+                "sum_b pi(b|s) Q(s,b)) / (1 - gamma) with exact.occupancy and exact.q_value"
             ),
         ),
         monte_carlo=monte_carlo_leg(
             softmax_mc_examples,
-            theorem_estimator,
-            softmax_rhs,
-            n_samples=N_PAIRS,
+            sampler(softmax_terms),
+            finite_difference_gradient,
+            n_samples=N_SOFTMAX,
             n_examples=MC_EXAMPLES,
             false_alarm=MC_FALSE_ALARM,
             description=(
-                "mean of score(s, a) Q(s, a) / (1 - gamma) over s ~ exact.occupancy, "
-                "a ~ pi(.|s) (the theorem's expectation, sampled) vs the lambdified "
-                "d(s) pi(k|s) (Q(s,k) - V(s)) / (1 - gamma)"
+                "sum_{t<H} (1[a_t = k] - pi(k|s_t)) G_t in entry (s_t, k) (the closed-form "
+                "softmax score of derivation softmax-score, reward-to-go G_t) over whole "
+                "episodes of rlmath.sampling.discounted_rollouts vs central differences of "
+                "exact.objective"
             ),
         ),
         mutants=(
             Mutant(
                 "missing-policy-factor",
-                "d(s) A(s,a) / (1 - gamma): the pi(a|s) from the softmax score dropped",
+                "d(s) A(s,a) / (1 - gamma): the pi(a|s) from the softmax score dropped (MC: "
+                "weights 1[a_t = k] / pi(k|s_t) - 1)",
                 symbolic=SymbolicMutation("softmax-gradient", prefactor * (q[k] - value_s)),
-                exact=lambda ex: softmax_rhs(ex, prefactor * (q[k] - value_s)),
-                monte_carlo=all_actions_estimator,
+                monte_carlo=sampler(_credited(policy_free_rows)),
             ),
             Mutant(
                 "score-of-wrong-action",
                 "score 1[b = k] - pi(b|s) instead of 1[b = k] - pi(k|s)",
                 symbolic=SymbolicMutation("softmax-gradient", wrong_action_score),
-                exact=lambda ex: softmax_rhs(ex, wrong_action_score),
-                monte_carlo=wrong_action_estimator,
+                monte_carlo=sampler(_credited(wrong_action_rows)),
             ),
             Mutant(
                 "missing-normaliser",
                 "d(s) pi(a|s) A(s,a): the 1/(1 - gamma) dropped",
                 symbolic=SymbolicMutation("softmax-gradient", d_s * p[k] * (q[k] - value_s)),
-                exact=lambda ex: softmax_rhs(ex, d_s * p[k] * (q[k] - value_s)),
-                monte_carlo=unnormalised_estimator,
+                monte_carlo=sampler(_scaled(softmax_terms, _drop_normaliser)),
             ),
             Mutant(
                 "action-value-instead-of-advantage",
                 "d(s) pi(a|s) Q(s,a) / (1 - gamma): the -pi(a|s) part of the score (which makes "
-                "the baseline V) forgotten",
+                "the baseline V) forgotten (MC: weights 1[a_t = k])",
                 symbolic=SymbolicMutation("softmax-gradient", prefactor * p[k] * q[k]),
-                exact=lambda ex: softmax_rhs(ex, prefactor * p[k] * q[k]),
-                monte_carlo=indicator_estimator,
+                monte_carlo=sampler(_credited(indicator_rows)),
             ),
         ),
         notes=(
             "Here Q in place of A *is* a mutant: entrywise, d pi Q differs from d pi A by "
-            "d(s) pi(a|s) V(s). In the expectation form of the theorem the two agree."
+            "d(s) pi(a|s) V(s). In the expectation form of the theorem the two agree. The "
+            "exact leg's rhs is the lambdified conclusion (mutants' exact variants are their "
+            "lambdified wrong conclusions); the Monte-Carlo leg estimates each version from "
+            "sampled discounted episodes with the corresponding score weights."
         ),
     ),
 )

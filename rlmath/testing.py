@@ -42,6 +42,9 @@ from rlmath.policy import SoftmaxPolicy
 __all__ = [
     "NEAR_DETERMINISTIC_MASS",
     "central_difference_gradient",
+    "discounted_path_sum_moments",
+    "discounted_return_moments",
+    "discounted_reward_to_go_moments",
     "logits",
     "mdps_and_policies",
     "objective_gradient_by_central_differences",
@@ -493,3 +496,124 @@ def objective_gradient_by_central_differences(
         lambda theta: exact.objective(mdp, SoftmaxPolicy(theta)), policy.theta, step
     )
     return gradient, bound
+
+
+# ----------------------------------------------------------------------------- episode moments
+# Exact mean and standard deviation of per-episode estimators on the episodes of
+# rlmath.sampling.discounted_rollouts (length H ~ Geometric(1 - gamma), independent of the
+# path, no terminal states): what a Monte-Carlo leg needs to show that its sample size
+# rejects each mutant with the stated power (rlmath.claims.detectable). Conditioning on the
+# first step and using that the remaining length is again geometric (memorylessness) turns
+# every moment into a linear system in M = I - gamma P_pi, solved exactly. (Checked, when
+# written, against exact.trajectories enumeration of the equivalent MDP with an absorbing
+# stop state entered with probability 1 - gamma, to the truncation error gamma^H.)
+def _episode_system(mdp: TabularMDP, probabilities: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """``(P [S, A, S], M = I - gamma P_pi [S, S])``."""
+    P = mdp.dense_transitions()
+    P_pi = np.einsum("sa,sat->st", probabilities, P)
+    return P, np.eye(mdp.n_states) - mdp.gamma * P_pi
+
+
+def _policy_average_solve(
+    M: FloatArray, probabilities: FloatArray, terms: FloatArray
+) -> FloatArray:
+    r"""$x_c = M^{-1} \sum_a \pi(a|\cdot)\, \text{terms}_c(\cdot, a)$ for ``terms [C, S, A]``: ``[C, S]``."""
+    return np.linalg.solve(M, (probabilities * terms).sum(axis=-1).T).T
+
+
+def discounted_return_moments(
+    mdp: TabularMDP, policy: SoftmaxPolicy
+) -> tuple[FloatArray, FloatArray]:
+    r"""$\mathbb E[G \mid s_0 a_0]$ and $\mathbb E[G^2 \mid s_0 a_0]$ of $G = \sum_{t<H} r_t$, ``[S, A]`` each.
+
+    With continuation $C \sim \mathrm{Bernoulli}(\gamma)$ after each step, $G = r + C G'$, so
+    $\mathbb E[G \mid s, a] = Q(s, a)$ and
+    $\mathbb E[G^2 \mid s, a] = r^2 + 2\gamma r\, (P V)(s, a) + \gamma\, (P m_2)(s, a)$ with
+    $m_2 = M^{-1} \sum_a \pi\,(r^2 + 2\gamma r P V)$.
+    """
+    pi = policy.probabilities()
+    P, M = _episode_system(mdp, pi)
+    gamma, r = mdp.gamma, mdp.r
+    V = np.linalg.solve(M, (pi * r).sum(axis=1))
+    PV = P @ V
+    first = r + 2.0 * gamma * PV
+    m2 = np.linalg.solve(M, (pi * r * first).sum(axis=1))
+    return r + gamma * PV, r * first + gamma * (P @ m2)
+
+
+def discounted_path_sum_moments(
+    mdp: TabularMDP, policy: SoftmaxPolicy, terms: Any, *, start: Any = None
+) -> tuple[FloatArray, FloatArray]:
+    r"""Exact mean and sd of $X = \sum_{t<H} f(s_t, a_t)$ on discounted (geometric) episodes.
+
+    $e = M^{-1}\sum_a \pi f$ gives $\mathbb E[X \mid s_0 = s]$; with $X = f + C X'$,
+    $\mathbb E[X^2 \mid s_0] = M^{-1} \sum_a \pi\,(f^2 + 2\gamma f\, P e)$.
+
+    Args:
+        mdp: an infinite-horizon :class:`~rlmath.TabularMDP` (dense or sparse).
+        policy: the :class:`~rlmath.SoftmaxPolicy` that samples the actions.
+        terms: ``[..., S, A]`` values $f(s, a)$ (one estimator per leading index).
+        start: ``[S]`` distribution of $s_0$ (default ``mdp.rho0``).
+
+    Returns:
+        ``(mean, sd)``, each of shape ``terms.shape[:-2]``.
+
+    Examples:
+        >>> loop = TabularMDP(np.ones((1, 1, 1)), r=[[1.0]], rho0=[1.0], gamma=0.5)
+        >>> mean, sd = discounted_path_sum_moments(loop, SoftmaxPolicy(np.zeros((1, 1))), loop.r)
+        >>> float(mean), float(sd) ** 2  # H ~ Geometric(1/2): E H = 2, Var H = gamma/(1-gamma)^2
+        (2.0, 2.0)
+    """
+    pi = policy.probabilities()
+    P, M = _episode_system(mdp, pi)
+    rho = np.asarray(mdp.rho0 if start is None else start, dtype=np.float64)
+    f = np.asarray(terms, dtype=np.float64)
+    lead = f.shape[:-2]
+    F = f.reshape(-1, *f.shape[-2:])
+    e = _policy_average_solve(M, pi, F)
+    Pe = np.einsum("sat,ct->csa", P, e)
+    second = _policy_average_solve(M, pi, F * (F + 2.0 * mdp.gamma * Pe))
+    mean = e @ rho
+    variance = np.maximum(second @ rho - mean**2, 0.0)
+    return mean.reshape(lead), np.sqrt(variance).reshape(lead)
+
+
+def discounted_reward_to_go_moments(
+    mdp: TabularMDP, policy: SoftmaxPolicy, weights: Any, *, start: Any = None
+) -> tuple[FloatArray, FloatArray]:
+    r"""Exact mean and sd of $X = \sum_{t<H} \phi(s_t, a_t)\, G_t$, $G_t = \sum_{t'=t}^{H-1} r_{t'}$.
+
+    REINFORCE with reward-to-go on discounted (geometric) episodes when $\phi$ is the score.
+    With $G = r + C G'$ and $X = \phi G + C X'$: $e = M^{-1}\sum_a\pi\,\phi Q$ is
+    $\mathbb E[X \mid s_0]$, $f = M^{-1}\sum_a \pi\,(\phi\, m_2 + \gamma r\, P e)$ is
+    $\mathbb E[X G \mid s_0]$ and
+    $\mathbb E[X^2 \mid s_0] = M^{-1}\sum_a \pi\,(\phi^2 m_2 + 2\gamma\phi\,(r\, P e + P f))$,
+    with $Q, m_2$ from :func:`discounted_return_moments`.
+
+    Args:
+        mdp: an infinite-horizon :class:`~rlmath.TabularMDP`.
+        policy: the :class:`~rlmath.SoftmaxPolicy` that samples the actions.
+        weights: ``[..., S, A]`` values $\phi(s, a)$ (one estimator per leading index: for
+            the gradient, index ``(s', b)`` holds the score entry $\partial\log\pi(a|s) /
+            \partial\theta_{s', b}$).
+        start: ``[S]`` distribution of $s_0$ (default ``mdp.rho0``).
+
+    Returns:
+        ``(mean, sd)``, each of shape ``weights.shape[:-2]``.
+    """
+    pi = policy.probabilities()
+    P, M = _episode_system(mdp, pi)
+    gamma, r = mdp.gamma, mdp.r
+    rho = np.asarray(mdp.rho0 if start is None else start, dtype=np.float64)
+    phi = np.asarray(weights, dtype=np.float64)
+    lead = phi.shape[:-2]
+    F = phi.reshape(-1, *phi.shape[-2:])
+    Q, m2 = discounted_return_moments(mdp, policy)
+    e = _policy_average_solve(M, pi, F * Q)
+    Pe = np.einsum("sat,ct->csa", P, e)
+    f = _policy_average_solve(M, pi, F * m2 + gamma * r * Pe)
+    Pf = np.einsum("sat,ct->csa", P, f)
+    second = _policy_average_solve(M, pi, F * (F * m2 + 2.0 * gamma * (r * Pe + Pf)))
+    mean = e @ rho
+    variance = np.maximum(second @ rho - mean**2, 0.0)
+    return mean.reshape(lead), np.sqrt(variance).reshape(lead)
