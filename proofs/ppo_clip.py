@@ -51,6 +51,7 @@ from rlmath.claims import (
     Mutant,
     Step,
     SymbolicLeg,
+    Statement,
     SymbolicMutation,
     lambdify,
 )
@@ -58,6 +59,7 @@ from rlmath.tolerances import EPS, exact_rtol
 
 # ----------------------------------------------------------------------------- symbols
 r = sp.Symbol("r", real=True)  # the probability ratio, as a variable
+_x = sp.Symbol("x", real=True)  # the variable of d/dr in the statement (evaluated at r)
 A = sp.Symbol("A", real=True)
 epsilon = sp.Symbol("epsilon", positive=True)
 VARIABLES = (r, A, epsilon)
@@ -457,12 +459,12 @@ def _clipped_term_only(g: Region) -> sp.Expr:
 
 
 _a_open = _region(SLOPE_REGIONS, "positive-above").advantage  # the positive |A| symbol
-_STATEMENT_REASON = (
-    "proved by a case analysis over six regions whose derivations are in per-region "
-    "parameters (r = 1 + eps + rho, A = -a, ...); a Statement ties to one derivation in the "
-    "statement's own variables, and none of them is. Tying would need the framework to prove, "
-    "for each Case, statement.lhs.subs(parametrisation) = the case's first step and "
-    "statement.rhs.subs(parametrisation) = its conclusion."
+#: The slopes assembled over the regions: 0 where the clip binds in the direction A favours.
+clip_slope = sp.Piecewise(
+    (0, (A > 0) & (r > 1 + epsilon)),
+    (0, (A < 0) & (r < 1 - epsilon)),
+    (A, True),
+    evaluate=False,
 )
 _RHS_REASON = (
     "the case analysis's conclusions are in per-region parameters: the rhs evaluates, at each "
@@ -475,13 +477,13 @@ CLAIMS = (
     Claim(
         id="ppo-clip-lower-bound",
         title="PPO's clipped surrogate is a lower bound of the unclipped one",
-        statement=(
-            r"\min\!\big(rA,\ \mathrm{clip}(r, 1-\epsilon, 1+\epsilon) A\big) \le rA,"
-            r"\quad rA - L^{\mathrm{CLIP}} = \begin{cases} (r - 1 - \epsilon) A & A \ge 0,\ r \ge 1 + \epsilon \\"
-            r" (1 - \epsilon - r)(-A) & A \le 0,\ r \le 1 - \epsilon \\ 0 & \text{otherwise} \end{cases}"
-            r"\qquad (r, A \in \mathbb R,\ 0 < \epsilon < 1)"
+        statement=Statement(
+            r * A,
+            clipped_surrogate(r, A, epsilon),
+            ">=",
+            derivation="bound",
+            where=r"r, A \in \mathbb R,\ 0 < \epsilon < 1;\ \text{each case with its parametrisation}",
         ),
-        statement_reason=_STATEMENT_REASON,
         assumptions=(
             "Case analysis: A >= 0 and A <= 0, each with r below, inside or above "
             "[1 - eps, 1 + eps] (six derivations, closed regions with non-negative "
@@ -533,13 +535,12 @@ CLAIMS = (
     Claim(
         id="ppo-clip-gradient",
         title="The clipped surrogate's gradient switches off only in the direction A favours",
-        statement=(
-            r"\frac{d}{dr}\min\!\big(rA, \mathrm{clip}(r, 1-\epsilon, 1+\epsilon)A\big) = "
-            r"\begin{cases} 0 & A > 0,\ r > 1+\epsilon \ \text{ or } \ A < 0,\ r < 1-\epsilon \\"
-            r" A & \text{otherwise} \end{cases}"
-            r"\qquad (A \ne 0,\ r \ne 1 \pm \epsilon,\ 0 < \epsilon < 1)"
+        statement=Statement(
+            sp.Subs(sp.Derivative(clipped_surrogate(_x, A, epsilon), _x), _x, r),
+            clip_slope,
+            derivation="slope",
+            where=r"A \ne 0,\ r \ne 1 \pm \epsilon,\ 0 < \epsilon < 1",
         ),
-        statement_reason=_STATEMENT_REASON,
         assumptions=(
             "r is not at a kink r = 1 +- eps, where the objective has no derivative; A != 0.",
             "Six derivations, one per sign of A and open region of r (below, inside, above), "
