@@ -10,8 +10,8 @@ $u \sim U[0, 1)$: with $K$ slots per row, slot $k = \lfloor K u \rfloor$ and the
 $K u - k$ decides between the slot's own outcome and its alias (:func:`alias_sample`). The
 rollout loop draws from a *fused* layout of the same table: the test $K u - k < t_k$ is made
 as $K u < c_k$ with $c_k = k + t_k$ rounded up to a float, which decides every float
-$K u$ exactly as the fraction does, and the outcome and alias of a slot sit side by side, so
-a draw is one gather of $c$ and one of the pair (the outcomes are those of
+$K u$ exactly as the fraction does, and a slot's outcome and alias sit side by side, so a
+draw is two gathers: $c_k$, then the one of the two it picks (the outcomes are those of
 :func:`alias_sample`, uniform for uniform).
 
 Randomness is organised so that results never depend on how the work is split in memory:
@@ -56,6 +56,7 @@ References:
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -465,7 +466,9 @@ def rollouts(
     stopping an episode when $s_{t+1}$ is in ``terminal_states`` (``terminated[t]``) or at
     $t = T - 1$ (``truncated[t]``). There is no Python loop over episodes: the loop runs over
     chunks, steps and random blocks, and each step advances every alive episode of a chunk
-    with alias-table draws (see the module docstring for the seeding scheme).
+    with alias-table draws (see the module docstring for the seeding scheme). The alias
+    tables of the transitions are built once per MDP object and reused by later calls on it
+    (the last few MDPs sampled, while they live).
 
     Args:
         mdp: a :class:`~rlmath.TabularMDP`, dense or sparse. Its ``gamma`` and ``horizon`` are
@@ -597,11 +600,12 @@ def discounted_rollouts(
     Examples:
         >>> from rlmath import TabularMDP
         >>> loop = TabularMDP(np.ones((1, 1, 1)), r=[[1.0]], rho0=[1.0], gamma=0.75)
-        >>> out = discounted_rollouts(loop, [[1.0]], n_episodes=100_000, seed=0)
-        >>> round(float(out.rewards.sum(axis=0).mean()), 2)  # J = 1 / (1 - gamma) = 4
-        4.0
-        >>> bool(out.truncated[out.lengths - 1, np.arange(100_000)].all())
+        >>> out = discounted_rollouts(loop, [[1.0]], n_episodes=20_000, seed=0)
+        >>> J = out.rewards.sum(axis=0)  # undiscounted along the path; exact J = 1/(1 - 0.75)
+        >>> bool(abs(J.mean() - 4.0) < 5 * J.std() / np.sqrt(20_000))
         True
+        >>> bool(out.truncated[out.lengths - 1, np.arange(20_000)].all()), out.states.dtype
+        (True, dtype('int32'))
     """
     _check_mdp(mdp)
     n_episodes = check_integer(n_episodes, "n_episodes", minimum=1)
@@ -705,7 +709,8 @@ def _fuse(table: AliasTable, dtype: type[np.signedinteger[Any]]) -> _FusedTable:
     alias test compares the reals $x < k + t_k$. The smallest float $c_k \ge k + t_k$ decides
     it the same way for every float $x$, since no float lies in $[k + t_k, c_k)$. It is
     $k + t_k$ rounded to nearest, moved up one float where that rounded down; the test
-    $c_k - k < t_k$ is exact, as $c_k - k$ is (Sterbenz: $k \le c_k \le 2k$ for $k \ge 1$).
+    $c_k - k < t_k$ is exact, as $c_k - k$ is (Sterbenz: $k \le c_k \le 2k$ for $k \ge 1$),
+    and for a float $c \ge 0$ the next float up has the bit pattern of $c$ plus one.
 
     Args:
         table: an :class:`AliasTable` ``[R, K]``.
@@ -717,7 +722,8 @@ def _fuse(table: AliasTable, dtype: type[np.signedinteger[Any]]) -> _FusedTable:
     slots = np.arange(table.n_slots, dtype=np.float64)
     cuts = slots + table.thresholds
     rounded_down = cuts - slots < table.thresholds
-    cuts[rounded_down] = np.nextafter(cuts[rounded_down], np.inf)
+    bits = cuts.view(np.int64)
+    np.add(bits, rounded_down, out=bits)  # next float up: cuts >= 0, so its bit pattern + 1
     choices = np.stack([table.outcomes, table.aliases], axis=-1).astype(dtype)
     return _FusedTable(cuts.ravel(), choices.ravel(), table.n_slots)
 
@@ -740,13 +746,14 @@ def _fused_draw(
         cut: ``[n]`` float64 scratch.
         alias: ``[n]`` bool scratch.
     """
-    # mode="wrap": the indices are in range by construction, and mode="raise" would copy
-    # `out` on every call (to leave it untouched on an error)
-    np.take(table.cuts, flat, out=cut, mode="wrap")
-    np.greater_equal(scaled, cut, out=alias)
-    np.add(flat, flat, out=flat)
-    np.add(flat, alias, out=flat)
-    np.take(table.choices, flat, out=out, mode="wrap")
+    # Methods and positional `out`: this runs twice per step, and with a few hundred alive
+    # episodes NumPy's per-call overhead is what costs. mode="wrap": the indices are in range
+    # by construction, and mode="raise" would copy `out` (to leave it untouched on an error).
+    table.cuts.take(flat, out=cut, mode="wrap")
+    np.greater_equal(scaled, cut, alias)
+    flat += flat
+    flat += alias
+    table.choices.take(flat, out=out, mode="wrap")
 
 
 @dataclass(frozen=True, eq=False)
@@ -782,7 +789,7 @@ def _build_tables(
     return _Tables(
         initial=_fuse(alias_table(mdp.rho0), dtype),
         policy=_fuse(alias_table(pi), dtype),
-        transitions=_fuse(transition_alias_table(mdp), dtype),
+        transitions=_transition_table(mdp, dtype),
         rewards=np.ascontiguousarray(mdp.r, dtype=np.float64).ravel(),
         log_pi=np.ascontiguousarray(log_pi, dtype=np.float64).ravel(),
         terminal=terminal,
@@ -790,6 +797,32 @@ def _build_tables(
         n_actions=A,
         index_dtype=dtype,
     )
+
+
+#: Fused transition tables of the most recently sampled MDPs, oldest first:
+#: ``{id(mdp): (weak reference to mdp, table)}``, at most :data:`_CACHED_MDPS` entries.
+_TRANSITION_TABLES: dict[int, tuple[weakref.ref[TabularMDP], _FusedTable]] = {}
+_CACHED_MDPS = 4
+
+
+def _transition_table(mdp: TabularMDP, dtype: type[np.signedinteger[Any]]) -> _FusedTable:
+    """The fused alias table of ``mdp``'s transitions, kept for the last few MDP objects.
+
+    A :class:`~rlmath.TabularMDP` does not change (its arrays are read-only), so the table is
+    a function of the object, and repeated calls on one MDP (batch after batch) build it
+    once. Building it costs $O(S A K)$, as much as sampling $10^5$ to $10^6$ steps of a dense
+    MDP with a few hundred states. A table is kept only while its MDP lives (a weak
+    reference) and among the :data:`_CACHED_MDPS` most recently sampled.
+    """
+    key = id(mdp)
+    cached = _TRANSITION_TABLES.pop(key, None)
+    if cached is None or cached[0]() is not mdp or cached[1].choices.dtype != dtype:
+        table = _fuse(transition_alias_table(mdp), dtype)
+        cached = (weakref.ref(mdp, lambda _: _TRANSITION_TABLES.pop(key, None)), table)
+    _TRANSITION_TABLES[key] = cached  # now the most recent
+    while len(_TRANSITION_TABLES) > _CACHED_MDPS:
+        del _TRANSITION_TABLES[next(iter(_TRANSITION_TABLES))]
+    return cached[1]
 
 
 def _block_generators(root: np.random.SeedSequence, n_blocks: int) -> list[np.random.Generator]:
@@ -846,7 +879,7 @@ def _sample(
     )
     blocks_per_chunk = chunk_size // block_size
     n_blocks = len(generators)
-    work = _Workspace.allocate(min(blocks_per_chunk, n_blocks) * block_size, dtype)
+    work = _Workspace.allocate(min(blocks_per_chunk, n_blocks) * block_size, tables)
     arrays = {name: getattr(out, name) for name in _OUTPUTS}
     for first_block in range(0, n_blocks, blocks_per_chunk):
         chunk = generators[first_block : first_block + blocks_per_chunk]
@@ -877,9 +910,7 @@ class _Workspace:
     ``next_state`` swap roles after every step.
     """
 
-    draws: FloatArray  # [W, 2] the step's uniforms, (action, next state) per episode
-    scaled_action: FloatArray  # A u of the action draw
-    scaled_next: FloatArray  # K u of the next-state draw
+    draws: FloatArray  # [W, 2] the step's uniforms u per episode, then (A u, K u) in place
     slot_next: IntArray  # floor(K u) of the next-state draw
     state: StepIntArray  # s_t of the alive episodes
     next_state: StepIntArray  # s_{t+1}
@@ -889,15 +920,14 @@ class _Workspace:
     cut: FloatArray  # c of the drawn slots
     alias: BoolArray  # the alias was taken
     values: FloatArray  # looked-up rewards / log-probabilities; initial uniforms
-    entered: BoolArray  # s_{t+1} is terminal
     ended: BoolArray  # the episode ends after step t
+    columns: StepIntArray  # [W] by column: s_t while alive, then the final state
 
     @classmethod
-    def allocate(cls, width: int, dtype: type[np.signedinteger[Any]]) -> _Workspace:
+    def allocate(cls, width: int, tables: _Tables) -> _Workspace:
+        dtype = tables.index_dtype
         return cls(
             draws=np.empty((width, 2)),
-            scaled_action=np.empty(width),
-            scaled_next=np.empty(width),
             slot_next=np.empty(width, dtype=np.intp),
             state=np.empty(width, dtype=dtype),
             next_state=np.empty(width, dtype=dtype),
@@ -907,8 +937,8 @@ class _Workspace:
             cut=np.empty(width),
             alias=np.empty(width, dtype=bool),
             values=np.empty(width),
-            entered=np.empty(width, dtype=bool),
             ended=np.empty(width, dtype=bool),
+            columns=np.empty(width, dtype=dtype),
         )
 
 
@@ -933,35 +963,39 @@ def _simulate_chunk(
     offsets = bounds.tolist()
     _initial_states(tables.initial, generators, offsets, width, work)
     lengths = np.full(width, T, dtype=np.intp)
-    terminated = np.zeros(width, dtype=bool)
     final = out["final_states"]
     index: IntArray | None = None
     n = width
     for t in range(T):
         _step(tables, generators, offsets, n, work)
         _record(tables, out, t, index, n, work)
-        ended = _ended(tables, t, limits, n, work)
-        if ended is None:
+        stopped = _stopped(tables, t, limits, n, work)
+        if stopped is None:
             work.state, work.next_state = work.next_state, work.state
             continue
-        stopped = np.flatnonzero(ended)
-        columns = stopped if index is None else index[stopped]
-        final[columns] = work.next_state[stopped]
+        final_state = work.next_state[stopped]
+        if index is None:  # from now on states are recorded through work.columns
+            work.columns[:width] = work.next_state[:width]
+            columns = stopped
+        else:
+            columns = index[stopped]
+            work.columns[columns] = final_state
+        final[columns] = final_state
         lengths[columns] = t + 1
-        if tables.has_terminal:
-            terminated[columns] = work.entered[stopped]
-        kept = np.flatnonzero(np.logical_not(ended, out=ended))
-        n = kept.size
-        index = kept if index is None else index[kept]
-        np.take(work.next_state, kept, out=work.state[:n], mode="wrap")
+        kept = np.logical_not(work.ended[:n], work.ended[:n])  # pack the survivors
+        index = kept.nonzero()[0] if index is None else index[kept]
+        following = work.next_state[:n][kept]
+        n = following.size
+        work.state[:n] = following
         if limits is not None:
             limits = limits[kept]
         if n == 0:
+            out["states"][t + 1 :] = work.columns[:width]  # padding: the final states
             break
-        offsets = np.searchsorted(index, bounds).tolist()
+        offsets = index.searchsorted(bounds).tolist()
     else:  # cut by the horizon after step T - 1
         final[slice(None) if index is None else index] = work.state[:n]
-    _finish(out, lengths, terminated)
+    _finish(tables, out, lengths)
 
 
 def _initial_states(
@@ -974,9 +1008,9 @@ def _initial_states(
     r"""$s_0 \sim \rho_0$ into ``work.state[:width]``, one uniform per episode."""
     scaled = work.values[:width]
     _fill(generators, offsets, scaled)
-    np.multiply(scaled, table.n_slots, out=scaled)
+    scaled *= table.n_slots
     flat = work.flat[:width]
-    np.copyto(flat, scaled, casting="unsafe")  # floor(K u): the table has one row
+    flat[:] = scaled  # floor(K u): the table has one row
     _fused_draw(table, flat, scaled, work.state[:width], work.cut[:width], work.alias[:width])
 
 
@@ -990,25 +1024,20 @@ def _step(
     r"""One step of the ``n`` alive episodes: $a_t$, the pair $s_t A + a_t$ and $s_{t+1}$."""
     draws = work.draws[:n]
     _fill(generators, offsets, draws)
-    scaled_action, scaled_next = work.scaled_action[:n], work.scaled_next[:n]
-    np.multiply(draws[:, 0], tables.n_actions, out=scaled_action)
-    np.multiply(draws[:, 1], tables.transitions.n_slots, out=scaled_next)
-    pair, flat, action, cut, alias = (
-        work.pair[:n],
-        work.flat[:n],
-        work.action[:n],
-        work.cut[:n],
-        work.alias[:n],
-    )
-    np.copyto(flat, scaled_action, casting="unsafe")  # floor(A u), as A u >= 0
-    np.multiply(work.state[:n], tables.n_actions, out=pair)  # policy row s starts at slot s A
-    np.add(flat, pair, out=flat)
+    scaled_action, scaled_next = draws[:, 0], draws[:, 1]
+    scaled_action *= tables.n_actions  # A u
+    scaled_next *= tables.transitions.n_slots  # K u
+    pair, flat, action = work.pair[:n], work.flat[:n], work.action[:n]
+    cut, alias = work.cut[:n], work.alias[:n]
+    flat[...] = scaled_action  # floor(A u), as A u >= 0
+    np.multiply(work.state[:n], tables.n_actions, pair)  # policy row s starts at slot s A
+    flat += pair
     _fused_draw(tables.policy, flat, scaled_action, action, cut, alias)
-    np.add(pair, action, out=pair)
+    pair += action
     slot_next = work.slot_next[:n]
-    np.copyto(slot_next, scaled_next, casting="unsafe")
-    np.multiply(pair, tables.transitions.n_slots, out=flat)
-    np.add(flat, slot_next, out=flat)
+    slot_next[...] = scaled_next  # floor(K u)
+    np.multiply(pair, tables.transitions.n_slots, flat)
+    flat += slot_next
     _fused_draw(tables.transitions, flat, scaled_next, work.next_state[:n], cut, alias)
 
 
@@ -1020,53 +1049,60 @@ def _record(
     n: int,
     work: _Workspace,
 ) -> None:
-    """Write step ``t`` of the ``n`` alive episodes into row ``t`` of the outputs."""
+    """Write step ``t`` of the ``n`` alive episodes into row ``t`` of the outputs.
+
+    Once some episodes have ended (``index`` given), the states go through ``work.columns``,
+    which keeps each ended episode's final state: copying it whole writes the padding too.
+    """
     states, actions = out["states"][t], out["actions"][t]
     rewards, log_probs = out["rewards"][t], out["log_probs"][t]
     state, action, pair = work.state[:n], work.action[:n], work.pair[:n]
     if index is None:  # all alive: whole rows, filled in place
-        np.copyto(states, state)
-        np.copyto(actions, action)
-        np.take(tables.rewards, pair, out=rewards, mode="wrap")
-        np.take(tables.log_pi, pair, out=log_probs, mode="wrap")
+        states[...] = state
+        actions[...] = action
+        tables.rewards.take(pair, out=rewards, mode="wrap")
+        tables.log_pi.take(pair, out=log_probs, mode="wrap")
         return
     values = work.values[:n]
-    states[index] = state
+    columns = work.columns[: states.size]
+    columns[index] = state
+    states[...] = columns
     actions[index] = action
-    rewards[index] = np.take(tables.rewards, pair, out=values, mode="wrap")
-    log_probs[index] = np.take(tables.log_pi, pair, out=values, mode="wrap")
+    rewards[index] = tables.rewards.take(pair, out=values, mode="wrap")
+    log_probs[index] = tables.log_pi.take(pair, out=values, mode="wrap")
 
 
-def _ended(
+def _stopped(
     tables: _Tables, t: int, limits: IntArray | None, n: int, work: _Workspace
-) -> BoolArray | None:
-    """``[n]`` mask of the alive episodes that end after step ``t``, or ``None`` if none does.
+) -> IntArray | None:
+    """Positions of the alive episodes that end after step ``t`` (``None`` if none does).
 
-    An episode ends when $s_{t+1}$ is terminal (``work.entered``) or $t + 1$ is its geometric
-    length (``limits``, ``[n]``); without either nothing ends before the horizon.
+    An episode ends when $s_{t+1}$ is terminal or $t + 1$ is its geometric length
+    (``limits``, ``[n]``); without either nothing ends before the horizon. The mask is left
+    in ``work.ended[:n]``.
     """
     ended = work.ended[:n]
     if tables.has_terminal:
-        entered = work.entered[:n]
-        np.take(tables.terminal, work.next_state[:n], out=entered, mode="wrap")
-        if limits is None:
-            np.copyto(ended, entered)
-        else:
-            np.equal(limits, t + 1, out=ended)
-            np.logical_or(ended, entered, out=ended)
+        tables.terminal.take(work.next_state[:n], out=ended, mode="wrap")
+        if limits is not None:
+            ended |= limits == t + 1
     elif limits is not None:
-        np.equal(limits, t + 1, out=ended)
+        np.equal(limits, t + 1, ended)
     else:
         return None
-    return ended if ended.any() else None
+    stopped = ended.nonzero()[0]
+    return stopped if stopped.size else None
 
 
-def _finish(out: dict[str, NDArray[Any]], lengths: IntArray, terminated: BoolArray) -> None:
-    """The masks from the episodes' lengths, and the padding states (the final state)."""
+def _finish(tables: _Tables, out: dict[str, NDArray[Any]], lengths: IntArray) -> None:
+    """The masks ``alive``, ``terminated`` and ``truncated`` from the episodes' lengths.
+
+    An episode was terminated exactly when its final state is terminal: entering one ends
+    it, and it ends in no other way in a terminal state.
+    """
     T, width = out["states"].shape
-    alive = out["alive"]
-    np.less(np.arange(T)[:, None], lengths[None, :], out=alive)
+    np.less(np.arange(T)[:, None], lengths[None, :], out["alive"])
+    terminated = tables.terminal[out["final_states"]]
     last, columns = lengths - 1, np.arange(width)
     out["terminated"][last[terminated], columns[terminated]] = True
     out["truncated"][last[~terminated], columns[~terminated]] = True
-    np.copyto(out["states"], out["final_states"][None, :], where=~alive)
