@@ -662,7 +662,7 @@ def check(
     if resolved == "jax" and dtype == "float64":
         import jax
 
-        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_enable_x64", True)  # type: ignore[no-untyped-call]
     fixed = dict(hyperparameters or {})
     assumed = spec_object.resolve_assumptions(assume)
     strategy = spec_object.examples(fixed, assumed)

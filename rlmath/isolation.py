@@ -93,7 +93,7 @@ class Worker:
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
-        process = self._context.Process(
+        process = self._context.Process(  # type: ignore[attr-defined]
             target=_serve, args=(child, self._function, self._memory_limit), daemon=True
         )
         process.start()

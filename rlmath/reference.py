@@ -42,11 +42,13 @@ from rlmath._validation import (
     as_flag_array,
     as_float_array,
     check_finite,
+    check_integer,
     check_interval,
     check_shape,
 )
 
 __all__ = [
+    "actor_critic_loss",
     "adaptive_kl_coefficient",
     "bradley_terry_loss",
     "categorical_entropy",
@@ -55,16 +57,21 @@ __all__ = [
     "discounted_returns",
     "dpo_loss",
     "dpo_loss_gradient",
+    "dual_clip_ppo_loss",
     "generalized_advantage_estimation",
     "group_normalized_advantages",
     "kl_estimator_k1",
     "kl_estimator_k2",
     "kl_estimator_k3",
     "lambda_returns",
+    "n_step_returns",
     "normalized_advantages",
+    "policy_gradient_loss",
     "ppo_clipped_surrogate_loss",
     "ppo_clipped_surrogate_loss_gradient",
+    "preference_loss",
     "temporal_difference_errors",
+    "vtrace_targets",
 ]
 
 BoolArray = NDArray[np.bool_]
@@ -1196,3 +1203,604 @@ def normalized_advantages(advantages: Any, *, epsilon: float = 0.0, ddof: int = 
         raise ValueError(f"advantages must not be empty, got shape {array.shape}")
     check_finite(array, "advantages")
     return _standardize(array, None, epsilon, ddof)
+
+
+# --------------------------------------------------------------------------------------------
+# Policy-gradient, dual-clip and combined actor-critic losses
+# --------------------------------------------------------------------------------------------
+
+
+def _coefficient(value: Any, name: str) -> float:
+    return check_interval(value, name, low=0.0, high=np.inf, high_open=True)
+
+
+def policy_gradient_loss(log_probs: Any, advantages: Any) -> float:
+    r"""The REINFORCE (vanilla policy-gradient) loss, mean over samples.
+
+    $$ \mathcal{L}_\mathrm{PG} = -\frac1N \sum_i \log\pi_\theta(a_i \mid s_i) \, A_i, \qquad
+       \frac{\partial \mathcal{L}_\mathrm{PG}}{\partial \log\pi_\theta(a_i \mid s_i)}
+       = -\frac{A_i}{N}, $$
+
+    so that $-\nabla_\theta \mathcal{L}_\mathrm{PG} = \frac1N \sum_i A_i \nabla_\theta
+    \log\pi_\theta(a_i \mid s_i)$ is the sample estimate of the policy gradient. Only the
+    gradient means something: the value of the loss is not an estimate of the return.
+
+    Conventions: a loss (minimise it); mean over all $N$ entries of any shape ``[*S]``;
+    ``advantages`` are constants (stop-gradient: detach them or compute them without
+    gradient tracking); they may be returns, rewards-to-go, GAE or normalised advantages;
+    float64.
+
+    Claim: ``policy-gradient-theorem``; ``log-derivative-trick``.
+
+    Args:
+        log_probs: ``[*S]``, $\log\pi_\theta(a_i \mid s_i)$ of the sampled actions under the
+            policy being optimised (which sampled them).
+        advantages: ``[*S]``, $A_i$.
+
+    Returns:
+        The loss, a Python float.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: on mismatched shapes, empty or non-finite inputs.
+
+    Examples:
+        By hand: $-(\log\tfrac12 \cdot 2 + \log 1 \cdot 5)/2 = \log 2$.
+
+        >>> policy_gradient_loss([np.log(0.5), 0.0], [2.0, 5.0])
+        0.6931471805599453
+
+    References:
+        Williams, *Simple Statistical Gradient-Following Algorithms for Connectionist
+        Reinforcement Learning*, Machine Learning 8, 1992 (REINFORCE).
+        Sutton et al., *Policy Gradient Methods for Reinforcement Learning with Function
+        Approximation*, NeurIPS 1999, Theorem 1.
+    """
+    new, adv = _same_shape_arrays("log_probs", log_probs=log_probs, advantages=advantages)
+    if new.size == 0:
+        raise ValueError(f"log_probs must not be empty, got shape {new.shape}")
+    return float(-np.mean(new * adv))
+
+
+def _dual_clip(dual_clip: Any) -> float:
+    return check_interval(dual_clip, "dual_clip", low=1.0, high=np.inf, low_open=True)
+
+
+def dual_clip_ppo_loss(
+    log_probs: Any, old_log_probs: Any, advantages: Any, *, clip_epsilon: float, dual_clip: float
+) -> float:
+    r"""Dual-clip PPO loss: PPO's clipped loss, with the objective of $A < 0$ bounded by $cA$.
+
+    $$ \mathcal{L} = -\frac1N \sum_i \begin{cases}
+       \min\big(\rho_i A_i,\, \operatorname{clip}(\rho_i, 1-\epsilon, 1+\epsilon) A_i\big)
+       & A_i \ge 0, \\
+       \max\Big(\min\big(\rho_i A_i,\, \operatorname{clip}(\rho_i, 1-\epsilon, 1+\epsilon)
+       A_i\big),\; c \, A_i\Big) & A_i < 0, \end{cases} \qquad
+       \rho_i = e^{\log\pi_\theta(a_i \mid s_i) - \log\pi_{\theta_\mathrm{old}}(a_i \mid s_i)}, $$
+
+    with $c$ = ``dual_clip`` $> 1$. PPO's objective for $A_i < 0$ is $\rho_i A_i$, unbounded
+    below as $\rho_i \to \infty$ (off-policy data with a tiny $\pi_{\theta_\mathrm{old}}$); the
+    dual clip replaces it by the constant $c A_i$ once $\rho_i > c$, so such samples get no
+    gradient. The gradient with respect to $\log\pi_\theta(a_i \mid s_i)$ is
+    $-\rho_i A_i / N$ where $A_i > 0$ and $\rho_i \le 1 + \epsilon$, or $A_i < 0$ and
+    $1 - \epsilon \le \rho_i \le c$, and $0$ elsewhere. ``dual_clip = inf`` gives
+    :func:`ppo_clipped_surrogate_loss`.
+
+    Conventions: a loss (minimise it); mean over all $N$ entries of any shape ``[*S]``; the
+    ratio is formed in log space; ``old_log_probs`` and ``advantages`` are constants; the dual
+    clip applies to $A_i < 0$ only; float64.
+
+    Claim: ``ppo-clip-gradient`` (for $A \ge 0$ and for $\rho \le c$ the loss is PPO's);
+    ``ppo-clip-lower-bound``.
+
+    Args:
+        log_probs: ``[*S]``, $\log \pi_\theta(a_i \mid s_i)$ of the policy being optimised.
+        old_log_probs: ``[*S]``, $\log \pi_{\theta_\mathrm{old}}(a_i \mid s_i)$ of the policy
+            that sampled the actions.
+        advantages: ``[*S]``, $A_i$.
+        clip_epsilon: $\epsilon > 0$ (``inf`` allowed).
+        dual_clip: $c > 1$ (``inf`` allowed: plain PPO); Ye et al. use $c = 3$.
+
+    Returns:
+        The loss, a Python float.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: on mismatched shapes, empty or non-finite inputs, ``clip_epsilon <= 0``
+            or ``dual_clip <= 1``.
+
+    Examples:
+        By hand, $\epsilon = 0.2$, $c = 3$, $A = -1$: $\rho = 10$ gives PPO's term
+        $\min(-10, -1.2) = -10$, dual-clipped to $\max(-10, -3) = -3$; $\rho = 2$ keeps
+        $\max(-2, -3) = -2$. Loss $-(-3 - 2)/2 = 2.5$ (PPO: 6).
+
+        >>> dual_clip_ppo_loss([np.log(10.0), np.log(2.0)], [0.0, 0.0], [-1.0, -1.0],
+        ...                    clip_epsilon=0.2, dual_clip=3.0)
+        2.5
+
+    References:
+        Ye et al., *Mastering Complex Control in MOBA Games with Deep Reinforcement Learning*,
+        AAAI 2020 (arXiv:1912.09729), the dual-clip PPO objective.
+        Schulman et al., *Proximal Policy Optimization Algorithms*, arXiv:1707.06347, 2017,
+        eq. 7.
+    """
+    ratio, adv, epsilon = _ppo_arrays(log_probs, old_log_probs, advantages, clip_epsilon)
+    c = _dual_clip(dual_clip)
+    clipped = np.clip(ratio, 1.0 - epsilon, 1.0 + epsilon)
+    ppo = np.minimum(ratio * adv, clipped * adv)
+    with np.errstate(invalid="ignore"):  # c = inf times A = 0 where A >= 0 is not used
+        objective = np.where(adv < 0, np.maximum(ppo, c * adv), ppo)
+    return float(-np.mean(objective))
+
+
+def actor_critic_loss(
+    log_probs: Any,
+    old_log_probs: Any,
+    advantages: Any,
+    values: Any,
+    returns: Any,
+    entropy: Any,
+    reference_log_probs: Any = None,
+    *,
+    clip_epsilon: float,
+    value_coefficient: float,
+    entropy_coefficient: float,
+    kl_coefficient: float,
+) -> float:
+    r"""PPO's combined loss: clipped policy loss + value loss - entropy bonus + KL penalty.
+
+    $$ \mathcal{L} = \mathcal{L}^\mathrm{CLIP}
+       + c_v \, \frac{1}{2N} \sum_i (V_i - R_i)^2
+       - c_e \, \frac1N \sum_i H_i
+       + \beta \, \frac1N \sum_i k_3(a_i \mid s_i), $$
+
+    $$ k_3 = (r_i - 1) - \log r_i, \qquad
+       r_i = \exp\big(\log\pi_\mathrm{ref}(a_i \mid s_i) - \log\pi_\theta(a_i \mid s_i)\big), $$
+
+    with $\mathcal{L}^\mathrm{CLIP}$ of :func:`ppo_clipped_surrogate_loss`, $c_v$ =
+    ``value_coefficient``, $c_e$ = ``entropy_coefficient`` and $\beta$ = ``kl_coefficient``.
+    **Signs:** the entropy *bonus* is subtracted (minimising the loss raises the entropy) and
+    the KL *penalty* is added (minimising it pulls $\pi_\theta$ toward $\pi_\mathrm{ref}$).
+
+    **KL term:** the mean of :func:`kl_estimator_k3` of $\mathrm{KL}(\pi_\theta \,\|\,
+    \pi_\mathrm{ref})$, with the actions sampled from $\pi_{\theta_\mathrm{old}}$ (equal to
+    $\pi_\theta$ at the first epoch; no importance weight, as in GRPO), not clamped. It sits
+    in the *loss* and is differentiated through ``log_probs`` (gradient
+    $\beta (1 - r_i) / N$), not in the reward: with samples from $\pi_\theta$ its expected
+    gradient is that of $\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \pi_\theta)$ (claim
+    ``kl-estimator-gradients``), which agrees with that of $\mathrm{KL}(\pi_\theta \,\|\,
+    \pi_\mathrm{ref})$ to first order near $\pi_\mathrm{ref}$.
+
+    Conventions: a loss (minimise it); every term a mean over the same $N$ entries of any shape
+    ``[*S]``; value loss unclipped with the factor $\tfrac12$ (CleanRL, Baselines;
+    Stable-Baselines3 omits it, so its ``vf_coef`` $c$ is ``value_coefficient`` $2c$ here);
+    ``entropy[i]`` is $H(\pi_\theta(\cdot \mid s_i))$, differentiated; ``old_log_probs``,
+    ``advantages``, ``returns`` and ``reference_log_probs`` are constants; float64.
+
+    Claim: ``ppo-clip-gradient`` (the policy term); ``kl-estimator-gradients`` (the KL
+    term's gradient); ``kl-nonnegative``.
+
+    Args:
+        log_probs: ``[*S]``, $\log \pi_\theta(a_i \mid s_i)$ of the policy being optimised.
+        old_log_probs: ``[*S]``, $\log \pi_{\theta_\mathrm{old}}(a_i \mid s_i)$ of the policy
+            that sampled the actions.
+        advantages: ``[*S]``, $A_i$.
+        values: ``[*S]``, $V_\phi(s_i)$ of the value function being trained.
+        returns: ``[*S]``, the value targets $R_i$ (e.g. :func:`lambda_returns`).
+        entropy: ``[*S]``, $H_i = H(\pi_\theta(\cdot \mid s_i))$ (e.g.
+            :func:`categorical_entropy`; differential entropies may be negative).
+        reference_log_probs: ``[*S]``, $\log\pi_\mathrm{ref}(a_i \mid s_i)$, or ``None`` when
+            ``kl_coefficient`` is 0.
+        clip_epsilon: $\epsilon > 0$ (``inf`` allowed).
+        value_coefficient: $c_v \ge 0$.
+        entropy_coefficient: $c_e \ge 0$.
+        kl_coefficient: $\beta \ge 0$.
+
+    Returns:
+        The loss, a Python float.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: on mismatched shapes, empty or non-finite inputs, a negative or infinite
+            coefficient, ``clip_epsilon <= 0``, or ``reference_log_probs = None`` with
+            ``kl_coefficient > 0``.
+
+    Examples:
+        By hand with $\rho = 1$ (so $\mathcal{L}^\mathrm{CLIP} = -\mathrm{mean}(A) = 0$),
+        $c_v = 0.5$, $c_e = 0.25$, $\beta = 1$: value term $0.5 \cdot (1 + 4)/4 = 0.625$,
+        entropy term $-0.25 \cdot 0.75 = -0.1875$, KL term: $r = (1, 2)$ gives
+        $k_3 = (0, 1 - \log 2)$, mean $0.5 - \tfrac12 \log 2$.
+
+        >>> loss = actor_critic_loss([0.0, 0.0], [0.0, 0.0], [1.0, -1.0], [1.0, 2.0],
+        ...                          [0.0, 0.0], [1.0, 0.5], [0.0, np.log(2.0)],
+        ...                          clip_epsilon=0.2, value_coefficient=0.5,
+        ...                          entropy_coefficient=0.25, kl_coefficient=1.0)
+        >>> bool(np.isclose(loss, 0.625 - 0.1875 + 0.5 - 0.5 * np.log(2.0)))
+        True
+
+    References:
+        Schulman et al., *Proximal Policy Optimization Algorithms*, arXiv:1707.06347, 2017,
+        eq. 9 ($L^{\mathrm{CLIP}+\mathrm{VF}+S}$, an objective: here its negative).
+        Shao et al., *DeepSeekMath*, arXiv:2402.03300, 2024, eq. 4 (the k3 KL term in the loss).
+        Huang et al., *The 37 Implementation Details of Proximal Policy Optimization*, ICLR
+        Blog Track 2022 (the $\tfrac12$ and the signs).
+    """
+    new, old, adv, value, target, entropies = _same_shape_arrays(
+        "log_probs",
+        log_probs=log_probs,
+        old_log_probs=old_log_probs,
+        advantages=advantages,
+        values=values,
+        returns=returns,
+        entropy=entropy,
+    )
+    if new.size == 0:
+        raise ValueError(f"log_probs must not be empty, got shape {new.shape}")
+    epsilon = _clip_epsilon(clip_epsilon)
+    c_v = _coefficient(value_coefficient, "value_coefficient")
+    c_e = _coefficient(entropy_coefficient, "entropy_coefficient")
+    beta = _coefficient(kl_coefficient, "kl_coefficient")
+    with np.errstate(over="ignore"):
+        ratio = np.exp(new - old)
+    clipped = np.clip(ratio, 1.0 - epsilon, 1.0 + epsilon)
+    policy_loss = -np.mean(np.minimum(ratio * adv, clipped * adv))
+    value_loss = 0.5 * np.mean((value - target) ** 2)
+    loss = policy_loss + c_v * value_loss - c_e * np.mean(entropies)
+    if reference_log_probs is None:
+        if beta > 0:
+            raise ValueError(
+                f"reference_log_probs is required when kl_coefficient > 0, got {beta!r}"
+            )
+        return float(loss)
+    (reference_array,) = _same_shape_arrays("log_probs", reference_log_probs=reference_log_probs)
+    check_shape(reference_array, "reference_log_probs", new.shape, like="log_probs")
+    log_ratio = new - reference_array
+    with np.errstate(over="ignore"):
+        k3 = np.expm1(-log_ratio) + log_ratio
+    return float(loss + beta * np.mean(k3))
+
+
+# --------------------------------------------------------------------------------------------
+# n-step returns and V-trace
+# --------------------------------------------------------------------------------------------
+
+
+def n_step_returns(
+    rewards: Any,
+    values: Any,
+    terminated: Any,
+    truncated: Any,
+    final_values: Any,
+    last_value: Any,
+    *,
+    discount: float,
+    n_steps: int,
+) -> FloatArray:
+    r"""$n$-step bootstrapped returns with separate termination and truncation.
+
+    $$ G^{(n)}_t = \sum_{k=0}^{m-1} \gamma^k r_{t+k} + \gamma^m \, v'_{t+m-1}, \qquad
+       m = \min\big(n,\; e(t) - t + 1\big), $$
+
+    where $e(t)$ is the last step of $t$'s episode within the buffer and $v'_t$ the bootstrap
+    value of :func:`temporal_difference_errors`. The window of $n$ rewards is cut where the
+    episode ends: after a termination nothing is bootstrapped ($v' = 0$); after a truncation
+    the value ``final_values`` of the final observation is; at the end of the buffer
+    ``last_value``; otherwise the window ends at $V(s_{t+n})$ = ``values[t+n]``.
+    ``n_steps = 1`` gives the TD target $r_t + \gamma v'_t$; ``n_steps >= T`` the return to
+    the end of the episode or buffer, bootstrapped there (:func:`lambda_returns` with
+    $\lambda = 1$).
+
+    Conventions: time-major ``[T, *B]``; $r_t$ follows action $a_t$; termination wins when both
+    flags are set; $\gamma^m$ multiplies the bootstrap ($m$ = rewards summed); float64.
+
+    Claim: ``td-error-is-advantage`` ($n = 1$); ``gae-closed-form`` (the $\lambda$-return is
+    the $(1-\lambda)\lambda^{n-1}$-weighted average of these returns).
+
+    Args:
+        rewards: ``[T, *B]``, $r_t$ for times ``0..T-1``.
+        values: ``[T, *B]``, $V(s_t)$ for times ``0..T-1``.
+        terminated: ``[T, *B]`` booleans, $s_{t+1}$ is terminal.
+        truncated: ``[T, *B]`` booleans, the episode was cut by a time limit after step $t$.
+        final_values: ``[T, *B]``, value of the final observation of an episode truncated at
+            $t$; read only where ``truncated & ~terminated``.
+        last_value: ``[*B]``, $V(s_T)$.
+        discount: $\gamma \in [0, 1]$.
+        n_steps: $n \ge 1$, the number of rewards before the bootstrap.
+
+    Returns:
+        ``[T, *B]`` float64 array of $G^{(n)}_t$.
+
+    Raises:
+        TypeError: if an argument is not numeric or ``n_steps`` is not an integer.
+        ValueError: as :func:`temporal_difference_errors`, or ``n_steps < 1``.
+
+    Examples:
+        Three steps, none ending an episode, $\gamma = 0.5$, $n = 2$, $V(s_3) = 8$. By hand:
+        $G_0 = 1 + 0.5 \cdot 2 + 0.25 \cdot V(s_2) = 2 + 0.25 \cdot 4 = 3$,
+        $G_1 = 2 + 0.5 \cdot 3 + 0.25 \cdot 8 = 5.5$, $G_2 = 3 + 0.5 \cdot 8 = 7$ (the buffer
+        ends: one reward, then ``last_value``).
+
+        >>> n_step_returns([1.0, 2.0, 3.0], [0.0, 0.0, 4.0], [0, 0, 0], [0, 0, 0],
+        ...                [0.0, 0.0, 0.0], 8.0, discount=0.5, n_steps=2)
+        array([3. , 5.5, 7. ])
+
+    References:
+        Sutton and Barto, *Reinforcement Learning: An Introduction*, 2nd ed., 2018, eq. 7.1.
+        Mnih et al., *Asynchronous Methods for Deep Reinforcement Learning*, ICML 2016,
+        Algorithm S3 (n-step returns cut at the end of the rollout).
+    """
+    rewards_array, _, terminated_flags, truncated_flags, next_values = _trajectory(
+        rewards, values, terminated, truncated, final_values, last_value
+    )
+    gamma = _discount(discount)
+    n = check_integer(n_steps, "n_steps", minimum=1)
+    steps = rewards_array.shape[0]
+    ends = terminated_flags | truncated_flags
+    ends[-1] = True  # the buffer ends after step T-1
+    result = np.zeros_like(rewards_array)
+    still_open = np.ones(rewards_array.shape, dtype=np.bool_)
+    weight = 1.0  # gamma^k
+    # Offset k: the window starting at t takes reward t + k; t = 0..T-1-k (later windows closed).
+    for k in range(min(n, steps)):
+        span = steps - k
+        window = still_open[:span]
+        result[:span] += np.where(window, weight * rewards_array[k:], 0.0)
+        closes = window & (ends[k:] | (k == n - 1))
+        result[:span] += np.where(closes, weight * gamma * next_values[k:], 0.0)
+        still_open[:span] &= ~closes
+        weight *= gamma
+    return result
+
+
+def vtrace_targets(
+    rewards: Any,
+    values: Any,
+    terminated: Any,
+    truncated: Any,
+    final_values: Any,
+    last_value: Any,
+    log_probs: Any,
+    behaviour_log_probs: Any,
+    *,
+    discount: float,
+    clip_rho_threshold: float = 1.0,
+    clip_c_threshold: float = 1.0,
+) -> FloatArray:
+    r"""V-trace value targets (IMPALA) with truncated importance weights.
+
+    $$ v_t = V(s_t) + \sum_{k=t}^{e(t)} \gamma^{k-t} \Big(\prod_{i=t}^{k-1} c_i\Big)
+       \rho_k \delta_k, \qquad \delta_k = r_k + \gamma \, v'_k - V(s_k), $$
+
+    $$ \rho_t = \min\big(\bar\rho, \tfrac{\pi(a_t \mid s_t)}{\mu(a_t \mid s_t)}\big), \quad
+       c_t = \min\big(\bar c, \tfrac{\pi(a_t \mid s_t)}{\mu(a_t \mid s_t)}\big), \quad
+       \tfrac{\pi}{\mu} = \exp(\text{log\_probs} - \text{behaviour\_log\_probs}), $$
+
+    computed by the recursion $v_t - V(s_t) = \rho_t \delta_t + \gamma c_t (1 -
+    \text{done}_t)(v_{t+1} - V(s_{t+1}))$, with $\bar\rho$ = ``clip_rho_threshold``,
+    $\bar c$ = ``clip_c_threshold``, $v'_t$ the bootstrap value of
+    :func:`temporal_difference_errors` and $e(t)$ the last step of $t$'s episode within the
+    buffer. With $\pi = \mu$ and $\bar\rho, \bar c \ge 1$ all weights are 1 and $v_t$ is the
+    bootstrapped return :func:`lambda_returns` with $\lambda = 1$; $\bar c = 0$ gives the
+    one-step target $V(s_t) + \rho_t \delta_t$.
+
+    Conventions: time-major ``[T, *B]``; $r_t$ follows action $a_t$; $\pi$ is the target
+    (learner) policy, $\mu$ the behaviour policy that sampled the actions; termination and
+    truncation as in :func:`generalized_advantage_estimation` (the trace is cut at every
+    episode end; IMPALA's per-step discounts $\gamma_t = \gamma (1 - \text{terminated}_t)$
+    cannot express a truncation). No $\lambda$ (rlax's ``lambda_``, which multiplies $c_t$)
+    and no policy-gradient advantage; targets are constants (stop-gradient) for the value
+    loss; log-ratios above about 709 overflow the ratio; float64.
+
+    Claim: ``importance-sampling-unbiased`` (untruncated weights); ``gae-closed-form``
+    (the $\pi = \mu$ case).
+
+    Args:
+        rewards: ``[T, *B]``, $r_t$ for times ``0..T-1``.
+        values: ``[T, *B]``, $V(s_t)$ for times ``0..T-1``.
+        terminated: ``[T, *B]`` booleans, $s_{t+1}$ is terminal.
+        truncated: ``[T, *B]`` booleans, the episode was cut by a time limit after step $t$.
+        final_values: ``[T, *B]``, value of the final observation of an episode truncated at
+            $t$; read only where ``truncated & ~terminated``.
+        last_value: ``[*B]``, $V(s_T)$.
+        log_probs: ``[T, *B]``, $\log\pi(a_t \mid s_t)$ of the target policy.
+        behaviour_log_probs: ``[T, *B]``, $\log\mu(a_t \mid s_t)$ of the behaviour policy.
+        discount: $\gamma \in [0, 1]$.
+        clip_rho_threshold: $\bar\rho \ge 0$ (``inf`` allowed: no truncation); 1 in IMPALA.
+        clip_c_threshold: $\bar c \ge 0$ (``inf`` allowed); 1 in IMPALA.
+
+    Returns:
+        ``[T, *B]`` float64 array of $v_t$.
+
+    Raises:
+        TypeError: if an argument is not numeric.
+        ValueError: as :func:`temporal_difference_errors`, on non-finite or mismatched
+            log-probs, or a negative threshold.
+
+    Examples:
+        Two steps, no episode end, $\gamma = 1$, $V = 0$, $V(s_2) = 0$, rewards 1 and
+        $\pi/\mu = (2, 2)$, $\bar\rho = \bar c = 1$: $\rho = c = 1$, $v_1 = 1$,
+        $v_0 = 1 + 1 \cdot 1 = 2$. With $\bar\rho = \bar c = \infty$: $v_1 = 2$,
+        $v_0 = 2 + 2 \cdot 2 = 6$.
+
+        >>> vtrace_targets([1.0, 1.0], [0.0, 0.0], [0, 0], [0, 0], [0.0, 0.0], 0.0,
+        ...                [np.log(2.0), np.log(2.0)], [0.0, 0.0], discount=1.0)
+        array([2., 1.])
+        >>> vtrace_targets([1.0, 1.0], [0.0, 0.0], [0, 0], [0, 0], [0.0, 0.0], 0.0,
+        ...                [np.log(2.0), np.log(2.0)], [0.0, 0.0], discount=1.0,
+        ...                clip_rho_threshold=np.inf, clip_c_threshold=np.inf)
+        array([6., 2.])
+
+    References:
+        Espeholt et al., *IMPALA: Scalable Distributed Deep-RL with Importance Weighted
+        Actor-Learner Architectures*, ICML 2018, eq. 1 and Remark 1 (the recursion).
+    """
+    rewards_array, values_array, terminated_flags, truncated_flags, next_values = _trajectory(
+        rewards, values, terminated, truncated, final_values, last_value
+    )
+    target = as_float_array(log_probs, "log_probs")
+    behaviour = as_float_array(behaviour_log_probs, "behaviour_log_probs")
+    for name, array in (("log_probs", target), ("behaviour_log_probs", behaviour)):
+        check_shape(array, name, rewards_array.shape, like="rewards")
+        check_finite(array, name)
+    gamma = _discount(discount)
+    rho_bar = check_interval(clip_rho_threshold, "clip_rho_threshold", low=0.0, high=np.inf)
+    c_bar = check_interval(clip_c_threshold, "clip_c_threshold", low=0.0, high=np.inf)
+    with np.errstate(over="ignore"):
+        ratio = np.exp(target - behaviour)
+    rho, c = np.minimum(rho_bar, ratio), np.minimum(c_bar, ratio)
+    deltas = rho * (rewards_array + gamma * next_values - values_array)
+    cut = terminated_flags | truncated_flags
+    corrections = np.empty_like(deltas)
+    running = np.zeros(deltas.shape[1:])
+    for t in range(deltas.shape[0] - 1, -1, -1):
+        running = deltas[t] + np.where(cut[t], 0.0, gamma * c[t] * running)
+        corrections[t] = running
+    result: FloatArray = values_array + corrections
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Preference losses of TRL's DPOTrainer (loss_type)
+# --------------------------------------------------------------------------------------------
+
+#: The ``loss_type`` values :func:`preference_loss` implements, with TRL's names.
+PREFERENCE_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust")
+
+
+def _lengths(value: Any, name: str, shape: tuple[int, ...]) -> FloatArray:
+    array = as_float_array(value, name)
+    check_shape(array, name, shape, like="policy_chosen_log_probs")
+    check_finite(array, name)
+    if (array <= 0).any():
+        index = tuple(int(i) for i in np.argwhere(array <= 0)[0])
+        raise ValueError(f"{name} must be > 0 (token counts), got {array[index]!r} at {index}")
+    return array
+
+
+def preference_loss(
+    policy_chosen_log_probs: Any,
+    policy_rejected_log_probs: Any,
+    reference_chosen_log_probs: Any,
+    reference_rejected_log_probs: Any,
+    chosen_lengths: Any = None,
+    rejected_lengths: Any = None,
+    *,
+    beta: float,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+) -> float:
+    r"""Offline preference losses of TRL's ``DPOTrainer``: DPO, cDPO, SLiC hinge, IPO, rDPO.
+
+    With the margin (TRL's ``logits``; not multiplied by $\beta$)
+
+    $$ z_i = \big(\log\pi_\theta(y^w_i) - \log\pi_\mathrm{ref}(y^w_i)\big)
+           - \big(\log\pi_\theta(y^l_i) - \log\pi_\mathrm{ref}(y^l_i)\big), $$
+
+    label smoothing $\varepsilon$ and $\operatorname{sp}(x) = \log(1 + e^x)$, the loss is the
+    mean over the $N$ pairs of
+
+    $$ \begin{array}{ll}
+       \texttt{sigmoid}: & (1 - \varepsilon) \operatorname{sp}(-\beta z_i)
+                           + \varepsilon \operatorname{sp}(\beta z_i), \\
+       \texttt{robust}: & \big[(1 - \varepsilon) \operatorname{sp}(-\beta z_i)
+                           - \varepsilon \operatorname{sp}(\beta z_i)\big] / (1 - 2\varepsilon), \\
+       \texttt{hinge}: & \max(0,\, 1 - \beta z_i), \\
+       \texttt{ipo}: & \big(\tilde z_i - \tfrac{1}{2\beta}\big)^2, \end{array} $$
+
+    where $\tilde z_i$ is the margin of the **length-averaged** log-probs: every log-prob of
+    a chosen response divided by ``chosen_lengths[i]`` (its number of tokens), of a rejected
+    one by ``rejected_lengths[i]`` (TRL divides by the token count for ``"ipo"`` only). The
+    other types use the summed log-probs and ignore the lengths. ``"sigmoid"`` with
+    $\varepsilon = 0$ is :func:`dpo_loss`; with $\varepsilon > 0$ it is conservative DPO, the
+    DPO loss averaged over labels flipped with probability $\varepsilon$. ``"robust"`` is
+    unbiased instead: its average over flipped labels is the clean DPO loss. ``"hinge"`` and
+    ``"ipo"`` ignore ``label_smoothing``, as TRL does.
+
+    Conventions: a loss (minimise it); mean over pairs; log-probs of whole responses given the
+    prompt (summed over response tokens; ``"ipo"`` divides them by the lengths); $y^w$
+    preferred; reference log-probs are constants; computed with ``logaddexp``; float64.
+
+    Claim: ``dpo-implicit-reward`` ($\beta z_i$ is the implicit reward margin);
+    ``dpo-loss-gradient``.
+
+    Args:
+        policy_chosen_log_probs: ``[N]``, $\log\pi_\theta(y^w_i \mid x_i)$.
+        policy_rejected_log_probs: ``[N]``, $\log\pi_\theta(y^l_i \mid x_i)$.
+        reference_chosen_log_probs: ``[N]``, $\log\pi_\mathrm{ref}(y^w_i \mid x_i)$.
+        reference_rejected_log_probs: ``[N]``, $\log\pi_\mathrm{ref}(y^l_i \mid x_i)$.
+        chosen_lengths: ``[N]``, number of tokens of $y^w_i$ (> 0); required for ``"ipo"``.
+        rejected_lengths: ``[N]``, number of tokens of $y^l_i$ (> 0); required for ``"ipo"``.
+        beta: $\beta > 0$ (IPO's $\tau$; for ``"hinge"`` the reciprocal of the margin).
+        loss_type: ``"sigmoid"``, ``"hinge"``, ``"ipo"`` or ``"robust"``.
+        label_smoothing: $\varepsilon \in [0, 0.5]$ (``[0, 0.5)`` for ``"robust"``).
+
+    Returns:
+        The loss, a Python float.
+
+    Raises:
+        TypeError: if an argument is not numeric or ``loss_type`` is not a string.
+        ValueError: on mismatched shapes, empty or non-finite inputs, ``beta <= 0``, an
+            unknown ``loss_type``, ``label_smoothing`` out of range, or missing or
+            non-positive lengths for ``"ipo"``.
+
+    Examples:
+        Margin $z = (-1 + 2) - (-3 + 2) = 2$. Hinge with $\beta = 0.1$:
+        $\max(0, 1 - 0.2) = 0.8$. IPO with $\beta = 0.5$ and lengths 2 and 3: averaged
+        log-probs $(-2, -3, -1, -2)$ from $(-4, -9, -2, -6)$, $\tilde z = -1 + 1 = 0$, loss
+        $(0 - 1)^2 = 1$ (with summed log-probs $z = 1$ and the loss would be 0).
+
+        >>> round(preference_loss([-1.0], [-3.0], [-2.0], [-2.0], beta=0.1, loss_type="hinge"), 12)
+        0.8
+        >>> preference_loss([-4.0], [-9.0], [-2.0], [-6.0], [2], [3], beta=0.5, loss_type="ipo")
+        1.0
+
+    References:
+        Rafailov et al., *Direct Preference Optimization*, NeurIPS 2023, eq. 7 (sigmoid).
+        Mitchell, *A Note on DPO with Noisy Preferences and Relationship to IPO*, 2023,
+        eq. 3 (cDPO, label smoothing).
+        Zhao et al., *SLiC-HF: Sequence Likelihood Calibration with Human Feedback*,
+        arXiv:2305.10425, 2023 (hinge); Liu et al., *Statistical Rejection Sampling Improves
+        Preference Optimization*, ICLR 2024 (the normalised hinge loss).
+        Azar et al., *A General Theoretical Paradigm to Understand Learning from Human
+        Preferences*, AISTATS 2024 (arXiv:2310.12036), eq. 17 (IPO).
+        Chowdhury et al., *Provably Robust DPO: Aligning Language Models with Noisy
+        Feedback*, ICML 2024 (the robust loss).
+        Hugging Face TRL, ``DPOTrainer`` documentation, "Loss functions" (``loss_type``).
+    """
+    chosen, rejected, reference_chosen, reference_rejected = _same_shape_arrays(
+        "policy_chosen_log_probs",
+        policy_chosen_log_probs=policy_chosen_log_probs,
+        policy_rejected_log_probs=policy_rejected_log_probs,
+        reference_chosen_log_probs=reference_chosen_log_probs,
+        reference_rejected_log_probs=reference_rejected_log_probs,
+    )
+    if chosen.size == 0:
+        raise ValueError(f"policy_chosen_log_probs must not be empty, got shape {chosen.shape}")
+    strength = check_interval(beta, "beta", low=0.0, high=np.inf, low_open=True, high_open=True)
+    if not isinstance(loss_type, str):
+        raise TypeError(f"loss_type must be a str, got {type(loss_type).__name__}")
+    if loss_type not in PREFERENCE_LOSS_TYPES:
+        raise ValueError(f"loss_type must be one of {PREFERENCE_LOSS_TYPES}, got {loss_type!r}")
+    smoothing = check_interval(label_smoothing, "label_smoothing", low=0.0, high=0.5)
+    if loss_type == "robust" and smoothing == 0.5:
+        raise ValueError("label_smoothing must be in [0, 0.5) for loss_type 'robust', got 0.5")
+    lengths = {}
+    for name, value in (("chosen_lengths", chosen_lengths), ("rejected_lengths", rejected_lengths)):
+        if value is None:
+            if loss_type == "ipo":
+                raise ValueError(f"{name} is required for loss_type 'ipo' (got None)")
+        else:
+            lengths[name] = _lengths(value, name, chosen.shape)
+    if loss_type == "ipo":
+        chosen_tokens, rejected_tokens = lengths["chosen_lengths"], lengths["rejected_lengths"]
+        averaged = (chosen / chosen_tokens - reference_chosen / chosen_tokens) - (
+            rejected / rejected_tokens - reference_rejected / rejected_tokens
+        )
+        return float(np.mean((averaged - 1.0 / (2.0 * strength)) ** 2))
+    scaled = strength * ((chosen - reference_chosen) - (rejected - reference_rejected))
+    if loss_type == "hinge":
+        return float(np.mean(np.maximum(0.0, 1.0 - scaled)))
+    wrong, right = np.logaddexp(0.0, -scaled), np.logaddexp(0.0, scaled)
+    if loss_type == "sigmoid":
+        return float(np.mean((1.0 - smoothing) * wrong + smoothing * right))
+    return float(np.mean(((1.0 - smoothing) * wrong - smoothing * right) / (1.0 - 2.0 * smoothing)))

@@ -302,7 +302,8 @@ def _flags(size: int) -> st.SearchStrategy[np.ndarray]:
 def _bounded(log_ratio: np.ndarray, hyper: Mapping[str, Any]) -> np.ndarray:
     """Log-ratios clipped to the contract's ``max_abs_log_ratio`` (no-op by default)."""
     bound = float(_assumed(hyper).get("max_abs_log_ratio", math.inf))
-    return np.clip(log_ratio, -bound, bound)
+    clipped: np.ndarray = np.clip(log_ratio, -bound, bound)
+    return clipped
 
 
 def _away_from(x: np.ndarray, kinks: list[float], margin: float) -> np.ndarray:
@@ -783,6 +784,318 @@ _NORMALISATION_HYPERPARAMETERS = {
 
 
 # --------------------------------------------------------------------------------------------
+# Policy-gradient, dual-clip PPO and actor-critic losses
+# --------------------------------------------------------------------------------------------
+
+
+@st.composite
+def _policy_gradient_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    size = draw(st.integers(1, 8))
+    return {
+        "log_probs": draw(_vector(size, LOG_PROBS)),
+        "advantages": draw(_vector(size, ADVANTAGES)),
+    }
+
+
+def _policy_gradient_loss_scale(example: Example) -> tuple[FloatArray, ...]:
+    a = example.arguments
+    products = np.abs(a["log_probs"]) * np.abs(a["advantages"])
+    return (_array((products.size + 4) * np.mean(products)),)
+
+
+def _policy_gradient_gradient(example: Example) -> Gradients:
+    advantages = example.arguments["advantages"]
+    return {"log_probs": (-advantages / advantages.size, 4 * np.abs(advantages) / advantages.size)}
+
+
+#: Dual-clip constants c > 1: Ye et al.'s 3, others, and infinity (plain PPO).
+DUAL_CLIP = st.one_of(st.sampled_from([3.0, 2.0, 1.5, math.inf]), _floats(1.05, 10.0))
+
+
+@st.composite
+def _dual_clip_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    arguments = draw(_ppo_arguments(hyper))
+    epsilon, c = hyper["clip_epsilon"], hyper["dual_clip"]
+    kinks = [float(np.log1p(epsilon))] if np.isfinite(epsilon) else []
+    if epsilon < 1:
+        kinks.append(float(np.log1p(-epsilon)))
+    if np.isfinite(c):
+        kinks.append(float(np.log(c)))
+    log_ratio = arguments["log_probs"] - arguments["old_log_probs"]
+    for _ in range(len(kinks)):  # moving off one kink may land near another
+        log_ratio = _away_from(log_ratio, kinks, KINK_MARGIN)
+    return {**arguments, "log_probs": arguments["old_log_probs"] + log_ratio}
+
+
+def _dual_clip_gradient(example: Example) -> Gradients:
+    a, h = example.arguments, example.hyperparameters
+    ratio = np.exp(a["log_probs"] - a["old_log_probs"])
+    advantages, epsilon = a["advantages"], h["clip_epsilon"]
+    active = ((advantages > 0) & (ratio <= 1 + epsilon)) | (
+        (advantages < 0) & (ratio >= 1 - epsilon) & (ratio <= h["dual_clip"])
+    )
+    expected = -np.where(active, ratio * advantages, 0.0) / ratio.size
+    return {"log_probs": (expected, _ppo_gradient_scale(example))}
+
+
+_COEFFICIENTS = {
+    "value_coefficient": st.one_of(st.sampled_from([0.0, 0.5, 1.0]), _floats(0.0, 2.0)),
+    "entropy_coefficient": st.one_of(st.sampled_from([0.0, 0.01, 0.1]), _floats(0.0, 1.0)),
+    "kl_coefficient": st.one_of(st.sampled_from([0.0, 0.04, 0.1, 1.0]), _floats(0.0, 1.0)),
+}
+#: Per-sample entropies: zero (a deterministic policy), discrete (<= log K), and negative
+#: differential entropies of narrow Gaussians.
+ENTROPIES = st.one_of(st.just(0.0), _floats(0.0, 10.0), _floats(-5.0, 10.0))
+
+
+@st.composite
+def _actor_critic_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    arguments = draw(_ppo_arguments(hyper))
+    size = len(arguments["log_probs"])
+    log_ratio = _bounded(draw(_vector(size, LOG_RATIOS)), hyper)
+    return {
+        **arguments,
+        "values": draw(_vector(size, REALS)),
+        "returns": draw(_vector(size, REALS)),
+        "entropy": draw(_vector(size, ENTROPIES)),
+        "reference_log_probs": arguments["log_probs"] - log_ratio,
+    }
+
+
+def _actor_critic_kl_parts(example: Example) -> tuple[FloatArray, FloatArray]:
+    """log pi - log pi_ref, and the k3 error scale (as for kl_estimator_k3)."""
+    a = example.arguments
+    log_ratio = a["log_probs"] - a["reference_log_probs"]
+    magnitude = 1 + np.abs(a["log_probs"]) + np.abs(a["reference_log_probs"])
+    return log_ratio, 2 * (1 + np.exp(-log_ratio)) * magnitude + np.abs(log_ratio)
+
+
+def _actor_critic_loss_scale(example: Example) -> tuple[FloatArray, ...]:
+    a, h = example.arguments, example.hyperparameters
+    count = a["log_probs"].size + 4
+    _, kl_scale = _actor_critic_kl_parts(example)
+    value = (np.abs(a["values"]) + np.abs(a["returns"])) ** 2
+    terms = (
+        _ppo_loss_scale(example)[0]
+        + h["value_coefficient"] * count * np.mean(value)
+        + h["entropy_coefficient"] * count * np.mean(np.abs(a["entropy"]))
+        + h["kl_coefficient"] * count * np.mean(kl_scale)
+    )
+    return (_array(2 * terms),)
+
+
+def _actor_critic_gradient(example: Example) -> Gradients:
+    a, h = example.arguments, example.hyperparameters
+    size = a["log_probs"].size
+    ppo = reference.ppo_clipped_surrogate_loss_gradient(
+        a["log_probs"], a["old_log_probs"], a["advantages"], clip_epsilon=h["clip_epsilon"]
+    )
+    ppo_scale = _ppo_gradient_scale(example)
+    log_ratio, kl_scale = _actor_critic_kl_parts(example)
+    beta, c_v, c_e = h["kl_coefficient"], h["value_coefficient"], h["entropy_coefficient"]
+    residual = a["values"] - a["returns"]
+    magnitude = np.abs(a["values"]) + np.abs(a["returns"])
+    return {
+        "log_probs": (
+            ppo - beta * np.expm1(-log_ratio) / size,
+            2 * (ppo_scale + beta * kl_scale / size),
+        ),
+        "values": (c_v * residual / size, 8 * c_v * magnitude / size),
+        "entropy": (np.full(size, -c_e / size), np.full(size, 4 * c_e / size)),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# n-step returns and V-trace
+# --------------------------------------------------------------------------------------------
+
+#: n: one step (the TD target), a few, and more steps than any generated sequence has.
+N_STEPS = st.one_of(st.sampled_from([1, 2, 3, 5]), st.integers(1, 20), st.integers(1, 2000))
+
+
+def _n_step_scale(example: Example) -> tuple[FloatArray, ...]:
+    a, h = example.arguments, example.hyperparameters
+    # The same sums on absolute values: no cancellation, so a bound on every partial sum.
+    absolute = reference.n_step_returns(
+        np.abs(a["rewards"]),
+        np.abs(a["values"]),
+        a["terminated"],
+        a["truncated"],
+        np.abs(a["final_values"]),
+        np.abs(a["last_value"]),
+        **h,
+    )
+    return ((min(h["n_steps"], len(a["rewards"])) + 3) * absolute,)
+
+
+#: V-trace truncation thresholds: IMPALA's 1, below and above 1, 0, and no truncation.
+THRESHOLDS = st.one_of(st.sampled_from([1.0, 0.5, 2.0, math.inf]), _floats(0.0, 5.0))
+#: Largest log of the product of the traces c_t along a generated sequence: e^20 = 5e8
+#: keeps every V-trace target finite in float32 (with c_bar = inf the product of 1000 ratios
+#: would overflow; that is a property of V-trace, not of an implementation).
+VTRACE_TRACE_BUDGET = 20.0
+
+
+def _numpy_log_ratios(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Values like :data:`LOG_RATIOS` (zero, near zero, far outside a clip), drawn by NumPy."""
+    kind = rng.integers(0, 3, size=shape)
+    return np.select(
+        [kind == 0, kind == 1],
+        [np.zeros(shape), rng.uniform(-0.3, 0.3, shape)],
+        rng.uniform(-30.0, 30.0, shape),
+    )
+
+
+def _within_trace_budget(log_ratio: np.ndarray, c_bar: float) -> np.ndarray:
+    """Log-ratios whose traces c_t = min(c_bar, ratio) multiply to at most e^budget."""
+    if c_bar <= 1:
+        return log_ratio
+    growth = np.maximum(0.0, np.minimum(log_ratio, np.log(c_bar)))
+    over = np.cumsum(growth, axis=0) > VTRACE_TRACE_BUDGET
+    return np.where(over, -np.abs(log_ratio), log_ratio)
+
+
+@st.composite
+def _vtrace_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    arguments = draw(_trajectory(hyper))
+    shape = arguments["rewards"].shape
+    if len(shape) == 1 and shape[0] <= 8:
+        behaviour = draw(_vector(shape[0], LOG_PROBS))
+        log_ratio = draw(_vector(shape[0], LOG_RATIOS))
+    else:
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        behaviour = np.where(
+            rng.random(shape) < 0.2, rng.uniform(-1000.0, -700.0, shape), rng.uniform(-5, 0, shape)
+        )
+        log_ratio = _numpy_log_ratios(rng, shape)
+    if draw(st.integers(0, 4)) == 0:  # on-policy: pi = mu exactly
+        log_ratio = np.zeros(shape)
+    log_ratio = _within_trace_budget(_bounded(log_ratio, hyper), hyper["clip_c_threshold"])
+    return {
+        **arguments,
+        "log_probs": behaviour + log_ratio,
+        "behaviour_log_probs": behaviour,
+    }
+
+
+def _vtrace_scale(example: Example) -> tuple[FloatArray, ...]:
+    r"""First-order error bound of the V-trace recursion, propagated along it.
+
+    With $M_t = |r_t| + \gamma |v'_t| + |V(s_t)|$, $x_t$ the log-ratio and
+    $g_t = \gamma c_t (1 - \text{done}_t)$: $S_t = \rho_t M_t + g_t S_{t+1}$ bounds the
+    correction on absolute values, and $W_t = \rho_t M_t (3 + |x_t|) + g_t (W_{t+1} +
+    (2 + |x_t|) S_{t+1})$ weights each term by the rounding errors it accumulates (the ratio's
+    error grows with $|x_t|$, one product and one sum per step).
+    """
+    a, h = example.arguments, example.hyperparameters
+    log_ratio = a["log_probs"] - a["behaviour_log_probs"]
+    ratio = np.exp(log_ratio)
+    rho = np.minimum(h["clip_rho_threshold"], ratio)
+    c = np.minimum(h["clip_c_threshold"], ratio)
+    magnitudes, done = _td_magnitudes(example)
+    absolute_x = np.abs(log_ratio)
+    steps = len(magnitudes)
+    sums, weighted = np.empty_like(magnitudes), np.empty_like(magnitudes)
+    s = np.zeros(magnitudes.shape[1:])
+    w = np.zeros(magnitudes.shape[1:])
+    for t in range(steps - 1, -1, -1):
+        g = np.where(done[t], 0.0, h["discount"] * c[t])
+        own = rho[t] * magnitudes[t]
+        s, w = own + g * s, own * (3 + absolute_x[t]) + g * (w + (2 + absolute_x[t]) * s)
+        sums[t], weighted[t] = s, w
+    return (4 * (weighted + sums + np.abs(a["values"])),)
+
+
+# --------------------------------------------------------------------------------------------
+# Preference losses (TRL loss_type)
+# --------------------------------------------------------------------------------------------
+
+_PREFERENCE = (*_DPO, "chosen_lengths", "rejected_lengths")
+#: Token counts: one token, and responses up to 1000 tokens.
+LENGTHS = st.one_of(st.just(1), st.integers(1, 20), st.integers(1, 1000))
+
+
+@st.composite
+def _preference_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    arguments = draw(_dpo_arguments(hyper))
+    size = len(arguments["policy_chosen_log_probs"])
+    lengths = st.lists(LENGTHS, min_size=size, max_size=size).map(np.array)
+    chosen_lengths = draw(lengths).astype(np.int64)
+    identical = np.array_equal(
+        arguments["policy_chosen_log_probs"], arguments["policy_rejected_log_probs"]
+    ) and np.array_equal(
+        arguments["reference_chosen_log_probs"], arguments["reference_rejected_log_probs"]
+    )
+    rejected_lengths = chosen_lengths.copy() if identical else draw(lengths).astype(np.int64)
+    if hyper["loss_type"] == "hinge":  # off the kink beta * z = 1
+        beta = hyper["beta"]
+        chosen = arguments["policy_chosen_log_probs"]
+        margin, magnitude, _ = _dpo_parts(Example(arguments, {"beta": beta}))
+        gap = KINK_MARGIN * (1 + magnitude)
+        shift = np.where(np.abs(margin - 1) < gap, 2 * gap / beta, 0.0)
+        arguments = {**arguments, "policy_chosen_log_probs": chosen + shift}
+    return {**arguments, "chosen_lengths": chosen_lengths, "rejected_lengths": rejected_lengths}
+
+
+def _preference_parts(example: Example) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Margin z (length-averaged for IPO), sum of |log-probs| (likewise), 1/len_c, 1/len_r."""
+    a = example.arguments
+    ipo = example.hyperparameters["loss_type"] == "ipo"
+    per_chosen = 1 / a["chosen_lengths"] if ipo else np.ones(a["chosen_lengths"].shape)
+    per_rejected = 1 / a["rejected_lengths"] if ipo else np.ones(a["rejected_lengths"].shape)
+    weights = (per_chosen, per_rejected, per_chosen, per_rejected)
+    terms = [a[name] * weight for name, weight in zip(_DPO, weights, strict=True)]
+    margin = (terms[0] - terms[2]) - (terms[1] - terms[3])
+    magnitude = sum(np.abs(term) for term in terms)
+    return margin, np.asarray(magnitude), per_chosen, per_rejected
+
+
+def _preference_type_loss_scale(example: Example) -> tuple[FloatArray, ...]:
+    h = example.hyperparameters
+    beta, smoothing, kind = h["beta"], h["label_smoothing"], h["loss_type"]
+    margin, magnitude, _, _ = _preference_parts(example)
+    count = margin.size + 4
+    if kind == "ipo":
+        per_pair = 8 * (magnitude + 1 / (2 * beta) + 1) ** 2
+    elif kind == "hinge":
+        per_pair = beta * magnitude + 1
+    else:
+        softplus = np.logaddexp(0.0, -beta * margin) + np.logaddexp(0.0, beta * margin)
+        per_pair = (beta * magnitude + softplus + 1) / (
+            1 - 2 * smoothing if kind == "robust" else 1
+        )
+    return (_array(count * np.mean(per_pair)),)
+
+
+def _preference_type_gradient(example: Example) -> Gradients:
+    h = example.hyperparameters
+    beta, smoothing, kind = h["beta"], h["label_smoothing"], h["loss_type"]
+    margin, magnitude, per_chosen, per_rejected = _preference_parts(example)
+    size = margin.size
+    if kind == "ipo":
+        slope = 2 * (margin - 1 / (2 * beta))
+        error = 8 * (magnitude + 1 / (2 * beta) + 1)
+    elif kind == "hinge":
+        slope = np.where(beta * margin < 1, -beta, 0.0)
+        error = np.full(size, beta)
+    else:
+        wrong, right = expit(-beta * margin), expit(beta * margin)
+        if kind == "sigmoid":
+            slope = beta * (-(1 - smoothing) * wrong + smoothing * right)
+            error = beta * (1 + beta * magnitude)
+        else:
+            slope = beta * (-(1 - smoothing) * wrong - smoothing * right) / (1 - 2 * smoothing)
+            error = beta * (1 + beta * magnitude) / (1 - 2 * smoothing)
+    return {
+        "policy_chosen_log_probs": (slope * per_chosen / size, 4 * error * per_chosen / size),
+        "policy_rejected_log_probs": (
+            -slope * per_rejected / size,
+            4 * error * per_rejected / size,
+        ),
+    }
+
+
+# --------------------------------------------------------------------------------------------
 # The table
 # --------------------------------------------------------------------------------------------
 
@@ -1063,6 +1376,149 @@ entries are equal.
         error_scale=lambda example: (
             _standardize_scale(example.arguments["advantages"], None, example.hyperparameters),
         ),
+    ),
+    Spec(
+        name="policy_gradient_loss",
+        reference=reference.policy_gradient_loss,
+        arguments=("log_probs", "advantages"),
+        hyperparameters={},
+        outputs=("loss",),
+        conventions="""
+Arrays [N]: log_probs = log pi_theta(a|s) of the sampled actions (being optimised), advantages
+= A (returns, reward-to-go, GAE, ...). Output: scalar LOSS (minimise), MEAN over N:
+-mean(log_probs * advantages) (REINFORCE). advantages are constants: the gradient w.r.t.
+log_probs, -A / N, is checked in autodiff frameworks; that w.r.t. advantages is not (detach
+them or compute them without gradient tracking).
+""",
+        claim="policy-gradient-theorem, log-derivative-trick",
+        draw_arguments=_policy_gradient_arguments,
+        error_scale=_policy_gradient_loss_scale,
+        differentiable=("log_probs",),
+        gradient=_policy_gradient_gradient,
+    ),
+    Spec(
+        name="dual_clip_ppo_loss",
+        reference=reference.dual_clip_ppo_loss,
+        arguments=("log_probs", "old_log_probs", "advantages"),
+        hyperparameters={"clip_epsilon": CLIP, "dual_clip": DUAL_CLIP},
+        outputs=("loss",),
+        conventions="""
+As ppo_clipped_surrogate_loss (arrays [N], scalar LOSS, MEAN over N, rho = exp(log_probs -
+old_log_probs)), with the dual clip c = dual_clip > 1 (Ye et al. 2020) for NEGATIVE advantages
+only: per entry the objective is min(rho A, clip(rho, 1 - eps, 1 + eps) A) if A >= 0 and
+max(min(rho A, clip(rho, 1 - eps, 1 + eps) A), c A) if A < 0; loss = -mean. dual_clip = inf
+is plain PPO. Gradient w.r.t. log_probs checked in autodiff frameworks (inputs stay off the
+kinks rho = 1 +- clip_epsilon and rho = dual_clip).
+""",
+        claim="ppo-clip-gradient, ppo-clip-lower-bound",
+        draw_arguments=_dual_clip_arguments,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
+        error_scale=_ppo_loss_scale,
+        differentiable=("log_probs",),
+        gradient=_dual_clip_gradient,
+    ),
+    Spec(
+        name="actor_critic_loss",
+        reference=reference.actor_critic_loss,
+        arguments=(
+            "log_probs",
+            "old_log_probs",
+            "advantages",
+            "values",
+            "returns",
+            "entropy",
+            "reference_log_probs",
+        ),
+        hyperparameters={"clip_epsilon": CLIP, **_COEFFICIENTS},
+        outputs=("loss",),
+        conventions="""
+Arrays [N]: log_probs, old_log_probs, advantages as in ppo_clipped_surrogate_loss; values =
+V_phi(s) (being trained), returns = value targets; entropy[i] = H(pi_theta(.|s_i)) (being
+trained; may be negative for continuous actions); reference_log_probs = log pi_ref(a|s).
+Output: scalar LOSS (minimise), every term a MEAN over N, with explicit signs:
+  ppo_clipped_surrogate_loss
+  + value_coefficient * 0.5 * mean((values - returns)^2)      (unclipped, factor 1/2)
+  - entropy_coefficient * mean(entropy)                        (bonus: SUBTRACTED)
+  + kl_coefficient * mean(k3)                                  (penalty: ADDED)
+k3 = (r - 1) - log r, r = exp(reference_log_probs - log_probs): the k3 estimate of
+KL(pi_theta || pi_ref) on the sampled actions, in the loss (differentiated, not a reward;
+its autodiff gradient estimates that of KL(pi_ref || pi_theta)), unclamped. Gradients
+w.r.t. log_probs, values and entropy checked in autodiff frameworks.
+""",
+        claim="ppo-clip-gradient, kl-estimator-gradients, kl-nonnegative",
+        draw_arguments=_actor_critic_arguments,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
+        error_scale=_actor_critic_loss_scale,
+        differentiable=("log_probs", "values", "entropy"),
+        gradient=_actor_critic_gradient,
+    ),
+    Spec(
+        name="n_step_returns",
+        reference=reference.n_step_returns,
+        arguments=_TRAJECTORY,
+        hyperparameters={"discount": UNIT, "n_steps": N_STEPS},
+        outputs=("returns",),
+        conventions=_TRAJECTORY_CONVENTIONS
+        + """G_t = sum_{k<m} discount^k r_{t+k} + discount^m v'_{t+m-1}, m = min(n_steps, steps to
+the end of t's episode or of the buffer): n_steps rewards, then V(s_{t+n}) = values[t+n], or
+the window is cut at an episode end (v' = 0 after termination, final_values after truncation)
+or at the end of the buffer (last_value). n_steps = 1: the TD target; n_steps >= T: the
+bootstrapped return to the end of the episode.""",
+        claim="td-error-is-advantage, gae-closed-form",
+        draw_arguments=_trajectory,
+        assumptions=SEQUENCE_ASSUMPTIONS,
+        error_scale=_n_step_scale,
+    ),
+    Spec(
+        name="vtrace_targets",
+        reference=reference.vtrace_targets,
+        arguments=(*_TRAJECTORY, "log_probs", "behaviour_log_probs"),
+        hyperparameters={
+            "discount": UNIT,
+            "clip_rho_threshold": THRESHOLDS,
+            "clip_c_threshold": THRESHOLDS,
+        },
+        outputs=("targets",),
+        conventions=_TRAJECTORY_CONVENTIONS
+        + """log_probs[t] = log pi(a_t|s_t) (target policy) and behaviour_log_probs[t] =
+log mu(a_t|s_t) (the policy that acted), [T]. ratio = exp(log_probs - behaviour_log_probs),
+rho_t = min(clip_rho_threshold, ratio), c_t = min(clip_c_threshold, ratio) (thresholds may
+be < 1, 1, > 1 or inf). Output [T]: v_t = V(s_t) + A_t with A_t = rho_t delta_t + discount *
+c_t * (1 - (terminated[t] | truncated[t])) * A_{t+1}, delta_t = r_t + discount * v'_t - V(s_t)
+(IMPALA eq. 1). No lambda. Generated traces multiply to at most e^20 along a sequence.""",
+        claim="importance-sampling-unbiased, gae-closed-form",
+        draw_arguments=_vtrace_arguments,
+        assumptions={**SEQUENCE_ASSUMPTIONS, **LOG_RATIO_ASSUMPTIONS},
+        error_scale=_vtrace_scale,
+    ),
+    Spec(
+        name="preference_loss",
+        reference=reference.preference_loss,
+        arguments=_PREFERENCE,
+        hyperparameters={
+            "beta": st.one_of(st.sampled_from([0.1, 0.5, 1.0]), _floats(0.01, 2.0)),
+            "loss_type": st.sampled_from(reference.PREFERENCE_LOSS_TYPES),
+            "label_smoothing": st.one_of(st.sampled_from([0.0, 0.1, 0.3]), _floats(0.0, 0.45)),
+        },
+        outputs=("loss",),
+        conventions="""
+TRL DPOTrainer losses. Arrays [N]: summed sequence log-probs of policy and reference, chosen
+(preferred) and rejected, then chosen_lengths and rejected_lengths (int token counts >= 1).
+Margin z = (pc - rc) - (pr - rr) (NOT multiplied by beta); eps = label_smoothing. Output:
+scalar LOSS, MEAN over pairs of, by loss_type:
+  "sigmoid": (1 - eps) * -logsigmoid(beta z) + eps * -logsigmoid(-beta z)   (DPO, cDPO)
+  "robust":  ((1 - eps) * -logsigmoid(beta z) - eps * -logsigmoid(-beta z)) / (1 - 2 eps)
+  "hinge":   relu(1 - beta z)                                          (SLiC; eps ignored)
+  "ipo":     (z~ - 1 / (2 beta))^2, z~ the margin of the LENGTH-AVERAGED log-probs (each
+             log-prob divided by its response's token count, as TRL does; eps ignored).
+Lengths are read by "ipo" only. Fix the type with --param "loss_type='ipo'". Gradient w.r.t.
+the two policy log-probs checked in autodiff frameworks (off the hinge kink beta z = 1).
+""",
+        claim="dpo-implicit-reward, dpo-loss-gradient",
+        draw_arguments=_preference_arguments,
+        error_scale=_preference_type_loss_scale,
+        differentiable=_DPO[:2],
+        gradient=_preference_type_gradient,
     ),
 ]
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import sympy
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -803,3 +803,650 @@ def test_every_public_function_states_claim_conventions_and_reference() -> None:
 
 def test_all_is_sorted() -> None:
     assert reference.__all__ == sorted(reference.__all__)
+
+
+# --------------------------------------------------------------------------------------------
+# Policy-gradient, dual-clip PPO and actor-critic losses
+# --------------------------------------------------------------------------------------------
+
+
+@given(ppo_batches())
+def test_ppo_gradient_at_the_old_policy_is_the_policy_gradient_loss_gradient(
+    batch: tuple[np.ndarray, np.ndarray, np.ndarray, float],
+) -> None:
+    # ppo-clip-gradient: at rho = 1 no clip is active and -rho A / N = -A / N, the gradient of
+    # -mean(log_probs * A).
+    new, _, advantages, epsilon = batch
+    ppo = reference.ppo_clipped_surrogate_loss_gradient(new, new, advantages, clip_epsilon=epsilon)
+    np.testing.assert_array_equal(ppo, -advantages / len(advantages))
+    # and the loss is linear in log_probs with that slope: one step changes it by -A_i h / N
+    h = 0.5
+    for i in range(len(new)):
+        moved = new.copy()
+        moved[i] += h
+        change = reference.policy_gradient_loss(moved, advantages) - reference.policy_gradient_loss(
+            new, advantages
+        )
+        np.testing.assert_allclose(change, -advantages[i] * h / len(new), rtol=1e-9, atol=1e-12)
+
+
+@given(ppo_batches())
+def test_dual_clip_with_infinite_c_is_the_ppo_loss(
+    batch: tuple[np.ndarray, np.ndarray, np.ndarray, float],
+) -> None:
+    new, old, advantages, epsilon = batch
+    np.testing.assert_array_equal(
+        reference.dual_clip_ppo_loss(new, old, advantages, clip_epsilon=epsilon, dual_clip=np.inf),
+        reference.ppo_clipped_surrogate_loss(new, old, advantages, clip_epsilon=epsilon),
+    )
+
+
+@given(ppo_batches(), st.floats(1.01, 10.0))
+def test_dual_clip_changes_only_negative_advantages_beyond_c(
+    batch: tuple[np.ndarray, np.ndarray, np.ndarray, float], c: float
+) -> None:
+    new, old, advantages, epsilon = batch
+    ratio = np.exp(new - old)
+    for i in range(len(new)):
+        args = ([new[i]], [old[i]], [advantages[i]])
+        dual = reference.dual_clip_ppo_loss(*args, clip_epsilon=epsilon, dual_clip=c)
+        ppo = reference.ppo_clipped_surrogate_loss(*args, clip_epsilon=epsilon)
+        if advantages[i] >= 0 or ratio[i] <= c:
+            assert dual == ppo
+        else:  # the objective is bounded below by c A: the loss by -c A = c |A|
+            np.testing.assert_allclose(dual, -c * advantages[i], rtol=1e-15)
+            assert dual <= ppo
+
+
+def test_dual_clip_hand_example_both_signs() -> None:
+    # By hand, eps = 0.2, c = 3: rho = 10, A = +1: PPO's min(10, 1.2) = 1.2 (the dual clip does
+    # not apply to A > 0); rho = 10, A = -2: max(min(-20, -2.4), -6) = -6. Loss -(1.2 - 6) / 2.
+    got = reference.dual_clip_ppo_loss(
+        [np.log(10.0)] * 2, [0.0, 0.0], [1.0, -2.0], clip_epsilon=0.2, dual_clip=3.0
+    )
+    np.testing.assert_allclose(got, 2.4, rtol=1e-15)
+
+
+@st.composite
+def actor_critic_batches(draw: Any) -> dict[str, Any]:
+    new, old, advantages, epsilon = draw(ppo_batches())
+    n = len(new)
+    vector = hnp.arrays(np.float64, n, elements=finite)
+    return {
+        "arrays": (
+            new,
+            old,
+            advantages,
+            draw(vector),
+            draw(vector),
+            draw(vector),
+            new - draw(hnp.arrays(np.float64, n, elements=st.floats(-3.0, 3.0))),
+        ),
+        "clip_epsilon": epsilon,
+    }
+
+
+@given(actor_critic_batches())
+def test_actor_critic_with_zero_coefficients_is_the_ppo_loss(batch: dict[str, Any]) -> None:
+    new, old, advantages, *_ = batch["arrays"]
+    zero = {"value_coefficient": 0.0, "entropy_coefficient": 0.0, "kl_coefficient": 0.0}
+    expected = reference.ppo_clipped_surrogate_loss(
+        new, old, advantages, clip_epsilon=batch["clip_epsilon"]
+    )
+    got = reference.actor_critic_loss(*batch["arrays"], clip_epsilon=batch["clip_epsilon"], **zero)
+    assert got == expected
+    # reference_log_probs may be omitted when there is no KL term
+    got = reference.actor_critic_loss(
+        *batch["arrays"][:6], clip_epsilon=batch["clip_epsilon"], **zero
+    )
+    assert got == expected
+
+
+@given(actor_critic_batches(), unit, unit, unit)
+def test_actor_critic_loss_is_its_terms_with_their_signs(
+    batch: dict[str, Any], c_v: float, c_e: float, beta: float
+) -> None:
+    # + c_v * (1/2 mean squared error) - c_e * mean entropy + beta * mean k3, each term from the
+    # reference function that defines it.
+    new, old, advantages, values, returns, entropy, ref = batch["arrays"]
+    epsilon = batch["clip_epsilon"]
+    expected = (
+        reference.ppo_clipped_surrogate_loss(new, old, advantages, clip_epsilon=epsilon)
+        + c_v * reference.clipped_value_loss(values, values, returns, clip_epsilon=np.inf)
+        - c_e * np.mean(entropy)
+        + beta * np.mean(reference.kl_estimator_k3(new, ref))
+    )
+    got = reference.actor_critic_loss(
+        *batch["arrays"],
+        clip_epsilon=epsilon,
+        value_coefficient=c_v,
+        entropy_coefficient=c_e,
+        kl_coefficient=beta,
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_actor_critic_entropy_lowers_and_kl_raises_the_loss() -> None:
+    # The signs, by hand: rho = 1, A = 0, V = R: only the entropy and KL terms remain.
+    # entropy 2 with c_e = 0.5 gives -1; r = pi_ref / pi = 2 gives k3 = 1 - log 2 (> 0).
+    args = ([0.0], [0.0], [0.0], [1.0], [1.0], [2.0], [np.log(2.0)])
+    got = reference.actor_critic_loss(
+        *args,
+        clip_epsilon=0.2,
+        value_coefficient=1.0,
+        entropy_coefficient=0.5,
+        kl_coefficient=1.0,
+    )
+    np.testing.assert_allclose(got, -1.0 + (1.0 - np.log(2.0)), rtol=1e-15)
+
+
+# Central differences of the loss against the gradient each spec checks in autodiff frameworks.
+
+
+@st.composite
+def moderate_loss_examples(draw: Any, name: str) -> Any:
+    """Examples of the spec ``name`` with moderate inputs (central differences are accurate)
+    and at least 1e-2 in log-ratio (or margin) units away from every kink."""
+    from rlmath.specs import SPECS, Example
+
+    spec = SPECS[name]
+    hyper = {key: draw(strategy) for key, strategy in spec.hyperparameters.items()}
+    n = draw(st.integers(1, 4))
+
+    def vector(low: float, high: float) -> np.ndarray:
+        return draw(hnp.arrays(np.float64, n, elements=st.floats(low, high)))
+
+    new, log_ratio = vector(-5.0, 0.0), vector(-1.0, 1.0)
+    epsilon = hyper.get("clip_epsilon", 0.2)
+    kinks = [np.log1p(epsilon), np.log1p(-epsilon), np.log(hyper.get("dual_clip", 10.0))]
+    assume(np.min(np.abs(log_ratio[:, None] - np.array(kinks)[None, :])) > 1e-2)
+    arrays = {
+        "log_probs": new,
+        "old_log_probs": new - log_ratio,
+        "advantages": vector(-10.0, 10.0),
+        "values": vector(-10.0, 10.0),
+        "returns": vector(-10.0, 10.0),
+        "entropy": vector(-5.0, 5.0),
+        "reference_log_probs": new - vector(-1.0, 1.0),
+        "policy_chosen_log_probs": vector(-20.0, 0.0),
+        "policy_rejected_log_probs": vector(-20.0, 0.0),
+        "reference_chosen_log_probs": vector(-20.0, 0.0),
+        "reference_rejected_log_probs": vector(-20.0, 0.0),
+        "chosen_lengths": draw(hnp.arrays(np.int64, n, elements=st.integers(1, 20))),
+        "rejected_lengths": draw(hnp.arrays(np.int64, n, elements=st.integers(1, 20))),
+    }
+    example = Example({key: arrays[key] for key in spec.arguments}, hyper)
+    if name == "preference_loss" and hyper["loss_type"] == "hinge":
+        a = example.arguments
+        margin = (a["policy_chosen_log_probs"] - a["reference_chosen_log_probs"]) - (
+            a["policy_rejected_log_probs"] - a["reference_rejected_log_probs"]
+        )
+        assume(np.min(np.abs(hyper["beta"] * margin - 1)) > 1e-2)
+    return example
+
+
+@pytest.mark.parametrize(
+    "name", ["policy_gradient_loss", "dual_clip_ppo_loss", "actor_critic_loss", "preference_loss"]
+)
+def test_spec_gradients_match_central_differences_of_the_reference(name: str) -> None:
+    from rlmath.specs import SPECS
+
+    spec = SPECS[name]
+
+    @settings(max_examples=30, database=None)
+    @given(moderate_loss_examples(name))
+    def inner(example: Any) -> None:
+        h = 1e-6
+        for argument, (expected, _) in spec.gradient(example).items():  # type: ignore[misc]
+            for i in range(len(expected)):
+                values = []
+                for sign in (1.0, -1.0):
+                    moved = {k: np.array(v, copy=True) for k, v in example.arguments.items()}
+                    moved[argument][i] += sign * h
+                    values.append(spec.expected(type(example)(moved, example.hyperparameters)))
+                step = (example.arguments[argument][i] + h) - (example.arguments[argument][i] - h)
+                difference = float(values[0][0] - values[1][0]) / step
+                np.testing.assert_allclose(
+                    difference, expected[i], rtol=1e-5, atol=1e-7, err_msg=f"{argument}[{i}]"
+                )
+
+    inner()
+
+
+# --------------------------------------------------------------------------------------------
+# n-step returns and V-trace
+# --------------------------------------------------------------------------------------------
+
+
+@given(trajectories(), unit, st.integers(1, 9))
+def test_n_step_returns_equal_the_direct_definition(
+    trajectory: dict[str, Any], discount: float, n_steps: int
+) -> None:
+    # n_step_return (top of this file) writes the sum of n rewards and the bootstrap out.
+    expected = [
+        n_step_return(trajectory, t, n_steps, discount) for t in range(len(trajectory["rewards"]))
+    ]
+    got = call(reference.n_step_returns, trajectory, discount=discount, n_steps=n_steps)
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=RTOL)
+
+
+@given(trajectories(), unit)
+def test_one_step_return_is_the_td_target(trajectory: dict[str, Any], discount: float) -> None:
+    # r_t + gamma v'_t = delta_t + V(s_t)
+    got = call(reference.n_step_returns, trajectory, discount=discount, n_steps=1)
+    td = call(reference.temporal_difference_errors, trajectory, discount=discount)
+    np.testing.assert_allclose(got, td + trajectory["values"], rtol=RTOL, atol=RTOL)
+
+
+@given(trajectories(), unit, st.integers(0, 3))
+def test_n_step_returns_with_n_at_least_t_are_lambda_one_returns(
+    trajectory: dict[str, Any], discount: float, extra: int
+) -> None:
+    # The Monte-Carlo return to the end of the episode, bootstrapped there.
+    n_steps = len(trajectory["rewards"]) + extra
+    got = call(reference.n_step_returns, trajectory, discount=discount, n_steps=n_steps)
+    expected = call(reference.lambda_returns, trajectory, discount=discount, lambda_=1.0)
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=RTOL)
+
+
+def test_n_step_returns_hand_example_with_termination_and_truncation() -> None:
+    # gamma = 1, n = 2; step 1 terminates, step 3 is truncated with final value 10, V(s_5) = 7.
+    # G_0 = r0 + r1 (window cut by the termination, no bootstrap) = 3;  G_1 = r1 = 2;
+    # G_2 = r2 + r3 + final value 10 = 17;  G_3 = r3 + 10 = 14;  G_4 = r4 + last value 7 = 12.
+    got = reference.n_step_returns(
+        [1.0, 2.0, 3.0, 4.0, 5.0],
+        [0.0, 0.0, 0.0, 0.0, 0.0],
+        [False, True, False, False, False],
+        [False, False, False, True, False],
+        [0.0, 0.0, 0.0, 10.0, 0.0],
+        7.0,
+        discount=1.0,
+        n_steps=2,
+    )
+    np.testing.assert_array_equal(got, [3.0, 2.0, 17.0, 14.0, 12.0])
+
+
+@given(
+    st.lists(st.tuples(trajectories(max_steps=4), st.integers(1, 4)), min_size=1, max_size=3),
+    unit,
+)
+def test_n_step_batched_equals_loop(
+    pairs: list[tuple[dict[str, Any], int]], discount: float
+) -> None:
+    trajectories_, _ = zip(*pairs, strict=True)
+    steps = min(len(t["rewards"]) for t in trajectories_)
+    keys = ("rewards", "values", "terminated", "truncated", "final_values")
+    batched = [np.stack([t[k][:steps] for t in trajectories_], axis=1) for k in keys]
+    last = np.array([t["last_value"] for t in trajectories_])
+    got = reference.n_step_returns(*batched, last, discount=discount, n_steps=3)
+    for column, trajectory in enumerate(trajectories_):
+        single = [trajectory[k][:steps] for k in keys]
+        np.testing.assert_array_equal(
+            got[:, column],
+            reference.n_step_returns(
+                *single, trajectory["last_value"], discount=discount, n_steps=3
+            ),
+        )
+
+
+def vtrace_by_direct_sum(
+    trajectory: dict[str, Any],
+    log_ratios: np.ndarray,
+    discount: float,
+    rho_bar: float,
+    c_bar: float,
+) -> np.ndarray:
+    """IMPALA eq. (1): v_t = V_t + sum_k gamma^(k-t) (prod_{i<k} c_i) rho_k delta_k, O(T^2)."""
+    ratio = np.exp(log_ratios)
+    rho, c = np.minimum(rho_bar, ratio), np.minimum(c_bar, ratio)
+    steps = len(trajectory["rewards"])
+    deltas = [
+        trajectory["rewards"][k]
+        + discount * next_value_by_definition(trajectory, k)
+        - trajectory["values"][k]
+        for k in range(steps)
+    ]
+    result = []
+    for t in range(steps):
+        total = 0.0
+        for k in range(t, episode_end(trajectory, t) + 1):
+            traces = np.prod(c[t:k]) if k > t else 1.0
+            total += discount ** (k - t) * traces * rho[k] * deltas[k]
+        result.append(trajectory["values"][t] + total)
+    return np.array(result)
+
+
+def vtrace_call(trajectory: dict[str, Any], log_ratios: np.ndarray, **hyper: float) -> np.ndarray:
+    behaviour = np.full(len(log_ratios), -1.0)
+    return call(
+        lambda *args, **kw: reference.vtrace_targets(
+            *args, behaviour + log_ratios, behaviour, **kw
+        ),
+        trajectory,
+        **hyper,
+    )
+
+
+thresholds = st.one_of(st.sampled_from([0.0, 0.5, 1.0, 2.0, np.inf]), st.floats(0.0, 3.0))
+
+
+@given(st.data(), trajectories(), unit, thresholds, thresholds)
+def test_vtrace_equals_the_sum_of_impala_equation_one(
+    data: Any, trajectory: dict[str, Any], discount: float, rho_bar: float, c_bar: float
+) -> None:
+    steps = len(trajectory["rewards"])
+    log_ratios = data.draw(hnp.arrays(np.float64, steps, elements=st.floats(-2.0, 2.0)))
+    got = vtrace_call(
+        trajectory,
+        log_ratios,
+        discount=discount,
+        clip_rho_threshold=rho_bar,
+        clip_c_threshold=c_bar,
+    )
+    expected = vtrace_by_direct_sum(trajectory, log_ratios, discount, rho_bar, c_bar)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@given(
+    trajectories(), unit, st.sampled_from([1.0, 1.5, np.inf]), st.sampled_from([1.0, 3.0, np.inf])
+)
+def test_vtrace_on_policy_is_the_lambda_one_return(
+    trajectory: dict[str, Any], discount: float, rho_bar: float, c_bar: float
+) -> None:
+    # pi = mu and thresholds >= 1: every rho_t = c_t = 1, so the corrections are GAE(lambda = 1).
+    steps = len(trajectory["rewards"])
+    got = vtrace_call(
+        trajectory,
+        np.zeros(steps),
+        discount=discount,
+        clip_rho_threshold=rho_bar,
+        clip_c_threshold=c_bar,
+    )
+    expected = call(reference.lambda_returns, trajectory, discount=discount, lambda_=1.0)
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=RTOL)
+
+
+@given(st.data(), trajectories(), unit, thresholds)
+def test_vtrace_with_zero_trace_threshold_is_the_one_step_target(
+    data: Any, trajectory: dict[str, Any], discount: float, rho_bar: float
+) -> None:
+    # c_bar = 0 cuts every trace: v_t = V(s_t) + rho_t delta_t.
+    steps = len(trajectory["rewards"])
+    log_ratios = data.draw(hnp.arrays(np.float64, steps, elements=st.floats(-2.0, 2.0)))
+    got = vtrace_call(
+        trajectory, log_ratios, discount=discount, clip_rho_threshold=rho_bar, clip_c_threshold=0.0
+    )
+    td = call(reference.temporal_difference_errors, trajectory, discount=discount)
+    rho = np.minimum(rho_bar, np.exp(log_ratios))
+    np.testing.assert_allclose(got, trajectory["values"] + rho * td, rtol=RTOL, atol=RTOL)
+
+
+# --------------------------------------------------------------------------------------------
+# Preference losses (TRL loss_type)
+# --------------------------------------------------------------------------------------------
+
+preference_rows = st.lists(
+    st.tuples(log_prob, log_prob, log_prob, log_prob, st.integers(1, 30), st.integers(1, 30)),
+    min_size=1,
+    max_size=5,
+)
+
+
+def preference_columns(rows: list[tuple[float, ...]]) -> list[np.ndarray]:
+    return [np.array(column) for column in zip(*rows, strict=True)]
+
+
+@given(preference_rows, st.floats(0.01, 2.0))
+def test_sigmoid_preference_loss_without_smoothing_is_dpo(
+    rows: list[tuple[float, ...]], beta: float
+) -> None:
+    columns = preference_columns(rows)
+    assert reference.preference_loss(
+        *columns, beta=beta, loss_type="sigmoid"
+    ) == reference.dpo_loss(*columns[:4], beta=beta)
+
+
+def _swapped(columns: list[np.ndarray]) -> list[np.ndarray]:
+    """The same pairs with the preference label flipped (chosen and rejected exchanged)."""
+    pc, pr, rc, rr, lc, lr = columns
+    return [pr, pc, rr, rc, lr, lc]
+
+
+@given(preference_rows, st.floats(0.01, 2.0), st.floats(0.0, 0.5))
+def test_conservative_dpo_is_dpo_averaged_over_flipped_labels(
+    rows: list[tuple[float, ...]], beta: float, epsilon: float
+) -> None:
+    # cDPO (Mitchell 2023): the DPO loss of a label that is flipped with probability epsilon.
+    columns = preference_columns(rows)
+    expected = (1 - epsilon) * reference.dpo_loss(*columns[:4], beta=beta) + epsilon * (
+        reference.dpo_loss(*_swapped(columns)[:4], beta=beta)
+    )
+    got = reference.preference_loss(
+        *columns, beta=beta, loss_type="sigmoid", label_smoothing=epsilon
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+
+
+@given(preference_rows, st.floats(0.01, 2.0), st.floats(0.0, 0.45))
+def test_robust_dpo_is_unbiased_under_label_flips(
+    rows: list[tuple[float, ...]], beta: float, epsilon: float
+) -> None:
+    # rDPO's defining property (Chowdhury et al. 2024): averaged over labels flipped with
+    # probability epsilon, the robust loss is the clean DPO loss.
+    columns = preference_columns(rows)
+
+    def robust(cols: list[np.ndarray]) -> float:
+        return reference.preference_loss(
+            *cols, beta=beta, loss_type="robust", label_smoothing=epsilon
+        )
+
+    averaged = (1 - epsilon) * robust(columns) + epsilon * robust(_swapped(columns))
+    expected = reference.dpo_loss(*columns[:4], beta=beta)
+    np.testing.assert_allclose(averaged, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_hinge_and_ipo_hand_examples() -> None:
+    # Margin z = (pc - rc) - (pr - rr) = (-1 + 2) - (-3 + 2) = 2 for the first pair and 0 for the
+    # second. Hinge (SLiC): relu(1 - beta z): beta = 1 gives relu(-1) = 0 and relu(1) = 1,
+    # mean 0.5; beta = 0.1 gives 0.8 and 1, mean 0.9.
+    pairs = ([-1.0, -2.0], [-3.0, -2.0], [-2.0, -2.0], [-2.0, -2.0])
+    assert reference.preference_loss(*pairs, beta=1.0, loss_type="hinge") == 0.5
+    np.testing.assert_allclose(
+        reference.preference_loss(*pairs, beta=0.1, loss_type="hinge"), 0.9, rtol=1e-15
+    )
+    # IPO (Azar et al. 2023, eq. 17) with TRL's length averaging, beta = 0.25 (1/(2 beta) = 2):
+    # lengths (1, 1) for the first pair: z~ = 2, loss 0; lengths (2, 4) for the second:
+    # z~ = (-2/2 + 2/2) - (-2/4 + 2/4) = 0, loss (0 - 2)^2 = 4. Mean 2.
+    got = reference.preference_loss(*pairs, [1, 2], [1, 4], beta=0.25, loss_type="ipo")
+    assert got == 2.0
+
+
+@given(preference_rows, st.floats(0.01, 2.0))
+def test_ipo_uses_length_averaged_log_probs(rows: list[tuple[float, ...]], beta: float) -> None:
+    # Reduction: IPO with lengths L equals IPO with lengths 1 on the log-probs divided by L.
+    pc, pr, rc, rr, lc, lr = preference_columns(rows)
+    ones = np.ones_like(lc)
+    averaged = (pc / lc, pr / lr, rc / lc, rr / lr, ones, ones)
+    np.testing.assert_allclose(
+        reference.preference_loss(pc, pr, rc, rr, lc, lr, beta=beta, loss_type="ipo"),
+        reference.preference_loss(*averaged, beta=beta, loss_type="ipo"),
+        rtol=1e-12,
+    )
+
+
+@given(preference_rows, st.floats(0.01, 2.0), st.sampled_from(["sigmoid", "hinge", "robust"]))
+def test_lengths_matter_only_to_ipo(
+    rows: list[tuple[float, ...]], beta: float, loss_type: str
+) -> None:
+    columns = preference_columns(rows)
+    assert reference.preference_loss(
+        *columns, beta=beta, loss_type=loss_type
+    ) == reference.preference_loss(*columns[:4], beta=beta, loss_type=loss_type)
+
+
+_PAIR = ([0.0], [0.0], [0.0], [0.0])
+
+BAD_ARGUMENTS_OF_THE_LOSS_VARIANTS = [
+    pytest.param(
+        reference.policy_gradient_loss,
+        ([0.0], [1.0, 2.0]),
+        {},
+        ValueError,
+        "advantages",
+        id="pg-shape",
+    ),
+    pytest.param(reference.policy_gradient_loss, ([], []), {}, ValueError, "empty", id="pg-empty"),
+    pytest.param(
+        reference.dual_clip_ppo_loss,
+        ([0.0], [0.0], [1.0]),
+        {"clip_epsilon": 0.2, "dual_clip": 1.0},
+        ValueError,
+        "dual_clip",
+        id="dual-clip-one",
+    ),
+    pytest.param(
+        reference.dual_clip_ppo_loss,
+        ([0.0], [0.0], [1.0]),
+        {"clip_epsilon": 0.2, "dual_clip": "3"},
+        TypeError,
+        "dual_clip",
+        id="dual-clip-string",
+    ),
+    pytest.param(
+        reference.actor_critic_loss,
+        ([0.0], [0.0], [1.0], [0.0], [0.0], [0.0]),
+        {
+            "clip_epsilon": 0.2,
+            "value_coefficient": 0.5,
+            "entropy_coefficient": 0.01,
+            "kl_coefficient": 0.1,
+        },
+        ValueError,
+        "reference_log_probs",
+        id="actor-critic-kl-without-reference",
+    ),
+    pytest.param(
+        reference.actor_critic_loss,
+        ([0.0], [0.0], [1.0], [0.0], [0.0], [0.0], [0.0]),
+        {
+            "clip_epsilon": 0.2,
+            "value_coefficient": 0.5,
+            "entropy_coefficient": -0.01,
+            "kl_coefficient": 0.1,
+        },
+        ValueError,
+        "entropy_coefficient",
+        id="actor-critic-negative-entropy-coefficient",
+    ),
+    pytest.param(
+        reference.actor_critic_loss,
+        ([0.0], [0.0], [1.0], [0.0], [0.0], [0.0, 1.0], [0.0]),
+        {
+            "clip_epsilon": 0.2,
+            "value_coefficient": 0.5,
+            "entropy_coefficient": 0.01,
+            "kl_coefficient": 0.1,
+        },
+        ValueError,
+        "entropy",
+        id="actor-critic-entropy-shape",
+    ),
+    pytest.param(
+        reference.n_step_returns,
+        _TRAJECTORY,
+        {"discount": 0.9, "n_steps": 0},
+        ValueError,
+        "n_steps",
+        id="n-step-zero",
+    ),
+    pytest.param(
+        reference.n_step_returns,
+        _TRAJECTORY,
+        {"discount": 0.9, "n_steps": 2.5},
+        TypeError,
+        "n_steps",
+        id="n-step-float",
+    ),
+    pytest.param(
+        reference.vtrace_targets,
+        (*_TRAJECTORY, [0.0, 0.0], [0.0, 0.0]),
+        {"discount": 0.9, "clip_rho_threshold": -1.0},
+        ValueError,
+        "clip_rho_threshold",
+        id="vtrace-negative-threshold",
+    ),
+    pytest.param(
+        reference.vtrace_targets,
+        (*_TRAJECTORY, [0.0], [0.0, 0.0]),
+        {"discount": 0.9},
+        ValueError,
+        "log_probs",
+        id="vtrace-log-probs-shape",
+    ),
+    pytest.param(
+        reference.vtrace_targets,
+        (*_TRAJECTORY, [0.0, 0.0], [0.0, np.nan]),
+        {"discount": 0.9},
+        ValueError,
+        "behaviour_log_probs",
+        id="vtrace-nan-behaviour",
+    ),
+    pytest.param(
+        reference.preference_loss,
+        _PAIR,
+        {"beta": 0.1, "loss_type": "kto"},
+        ValueError,
+        "loss_type",
+        id="preference-unknown-type",
+    ),
+    pytest.param(
+        reference.preference_loss,
+        _PAIR,
+        {"beta": 0.1, "loss_type": 3},
+        TypeError,
+        "loss_type",
+        id="preference-type-not-str",
+    ),
+    pytest.param(
+        reference.preference_loss,
+        _PAIR,
+        {"beta": 0.1, "loss_type": "ipo"},
+        ValueError,
+        "chosen_lengths",
+        id="ipo-without-lengths",
+    ),
+    pytest.param(
+        reference.preference_loss,
+        (*_PAIR, [3], [0]),
+        {"beta": 0.1, "loss_type": "ipo"},
+        ValueError,
+        "rejected_lengths",
+        id="ipo-zero-length",
+    ),
+    pytest.param(
+        reference.preference_loss,
+        _PAIR,
+        {"beta": 0.1, "loss_type": "robust", "label_smoothing": 0.5},
+        ValueError,
+        "label_smoothing",
+        id="robust-smoothing-half",
+    ),
+    pytest.param(
+        reference.preference_loss,
+        _PAIR,
+        {"beta": 0.1, "loss_type": "sigmoid", "label_smoothing": 0.7},
+        ValueError,
+        "label_smoothing",
+        id="sigmoid-smoothing-above-half",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("function", "args", "kwargs", "error", "match"), BAD_ARGUMENTS_OF_THE_LOSS_VARIANTS
+)
+def test_bad_arguments_of_the_loss_variants_are_rejected(
+    function: Any, args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        function(*args, **kwargs)

@@ -211,7 +211,11 @@ class Claim:
                 inherited = self._relation_of(analyses[exact_name].cases[0].derivation)
             else:
                 inherited = "="
-            relation = inherited if inherited in ("=", "<=", ">=") else "="
+            relation: Relation = "="
+            if inherited == "<=":
+                relation = "<="
+            elif inherited == ">=":
+                relation = ">="
             object.__setattr__(self, "exact", replace(self.exact, relation=relation))
         if exact_name in names:
             exact_derivation = self.symbolic.derivation(exact_name)
@@ -230,7 +234,7 @@ class Claim:
         if len(relations) > 1:
             return "mixed"
         # previous >= this, read top to bottom: start >= conclusion
-        return relations.pop()
+        return str(relations.pop())
 
     @property
     def main_derivation(self) -> str:

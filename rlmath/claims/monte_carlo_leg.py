@@ -149,9 +149,9 @@ def monte_carlo_leg(
 
     def check(seed: int, variant: Any) -> LegResult:
         estimator = sample if variant is None else variant
-        rows = []
+        rows: list[dict[str, Any]] = []
         passed = True
-        controls = []
+        controls: list[bool] = []
         for k, example in enumerate(draw_examples(examples, n_examples, seed)):
             rng = np.random.default_rng(np.random.SeedSequence([seed, k]))
             with np.errstate(all="ignore"):

@@ -101,9 +101,12 @@ def _parse_params(items: list[str], option: str = "--param") -> dict[str, Any]:
             try:
                 params[name] = float(text)  # inf, -inf (literal_eval does not read them)
             except ValueError:
-                raise ValueError(
-                    f"{option} {name}: value must be a Python number, got {text!r}"
-                ) from error
+                if not text.replace("_", "").replace("-", "").isalnum():
+                    raise ValueError(
+                        f"{option} {name}: value must be a number, true/false or a word, "
+                        f"got {text!r}"
+                    ) from error
+                params[name] = text  # a bare word: a string option such as loss_type=ipo
     return params
 
 

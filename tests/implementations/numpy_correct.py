@@ -338,6 +338,254 @@ def normalize_cleanrl_style(advantages: Array, *, epsilon: float, ddof: int) -> 
     return (advantages - advantages.mean()) / (advantages.std(ddof=1) + 1e-8)
 
 
+def policy_gradient_loop(log_probs: Array, advantages: Array) -> Array:
+    total = 0.0
+    for log_prob, advantage in zip(log_probs, advantages, strict=True):
+        total -= log_prob * advantage
+    return total / len(log_probs)
+
+
+def policy_gradient_float32(log_probs: Array, advantages: Array) -> Array:
+    new, adv = (np.asarray(x, dtype=np.float32) for x in (log_probs, advantages))
+    return -(new * adv).mean()
+
+
+def dual_clip_di_engine_style(
+    log_probs: Array,
+    old_log_probs: Array,
+    advantages: Array,
+    *,
+    clip_epsilon: float,
+    dual_clip: float,
+) -> Array:
+    """DI-engine's form: the PPO term, then max with c A, selected where A < 0."""
+    ratio = np.exp(log_probs - old_log_probs)
+    surrogate1 = ratio * advantages
+    surrogate2 = np.clip(ratio, 1 - clip_epsilon, 1 + clip_epsilon) * advantages
+    clip1 = np.minimum(surrogate1, surrogate2)
+    clip2 = np.maximum(clip1, dual_clip * advantages)
+    return -np.where(advantages < 0, clip2, clip1).mean()
+
+
+def dual_clip_by_cases(
+    log_probs: Array,
+    old_log_probs: Array,
+    advantages: Array,
+    *,
+    clip_epsilon: float,
+    dual_clip: float,
+) -> Array:
+    """Looks different: A min(rho, 1 + eps) for A >= 0, A min(max(rho, 1 - eps), c) for A < 0."""
+    ratio = np.exp(log_probs - old_log_probs)
+    terms = []
+    for r, a in zip(ratio, advantages, strict=True):
+        if a >= 0:
+            terms.append(a * min(r, 1 + clip_epsilon))
+        else:
+            terms.append(a * min(max(r, 1 - clip_epsilon), dual_clip))
+    return -np.mean(terms)
+
+
+def dual_clip_float32(
+    log_probs: Array,
+    old_log_probs: Array,
+    advantages: Array,
+    *,
+    clip_epsilon: float,
+    dual_clip: float,
+) -> Array:
+    new, old, adv = (
+        np.asarray(x, dtype=np.float32) for x in (log_probs, old_log_probs, advantages)
+    )
+    return dual_clip_di_engine_style(
+        new, old, adv, clip_epsilon=np.float32(clip_epsilon), dual_clip=np.float32(dual_clip)
+    )
+
+
+def actor_critic_cleanrl_style(
+    log_probs: Array,
+    old_log_probs: Array,
+    advantages: Array,
+    values: Array,
+    returns: Array,
+    entropy: Array,
+    reference_log_probs: Array,
+    *,
+    clip_epsilon: float,
+    value_coefficient: float,
+    entropy_coefficient: float,
+    kl_coefficient: float,
+) -> Array:
+    """CleanRL's ppo.py loss plus a GRPO-style k3 penalty, terms written as CleanRL does."""
+    ratio = np.exp(log_probs - old_log_probs)
+    pg_loss1 = -advantages * ratio
+    pg_loss2 = -advantages * np.clip(ratio, 1 - clip_epsilon, 1 + clip_epsilon)
+    pg_loss = np.maximum(pg_loss1, pg_loss2).mean()
+    v_loss = 0.5 * ((values - returns) ** 2).mean()
+    entropy_loss = entropy.mean()
+    log_ratio = reference_log_probs - log_probs
+    kl = (np.exp(log_ratio) - 1 - log_ratio).mean()
+    return (
+        pg_loss
+        - entropy_coefficient * entropy_loss
+        + v_loss * value_coefficient
+        + kl_coefficient * kl
+    )
+
+
+def actor_critic_float32(*arrays: Array, **coefficients: float) -> Array:
+    return actor_critic_cleanrl_style(
+        *(np.asarray(x, dtype=np.float32) for x in arrays),
+        **{name: np.float32(value) for name, value in coefficients.items()},
+    )
+
+
+def n_step_by_recursion(
+    rewards: Array,
+    values: Array,
+    terminated: Array,
+    truncated: Array,
+    final_values: Array,
+    last_value: Any,
+    *,
+    discount: float,
+    n_steps: int,
+) -> Array:
+    """Differently computed: G^(k)_t = r_t + gamma (v'_t if the episode or buffer ends after t,
+    else G^(k-1)_{t+1}), from G^(1) = r + gamma v' (the TD target) up to k = n."""
+    bootstrap = _next_values(values, terminated, truncated, final_values, last_value)
+    stop = np.asarray(terminated) | np.asarray(truncated)
+    stop[-1] = True
+    returns = rewards + discount * bootstrap
+    for _ in range(min(n_steps, len(rewards)) - 1):
+        following = np.append(returns[1:], 0.0)
+        returns = rewards + discount * np.where(stop, bootstrap, following)
+    return returns
+
+
+def vtrace_scalable_agent_style(
+    rewards: Array,
+    values: Array,
+    terminated: Array,
+    truncated: Array,
+    final_values: Array,
+    last_value: Any,
+    log_probs: Array,
+    behaviour_log_probs: Array,
+    *,
+    discount: float,
+    clip_rho_threshold: float,
+    clip_c_threshold: float,
+) -> Array:
+    """DeepMind scalable_agent's vtrace.py loop, with the episode ends of this package."""
+    rhos = np.exp(log_probs - behaviour_log_probs)
+    clipped_rhos = np.minimum(clip_rho_threshold, rhos)
+    cs = np.minimum(clip_c_threshold, rhos)
+    values_t_plus_1 = _next_values(values, terminated, truncated, final_values, last_value)
+    deltas = clipped_rhos * (rewards + discount * values_t_plus_1 - values)
+    continues = ~(np.asarray(terminated) | np.asarray(truncated))
+    vs_minus_v_xs = np.zeros(len(rewards))
+    acc = 0.0
+    for t in reversed(range(len(rewards))):
+        acc = deltas[t] + (discount * cs[t] * acc if continues[t] else 0.0)
+        vs_minus_v_xs[t] = acc
+    return vs_minus_v_xs + values
+
+
+def vtrace_targets_recursion(
+    rewards: Array,
+    values: Array,
+    terminated: Array,
+    truncated: Array,
+    final_values: Array,
+    last_value: Any,
+    log_probs: Array,
+    behaviour_log_probs: Array,
+    *,
+    discount: float,
+    clip_rho_threshold: float,
+    clip_c_threshold: float,
+) -> Array:
+    """IMPALA Remark 1 on the targets themselves: v_t = V_t + rho_t delta_t
+    + gamma c_t (v_{t+1} - V(s_{t+1})), the bracket 0 across an episode end."""
+    steps = len(rewards)
+    targets = np.zeros(steps)
+    for t in reversed(range(steps)):
+        ratio = np.exp(log_probs[t] - behaviour_log_probs[t])
+        if terminated[t]:
+            next_value, trace = 0.0, 0.0
+        elif truncated[t]:
+            next_value, trace = final_values[t], 0.0
+        elif t == steps - 1:
+            next_value, trace = last_value, 0.0
+        else:
+            next_value, trace = values[t + 1], targets[t + 1] - values[t + 1]
+        delta = rewards[t] + discount * next_value - values[t]
+        targets[t] = (
+            values[t]
+            + min(clip_rho_threshold, ratio) * delta
+            + (discount * min(clip_c_threshold, ratio) * trace if trace else 0.0)
+        )
+    return targets
+
+
+def preference_trl_style(
+    policy_chosen_log_probs: Array,
+    policy_rejected_log_probs: Array,
+    reference_chosen_log_probs: Array,
+    reference_rejected_log_probs: Array,
+    chosen_lengths: Array,
+    rejected_lengths: Array,
+    *,
+    beta: float,
+    loss_type: str,
+    label_smoothing: float,
+) -> Array:
+    """TRL's DPOTrainer: concatenated_forward averages the log-probs for IPO, dpo_loss branches."""
+    logps = [
+        policy_chosen_log_probs,
+        policy_rejected_log_probs,
+        reference_chosen_log_probs,
+        reference_rejected_log_probs,
+    ]
+    if loss_type == "ipo":
+        sizes = [chosen_lengths, rejected_lengths, chosen_lengths, rejected_lengths]
+        logps = [lp / size for lp, size in zip(logps, sizes, strict=True)]
+    chosen, rejected, ref_chosen, ref_rejected = logps
+    logits = (chosen - rejected) - (ref_chosen - ref_rejected)
+    if loss_type == "sigmoid":
+        losses = (
+            -_log_sigmoid(beta * logits) * (1 - label_smoothing)
+            - _log_sigmoid(-beta * logits) * label_smoothing
+        )
+    elif loss_type == "robust":
+        losses = (
+            -_log_sigmoid(beta * logits) * (1 - label_smoothing)
+            + _log_sigmoid(-beta * logits) * label_smoothing
+        ) / (1 - 2 * label_smoothing)
+    elif loss_type == "hinge":
+        losses = np.maximum(0.0, 1 - beta * logits)
+    elif loss_type == "ipo":
+        losses = (logits - 1 / (2 * beta)) ** 2
+    else:
+        raise ValueError(loss_type)
+    return losses.mean()
+
+
+def preference_float32(
+    *arrays: Array, beta: float, loss_type: str, label_smoothing: float
+) -> Array:
+    *log_probs, chosen_lengths, rejected_lengths = arrays
+    return preference_trl_style(
+        *(np.asarray(x, dtype=np.float32) for x in log_probs),
+        chosen_lengths.astype(np.float32),
+        rejected_lengths.astype(np.float32),
+        beta=np.float32(beta),
+        loss_type=loss_type,
+        label_smoothing=np.float32(label_smoothing),
+    )
+
+
 #: (spec name, implementation, options passed to rlmath.conformance.check)
 CORRECT: list[tuple[str, Any, dict[str, Any]]] = [
     ("discounted_returns", returns_loop, {}),
@@ -378,4 +626,18 @@ CORRECT: list[tuple[str, Any, dict[str, Any]]] = [
         normalize_cleanrl_style,
         {"hyperparameters": {"ddof": 1, "epsilon": 1e-8}},
     ),
+    ("policy_gradient_loss", policy_gradient_loop, {}),
+    ("policy_gradient_loss", policy_gradient_float32, {}),
+    ("dual_clip_ppo_loss", dual_clip_di_engine_style, {}),
+    ("dual_clip_ppo_loss", dual_clip_by_cases, {}),
+    ("dual_clip_ppo_loss", dual_clip_float32, {}),
+    ("actor_critic_loss", actor_critic_cleanrl_style, {}),
+    ("actor_critic_loss", actor_critic_float32, {}),
+    ("n_step_returns", n_step_by_recursion, {}),
+    ("n_step_returns", n_step_by_recursion, {"dtype": "float32"}),
+    ("vtrace_targets", vtrace_scalable_agent_style, {}),
+    ("vtrace_targets", vtrace_targets_recursion, {}),
+    ("vtrace_targets", vtrace_scalable_agent_style, {"dtype": "float32"}),
+    ("preference_loss", preference_trl_style, {}),
+    ("preference_loss", preference_float32, {}),
 ]

@@ -476,6 +476,325 @@ def normalize_in_place(advantages, *, epsilon, ddof):  # type: ignore[no-untyped
     return advantages
 
 
+# --- policy gradient, dual-clip PPO, actor-critic ---------------------------------------------
+
+
+def policy_gradient_sum_not_mean(log_probs, advantages):  # type: ignore[no-untyped-def]
+    return -np.sum(log_probs * advantages)
+
+
+def policy_gradient_objective_sign(log_probs, advantages):  # type: ignore[no-untyped-def]
+    return np.mean(log_probs * advantages)
+
+
+def policy_gradient_probabilities(log_probs, advantages):  # type: ignore[no-untyped-def]
+    # The log dropped: -mean(pi A), whose gradient is pi times the policy gradient.
+    return -np.mean(np.exp(log_probs) * advantages)
+
+
+def policy_gradient_normalises_inside(log_probs, advantages):  # type: ignore[no-untyped-def]
+    # Standardises the advantages inside the loss: a different loss than the one specified.
+    centred = advantages - advantages.mean()
+    return -np.mean(log_probs * centred / (advantages.std() + 1e-8))
+
+
+def dual_clip_for_positive_advantages(
+    log_probs, old_log_probs, advantages, *, clip_epsilon, dual_clip
+):  # type: ignore[no-untyped-def]
+    ratio = np.exp(log_probs - old_log_probs)
+    clip1 = np.minimum(
+        ratio * advantages, np.clip(ratio, 1 - clip_epsilon, 1 + clip_epsilon) * advantages
+    )
+    return -np.maximum(clip1, dual_clip * advantages).mean()
+
+
+def dual_clip_min_instead_of_max(log_probs, old_log_probs, advantages, *, clip_epsilon, dual_clip):  # type: ignore[no-untyped-def]
+    ratio = np.exp(log_probs - old_log_probs)
+    clip1 = np.minimum(
+        ratio * advantages, np.clip(ratio, 1 - clip_epsilon, 1 + clip_epsilon) * advantages
+    )
+    return -np.where(advantages < 0, np.minimum(clip1, dual_clip * advantages), clip1).mean()
+
+
+def dual_clip_ignored(log_probs, old_log_probs, advantages, *, clip_epsilon, dual_clip):  # type: ignore[no-untyped-def]
+    return ok.ppo_loss_min_form(log_probs, old_log_probs, advantages, clip_epsilon=clip_epsilon)
+
+
+def _actor_critic_terms(
+    lp,
+    old,
+    adv,
+    values,
+    returns,
+    entropy,
+    ref,
+    *,
+    clip_epsilon,
+    value_coefficient,
+    entropy_coefficient,
+    kl_coefficient,
+):  # type: ignore[no-untyped-def]
+    """The four signed terms of the CleanRL-style loss; each mutant changes one."""
+    ratio = np.exp(lp - old)
+    pg = np.maximum(-adv * ratio, -adv * np.clip(ratio, 1 - clip_epsilon, 1 + clip_epsilon))
+    log_ratio = ref - lp
+    return {
+        "policy": pg.mean(),
+        "value": value_coefficient * 0.5 * ((values - returns) ** 2).mean(),
+        "entropy": -entropy_coefficient * entropy.mean(),
+        "kl": kl_coefficient * (np.exp(log_ratio) - 1 - log_ratio).mean(),
+    }
+
+
+def actor_critic_entropy_added(*arrays, **coefficients):  # type: ignore[no-untyped-def]
+    terms = _actor_critic_terms(*arrays, **coefficients)
+    terms["entropy"] = -terms["entropy"]  # + c_e H: the bonus enters as a penalty
+    return sum(terms.values())
+
+
+def actor_critic_kl_subtracted(*arrays, **coefficients):  # type: ignore[no-untyped-def]
+    terms = _actor_critic_terms(*arrays, **coefficients)
+    terms["kl"] = -terms["kl"]  # - beta KL: pushes away from the reference
+    return sum(terms.values())
+
+
+def actor_critic_kl_direction_reversed(*arrays, **coefficients):  # type: ignore[no-untyped-def]
+    # k3 with r = pi / pi_ref: the estimator of KL(pi_ref || pi), evaluated on samples from pi.
+    terms = _actor_critic_terms(*arrays, **coefficients)
+    log_ratio = arrays[0] - arrays[6]
+    terms["kl"] = coefficients["kl_coefficient"] * (np.exp(log_ratio) - 1 - log_ratio).mean()
+    return sum(terms.values())
+
+
+def actor_critic_kl_is_k1(*arrays, **coefficients):  # type: ignore[no-untyped-def]
+    terms = _actor_critic_terms(*arrays, **coefficients)
+    terms["kl"] = coefficients["kl_coefficient"] * (arrays[0] - arrays[6]).mean()
+    return sum(terms.values())
+
+
+def actor_critic_value_loss_without_half(*arrays, **coefficients):  # type: ignore[no-untyped-def]
+    terms = _actor_critic_terms(*arrays, **coefficients)
+    terms["value"] = 2 * terms["value"]
+    return sum(terms.values())
+
+
+def actor_critic_entropy_summed(*arrays, **coefficients):  # type: ignore[no-untyped-def]
+    terms = _actor_critic_terms(*arrays, **coefficients)
+    terms["entropy"] = terms["entropy"] * len(arrays[5])  # sum over samples, not mean
+    return sum(terms.values())
+
+
+# --- n-step returns and V-trace -------------------------------------------------------------
+
+
+def n_step_one_step_too_many(
+    rewards, values, terminated, truncated, final_values, last_value, *, discount, n_steps
+):  # type: ignore[no-untyped-def]
+    return ok.n_step_by_recursion(
+        rewards,
+        values,
+        terminated,
+        truncated,
+        final_values,
+        last_value,
+        discount=discount,
+        n_steps=n_steps + 1,
+    )
+
+
+def n_step_bootstrap_through_termination(
+    rewards, values, terminated, truncated, final_values, last_value, *, discount, n_steps
+):  # type: ignore[no-untyped-def]
+    # The window stops at a termination but bootstraps from values[t+1] there.
+    bootstrap = ok._next_values(
+        values, np.zeros_like(terminated), truncated, final_values, last_value
+    )
+    stop = terminated | truncated
+    stop[-1] = True
+    returns = rewards + discount * bootstrap
+    for _ in range(min(n_steps, len(rewards)) - 1):
+        returns = rewards + discount * np.where(stop, bootstrap, np.append(returns[1:], 0.0))
+    return returns
+
+
+def n_step_truncation_as_termination(
+    rewards, values, terminated, truncated, final_values, last_value, *, discount, n_steps
+):  # type: ignore[no-untyped-def]
+    return ok.n_step_by_recursion(
+        rewards,
+        values,
+        terminated | truncated,
+        truncated,
+        final_values,
+        last_value,
+        discount=discount,
+        n_steps=n_steps,
+    )
+
+
+def n_step_crosses_episode_ends(
+    rewards, values, terminated, truncated, final_values, last_value, *, discount, n_steps
+):  # type: ignore[no-untyped-def]
+    # Sums n rewards whatever the flags say (a replay buffer without episode boundaries).
+    no_flags = np.zeros_like(terminated)
+    return ok.n_step_by_recursion(
+        rewards,
+        values,
+        no_flags,
+        no_flags,
+        final_values,
+        last_value,
+        discount=discount,
+        n_steps=n_steps,
+    )
+
+
+def n_step_bootstrap_discount_off_by_one(
+    rewards, values, terminated, truncated, final_values, last_value, *, discount, n_steps
+):  # type: ignore[no-untyped-def]
+    # gamma^(m-1) instead of gamma^m on the bootstrap value after m rewards.
+    bootstrap = ok._next_values(values, terminated, truncated, final_values, last_value)
+    stop = terminated | truncated
+    stop[-1] = True
+    returns = rewards + bootstrap
+    for _ in range(min(n_steps, len(rewards)) - 1):
+        returns = rewards + np.where(stop, bootstrap, discount * np.append(returns[1:], 0.0))
+    return returns
+
+
+def _vtrace(**changes):  # type: ignore[no-untyped-def]
+    def targets(
+        rewards,
+        values,
+        terminated,
+        truncated,
+        final_values,
+        last_value,
+        log_probs,
+        behaviour_log_probs,
+        *,
+        discount,
+        clip_rho_threshold,
+        clip_c_threshold,
+    ):  # type: ignore[no-untyped-def]
+        settings = {
+            "log_probs": log_probs,
+            "behaviour_log_probs": behaviour_log_probs,
+            "clip_rho_threshold": clip_rho_threshold,
+            "clip_c_threshold": clip_c_threshold,
+            "terminated": terminated,
+            "truncated": truncated,
+        }
+        given = dict(settings)
+        for name, change in changes.items():
+            settings[name] = change(given)
+        return ok.vtrace_scalable_agent_style(
+            rewards,
+            values,
+            settings["terminated"],
+            truncated,
+            final_values,
+            last_value,
+            settings["log_probs"],
+            settings["behaviour_log_probs"],
+            discount=discount,
+            clip_rho_threshold=settings["clip_rho_threshold"],
+            clip_c_threshold=settings["clip_c_threshold"],
+        )
+
+    return targets
+
+
+vtrace_rho_not_truncated = _vtrace(clip_rho_threshold=lambda s: np.inf)
+vtrace_c_not_truncated = _vtrace(clip_c_threshold=lambda s: np.inf)
+vtrace_c_truncated_at_rho_bar = _vtrace(clip_c_threshold=lambda s: s["clip_rho_threshold"])
+vtrace_ratio_inverted = _vtrace(
+    log_probs=lambda s: s["behaviour_log_probs"], behaviour_log_probs=lambda s: s["log_probs"]
+)
+# A time-limit cut treated as a termination: no bootstrap from the final observation.
+vtrace_ignores_truncation = _vtrace(terminated=lambda s: s["terminated"] | s["truncated"])
+
+
+def vtrace_ratio_of_probabilities(
+    rewards,
+    values,
+    terminated,
+    truncated,
+    final_values,
+    last_value,
+    log_probs,
+    behaviour_log_probs,
+    *,
+    discount,
+    clip_rho_threshold,
+    clip_c_threshold,
+):  # type: ignore[no-untyped-def]
+    with np.errstate(all="ignore"):  # the underflow is the bug under test
+        ratio = np.exp(log_probs) / np.exp(behaviour_log_probs)
+    return ok.vtrace_scalable_agent_style(
+        rewards,
+        values,
+        terminated,
+        truncated,
+        final_values,
+        last_value,
+        np.log(ratio),
+        np.zeros_like(ratio),
+        discount=discount,
+        clip_rho_threshold=clip_rho_threshold,
+        clip_c_threshold=clip_c_threshold,
+    )
+
+
+for _name, _function in list(globals().items()):
+    if _name.startswith("vtrace_"):
+        _function.__name__ = _name
+
+
+# --- preference losses (TRL loss_type) ------------------------------------------------------
+
+
+def preference_ipo_without_length_averaging(
+    pc, pr, rc, rr, lc, lr, *, beta, loss_type, label_smoothing
+):  # type: ignore[no-untyped-def]
+    ones = np.ones_like(lc)
+    return ok.preference_trl_style(
+        pc, pr, rc, rr, ones, ones, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing
+    )
+
+
+def preference_ipo_beta_inside(pc, pr, rc, rr, lc, lr, *, beta, loss_type, label_smoothing):  # type: ignore[no-untyped-def]
+    if loss_type != "ipo":
+        return ok.preference_trl_style(
+            pc, pr, rc, rr, lc, lr, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing
+        )
+    logits = (pc / lc - pr / lr) - (rc / lc - rr / lr)
+    return np.mean((beta * logits - 1 / (2 * beta)) ** 2)
+
+
+def preference_hinge_without_beta(pc, pr, rc, rr, lc, lr, *, beta, loss_type, label_smoothing):  # type: ignore[no-untyped-def]
+    if loss_type != "hinge":
+        return ok.preference_trl_style(
+            pc, pr, rc, rr, lc, lr, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing
+        )
+    return np.mean(np.maximum(0.0, 1 - ((pc - pr) - (rc - rr))))
+
+
+def preference_label_smoothing_ignored(pc, pr, rc, rr, lc, lr, *, beta, loss_type, label_smoothing):  # type: ignore[no-untyped-def]
+    return ok.preference_trl_style(
+        pc, pr, rc, rr, lc, lr, beta=beta, loss_type=loss_type, label_smoothing=0.0
+    )
+
+
+def preference_robust_without_denominator(
+    pc, pr, rc, rr, lc, lr, *, beta, loss_type, label_smoothing
+):  # type: ignore[no-untyped-def]
+    loss = ok.preference_trl_style(
+        pc, pr, rc, rr, lc, lr, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing
+    )
+    return loss * (1 - 2 * label_smoothing) if loss_type == "robust" else loss
+
+
 #: (spec name, implementation, failure kind the report must give, the bug)
 MUTANTS: list[tuple[str, Any, str, str]] = [
     ("discounted_returns", returns_done_off_by_one, "wrong value", "done mask off by one"),
@@ -645,4 +964,98 @@ MUTANTS: list[tuple[str, Any, str, str]] = [
     ("normalized_advantages", normalize_per_column, "wrong value", "normalised per environment"),
     ("normalized_advantages", normalize_by_variance, "wrong value", "divides by the variance"),
     ("normalized_advantages", normalize_in_place, "mutated input", "normalises in place"),
+    ("policy_gradient_loss", policy_gradient_sum_not_mean, "wrong value", "sum instead of mean"),
+    (
+        "policy_gradient_loss",
+        policy_gradient_objective_sign,
+        "wrong value",
+        "objective returned as loss",
+    ),
+    (
+        "policy_gradient_loss",
+        policy_gradient_probabilities,
+        "wrong value",
+        "probability instead of log-probability",
+    ),
+    (
+        "policy_gradient_loss",
+        policy_gradient_normalises_inside,
+        "wrong value",
+        "advantages standardised inside the loss",
+    ),
+    (
+        "dual_clip_ppo_loss",
+        dual_clip_for_positive_advantages,
+        "wrong value",
+        "dual clip applied for A > 0 too",
+    ),
+    ("dual_clip_ppo_loss", dual_clip_min_instead_of_max, "wrong value", "min with c A, not max"),
+    ("dual_clip_ppo_loss", dual_clip_ignored, "wrong value", "plain PPO (dual clip ignored)"),
+    ("actor_critic_loss", actor_critic_entropy_added, "wrong value", "entropy bonus sign flipped"),
+    ("actor_critic_loss", actor_critic_kl_subtracted, "wrong value", "KL penalty sign flipped"),
+    (
+        "actor_critic_loss",
+        actor_critic_kl_direction_reversed,
+        "wrong value",
+        "k3 of KL(pi_ref || pi) on samples from pi",
+    ),
+    ("actor_critic_loss", actor_critic_kl_is_k1, "wrong value", "k1 instead of k3"),
+    (
+        "actor_critic_loss",
+        actor_critic_value_loss_without_half,
+        "wrong value",
+        "value loss without the 1/2",
+    ),
+    ("actor_critic_loss", actor_critic_entropy_summed, "wrong value", "entropy summed, not mean"),
+    ("n_step_returns", n_step_one_step_too_many, "wrong value", "n + 1 rewards (off by one)"),
+    (
+        "n_step_returns",
+        n_step_bootstrap_through_termination,
+        "wrong value",
+        "bootstraps through termination",
+    ),
+    (
+        "n_step_returns",
+        n_step_truncation_as_termination,
+        "wrong value",
+        "ignores truncation (no bootstrap)",
+    ),
+    ("n_step_returns", n_step_crosses_episode_ends, "wrong value", "window crosses episode ends"),
+    (
+        "n_step_returns",
+        n_step_bootstrap_discount_off_by_one,
+        "wrong value",
+        "bootstrap discounted by gamma^(n-1)",
+    ),
+    ("vtrace_targets", vtrace_rho_not_truncated, "wrong value", "rho not truncated"),
+    ("vtrace_targets", vtrace_c_not_truncated, "wrong value", "c not truncated"),
+    ("vtrace_targets", vtrace_c_truncated_at_rho_bar, "wrong value", "c truncated at rho_bar"),
+    ("vtrace_targets", vtrace_ratio_inverted, "wrong value", "ratio mu / pi"),
+    ("vtrace_targets", vtrace_ignores_truncation, "wrong value", "ignores truncation"),
+    (
+        "vtrace_targets",
+        vtrace_ratio_of_probabilities,
+        "non-finite",
+        "ratio of probabilities underflows",
+    ),
+    (
+        "preference_loss",
+        preference_ipo_without_length_averaging,
+        "wrong value",
+        "IPO on summed log-probs",
+    ),
+    ("preference_loss", preference_ipo_beta_inside, "wrong value", "IPO margin times beta"),
+    ("preference_loss", preference_hinge_without_beta, "wrong value", "hinge without beta"),
+    (
+        "preference_loss",
+        preference_label_smoothing_ignored,
+        "wrong value",
+        "label smoothing ignored",
+    ),
+    (
+        "preference_loss",
+        preference_robust_without_denominator,
+        "wrong value",
+        "robust loss without 1 / (1 - 2 eps)",
+    ),
 ]

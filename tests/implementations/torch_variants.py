@@ -160,6 +160,179 @@ def normalize_in_place(advantages: Tensor, *, epsilon: float, ddof: int) -> Tens
     return advantages / (advantages.std() + 1e-8)
 
 
+def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
+    return -(log_probs * advantages.detach()).mean()
+
+
+def policy_gradient_log_probs_detached(log_probs: Tensor, advantages: Tensor) -> Tensor:
+    # Right value, no gradient: the stop-gradient on the wrong factor.
+    return -(log_probs.detach() * advantages).mean()
+
+
+def dual_clip_ppo_loss(
+    log_probs: Tensor,
+    old_log_probs: Tensor,
+    advantages: Tensor,
+    *,
+    clip_epsilon: float,
+    dual_clip: float,
+) -> Tensor:
+    """DI-engine's ppo_dual_clip: the PPO term, then max with c A where A < 0."""
+    ratio = torch.exp(log_probs - old_log_probs)
+    surrogate1 = ratio * advantages
+    surrogate2 = torch.clamp(ratio, 1 - clip_epsilon, 1 + clip_epsilon) * advantages
+    clip1 = torch.min(surrogate1, surrogate2)
+    clip2 = torch.max(clip1, dual_clip * advantages)
+    return -torch.where(advantages < 0, clip2, clip1).mean()
+
+
+def dual_clip_straight_through(
+    log_probs: Tensor,
+    old_log_probs: Tensor,
+    advantages: Tensor,
+    *,
+    clip_epsilon: float,
+    dual_clip: float,
+) -> Tensor:
+    # Value of the clipped ratio, gradient of the ratio itself: clipped samples keep a gradient.
+    ratio = torch.exp(log_probs - old_log_probs)
+    bounded = torch.where(
+        advantages < 0,
+        torch.clamp(torch.clamp(ratio, min=1 - clip_epsilon), max=dual_clip),
+        torch.clamp(ratio, max=1 + clip_epsilon),
+    )
+    surrogate = ratio + (bounded - ratio).detach()
+    return -(surrogate * advantages).mean()
+
+
+def actor_critic_loss(  # type: ignore[no-untyped-def]
+    log_probs,
+    old_log_probs,
+    advantages,
+    values,
+    returns,
+    entropy,
+    reference_log_probs,
+    *,
+    clip_epsilon,
+    value_coefficient,
+    entropy_coefficient,
+    kl_coefficient,
+    detach_kl=False,
+    detach_entropy=False,
+):
+    """CleanRL's ppo.py loss with TRL/GRPO's per-token k3 term."""
+    ratio = (log_probs - old_log_probs).exp()
+    pg_loss1 = -advantages * ratio
+    pg_loss2 = -advantages * torch.clamp(ratio, 1 - clip_epsilon, 1 + clip_epsilon)
+    pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+    v_loss = 0.5 * ((values - returns) ** 2).mean()
+    entropy_loss = (entropy.detach() if detach_entropy else entropy).mean()
+    policy = log_probs.detach() if detach_kl else log_probs
+    per_token_kl = torch.exp(reference_log_probs - policy) - (reference_log_probs - policy) - 1
+    return (
+        pg_loss
+        - entropy_coefficient * entropy_loss
+        + v_loss * value_coefficient
+        + kl_coefficient * per_token_kl.mean()
+    )
+
+
+def actor_critic_kl_detached(*arrays: Tensor, **coefficients: float) -> Tensor:
+    # The KL term computed like a reward penalty (no gradient) but added to the loss.
+    return actor_critic_loss(*arrays, **coefficients, detach_kl=True)
+
+
+def actor_critic_entropy_detached(*arrays: Tensor, **coefficients: float) -> Tensor:
+    return actor_critic_loss(*arrays, **coefficients, detach_entropy=True)
+
+
+def n_step_returns(  # type: ignore[no-untyped-def]
+    rewards, values, terminated, truncated, final_values, last_value, *, discount, n_steps
+):
+    following = torch.cat([values[1:], last_value.reshape(1)])
+    bootstrap = torch.where(truncated, final_values, following)
+    bootstrap = torch.where(terminated, torch.zeros_like(bootstrap), bootstrap)
+    stop = terminated | truncated
+    stop[-1] = True
+    returns = rewards + discount * bootstrap
+    for _ in range(min(n_steps, rewards.shape[0]) - 1):
+        shifted = torch.cat([returns[1:], returns.new_zeros(1)])
+        returns = rewards + discount * torch.where(stop, bootstrap, shifted)
+    return returns
+
+
+@torch.no_grad()
+def vtrace_targets(  # type: ignore[no-untyped-def]
+    rewards,
+    values,
+    terminated,
+    truncated,
+    final_values,
+    last_value,
+    log_probs,
+    behaviour_log_probs,
+    *,
+    discount,
+    clip_rho_threshold,
+    clip_c_threshold,
+):
+    ratio = torch.exp(log_probs - behaviour_log_probs)
+    rhos = torch.clamp(ratio, max=clip_rho_threshold)
+    cs = torch.clamp(ratio, max=clip_c_threshold)
+    following = torch.cat([values[1:], last_value.reshape(1)])
+    next_values = torch.where(truncated, final_values, following)
+    next_values = torch.where(terminated, torch.zeros_like(next_values), next_values)
+    deltas = rhos * (rewards + discount * next_values - values)
+    continues = ~(terminated | truncated)
+    corrections = torch.zeros_like(deltas)
+    acc = torch.zeros_like(last_value)
+    for t in reversed(range(rewards.shape[0])):
+        acc = deltas[t] + torch.where(continues[t], discount * cs[t] * acc, torch.zeros_like(acc))
+        corrections[t] = acc
+    return values + corrections
+
+
+def preference_loss(  # type: ignore[no-untyped-def]
+    policy_chosen_log_probs,
+    policy_rejected_log_probs,
+    reference_chosen_log_probs,
+    reference_rejected_log_probs,
+    chosen_lengths,
+    rejected_lengths,
+    *,
+    beta,
+    loss_type,
+    label_smoothing,
+):
+    """TRL's DPOTrainer.dpo_loss, with concatenated_forward's IPO length averaging."""
+    chosen, rejected = policy_chosen_log_probs, policy_rejected_log_probs
+    ref_chosen, ref_rejected = reference_chosen_log_probs, reference_rejected_log_probs
+    if loss_type == "ipo":
+        chosen, ref_chosen = chosen / chosen_lengths, ref_chosen / chosen_lengths
+        rejected, ref_rejected = rejected / rejected_lengths, ref_rejected / rejected_lengths
+    logits = (chosen - rejected) - (ref_chosen - ref_rejected)
+    if loss_type == "sigmoid":
+        losses = (
+            -F.logsigmoid(beta * logits) * (1 - label_smoothing)
+            - F.logsigmoid(-beta * logits) * label_smoothing
+        )
+    elif loss_type == "robust":
+        losses = (
+            -F.logsigmoid(beta * logits) * (1 - label_smoothing)
+            + F.logsigmoid(-beta * logits) * label_smoothing
+        ) / (1 - 2 * label_smoothing)
+    elif loss_type == "hinge":
+        losses = torch.relu(1 - beta * logits)
+    else:
+        losses = (logits - 1 / (2 * beta)) ** 2
+    return losses.mean()
+
+
+def preference_rejected_detached(pc, pr, rc, rr, lc, lr, **hyperparameters):  # type: ignore[no-untyped-def]
+    return preference_loss(pc, pr.detach(), rc, rr, lc, lr, **hyperparameters)
+
+
 TORCH_CORRECT: list[tuple[str, Any, dict[str, Any]]] = [
     ("ppo_clipped_surrogate_loss", ppo_loss, {}),
     ("ppo_clipped_surrogate_loss", ppo_loss_float32, {}),
@@ -175,6 +348,17 @@ TORCH_CORRECT: list[tuple[str, Any, dict[str, Any]]] = [
     ("bradley_terry_loss", bradley_terry, {}),
     ("generalized_advantage_estimation", gae, {}),
     ("normalized_advantages", normalize_cleanrl, {"hyperparameters": {"ddof": 1, "epsilon": 1e-8}}),
+    ("policy_gradient_loss", policy_gradient_loss, {}),
+    ("policy_gradient_loss", policy_gradient_loss, {"dtype": "float32"}),
+    ("dual_clip_ppo_loss", dual_clip_ppo_loss, {}),
+    ("dual_clip_ppo_loss", dual_clip_ppo_loss, {"dtype": "float32"}),
+    ("actor_critic_loss", actor_critic_loss, {}),
+    ("actor_critic_loss", actor_critic_loss, {"dtype": "float32"}),
+    ("n_step_returns", n_step_returns, {}),
+    ("vtrace_targets", vtrace_targets, {}),
+    ("vtrace_targets", vtrace_targets, {"dtype": "float32"}),
+    ("preference_loss", preference_loss, {}),
+    ("preference_loss", preference_loss, {"dtype": "float32"}),
 ]
 
 TORCH_MUTANTS: list[tuple[str, Any, str, str]] = [
@@ -207,4 +391,29 @@ TORCH_MUTANTS: list[tuple[str, Any, str, str]] = [
     ("dpo_loss", dpo_rejected_detached, "wrong gradient", "no gradient to the rejected response"),
     ("dpo_loss", dpo_ratio_swapped, "wrong value", "chosen and rejected swapped"),
     ("normalized_advantages", normalize_in_place, "mutated input", "normalises in place"),
+    (
+        "policy_gradient_loss",
+        policy_gradient_log_probs_detached,
+        "wrong gradient",
+        "stop-gradient on the log-probs",
+    ),
+    (
+        "dual_clip_ppo_loss",
+        dual_clip_straight_through,
+        "wrong gradient",
+        "clipped samples keep a gradient",
+    ),
+    (
+        "actor_critic_loss",
+        actor_critic_kl_detached,
+        "wrong gradient",
+        "KL penalty detached (no gradient)",
+    ),
+    ("actor_critic_loss", actor_critic_entropy_detached, "wrong gradient", "entropy detached"),
+    (
+        "preference_loss",
+        preference_rejected_detached,
+        "wrong gradient",
+        "no gradient to the rejected response",
+    ),
 ]
