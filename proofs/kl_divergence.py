@@ -42,6 +42,7 @@ is the Fisher information). Amari, S., "Natural Gradient Works Efficiently in Le
 *Neural Computation* 10, 1998 (Fisher metric as the KL's local quadratic form).
 """
 
+
 from __future__ import annotations
 
 import itertools
@@ -50,6 +51,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 from hypothesis import strategies as st
+from scipy.special import rel_entr
 
 from rlmath import TabularMDP, estimators, exact
 from rlmath.claims import (
@@ -57,9 +59,11 @@ from rlmath.claims import (
     Derivation,
     ExactLeg,
     Mutant,
+    Statement,
     Step,
     SymbolicLeg,
     SymbolicMutation,
+    complex_step_gradient,
     lambdify,
     monte_carlo_leg,
 )
@@ -83,6 +87,16 @@ remainder_integrand = LOG_BOUND_REMAINDER
 assert remainder_integrand == (x - 1) ** 2 * (1 - s) / (1 + (x - 1) * s) ** 2
 
 
+class g(log_bound_gap):  # type: ignore[misc]  # noqa: N801 (sympy style: printed as g)
+    r"""$g(x) = x - 1 - \log x \ge 0$ (:class:`rlmath.symbolic.log_bound_gap`), printed $g$.
+
+    ``_imp_`` is its NumPy implementation, which ``sympy.lambdify`` uses when a conclusion
+    containing $g$ becomes the exact leg's right-hand side.
+    """
+
+    _imp_ = staticmethod(lambda value: value - 1 - np.log(value))
+
+
 log_bound = Derivation(
     "log-bound",
     (
@@ -100,7 +114,7 @@ log_bound = Derivation(
             sp.Integer(0),
             "the integrand (x - 1)^2 (1 - s) / (1 + (x - 1) s)^2 is >= 0 for x > 0, s in [0, 1]",
             relation=">=",
-            gap=log_bound_gap(x),
+            gap=g(x),
         ),
     ),
     statement=r"x - 1 - \log x \ge 0 \quad (x > 0)",
@@ -120,21 +134,50 @@ def total(expression: sp.Expr) -> sp.Sum:
     return IndexSum(expression, (i, 0, n - 1))
 
 
-kl_pq = total(p[i] * sp.log(p[i] / q[i]))
+def kl_sum(first: sp.IndexedBase, second: sp.IndexedBase) -> sp.Sum:
+    r"""$\mathrm{KL}(\text{first} \,\|\, \text{second}) = \sum_i \text{first}_i \log(\text{first}_i / \text{second}_i)$."""
+    return total(first[i] * sp.log(first[i] / second[i]))
 
-# For positive vectors p, q (not yet normalised): KL(p || q) >= sum p - sum q.
-gibbs = Derivation(
-    "gibbs",
+
+def remainder_form(first: sp.IndexedBase, second: sp.IndexedBase) -> sp.Expr:
+    r"""$\sum_i f_i\, g(s_i / f_i) + \sum_i f_i - \sum_i s_i$: KL(first || second) rewritten with $g$."""
+    return total(first[i] * g(second[i] / first[i])) + total(first[i]) - total(second[i])
+
+
+kl_pq = kl_sum(p, q)
+
+# For positive vectors p, q (not necessarily normalised): KL(p || q) equals the sum of the
+# non-negative gaps p_i g(q_i / p_i) plus sum p - sum q. This identity is what the exact leg
+# evaluates (on the support of p, where it holds for the restricted, unnormalised vectors).
+kl_remainder = Derivation(
+    "kl-remainder",
     (
         Step(kl_pq, "definition of KL(p || q), p the sampled side, on the support of p"),
         Step(-total(p[i] * sp.log(q[i] / p[i])), "log(p/q) = -log(q/p)"),
         Step(
-            total(p[i] * (1 - q[i] / p[i])),
-            "-log x >= 1 - x (lemma 'log-bound') at x = q_i / p_i, weighted by p_i > 0",
-            relation=">=",
-            gap=total(p[i] * log_bound_gap(q[i] / p[i])),
+            total(p[i] * g(q[i] / p[i]) + p[i] - q[i]),
+            "-log x = g(x) + 1 - x (the definition of g) at x = q_i / p_i, times p_i",
         ),
-        Step(total(p[i] - q[i]), "p (1 - q/p) = p - q"),
+        Step(remainder_form(p, q), "linearity of the sum"),
+    ),
+    statement=r"\mathrm{KL}(p\,\|\,q) = \sum_i p_i\, g(q_i/p_i) + \sum_i p_i - \sum_i q_i",
+)
+
+# The inequality: drop the non-negative gaps (lemma 'log-bound').
+gibbs = Derivation(
+    "gibbs",
+    (
+        Step(kl_pq, "definition of KL(p || q), p the sampled side, on the support of p"),
+        Step(
+            total(p[i] * g(q[i] / p[i]) + p[i] - q[i]),
+            "derivation 'kl-remainder' (before the sum is split)",
+        ),
+        Step(
+            total(p[i] - q[i]),
+            "g(x) >= 0 (lemma 'log-bound') at x = q_i / p_i, weighted by p_i > 0",
+            relation=">=",
+            gap=total(p[i] * g(q[i] / p[i])),
+        ),
         Step(total(p[i]) - total(q[i]), "linearity of the sum"),
     ),
     statement=r"\mathrm{KL}(p\,\|\,q) \ge \sum_i p_i - \sum_i q_i \quad (p, q > 0)",
@@ -201,84 +244,31 @@ def mean(probability, term) -> sp.Sum:  # type: ignore[no-untyped-def]
 mean_delta = mean(pi, lambda m: delta[m])  # E_pi[delta]
 kl_reverse = mean(pi, lambda m: sp.log(pi(m) / pi_ref(m)))  # KL(pi_theta || pi_theta')
 
-# ----------------------------------------------------------------------------- gradients
-forward_gradient = Derivation(
-    "forward-gradient",
-    (
-        Step(
-            at_zero(total(pi_ref(i) * sp.log(pi_ref(i) / pi_moved(i)))),
-            "directional derivative of KL(pi_theta' || pi_theta) along delta: <grad, delta>",
-        ),
-        Step(
-            at_zero(sp.log(partition(moving)) - total(pi_ref(i) * moving(i))),
-            "log pi_theta(i) = theta_i - log Z(theta) and sum pi' = 1; drop terms free of h",
-        ),
-        Step(
-            total(delta[i] * sp.exp(theta[i])) / partition(lambda m: theta[m])
-            - total(pi_ref(i) * delta[i]),
-            "d/dh log Z(theta + h delta) = sum_i delta_i e^(theta_i + h delta_i) / Z, at h = 0",
-        ),
-        Step(
-            total((pi(i) - pi_ref(i)) * delta[i]),
-            "collect the coefficient of delta_i: the gradient is pi_theta - pi_theta'",
-        ),
-    ),
-    statement=r"\nabla_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta) = \pi_\theta - \pi_{\theta'}",
-)
 
-forward_at_reference = Derivation(
-    "forward-at-reference",
-    (
-        Step(
-            sp.Subs(forward_gradient.conclusion, theta, theta_ref),
-            "the directional derivative of 'forward-gradient' at theta = theta'",
-        ),
-        Step(sp.Integer(0), "pi_theta' - pi_theta' = 0, whatever the direction delta"),
-    ),
-    statement=r"\nabla_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta)\big|_{\theta=\theta'} = 0",
-)
 
-reverse_gradient = Derivation(
-    "reverse-gradient",
-    (
-        Step(
-            at_zero(total(pi_moved(i) * sp.log(pi_moved(i) / pi_ref(i)))),
-            "directional derivative of KL(pi_theta || pi_theta') along delta: <grad, delta>",
-        ),
-        Step(
-            total(pi(i) * (delta[i] - mean_delta) * sp.log(pi(i) / pi_ref(i)))
-            + total(pi(i) * (delta[i] - mean_delta)),
-            "product rule, with d pi_i / dh = pi_i (delta_i - E_pi[delta]) at h = 0",
-        ),
-        Step(
-            total(pi(i) * (delta[i] - mean_delta) * sp.log(pi(i) / pi_ref(i))),
-            "E_pi[delta - E_pi delta] = 0: the expected score vanishes",
-        ),
-        Step(
-            total(pi(i) * (sp.log(pi(i) / pi_ref(i)) - kl_reverse) * delta[i]),
-            "collect the coefficient of delta_i",
-        ),
-    ),
-    statement=(
-        r"\partial_{\theta_k} \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})"
-        r" = \pi_\theta(k)\big(\log\tfrac{\pi_\theta(k)}{\pi_{\theta'}(k)}"
-        r" - \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big)"
-    ),
-)
+def rows(*chains: tuple[tuple[sp.Expr, str], ...]) -> tuple[Step, ...]:
+    """Steps of a column-vector derivation: at step k every row takes its own k-th step.
 
-reverse_at_reference = Derivation(
-    "reverse-at-reference",
-    (
+    Each chain is ((expression, rule), ...) for one row; a row whose chain has ended stays. Every
+    row's change is proved entry by entry (each entry of the difference must vanish), and the
+    rule of the step lists the rule of each row that moved.
+    """
+    out = [
         Step(
-            sp.Subs(reverse_gradient.conclusion, theta, theta_ref),
-            "the directional derivative of 'reverse-gradient' at theta = theta'",
-        ),
-        Step(sp.Integer(0), "log(pi'/pi') = 0 and KL(pi' || pi') = 0"),
-    ),
-    statement=r"\nabla_\theta \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big|_{\theta=\theta'} = 0",
-)
+            sp.Matrix([chain[0][0] for chain in chains]),
+            "; ".join(f"row {k + 1}: {c[0][1]}" for k, c in enumerate(chains)),
+        )
+    ]
+    for index in range(1, max(len(chain) for chain in chains)):
+        current = [chain[min(index, len(chain) - 1)][0] for chain in chains]
+        rules = [f"row {k + 1}: {c[index][1]}" for k, c in enumerate(chains) if index < len(c)]
+        out.append(Step(sp.Matrix(current), "; ".join(rules)))
+    return tuple(out)
 
-# ----------------------------------------------------------------------------- curvature
+
+def log_ratio(numerator: sp.Expr, denominator: sp.Expr) -> sp.Expr:
+    """``log numerator - log denominator`` (written so, sympy would merge the two fractions)."""
+    return sp.log(numerator) - sp.log(denominator)
 
 
 def from_reference(k: sp.Symbol) -> sp.Expr:
@@ -290,63 +280,140 @@ def pi_stepped(k: sp.Symbol) -> sp.Expr:
     return softmax(from_reference, k)
 
 
+kl_forward_step = total(pi_ref(i) * log_ratio(pi_ref(i), pi_stepped(i)))  # KL(pi' || pi_theta)
+kl_reverse_step = total(pi_stepped(i) * log_ratio(pi_stepped(i), pi_ref(i)))  # KL(pi_theta || pi')
+
+# ----------------------------------------------------------------------------- gradients
+# Row 1: KL(pi_theta' || pi_theta); row 2: KL(pi_theta || pi_theta'); each differentiated along
+# an arbitrary direction delta, which gives <gradient, delta>.
+kl_forward_moved = total(pi_ref(i) * log_ratio(pi_ref(i), pi_moved(i)))
+kl_reverse_moved = total(pi_moved(i) * log_ratio(pi_moved(i), pi_ref(i)))
+forward_gradient_form = total((pi(i) - pi_ref(i)) * delta[i])
+reverse_gradient_form = total(pi(i) * (sp.log(pi(i) / pi_ref(i)) - kl_reverse) * delta[i])
+
+gradients = Derivation(
+    "gradients",
+    rows(
+        (
+            (at_zero(kl_forward_moved), "directional derivative of KL(pi_theta' || pi_theta)"),
+            (
+                at_zero(sp.log(partition(moving)) - total(pi_ref(i) * moving(i))),
+                "log pi_theta(i) = theta_i - log Z(theta) and sum pi' = 1; drop terms free of h",
+            ),
+            (
+                total(delta[i] * sp.exp(theta[i])) / partition(lambda m: theta[m])
+                - total(pi_ref(i) * delta[i]),
+                "d/dh log Z(theta + h delta) = sum_i delta_i e^(theta_i + h delta_i) / Z, at h = 0",
+            ),
+            (
+                forward_gradient_form,
+                "collect the coefficient of delta_i: the gradient is pi_theta - pi_theta'",
+            ),
+        ),
+        (
+            (at_zero(kl_reverse_moved), "directional derivative of KL(pi_theta || pi_theta')"),
+            (
+                total(pi(i) * (delta[i] - mean_delta) * sp.log(pi(i) / pi_ref(i)))
+                + total(pi(i) * (delta[i] - mean_delta)),
+                "product rule, with d pi_i / dh = pi_i (delta_i - E_pi[delta]) at h = 0",
+            ),
+            (
+                total(pi(i) * (delta[i] - mean_delta) * sp.log(pi(i) / pi_ref(i))),
+                "E_pi[delta - E_pi delta] = 0: the expected score vanishes",
+            ),
+            (reverse_gradient_form, "collect the coefficient of delta_i"),
+        ),
+    ),
+    statement=(
+        r"\nabla_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta) = \pi_\theta - \pi_{\theta'},"
+        r"\quad \partial_{\theta_k} \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})"
+        r" = \pi_\theta(k)\big(\log\tfrac{\pi_\theta(k)}{\pi_{\theta'}(k)}"
+        r" - \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big)"
+    ),
+)
+
+# The claim: both directional derivatives at theta = theta' (the derivatives of 'gradients'
+# with theta replaced by theta') vanish, whatever the direction delta.
+reference_gradients = sp.Matrix([at_zero(kl_forward_step), at_zero(kl_reverse_step)])
+gradients_at_reference = Derivation(
+    "at-reference",
+    (
+        Step(
+            reference_gradients,
+            "the directional derivatives of both KLs at theta = theta' (derivation 'gradients')",
+        ),
+        Step(
+            sp.zeros(2, 1),
+            "at theta = theta': pi_theta - pi_theta' = 0, and log(pi'/pi') = 0 = KL(pi' || pi')",
+        ),
+    ),
+    statement=(
+        r"\nabla_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta)\big|_{\theta=\theta'} = 0"
+        r" = \nabla_\theta \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big|_{\theta=\theta'}"
+    ),
+)
+
+# ----------------------------------------------------------------------------- curvature
+
+
 second_moment = total(pi_ref(i) * delta[i] ** 2)  # E_pi'[delta^2]
 first_moment = total(pi_ref(i) * delta[i])  # E_pi'[delta]
 #: delta^T (diag pi' - pi' pi'^T) delta, the Fisher quadratic form at the reference.
 fisher_form = second_moment - first_moment**2
-kl_forward_step = total(pi_ref(i) * sp.log(pi_ref(i) / pi_stepped(i)))  # KL(pi' || pi_theta)
-kl_reverse_step = total(pi_stepped(i) * sp.log(pi_stepped(i) / pi_ref(i)))  # KL(pi_theta || pi')
 log_partition_step = sp.log(partition(from_reference))
-
-forward_curvature = Derivation(
-    "forward-curvature",
-    (
-        Step(
-            at_zero(kl_forward_step, 2),
-            "second directional derivative of KL(pi_theta' || pi_theta) at theta = theta' + h delta",
-        ),
-        Step(
-            at_zero(log_partition_step - total(pi_ref(i) * from_reference(i)), 2),
-            "log pi_theta(i) = theta_i - log Z(theta) and sum pi' = 1; drop terms free of h",
-        ),
-        Step(at_zero(log_partition_step, 2), "a linear function of h has second derivative 0"),
-        Step(
-            total(delta[i] ** 2 * sp.exp(theta_ref[i])) / partition(lambda m: theta_ref[m])
-            - (total(delta[i] * sp.exp(theta_ref[i])) / partition(lambda m: theta_ref[m])) ** 2,
-            "(log Z)'' = Z''/Z - (Z'/Z)^2 with Z^(k)(0) = sum_i delta_i^k e^(theta'_i)",
-        ),
-        Step(
-            fisher_form,
-            "e^(theta'_i) / Z(theta') = pi'_i: this is delta^T (diag pi' - pi' pi'^T) delta",
-        ),
-    ),
-    statement=r"\delta^\top \nabla^2_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta)\big|_{\theta'} \delta = \delta^\top F \delta",
-)
-
 mean_stepped = total(pi_stepped(i) * delta[i])  # m(h) = E_{pi_theta}[delta] = (log Z)'(h)
-reverse_curvature = Derivation(
-    "reverse-curvature",
-    (
-        Step(
-            at_zero(kl_reverse_step, 2),
-            "second directional derivative of KL(pi_theta || pi_theta') at theta = theta' + h delta",
+
+# Row 1: KL(pi' || pi_theta), row 2: KL(pi_theta || pi'), theta = theta' + h delta; the second
+# derivative in h at 0 is delta^T (Hessian at theta') delta.
+curvature = Derivation(
+    "curvature",
+    rows(
+        (
+            (
+                at_zero(kl_forward_step, 2),
+                "second directional derivative of KL(pi_theta' || pi_theta) at theta = theta' + h delta",
+            ),
+            (
+                at_zero(log_partition_step - total(pi_ref(i) * from_reference(i)), 2),
+                "log pi_theta(i) = theta_i - log Z(theta) and sum pi' = 1; drop terms free of h",
+            ),
+            (at_zero(log_partition_step, 2), "a linear function of h has second derivative 0"),
+            (
+                total(delta[i] ** 2 * sp.exp(theta_ref[i])) / partition(lambda m: theta_ref[m])
+                - (total(delta[i] * sp.exp(theta_ref[i])) / partition(lambda m: theta_ref[m]))
+                ** 2,
+                "(log Z)'' = Z''/Z - (Z'/Z)^2 with Z^(k)(0) = sum_i delta_i^k e^(theta'_i)",
+            ),
+            (
+                fisher_form,
+                "e^(theta'_i) / Z(theta') = pi'_i: this is delta^T (diag pi' - pi' pi'^T) delta",
+            ),
         ),
-        Step(
-            at_zero(h * mean_stepped - log_partition_step, 2),
-            "log(pi_theta(i)/pi'(i)) = h delta_i - log(Z(theta)/Z(theta')), sum pi_theta = 1; "
-            "drop the constant log Z(theta')",
+        (
+            (
+                at_zero(kl_reverse_step, 2),
+                "second directional derivative of KL(pi_theta || pi_theta') at theta = theta' + h delta",
+            ),
+            (
+                at_zero(h * mean_stepped - log_partition_step, 2),
+                "log(pi_theta(i)/pi'(i)) = h delta_i - log(Z(theta)/Z(theta')), sum pi_theta = 1; "
+                "drop the constant log Z(theta')",
+            ),
+            (
+                2 * at_zero(mean_stepped, 1) - at_zero(log_partition_step, 2),
+                "(h m(h))'' = 2 m'(h) + h m''(h), which is 2 m'(0) at h = 0",
+            ),
+            (
+                fisher_form,
+                "m = (log Z)', so m'(0) = (log Z)''(0) = delta^T F delta (row 1): 2 F - F = F",
+            ),
         ),
-        Step(
-            2 * at_zero(mean_stepped, 1) - at_zero(log_partition_step, 2),
-            "(h m(h))'' = 2 m'(h) + h m''(h), which is 2 m'(0) at h = 0",
-        ),
-        Step(
-            2 * fisher_form - fisher_form,
-            "m = (log Z)', so m'(0) = (log Z)''(0) (as in 'forward-curvature')",
-        ),
-        Step(fisher_form, "collect: delta^T (diag pi' - pi' pi'^T) delta"),
     ),
-    statement=r"\delta^\top \nabla^2_\theta \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big|_{\theta'} \delta = \delta^\top F \delta",
+    statement=(
+        r"\delta^\top \nabla^2_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta)\big|_{\theta'} \delta"
+        r" = \delta^\top \nabla^2_\theta \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big|_{\theta'} \delta"
+        r" = \delta^\top F \delta"
+    ),
 )
 
 fisher = Derivation(
@@ -373,66 +440,83 @@ def taylor_polynomial(kl: sp.Expr) -> sp.Expr:
 
 
 quadratic_model = h**2 / 2 * fisher_form
-forward_taylor = Derivation(
-    "forward-taylor",
-    (
-        Step(
-            taylor_polynomial(kl_forward_step),
-            "Taylor polynomial of degree 2 of KL(pi' || pi_theta' + h delta)",
+# Rows: the Taylor polynomials of both KLs, and h^2/2 times the Fisher information as the
+# expected squared score; all three are the quadratic model h^2/2 delta^T F delta.
+taylor = Derivation(
+    "taylor",
+    rows(
+        (
+            (
+                taylor_polynomial(kl_forward_step),
+                "Taylor polynomial of degree 2 of KL(pi' || pi_theta' + h delta)",
+            ),
+            (
+                quadratic_model,
+                "KL(pi' || pi') = 0, zero gradient (kl-gradient-vanishes-at-reference), "
+                "curvature delta^T F delta (derivation 'curvature')",
+            ),
         ),
-        Step(
-            quadratic_model,
-            "KL(pi' || pi') = 0, zero gradient (kl-gradient-vanishes-at-reference), "
-            "curvature delta^T F delta ('forward-curvature')",
+        (
+            (
+                taylor_polynomial(kl_reverse_step),
+                "Taylor polynomial of degree 2 of KL(pi_theta' + h delta || pi')",
+            ),
+            (
+                quadratic_model,
+                "KL(pi' || pi') = 0, zero gradient (kl-gradient-vanishes-at-reference), "
+                "curvature delta^T F delta (derivation 'curvature')",
+            ),
+        ),
+        (
+            (
+                h**2 / 2 * total(pi_ref(i) * (delta[i] - first_moment) ** 2),
+                "h^2/2 E_{a~pi'}[(score . delta)^2]",
+            ),
+            (quadratic_model, "derivation 'fisher'"),
         ),
     ),
-    statement=r"\mathrm{KL}(\pi_{\theta'}\,\|\,\pi_{\theta'+h\delta}) = \tfrac{h^2}{2}\delta^\top F\delta + O(h^3)",
-)
-reverse_taylor = Derivation(
-    "reverse-taylor",
-    (
-        Step(
-            taylor_polynomial(kl_reverse_step),
-            "Taylor polynomial of degree 2 of KL(pi_theta' + h delta || pi')",
-        ),
-        Step(
-            quadratic_model,
-            "KL(pi' || pi') = 0, zero gradient (kl-gradient-vanishes-at-reference), "
-            "curvature delta^T F delta ('reverse-curvature')",
-        ),
+    statement=(
+        r"\mathrm{KL}(\pi_{\theta'}\,\|\,\pi_{\theta'+h\delta}),\ "
+        r"\mathrm{KL}(\pi_{\theta'+h\delta}\,\|\,\pi_{\theta'})"
+        r" = \tfrac{h^2}{2}\delta^\top F\delta + O(h^3)"
     ),
-    statement=r"\mathrm{KL}(\pi_{\theta'+h\delta}\,\|\,\pi_{\theta'}) = \tfrac{h^2}{2}\delta^\top F\delta + O(h^3)",
 )
 
 # ============================================================================ trajectories
 # A fully symbolic instance: 2 states, 2 actions, horizon 2. Each distribution over two
-# outcomes is (x, 1 - x) with its own symbol x, so every normalisation holds by construction.
+# outcomes is (1/(1 + o), o/(1 + o)) with its own odds symbol o > 0, so every normalisation holds
+# by construction and every probability is provably positive (the log of a product splits).
 STATES = ACTIONS = (0, 1)
 HORIZON = 2
-_pi0 = sp.symbols("pi_0:2", positive=True)  # pi_theta(a = 0 | s)
-_ref0 = sp.symbols("pi'_0:2", positive=True)  # pi_theta'(a = 0 | s)
-_P0 = sp.symbols("P_0:2_0:2", positive=True)  # P(s' = 0 | s, a), index s * 2 + a
-_rho0 = sp.Symbol("rho_0", positive=True)  # rho_0(s = 0)
+_pi0 = sp.symbols("o_0:2", positive=True)  # odds pi_theta(1|s) / pi_theta(0|s)
+_ref0 = sp.symbols("o'_0:2", positive=True)  # odds pi_theta'(1|s) / pi_theta'(0|s)
+_P0 = sp.symbols("c_0:2_0:2", positive=True)  # odds P(1|s, a) / P(0|s, a), index s * 2 + a
+_rho0 = sp.Symbol("c_rho", positive=True)  # odds rho_0(1) / rho_0(0)
+Odds = tuple[sp.Expr, ...]
 
 
-def binary(first: sp.Expr, outcome: int) -> sp.Expr:
-    """The probability of ``outcome`` under the two-point distribution (first, 1 - first)."""
-    return first if outcome == 0 else 1 - first
+def binary(odds: sp.Expr, outcome: int) -> sp.Expr:
+    """The probability of ``outcome`` under the two-point distribution with odds ``odds``."""
+    return 1 / (1 + odds) if outcome == 0 else odds / (1 + odds)
 
 
-def policy_prob(policy: tuple[sp.Symbol, ...], a: int, state: int) -> sp.Expr:
+def policy_prob(policy: Odds, a: int, state: int) -> sp.Expr:
     return binary(policy[state], a)
 
 
 def trajectory_prob(
-    policy: tuple[sp.Symbol, ...], states: tuple[int, ...], actions: tuple[int, ...]
+    policy: Odds,
+    states: tuple[int, ...],
+    actions: tuple[int, ...],
+    transitions: Odds = _P0,
+    initial: sp.Expr = _rho0,
 ) -> sp.Expr:
     r"""$p(\tau) = \rho_0(s_0) \prod_t \pi(a_t|s_t) \prod_{t<H-1} P(s_{t+1}|s_t,a_t)$."""
-    prob = binary(_rho0, states[0])
+    prob = binary(initial, states[0])
     for time in range(HORIZON):
         prob *= policy_prob(policy, actions[time], states[time])
         if time + 1 < HORIZON:
-            prob *= binary(_P0[2 * states[time] + actions[time]], states[time + 1])
+            prob *= binary(transitions[2 * states[time] + actions[time]], states[time + 1])
     return prob
 
 
@@ -443,7 +527,7 @@ _paths = [
 ]
 
 
-def state_kl(first: tuple[sp.Symbol, ...], second: tuple[sp.Symbol, ...], state: int) -> sp.Expr:
+def state_kl(first: Odds, second: Odds, state: int) -> sp.Expr:
     r"""$\mathrm{KL}(\text{first}(\cdot|s) \,\|\, \text{second}(\cdot|s))$."""
     return sum(
         policy_prob(first, a, state)
@@ -452,9 +536,7 @@ def state_kl(first: tuple[sp.Symbol, ...], second: tuple[sp.Symbol, ...], state:
     )
 
 
-def prefix_prob(
-    policy: tuple[sp.Symbol, ...], states: tuple[int, ...], actions: tuple[int, ...]
-) -> sp.Expr:
+def prefix_prob(policy: Odds, states: tuple[int, ...], actions: tuple[int, ...]) -> sp.Expr:
     r"""$\Pr(s_0, a_0, \dots, s_t) = \rho_0(s_0) \prod_{u<t} \pi(a_u|s_u) P(s_{u+1}|s_u,a_u)$."""
     prob = binary(_rho0, states[0])
     for time, a in enumerate(actions):
@@ -464,22 +546,22 @@ def prefix_prob(
     return prob
 
 
-def state_distribution(policy: tuple[sp.Symbol, ...], time: int, state: int) -> sp.Expr:
+def state_distribution(
+    policy: Odds, time: int, state: int, transitions: Odds = _P0, initial: sp.Expr = _rho0
+) -> sp.Expr:
     r"""$\Pr(s_t = s)$ under ``policy``, by forward propagation $p_{t+1}(s') = \sum_{s,a} p_t(s) \pi(a|s) P(s'|s,a)$."""
     if time == 0:
-        return binary(_rho0, state)
+        return binary(initial, state)
     return sum(
-        state_distribution(policy, time - 1, s0)
+        state_distribution(policy, time - 1, s0, transitions, initial)
         * policy_prob(policy, a0, s0)
-        * binary(_P0[2 * s0 + a0], state)
+        * binary(transitions[2 * s0 + a0], state)
         for s0 in STATES
         for a0 in ACTIONS
     )
 
 
-def chain_rule_sum(
-    weights: tuple[sp.Symbol, ...], first: tuple[sp.Symbol, ...], second: tuple[sp.Symbol, ...]
-) -> sp.Expr:
+def chain_rule_sum(weights: Odds, first: Odds, second: Odds) -> sp.Expr:
     r"""$\sum_t \sum_s \Pr_{\text{weights}}(s_t = s)\, \mathrm{KL}(\text{first}(\cdot|s) \| \text{second}(\cdot|s))$."""
     return sum(
         state_distribution(weights, time, state) * state_kl(first, second, state)
@@ -487,6 +569,112 @@ def chain_rule_sum(
         for state in STATES
     )
 
+
+# ----------------------------------------------------------------------------- the statement's notation
+class _InstanceProbability(sp.Function):  # type: ignore[misc]
+    """A probability of the instance, written as in the text (p(tau), pi(a|s), Pr(s_t = s)).
+
+    The first ``n_outcomes`` arguments are outcomes (summation indices in the statement); the
+    rest are the instance's odds symbols, so the expression keeps its free symbols. Once the
+    outcomes are integers (``Sum.doit``, or a random point) it evaluates to the instance's
+    expression in the odds, which is how the statement is proved equal to the derivation.
+    """
+
+    n_outcomes = 0
+
+    @classmethod
+    def eval(cls, *args: sp.Expr) -> sp.Expr | None:
+        outcomes, odds = args[: cls.n_outcomes], args[cls.n_outcomes :]
+        if all(o.is_Integer for o in outcomes):
+            return cls.value(tuple(int(o) for o in outcomes), odds)
+        return None
+
+    @classmethod
+    def value(cls, outcomes: tuple[int, ...], odds: Odds) -> sp.Expr:
+        raise NotImplementedError
+
+    def _eval_is_positive(self) -> bool:
+        return True
+
+    def _policy_name(self, odds: Odds) -> str:
+        return r"\theta" if tuple(odds) == _pi0 else r"\theta'"
+
+
+class TrajectoryProbability(_InstanceProbability):  # type: ignore[misc]
+    r"""$p_\theta(s_0, a_0, s_1, a_1)$; odds: the policy's two, the four transitions', rho_0's."""
+
+    n_outcomes = 2 * HORIZON
+
+    @classmethod
+    def value(cls, outcomes: tuple[int, ...], odds: Odds) -> sp.Expr:
+        return trajectory_prob(tuple(odds[:2]), outcomes[::2], outcomes[1::2], odds[2:6], odds[6])
+
+    def _latex(self, printer) -> str:  # type: ignore[no-untyped-def]
+        outcomes = ", ".join(printer._print(a) for a in self.args[: self.n_outcomes])
+        return rf"p_{{{self._policy_name(self.args[self.n_outcomes : self.n_outcomes + 2])}}}({outcomes})"
+
+
+class PolicyProbability(_InstanceProbability):  # type: ignore[misc]
+    r"""$\pi_\theta(a|s)$; odds: the policy's two."""
+
+    n_outcomes = 2
+
+    @classmethod
+    def value(cls, outcomes: tuple[int, ...], odds: Odds) -> sp.Expr:
+        a, state = outcomes
+        return policy_prob(tuple(odds), a, state)
+
+    def _latex(self, printer) -> str:  # type: ignore[no-untyped-def]
+        a, state = (printer._print(v) for v in self.args[:2])
+        return rf"\pi_{{{self._policy_name(self.args[2:4])}}}({a} \mid {state})"
+
+
+class StateProbability(_InstanceProbability):  # type: ignore[misc]
+    r"""$\Pr_\theta(s_t = s)$; odds: the policy's two, the four transitions', rho_0's."""
+
+    n_outcomes = 2
+
+    @classmethod
+    def value(cls, outcomes: tuple[int, ...], odds: Odds) -> sp.Expr:
+        time, state = outcomes
+        return state_distribution(tuple(odds[:2]), time, state, odds[2:6], odds[6])
+
+    def _latex(self, printer) -> str:  # type: ignore[no-untyped-def]
+        time, state = (printer._print(v) for v in self.args[:2])
+        return rf"\Pr_{{{self._policy_name(self.args[2:4])}}}(s_{{{time}}} = {state})"
+
+
+_s0, _a0, _s1, _a1, _t, _state, _action = sp.symbols(
+    "s_0 a_0 s_1 a_1 t s a", integer=True, nonnegative=True
+)
+
+
+def _trajectory(policy: Odds) -> sp.Expr:
+    return TrajectoryProbability(_s0, _a0, _s1, _a1, *policy, *_P0, _rho0)
+
+
+def _pi_of(policy: Odds) -> sp.Expr:
+    return PolicyProbability(_action, _state, *policy)
+
+
+def _nested_sums(term: sp.Expr, *indices: sp.Symbol, high: int = 1) -> sp.Expr:
+    """``sum_{indices[0]=0}^{high} ... sum_{indices[-1]=0}^{high}`` term, one Sum per index."""
+    for index in reversed(indices):
+        term = sp.Sum(term, (index, 0, high))
+    return term
+
+
+trajectory_kl_statement = _nested_sums(
+    _trajectory(_pi0) * sp.log(_trajectory(_pi0) / _trajectory(_ref0)), _s0, _a0, _s1, _a1
+)
+chain_rule_statement = sp.Sum(
+    _nested_sums(
+        StateProbability(_t, _state, *_pi0, *_P0, _rho0)
+        * _nested_sums(_pi_of(_pi0) * sp.log(_pi_of(_pi0) / _pi_of(_ref0)), _action),
+        _state,
+    ),
+    (_t, 0, HORIZON - 1),
+)
 
 trajectory_chain_rule = Derivation(
     "trajectory-chain-rule",
@@ -535,7 +723,6 @@ trajectory_chain_rule = Derivation(
     ),
 )
 
-
 # ============================================================================ exact legs
 def kl_by_enumeration(first: np.ndarray, second: np.ndarray) -> float:
     r"""$\sum_i p_i \log(p_i/q_i)$ over the support of $p$ ($0 \log 0 = 0$), summed literally."""
@@ -548,15 +735,31 @@ def kl_by_enumeration(first: np.ndarray, second: np.ndarray) -> float:
 distribution_pairs = st.integers(1, 6).flatmap(
     lambda size: st.tuples(probability_vectors(size), probability_vectors(size, allow_zeros=False))
 )
-_gibbs_bound = lambdify([p, q, n], gibbs.conclusion)  # sum p - sum q, which is 0 (up to rounding)
 
 
-def _reverse_weighted(example: tuple[np.ndarray, np.ndarray]) -> float:
-    first, second = (
-        example  # sum_i q_i log(p_i / q_i) = -KL(q || p) <= 0; -inf off the support of p
-    )
-    with np.errstate(divide="ignore"):
-        return float(np.sum(second * np.log(first / second)))
+def kl_by_scipy(example: tuple[np.ndarray, np.ndarray]) -> float:
+    """KL(p || q) = sum of scipy.special.rel_entr(p, q) (its own 0 log 0 = 0 convention)."""
+    first, second = example
+    return float(rel_entr(first, second).sum())
+
+
+def on_support(example: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Values of (p, q, n) for 'kl-remainder': both vectors restricted to the support of p.
+
+    The derivation is for positive, not necessarily normalised vectors, so it applies to the
+    restrictions (q restricted no longer sums to 1, and its sum enters the conclusion).
+    """
+    first, second = example
+    support = first > 0
+    return first[support], second[support], int(support.sum())
+
+
+def _gibbs_error_scale(example: tuple[np.ndarray, np.ndarray]) -> float:
+    # Each term p g(q/p) = q - p - p log(q/p) is computed with an error of a few ulps of
+    # q + p + p |log(q/p)|, and sum p, sum q of ulps of 1: the attainable accuracy is relative to
+    # these sizes, not to the KL (which is 0 for p = q).
+    first, second, _ = on_support(example)
+    return float(np.sum(first + second + first * np.abs(np.log(second / first))))
 
 
 # ----------------------------------------------------------------------------- gradient
@@ -592,40 +795,31 @@ def _kl_both_directions(z: np.ndarray, reference: np.ndarray) -> np.ndarray:
     )
 
 
-COMPLEX_STEP = 1e-30
-
-
 def complex_step_gradients(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    r"""$[\nabla_\theta \mathrm{KL}(\pi'\|\pi_\theta); \nabla_\theta \mathrm{KL}(\pi_\theta\|\pi')]$, ``[2, n]``.
+    r"""$[\nabla_\theta \mathrm{KL}(\pi'\|\pi_\theta); \nabla_\theta \mathrm{KL}(\pi_\theta\|\pi')]$, ``[2, 1, n]``.
 
-    Complex-step differentiation: $\partial_k f = \mathrm{Im} f(\theta + i h e_k) / h + O(h^2)$,
-    with no subtraction, so at $h = 10^{-30}$ it is exact to rounding (Squire and Trapp,
-    "Using complex variables to estimate derivatives of real functions", SIAM Review 40, 1998).
+    Complex-step differentiation of the definition (:func:`rlmath.claims.complex_step_gradient`),
+    exact to rounding; shaped like the lambdified column [row 1; row 2] of 'gradients'.
     """
     moved, reference = example
-    columns = [
-        _kl_both_directions(moved + 1j * COMPLEX_STEP * np.eye(moved.size)[k], reference).imag
-        / COMPLEX_STEP
-        for k in range(moved.size)
-    ]
-    return np.array(columns).T
+    gradient = complex_step_gradient(lambda z: _kl_both_directions(z, reference), moved)
+    return gradient.T[:, None, :]  # type: ignore[no-any-return]
 
 
-_forward_directional = lambdify([theta, theta_ref, delta, n], forward_gradient.conclusion)
-_reverse_directional = lambdify([theta, theta_ref, delta, n], reverse_gradient.conclusion)
-
-
-def _partials(directional, example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Partial derivatives as directional derivatives along the unit vectors e_k."""
+def gradient_arguments(example: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Values of (theta, theta', delta, n): delta[i] is the unit row e_i, so the lambdified
+    directional derivative sum_i (...) delta_i is the whole gradient at once."""
     moved, reference = example
-    unit = np.eye(moved.size)
-    return np.array([directional(moved, reference, unit[k], moved.size) for k in range(moved.size)])
+    return moved, reference, np.eye(moved.size), moved.size
+
+
+_gradients = lambdify([theta, theta_ref, delta, n], gradients.conclusion)
 
 
 def closed_form_gradients(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    return np.array(
-        [_partials(_forward_directional, example), _partials(_reverse_directional, example)]
-    )
+    """The lambdified conclusion of 'gradients' as ``[2, n]`` (forward, reverse)."""
+    moved = example[0]
+    return np.asarray(_gradients(*gradient_arguments(example)), dtype=np.float64).reshape(2, moved.size)
 
 
 def _gradient_error_scale(example: tuple[np.ndarray, np.ndarray]) -> float:
@@ -637,23 +831,6 @@ def _gradient_error_scale(example: tuple[np.ndarray, np.ndarray]) -> float:
 
 def _probabilities(logit: np.ndarray) -> np.ndarray:
     return np.exp(log_softmax(logit))
-
-
-def _negative_entropy_gradient(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    moved, reference = example  # d/dtheta sum pi log pi: the cross term -sum pi log pi' dropped
-    pm, lm = _probabilities(moved), log_softmax(moved)
-    return np.array([_partials(_forward_directional, example), pm * (lm - pm @ lm)])
-
-
-def _cross_entropy_gradient(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    moved, reference = example  # d/dtheta -sum pi log pi': the entropy term dropped
-    pm, lr = _probabilities(moved), log_softmax(reference)
-    return np.array([_partials(_forward_directional, example), -pm * (lr - pm @ lr)])
-
-
-def _unnormalised_forward_gradient(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    moved, reference = example  # log pi_theta(i) taken as theta_i: the log Z(theta) term forgotten
-    return np.array([-_probabilities(reference), _partials(_reverse_directional, example)])
 
 
 # ----------------------------------------------------------------------------- curvature
@@ -679,8 +856,14 @@ def _step_size(example: tuple[np.ndarray, np.ndarray]) -> float:
     return 1e-10 * variance / spread**3
 
 
+def taylor_arguments(example: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Values of (theta', delta, h, n) for the lambdified conclusion of 'taylor'."""
+    reference, direction = example
+    return reference, direction, _step_size(example), reference.size
+
+
 def kl_at_small_step(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    r"""[KL(pi' || pi_{theta'+h delta}), KL(pi_{theta'+h delta} || pi'), h^2/2 E_pi'[(score.delta)^2]].
+    r"""[KL(pi' || pi_{theta'+h delta}); KL(pi_{theta'+h delta} || pi'); h^2/2 E_pi'[(score.delta)^2]], ``[3, 1]``.
 
     The two KLs straight from the definition in 80-digit arithmetic (mpmath), the step
     $\theta' + h\delta$ taken exactly; the Fisher form from ``SoftmaxPolicy.score_row``.
@@ -703,13 +886,7 @@ def kl_at_small_step(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     policy = SoftmaxPolicy(reference[None, :])
     scores = policy.score_row(np.zeros(reference.size, dtype=int), np.arange(reference.size))
     fisher_value = float(policy.probabilities()[0] @ (scores @ direction) ** 2)
-    return np.array([float(forward), float(reverse), step**2 / 2 * fisher_value])
-
-
-def quadratic_models(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    reference, direction = example
-    value = _quadratic_model(reference, direction, _step_size(example), reference.size)
-    return np.full(3, value)
+    return np.array([[float(forward)], [float(reverse)], [step**2 / 2 * fisher_value]])
 
 
 def _hessian_rtol(example: tuple[np.ndarray, np.ndarray]) -> float:
@@ -723,16 +900,6 @@ def _hessian_rtol(example: tuple[np.ndarray, np.ndarray]) -> float:
     spread, step = float(np.ptp(direction)), _step_size(example)
     remainder = step / 3 * (spread**3 / 2 + step * spread**4 / 4) / variance
     return remainder + exact_rtol(float(pr @ direction**2) / variance, reference.size)
-
-
-def _diagonal_fisher(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    reference, direction = example  # diag(pi') only: the -pi' pi'^T term dropped
-    value = _step_size(example) ** 2 / 2 * float(_probabilities(reference) @ direction**2)
-    return np.full(3, value)
-
-
-def _no_half(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    return 2 * quadratic_models(example)  # KL ~ delta^T F delta: Taylor's 1/2 forgotten
 
 
 # ----------------------------------------------------------------------------- chain rule
@@ -794,7 +961,6 @@ def _chain_rule_error_scale(example) -> float:  # type: ignore[no-untyped-def]
 def _chain_rule_rtol(example) -> float:  # type: ignore[no-untyped-def]
     mdp, _, _, horizon = example  # at most (S A)^H trajectories of H steps each
     return exact_rtol(1.0, (mdp.n_states * mdp.n_actions) ** horizon * horizon)
-
 
 # ============================================================================ Monte-Carlo legs
 # Each leg draws MC_EXAMPLES examples from a strategy whose filter keeps only examples in which
@@ -872,8 +1038,13 @@ def reverse_weighted_gibbs_samples(example, rng: np.random.Generator, count: int
     return _gibbs_terms(first, second, rng.choice(second.size, size=count, p=second))
 
 
+def direction_swapped_gibbs_samples(example, rng: np.random.Generator, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    first, second = example  # mutant: the estimators of KL(q || p), x ~ q and r = p/q
+    return _gibbs_terms(second, first, rng.choice(second.size, size=count, p=second))
+
+
 def gibbs_reference(example) -> np.ndarray:  # type: ignore[no-untyped-def]
-    kl = kl_by_enumeration(*example)
+    kl = kl_by_scipy(example)
     return np.array([kl, kl, 0.0])
 
 
@@ -887,7 +1058,11 @@ def _gibbs_separated(example) -> bool:  # type: ignore[no-untyped-def]
     # k1 and k3 must vary; the negative part of k3 is 0 by the lemma (compared exactly)
     return _separated((mean[:2], sd[:2]), [], reference[:2]) and all(
         _standardised_effect(_moments(variant, weights), reference) >= MIN_EFFECT
-        for variant, weights in ((flipped, first), (terms, second))
+        for variant, weights in (
+            (flipped, first),
+            (terms, second),
+            (_gibbs_terms(second, first, np.arange(first.size)), second),
+        )
     )
 
 
@@ -1201,22 +1376,30 @@ chain_rule_mc_examples = _steerable_example().filter(_chain_rule_separated)
 CHAIN_RULE_SAMPLES = _mc_samples(1)
 
 
+
 # ============================================================================ claims
-def _at_reference(expression: sp.Expr) -> sp.Expr:
-    return expression.subs(theta, theta_ref)
-
-
 CLAIMS = (
     Claim(
         id="kl-nonnegative",
         title="Gibbs' inequality: the KL divergence is non-negative",
-        statement=r"\mathrm{KL}(p\,\|\,q) = \sum_i p_i \log\frac{p_i}{q_i} \ge 0",
+        statement=Statement(
+            kl_pq,
+            total(p[i]) - total(q[i]),
+            relation=">=",
+            derivation="gibbs",
+            where=(
+                r"p_i, q_i > 0;\ \text{for probability vectors the bound is } 1 - 1 = 0"
+                r"\text{, so } \mathrm{KL}(p\,\|\,q) \ge 0"
+            ),
+        ),
         assumptions=(
             "Finitely many outcomes, any number n >= 1 of them (the derivation is for general n).",
             "q_i > 0 wherever p_i > 0 (otherwise KL = +infinity and the bound is trivial); "
             "0 log 0 = 0.",
-            "The symbolic derivation runs on the support of p (p_i > 0); outcomes with p_i = 0 "
-            "add 0 to KL and -q_i <= 0 to the bound sum p - sum q, so the bound still holds.",
+            "The symbolic derivation runs on the support of p (p_i > 0) for positive vectors "
+            "that need not be normalised; the derivation 'normalised' shows that the bound "
+            "sum p - sum q is 0 for probability vectors. Outcomes with p_i = 0 add 0 to KL and "
+            "-q_i <= 0 to the bound, so the bound still holds.",
         ),
         references=(
             "Kullback, S. and Leibler, R. A., *On Information and Sufficiency*, Ann. Math. "
@@ -1224,16 +1407,24 @@ CLAIMS = (
             "Cover, T. M. and Thomas, J. A., *Elements of Information Theory*, 2nd ed., 2006, "
             "Thm. 2.6.3 (information inequality).",
         ),
-        symbolic=SymbolicLeg((log_bound, gibbs, normalised)),
+        summary=(
+            "A KL penalty or a KL estimate that comes out negative is a bug (up to sampling "
+            "noise for k1): the divergence itself never is."
+        ),
+        symbolic=SymbolicLeg((log_bound, kl_remainder, gibbs, normalised)),
         exact=ExactLeg(
             distribution_pairs,
-            lhs=lambda ex: _gibbs_bound(ex[0], ex[1], ex[0].size),
-            rhs=lambda ex: kl_by_enumeration(*ex),
+            lhs=kl_by_scipy,
+            symbols=(p, q, n),
+            arguments=on_support,
+            derivation="kl-remainder",
             rtol=lambda ex: exact_rtol(1.0, ex[0].size),
-            relation="<=",
+            error_scale=_gibbs_error_scale,
             description=(
-                "the lambdified bound sum p - sum q (= 0 up to rounding) <= KL(p || q) by "
-                "enumeration; pairs include zeros, one-hot and near-deterministic p"
+                "KL(p || q) as the sum of scipy.special.rel_entr(p, q) vs the lambdified "
+                "conclusion of 'kl-remainder', sum_i p_i g(q_i/p_i) + sum p - sum q with "
+                "g(x) = x - 1 - log x, on the support of p; pairs include zeros, one-hot and "
+                "near-deterministic p"
             ),
         ),
         monte_carlo=monte_carlo_leg(
@@ -1244,20 +1435,27 @@ CLAIMS = (
             n_examples=MC_EXAMPLES,
             description=(
                 "means of k1 = -log r and k3 = r - 1 - log r over x ~ p (log r = log q(x)/p(x)) "
-                "vs KL(p || q) by enumeration, and the negative part min(k3, 0) vs 0"
+                "vs KL(p || q) by scipy.special.rel_entr, and the negative part min(k3, 0) vs 0"
             ),
         ),
         mutants=(
             Mutant(
+                "direction-swapped",
+                "KL(q || p) in place of KL(p || q): the expectation taken under the other "
+                "distribution, with the ratio inverted",
+                symbolic=SymbolicMutation("kl-remainder", remainder_form(q, p)),
+                monte_carlo=direction_swapped_gibbs_samples,
+            ),
+            Mutant(
                 "sign-flipped",
-                "-KL(p || q) >= 0, i.e. the inequality the wrong way round",
-                exact=lambda ex: -kl_by_enumeration(*ex),
+                "-KL(p || q), i.e. the log-ratio the wrong way round (sum p log(q/p))",
+                symbolic=SymbolicMutation("kl-remainder", -remainder_form(p, q)),
                 monte_carlo=sign_flipped_gibbs_samples,
             ),
             Mutant(
                 "reverse-weighted",
-                "sum_i q_i log(p_i / q_i) >= 0: weights q instead of p (this is -KL(q || p) <= 0)",
-                exact=_reverse_weighted,
+                "sum_i q_i log(p_i / q_i): weights q instead of p (this is -KL(q || p) <= 0)",
+                symbolic=SymbolicMutation("kl-remainder", total(q[i] * sp.log(p[i] / q[i]))),
                 monte_carlo=reverse_weighted_gibbs_samples,
             ),
         ),
@@ -1265,22 +1463,33 @@ CLAIMS = (
             "The only fact sympy does not derive by itself is that an integral over [0, 1] of a "
             "non-negative integrand is non-negative: the lemma `log-bound` rewrites "
             "$g(x) = x - 1 - \\log x$ as $\\int_0^1 (x-1)^2 (1-s)/(1 + (x-1)s)^2\\, ds$ (each step "
-            "proved by evaluating the integrals), and the sympy function `log_bound_gap` reports "
-            "$g(x) \\ge 0$ for $x > 0$ exactly when sympy proves that integrand non-negative at "
-            "$s = v/(1+v)$, $v > 0$. Both mutants change the left-hand side of the inequality, "
-            "not the bound the derivation reaches, so they apply to the exact and Monte-Carlo "
-            "legs only. The Monte-Carlo leg samples x ~ p: k1 and k3 are unbiased for KL(p || q), "
-            "and k3 = g(r) >= 0 is the lemma sample by sample, so the negative part min(k3, 0) is "
+            "proved by evaluating the integrals), and the sympy function `log_bound_gap` "
+            "(printed $g$) reports $g(x) \\ge 0$ for $x > 0$ exactly when sympy proves that "
+            "integrand non-negative at $s = v/(1+v)$, $v > 0$. The exact leg compares the KL "
+            "itself, not the inequality: the identity `kl-remainder` (KL as the sum of the "
+            "non-negative gaps $p_i\\, g(q_i/p_i)$ plus $\\sum p - \\sum q$) is lambdified on "
+            "the support of $p$ and compared with scipy's `rel_entr`, so a wrong KL (another "
+            "direction, a sign) fails there even though it might still be non-negative. The "
+            "Monte-Carlo leg samples x ~ p: k1 and k3 are unbiased for KL(p || q), and "
+            "k3 = g(r) >= 0 is the lemma sample by sample, so the negative part min(k3, 0) is "
             "identically 0 and is compared with 0 exactly (rlmath.statistics: constant terms). "
-            "Its mutant variants negate the estimators, or draw x from q instead of p."
+            "Its mutant variants estimate KL(q || p), negate the estimators, or draw x from q "
+            "instead of p."
         ),
     ),
     Claim(
         id="kl-gradient-vanishes-at-reference",
         title="The gradient of the KL to a reference policy vanishes at the reference",
-        statement=(
-            r"\nabla_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta)\big|_{\theta=\theta'} = 0"
-            r" = \nabla_\theta \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big|_{\theta=\theta'}"
+        statement=Statement(
+            reference_gradients,
+            sp.zeros(2, 1),
+            derivation="at-reference",
+            where=(
+                r"\text{every direction } \delta;\ \pi_\theta(i) = e^{\theta_i} / \textstyle\sum_j "
+                r"e^{\theta_j};\ \text{rows: } \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta),\ "
+                r"\mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})"
+            ),
+            symbol_names={theta_ref.label: r"\theta'"},
         ),
         assumptions=(
             "Softmax policy over n actions (general n), logits theta; the reference is "
@@ -1294,19 +1503,24 @@ CLAIMS = (
             "Cover, T. M. and Thomas, J. A., *Elements of Information Theory*, 2nd ed., 2006, "
             "Thm. 2.6.3 (KL is minimised, at 0, where the distributions agree).",
         ),
-        symbolic=SymbolicLeg(
-            (forward_gradient, forward_at_reference, reverse_gradient, reverse_at_reference)
+        summary=(
+            "A KL penalty to a reference policy exerts no force at the reference itself, in "
+            "either direction: away from it, grad KL(pi' || pi) = pi - pi'."
         ),
+        symbolic=SymbolicLeg((gradients, gradients_at_reference)),
         exact=ExactLeg(
             logit_pairs,
             lhs=complex_step_gradients,
-            rhs=closed_form_gradients,
+            symbols=(theta, theta_ref, delta, n),
+            arguments=gradient_arguments,
+            derivation="gradients",
             rtol=lambda ex: exact_rtol(1.0, 2 * ex[0].size),
             error_scale=_gradient_error_scale,
             description=(
                 "both KL gradients by complex-step differentiation of the definition vs the "
-                "lambdified closed forms pi_theta - pi' and pi_k (log pi_k/pi'_k - KL), on "
-                "independent and nearby (theta, theta'), the latter down to theta = theta'"
+                "lambdified conclusion of 'gradients' (pi_theta - pi' and pi_k (log pi_k/pi'_k "
+                "- KL)) at delta = e_k, on independent and nearby (theta, theta'), the latter "
+                "down to theta = theta'"
             ),
         ),
         monte_carlo=monte_carlo_leg(
@@ -1318,7 +1532,8 @@ CLAIMS = (
             description=(
                 "score-function estimators of both KL gradients, -(e_a - pi_theta) at a ~ pi' "
                 "and (e_b - pi_theta)(log pi_theta(b)/pi'(b) + 1) at b ~ pi_theta, at theta = "
-                "theta' and at theta' + step, vs the lambdified closed forms (0 at theta')"
+                "theta' and at theta' + step, vs the lambdified conclusion of 'gradients' "
+                "(0 at theta')"
             ),
         ),
         mutants=(
@@ -1327,47 +1542,57 @@ CLAIMS = (
                 "the gradient of sum pi log pi alone (the cross term -sum pi log pi' dropped), "
                 "pi_k (log pi_k - sum pi log pi), which is not zero at the reference",
                 symbolic=SymbolicMutation(
-                    "reverse-at-reference",
-                    _at_reference(
-                        total(
-                            pi(i) * (sp.log(pi(i)) - mean(pi, lambda m: sp.log(pi(m)))) * delta[i]
-                        )
+                    "gradients",
+                    sp.Matrix(
+                        [
+                            forward_gradient_form,
+                            total(
+                                pi(i)
+                                * (sp.log(pi(i)) - mean(pi, lambda m: sp.log(pi(m))))
+                                * delta[i]
+                            ),
+                        ]
                     ),
                 ),
-                exact=_negative_entropy_gradient,
                 monte_carlo=_gradient_sampler(**GRADIENT_MUTANT_TERMS["negative-entropy-only"]),
             ),
             Mutant(
                 "cross-entropy-only",
                 "the gradient of -sum pi log pi' alone (the entropy term dropped)",
                 symbolic=SymbolicMutation(
-                    "reverse-at-reference",
-                    _at_reference(
-                        total(
-                            -pi(i)
-                            * (sp.log(pi_ref(i)) - mean(pi, lambda m: sp.log(pi_ref(m))))
-                            * delta[i]
-                        )
+                    "gradients",
+                    sp.Matrix(
+                        [
+                            forward_gradient_form,
+                            total(
+                                -pi(i)
+                                * (sp.log(pi_ref(i)) - mean(pi, lambda m: sp.log(pi_ref(m))))
+                                * delta[i]
+                            ),
+                        ]
                     ),
                 ),
-                exact=_cross_entropy_gradient,
                 monte_carlo=_gradient_sampler(**GRADIENT_MUTANT_TERMS["cross-entropy-only"]),
             ),
             Mutant(
                 "normaliser-forgotten",
                 "grad KL(pi' || pi_theta) = -pi' from log pi_theta(i) = theta_i: the gradient of "
                 "log Z(theta) forgotten",
-                symbolic=SymbolicMutation("forward-at-reference", -total(pi_ref(i) * delta[i])),
-                exact=_unnormalised_forward_gradient,
+                symbolic=SymbolicMutation(
+                    "gradients",
+                    sp.Matrix([-total(pi_ref(i) * delta[i]), reverse_gradient_form]),
+                ),
                 monte_carlo=_gradient_sampler(**GRADIENT_MUTANT_TERMS["normaliser-forgotten"]),
             ),
         ),
         notes=(
-            "The exact leg checks the general-theta gradients, which are zero at theta = theta' "
-            "(the substitution is the derivations `forward-at-reference` and "
-            "`reverse-at-reference`); at or near the reference both sides are rounding noise, "
-            "so the tolerance is relative to the size of the terms that cancel, not of the "
-            "result. Penalties whose gradient also vanishes at the reference (the log-ratio "
+            "The statement is the derivation `at-reference`: both directional derivatives at "
+            "theta = theta' vanish. The exact leg checks the general-theta gradients of "
+            "`gradients` (of which `at-reference` is the value at theta = theta'), on pairs "
+            "down to theta = theta'; there both sides are rounding noise, so the tolerance is "
+            "relative to the size of the terms that cancel, not of the result. Each mutant "
+            "changes the general gradient, and so is also non-zero at the reference. "
+            "Penalties whose gradient also vanishes at the reference (the log-ratio "
             "expectation under pi', any smooth function of KL) are not mutants. The Monte-Carlo "
             "leg averages the score-function gradient estimators a practitioner would use (the "
             "sampling side fixed for KL(pi' || pi_theta), the log-derivative trick for "
@@ -1378,11 +1603,16 @@ CLAIMS = (
     Claim(
         id="kl-hessian-is-fisher",
         title="The Hessian of the KL at the reference is the Fisher information",
-        statement=(
-            r"\nabla^2_\theta \mathrm{KL}(\pi_{\theta'}\,\|\,\pi_\theta)\big|_{\theta'}"
-            r" = \nabla^2_\theta \mathrm{KL}(\pi_\theta\,\|\,\pi_{\theta'})\big|_{\theta'}"
-            r" = F = \mathrm{diag}(\pi') - \pi'\,{\pi'}^\top,\quad"
-            r" \mathrm{KL} = \tfrac12 \delta^\top F \delta + O(|\delta|^3)"
+        statement=Statement(
+            curvature.start,
+            curvature.conclusion,
+            derivation="curvature",
+            where=(
+                r"\text{every direction } \delta;\ \text{rows: } \mathrm{KL}(\pi_{\theta'}\,\|\,"
+                r"\pi_{\theta'+h\delta}),\ \mathrm{KL}(\pi_{\theta'+h\delta}\,\|\,\pi_{\theta'});\ "
+                r"\text{both are } \delta^\top F \delta,\ F = \mathrm{diag}(\pi') - \pi'\,{\pi'}^\top"
+            ),
+            symbol_names={theta_ref.label: r"\theta'"},
         ),
         assumptions=(
             "Softmax policy over n actions (general n), logits theta = theta' + h delta.",
@@ -1395,19 +1625,24 @@ CLAIMS = (
             "Amari, S., *Natural Gradient Works Efficiently in Learning*, Neural Computation 10, "
             "1998.",
         ),
-        symbolic=SymbolicLeg(
-            (forward_curvature, reverse_curvature, fisher, forward_taylor, reverse_taylor)
+        summary=(
+            "Near the reference, either KL is h^2/2 delta^T F delta with F the Fisher "
+            "information: a KL trust region is a Fisher-metric ball (natural gradient, TRPO)."
         ),
+        symbolic=SymbolicLeg((curvature, fisher, taylor)),
         exact=ExactLeg(
             reference_and_direction,
             lhs=kl_at_small_step,
-            rhs=quadratic_models,
+            symbols=(theta_ref, delta, h, n),
+            arguments=taylor_arguments,
+            derivation="taylor",
             rtol=_hessian_rtol,
             description=(
                 "KL(pi' || pi_{theta'+h delta}) and KL(pi_{theta'+h delta} || pi') in 80-digit "
                 "arithmetic, and h^2/2 E_pi'[(score . delta)^2] from SoftmaxPolicy.score_row, vs "
-                "the lambdified h^2/2 delta^T F delta; h is chosen so that the Taylor remainder "
-                "is at most 1e-10 of the quadratic term (the bound is in the tolerance)"
+                "the lambdified conclusion of 'taylor', h^2/2 delta^T F delta; h is chosen so "
+                "that the Taylor remainder is at most 1e-10 of the quadratic term (the bound is "
+                "in the tolerance)"
             ),
         ),
         monte_carlo=monte_carlo_leg(
@@ -1426,8 +1661,7 @@ CLAIMS = (
             Mutant(
                 "fisher-without-outer-product",
                 "F = diag(pi'): the -pi' pi'^T term dropped",
-                symbolic=SymbolicMutation("forward-curvature", second_moment),
-                exact=_diagonal_fisher,
+                symbolic=SymbolicMutation("taylor", sp.Matrix([h**2 / 2 * second_moment] * 3)),
                 monte_carlo=_curvature_sampler(
                     **CURVATURE_MUTANT_FLAGS["fisher-without-outer-product"]
                 ),
@@ -1435,35 +1669,46 @@ CLAIMS = (
             Mutant(
                 "no-half",
                 "KL ~ delta^T F delta: the 1/2 of Taylor's theorem forgotten",
-                symbolic=SymbolicMutation("reverse-taylor", 2 * quadratic_model),
-                exact=_no_half,
+                symbolic=SymbolicMutation("taylor", sp.Matrix([2 * quadratic_model] * 3)),
                 monte_carlo=_curvature_sampler(**CURVATURE_MUTANT_FLAGS["no-half"]),
+            ),
+            Mutant(
+                "log-partition-curvature-without-mean",
+                "(log Z)'' taken as Z''/Z, the -(Z'/Z)^2 forgotten: both Hessians diag(pi')",
+                symbolic=SymbolicMutation("curvature", sp.Matrix([second_moment, second_moment])),
             ),
         ),
         notes=(
-            "The Monte-Carlo leg estimates the Fisher form as E_{a~pi'}[(score(a) . delta)^2] "
-            "and both KLs at theta' + h delta with the unbiased k3 (h chosen so that the "
-            "Taylor remainder is below 2e-7 of the quadratic term, far below a standard error). "
-            "Its variants: the score taken as e_a (no -pi', giving diag pi'), and the KL "
-            "estimated by (log r)^2, the 1/2 of k2 forgotten."
+            "The statement is the derivation `curvature` (second directional derivatives of "
+            "both KLs at the reference); the exact leg evaluates the lambdified conclusion of "
+            "`taylor`, the quadratic models those curvatures give, against the KLs at a small "
+            "step. The Monte-Carlo leg estimates the Fisher form as "
+            "E_{a~pi'}[(score(a) . delta)^2] and both KLs at theta' + h delta with the unbiased "
+            "k3 (h chosen so that the Taylor remainder is below 2e-7 of the quadratic term, far "
+            "below a standard error). Its variants: the score taken as e_a (no -pi', giving "
+            "diag pi'), and the KL estimated by (log r)^2, the 1/2 of k2 forgotten."
         ),
     ),
     Claim(
         id="trajectory-kl-chain-rule",
         title="The KL between trajectory distributions is the expected sum of per-state KLs",
-        statement=(
-            r"\mathrm{KL}(p_\theta(\tau)\,\|\,p_{\theta'}(\tau))"
-            r" = \mathbb E_{\tau\sim p_\theta}\Big[\sum_{t=0}^{H-1}"
-            r" \mathrm{KL}(\pi_\theta(\cdot|s_t)\,\|\,\pi_{\theta'}(\cdot|s_t))\Big]"
-            r" = \sum_{t<H}\sum_s \Pr_\theta(s_t = s)\, \mathrm{KL}_s"
+        statement=Statement(
+            trajectory_kl_statement,
+            chain_rule_statement,
+            where=(
+                r"\text{the instance } |S| = |A| = H = 2;\ p_\theta(s_0, a_0, s_1, a_1) = "
+                r"\rho_0(s_0)\, \pi_\theta(a_0 \mid s_0)\, P(s_1 \mid s_0, a_0)\, "
+                r"\pi_\theta(a_1 \mid s_1)"
+            ),
         ),
         assumptions=(
             "Both trajectory distributions share rho_0 and P; trajectories have H steps "
             "(s_0, a_0, ..., s_{H-1}, a_{H-1}).",
             "pi_theta' > 0 wherever pi_theta > 0 (true for softmax policies).",
             "The symbolic derivation is a fully symbolic instance with 2 states, 2 actions and "
-            "horizon 2 (every probability its own symbol); the exact leg covers up to 3 states, "
-            "3 actions and horizon 4.",
+            "horizon 2 (every two-point distribution (1/(1+o), o/(1+o)) with its own odds "
+            "symbol o > 0); the exact leg covers up to 3 states, 3 actions and horizon 4, and "
+            "the Monte-Carlo leg horizons 3 to 5.",
         ),
         references=(
             "Cover, T. M. and Thomas, J. A., *Elements of Information Theory*, 2nd ed., 2006, "
@@ -1471,11 +1716,22 @@ CLAIMS = (
             "Schulman, J. et al., *Trust Region Policy Optimization*, ICML 2015, Sec. 5 "
             "(state-averaged KL between policies).",
         ),
+        summary=(
+            "The KL between the trajectory distributions of two policies is the per-state "
+            "policy KL summed over time under the first policy's state distribution: the "
+            "dynamics cancel."
+        ),
         symbolic=SymbolicLeg((trajectory_chain_rule,)),
         exact=ExactLeg(
             mdp_two_policies_horizon,
             lhs=trajectory_kl,
             rhs=chain_rule_value,
+            rhs_reason=(
+                "the derivation is the fixed instance 2 states x 2 actions x horizon 2, so its "
+                "conclusion cannot be evaluated on other sizes; the exact leg evaluates the "
+                "same formula, sum_t sum_s Pr_theta(s_t = s) KL_s, for general sizes with "
+                "rlmath.exact.state_distributions"
+            ),
             rtol=_chain_rule_rtol,
             error_scale=_chain_rule_error_scale,
             description=(
@@ -1516,7 +1772,11 @@ CLAIMS = (
             ),
         ),
         notes=(
-            "The Monte-Carlo leg samples trajectories of theta and sums the per-step log-ratios "
+            "The statement is written with the instance's probabilities as functions "
+            "($p_\\theta(\\tau)$, $\\pi_\\theta(a \\mid s)$, $\\Pr_\\theta(s_t = s)$) that "
+            "evaluate to the instance's expressions once their outcomes are numbers, which is "
+            "how sympy proves it equal to the derivation's first and last steps. The "
+            "Monte-Carlo leg samples trajectories of theta and sums the per-step log-ratios "
             "(k1; rlmath.estimators.trajectory_kl), on MDPs whose actions steer the state, so "
             "that the state distributions of theta and theta' differ. The mutants' variants "
             "draw fresh actions at each visited state: with the states from theta' "

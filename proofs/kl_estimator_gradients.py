@@ -48,12 +48,13 @@ from rlmath.claims import (
     LegResult,
     MonteCarloLeg,
     Mutant,
+    Statement,
     Step,
     SymbolicLeg,
     SymbolicMutation,
     agreement_row,
     draw_examples,
-    lambdify,
+    shifted_control,
 )
 from rlmath.statistics import DEFAULT_FALSE_ALARM, agreement, sample_size
 from rlmath.testing import logits, probability_vectors
@@ -109,10 +110,87 @@ def k3(a: int, step: sp.Expr = ZERO) -> sp.Expr:
     return rho[a] / pi(a, step) - 1 + log_ratio_k1(a, step)
 
 
+# ============================================================================ notation
+# The statement and the potentials are written with pi(a), pi_{theta + h delta}(a) and rho(a) as
+# functions of a summed outcome a; they evaluate to the instance's expressions term by term.
+class Policy(sp.Function):  # type: ignore[misc]
+    r"""$\pi_{\theta + h\delta}(a)$ of the instance; arguments (a, h, theta_0..2, delta_0..2).
+
+    Printed $\pi(a)$ at $h = 0$; once $a$ is an integer (``Sum.doit``, a random point) it is
+    the softmax expression, which is how the statement is proved equal to the derivation.
+    """
+
+    @classmethod
+    def eval(cls, a: sp.Expr, step: sp.Expr, *parameters: sp.Expr) -> sp.Expr | None:
+        if not a.is_Integer:
+            return None
+        logit, direction = parameters[:N], parameters[N:]
+        weights = [sp.exp(logit[b] + step * direction[b]) for b in OUTCOMES]
+        return weights[int(a)] / sum(weights)
+
+    def _eval_is_positive(self) -> bool:
+        return True
+
+    def _latex(self, printer) -> str:  # type: ignore[no-untyped-def]
+        a = printer._print(self.args[0])
+        if self.args[1] == 0:
+            return rf"\pi({a})"
+        return rf"\pi_{{\theta + {printer._print(self.args[1])}\delta}}({a})"
+
+
+class Reference(sp.Function):  # type: ignore[misc]
+    r"""$\rho(a)$ of the instance; arguments (a, rho_0..2)."""
+
+    @classmethod
+    def eval(cls, a: sp.Expr, *weights: sp.Expr) -> sp.Expr | None:
+        return weights[int(a)] if a.is_Integer else None
+
+    def _eval_is_positive(self) -> bool:
+        return True
+
+    def _latex(self, printer) -> str:  # type: ignore[no-untyped-def]
+        return rf"\rho({printer._print(self.args[0])})"
+
+
+_a = sp.Symbol("a", integer=True, nonnegative=True)
+
+
+def _pi_h(step: sp.Expr = ZERO) -> sp.Expr:
+    return Policy(_a, step, *theta, *delta)
+
+
+_rho_a = Reference(_a, *rho)
+
+
+def _k(name: str, step: sp.Expr = ZERO) -> sp.Expr:
+    k1 = sp.log(_pi_h(step) / _rho_a)
+    return {"k1": k1, "k2": k1**2 / 2, "k3": _rho_a / _pi_h(step) - 1 + k1}[name]
+
+
+class OutcomeSum(sp.Sum):  # type: ignore[misc]
+    r"""$\sum_{a=0}^{n-1}$ that, with numeric bounds, substitutes each outcome *before* evaluating.
+
+    ``Sum.doit`` evaluates its summand first, while the outcome is still a symbol (so the chain
+    rule meets $\pi(a)$ unevaluated); substituting first turns each term into exactly the
+    instance's expression, so the statement meets the derivation term by term.
+    """
+
+    def doit(self, **hints: Any) -> sp.Expr:
+        ((index, low, high),) = self.limits
+        if not (low.is_Integer and high.is_Integer):
+            return super().doit(**hints)
+        terms = (self.function.xreplace({index: sp.Integer(k)}) for k in range(int(low), int(high) + 1))
+        return sp.Add(*(term.doit(**hints) for term in terms))
+
+
+def _over_outcomes(term: sp.Expr) -> sp.Sum:
+    return OutcomeSum(term, (_a, 0, N - 1))
+
+
 #: Directional derivatives of the three potentials: F = KL(pi||rho), R = KL(rho||pi), K2 = E_pi[k2].
-grad_forward = at_zero(sum(pi(a, h) * log_ratio_k1(a, h) for a in OUTCOMES))
-grad_reverse = at_zero(sum(rho[a] * sp.log(rho[a] / pi(a, h)) for a in OUTCOMES))
-grad_k2_mean = at_zero(sum(pi(a, h) * k2(a, h) for a in OUTCOMES))
+grad_forward = at_zero(_over_outcomes(_pi_h(h) * _k("k1", h)))
+grad_reverse = at_zero(_over_outcomes(_rho_a * sp.log(_rho_a / _pi_h(h))))
+grad_k2_mean = at_zero(_over_outcomes(_pi_h(h) * _k("k2", h)))
 
 # ============================================================================ lemmas
 score_lemma = Derivation(
@@ -137,121 +215,129 @@ expected_score = Derivation(
     statement=r"\mathbb E_\pi[s] = 0",
 )
 
-# ============================================================================ (a) penalties
-penalty_k1 = Derivation(
-    "penalty-k1",
-    (
-        Step(expect(lambda a: log_ratio_k1(a) * at_zero(sp.log(pi(a, h)))), "E[k1 grad log pi]"),
-        Step(expect(lambda a: log_ratio_k1(a) * score(a)), "lemma 'score'"),
-        Step(
-            grad_forward,
-            "product rule: dF = E[s k1] + E[s], and E[s] = 0 (lemma 'expected-score')",
-        ),
+# ============================================================================ the classification
+# One row per usage: (a) penalties E[k grad log pi] (score function, no gradient through k),
+# (b) losses E[grad k] (samples fixed, the gradient through log pi(a) inside k only).
+USAGES = ("penalty-k1", "penalty-k2", "penalty-k3", "loss-k1", "loss-k2", "loss-k3")
+CHAINS: dict[str, tuple[tuple[sp.Expr, str], ...]] = {
+    "penalty-k1": (
+        (expect(lambda a: log_ratio_k1(a) * at_zero(sp.log(pi(a, h)))), "E[k1 grad log pi]"),
+        (expect(lambda a: log_ratio_k1(a) * score(a)), "lemma 'score'"),
+        (grad_forward, "product rule: dF = E[s k1] + E[s], and E[s] = 0 (lemma 'expected-score')"),
     ),
-    statement=r"\mathbb E[k_1 \nabla\log\pi] = \nabla\mathrm{KL}(\pi\,\|\,\rho)",
-)
-
-penalty_k2 = Derivation(
-    "penalty-k2",
-    (
-        Step(expect(lambda a: k2(a) * at_zero(sp.log(pi(a, h)))), "E[k2 grad log pi]"),
-        Step(expect(lambda a: k2(a) * score(a)), "lemma 'score'"),
-        Step(
+    "penalty-k2": (
+        (expect(lambda a: k2(a) * at_zero(sp.log(pi(a, h)))), "E[k2 grad log pi]"),
+        (expect(lambda a: k2(a) * score(a)), "lemma 'score'"),
+        (
             grad_k2_mean - expect(lambda a: log_ratio_k1(a) * score(a)),
             "product rule: d E_pi[k2] = E[k2 s] + E[k1 s], since d k2 = k1 s",
         ),
-        Step(grad_k2_mean - grad_forward, "E[k1 s] = grad KL(pi || rho) (derivation 'penalty-k1')"),
+        (grad_k2_mean - grad_forward, "E[k1 s] = grad KL(pi || rho) (row 1)"),
     ),
-    statement=r"\mathbb E[k_2 \nabla\log\pi] = \nabla\big(\mathbb E_\pi[k_2] - \mathrm{KL}(\pi\,\|\,\rho)\big)",
-)
-
-penalty_k3 = Derivation(
-    "penalty-k3",
-    (
-        Step(expect(lambda a: k3(a) * at_zero(sp.log(pi(a, h)))), "E[k3 grad log pi]"),
-        Step(
+    "penalty-k3": (
+        (expect(lambda a: k3(a) * at_zero(sp.log(pi(a, h)))), "E[k3 grad log pi]"),
+        (
             sum((rho[a] - pi(a) + pi(a) * log_ratio_k1(a)) * score(a) for a in OUTCOMES),
             "lemma 'score', and pi r = rho",
         ),
-        Step(
+        (
             sum(rho[a] * score(a) for a in OUTCOMES) + expect(lambda a: log_ratio_k1(a) * score(a)),
             "E_pi[s] = 0 (lemma 'expected-score')",
         ),
-        Step(
-            grad_forward - grad_reverse,
-            "d KL(rho || pi) = -sum_a rho_a s_a; E[k1 s] = grad KL(pi || rho)",
-        ),
+        (grad_forward - grad_reverse, "d KL(rho || pi) = -sum_a rho_a s_a; E[k1 s] = grad KL(pi || rho)"),
     ),
-    statement=(
-        r"\mathbb E[k_3 \nabla\log\pi] = \nabla\mathrm{KL}(\pi\,\|\,\rho)"
-        r" - \nabla\mathrm{KL}(\rho\,\|\,\pi)"
+    "loss-k1": (
+        (expect(lambda a: at_zero(log_ratio_k1(a, h))), "E[grad k1], samples fixed"),
+        (expect(score), "d k1 = d log pi = s (lemma 'score')"),
+        (sp.Integer(0), "E_pi[s] = 0 (lemma 'expected-score')"),
     ),
-)
-
-# ============================================================================ (b) losses
-loss_k1 = Derivation(
-    "loss-k1",
-    (
-        Step(expect(lambda a: at_zero(log_ratio_k1(a, h))), "E[grad k1], samples fixed"),
-        Step(expect(score), "d k1 = d log pi = s (lemma 'score')"),
-        Step(sp.Integer(0), "E_pi[s] = 0 (lemma 'expected-score')"),
+    "loss-k2": (
+        (expect(lambda a: at_zero(k2(a, h))), "E[grad k2], samples fixed"),
+        (expect(lambda a: log_ratio_k1(a) * score(a)), "chain rule: d (k1^2/2) = k1 s"),
+        (grad_forward, "= grad KL(pi || rho) (row 1)"),
     ),
-    statement=r"\mathbb E[\nabla k_1] = 0",
-)
-
-loss_k2 = Derivation(
-    "loss-k2",
-    (
-        Step(expect(lambda a: at_zero(k2(a, h))), "E[grad k2], samples fixed"),
-        Step(expect(lambda a: log_ratio_k1(a) * score(a)), "chain rule: d (k1^2/2) = k1 s"),
-        Step(grad_forward, "= grad KL(pi || rho) (derivation 'penalty-k1')"),
-    ),
-    statement=r"\mathbb E[\nabla k_2] = \nabla\mathrm{KL}(\pi\,\|\,\rho)",
-)
-
-loss_k3 = Derivation(
-    "loss-k3",
-    (
-        Step(expect(lambda a: at_zero(k3(a, h))), "E[grad k3], samples fixed"),
-        Step(
+    "loss-k3": (
+        (expect(lambda a: at_zero(k3(a, h))), "E[grad k3], samples fixed"),
+        (
             sum((-rho[a] + pi(a)) * score(a) for a in OUTCOMES),
             "d(rho/pi) = -(rho/pi) s and d k1 = s; weight pi",
         ),
-        Step(-sum(rho[a] * score(a) for a in OUTCOMES), "E_pi[s] = 0 (lemma 'expected-score')"),
-        Step(grad_reverse, "d KL(rho || pi) = -sum_a rho_a d log pi_a"),
+        (-sum(rho[a] * score(a) for a in OUTCOMES), "E_pi[s] = 0 (lemma 'expected-score')"),
+        (grad_reverse, "d KL(rho || pi) = -sum_a rho_a d log pi_a"),
     ),
-    statement=r"\mathbb E[\nabla k_3] = \nabla\mathrm{KL}(\rho\,\|\,\pi)",
+}
+#: What each usage's expected gradient is: the derivative forms the rows reach.
+CLASSIFIED = sp.Matrix([CHAINS[name][-1][0] for name in USAGES])
+#: ... and as explicit expressions (sympy's derivatives of the potentials), lambdifiable.
+GRADIENTS = {
+    "F": grad_forward.doit(),
+    "R": grad_reverse.doit(),
+    "K2": grad_k2_mean.doit(),
+}
+EXPLICIT = dict(zip(USAGES, CLASSIFIED.doit(), strict=True))
+
+
+def rows(*chains: tuple[tuple[sp.Expr, str], ...]) -> tuple[Step, ...]:
+    """Steps of a column-vector derivation: at step k every row takes its own k-th step.
+
+    Each chain is ((expression, rule), ...) for one row; a row whose chain has ended stays. Every
+    row's change is proved entry by entry (each entry of the difference must vanish), and the
+    rule of the step lists the rule of each row that moved.
+    """
+    out = [
+        Step(
+            sp.Matrix([chain[0][0] for chain in chains]),
+            "; ".join(f"row {k + 1}: {c[0][1]}" for k, c in enumerate(chains)),
+        )
+    ]
+    for index in range(1, max(len(chain) for chain in chains)):
+        current = [chain[min(index, len(chain) - 1)][0] for chain in chains]
+        rules = [f"row {k + 1}: {c[index][1]}" for k, c in enumerate(chains) if index < len(c)]
+        out.append(Step(sp.Matrix(current), "; ".join(rules)))
+    return tuple(out)
+
+
+def explicit_column(**rows_: sp.Expr) -> sp.Matrix:
+    """The explicit conclusion with some rows replaced (by usage, ``penalty_k1=...``): a mutant."""
+    values = dict(EXPLICIT)
+    for name, value in rows_.items():
+        values[name.replace("_", "-")] = value
+    return sp.Matrix([values[name] for name in USAGES])
+
+
+classification = Derivation(
+    "classification",
+    (
+        *rows(*(CHAINS[name] for name in USAGES)),
+        Step(
+            explicit_column(),
+            "differentiate: the directional derivatives of KL(pi || rho), KL(rho || pi) and "
+            "E_pi[k2] along delta, evaluated",
+        ),
+    ),
+    statement=(
+        r"\mathbb E[k_1\nabla\log\pi] = \mathbb E[\nabla k_2] = \nabla\mathrm{KL}(\pi\,\|\,\rho),"
+        r"\ \mathbb E[\nabla k_1] = 0,\ \mathbb E[\nabla k_3] = \nabla\mathrm{KL}(\rho\,\|\,\pi),"
+        r"\ \mathbb E[k_3\nabla\log\pi] = \nabla\mathrm{KL}(\pi\,\|\,\rho) - \nabla\mathrm{KL}(\rho\,\|\,\pi),"
+        r"\ \mathbb E[k_2\nabla\log\pi] = \nabla(\mathbb E_\pi k_2 - \mathrm{KL}(\pi\,\|\,\rho))"
+    ),
 )
 
-USAGES = ("penalty-k1", "penalty-k2", "penalty-k3", "loss-k1", "loss-k2", "loss-k3")
-DERIVATIONS = {d.name: d for d in (penalty_k1, penalty_k2, penalty_k3, loss_k1, loss_k2, loss_k3)}
-CLASSIFICATION = {
-    "penalty-k1": "grad KL(pi||ref)",
-    "penalty-k2": "biased: grad(E_pi[k2] - KL(pi||ref))",
-    "penalty-k3": "biased: grad KL(pi||ref) - grad KL(ref||pi)",
-    "loss-k1": "zero",
-    "loss-k2": "grad KL(pi||ref)",
-    "loss-k3": "grad KL(ref||pi)",
-}
+
+usages_statement = sp.Matrix(
+    [_over_outcomes(_pi_h() * _k(k) * at_zero(sp.log(_pi_h(h)))) for k in ("k1", "k2", "k3")]
+    + [_over_outcomes(_pi_h() * at_zero(_k(k, h))) for k in ("k1", "k2", "k3")]
+)
+classification_statement = sp.Matrix(
+    [grad_forward, grad_k2_mean - grad_forward, grad_forward - grad_reverse, 0, grad_forward, grad_reverse]
+)
 
 # ============================================================================ exact leg (n = 3)
-_symbols = [*theta, *delta, *rho]
-
-
-def _gradient_function(expression: sp.Expr) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """Lambdify a directional derivative; evaluate along e_0, e_1, e_2 to get the gradient."""
-    f = lambdify(_symbols, sp.sympify(expression).doit())
-
-    def gradient(logit: np.ndarray, reference: np.ndarray) -> np.ndarray:
-        eye = np.eye(N)
-        return np.array([float(f(*logit, *eye[k], *reference)) for k in OUTCOMES])
-
-    return gradient
-
-
-_conclusions = {name: _gradient_function(DERIVATIONS[name].conclusion) for name in USAGES}
-_grad_forward = _gradient_function(grad_forward)
-_grad_reverse = _gradient_function(grad_reverse)
+# An example is (theta, rho, delta): logits, a reference and a direction. The leg compares the
+# six usages along delta by enumeration over a, with complex-step derivatives of log pi and of
+# each k along delta, with the lambdified conclusion of 'classification' (sympy's derivatives of
+# the potentials) at the same point and direction.
+STEP = 1e-30  # complex step: f'(x) = Im f(x + i h) / h exactly up to rounding (no cancellation)
 
 
 def _log_softmax(logit: np.ndarray) -> np.ndarray:
@@ -263,30 +349,57 @@ def _k_values(log_pi: np.ndarray, log_ref: np.ndarray) -> dict[str, np.ndarray]:
     return {"k1": -log_r, "k2": log_r**2 / 2, "k3": np.exp(log_r) - 1 - log_r}
 
 
-STEP = 1e-30  # complex step: f'(x) = Im f(x + i h) / h exactly up to rounding (no cancellation)
+def enumerated_usages(example: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """``[6, 1]``: each usage's expected directional derivative, by enumeration over a.
 
-
-def enumerated_gradients(logit: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``[6, n]``: each usage's expected gradient, by enumeration over a, complex-step gradients."""
-    n_outcomes = len(logit)
+    The derivatives along delta of log pi_a and of k(a) are complex steps of their definitions
+    (``Im f(theta + i h delta) / h``), so no formula of the derivation is used.
+    """
+    logit, reference, direction = example
     log_ref = np.log(reference)
     log_pi = _log_softmax(logit)
     probabilities = np.exp(log_pi)
     k_at = _k_values(log_pi, log_ref)
-    score_rows = np.empty((n_outcomes, n_outcomes))  # [a, b] = d log pi_a / d theta_b
-    k_grad = {name: np.empty((n_outcomes, n_outcomes)) for name in k_at}
-    for b in range(n_outcomes):
-        moved = logit.astype(complex)
-        moved[b] += 1j * STEP
-        moved_log_pi = _log_softmax(moved)
-        score_rows[:, b] = moved_log_pi.imag / STEP
-        for name, values in _k_values(moved_log_pi, log_ref).items():
-            k_grad[name][:, b] = values.imag / STEP
-    rows = [probabilities @ (k_at[name][:, None] * score_rows) for name in ("k1", "k2", "k3")]
-    rows += [probabilities @ k_grad[name] for name in ("k1", "k2", "k3")]
-    return np.array(rows)
+    moved_log_pi = _log_softmax(logit + 1j * STEP * direction)
+    d_log_pi = moved_log_pi.imag / STEP
+    d_k = {name: values.imag / STEP for name, values in _k_values(moved_log_pi, log_ref).items()}
+    out = [probabilities @ (k_at[name] * d_log_pi) for name in ("k1", "k2", "k3")]
+    out += [probabilities @ d_k[name] for name in ("k1", "k2", "k3")]
+    return np.array(out)[:, None]
 
 
+def exact_arguments(example: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[float, ...]:
+    """Values of (theta_0..2, delta_0..2, rho_0..2)."""
+    logit, reference, direction = example
+    return (*map(float, logit), *map(float, direction), *map(float, reference))
+
+
+def _example_distance(example: tuple[np.ndarray, ...]) -> float:
+    logit, reference = example[:2]
+    probabilities = np.exp(_log_softmax(logit))
+    return float(probabilities @ (np.log(probabilities) - np.log(reference)))
+
+
+exact_examples = st.tuples(
+    logits(N, max_abs=3.0),
+    probability_vectors(N, allow_zeros=False, min_probability=0.01),
+    logits(N, max_abs=1.0).filter(lambda d: np.ptp(d) >= 0.1),
+).filter(lambda ex: _example_distance(ex) > 1e-2)
+
+
+def _error_scale(example: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:
+    # Every row sums terms pi_a (|k| + ...) |s_a| with |s_a| <= 2 max|delta|, the k's at most
+    # 1 + |log(pi/rho)|^2 + rho/pi: errors are measured against the size of these terms.
+    logit, reference, direction = example
+    log_pi = _log_softmax(logit)
+    probabilities = np.exp(log_pi)
+    size = float(
+        probabilities @ (1 + np.abs(log_pi - np.log(reference)) ** 2 + reference / probabilities)
+    )
+    return 2.0 * float(np.abs(direction).max()) * size
+
+
+# ============================================================================ Monte-Carlo leg
 def _potentials(logit: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """[F, R, K2] = [KL(pi||rho), KL(rho||pi), E_pi[k2]] at logits theta (complex-safe)."""
     log_pi = _log_softmax(logit)
@@ -311,6 +424,16 @@ def potential_gradients(logit: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return out
 
 
+CLASSIFICATION = {
+    "penalty-k1": "grad KL(pi||ref)",
+    "penalty-k2": "biased: grad(E_pi[k2] - KL(pi||ref))",
+    "penalty-k3": "biased: grad KL(pi||ref) - grad KL(ref||pi)",
+    "loss-k1": "zero",
+    "loss-k2": "grad KL(pi||ref)",
+    "loss-k3": "grad KL(ref||pi)",
+}
+
+
 def claimed_gradients(logit: np.ndarray, reference: np.ndarray) -> dict[str, np.ndarray]:
     """The classification as numbers: each usage's claimed gradient from exact potentials."""
     forward, reverse, k2_mean = potential_gradients(logit, reference)
@@ -324,49 +447,6 @@ def claimed_gradients(logit: np.ndarray, reference: np.ndarray) -> dict[str, np.
     }
 
 
-def _example_distance(example: tuple[np.ndarray, np.ndarray]) -> float:
-    logit, reference = example
-    probabilities = np.exp(_log_softmax(logit))
-    return float(probabilities @ (np.log(probabilities) - np.log(reference)))
-
-
-exact_examples = st.tuples(
-    logits(N, max_abs=3.0), probability_vectors(N, allow_zeros=False, min_probability=0.01)
-).filter(lambda ex: _example_distance(ex) > 1e-2)
-
-
-def exact_lhs(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Six usages by enumeration, then the gradients of F and R by complex step: ``[8, 3]``."""
-    logit, reference = example
-    forward, reverse, _ = potential_gradients(logit, reference)
-    return np.vstack([enumerated_gradients(logit, reference), forward, reverse])
-
-
-def exact_rhs(
-    example: tuple[np.ndarray, np.ndarray], replace: Mapping[str, Any] | None = None
-) -> np.ndarray:
-    """The lambdified conclusions (``replace`` maps a usage to a mutant's claimed gradient)."""
-    logit, reference = example
-    replace = replace or {}
-    rows = [
-        replace[name](logit, reference) if name in replace else _conclusions[name](logit, reference)
-        for name in USAGES
-    ]
-    return np.vstack([*rows, _grad_forward(logit, reference), _grad_reverse(logit, reference)])
-
-
-def _rtol(example: tuple[np.ndarray, np.ndarray]) -> float:
-    logit, reference = example
-    log_pi = _log_softmax(logit)
-    probabilities = np.exp(log_pi)
-    size = float(
-        probabilities @ (1 + np.abs(log_pi - np.log(reference)) ** 2 + reference / probabilities)
-    )
-    scale = max(float(np.abs(exact_lhs(example)).max()), 1e-300)
-    return exact_rtol(max(1.0, size / scale), 3 * N)
-
-
-# ============================================================================ Monte-Carlo leg
 def _mc_effects(example: tuple[np.ndarray, np.ndarray]) -> tuple[float, float, float]:
     """(smallest mutant effect, largest and smallest per-sample sd) for an example, exactly.
 
@@ -447,9 +527,14 @@ mc_examples = (
 
 
 def mc_check(seed: int, variant: Mapping[str, Any] | None) -> LegResult:
-    """Sample a ~ pi_theta, average the six usages' gradient terms, test against the claims."""
+    """Sample a ~ pi_theta, average the six usages' gradient terms, test against the claims.
+
+    On the true claim, the terms of each example moved by a few standard errors must be
+    rejected (the control, :func:`rlmath.claims.shifted_control`).
+    """
+    true_claim = variant is None
     variant = variant or {}
-    rows, table, passed = [], [], True
+    rows, table, controls, passed = [], [], [], True
     for index, example in enumerate(draw_examples(mc_examples, N_MC_EXAMPLES, seed)):
         logit, reference = example
         rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
@@ -460,10 +545,13 @@ def mc_check(seed: int, variant: Mapping[str, Any] | None) -> LegResult:
         for name, claim in variant.get("claims", {}).items():
             claims[name] = claim(logit, reference)
         expected = np.stack([claims[name] for name in USAGES])
-        result = agreement(
-            terms, expected, false_alarm=FALSE_ALARM / N_MC_EXAMPLES, seed=[seed, index]
-        )
+        alpha = FALSE_ALARM / N_MC_EXAMPLES
+        result = agreement(terms, expected, false_alarm=alpha, seed=[seed, index])
         passed = passed and result.agrees
+        if true_claim:
+            controls.append(
+                shifted_control(terms, expected, result, false_alarm=alpha, seed=[seed, index])
+            )
         forward = potential_gradients(logit, reference)[0]
         if index == 0:
             for u, name in enumerate(USAGES):
@@ -480,12 +568,14 @@ def mc_check(seed: int, variant: Mapping[str, Any] | None) -> LegResult:
                     }
                 )
         rows.append(agreement_row(index, result))
-    evidence = {
+    evidence: dict[str, Any] = {
         "false_alarm": FALSE_ALARM,
         "samples_per_example": N_SAMPLES,
         "examples": rows,
         "table": table,
     }
+    if true_claim:
+        evidence["control"] = {"shift_in_critical_se": 2.0, "rejected": all(controls)}
     if passed:
         return LegResult("verified", evidence)
     bad = next(row for row in rows if not row["agrees"])
@@ -500,11 +590,16 @@ CLAIMS = (
     Claim(
         id="kl-estimator-gradients",
         title="Which KL estimator gives the KL gradient: k1/k2/k3 as penalty or as loss",
-        statement=(
-            r"\mathbb E[k_1\nabla\log\pi] = \mathbb E[\nabla k_2] = \nabla\mathrm{KL}(\pi\,\|\,\rho),"
-            r"\quad \mathbb E[\nabla k_1] = 0,\quad \mathbb E[\nabla k_3] = \nabla\mathrm{KL}(\rho\,\|\,\pi),"
-            r"\quad \mathbb E[k_3\nabla\log\pi] = \nabla\mathrm{KL}(\pi\,\|\,\rho) - \nabla\mathrm{KL}(\rho\,\|\,\pi),"
-            r"\quad \mathbb E[k_2\nabla\log\pi] = \nabla(\mathbb E_\pi k_2 - \mathrm{KL}(\pi\,\|\,\rho))"
+        statement=Statement(
+            usages_statement,
+            classification_statement,
+            derivation="classification",
+            where=(
+                r"n = 3;\ \text{rows: } k_1, k_2, k_3 \text{ as a penalty } \mathbb E_{a\sim\pi}"
+                r"[k(a) \nabla \log \pi(a)], \text{ then as a loss } \mathbb E_{a\sim\pi}[\nabla k(a)];"
+                r"\ k_1 = \log\tfrac{\pi}{\rho},\ k_2 = \tfrac12 k_1^2,\ k_3 = \tfrac{\rho}{\pi} - 1 + k_1;"
+                r"\ \tfrac{d}{dh}\big|_{h=0} \text{ along an arbitrary direction } \delta"
+            ),
         ),
         assumptions=(
             "pi_theta is a softmax policy over n outcomes with logits theta; rho is fixed, rho > 0.",
@@ -520,28 +615,25 @@ CLAIMS = (
             "Williams, R. J., *Simple statistical gradient-following algorithms for "
             "connectionist reinforcement learning*, Machine Learning 8, 1992.",
         ),
-        symbolic=SymbolicLeg(
-            (
-                score_lemma,
-                expected_score,
-                penalty_k1,
-                penalty_k2,
-                penalty_k3,
-                loss_k1,
-                loss_k2,
-                loss_k3,
-            )
+        summary=(
+            "For the gradient of KL(pi || rho), use k1 as a reward penalty or k2 as a loss; k3, "
+            "unbiased as a value, gives the reverse KL's gradient as a loss and a biased one as "
+            "a penalty, and k1 as a loss gives 0."
         ),
+        symbolic=SymbolicLeg((classification, score_lemma, expected_score)),
         exact=ExactLeg(
             exact_examples,
-            lhs=exact_lhs,
-            rhs=exact_rhs,
-            rtol=_rtol,
+            lhs=enumerated_usages,
+            symbols=(*theta, *delta, *rho),
+            arguments=exact_arguments,
+            rtol=exact_rtol(1.0, 3 * N),
+            error_scale=_error_scale,
             max_examples=25,
             description=(
-                "the six expected gradients by enumeration over a with complex-step per-sample "
-                "gradients, and complex-step gradients of KL(pi||rho), KL(rho||pi), vs the "
-                "lambdified sympy conclusions"
+                "the six expected directional derivatives by enumeration over a, with "
+                "complex-step derivatives of log pi and of each k along delta, vs the "
+                "lambdified conclusion of 'classification' (sympy's derivatives of KL(pi||rho), "
+                "KL(rho||pi) and E_pi[k2])"
             ),
         ),
         monte_carlo=MonteCarloLeg(
@@ -555,44 +647,54 @@ CLAIMS = (
             Mutant(
                 "autodiff-k1-gives-kl-gradient",
                 "k1 used as a loss claimed to give grad KL(pi || rho) (it gives 0)",
-                symbolic=SymbolicMutation("loss-k1", grad_forward),
-                exact=lambda ex: exact_rhs(ex, {"loss-k1": _grad_forward}),
+                symbolic=SymbolicMutation(
+                    "classification", explicit_column(loss_k1=GRADIENTS["F"])
+                ),
                 monte_carlo={"claims": {"loss-k1": _forward}},
             ),
             Mutant(
                 "autodiff-k3-gives-forward-kl-gradient",
                 "k3 used as a loss claimed to give grad KL(pi || rho) (it gives grad KL(rho || pi))",
-                symbolic=SymbolicMutation("loss-k3", grad_forward),
-                exact=lambda ex: exact_rhs(ex, {"loss-k3": _grad_forward}),
+                symbolic=SymbolicMutation(
+                    "classification", explicit_column(loss_k3=GRADIENTS["F"])
+                ),
                 monte_carlo={"claims": {"loss-k3": _forward}},
             ),
             Mutant(
                 "k3-penalty-gives-kl-gradient",
                 "k3 as a reward penalty claimed to give grad KL(pi || rho), because k3 is unbiased",
-                symbolic=SymbolicMutation("penalty-k3", grad_forward),
-                exact=lambda ex: exact_rhs(ex, {"penalty-k3": _grad_forward}),
+                symbolic=SymbolicMutation(
+                    "classification", explicit_column(penalty_k3=GRADIENTS["F"])
+                ),
                 monte_carlo={"claims": {"penalty-k3": _forward}},
             ),
             Mutant(
                 "k2-penalty-gives-kl-gradient",
                 "k2 as a reward penalty claimed to give grad KL(pi || rho)",
-                symbolic=SymbolicMutation("penalty-k2", grad_forward),
-                exact=lambda ex: exact_rhs(ex, {"penalty-k2": _grad_forward}),
+                symbolic=SymbolicMutation(
+                    "classification", explicit_column(penalty_k2=GRADIENTS["F"])
+                ),
                 monte_carlo={"claims": {"penalty-k2": _forward}},
             ),
             Mutant(
                 "k1-penalty-sign-flipped",
                 "penalty log r instead of -log r (ratio inverted): gives -grad KL, claimed grad KL",
-                symbolic=SymbolicMutation("penalty-k1", -grad_forward),
-                exact=lambda ex: exact_rhs(
-                    ex, {"penalty-k1": lambda t, r: -_conclusions["penalty-k1"](t, r)}
+                symbolic=SymbolicMutation(
+                    "classification", explicit_column(penalty_k1=-GRADIENTS["F"])
                 ),
                 monte_carlo={"estimators": {"penalty-k1": lambda log_r: log_r}},
             ),
         ),
         notes=(
-            "The Monte-Carlo leg's evidence holds the classification table (usage x estimator "
-            "-> the gradient it equals, its distance to grad KL(pi||rho), and the MC |z|)."
+            "The statement is written with $\\pi(a)$, $\\pi_{\\theta + h\\delta}(a)$ and "
+            "$\\rho(a)$ as functions of the outcome that evaluate to the instance's softmax "
+            "expressions once $a$ is a number, which is how sympy proves it equal to the "
+            "derivation's first step and conclusion. The derivation `classification` walks "
+            "each row to the derivative of a potential and ends with those derivatives "
+            "evaluated (explicit expressions, lambdified for the exact leg, which compares them "
+            "with the usages computed by enumeration along a random direction). The "
+            "Monte-Carlo leg's evidence holds the classification table (usage x estimator -> "
+            "the gradient it equals, its distance to grad KL(pi||rho), and the MC |z|)."
         ),
     ),
 )

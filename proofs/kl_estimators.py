@@ -51,15 +51,18 @@ from rlmath.claims import (
     LegResult,
     MonteCarloLeg,
     Mutant,
+    Statement,
     Step,
     SymbolicLeg,
     SymbolicMutation,
     agreement_row,
     draw_examples,
     lambdify,
+    shifted_control,
 )
 from rlmath.estimators import kl_k1, kl_k2, kl_k3
 from rlmath.statistics import DEFAULT_FALSE_ALARM, agreement, sample_size
+from rlmath.symbolic import IndexSum
 from rlmath.testing import probability_vectors
 from rlmath.tolerances import exact_rtol
 
@@ -76,35 +79,15 @@ ratio = p[i] / q[i]
 
 def E_q(term: sp.Expr) -> sp.Sum:
     r"""$\mathbb E_{x\sim q}[\text{term}] = \sum_{i=0}^{n-1} q_i\, \text{term}_i$."""
-    return sp.Sum(q[i] * term, (i, 0, n - 1))
+    return IndexSum(q[i] * term, (i, 0, n - 1))
 
 
 def total(term: sp.Expr) -> sp.Sum:
-    return sp.Sum(term, (i, 0, n - 1))
+    return IndexSum(term, (i, 0, n - 1))
 
 
 kl_qp = total(q[i] * sp.log(q[i] / p[i]))
-
-k1_unbiased = Derivation(
-    "k1-unbiased",
-    (
-        Step(E_q(-sp.log(ratio)), "E_q[k1], k1 = -log r, r = p/q"),
-        Step(kl_qp, "-log(p/q) = log(q/p): the definition of KL(q || p)"),
-    ),
-    statement=r"\mathbb E_q[-\log r] = \mathrm{KL}(q\,\|\,p)",
-)
-
-k3_mean = Derivation(
-    "k3-mean",
-    (
-        Step(E_q(ratio - 1 - sp.log(ratio)), "E_q[k3], k3 = (r - 1) - log r"),
-        Step(
-            total(p[i] - q[i] + q[i] * sp.log(q[i] / p[i])), "q (p/q) = p and -log(p/q) = log(q/p)"
-        ),
-        Step(total(p[i]) - total(q[i]) + kl_qp, "linearity of the sum"),
-    ),
-    statement=r"\mathbb E_q[k_3] = \textstyle\sum_x p(x) - \sum_x q(x) + \mathrm{KL}(q\,\|\,p)",
-)
+kl_pq = total(p[i] * sp.log(p[i] / q[i]))
 
 # For probability vectors the control variate's mean sum p - sum q vanishes: write p = u/sum u
 # and q = w/sum w for positive weights (every positive probability vector is of this form).
@@ -112,7 +95,8 @@ control_variate = Derivation(
     "control-variate",
     (
         Step(
-            total(u[i] / sp.Sum(u[j], (j, 0, n - 1))) - total(w[i] / sp.Sum(w[j], (j, 0, n - 1))),
+            total(u[i] / IndexSum(u[j], (j, 0, n - 1)))
+            - total(w[i] / IndexSum(w[j], (j, 0, n - 1))),
             "E_q[r - 1] = sum p - sum q for p = u / sum u, q = w / sum w",
         ),
         Step(sp.Integer(0), "sum_i u_i / sum_j u_j = 1"),
@@ -136,6 +120,11 @@ def E_normal(term: sp.Expr) -> sp.Integral:
     return sp.Integral(sp.expand(term) * density_q, (x, -sp.oo, sp.oo))
 
 
+def variance(term: sp.Expr) -> sp.Expr:
+    r"""$\mathrm{Var}_{N(0,1)}[\text{term}] = \mathbb E[\text{term}^2] - (\mathbb E\,\text{term})^2$."""
+    return E_normal(term**2) - E_normal(term) ** 2
+
+
 gaussian_log_ratio = Derivation(
     "gaussian-log-ratio",
     (
@@ -145,114 +134,101 @@ gaussian_log_ratio = Derivation(
     statement=r"\log r(x) = \mu x - \mu^2/2",
 )
 
-gaussian_k1 = Derivation(
-    "gaussian-k1",
-    (
-        Step(E_normal(-log_r), "E_q[k1] with log r from 'gaussian-log-ratio'"),
-        Step(kl_gauss, "E x = 0 and the density integrates to 1"),
-    ),
-    statement=r"\mathbb E_q[k_1] = \mathrm{KL}(q\,\|\,p) = \mu^2/2",
+# ============================================================================ the table
+# One column: the categorical means of k1, k3 under q (general n), then for q = N(0,1),
+# p = N(mu,1) the means and variances of k1, k2, k3 (log r from 'gaussian-log-ratio').
+k1_gauss, k2_gauss, k3_gauss = -log_r, log_r**2 / 2, r - 1 - log_r
+ROWS = ("E_q[k1]", "E_q[k3]", "E[k1]", "E[k2]", "E[k3]", "Var[k1]", "Var[k2]", "Var[k3]")
+estimator_expectations = sp.Matrix(
+    [
+        E_q(-sp.log(ratio)),
+        E_q(ratio - 1 - sp.log(ratio)),
+        E_normal(k1_gauss),
+        E_normal(k2_gauss),
+        E_normal(k3_gauss),
+        variance(k1_gauss),
+        variance(k2_gauss),
+        variance(k3_gauss),
+    ]
 )
-
-gaussian_k2 = Derivation(
-    "gaussian-k2",
-    (
-        Step(E_normal(log_r**2 / 2), "E_q[k2] = E_q[(mu x - mu^2/2)^2] / 2"),
-        Step(kl_gauss + mu**4 / 8, "E x^2 = 1, E x = 0: (mu^2 + mu^4/4)/2; the bias is mu^4/8"),
-    ),
-    statement=r"\mathbb E_q[k_2] = \mu^2/2 + \mu^4/8 \ne \mathrm{KL}",
+gaussian_values = (
+    kl_gauss,
+    k2_mean_gauss,
+    kl_gauss,
+    mu**2,
+    mu**4 / 2 + mu**6 / 4,
+    sp.exp(mu**2) - 1 - mu**2,
 )
+categorical_k3 = total(p[i] - q[i] + q[i] * sp.log(q[i] / p[i]))
+table_conclusion = sp.Matrix([kl_qp, total(p[i]) - total(q[i]) + kl_qp, *gaussian_values])
 
-gaussian_k3 = Derivation(
-    "gaussian-k3",
-    (
-        Step(E_normal(r - 1 - log_r), "E_q[k3] = E_q[r] - 1 - E_q[log r]"),
-        Step(kl_gauss, "E_q[r] = int p = 1 and E_q[-log r] = mu^2/2"),
-    ),
-    statement=r"\mathbb E_q[k_3] = \mu^2/2",
-)
 
-gaussian_k1_variance = Derivation(
-    "gaussian-k1-variance",
-    (
-        Step(E_normal(log_r**2) - kl_gauss**2, "Var k1 = E[k1^2] - (E k1)^2"),
-        Step(mu**2, "E (mu x - mu^2/2)^2 = mu^2 E x^2 + mu^4/4; the mu^4/4 cancels"),
-    ),
-    statement=r"\mathrm{Var}_q[k_1] = \mu^2",
-)
+def column(*entries: sp.Expr) -> sp.Matrix:
+    return sp.Matrix(entries)
 
-gaussian_k2_variance = Derivation(
-    "gaussian-k2-variance",
+
+start = list(estimator_expectations)
+estimators = Derivation(
+    "estimators",
     (
-        Step(E_normal(log_r**4 / 4) - k2_mean_gauss**2, "Var k2 = E[k2^2] - (E k2)^2"),
         Step(
-            (3 * mu**4 + 3 * mu**6 / 2 + mu**8 / 16) / 4 - k2_mean_gauss**2,
-            "expand (mu x - mu^2/2)^4; E x^4 = 3, E x^2 = 1, odd moments 0",
+            estimator_expectations,
+            "rows 1-2: E_q[k] = sum_i q_i k_i with k1 = -log r, k3 = (r - 1) - log r, r = p/q; "
+            "rows 3-8: E[k] and Var[k] = E[k^2] - (E k)^2 as integrals against the N(0, 1) "
+            "density, log r = mu x - mu^2/2 ('gaussian-log-ratio')",
         ),
-        Step(mu**4 / 2 + mu**6 / 4, "expand and cancel the mu^8 terms"),
-    ),
-    statement=r"\mathrm{Var}_q[k_2] = \mu^4/2 + \mu^6/4",
-)
-
-gaussian_k3_variance = Derivation(
-    "gaussian-k3-variance",
-    (
-        Step(E_normal((r - 1 - log_r) ** 2) - kl_gauss**2, "Var k3 = E[k3^2] - (E k3)^2"),
         Step(
-            sp.exp(mu**2) - 1 - mu**2,
-            "expand the square: E r^2 = e^(mu^2), E r = 1, E[r log r] = E_p[log r] = mu^2/2, "
-            "E log r = -mu^2/2, E (log r)^2 = mu^2 + mu^4/4; collect",
+            column(*start[:2], *gaussian_values),
+            "rows 3-8: Gaussian integrals: E x = E x^3 = 0, E x^2 = 1, E x^4 = 3 and "
+            "E e^(c x) = e^(c^2/2), so E r = 1, E r^2 = e^(mu^2), E[r log r] = E_p[log r] = "
+            "mu^2/2; the k2 bias is mu^4/8 and the mu^8 terms of Var k2 cancel",
         ),
+        Step(
+            column(kl_qp, start[1], *gaussian_values),
+            "row 1: -log(p/q) = log(q/p): the definition of KL(q || p)",
+        ),
+        Step(
+            column(kl_qp, categorical_k3, *gaussian_values),
+            "row 2: q (p/q) = p and -log(p/q) = log(q/p)",
+        ),
+        Step(table_conclusion, "row 2: linearity of the sum"),
     ),
-    statement=r"\mathrm{Var}_q[k_3] = e^{\mu^2} - 1 - \mu^2",
+    statement=(
+        r"\mathbb E_q[k_1] = \mathbb E_q[k_3] = \mathrm{KL}(q\,\|\,p);\ q = N(0,1),\ "
+        r"p = N(\mu,1):\ \mathbb E[k_2] = \tfrac{\mu^2}{2} + \tfrac{\mu^4}{8},\ \mathrm{Var}[k_1] = "
+        r"\mu^2,\ \mathrm{Var}[k_2] = \tfrac{\mu^4}{2} + \tfrac{\mu^6}{4},\ \mathrm{Var}[k_3] = "
+        r"e^{\mu^2} - 1 - \mu^2"
+    ),
 )
 
-GAUSSIAN_DERIVATIONS = (
-    gaussian_log_ratio,
-    gaussian_k1,
-    gaussian_k2,
-    gaussian_k3,
-    gaussian_k1_variance,
-    gaussian_k2_variance,
-    gaussian_k3_variance,
-)
+
+def with_rows(**rows: sp.Expr) -> sp.Matrix:
+    """The conclusion with some rows replaced (by index name ``r1`` ... ``r8``): a mutant's claim."""
+    entries = list(table_conclusion)
+    for name, value in rows.items():
+        entries[int(name[1:]) - 1] = value
+    return sp.Matrix(entries)
+
 
 # ============================================================================ exact leg
-# An example is ("categorical", q, p) or ("gaussian", mu). For the categorical case the leg
-# compares E_q[k1], E_q[k3] by enumeration with the lambdified KL; for the Gaussian case the
-# means and standard deviations of k1, k2, k3 by quadrature (scipy.integrate.quad) with the
-# lambdified closed forms, all divided by the KL (the relative bias and spread of the table).
-_kl_categorical = lambdify([q, p, n], k1_unbiased.conclusion)
-_gaussian_moments = lambdify(
-    [mu],
-    sp.Matrix(
-        [
-            gaussian_k1.conclusion,
-            gaussian_k2.conclusion,
-            gaussian_k3.conclusion,
-            sp.sqrt(gaussian_k1_variance.conclusion),
-            sp.sqrt(gaussian_k2_variance.conclusion),
-            sp.sqrt(gaussian_k3_variance.conclusion),
-        ]
-    ),
-)
-_gaussian_kl = lambdify([mu], kl_gauss)
+# An example is (q, p, mu): a categorical pair and a Gaussian mean. The leg compares the
+# column [E_q k1, E_q k3 by enumeration; means and variances of k1, k2, k3 by quadrature] with
+# the lambdified conclusion of 'estimators'.
+_table = lambdify([q, p, n, mu], table_conclusion)
+_gaussian_table = lambdify([mu], sp.Matrix(gaussian_values))
 
 ESTIMATORS: dict[str, Callable[[Any], Any]] = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
 
 SCHULMAN_MEANS = (0.1, 0.5, 1.0)
 
-categorical_examples = st.integers(2, 6).flatmap(
+categorical_pairs = st.integers(2, 6).flatmap(
     lambda size: st.tuples(
-        st.just("categorical"),
         probability_vectors(size, allow_zeros=False, min_probability=1e-6),
         probability_vectors(size, allow_zeros=False, min_probability=1e-6),
     )
 )
-gaussian_examples = st.tuples(
-    st.just("gaussian"), st.sampled_from(SCHULMAN_MEANS) | st.floats(0.05, 2.0)
-)
-examples = st.one_of(gaussian_examples, categorical_examples)
+gaussian_means = st.sampled_from(SCHULMAN_MEANS) | st.floats(0.05, 2.0)
+examples = st.tuples(categorical_pairs, gaussian_means).map(lambda ex: (*ex[0], ex[1]))
 
 
 def categorical_moments(qv: np.ndarray, pv: np.ndarray) -> np.ndarray:
@@ -263,9 +239,18 @@ def categorical_moments(qv: np.ndarray, pv: np.ndarray) -> np.ndarray:
     return np.stack([means, np.sqrt(((terms - means[:, None]) ** 2) @ qv)])
 
 
+#: Relative accuracy asked of scipy.integrate.quad for the Gaussian moments.
+QUADRATURE_EPSREL = 1e-13
+#: Policy: the exact leg's tolerance for the quadratures, relative to the size of the terms:
+#: 100 times the accuracy asked of quad (its error estimate is conservative on these smooth,
+#: Gaussian-tailed integrands), and far below the smallest mutant effect (the k2 bias mu^4/8,
+#: 8e-7 at mu = 0.05, relative to a scale >= 2).
+QUADRATURE_RTOL = 100 * QUADRATURE_EPSREL
+
+
 @cache
 def gaussian_moments_by_quadrature(mean: float) -> np.ndarray:
-    """``[mean, sd]`` x ``[k1, k2, k3]`` for x ~ N(0, 1), log r = log N(x; mu, 1) - log N(x; 0, 1)."""
+    """``[mean, variance]`` x ``[k1, k2, k3]`` for x ~ N(0, 1), log r = log N(x; mu, 1) - log N(x; 0, 1)."""
 
     def log_ratio(v: float) -> float:
         return -0.5 * (v - mean) ** 2 + 0.5 * v * v  # from the two densities, not the closed form
@@ -277,86 +262,47 @@ def gaussian_moments_by_quadrature(mean: float) -> np.ndarray:
             40.0,
             points=(0.0, mean, 2 * mean),
             epsabs=0.0,
-            epsrel=1e-13,
+            epsrel=QUADRATURE_EPSREL,
             limit=200,
         )
         return value
 
     out = np.empty((2, 3))
-    for column, name in enumerate(("k1", "k2", "k3")):
+    for column_index, name in enumerate(("k1", "k2", "k3")):
         k = ESTIMATORS[name]
         m = expect(lambda v, k=k: float(k(log_ratio(v))))
-        out[0, column] = m
-        out[1, column] = math.sqrt(expect(lambda v, k=k, m=m: (float(k(log_ratio(v))) - m) ** 2))
+        out[0, column_index] = m
+        out[1, column_index] = expect(lambda v, k=k, m=m: (float(k(log_ratio(v))) - m) ** 2)
     return out
 
 
-def exact_lhs(example: tuple[Any, ...]) -> np.ndarray:
-    if example[0] == "categorical":
-        return categorical_moments(example[1], example[2])[0, [0, 2]]
-    (mean,) = example[1:]
-    kl = gaussian_moments_by_quadrature(mean)[0, 0]  # E_q[log q/p] by quadrature
-    return gaussian_moments_by_quadrature(mean).ravel() / kl
+def exact_lhs(example: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
+    """The column by other means: enumeration over q and quadrature against N(0, 1), ``[8, 1]``."""
+    qv, pv, mean = example
+    categorical = categorical_moments(qv, pv)[0, [0, 2]]
+    gaussian = gaussian_moments_by_quadrature(mean).ravel()
+    return np.concatenate([categorical, gaussian])[:, None]
 
 
-def exact_rhs(example: tuple[Any, ...], means: Mapping[str, Any] | None = None) -> np.ndarray:
-    """The lambdified conclusions; ``means`` overrides a claimed mean (a mutant's claim)."""
-    means = means or {}
-    if example[0] == "categorical":
-        qv, pv = example[1], example[2]
-        kl = _kl_categorical(qv, pv, len(qv))
-        claimed = {"k1": kl, "k3": kl}
-        for name, value in means.items():
-            if name in claimed:
-                claimed[name] = value(example)
-        return np.array([claimed["k1"], claimed["k3"]])
-    (mean,) = example[1:]
-    values = np.asarray(_gaussian_moments(mean), dtype=np.float64).ravel()
-    for column, name in enumerate(("k1", "k2", "k3")):
-        if name in means:
-            values[column] = means[name](example)
-    return values / _gaussian_kl(mean)
+def table_arguments(example: tuple[np.ndarray, np.ndarray, float]) -> tuple[Any, ...]:
+    """Values of (q, p, n, mu) for the lambdified conclusion of 'estimators'."""
+    qv, pv, mean = example
+    return qv, pv, len(qv), mean
 
 
-def _rtol(example: tuple[Any, ...]) -> float:
-    if example[0] == "gaussian":
-        # Policy: quad is asked for relative accuracy 1e-13 on integrands that are smooth and
-        # Gaussian-tailed; 1e-9 leaves four digits of margin and is far below the smallest
-        # mutant effect (the k2 bias mu^2/4 relative to KL, >= 6e-4 at mu = 0.05).
-        return 1e-9
-    qv, pv = example[1], example[2]
-    log_ratio = np.abs(np.log(pv) - np.log(qv))
-    kl = float(_kl_categorical(qv, pv, len(qv)))
-    # E[k3] adds sum p - 1 (rounding, ~n eps) and cancels terms of size q (r + 1 + |log r|).
-    size = float(qv @ (pv / qv + 1 + log_ratio))
-    # Relative to the result's own scale (the KL, or whichever side is larger): when p and q
-    # agree to rounding, the KL is ~0 and only the absolute error ~ n eps size is meaningful.
-    scale = max(abs(kl), float(np.abs(categorical_moments(qv, pv)[0, [0, 2]]).max()), 1e-300)
-    return exact_rtol(max(1.0, size / scale), len(qv))
+def _error_scale(example: tuple[np.ndarray, np.ndarray, float]) -> float:
+    # Categorical rows: E[k3] cancels terms of size q (r + 1 + |log r|) (and sum p - 1); the
+    # Gaussian rows: Var k3 = e^(mu^2) - 1 - mu^2 cancels terms of size e^(mu^2) + 1 + mu^2,
+    # the others are at most mu^6/4 + mu^4/2 + mu^2 + 1. Errors are measured against these.
+    qv, pv, mean = example
+    categorical = float(np.sum(pv + qv + qv * np.abs(np.log(pv / qv))))
+    gaussian = 1 + mean**2 + math.exp(mean**2) + mean**4 / 2 + mean**6 / 4
+    return max(categorical, gaussian)
 
 
-# Mutants' claimed means (for the exact and Monte-Carlo legs).
-def _kl_of(example: tuple[Any, ...]) -> float:
-    if example[0] == "categorical":
-        qv, pv = example[1], example[2]
-        return float(_kl_categorical(qv, pv, len(qv)))
-    return float(_gaussian_kl(example[1]))
-
-
-def _reverse_kl_of(example: tuple[Any, ...]) -> float:
-    if example[0] == "categorical":
-        qv, pv = example[1], example[2]
-        return float(_kl_categorical(pv, qv, len(qv)))
-    return float(_gaussian_kl(example[1]))  # KL(p || q) = mu^2/2 too: equal-variance Gaussians
-
-
-def _inverted_k3_mean(example: tuple[Any, ...]) -> float:
-    """E_q[(1/r - 1) + log r] = chi^2-type term - KL: what k3 with r = q/p averages to."""
-    if example[0] == "categorical":
-        qv, pv = example[1], example[2]
-        return float(qv @ (qv / pv - 1 + np.log(pv / qv)))
-    mean = example[1]
-    return math.exp(mean**2) - 1 - mean**2 / 2
+def _rtol(example: tuple[np.ndarray, np.ndarray, float]) -> float:
+    # the quadrature policy, or float64 rounding of sums of n terms relative to their size
+    return max(QUADRATURE_RTOL, exact_rtol(1.0, len(example[0])))
 
 
 # ============================================================================ Monte-Carlo leg
@@ -392,6 +338,17 @@ N_SAMPLES = 2 * sample_size(
 )
 
 
+def _kl_categorical(qv: np.ndarray, pv: np.ndarray) -> float:
+    """KL(q || p): row 1 of the lambdified conclusion (the Gaussian argument is immaterial)."""
+    return float(np.ravel(_table(qv, pv, len(qv), 1.0))[0])
+
+
+def _kl_of(example: tuple[Any, ...]) -> float:
+    if example[0] == "categorical":
+        return _kl_categorical(example[1], example[2])
+    return float(np.ravel(_gaussian_table(example[1]))[0])
+
+
 def sample_log_ratios(example: tuple[Any, ...], rng: np.random.Generator, count: int) -> np.ndarray:
     """log r = log p(x) - log q(x) at x ~ q, ``[count]``."""
     if example[0] == "categorical":
@@ -403,10 +360,11 @@ def sample_log_ratios(example: tuple[Any, ...], rng: np.random.Generator, count:
 
 
 def exact_moments(example: tuple[Any, ...]) -> np.ndarray:
-    """``[2, 3]`` exact mean and sd of k1, k2, k3 (enumeration, or the Gaussian closed forms)."""
+    """``[2, 3]`` exact mean and sd of k1, k2, k3 (enumeration, or the lambdified Gaussian rows)."""
     if example[0] == "categorical":
         return categorical_moments(example[1], example[2])
-    return np.asarray(_gaussian_moments(example[1]), dtype=np.float64).reshape(2, 3)
+    values = np.asarray(_gaussian_table(example[1]), dtype=np.float64).reshape(2, 3)
+    return np.stack([values[0], np.sqrt(values[1])])
 
 
 def _describe(example: tuple[Any, ...]) -> str:
@@ -422,15 +380,17 @@ def mc_table_check(seed: int, variant: Mapping[str, Any] | None) -> LegResult:
     """Draw k1, k2, k3 at x ~ q; test each mean against its claimed exact mean; build the table.
 
     ``variant`` (a mutant) maps ``"estimators"`` to replacement per-sample functions of log r
-    and/or ``"means"`` to replacement claimed means (example -> float).
+    and/or ``"means"`` to replacement claimed means (example -> float). On the true claim, the
+    terms of each example moved by a few standard errors must be rejected (the control).
     """
+    true_claim = variant is None
     variant = variant or {}
     estimators = {**ESTIMATORS, **variant.get("estimators", {})}
     claimed_means = variant.get("means", {})
     cases = [("gaussian", m) for m in SCHULMAN_MEANS] + draw_examples(
         mc_categorical, N_CATEGORICAL, seed
     )
-    table, rows, passed = [], [], True
+    table, rows, controls, passed = [], [], [], True
     for index, example in enumerate(cases):
         rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
         log_ratio = sample_log_ratios(example, rng, N_SAMPLES)
@@ -438,35 +398,40 @@ def mc_table_check(seed: int, variant: Mapping[str, Any] | None) -> LegResult:
         moments = exact_moments(example)
         kl = _kl_of(example)
         reference = moments[0].copy()
-        for column, name in enumerate(("k1", "k2", "k3")):
+        for column_index, name in enumerate(("k1", "k2", "k3")):
             if name in claimed_means:
-                reference[column] = claimed_means[name](example)
-        result = agreement(
-            terms, reference, false_alarm=FALSE_ALARM / len(cases), seed=[seed, index]
-        )
+                reference[column_index] = claimed_means[name](example)
+        alpha = FALSE_ALARM / len(cases)
+        result = agreement(terms, reference, false_alarm=alpha, seed=[seed, index])
         passed = passed and result.agrees
-        for column, name in enumerate(("k1", "k2", "k3")):
+        if true_claim:
+            controls.append(
+                shifted_control(terms, reference, result, false_alarm=alpha, seed=[seed, index])
+            )
+        for column_index, name in enumerate(("k1", "k2", "k3")):
             table.append(
                 {
                     "distribution": _describe(example),
                     "estimator": name,
                     "true_kl": kl,
-                    "bias": float(moments[0, column] - kl),
-                    "relative_bias": float((moments[0, column] - kl) / kl),
-                    "std": float(moments[1, column]),
-                    "relative_std": float(moments[1, column] / kl),
-                    "mc_mean": float(result.estimate[column]),
-                    "mc_std": float(terms[:, column].std(ddof=1)),
-                    "z": float(result.z_scores[column]),
+                    "bias": float(moments[0, column_index] - kl),
+                    "relative_bias": float((moments[0, column_index] - kl) / kl),
+                    "std": float(moments[1, column_index]),
+                    "relative_std": float(moments[1, column_index] / kl),
+                    "mc_mean": float(result.estimate[column_index]),
+                    "mc_std": float(terms[:, column_index].std(ddof=1)),
+                    "z": float(result.z_scores[column_index]),
                 }
             )
         rows.append(agreement_row(index, result))
-    evidence = {
+    evidence: dict[str, Any] = {
         "false_alarm": FALSE_ALARM,
         "samples_per_example": N_SAMPLES,
         "examples": rows,
         "table": table,
     }
+    if true_claim:
+        evidence["control"] = {"shift_in_critical_se": 2.0, "rejected": all(controls)}
     if passed:
         return LegResult("verified", evidence)
     bad = next(row for row in rows if not row["agrees"])
@@ -486,17 +451,21 @@ CLAIMS = (
     Claim(
         id="kl-estimators-bias-variance",
         title="KL estimators k1, k2, k3: k1 and k3 are unbiased, k2 is not; their spread",
-        statement=(
-            r"\mathbb E_{x\sim q}[-\log r] = \mathbb E_{x\sim q}[(r-1)-\log r]"
-            r" = \mathrm{KL}(q\,\|\,p), \quad r = p/q; \qquad"
-            r" q = N(0,1),\ p = N(\mu,1):\ \mathbb E_q[\tfrac12(\log r)^2]"
-            r" = \tfrac{\mu^2}{2} + \tfrac{\mu^4}{8},\ \mathrm{Var}[k_1] = \mu^2,\ "
-            r"\mathrm{Var}[k_2] = \tfrac{\mu^4}{2} + \tfrac{\mu^6}{4},\ "
-            r"\mathrm{Var}[k_3] = e^{\mu^2} - 1 - \mu^2"
+        statement=Statement(
+            estimator_expectations,
+            table_conclusion,
+            where=(
+                r"r = p/q;\ \text{rows 1-2: } x \sim q \text{ categorical on } n \text{ outcomes, "
+                r"with } \textstyle\sum_i p_i - \sum_i q_i = 0 \text{ for probability vectors; rows "
+                r"3-8: } q = N(0,1),\ p = N(\mu,1),\ \mathbb E, \mathrm{Var} \text{ of } k_1, k_2, k_3"
+            ),
+            symbol_names={mu: r"\mu"},
         ),
         assumptions=(
             "Categorical case: finitely many outcomes, general n, p and q positive "
-            "(p > 0 wherever q > 0 is needed for the KL to be finite).",
+            "(p > 0 wherever q > 0 is needed for the KL to be finite); the derivation is for "
+            "positive vectors, and 'control-variate' shows sum p - sum q = 0 for probability "
+            "vectors.",
             "Gaussian case: q = N(0, 1) (sampled), p = N(mu, 1), mu > 0 "
             "(mu < 0 is the mirror image x -> -x).",
             "Samples x ~ q; KL(q || p) is estimated, r = p(x)/q(x).",
@@ -507,17 +476,25 @@ CLAIMS = (
             "Kullback, S. and Leibler, R. A., *On Information and Sufficiency*, "
             "Ann. Math. Statist. 22, 1951.",
         ),
-        symbolic=SymbolicLeg((k1_unbiased, k3_mean, control_variate, *GAUSSIAN_DERIVATIONS)),
+        summary=(
+            "Estimating KL(q || p) from samples of q: k1 = -log r and k3 = (r - 1) - log r are "
+            "unbiased (k3 >= 0 with a smaller spread near q = p), k2 = (log r)^2 / 2 is biased "
+            "by a fourth-order term."
+        ),
+        symbolic=SymbolicLeg((estimators, gaussian_log_ratio, control_variate)),
         exact=ExactLeg(
             examples,
             lhs=exact_lhs,
-            rhs=exact_rhs,
+            symbols=(q, p, n, mu),
+            arguments=table_arguments,
             rtol=_rtol,
+            error_scale=_error_scale,
             max_examples=30,
             description=(
-                "categorical: E_q[k1], E_q[k3] by enumeration vs the lambdified KL(q || p); "
-                "Gaussian: mean and sd of k1, k2, k3 by quadrature vs the lambdified closed "
-                "forms, both relative to the KL"
+                "for a categorical pair (q, p) and a Gaussian mean mu: E_q[k1], E_q[k3] by "
+                "enumeration, and the means and variances of k1, k2, k3 under N(0, 1) by "
+                "quadrature (scipy.integrate.quad, log r from the two densities), vs the "
+                "lambdified conclusion of 'estimators'"
             ),
         ),
         monte_carlo=MonteCarloLeg(
@@ -531,32 +508,37 @@ CLAIMS = (
             Mutant(
                 "k2-unbiased",
                 "k2 = (log r)^2/2 claimed unbiased: E_q[k2] = KL",
-                symbolic=SymbolicMutation("gaussian-k2", kl_gauss),
-                exact=lambda ex: exact_rhs(ex, {"k2": _kl_of}),
+                symbolic=SymbolicMutation("estimators", with_rows(r4=kl_gauss)),
                 monte_carlo={"means": {"k2": _kl_of}},
             ),
             Mutant(
                 "k1-ratio-inverted",
                 "k1 computed as log r (r = q/p): its mean is -KL(q || p), claimed KL",
-                symbolic=SymbolicMutation("k1-unbiased", -kl_qp),
-                exact=lambda ex: exact_rhs(ex, {"k1": lambda e: -_kl_of(e)}),
+                symbolic=SymbolicMutation("estimators", with_rows(r1=-kl_qp, r3=-kl_gauss)),
                 monte_carlo={"estimators": {"k1": _k1_inverted_ratio}},
             ),
             Mutant(
                 "k1-reverse-direction",
                 "E_q[k1] claimed to be KL(p || q) (the other direction)",
-                symbolic=SymbolicMutation("k1-unbiased", total(p[i] * sp.log(p[i] / q[i]))),
-                exact=lambda ex: exact_rhs(ex, {"k1": _reverse_kl_of}),
+                symbolic=SymbolicMutation("estimators", with_rows(r1=kl_pq)),
             ),
             Mutant(
                 "k3-ratio-inverted",
                 "k3 computed with r = q/p: (q/p - 1) + log(p/q), claimed unbiased",
-                symbolic=SymbolicMutation("gaussian-k3", sp.exp(mu**2) - 1 - mu**2 / 2),
-                exact=lambda ex: exact_rhs(ex, {"k3": _inverted_k3_mean}),
+                symbolic=SymbolicMutation(
+                    "estimators",
+                    with_rows(
+                        r2=total(q[i] ** 2 / p[i]) - total(q[i]) - kl_qp,
+                        r5=sp.exp(mu**2) - 1 - mu**2 / 2,
+                    ),
+                ),
                 monte_carlo={"estimators": {"k3": _k3_inverted_ratio}},
             ),
         ),
         notes=(
+            "The statement is one column: the categorical means of k1 and k3 (general n), and "
+            "the Gaussian means and variances of k1, k2, k3; the exact leg evaluates its "
+            "lambdified conclusion at a categorical pair and a Gaussian mean per example. "
             "Flipping the sign of the control variate, $(1 - r) - \\log r$, is *also* unbiased "
             "(it still has mean $\\mathrm{KL}$ because $\\mathbb E_q[r - 1] = 0$), but it can be "
             "negative and its variance is larger; it is therefore not a mutant of the mean. "

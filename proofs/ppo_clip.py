@@ -49,9 +49,9 @@ from rlmath.claims import (
     Derivation,
     ExactLeg,
     Mutant,
+    Statement,
     Step,
     SymbolicLeg,
-    Statement,
     SymbolicMutation,
     lambdify,
 )

@@ -410,9 +410,11 @@ class SymbolicLeg:
             if last.relation == "=":
                 wrong = perturbed(last.expression)
             elif last.relation == ">=":
-                wrong = previous + 1  # previous >= previous + 1 is false everywhere
+                # previous >= previous + 1 + |conclusion| is false everywhere, and refuting it
+                # needs the conclusion's value (so the control checks that it evaluates)
+                wrong = previous + 1 + sympy.Abs(last.expression)
             else:
-                wrong = previous - 1
+                wrong = previous - 1 - sympy.Abs(last.expression)
             out[derivation.name] = refute_step(previous, wrong, last.relation, seed)
         return out
 
