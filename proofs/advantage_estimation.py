@@ -48,14 +48,18 @@ from rlmath.claims import (
     Derivation,
     ExactLeg,
     Mutant,
+    Statement,
     Step,
     SymbolicLeg,
     SymbolicMutation,
-    lambdify,
+    detectable,
+    exact_moments,
     monte_carlo_leg,
+    one_slot_cache,
 )
+from rlmath.reference import generalized_advantage_estimation
 from rlmath.sampling import alias_sample, transition_alias_table
-from rlmath.statistics import DEFAULT_POWER, detection_power
+from rlmath.symbolic import IndexSum
 from rlmath.testing import mdps_and_policies, softmax_policies, tabular_mdps
 from rlmath.tolerances import discounted_condition_number, exact_rtol
 
@@ -63,73 +67,91 @@ gamma = sp.Symbol("gamma", nonnegative=True)
 lam = sp.Symbol("lambda", nonnegative=True)
 
 # ============================================================================ TD error
-# One state-action pair (s, a); n next states j = 0..n-1 with P(j|s,a) = w_j / sum_k w_k
-# (any distribution with positive entries; zero entries are the limit w_j -> 0).
-n = sp.Symbol("n", integer=True, positive=True)
-j = sp.Symbol("j", integer=True)
+# One state-action pair (s, a) of an MDP with n states and N actions; P(j|s,a) = w_j / sum_y w_y
+# (any distribution with positive entries; zero entries are the limit w_j -> 0). The MDP is
+# parametrised by Q = Q^pi instead of by its rewards: V^pi(x) = sum_i pi(i|x) Q^pi(x, i), and
+# the Bellman equation Q^pi(s,a) = r(s,a) + gamma E_{s'} V^pi(s') solved for r gives the reward
+# (every reward table arises this way from exactly one Q^pi, since I - gamma P Pi is
+# invertible for gamma < 1). So "V = V^pi" and the Bellman step are part of the expressions,
+# and the conclusion holds for V^pi only: with another V the TD error's mean is another thing.
+n = sp.Symbol("n", integer=True, positive=True)  # states
+N = sp.Symbol("N", integer=True, positive=True)  # actions
+j, jj, y, i = sp.symbols("j l y i", integer=True)  # jj prints as l
+s = sp.Symbol("s", integer=True, nonnegative=True)
+a = sp.Symbol("a", integer=True, nonnegative=True)
 w = sp.IndexedBase("w", positive=True)
-V = sp.IndexedBase("V", real=True)  # V(s') for next states s' = j
-r_sa = sp.Symbol("r_sa", real=True)  # r(s, a)
-V_s = sp.Symbol("V_s", real=True)  # V(s)
-next_prob = w[j] / sp.Sum(w[j], (j, 0, n - 1))
+Q = sp.IndexedBase("Q", real=True)  # Q^pi
+pi = sp.IndexedBase("pi", nonnegative=True)  # pi(i | x)
+U = sp.IndexedBase("U", real=True)  # an arbitrary value table (mutant)
+r_sa = sp.Symbol("r_{s,a}", real=True)
 
 
-def E_next(term: sp.Expr) -> sp.Sum:
-    r"""$\mathbb E_{s' \sim P(\cdot|s,a)}[\text{term}]$ as a sum over next states j."""
-    return sp.Sum(next_prob * term, (j, 0, n - 1))
+def P(next_state: sp.Expr) -> sp.Expr:
+    """$P(\\text{next\\_state} \\mid s, a)$."""
+    return w[next_state] / IndexSum(w[y], (y, 0, n - 1))
 
 
+def V(state: sp.Expr) -> sp.Sum:
+    r"""$V^\pi(x) = \sum_i \pi(i|x)\, Q^\pi(x, i)$."""
+    return IndexSum(pi[state, i] * Q[state, i], (i, 0, N - 1))
+
+
+def E_next(term: sp.Expr, index: sp.Symbol = j) -> sp.Sum:
+    r"""$\mathbb E_{s' \sim P(\cdot|s,a)}[\text{term}]$ as a sum over next states."""
+    return IndexSum(P(index) * term, (index, 0, n - 1))
+
+
+bellman_reward = Q[s, a] - gamma * E_next(V(jj), jj)  # r(s, a) by the Bellman equation of Q^pi
 td_expectation = Derivation(
     "td-expectation",
     (
         Step(
-            r_sa * E_next(1) + gamma * E_next(V[j]) - V_s * E_next(1),
-            "the TD error averaged over s' ~ P(.|s,a), split by linearity (r(s,a) and V(s) do "
-            "not depend on s')",
+            sp.Subs(E_next(r_sa + gamma * V(j) - V(s)), r_sa, bellman_reward),
+            "the TD error of V^pi averaged over s' ~ P(.|s,a), with r(s,a) from the Bellman "
+            "equation Q^pi(s,a) = r(s,a) + gamma E_{s'} V^pi(s')",
         ),
-        Step(r_sa + gamma * E_next(V[j]) - V_s, "sum of next-state probabilities is 1"),
+        Step(
+            bellman_reward + gamma * E_next(V(j)) - V(s),
+            "linearity; the next-state probabilities sum to 1 (r(s,a), V^pi(s) do not depend "
+            "on s')",
+        ),
+        Step(
+            Q[s, a] - V(s),
+            "the Bellman equation: the bootstrap gamma E_{s'} V^pi(s') is the one in Q^pi; "
+            "A^pi(s,a) = Q^pi(s,a) - V^pi(s)",
+        ),
     ),
-    statement=r"\mathbb E_{s'}[r + \gamma V(s') - V(s)] = r(s,a) + \gamma\,\mathbb E_{s'} V(s') - V(s)"
-    r" = Q^\pi(s,a) - V^\pi(s) \text{ when } V = V^\pi",
+    statement=r"\mathbb E_{s'}[r + \gamma V^\pi(s') - V^\pi(s)] = Q^\pi(s,a) - V^\pi(s)",
 )
+ANOTHER_VALUE = bellman_reward + gamma * E_next(U[j]) - U[s]  # E[delta^U], U not V^pi
+MISSING_DISCOUNT = bellman_reward + E_next(V(j)) - V(s)
+TD_TARGET = bellman_reward + gamma * E_next(V(j))  # E[r + gamma V(s')] = Q^pi, no baseline
 
-_td_conclusion = lambdify([r_sa, gamma, w, V, V_s, n], td_expectation.conclusion)
 
-
-def _td_rhs(conclusion, mdp, values: np.ndarray) -> np.ndarray:
-    """The lambdified conclusion at every (s, a), with ``values`` as V."""
-    P = mdp.dense_transitions()
+# --- exact leg: lhs is the expected TD error by its definition, r + gamma P V - V(s) with
+# V = exact.value (the state-value solve (I - gamma P_pi) V = r_pi); rhs the lambdified
+# conclusion Q(s,a) - sum_i pi(i|s) Q(s,i) with Q from the state-action Bellman system
+# (I - gamma P Pi) Q = r, a different linear system. Every pair (s, a) at once: s and a are
+# index arrays, w = P(.|s,a) is passed as [S, S*A] (w[j] is P(j|s,a) over the pairs).
+@one_slot_cache
+def action_values(example) -> np.ndarray:
+    r"""$Q^\pi$ from its own Bellman system $(I - \gamma P \Pi)\, Q = r$ on state-action pairs
+    ($P$: ``[S*A, S]``, $\Pi$: ``[S, S*A]``), not from the state values."""
+    mdp, policy, _ = example
     S, A = mdp.n_states, mdp.n_actions
-    return np.array(
-        [
-            [conclusion(mdp.r[s, a], mdp.gamma, P[s, a], values, values[s], S) for a in range(A)]
-            for s in range(S)
-        ]
-    )
-
-
-_last: dict[str, object] = {}
+    pi_table = policy.probabilities()
+    Pi = np.zeros((S, S * A))
+    for state in range(S):
+        Pi[state, state * A : (state + 1) * A] = pi_table[state]
+    P_sa = mdp.dense_transitions().reshape(S * A, S)
+    system = np.eye(S * A) - mdp.gamma * P_sa @ Pi
+    return np.linalg.solve(system, mdp.r.reshape(S * A)).reshape(S, A)  # type: ignore[no-any-return]
 
 
 def advantage_by_action_values(example) -> np.ndarray:
-    r"""$A^\pi = Q^\pi - \sum_a \pi Q^\pi$ with $Q^\pi$ from its own Bellman system.
-
-    $(I - \gamma P \Pi)\, Q = r$ on state-action pairs ($P$: ``[S*A, S]``, $\Pi$: ``[S, S*A]``):
-    a different linear system from the state-value solve behind ``exact.value``.
-    """
-    if _last.get("example") is example:
-        return _last["advantage"]  # type: ignore[return-value]
-    mdp, policy, _ = example
-    S, A = mdp.n_states, mdp.n_actions
-    pi = policy.probabilities()
-    Pi = np.zeros((S, S * A))
-    for s in range(S):
-        Pi[s, s * A : (s + 1) * A] = pi[s]
-    P = mdp.dense_transitions().reshape(S * A, S)
-    Q = np.linalg.solve(np.eye(S * A) - mdp.gamma * P @ Pi, mdp.r.reshape(S * A)).reshape(S, A)
-    advantage = Q - (pi * Q).sum(axis=1, keepdims=True)
-    _last.update(example=example, advantage=advantage)
-    return advantage
+    r"""$A^\pi = Q^\pi - \sum_a \pi Q^\pi$, ``[S, A]`` (the Monte-Carlo reference)."""
+    Q_table = action_values(example)
+    return Q_table - (example[1].probabilities() * Q_table).sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
 
 
 def _values(example) -> np.ndarray:
@@ -142,37 +164,47 @@ def _other_values(example) -> np.ndarray:
     return exact.value(mdp, other)
 
 
-def _relative_to(bound: float, lhs: np.ndarray) -> float:
-    """A normwise rtol from an absolute error bound (bound / max|lhs|; inf when lhs = 0)."""
-    scale = float(np.abs(lhs).max(initial=0.0))
-    return bound / scale if scale > 0.0 else float("inf")
+def expected_td_error(example) -> np.ndarray:
+    """r(s,a) + gamma sum_s' P(s'|s,a) V^pi(s') - V^pi(s) for every pair, ``[S*A]``."""
+    mdp = example[0]
+    values = _values(example)
+    return (mdp.r + mdp.gamma * (mdp.dense_transitions() @ values) - values[:, None]).ravel()  # type: ignore[no-any-return]
+
+
+def _td_arguments(example) -> tuple:
+    mdp, policy, _ = example
+    S, A = mdp.n_states, mdp.n_actions
+    return (
+        action_values(example),
+        policy.probabilities(),
+        mdp.dense_transitions().reshape(S * A, S).T,
+        _other_values(example),
+        mdp.gamma,
+        np.repeat(np.arange(S), A),
+        np.tile(np.arange(A), S),
+        S,
+        A,
+    )
 
 
 def _td_error_bound(mdp) -> float:
     """Rounding bound of either side: exact_rtol(kappa, S A) times the value scale R/(1-gamma)."""
-    value_bound = float(np.abs(mdp.r).max(initial=0.0)) / (1.0 - mdp.gamma)
-    kappa = discounted_condition_number(mdp.gamma)
-    return exact_rtol(kappa, mdp.n_states * mdp.n_actions) * value_bound
+    return exact_rtol(
+        discounted_condition_number(mdp.gamma), mdp.n_states * mdp.n_actions
+    ) * _td_scale_of(mdp)
 
 
-def _td_rtol(example) -> float:
-    return _relative_to(_td_error_bound(example[0]), advantage_by_action_values(example))
+def _td_scale_of(mdp) -> float:
+    r"""$\max|r| / (1 - \gamma)$, the size of the values both sides subtract, floored at the
+    smallest normal float (below it rounding is absolute, 2^-1075 per operation)."""
+    return max(float(np.abs(mdp.r).max(initial=0.0)) / (1.0 - mdp.gamma), TINY)
 
 
-def _td_resolvable(example) -> bool:
-    """Skip examples whose advantages are below 1000 rounding bounds (e.g. one action: A = 0)."""
-    scale = float(np.abs(advantage_by_action_values(example)).max(initial=0.0))
-    return scale > 1e3 * _td_error_bound(example[0])
-
-
-td_examples = (
-    mdps_and_policies(tabular_mdps(max_states=4, max_actions=3))
-    .flatmap(
-        lambda pair: softmax_policies(pair[0].n_states, pair[0].n_actions).map(
-            lambda other: (*pair, other)
-        )
+TINY = float(np.finfo(np.float64).tiny)
+td_examples = mdps_and_policies(tabular_mdps(max_states=4, max_actions=3)).flatmap(
+    lambda pair: softmax_policies(pair[0].n_states, pair[0].n_actions).map(
+        lambda other: (*pair, other)
     )
-    .filter(_td_resolvable)
 )
 
 
@@ -213,12 +245,14 @@ class TDErrorEstimator:
         return offset + discount * V[next_states].reshape(n, mdp.n_states, mdp.n_actions)
 
     def moments(self, example) -> tuple[np.ndarray, np.ndarray]:
-        """Exact mean and standard deviation of one term, ``[S, A]`` each."""
+        """Exact mean and standard deviation of one term, ``[S, A]`` each: for each pair,
+        rlmath.claims.exact_moments over its next states."""
         offset, discount, V = self._parts(example)
         P = example[0].dense_transitions()
-        expected = P @ V
-        variance = np.maximum(P @ V**2 - expected**2, 0.0)  # Var_{s'} V(s'), [S, A]
-        return offset + discount * expected, discount * np.sqrt(variance)
+        mean, sd = np.empty(offset.shape), np.empty(offset.shape)
+        for pair in np.ndindex(offset.shape):
+            mean[pair], sd[pair] = exact_moments(P[pair], offset[pair] + discount * V)
+        return mean, sd
 
 
 td_estimator = TDErrorEstimator(_values)
@@ -228,8 +262,8 @@ undiscounted_td_estimator = TDErrorEstimator(_values, discount=False)
 td_target_estimator = TDErrorEstimator(_values, baseline=False)
 
 # 20000 next-state draws per pair. The shift of each mutant and the per-sample sd
-# gamma sd_{s'}(V(s')) are exact (TDErrorEstimator.moments); sample_size at alpha = 1e-6 / 2
-# with S A components gives the n for power 0.99. Over 165 examples of the domain below with
+# gamma sd_{s'}(V(s')) are exact (TDErrorEstimator.moments); rlmath.claims.detectable at
+# alpha = 1e-6 / 2 with S A components says whether this n has power 0.99. Over 165 examples of the domain below with
 # non-constant rewards the medians are 3 (V of another policy), 28 (missing discount) and 2 (TD
 # target), the maxima 1100 and 6 for the last two; 7% of the examples have V^{pi'} too close to
 # V^pi for any affordable n. `_td_detectable` keeps the examples where every mutant has power
@@ -247,18 +281,9 @@ def _td_detectable(example) -> bool:
     target = advantage_by_action_values(example)
     for mutant in (other_values_estimator, undiscounted_td_estimator, td_target_estimator):
         mean, sd = mutant.moments(example)
-        shift = mean - target
-        power = max(
-            detection_power(
-                float(shift[i]),
-                float(sd[i]),
-                N_NEXT_STATES,
-                false_alarm=MC_FALSE_ALARM / MC_EXAMPLES,
-                n_components=shift.size,
-            )
-            for i in np.ndindex(shift.shape)
-        )
-        if power < DEFAULT_POWER:
+        if not detectable(
+            mean - target, sd, N_NEXT_STATES, false_alarm=MC_FALSE_ALARM / MC_EXAMPLES
+        ):
             return False
     return True
 
@@ -285,7 +310,11 @@ td_mc_examples = (
 )
 
 # ============================================================================ GAE
-# Time t and K = T - t - 1 >= 0 (so t < T): sums run over l = 0..K and T = t + K + 1.
+# Time t and K = T - t - 1 >= 0 (so t < T): sums run over l = 0..K and T = t + K + 1. The
+# recursion A_t = delta_t + gamma lambda A_{t+1} with A_T = 0 has one solution (backward
+# induction from T); the closed form C(t) = sum_{l=0}^{T-t-1} (gamma lambda)^l delta_{t+l} is
+# it: C(T) is the empty sum (l = 0..-1), 0, and the derivation 'closed-form' shows that the
+# recursion applied to C(t + 1) gives C(t), for every K >= 0 (at K = 0, C(t + 1) = C(T) = 0).
 t = sp.Symbol("t", integer=True, nonnegative=True)
 K = sp.Symbol("K", integer=True, nonnegative=True)
 T = t + K + 1
@@ -293,7 +322,6 @@ lag = sp.Symbol("l", integer=True)
 delta = sp.IndexedBase("delta", real=True)
 r = sp.IndexedBase("r", real=True)
 v = sp.IndexedBase("V", real=True)  # V_0..V_T along the episode
-td_error = r[t] + gamma * v[t + 1] - v[t]  # delta_t
 
 
 def gae(time: sp.Expr, decay: sp.Expr = gamma * lam) -> sp.Sum:
@@ -305,32 +333,26 @@ def term(index: sp.Expr, decay: sp.Expr = gamma * lam) -> sp.Expr:
     return decay**index * delta[t + index]
 
 
-recursion = Derivation(
-    "recursion",
+closed_form = Derivation(
+    "closed-form",
     (
-        Step(gae(t), "closed form at time t < T"),
+        Step(
+            delta[t] + gamma * lam * gae(t + 1),
+            "the recursion A_t = delta_t + gamma lambda A_{t+1}, with A_{t+1} in closed form",
+        ),
+        Step(
+            delta[t] + sp.Sum(gamma * lam * term(lag).subs(t, t + 1), (lag, 0, K - 1)),
+            "move gamma lambda into the sum",
+        ),
+        Step(delta[t] + sp.Sum(term(lag + 1), (lag, 0, K - 1)), "(gamma lambda)^(l+1)"),
+        Step(delta[t] + sp.Sum(term(lag), (lag, 1, K)), "shift the index l -> l - 1"),
         Step(
             sp.Sum(term(lag), (lag, 0, 0)) + sp.Sum(term(lag), (lag, 1, K)),
-            "split off the l = 0 term",
+            "delta_t is the l = 0 term ((gamma lambda)^0 = 1)",
         ),
-        Step(delta[t] + sp.Sum(term(lag), (lag, 1, K)), "(gamma lambda)^0 = 1"),
-        Step(delta[t] + sp.Sum(term(lag + 1), (lag, 0, K - 1)), "shift the index l -> l + 1"),
-        Step(
-            delta[t] + gamma * lam * sp.Sum(term(lag).subs(t, t + 1), (lag, 0, K - 1)),
-            "factor gamma lambda out of the sum",
-        ),
-        Step(delta[t] + gamma * lam * gae(t + 1), "the closed form at time t + 1"),
+        Step(gae(t), "merge the ranges: the closed form at time t"),
     ),
-    statement=r"\hat A_t = \delta_t + \gamma\lambda \hat A_{t+1}",
-)
-
-terminal = Derivation(
-    "terminal",
-    (
-        Step(gae(T), "closed form at time T"),
-        Step(sp.Integer(0), "empty sum (l runs over 0..-1)"),
-    ),
-    statement=r"\hat A_T = 0",
+    statement=r"\delta_t + \gamma\lambda \hat A_{t+1} = \sum_{l=0}^{T-t-1}(\gamma\lambda)^l\delta_{t+l}",
 )
 
 lambda_zero = Derivation(
@@ -379,53 +401,15 @@ lambda_one = Derivation(
     ),
     statement=r"\hat A_t\big|_{\lambda=1} = \sum_{l=0}^{T-t-1}\gamma^l r_{t+l} + \gamma^{T-t}V_T - V_t",
 )
+GAMMA_WITHOUT_LAMBDA = gae(t, gamma)  # A_t = delta_t + gamma A_{t+1}
+OFF_BY_ONE = sp.Sum((gamma * lam) ** lag * delta[t + lag + 1], (lag, 0, K - 1))  # = A_{t+1}
+NO_BOOTSTRAP = one[0] - v[t]
+
 
 # ----------------------------------------------------------------------------- GAE exact leg
-_delta_definition = lambdify([r, v, gamma, t], td_error)
-_closed_form = lambdify([delta, gamma, lam, t, K], gae(t))
-_lambda_zero = lambdify([delta, t], lambda_zero.conclusion)
-_lambda_one = lambdify([r, v, gamma, t, K], lambda_one.conclusion)
-
-
-def gae_by_recursion(rewards: np.ndarray, values: np.ndarray, g: float, lmb: float) -> np.ndarray:
-    """The backward loop A_t = delta_t + gamma lambda A_{t+1}, A_T = 0 (rewards [T], values [T+1])."""
-    advantages = np.zeros(len(rewards))
-    following = 0.0
-    for step in reversed(range(len(rewards))):
-        following = rewards[step] + g * values[step + 1] - values[step] + g * lmb * following
-        advantages[step] = following
-    return advantages
-
-
-def gae_lhs(example) -> np.ndarray:
-    rewards, values, g, lmb = example
-    return np.concatenate([gae_by_recursion(rewards, values, g, x) for x in (lmb, 0.0, 1.0)])
-
-
-def _deltas(rewards, values, g) -> np.ndarray:
-    return np.array([_delta_definition(rewards, values, g, i) for i in range(len(rewards))])
-
-
-def gae_rhs(example, closed_form=_closed_form, one_form=_lambda_one) -> np.ndarray:
-    """[closed form at lambda; lambda = 0 conclusion; lambda = 1 conclusion], each over t < T."""
-    rewards, values, g, lmb = example
-    horizon, deltas = len(rewards), _deltas(rewards, values, g)
-    times = range(horizon)
-    return np.concatenate(
-        [
-            [closed_form(deltas, g, lmb, i, horizon - i - 1) for i in times],
-            [_lambda_zero(deltas, i) for i in times],
-            [one_form(rewards, values, g, i, horizon - i - 1) for i in times],
-        ]
-    )
-
-
-def _gae_rtol(example) -> float:
-    rewards, values, _, _ = example
-    size = float(np.abs(rewards).max() + 2.0 * np.abs(values).max())
-    return _relative_to(exact_rtol(1.0, 2 * len(rewards)) * size * len(rewards), gae_lhs(example))
-
-
+# lhs: rlmath.reference.generalized_advantage_estimation (a backward discounted cumulative sum
+# with termination/truncation flags, here none: one episode of T steps bootstrapped from V_T)
+# at time t; rhs: the lambdified closed form with delta_i = r_i + gamma V_{i+1} - V_i.
 _finite = st.floats(-10.0, 10.0, allow_nan=False, allow_subnormal=False)
 gae_examples = st.integers(1, 8).flatmap(
     lambda horizon: st.tuples(
@@ -433,41 +417,68 @@ gae_examples = st.integers(1, 8).flatmap(
         st.lists(_finite, min_size=horizon + 1, max_size=horizon + 1).map(np.array),
         st.floats(0.0, 1.0),
         st.floats(0.0, 1.0),
+        st.integers(0, horizon - 1),
     )
 )
 
-# mutants
-_gamma_only = lambdify([delta, gamma, lam, t, K], gae(t, gamma))
-_off_by_one = lambdify(
-    [delta, gamma, lam, t, K], sp.Sum((gamma * lam) ** lag * delta[t + lag + 1], (lag, 0, K))
-)
-_no_bootstrap = lambdify([r, v, gamma, t, K], one[0] - v[t])
+
+def reference_gae(example) -> float:
+    """rlmath.reference.generalized_advantage_estimation at time t, no terminations."""
+    rewards, values, g, lmb, time = example
+    flags = np.zeros(len(rewards), dtype=bool)
+    advantages = generalized_advantage_estimation(
+        rewards,
+        values[:-1],
+        flags,
+        flags,
+        np.zeros(len(rewards)),
+        values[-1],
+        discount=g,
+        lambda_=lmb,
+    )
+    return float(advantages[time])
 
 
-def _padded(function):
-    """Evaluate with delta padded by one zero (delta_T = 0) for the off-by-one index."""
+def _gae_arguments(example) -> tuple:
+    rewards, values, g, lmb, time = example
+    deltas = rewards + g * values[1:] - values[:-1]
+    return deltas, g, lmb, time, len(rewards) - time - 1
 
-    def evaluate(deltas, *args):
-        return function(np.append(deltas, 0.0), *args)
 
-    return evaluate
+def _gae_scale(example) -> float:
+    r"""$\sum_{l} (\gamma\lambda)^l (|r_{t+l}| + \gamma |V_{t+l+1}| + |V_{t+l}|)$: the terms
+    both sides add (each $\delta$ is three), floored at the smallest normal float (``TINY``;
+    below it rounding is absolute, e.g. when $\gamma\lambda$ underflows)."""
+    rewards, values, g, lmb, time = example
+    sizes = np.abs(rewards) + g * np.abs(values[1:]) + np.abs(values[:-1])
+    powers = (g * lmb) ** np.arange(len(rewards) - time)
+    return max(float(powers @ sizes[time:]), TINY)
 
 
 CLAIMS = (
     Claim(
         id="td-error-is-advantage",
         title="The expected TD error of V^pi is the advantage",
-        statement=(
-            r"\mathbb E_{s'\sim P(\cdot|s,a)}\!\left[r(s,a) + \gamma V^\pi(s') - V^\pi(s)\right]"
-            r" = A^\pi(s,a)"
+        statement=Statement(
+            td_expectation.start,
+            td_expectation.conclusion,
+            where=(
+                r"P(j|s,a) = w_j / \textstyle\sum_y w_y;\ V^\pi(x) = \sum_i \pi_{x,i} Q_{x,i};"
+                r"\ \text{the right side is } A^\pi(s,a) = Q^\pi(s,a) - V^\pi(s)"
+            ),
+            symbol_names={pi: r"\pi", r_sa: r"r(s,a)"},
         ),
         assumptions=(
-            "Finitely many next states, any number n of them (general n in the derivation).",
-            "Transition probabilities written as w_j / sum_k w_k with w_j > 0; distributions with "
+            "Finitely many states n and actions N, any numbers of them (general n, N in the "
+            "derivation).",
+            "Transition probabilities written as w_j / sum_y w_y with w_j > 0; distributions with "
             "zeros are limits of these, and the exact leg includes them.",
-            "V = V^pi, the value of the same policy whose advantage is taken; "
-            "E[delta^V] = r + gamma E V(s') - V(s) holds for any V, but it is A^pi only for V^pi.",
-            "Infinite horizon, 0 <= gamma < 1, in the exact leg.",
+            "The MDP is parametrised by Q^pi: V^pi(x) = sum_i pi(i|x) Q^pi(x, i), and the reward "
+            "is r(s,a) = Q^pi(s,a) - gamma E_{s'} V^pi(s') (the Bellman equation); every reward "
+            "table arises from one Q^pi. The V in the TD error is V^pi, of the same policy whose "
+            "advantage is taken: for another V the mean is r + gamma E V(s') - V(s), which is "
+            "not A^pi (mutant value-not-of-pi).",
+            "Infinite horizon, 0 <= gamma < 1, in the numeric legs.",
         ),
         references=(
             "Schulman, J. et al., *High-Dimensional Continuous Control Using Generalized "
@@ -478,12 +489,18 @@ CLAIMS = (
         symbolic=SymbolicLeg((td_expectation,)),
         exact=ExactLeg(
             td_examples,
-            lhs=advantage_by_action_values,
-            rhs=lambda ex: _td_rhs(_td_conclusion, ex[0], _values(ex)),
-            rtol=_td_rtol,
+            lhs=expected_td_error,
+            rtol=lambda ex: exact_rtol(
+                discounted_condition_number(ex[0].gamma), ex[0].n_states * ex[0].n_actions
+            ),
+            symbols=(Q, pi, w, U, gamma, s, a, n, N),
+            arguments=_td_arguments,
+            error_scale=lambda ex: _td_scale_of(ex[0]),
             description=(
-                "A^pi from the state-action Bellman system (I - gamma P Pi) Q = r vs the "
-                "lambdified expected TD error with V = exact.value, at every (s, a)"
+                "r + gamma P V - V(s) with V = exact.value (the state-value system) vs the "
+                "lambdified Q(s,a) - sum_i pi(i|s) Q(s,i) with Q from the state-action Bellman "
+                "system (I - gamma P Pi) Q = r, at every (s, a); the error is relative to the "
+                "value scale max|r|/(1 - gamma)"
             ),
         ),
         monte_carlo=monte_carlo_leg(
@@ -501,31 +518,22 @@ CLAIMS = (
         ),
         mutants=(
             Mutant(
-                "value-of-another-policy",
-                "V^{pi'} of a different policy in the TD error: its expectation is not A^pi",
-                exact=lambda ex: _td_rhs(_td_conclusion, ex[0], _other_values(ex)),
+                "value-not-of-pi",
+                "a V that is not V^pi in the TD error (symbolically any U; numerically the value "
+                "of another policy): E[r + gamma U(s') - U(s)] is not A^pi",
+                symbolic=SymbolicMutation("td-expectation", ANOTHER_VALUE),
                 monte_carlo=other_values_estimator,
             ),
             Mutant(
                 "missing-discount",
                 "r + V(s') - V(s): gamma dropped from the bootstrap",
-                symbolic=SymbolicMutation("td-expectation", r_sa + E_next(V[j]) - V_s),
-                exact=lambda ex: _td_rhs(
-                    lambdify([r_sa, gamma, w, V, V_s, n], r_sa + E_next(V[j]) - V_s),
-                    ex[0],
-                    _values(ex),
-                ),
+                symbolic=SymbolicMutation("td-expectation", MISSING_DISCOUNT),
                 monte_carlo=undiscounted_td_estimator,
             ),
             Mutant(
                 "td-target-without-baseline",
                 "r + gamma V(s'): the TD target (an estimate of Q) used as the advantage",
-                symbolic=SymbolicMutation("td-expectation", r_sa + gamma * E_next(V[j])),
-                exact=lambda ex: _td_rhs(
-                    lambdify([r_sa, gamma, w, V, V_s, n], r_sa + gamma * E_next(V[j])),
-                    ex[0],
-                    _values(ex),
-                ),
+                symbolic=SymbolicMutation("td-expectation", TD_TARGET),
                 monte_carlo=td_target_estimator,
             ),
         ),
@@ -533,11 +541,14 @@ CLAIMS = (
     Claim(
         id="gae-closed-form",
         title="GAE: the backward recursion and its closed form, with lambda = 0 and 1",
-        statement=(
-            r"\hat A_t = \delta_t + \gamma\lambda\hat A_{t+1},\ \hat A_T = 0"
-            r"\iff \hat A_t = \sum_{l=0}^{T-t-1}(\gamma\lambda)^l\delta_{t+l};\quad"
-            r"\hat A_t|_{\lambda=0} = \delta_t,\quad"
-            r"\hat A_t|_{\lambda=1} = \sum_{l=0}^{T-t-1}\gamma^l r_{t+l} + \gamma^{T-t}V_T - V_t"
+        statement=Statement(
+            closed_form.start,
+            closed_form.conclusion,
+            where=(
+                r"T = t + K + 1,\ K \ge 0;\ \hat A_{t+1} = \sum_{l=0}^{T-t-2}(\gamma\lambda)^l"
+                r"\delta_{t+1+l},\ \hat A_T = 0 \text{ (the empty sum)}"
+            ),
+            symbol_names={lam: r"\lambda"},
         ),
         assumptions=(
             "General episode length T and time t < T (the derivations write T = t + K + 1 with "
@@ -545,50 +556,51 @@ CLAIMS = (
             "One episode without terminations inside it; V_T bootstraps the tail (V_T = 0 for a "
             "terminated episode).",
             "The recursion with A_T = 0 determines A_0..A_{T-1} uniquely (backward induction), so "
-            "a closed form satisfying it and the terminal condition is its solution.",
+            "the closed form, which is 0 at T (an empty sum) and satisfies the recursion "
+            "(derivation 'closed-form'), is its solution.",
         ),
         references=(
             "Schulman, J. et al., *High-Dimensional Continuous Control Using Generalized "
             "Advantage Estimation*, ICLR 2016, eqs. (16)-(18).",
         ),
-        symbolic=SymbolicLeg((recursion, terminal, lambda_zero, lambda_one)),
+        symbolic=SymbolicLeg((closed_form, lambda_zero, lambda_one)),
         exact=ExactLeg(
             gae_examples,
-            lhs=gae_lhs,
-            rhs=gae_rhs,
-            rtol=_gae_rtol,
+            lhs=reference_gae,
+            rtol=lambda ex: exact_rtol(1.0, 3 * len(ex[0])),
+            symbols=(delta, gamma, lam, t, K),
+            arguments=_gae_arguments,
+            error_scale=_gae_scale,
             description=(
-                "backward-loop GAE at lambda, 0 and 1 vs the lambdified closed form, the "
-                "lambda = 0 conclusion (delta_t) and the lambda = 1 conclusion "
-                "(discounted return-to-go + bootstrap - V_t)"
+                "rlmath.reference.generalized_advantage_estimation (no terminations, bootstrap "
+                "V_T) at time t vs the lambdified closed form sum_l (gamma lambda)^l delta_{t+l}, "
+                "episodes of 1-8 steps, gamma and lambda in [0, 1]"
             ),
         ),
         mutants=(
             Mutant(
                 "gamma-without-lambda",
-                "A_t = delta_t + gamma A_{t+1}: lambda dropped from the recursion",
-                symbolic=SymbolicMutation("recursion", delta[t] + gamma * gae(t + 1)),
-                exact=lambda ex: gae_rhs(ex, closed_form=_gamma_only),
+                "A_t = sum_l gamma^l delta_{t+l}: lambda dropped from the recursion",
+                symbolic=SymbolicMutation("closed-form", GAMMA_WITHOUT_LAMBDA),
             ),
             Mutant(
                 "off-by-one",
-                "sum_l (gamma lambda)^l delta_{t+l+1}: the TD errors one step late",
-                symbolic=SymbolicMutation("recursion", delta[t + 1] + gamma * lam * gae(t + 1)),
-                exact=lambda ex: gae_rhs(ex, closed_form=_padded(_off_by_one)),
+                "sum_l (gamma lambda)^l delta_{t+l+1}: the TD errors one step late (A_t = A_{t+1})",
+                symbolic=SymbolicMutation("closed-form", OFF_BY_ONE),
             ),
             Mutant(
                 "lambda-one-without-bootstrap",
                 "lambda = 1 form sum gamma^l r_{t+l} - V_t: the bootstrap gamma^{T-t} V_T dropped",
-                symbolic=SymbolicMutation("lambda-one", one[0] - v[t]),
-                exact=lambda ex: gae_rhs(ex, one_form=_no_bootstrap),
+                symbolic=SymbolicMutation("lambda-one", NO_BOOTSTRAP),
             ),
         ),
         notes=(
-            "The exact leg stacks three comparisons per example: the closed form at the drawn "
-            "lambda, and the two reductions. The recursion runs backward from A_T = 0; "
-            "`delta` of the closed form is the lambdified definition "
-            "`r_t + gamma V_{t+1} - V_t`. There is no Monte-Carlo leg: the claim is a deterministic "
-            "identity between finite sums of given numbers, with no expectation to sample."
+            "The exact leg compares the package's reference GAE (a backward recursion, written "
+            "for batches with termination and truncation flags, none set here) with the "
+            "lambdified closed form. The reductions lambda = 0 and lambda = 1 are proved "
+            "symbolically; the exact leg's examples include lambda = 0 and 1 among the drawn "
+            "values. There is no Monte-Carlo leg: the claim is a deterministic identity between "
+            "finite sums of given numbers, with no expectation to sample."
         ),
     ),
 )

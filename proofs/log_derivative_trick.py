@@ -48,9 +48,12 @@ from rlmath.claims import (
     Derivation,
     ExactLeg,
     Mutant,
+    Statement,
     Step,
     SymbolicLeg,
     SymbolicMutation,
+    detectable,
+    exact_moments,
     lambdify,
     monte_carlo_leg,
 )
@@ -187,6 +190,12 @@ gaussian_log_std = gaussian_derivation(
 STEP = 1e-20
 DEGREE = 3
 NODES = 8
+# Below the smallest normal float (tiny = 2^-1022) rounding is absolute (2^-1075 per operation,
+# gradual underflow); the complex step holds h f' in an imaginary part, subnormal once
+# |f'| < tiny / h. So an error measured relative to a scale of terms is measured relative to at
+# least tiny / h (the tolerance times that is 64 n subnormal spacings of the imaginary part,
+# divided by h); it matters only when every f is 0 or tiny.
+COMPLEX_STEP_FLOOR = float(np.finfo(np.float64).tiny) / STEP
 _nodes, _weights = np.polynomial.hermite_e.hermegauss(NODES)
 _weights = _weights / np.sqrt(2.0 * np.pi)  # sum_i w_i h(z_i) = E[h(z)], z ~ N(0, 1)
 
@@ -276,24 +285,47 @@ TRUE = {d.name: d.conclusion for d in (categorical, bernoulli, gaussian_mean, ga
 score_expectations = _score_expectations(TRUE)
 
 
-def _rtol(example: Example) -> float:
-    """Float64 tolerance times the cancellation: E[|f| |score|] over |E[f score]|."""
+def _error_scale(example: Example) -> float:
+    r"""The size of the terms both sides sum (the error is measured relative to it).
+
+    - Categorical, coordinate k: $\sum_a p(a) |f(a)|\, |\mathbb 1[a=k] - p(k)|$ plus
+      $p(k) |f(k)|$. The term $a = k$ is $p(k) f(k) (1 - p(k))$, and $1 - p(k)$ comes from a
+      subtraction (in the lambdified rhs, and inside the complex division of the lhs's
+      softmax, whose imaginary part is $h\, p(k) - h\, p(k)^2$): its rounding error is
+      absolute, $\varepsilon$, so its relative error is $\varepsilon / (1 - p(k))$, which for a
+      large logit gap ($p(k) \to 1$) is far above $\varepsilon$. Relative to $p(k)|f(k)|$ it is
+      $\varepsilon$ again.
+    - Bernoulli: the rhs computes $1 - \sigma(t)$ by the same subtraction, so its terms count
+      as $\sigma (|f_0| + |f_1|)$, not $\sigma (1 - \sigma)(|f_0| + |f_1|)$.
+    - Gaussian: the quadrature's terms $w_i |f(x_i)|$ times the score's size
+      ($|z|/\sigma$, $z^2 + 1$) on the rhs, and $w_i |f'(x_i)|$ (times $\sigma |z|$ for
+      $\log\sigma$) on the complex-step lhs, with $|f|$, $|f'|$ bounded by the polynomial with
+      absolute coefficients at $|\mu| + \sigma |z_i|$.
+
+    The tolerance is :func:`~rlmath.tolerances.exact_rtol` (condition 1) for the ``n + 8``
+    terms accumulated. The scale is floored at ``COMPLEX_STEP_FLOOR`` (f = 0 makes it 0).
+    """
     (logit, fv), (tv, f0v, f1v), (muv, omegav, cs) = example
     pv = _softmax(logit).real
     scores = np.eye(len(pv)) - pv[None, :]  # row a: d log p(a) / d theta
+    categorical_terms = (pv * np.abs(fv)) @ np.abs(scores) + pv * np.abs(fv)
     s = 1.0 / (1.0 + np.exp(-tv))
     std = np.exp(omegav)
-    f_size = np.polynomial.polynomial.polyval(np.abs(muv) + std * np.abs(_nodes), np.abs(cs))
-    magnitude = max(
-        float(np.max((pv * np.abs(fv)) @ np.abs(scores))),
-        # the rhs computes 1 - sigmoid(t) by a subtraction from 1: its rounding error is
-        # relative to 1, not to 1 - sigmoid (which is e^-t for large t), so the terms are
-        # sigmoid * |f|, not sigmoid (1 - sigmoid) |f|
-        s * (abs(f0v) + abs(f1v)),
-        float(_weights @ (f_size * (np.abs(_nodes) / std + _nodes**2 + 1.0))),
+    reach = np.abs(muv) + std * np.abs(_nodes)
+    f_size = np.polynomial.polynomial.polyval(reach, np.abs(cs))
+    slope_size = np.polynomial.polynomial.polyval(
+        reach, np.abs(np.polynomial.polynomial.polyder(cs))
     )
-    value = float(np.abs(score_expectations(example)).max())
-    return exact_rtol(magnitude / value if value > 0 else 1.0, len(pv) + NODES)
+    gaussian_terms = _weights @ (
+        f_size * (np.abs(_nodes) / std + _nodes**2 + 1.0)
+        + slope_size * (1.0 + std * np.abs(_nodes))
+    )
+    scale = max(float(np.max(categorical_terms)), s * (abs(f0v) + abs(f1v)), float(gaussian_terms))
+    return max(scale, COMPLEX_STEP_FLOOR)
+
+
+def _rtol(example: Example) -> float:
+    return exact_rtol(1.0, len(example[0][0]) + NODES)
 
 
 def _mutated(name: str, conclusion: sp.Expr):  # type: ignore[no-untyped-def]
@@ -308,8 +340,8 @@ def _mutated(name: str, conclusion: sp.Expr):  # type: ignore[no-untyped-def]
 # replaces one family's score. The example domain keeps every outcome likely (logits in
 # [-1.5, 1.5]: every p(a) >= e^-3/(e^-3 + 4) > 0.012), sigma away from 1 (else a score over sigma equals
 # the right one) and the Gaussian tails moderate (the terms are degree-5 polynomials of a
-# normal); the filter keeps examples in which every mutant shifts some component by at least
-# MIN_STANDARDISED_EFFECT of that component's per-sample sd under the mutant.
+# normal); the filter keeps examples on which the test at N_SAMPLES rejects every mutant with
+# power >= 0.99 (rlmath.claims.detectable, from exact means and sds).
 Outcomes = tuple[np.ndarray, np.ndarray, np.ndarray]  # a [N], x [N] in {0, 1}, z [N]
 Scores = dict[str, Callable[..., np.ndarray]]
 Sampler = Callable[[Example, np.random.Generator, int], np.ndarray]
@@ -365,40 +397,37 @@ score_function_samples = _sampler(SCORES)
 MUTANT_SAMPLERS = {name: _sampler({**SCORES, **scores}) for name, scores in MUTANT_SCORES.items()}
 
 
-def _exact_moments(example: Example, scores: Scores) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sd of each component of the terms, exactly: enumeration of a and x, and
-    8-node Gauss-Hermite quadrature for z (exact for the squared terms, degree <= 10 < 16)."""
+def _moments(example: Example, scores: Scores) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd of each component of the terms, exactly (rlmath.claims.exact_moments per
+    family, each on its own outcomes): enumeration of a and x, and 8-node Gauss-Hermite
+    quadrature for z (exact for the squared terms, degree <= 10 < 16)."""
     (logit, _), (tv, _, _), (muv, omegav, _) = example
     size, s = len(logit), 1.0 / (1.0 + np.exp(-tv))
     nodes = muv + np.exp(omegav) * _nodes
     families = _family_terms(example, (np.arange(size), np.array([0, 1]), nodes), scores)
     weights = [_softmax(logit).real, np.array([1.0 - s, s]), _weights]
-    means, sds = [], []
-    for terms, w in zip(families, weights, strict=True):  # each family on its own outcomes
-        mean = w @ terms
-        means.append(mean)
-        sds.append(np.sqrt(w @ (terms - mean) ** 2))
-    return np.concatenate(means), np.concatenate(sds)
+    moments = [exact_moments(w, terms) for terms, w in zip(families, weights, strict=True)]
+    return np.concatenate([m[0] for m in moments]), np.concatenate([m[1] for m in moments])
 
 
-def weakest_standardised_effect(example: Example) -> float:
-    """min over mutants of max over components of |mutant mean - gradient| / mutant sd."""
+def every_mutant_detectable(example: Example) -> bool:
+    """Whether the test at N_SAMPLES rejects every mutant with power >= 0.99 (components with
+    zero variance, where the mean is exact, are not counted)."""
     gradient = gradients_by_complex_step(example)
-    weakest = np.inf
     for replaced in MUTANT_SCORES.values():
-        mean, sd = _exact_moments(example, {**SCORES, **replaced})
-        with np.errstate(divide="ignore", invalid="ignore"):
-            effect = np.where(sd > 0, np.abs(mean - gradient) / sd, 0.0)
-        weakest = min(weakest, float(effect.max()))
-    return weakest
+        mean, sd = _moments(example, {**SCORES, **replaced})
+        shift = np.where(sd > 0, mean - gradient, 0.0)
+        if not detectable(shift, sd, N_SAMPLES, false_alarm=DEFAULT_FALSE_ALARM / N_MC_EXAMPLES):
+            return False
+    return True
 
 
 MAX_OUTCOMES = 5
 N_MC_EXAMPLES = 2
 MIN_STANDARDISED_EFFECT = 0.05
-# Power >= 0.99 against every mutant on every example: by the filter, each mutant shifts some
-# component by >= 0.05 of its per-sample sd; with up to 5 + 3 components, 2 examples and
-# false alarm 1e-6, sample_size(0.05, 1) = 23,950 samples (about 0.05 s per run).
+# 23,950 samples: power 0.99 against a shift of 0.05 sd in one of up to 5 + 3 components at the
+# per-example false alarm 1e-6 / 2 (about 0.05 s per run); the filter keeps the examples on
+# which every mutant is detected with that power at this n.
 N_SAMPLES = sample_size(
     MIN_STANDARDISED_EFFECT,
     1.0,
@@ -418,7 +447,7 @@ mc_examples = st.tuples(
         st.sampled_from((-1.0, 1.0)).flatmap(lambda sign: st.floats(0.25, 0.6).map(sign.__mul__)),
         st.lists(st.floats(-2, 2), min_size=DEGREE + 1, max_size=DEGREE + 1).map(np.array),
     ),
-).filter(lambda ex: weakest_standardised_effect(ex) >= MIN_STANDARDISED_EFFECT)
+).filter(every_mutant_detectable)
 
 
 CATEGORICAL_INDICATOR_SCORE = E(f[a] * sp.KroneckerDelta(a, k))  # the -p(k) dropped
@@ -430,9 +459,16 @@ CLAIMS = (
     Claim(
         id="log-derivative-trick",
         title="The log-derivative trick",
-        statement=(
-            r"\nabla_\theta\, \mathbb E_{x\sim p_\theta}[f(x)]"
-            r" = \mathbb E_{x\sim p_\theta}\!\left[f(x)\,\nabla_\theta \log p_\theta(x)\right]"
+        statement=Statement(
+            categorical.start,
+            categorical.conclusion,
+            derivation="categorical",
+            where=(
+                r"n = k + m + 1 \text{ outcomes},\ 0 \le k < n;\ \text{likewise for }"
+                r" x \sim \mathrm{Bernoulli}(\sigma(t)) \text{ and } x \sim \mathcal N(\mu,"
+                r" e^{2\omega}) \text{ (derivations bernoulli, gaussian-mean, gaussian-log-std)}"
+            ),
+            symbol_names={theta: r"\theta"},
         ),
         assumptions=(
             "f does not depend on the parameters.",
@@ -460,10 +496,18 @@ CLAIMS = (
             examples,
             lhs=gradients_by_complex_step,
             rhs=score_expectations,
+            rhs_reason=(
+                "the claim has four parametrisations, each with its own derivation; the rhs "
+                "stacks the lambdified conclusion of each (categorical for every coordinate, "
+                "Bernoulli, and the two Gaussian integrands integrated by Gauss-Hermite "
+                "quadrature over the nodes), which one lambdified expression cannot do"
+            ),
             rtol=_rtol,
+            error_scale=_error_scale,
             description=(
                 "complex-step derivative of E[f] (enumeration; Gauss-Hermite quadrature for the "
-                "Gaussian, random cubic f) vs the lambdified E[f score]"
+                "Gaussian, random cubic f) vs the lambdified E[f score] of each family; the "
+                "error is relative to the size of the summed terms"
             ),
         ),
         monte_carlo=monte_carlo_leg(

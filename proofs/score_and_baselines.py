@@ -6,26 +6,29 @@ $$ \mathbb E_{a \sim \pi_\theta(\cdot|s)}\!\left[\nabla_\theta \log \pi_\theta(a
 
 hence for any baseline $b(s)$ that does not depend on the action,
 
-$$ \mathbb E_{a \sim \pi}\!\left[\nabla_\theta \log \pi_\theta(a|s)\,(Q(s,a) - b(s))\right]
-   = \mathbb E_{a \sim \pi}\!\left[\nabla_\theta \log \pi_\theta(a|s)\, Q(s,a)\right], $$
+$$ \mathbb E_{a \sim \pi}\!\left[\nabla_\theta \log \pi_\theta(a|s)\, Q(s,a)\right]
+   = \mathbb E_{a \sim \pi}\!\left[\nabla_\theta \log \pi_\theta(a|s)\,(Q(s,a) - b(s))\right], $$
 
 and, over trajectories of an $H$-step episode, past rewards can be dropped from each action's
 credit (reward-to-go):
 
-$$ \mathbb E_\tau\!\left[\sum_{t<H} \nabla \log \pi(a_t|s_t) \sum_{k<H} \gamma^k r_k\right]
-   = \mathbb E_\tau\!\left[\sum_{t<H} \nabla \log \pi(a_t|s_t) \sum_{k=t}^{H-1} \gamma^k r_k\right]. $$
+$$ \mathbb E_\tau\!\left[\sum_{t<H} \nabla \log \pi(a_t|s_t) \sum_{i<H} \gamma^i r_i\right]
+   = \mathbb E_\tau\!\left[\sum_{t<H} \nabla \log \pi(a_t|s_t) \sum_{i=t}^{H-1} \gamma^i r_i\right]. $$
 
 Conventions. Gradients are with respect to the tabular logits ``theta[s, a]``; the softmax
 score is $\partial \log\pi(a|s) / \partial\theta_{s,k} = \mathbb 1[a = k] - \pi(k|s)$ (and 0
-for the logits of other states). $r_k = r(s_k, a_k)$ is the reward for $a_k$ in $s_k$, time
-starts at 0. The reward-to-go keeps the factor $\gamma^k$ (not $\gamma^{k-t}$): the objective
-is the discounted return from time 0, $J = \mathbb E[\sum_k \gamma^k r_k]$.
+for the logits of other states). $r_i = r(s_i, a_i)$ is the reward for $a_i$ in $s_i$, time
+starts at 0. The reward-to-go keeps the factor $\gamma^i$ (not $\gamma^{i-t}$): the objective
+is the discounted return from time 0, $J = \mathbb E[\sum_i \gamma^i r_i]$.
 
 Proof sketch. $\sum_a \pi(a)(\mathbb 1[a=k] - \pi(k)) = \pi(k) - \pi(k) \sum_a \pi(a) = 0$. A
-baseline is constant in $a$, so its term is $b$ times the zero-mean score. A past reward
-$r_k$, $k < t$, is fixed by the history up to $s_t$; conditioning on that history
-(tower property), its product with the score of $a_t$ has conditional mean
-$r_k \cdot \mathbb E_{a_t}[\text{score}] = 0$.
+baseline is constant in $a$, so its term is $b$ times the zero-mean score. For reward-to-go,
+fix a time $t$ and condition on the history $h = (s_0, a_0, \dots, s_t)$ (tower property):
+the past rewards $G = \sum_{i<t} \gamma^i r_i$ are fixed by $h$, the action is drawn from
+$\pi(\cdot|s_t)$, and the expected future credit given $(h, a_t)$ is
+$\gamma^t (r(s_t, a_t) + W(h, a_t))$ with $W = \mathbb E[\sum_{i>t} \gamma^{i-t} r_i \mid h, a_t]$.
+The past rewards then multiply the zero-mean score and drop out; summing over $t$ gives the
+statement.
 
 References. Williams, R. J., "Simple statistical gradient-following algorithms for
 connectionist reinforcement learning", Machine Learning 8, 1992, Sec. 4 (reinforcement
@@ -39,7 +42,6 @@ eq. (1) (the equivalent forms of the policy gradient, including reward-to-go).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -47,21 +49,27 @@ import numpy as np
 import sympy as sp
 from hypothesis import strategies as st
 
-from rlmath import exact
+from rlmath import SoftmaxPolicy, exact
 from rlmath.claims import (
     Claim,
     Derivation,
     ExactLeg,
     Mutant,
+    Statement,
     Step,
     SymbolicLeg,
     SymbolicMutation,
-    lambdify,
+    complex_step_gradient,
+    detectable,
+    exact_moments,
     monte_carlo_leg,
+    one_slot_cache,
 )
+from rlmath.claims.scaffolding import COMPLEX_STEP
 from rlmath.estimators import reinforce_reward_to_go, reinforce_with_baseline, weighted_score_sum
 from rlmath.sampling import Rollouts, rollouts, sample_actions
 from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
+from rlmath.symbolic import IndexSum
 from rlmath.testing import logits, mdps_and_policies, tabular_mdps
 from rlmath.tolerances import discounted_condition_number, exact_rtol
 
@@ -77,19 +85,29 @@ theta = sp.IndexedBase("theta", real=True)  # the logits of the state
 Q = sp.IndexedBase("Q", real=True)
 b = sp.Symbol("b", real=True)  # the baseline b(s)
 beta = sp.IndexedBase("beta", real=True)  # an action-dependent "baseline" b(s, a) (mutant)
+NAMES = {theta: r"\theta", beta: r"\beta"}
 
 
-def pi(action: sp.Expr) -> sp.Expr:
-    """$\\pi_\\theta(\\text{action} \\mid s)$, the softmax of the state's logits."""
-    return sp.exp(theta[action]) / sp.Sum(sp.exp(theta[a]), (a, 0, n - 1))
+def pi(action: sp.Expr, total: type[sp.Sum] = sp.Sum) -> sp.Expr:
+    """$\\pi_\\theta(\\text{action} \\mid s)$, the softmax of the state's logits.
+
+    ``total`` is the class of the normaliser's sum: ``sp.Sum``, whose ``doit`` sums a Kronecker
+    delta at once, or :class:`rlmath.symbolic.IndexSum`, which never tries closed forms (the
+    reward-to-go derivation, whose nested sums ``sp.Sum`` takes minutes on)."""
+    return sp.exp(theta[action]) / total(sp.exp(theta[a]), (a, 0, n - 1))
 
 
-def E(term: sp.Expr) -> sp.Sum:
+def E(term: sp.Expr, total: type[sp.Sum] = sp.Sum) -> sp.Sum:
     """$\\mathbb E_{a \\sim \\pi_\\theta(\\cdot|s)}[\\text{term}]$."""
-    return sp.Sum(pi(a) * term, (a, 0, n - 1))
+    return total(pi(a, total) * term, (a, 0, n - 1))
 
 
-score = sp.KroneckerDelta(a, k) - pi(k)  # d log pi(a|s) / d theta_{s,k}
+def softmax_score(total: type[sp.Sum] = sp.Sum) -> sp.Expr:
+    """d log pi(a|s) / d theta_{s,k} = 1[a = k] - pi(k|s)."""
+    return sp.KroneckerDelta(a, k) - pi(k, total)
+
+
+score = softmax_score()
 
 # ============================================================================ zero mean
 score_zero_mean = Derivation(
@@ -102,6 +120,7 @@ score_zero_mean = Derivation(
     ),
     statement=r"\mathbb E_{a\sim\pi}[\partial_{\theta_k} \log\pi(a)] = 0",
 )
+INDICATOR_SCORE_MEAN = E(sp.KroneckerDelta(a, k))  # the -pi(k) dropped: = pi(k)
 
 # ============================================================================ baseline
 baseline = Derivation(
@@ -116,152 +135,122 @@ baseline = Derivation(
     ),
     statement=r"\mathbb E_{a\sim\pi}[\partial \log\pi\, Q] = \mathbb E_{a\sim\pi}[\partial \log\pi\,(Q - b)]",
 )
+ACTION_DEPENDENT_BASELINE = E((Q[a] - beta[a]) * score)
+INDICATOR_SCORE_BASELINE = E((Q[a] - b) * sp.KroneckerDelta(a, k))
 
 # ============================================================================ reward-to-go
-# Lemma, for every t and every k < t. The pair (history up to s_t, a_t) is drawn as: a history
-# h_j (j < J, probability q_j), then a_t ~ pi(.|s_t). The past reward gamma^k r_k, and the
-# indicator 1[s_t = s] of the score's state, are functions g_j of the history. Only histories
-# with s_t = s contribute, and there the policy is pi(.|s), so the score's expectation factors.
+# One time t >= 1 (at t = 0 there is no past reward and both sides are the same expression)
+# and one state s. The pair (history up to s_t, a_t) is drawn as: a history h_j (j < J, with
+# probability q_j, counting only histories with s_t = s, the state whose logits the score
+# differentiates), then a_t ~ pi(.|s). On h_j the past rewards are G_j = sum_{i<t} gamma^i r_i;
+# given (h_j, a_t = a) the expected credit from t on is gamma^t (r_{j,a} + W_{j,a}), with
+# r_{j,a} = r(s_t, a) and W_{j,a} = E[sum_{i>t} gamma^(i-t) r_i | h_j, a_t = a]. Summing the
+# statement over t (linearity) gives E[sum_t score_t R(tau)] = E[sum_t score_t sum_{i>=t} ...].
 j = sp.Symbol("j", integer=True)
 J = sp.Symbol("J", integer=True, positive=True)
+t = sp.Symbol("t", integer=True, positive=True)
+gamma = sp.Symbol("gamma", nonnegative=True)
 q = sp.IndexedBase("q", nonnegative=True)
-g = sp.IndexedBase("g", real=True)
-history_term = sp.Sum(q[j] * g[j], (j, 0, J - 1))
-past_reward_vanishes = Derivation(
-    "past-reward-vanishes",
+G = sp.IndexedBase("G", real=True)  # past rewards on history j
+R = sp.IndexedBase("r", real=True)  # r(s_t, a) on history j
+W = sp.IndexedBase("W", real=True)  # expected discounted rewards after t, given (h_j, a)
+RTG_NAMES = {**NAMES, G: r"G^{<t}"}
+
+
+def E_(term: sp.Expr) -> sp.Sum:
+    """E over the actions with :class:`~rlmath.symbolic.IndexSum` sums (see :func:`pi`)."""
+    return E(term, IndexSum)
+
+
+def pi_(action: sp.Expr) -> sp.Expr:
+    return pi(action, IndexSum)
+
+
+score_ = softmax_score(IndexSum)
+
+
+def over_histories(term: sp.Expr) -> sp.Sum:
+    """$\\sum_j q_j\\, \\text{term}$: the expectation over histories up to $s_t$ (with $s_t = s$)."""
+    return IndexSum(q[j] * term, (j, 0, J - 1))
+
+
+future = gamma**t * (R[j, a] + W[j, a])  # E[sum_{i >= t} gamma^i r_i | h_j, a_t = a]
+reward_to_go = Derivation(
+    "per-step",
     (
         Step(
-            history_term * E(score),
-            "E[gamma^k r_k score_t] by the tower property: condition on the history up to s_t, "
-            "which fixes r_k (k < t) and s_t",
+            over_histories(E_((G[j] + future) * score_)),
+            "time t's term of E[score_t R(tau)], conditioned on the history up to s_t (tower "
+            "property): the past rewards G_j are fixed by it, the rest has expectation future",
         ),
-        Step(history_term * (pi(k) - pi(k) * E(1)), "sum the Kronecker delta"),
-        Step(sp.Integer(0), "probabilities sum to 1 (the score has zero mean)"),
-    ),
-    statement=r"\mathbb E[\gamma^k r_k\, \nabla\log\pi(a_t|s_t)] = 0 \quad (k < t)",
-)
-
-# A fully symbolic instance that puts the lemma to work: 2 states, 2 actions, horizon 2, every
-# entry a symbol (pi(1|s) = 1 - pi(0|s), P(1|s,a) = 1 - P(0|s,a), rho(1) = 1 - rho(0)). The
-# only past reward is r_0 for t = 1. The gradient coordinate is theta[0, 0] (any other is the
-# same statement after relabelling states and actions).
-S_, A_, H_ = 2, 2, 2
-gamma = sp.Symbol("gamma", nonnegative=True)
-u = sp.symbols("pi0:2", positive=True)  # pi(0 | s)
-v = sp.symbols("P0:2(0:2)", positive=True)  # P(0 | s, a), flattened s * 2 + a
-rho_0 = sp.Symbol("rho_0", positive=True)
-r = sp.IndexedBase("r", real=True)
-policy_table = [[u[s], 1 - u[s]] for s in range(S_)]
-transition = [[[v[2 * s + act], 1 - v[2 * s + act]] for act in range(A_)] for s in range(S_)]
-rho = [rho_0, 1 - rho_0]
-TRAJECTORIES = [((s0, s1), (a0, a1)) for s0, a0, s1, a1 in itertools.product(range(2), repeat=4)]
-
-
-def probability(states: tuple[int, ...], actions: tuple[int, ...]) -> sp.Expr:
-    """$p(\\tau) = \\rho(s_0) \\pi(a_0|s_0) P(s_1|s_0,a_0) \\pi(a_1|s_1)$."""
-    (s0, s1), (a0, a1) = states, actions
-    return rho[s0] * policy_table[s0][a0] * transition[s0][a0][s1] * policy_table[s1][a1]
-
-
-def score_matrix(state: int, action: int) -> sp.Expr:
-    """d log pi(action | state) / d theta[0, 0]: 1[state = 0] (1[action = 0] - pi(0|0)).
-
-    One coordinate suffices: relabelling states and actions maps any logit to theta[0, 0].
-    """
-    return (int(action == 0) - policy_table[0][0]) if state == 0 else sp.Integer(0)
-
-
-def credit(states: tuple[int, ...], actions: tuple[int, ...], t: int, first: int, power) -> sp.Expr:  # type: ignore[no-untyped-def]
-    """sum_{k = first}^{H-1} gamma^power(k, t) r(s_k, a_k)."""
-    return sum(
-        (gamma ** power(kk, t) * r[states[kk], actions[kk]] for kk in range(first, H_)),
-        sp.Integer(0),
-    )
-
-
-def estimator(first, power=lambda kk, t: kk) -> sp.Expr:  # type: ignore[no-untyped-def]
-    """E_tau[sum_t score_t * credit_t], credit_t from k = first(t); summed over all tau."""
-    return sum(
-        (
-            probability(ss, aa) * score_matrix(ss[t], aa[t]) * credit(ss, aa, t, first(t), power)
-            for ss, aa in TRAJECTORIES
-            for t in range(H_)
+        Step(
+            over_histories(E_(future * score_)) + over_histories(G[j] * E_(score_)),
+            "linearity: split the credit into past rewards and reward-to-go; G_j does not "
+            "depend on a",
         ),
-        sp.Integer(0),
-    )
-
-
-full_return = estimator(lambda t: 0)
-reward_to_go = estimator(lambda t: t)
-past_term = sum(
-    (probability(ss, aa) * score_matrix(ss[1], aa[1]) * r[ss[0], aa[0]] for ss, aa in TRAJECTORIES),
-    sp.Integer(0),
-)
-reward_to_go_instance = Derivation(
-    "reward-to-go-instance",
-    (
-        Step(full_return, "REINFORCE with the whole return, E[sum_t score_t R(tau)]"),
-        Step(reward_to_go + past_term, "split R at t: rewards k >= t, and r_0 for t = 1"),
-        Step(reward_to_go, "the past-reward term vanishes (derivation 'past-reward-vanishes')"),
+        Step(
+            over_histories(E_(future * score_)) + over_histories(G[j] * (pi_(k) - pi_(k) * E_(1))),
+            "sum the Kronecker delta",
+        ),
+        Step(
+            over_histories(E_(future * score_)),
+            "probabilities sum to 1: the past rewards' term vanishes",
+        ),
     ),
-    statement=r"\mathbb E[\textstyle\sum_t \nabla\log\pi_t\, R] = \mathbb E[\sum_t \nabla\log\pi_t \sum_{k\ge t}\gamma^k r_k]",
+    statement=r"\mathbb E[(G^{<t} + G^{\ge t})\, \partial\log\pi(a_t|s_t)] = \mathbb E[G^{\ge t}\, \partial\log\pi(a_t|s_t)]",
 )
-DROP_CURRENT_REWARD = estimator(lambda t: t + 1)
-RESTART_DISCOUNT = estimator(lambda t: t, power=lambda kk, t: kk - t)
+DROP_CURRENT_REWARD = over_histories(E_(gamma**t * W[j, a] * score_))
+RESTART_DISCOUNT = over_histories(E_((R[j, a] + W[j, a]) * score_))
 
 
 # ============================================================================ exact legs
-def per_state(conclusion: sp.Expr, *extra: sp.Basic):  # type: ignore[no-untyped-def]
-    """conclusion(theta_s, extra_s..., k) for every state s and action k: ``[S, A]``."""
-    function = lambdify([theta, *extra, k, m], conclusion)
-
-    def table(logit_table: np.ndarray, *arrays: np.ndarray) -> np.ndarray:
-        S, A = logit_table.shape
-        return np.array(
-            [
-                [function(logit_table[s], *(x[s] for x in arrays), c, A - 1 - c) for c in range(A)]
-                for s in range(S)
-            ],
-            dtype=np.float64,
-        )
-
-    return table
+# Float64 floor of every tolerance that is relative to a scale of terms: below the smallest
+# normal number (np.finfo(float).tiny = 2^-1022) rounding is absolute, 2^-1075 per operation
+# (gradual underflow), so the attainable relative accuracy tolerance * scale is replaced by
+# tolerance * tiny, i.e. 64 n kappa subnormal spacings. A complex-step derivative f' = Im f(x +
+# i h)/h carries h f' in the imaginary part, which is subnormal once |f'| < tiny / h: its
+# floor is tiny / h (about 2e-278 for h = 1e-30).
+TINY = float(np.finfo(np.float64).tiny)
+COMPLEX_STEP_FLOOR = TINY / COMPLEX_STEP
 
 
-def _cancellation_rtol(magnitude: float, value: float, condition: float, terms: int) -> float:
-    """exact_rtol for a sum whose terms have size ``magnitude`` and whose value is ``value``."""
-    return exact_rtol(condition * (magnitude / value if value > 0 else 1.0), terms)
+# --- score-zero-mean: one state's logits and a coordinate k; lhs is the package's score
+# (SoftmaxPolicy.score_row) averaged over pi by enumeration, rhs the lambdified conclusion (0).
+zero_mean_examples = st.integers(1, 6).flatmap(
+    lambda size: st.tuples(logits(size), st.integers(0, size - 1))
+)
 
 
-# --- score-zero-mean: lhs is the package's score (SoftmaxPolicy.score_row) averaged over pi.
-policies = st.tuples(st.integers(1, 4), st.integers(1, 6)).flatmap(lambda shape: logits(shape))
+def expected_score(example: tuple[np.ndarray, int]) -> float:
+    """sum_a pi(a) SoftmaxPolicy.score_row(a)[k], by enumeration over the actions."""
+    logit, coordinate = example
+    policy = SoftmaxPolicy(logit[None, :])
+    actions = np.arange(len(logit))
+    rows = policy.score_row(np.zeros_like(actions), actions)  # [action, coordinate]
+    return float(policy.probabilities()[0] @ rows[:, coordinate])
 
 
-def expected_score(logit_table: np.ndarray) -> np.ndarray:
-    """sum_a pi(a|s) score_row(s, a), ``[S, A]``, by enumeration with SoftmaxPolicy.score_row."""
-    from rlmath import SoftmaxPolicy
-
-    policy = SoftmaxPolicy(logit_table)
-    S, A = logit_table.shape
-    states, actions = np.meshgrid(np.arange(S), np.arange(A), indexing="ij")
-    rows = policy.score_row(states, actions)  # [S, A(action), A(coordinate)]
-    return np.einsum("sa,sak->sk", policy.probabilities(), rows)  # type: ignore[no-any-return]
+def _zero_mean_arguments(example: tuple[np.ndarray, int]) -> tuple[Any, ...]:
+    logit, coordinate = example
+    return logit, coordinate, len(logit) - 1 - coordinate
 
 
-def _zero_mean_rtol(logit_table: np.ndarray) -> float:
-    from rlmath import SoftmaxPolicy
-
-    p = SoftmaxPolicy(logit_table).probabilities()
-    magnitude = 2.0 * float(p.max())  # sum_a pi(a) |1[a=k] - pi(k)| = 2 pi(k) (1 - pi(k))
-    value = float(np.abs(expected_score(logit_table)).max())
-    return _cancellation_rtol(magnitude, value, 1.0, logit_table.shape[1])
-
-
-_expected_score_rhs = per_state(score_zero_mean.conclusion)
-INDICATOR_SCORE_MEAN = E(sp.KroneckerDelta(a, k))  # the -pi(k) dropped: = pi(k)
+def _zero_mean_scale(example: tuple[np.ndarray, int]) -> float:
+    r"""$\pi(k)$: the computed $\sum_a \hat\pi(a)(\mathbb 1[a=k] - \hat\pi(k)) = \hat\pi(k)(1 -
+    \sum_a \hat\pi(a))$ errs by $\pi(k)$ times the rounding of $\sum_a \hat\pi(a)$ (a few $n
+    \varepsilon$, the probabilities come from exp(log_softmax)), plus $n \varepsilon$ times
+    $\sum_a \pi(a) |\text{score}| = 2\pi(k)(1 - \pi(k))$: at most $3 n \varepsilon \pi(k)$."""
+    logit, coordinate = example
+    return float(SoftmaxPolicy(logit[None, :]).probabilities()[0, coordinate])
 
 
-# --- baseline-unbiased: lhs is exact.policy_gradient (Bellman equations, d pi A / (1 - gamma)).
+# --- baseline-unbiased: lhs is dJ/d theta[:, k], the complex-step derivative of the objective
+# J = rho0^T (I - gamma P_pi)^{-1} r_pi computed from its definition (a complex linear solve,
+# not the policy gradient theorem's formula); rhs the lambdified conclusion per state, weighted
+# by the discounted visits w(s) = rho0^T (I - gamma P_pi)^{-1} e_s. The conclusion is linear in
+# (Q, b, beta), so w(s) times it is the conclusion at (w(s) Q(s, .), w(s) b(s), w(s) beta(s, .));
+# the logits are passed transposed ([A, S]) so that theta[a] is action a's column over the
+# states and one call gives every state.
 def _with_baselines(pair):  # type: ignore[no-untyped-def]
     mdp, policy = pair
     S, A = mdp.n_states, mdp.n_actions
@@ -271,6 +260,7 @@ def _with_baselines(pair):  # type: ignore[no-untyped-def]
         st.just(policy),
         st.lists(floats, min_size=S, max_size=S).map(np.array),
         st.lists(floats, min_size=S * A, max_size=S * A).map(lambda x: np.reshape(x, (S, A))),
+        st.integers(0, A - 1),
     )
 
 
@@ -279,93 +269,146 @@ baseline_examples = mdps_and_policies(tabular_mdps(max_states=4, max_actions=4))
 )
 
 
-def _baseline_side(conclusion: sp.Expr):  # type: ignore[no-untyped-def]
-    table = per_state(conclusion, Q, b, beta)
+def complex_objective(mdp: Any) -> Callable[[np.ndarray], complex]:
+    """theta -> J(theta) = rho0^T (I - gamma P_pi)^{-1} r_pi, complex-safe in the logits."""
+    P = mdp.dense_transitions()
+    identity = np.eye(mdp.n_states)
 
-    def rhs(example: tuple) -> np.ndarray:  # type: ignore[type-arg]
-        mdp, policy, state_baseline, action_baseline = example
-        visits = exact.occupancy(mdp, policy) / (1.0 - mdp.gamma)
-        q_values = exact.q_value(mdp, policy)
-        return visits[:, None] * table(policy.theta, q_values, state_baseline, action_baseline)
+    def objective(logit_table: np.ndarray) -> complex:
+        shifted = np.exp(logit_table - logit_table.real.max(axis=1, keepdims=True))
+        p = shifted / shifted.sum(axis=1, keepdims=True)
+        P_pi = np.einsum("sa,sat->st", p, P)
+        values = np.linalg.solve(identity - mdp.gamma * P_pi, (p * mdp.r).sum(axis=1))
+        return complex(mdp.rho0 @ values)
 
-    return rhs
+    return objective
+
+
+def objective_gradient_column(example: tuple) -> np.ndarray:  # type: ignore[type-arg]
+    """dJ/d theta[s, k] for every state s, ``[S]``, by complex-step differentiation of J."""
+    mdp, policy, _, _, coordinate = example
+    objective = complex_objective(mdp)
+
+    def of_column(column: np.ndarray) -> complex:
+        logit_table = policy.theta.astype(complex)
+        logit_table[:, coordinate] = column
+        return objective(logit_table)
+
+    return complex_step_gradient(of_column, policy.theta[:, coordinate])
+
+
+@one_slot_cache
+def _visits_and_q(example: tuple) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+    mdp, policy = example[:2]
+    return exact.occupancy(mdp, policy) / (1.0 - mdp.gamma), exact.q_value(mdp, policy)
+
+
+def _baseline_arguments(example: tuple) -> tuple[Any, ...]:  # type: ignore[type-arg]
+    _, policy, state_baseline, action_baseline, coordinate = example
+    visits, q_values = _visits_and_q(example)
+    return (
+        policy.theta.T,
+        (visits[:, None] * q_values).T,
+        visits * state_baseline,
+        (visits[:, None] * action_baseline).T,
+        coordinate,
+        policy.n_actions - 1 - coordinate,
+    )
+
+
+def _baseline_scale(example: tuple) -> float:  # type: ignore[type-arg]
+    r"""Scale of the terms both sides sum, floored (see ``COMPLEX_STEP_FLOOR``).
+
+    Per state: $\sum_a \pi(a) |\mathbb 1[a=k] - \pi(k)| = 2\pi(k)(1 - \pi(k))$, plus $\pi(k)$
+    because $1 - \pi(k)$ is computed by a subtraction whose rounding is absolute (relative
+    error $\varepsilon / (1 - \pi(k))$), times the size of the credit $\max|r|/(1-\gamma) +
+    |b(s)|$; times $2/(1-\gamma)$, which bounds the visits $w(s)$ of the rhs and
+    $\|(I - \gamma P_\pi)^{-1}\|_\infty$ through which the lhs's rounding spreads. The
+    tolerance multiplies this by ``exact_rtol`` with the solve's condition number.
+    """
+    mdp, policy, state_baseline, _, coordinate = example
+    p = policy.probabilities()[:, coordinate]
+    credit = float(np.abs(mdp.r).max(initial=0.0)) / (1.0 - mdp.gamma) + np.abs(state_baseline)
+    scale = 2.0 / (1.0 - mdp.gamma) * float(np.max(3.0 * p * credit))
+    return max(scale, COMPLEX_STEP_FLOOR)
 
 
 def _baseline_rtol(example: tuple) -> float:  # type: ignore[type-arg]
-    mdp, policy, state_baseline, _ = example
-    p = policy.probabilities()
-    visits = exact.occupancy(mdp, policy) / (1.0 - mdp.gamma)
-    q_values = exact.q_value(mdp, policy)
-    magnitude = float(
-        np.max(visits[:, None] * 2.0 * p * (np.abs(q_values) + np.abs(state_baseline)[:, None]))
+    mdp = example[0]
+    return exact_rtol(discounted_condition_number(mdp.gamma), mdp.n_states * mdp.n_actions)
+
+
+# --- reward-to-go: one time t and coordinate k, every state s at once. lhs is time t's term
+# of REINFORCE with the whole return, E_tau[1[s_t = s] (1[a_t = k] - pi(k|s)) R(tau)], summed
+# over every trajectory (rlmath.exact.trajectories: R includes the past rewards); rhs the
+# lambdified conclusion, with the histories grouped by s_t (J = 1: q = Pr(s_t = s), and r, W
+# depend on the history only through s_t, by the Markov property), W = gamma P V_{t+1} from
+# backward induction (rlmath.exact.finite_horizon_values).
+def _with_time_and_coordinate(pair):  # type: ignore[no-untyped-def]
+    mdp, policy = pair
+    return st.tuples(
+        st.just(mdp),
+        st.just(policy),
+        st.integers(0, mdp.horizon - 1),
+        st.integers(0, mdp.n_actions - 1),
     )
-    value = max(
-        float(np.abs(exact.policy_gradient(mdp, policy)).max()),
-        float(np.abs(_baseline_side(baseline.conclusion)(example)).max()),
-    )
-    condition = discounted_condition_number(mdp.gamma)
-    return _cancellation_rtol(magnitude, value, condition, mdp.n_states * mdp.n_actions)
 
 
-ACTION_DEPENDENT_BASELINE = E((Q[a] - beta[a]) * score)
-INDICATOR_SCORE_BASELINE = E((Q[a] - b) * sp.KroneckerDelta(a, k))
-
-
-# --- reward-to-go: lhs is the policy gradient two ways (Bellman, and REINFORCE with the whole
-# return over every trajectory); rhs the reward-to-go estimator's mean over every trajectory.
 rtg_examples = mdps_and_policies(
     tabular_mdps(max_states=3, max_actions=3, horizon=st.integers(1, 3))
-)
+).flatmap(_with_time_and_coordinate)
 
 
-def whole_return_gradients(example: tuple) -> np.ndarray:  # type: ignore[type-arg]
-    mdp, policy = example
-    return np.stack(
-        [
-            exact.policy_gradient(mdp, policy),
-            exact.trajectory_policy_gradient(mdp, policy, mdp.horizon),
-        ]
+@one_slot_cache
+def _paths(example: tuple) -> Any:  # type: ignore[type-arg]
+    mdp, policy = example[:2]
+    return exact.trajectories(mdp, policy, mdp.horizon)
+
+
+def whole_return_term(example: tuple) -> np.ndarray:  # type: ignore[type-arg]
+    """sum_tau p(tau) R(tau) 1[s_t = s] (1[a_t = k] - pi(k|s)) for every state s, ``[S]``."""
+    mdp, policy, time, coordinate = example
+    paths = _paths(example)
+    states, actions = paths.states[:, time], paths.actions[:, time]
+    scores = (actions == coordinate) - policy.probabilities()[states, coordinate]
+    weights = paths.probabilities * paths.returns * scores
+    return np.bincount(states, weights=weights, minlength=mdp.n_states)
+
+
+def _rtg_arguments(example: tuple) -> tuple[Any, ...]:  # type: ignore[type-arg]
+    mdp, policy, time, coordinate = example
+    values, _ = exact.finite_horizon_values(mdp, policy)
+    after = mdp.gamma * (mdp.dense_transitions() @ values[time + 1])  # W, [S, A]
+    visits = exact.state_distributions(mdp, policy, mdp.horizon)[time]  # Pr(s_t = s), [S]
+    return (
+        policy.theta.T,
+        visits[None, :],
+        mdp.r.T[None],
+        after.T[None],
+        mdp.gamma,
+        time,
+        coordinate,
+        mdp.n_actions - 1 - coordinate,
+        1,
     )
 
 
-def credited_gradient(first_offset: int, restart_discount: bool):  # type: ignore[no-untyped-def]
-    """E_tau[sum_t score_t sum_{k >= t + first_offset} w(k, t) r_k] over every trajectory.
-
-    w(k, t) = gamma^k, or gamma^(k - t) with ``restart_discount`` (a mutant).
-    """
-
-    def gradient(example: tuple) -> np.ndarray:  # type: ignore[type-arg]
-        mdp, policy = example
-        H = mdp.horizon
-        paths = exact.trajectories(mdp, policy, H)
-        rewards = mdp.r[paths.states, paths.actions]  # [N, H], r_k = r(s_k, a_k)
-        grad = np.zeros((mdp.n_states, mdp.n_actions))
-        for t in range(H):
-            ks = np.arange(t + first_offset, H)
-            powers = ks - t if restart_discount else ks
-            credit_t = rewards[:, ks] @ (mdp.gamma**powers) if ks.size else np.zeros(len(rewards))
-            weight = paths.probabilities * credit_t
-            scores = policy.score(paths.states[:, t], paths.actions[:, t])  # [N, S, A]
-            grad += np.einsum("n,nsa->sa", weight, scores)
-        return np.stack([grad, grad])
-
-    return gradient
+def _rtg_scale(example: tuple) -> float:  # type: ignore[type-arg]
+    r"""Per state: $\Pr(s_t = s)\, 3\pi(k|s)$ (the score's absolute sum plus the rounding of
+    $1 - \pi(k)$, as for the baseline) times $\sum_{i<H} \gamma^i \max|r|$, which bounds
+    $|R(\tau)|$ and $\gamma^t |r + W|$; floored at ``TINY``."""
+    mdp, policy, time, coordinate = example
+    visits = exact.state_distributions(mdp, policy, mdp.horizon)[time]
+    returns = float(np.abs(mdp.r).max(initial=0.0)) * float(
+        np.sum(mdp.gamma ** np.arange(mdp.horizon))
+    )
+    scale = float(np.max(visits * 3.0 * policy.probabilities()[:, coordinate])) * returns
+    return max(scale, TINY)
 
 
 def _rtg_rtol(example: tuple) -> float:  # type: ignore[type-arg]
-    mdp, policy = example
-    H = mdp.horizon
-    paths = exact.trajectories(mdp, policy, H)
-    magnitude = (
-        2.0
-        * H
-        * float(paths.probabilities @ np.abs(mdp.r[paths.states, paths.actions]).sum(axis=1))
-    )
-    value = max(
-        float(np.abs(whole_return_gradients(example)).max()),
-        float(np.abs(credited_gradient(0, restart_discount=False)(example)).max()),
-    )
-    return _cancellation_rtol(magnitude, value, float(H), len(paths.probabilities) * H)
+    """N trajectories summed, each return (and the backward induction) H terms long."""
+    return exact_rtol(float(example[0].horizon), len(_paths(example).probabilities))
 
 
 # ============================================================================ Monte-Carlo legs
@@ -388,8 +431,6 @@ score_examples = st.tuples(st.integers(1, 3), st.integers(2, 4)).flatmap(
 def _score_sampler(indicator_only: bool) -> Sampler:
     def sample(logit_table: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
         """[n, S, A]: row s is the score of a ~ pi(.|s), one action per state and sample."""
-        from rlmath import SoftmaxPolicy
-
         policy = SoftmaxPolicy(logit_table)
         states = np.broadcast_to(np.arange(policy.n_states), (n, policy.n_states))
         actions = sample_actions(policy, states, seed=int(rng.integers(2**63)))
@@ -406,10 +447,9 @@ def _score_sampler(indicator_only: bool) -> Sampler:
 # induction). Domain: 2-3 states and actions, horizon 3-4, gamma in [0.5, 0.9] (so the gamma^t
 # factors matter), every probability of rho0 and P at least 0.1 and logits in [-1, 1] (every
 # state is visited at t = 0 with probability >= 0.1). Examples are kept when every component of
-# the correct estimator varies (sd >= MIN_SD) and every mutant shifts some component by at least
-# MIN_STANDARDISED_EFFECT of its per-episode sd under the mutant; means and sds are exact, by
-# running the same estimator on every trajectory (rlmath.exact.trajectories) weighted by its
-# probability.
+# the correct estimator varies (sd >= MIN_SD) and the test at N_EPISODES rejects every mutant
+# with power >= 0.99 (rlmath.claims.detectable); means and sds are exact (exact_moments over
+# every trajectory, rlmath.exact.trajectories, weighted by its probability).
 Estimator = Callable[[Rollouts, tuple[Any, ...]], np.ndarray]
 finite_horizon_mdps = mdps_and_policies(
     tabular_mdps(
@@ -427,12 +467,11 @@ finite_horizon_mdps = mdps_and_policies(
 MIN_SD = 1e-3
 MIN_STANDARDISED_EFFECT = 0.03
 N_MC_EXAMPLES = 2
-# Power >= 0.99 against every mutant on every example: each shifts some component by >= 0.03
-# of its sd; with up to 3 x 3 components, 2 examples and false alarm 1e-6,
-# sample_size(0.03, 1) = 66,890 episodes (about 0.1 s per run).
-N_EPISODES = sample_size(
-    MIN_STANDARDISED_EFFECT, 1.0, false_alarm=DEFAULT_FALSE_ALARM / N_MC_EXAMPLES, n_components=9
-)
+MC_FALSE_ALARM = DEFAULT_FALSE_ALARM / N_MC_EXAMPLES  # per example (monte_carlo_leg's split)
+# 66,890 episodes: power 0.99 against a shift of 0.03 sd in one of up to 3 x 3 components at
+# the per-example false alarm (about 0.1 s per run); the filter keeps examples where every
+# mutant is detected with that power at this n.
+N_EPISODES = sample_size(MIN_STANDARDISED_EFFECT, 1.0, false_alarm=MC_FALSE_ALARM, n_components=9)
 
 
 def enumerated_rollouts(mdp: Any, policy: Any) -> tuple[Rollouts, np.ndarray]:
@@ -467,27 +506,24 @@ def _episode_sampler(estimator: Estimator) -> Sampler:
     return sample
 
 
-def _exact_moments(example: tuple[Any, ...], estimator: Estimator) -> tuple[np.ndarray, np.ndarray]:
+def _moments(example: tuple[Any, ...], estimator: Estimator) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sd ``[S, A]`` of the estimator's per-episode terms, over every trajectory."""
     paths, probabilities = enumerated_rollouts(*example[:2])
-    terms = estimator(paths, example)
-    mean = np.tensordot(probabilities, terms, axes=1)
-    return mean, np.sqrt(np.tensordot(probabilities, (terms - mean) ** 2, axes=1))
+    return exact_moments(probabilities, estimator(paths, example))
 
 
-def detectable(
+def mutants_detectable(
     estimator: Estimator, mutants: tuple[Estimator, ...]
 ) -> Callable[[tuple[Any, ...]], bool]:
-    """The example filter: the estimator's components vary, every mutant is visibly shifted."""
+    """The example filter: the estimator's components vary, every mutant is detectable."""
 
     def keep(example: tuple[Any, ...]) -> bool:
-        if _exact_moments(example, estimator)[1].min() < MIN_SD:
+        if _moments(example, estimator)[1].min() < MIN_SD:
             return False
         gradient = exact.policy_gradient(*example[:2])
         for mutant in mutants:
-            mean, sd = _exact_moments(example, mutant)
-            effect = np.abs(mean - gradient) / np.maximum(sd, MIN_SD)
-            if effect.max() < MIN_STANDARDISED_EFFECT:
+            mean, sd = _moments(example, mutant)
+            if not detectable(mean - gradient, sd, N_EPISODES, false_alarm=MC_FALSE_ALARM):
                 return False
         return True
 
@@ -500,7 +536,7 @@ def _discounts(mdp: Any, episodes: Rollouts) -> np.ndarray:
 
 
 def _reward_to_go(mdp: Any, episodes: Rollouts) -> np.ndarray:
-    """sum_{k >= t} gamma^k r_k (discounted from time 0), ``[T, N]``."""
+    """sum_{i >= t} gamma^i r_i (discounted from time 0), ``[T, N]``."""
     discounted = _discounts(mdp, episodes) * episodes.rewards
     return np.cumsum(discounted[::-1], axis=0)[::-1]
 
@@ -541,20 +577,20 @@ def with_baseline_indicator_score(episodes: Rollouts, example: tuple[Any, ...]) 
 
 
 def reward_to_go_terms(episodes: Rollouts, example: tuple[Any, ...]) -> np.ndarray:
-    """rlmath.estimators.reinforce_reward_to_go: sum_t score_t sum_{k >= t} gamma^k r_k."""
+    """rlmath.estimators.reinforce_reward_to_go: sum_t score_t sum_{i >= t} gamma^i r_i."""
     mdp, policy = example
     return reinforce_reward_to_go(episodes, policy, gamma=mdp.gamma)
 
 
 def reward_to_go_without_current(episodes: Rollouts, example: tuple[Any, ...]) -> np.ndarray:
-    """Mutant: sum_t score_t sum_{k > t} gamma^k r_k (r_t dropped)."""
+    """Mutant: sum_t score_t sum_{i > t} gamma^i r_i (r_t dropped)."""
     mdp, policy = example
     credit = _reward_to_go(mdp, episodes) - _discounts(mdp, episodes) * episodes.rewards
     return weighted_score_sum(episodes, policy, credit)
 
 
 def reward_to_go_restarted(episodes: Rollouts, example: tuple[Any, ...]) -> np.ndarray:
-    """Mutant: sum_t score_t sum_{k >= t} gamma^(k - t) r_k (no gamma^t on the score)."""
+    """Mutant: sum_t score_t sum_{i >= t} gamma^(i - t) r_i (no gamma^t on the score)."""
     mdp, policy = example
     return reinforce_reward_to_go(episodes, policy, gamma=mdp.gamma, discount_score=False)
 
@@ -580,10 +616,10 @@ def _bounded_baselines(pair: tuple[Any, Any]) -> st.SearchStrategy[tuple[Any, ..
 
 
 mc_baseline_examples = finite_horizon_mdps.flatmap(_bounded_baselines).filter(
-    detectable(with_state_baseline, (with_action_baseline, with_baseline_indicator_score))
+    mutants_detectable(with_state_baseline, (with_action_baseline, with_baseline_indicator_score))
 )
 mc_rtg_examples = finite_horizon_mdps.filter(
-    detectable(reward_to_go_terms, (reward_to_go_without_current, reward_to_go_restarted))
+    mutants_detectable(reward_to_go_terms, (reward_to_go_without_current, reward_to_go_restarted))
 )
 
 
@@ -598,7 +634,13 @@ CLAIMS = (
     Claim(
         id="score-zero-mean",
         title="The score has zero mean",
-        statement=r"\mathbb E_{a\sim\pi_\theta(\cdot|s)}\!\left[\nabla_\theta \log \pi_\theta(a\mid s)\right] = 0",
+        statement=Statement(
+            score_zero_mean.start,
+            sp.Integer(0),
+            derivation="softmax",
+            where=r"n = k + m + 1 \text{ actions},\ 0 \le k < n",
+            symbol_names=NAMES,
+        ),
         assumptions=(
             "Softmax policy over n actions, every n >= 1 (written n = k + m + 1 for the "
             "coordinate k < n).",
@@ -608,13 +650,16 @@ CLAIMS = (
         references=SCORE_ZERO_MEAN_REFERENCES,
         symbolic=SymbolicLeg((score_zero_mean,)),
         exact=ExactLeg(
-            policies,
+            zero_mean_examples,
             lhs=expected_score,
-            rhs=_expected_score_rhs,
-            rtol=_zero_mean_rtol,
+            rtol=lambda ex: exact_rtol(3.0, len(ex[0])),
+            symbols=(theta, k, m),
+            arguments=_zero_mean_arguments,
+            error_scale=_zero_mean_scale,
             description=(
-                "sum_a pi(a|s) SoftmaxPolicy.score_row(s, a) by enumeration vs the lambdified "
-                "conclusion (0), for every state and logit; tolerance at the scale of the terms"
+                "sum_a pi(a) SoftmaxPolicy.score_row(a)[k] by enumeration (1-6 actions, logits "
+                "in [-10, 10]) vs the lambdified conclusion (0); the error is relative to "
+                "pi(k), the scale of the rounding of sum_a pi(a)"
             ),
         ),
         monte_carlo=monte_carlo_leg(
@@ -632,7 +677,6 @@ CLAIMS = (
                 "score-without-normaliser",
                 "score taken as 1[a=k], forgetting -pi(k): its mean is pi(k), not 0",
                 symbolic=SymbolicMutation("softmax", INDICATOR_SCORE_MEAN),
-                exact=per_state(INDICATOR_SCORE_MEAN),
                 monte_carlo=_score_sampler(indicator_only=True),
             ),
         ),
@@ -640,15 +684,20 @@ CLAIMS = (
     Claim(
         id="baseline-unbiased",
         title="A state-dependent baseline adds no bias",
-        statement=(
-            r"\mathbb E_{a\sim\pi}\!\left[\nabla\log\pi_\theta(a|s)\,(Q(s,a) - b(s))\right]"
-            r" = \mathbb E_{a\sim\pi}\!\left[\nabla\log\pi_\theta(a|s)\,Q(s,a)\right]"
+        statement=Statement(
+            baseline.start,
+            baseline.conclusion,
+            derivation="baseline",
+            where=r"n = k + m + 1 \text{ actions},\ b = b(s) \text{ independent of } a",
+            symbol_names=NAMES,
         ),
         assumptions=(
             "Softmax policy over n actions, every n >= 1.",
             "b(s) does not depend on the action (it may depend on the state arbitrarily).",
-            "Exact leg: infinite-horizon discounted MDPs; the per-state identity is weighted "
-            "by the discounted visits d(s)/(1 - gamma), d the normalised occupancy.",
+            "Exact leg: infinite-horizon discounted MDPs with up to 4 states and actions; the "
+            "per-state identity is weighted by the discounted visits w(s) = d(s)/(1 - gamma) "
+            "and compared with the gradient of J itself (so the policy gradient theorem is "
+            "used to connect the two).",
             "Monte-Carlo leg: H-step episodes (H = 3, 4) of MDPs with 2-3 states and actions; "
             "the estimator is reward-to-go REINFORCE minus b(s_t) "
             "(rlmath.estimators.reinforce_with_baseline), the reference the exact gradient of "
@@ -662,12 +711,17 @@ CLAIMS = (
         symbolic=SymbolicLeg((score_zero_mean, baseline)),
         exact=ExactLeg(
             baseline_examples,
-            lhs=lambda ex: exact.policy_gradient(ex[0], ex[1]),
-            rhs=_baseline_side(baseline.conclusion),
+            lhs=objective_gradient_column,
             rtol=_baseline_rtol,
+            symbols=(theta, Q, b, beta, k, m),
+            arguments=_baseline_arguments,
+            derivation="baseline",
+            error_scale=_baseline_scale,
             description=(
-                "exact.policy_gradient vs sum_s d(s)/(1-gamma) times the lambdified "
-                "E_a[score (Q - b(s))] with arbitrary generated b(s)"
+                "dJ/d theta[s, k] for every state, by complex-step differentiation of "
+                "J = rho0^T (I - gamma P_pi)^{-1} r_pi, vs w(s) times the lambdified "
+                "E_a[score (Q - b(s))] with Q = exact.q_value, arbitrary generated b(s) and "
+                "w(s) = exact.occupancy / (1 - gamma)"
             ),
         ),
         monte_carlo=monte_carlo_leg(
@@ -686,14 +740,12 @@ CLAIMS = (
                 "action-dependent-baseline",
                 "a baseline b(s, a) that depends on the action: biased",
                 symbolic=SymbolicMutation("baseline", ACTION_DEPENDENT_BASELINE),
-                exact=_baseline_side(ACTION_DEPENDENT_BASELINE),
                 monte_carlo=_episode_sampler(with_action_baseline),
             ),
             Mutant(
                 "score-without-normaliser",
                 "score taken as 1[a=k] (the -pi(k) forgotten): the baseline no longer cancels",
                 symbolic=SymbolicMutation("baseline", INDICATOR_SCORE_BASELINE),
-                exact=_baseline_side(INDICATOR_SCORE_BASELINE),
                 monte_carlo=_episode_sampler(with_baseline_indicator_score),
             ),
         ),
@@ -701,18 +753,27 @@ CLAIMS = (
     Claim(
         id="reward-to-go-unbiased",
         title="Reward-to-go keeps the policy gradient unbiased",
-        statement=(
-            r"\mathbb E_\tau\!\left[\sum_{t<H}\nabla\log\pi_\theta(a_t|s_t)\sum_{k<H}\gamma^k r_k\right]"
-            r" = \mathbb E_\tau\!\left[\sum_{t<H}\nabla\log\pi_\theta(a_t|s_t)\sum_{k=t}^{H-1}\gamma^k r_k\right]"
+        statement=Statement(
+            reward_to_go.start,
+            reward_to_go.conclusion,
+            where=(
+                r"q_j = \Pr(h_j),\ h_j = (s_0, a_0, \dots, s_t = s);\ "
+                r"G^{<t}_j = \textstyle\sum_{i<t} \gamma^i r_i \text{ on } h_j;\ "
+                r"r_{j,a} = r(s_t, a);\ "
+                r"W_{j,a} = \mathbb E[\textstyle\sum_{i>t} \gamma^{i-t} r_i \mid h_j, a_t = a];\ "
+                r"t \ge 1"
+            ),
+            symbol_names=RTG_NAMES,
         ),
         assumptions=(
-            "Finite horizon H; r_k = r(s_k, a_k); the discount of reward k is gamma^k (from "
+            "Finite horizon H; r_i = r(s_i, a_i); the discount of reward i is gamma^i (from "
             "time 0), also inside the reward-to-go.",
-            "The lemma 'past-reward-vanishes' is general (any history distribution, any number "
-            "of actions); 'reward-to-go-instance' is a fully symbolic instance with 2 states, "
-            "2 actions and horizon 2 (every probability and reward a symbol), for the gradient "
-            "coordinate theta[0, 0] (any other coordinate is the same after relabelling).",
-            "Exact leg: every trajectory of MDPs with up to 3 states, 3 actions, horizon <= 3.",
+            "The derivation is for one time t >= 1 and the logits theta[s, .] of one state s, "
+            "any number of actions and any distribution over the histories up to s_t (those "
+            "with s_t = s): E[score_t R(tau)] = E[score_t sum_{i >= t} gamma^i r_i]. At t = 0 "
+            "there is no past reward; summing over t gives the statement for the estimators.",
+            "Exact leg: every trajectory of MDPs with up to 3 states, 3 actions, horizon <= 3, "
+            "every time t and coordinate k, all states at once.",
             "Monte-Carlo leg: H-step episodes (H = 3, 4) of MDPs with 2-3 states and actions, "
             "rlmath.estimators.reinforce_reward_to_go vs the exact gradient of the H-step "
             "objective.",
@@ -723,15 +784,19 @@ CLAIMS = (
             "Schulman, J., Moritz, P., Levine, S., Jordan, M. and Abbeel, P., *High-Dimensional "
             "Continuous Control Using Generalized Advantage Estimation*, ICLR 2016, eq. (1).",
         ),
-        symbolic=SymbolicLeg((past_reward_vanishes, reward_to_go_instance)),
+        symbolic=SymbolicLeg((reward_to_go,)),
         exact=ExactLeg(
             rtg_examples,
-            lhs=whole_return_gradients,
-            rhs=credited_gradient(0, restart_discount=False),
+            lhs=whole_return_term,
             rtol=_rtg_rtol,
+            symbols=(theta, q, R, W, gamma, t, k, m, J),
+            arguments=_rtg_arguments,
+            error_scale=_rtg_scale,
             description=(
-                "exact.policy_gradient and REINFORCE with the whole return (both over every "
-                "trajectory) vs the reward-to-go estimator's mean over every trajectory"
+                "time t's term of REINFORCE with the whole return, summed over every trajectory "
+                "(rlmath.exact.trajectories), vs the lambdified reward-to-go conclusion with "
+                "Pr(s_t = s) (exact.state_distributions) and W = gamma P V_{t+1} "
+                "(exact.finite_horizon_values), for every state"
             ),
         ),
         monte_carlo=monte_carlo_leg(
@@ -749,15 +814,13 @@ CLAIMS = (
             Mutant(
                 "drop-current-reward",
                 "credit a_t only with rewards from t + 1 on (r_t dropped)",
-                symbolic=SymbolicMutation("reward-to-go-instance", DROP_CURRENT_REWARD),
-                exact=credited_gradient(1, restart_discount=False),
+                symbolic=SymbolicMutation("per-step", DROP_CURRENT_REWARD),
                 monte_carlo=_episode_sampler(reward_to_go_without_current),
             ),
             Mutant(
                 "restart-discount",
-                "reward-to-go discounted from t (gamma^(k-t)) instead of from 0 (gamma^k)",
-                symbolic=SymbolicMutation("reward-to-go-instance", RESTART_DISCOUNT),
-                exact=credited_gradient(0, restart_discount=True),
+                "reward-to-go discounted from t (gamma^(i-t)) instead of from 0 (gamma^i)",
+                symbolic=SymbolicMutation("per-step", RESTART_DISCOUNT),
                 monte_carlo=_episode_sampler(reward_to_go_restarted),
             ),
         ),
