@@ -604,7 +604,8 @@ def check(
             that nothing it does (``sys.exit``, ``os._exit``, killing itself, tampering with
             ``rlmath`` modules, exhausting memory) can affect the verdict or the caller;
             ``"none"``: in this process (for debugging with a debugger; no time limits, and
-            ``os._exit`` cannot be caught there).
+            ``os._exit`` cannot be caught there). JAX implementations always run in this
+            process (XLA's threads make a forked child unsafe).
         timeout: seconds one example may take (both calls and the gradient) before the
             implementation counts as ``"timed out"``; default :data:`EXAMPLE_TIMEOUT`.
         total_timeout: seconds the whole check may take; default :data:`TOTAL_TIMEOUT`.
@@ -677,7 +678,11 @@ def check(
     def run_once(example: Example) -> _Run | Failure:
         return _run_implementation(impl, spec_object, example, resolved, input_dtype)
 
-    worker = Worker(run_once, memory_limit=memory_limit) if isolation == "process" else None
+    # JAX implementations run in this process: XLA is multithreaded, so running JAX in a
+    # forked child can deadlock (JAX itself warns at every fork), and each child would compile
+    # again. The report says so; time limits then cannot interrupt a call.
+    isolated = isolation == "process" and resolved != "jax"
+    worker = Worker(run_once, memory_limit=memory_limit) if isolated else None
 
     def judge(example: Example) -> Failure | None:
         if worker is None:

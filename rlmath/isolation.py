@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -96,7 +97,12 @@ class Worker:
         process = self._context.Process(  # type: ignore[attr-defined]
             target=_serve, args=(child, self._function, self._memory_limit), daemon=True
         )
-        process.start()
+        with warnings.catch_warnings():
+            # JAX warns at every fork of a process that imported it (XLA is multithreaded).
+            # The child runs only the function given here; callers run JAX code in-process
+            # (rlmath.conformance does), so the warning does not apply to what the child does.
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+            process.start()
         child.close()
         self._process, self._connection = process, parent
 
