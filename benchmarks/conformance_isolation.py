@@ -24,7 +24,9 @@ from rlmath.conformance import check
 TARGET_RATIO = 1.5
 
 
-def numpy_gae(rewards, values, terminated, truncated, final_values, last_value, *, discount, lambda_):
+def numpy_gae(
+    rewards, values, terminated, truncated, final_values, last_value, *, discount, lambda_
+):
     """A user's NumPy GAE: a backward loop (what is being checked)."""
     following = np.append(values[1:], last_value)
     next_values = np.where(terminated, 0.0, np.where(truncated, final_values, following))
@@ -40,8 +42,9 @@ def numpy_gae(rewards, values, terminated, truncated, final_values, last_value, 
 
 def timed(isolation: str, seed: int) -> float:
     start = time.perf_counter()
-    report = check(numpy_gae, "generalized_advantage_estimation", examples=100, seed=seed,
-                   isolation=isolation)
+    report = check(
+        numpy_gae, "generalized_advantage_estimation", examples=100, seed=seed, isolation=isolation
+    )
     assert report.conforms, str(report)
     return time.perf_counter() - start
 

@@ -56,7 +56,10 @@ def over_outcomes(term: sp.Expr) -> sp.Expr:
 score_mean = Derivation(
     "score-mean",
     (
-        Step(over_outcomes(sp.Mul(pi[a], d_pi[a] / pi[a], evaluate=False)), "E[d log pi] = sum pi d pi / pi"),
+        Step(
+            over_outcomes(sp.Mul(pi[a], d_pi[a] / pi[a], evaluate=False)),
+            "E[d log pi] = sum pi d pi / pi",
+        ),
         Step(over_outcomes(d_pi[a]), "pi / pi = 1 (pi > 0 on the support)"),
     ),
     statement=r"\mathbb E_\pi[\partial\log\pi] = \sum_a \partial\pi_a",
@@ -107,8 +110,9 @@ CLAIMS = (
         monte_carlo=monte_carlo_leg(
             # not uniform: at uniform logits the mutant's estimate is 0 too (nothing to see)
             examples.filter(lambda t: len(t) >= 2 and float(np.ptp(t)) > 0.5),
-            lambda theta, rng, m: (np.eye(len(theta))[rng.choice(len(theta), m, p=softmax(theta))]
-                                   - softmax(theta)),
+            lambda theta, rng, m: (
+                np.eye(len(theta))[rng.choice(len(theta), m, p=softmax(theta))] - softmax(theta)
+            ),
             lambda theta: np.zeros(len(theta)),
             n_samples=20_000,
             description="mean of e_a - pi over a ~ pi vs 0",
@@ -119,7 +123,9 @@ CLAIMS = (
                 "sum_a d log pi_a: the weights pi_a forgotten",
                 symbolic=SymbolicMutation("score-mean", over_outcomes(d_pi[a] / pi[a])),
                 # the exact variant is the lambdified wrong conclusion, automatically
-                monte_carlo=lambda theta, rng, m: np.ones((m, len(theta))) - softmax(theta) * len(theta),
+                monte_carlo=lambda theta, rng, m: (
+                    np.ones((m, len(theta))) - softmax(theta) * len(theta)
+                ),
             ),
         ),
     ),

@@ -42,7 +42,6 @@ is the Fisher information). Amari, S., "Natural Gradient Works Efficiently in Le
 *Neural Computation* 10, 1998 (Fisher metric as the KL's local quadratic form).
 """
 
-
 from __future__ import annotations
 
 import itertools
@@ -245,7 +244,6 @@ mean_delta = mean(pi, lambda m: delta[m])  # E_pi[delta]
 kl_reverse = mean(pi, lambda m: sp.log(pi(m) / pi_ref(m)))  # KL(pi_theta || pi_theta')
 
 
-
 def rows(*chains: tuple[tuple[sp.Expr, str], ...]) -> tuple[Step, ...]:
     """Steps of a column-vector derivation: at step k every row takes its own k-th step.
 
@@ -380,8 +378,7 @@ curvature = Derivation(
             (at_zero(log_partition_step, 2), "a linear function of h has second derivative 0"),
             (
                 total(delta[i] ** 2 * sp.exp(theta_ref[i])) / partition(lambda m: theta_ref[m])
-                - (total(delta[i] * sp.exp(theta_ref[i])) / partition(lambda m: theta_ref[m]))
-                ** 2,
+                - (total(delta[i] * sp.exp(theta_ref[i])) / partition(lambda m: theta_ref[m])) ** 2,
                 "(log Z)'' = Z''/Z - (Z'/Z)^2 with Z^(k)(0) = sum_i delta_i^k e^(theta'_i)",
             ),
             (
@@ -723,6 +720,7 @@ trajectory_chain_rule = Derivation(
     ),
 )
 
+
 # ============================================================================ exact legs
 def kl_by_enumeration(first: np.ndarray, second: np.ndarray) -> float:
     r"""$\sum_i p_i \log(p_i/q_i)$ over the support of $p$ ($0 \log 0 = 0$), summed literally."""
@@ -819,7 +817,9 @@ _gradients = lambdify([theta, theta_ref, delta, n], gradients.conclusion)
 def closed_form_gradients(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """The lambdified conclusion of 'gradients' as ``[2, n]`` (forward, reverse)."""
     moved = example[0]
-    return np.asarray(_gradients(*gradient_arguments(example)), dtype=np.float64).reshape(2, moved.size)
+    return np.asarray(_gradients(*gradient_arguments(example)), dtype=np.float64).reshape(
+        2, moved.size
+    )
 
 
 def _gradient_error_scale(example: tuple[np.ndarray, np.ndarray]) -> float:
@@ -856,7 +856,9 @@ def _step_size(example: tuple[np.ndarray, np.ndarray]) -> float:
     return 1e-10 * variance / spread**3
 
 
-def taylor_arguments(example: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, float, int]:
+def taylor_arguments(
+    example: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Values of (theta', delta, h, n) for the lambdified conclusion of 'taylor'."""
     reference, direction = example
     return reference, direction, _step_size(example), reference.size
@@ -961,6 +963,7 @@ def _chain_rule_error_scale(example) -> float:  # type: ignore[no-untyped-def]
 def _chain_rule_rtol(example) -> float:  # type: ignore[no-untyped-def]
     mdp, _, _, horizon = example  # at most (S A)^H trajectories of H steps each
     return exact_rtol(1.0, (mdp.n_states * mdp.n_actions) ** horizon * horizon)
+
 
 # ============================================================================ Monte-Carlo legs
 # Each leg draws MC_EXAMPLES examples from a strategy whose filter keeps only examples in which
@@ -1374,7 +1377,6 @@ def _chain_rule_separated(example) -> bool:  # type: ignore[no-untyped-def]
 chain_rule_mc_examples = _steerable_example().filter(_chain_rule_separated)
 # 1 component: sample_size(0.05, 1) at false alarm 5e-7 = 21,625 episodes of 3-5 steps.
 CHAIN_RULE_SAMPLES = _mc_samples(1)
-
 
 
 # ============================================================================ claims

@@ -179,7 +179,9 @@ class OutcomeSum(sp.Sum):  # type: ignore[misc]
         ((index, low, high),) = self.limits
         if not (low.is_Integer and high.is_Integer):
             return super().doit(**hints)
-        terms = (self.function.xreplace({index: sp.Integer(k)}) for k in range(int(low), int(high) + 1))
+        terms = (
+            self.function.xreplace({index: sp.Integer(k)}) for k in range(int(low), int(high) + 1)
+        )
         return sp.Add(*(term.doit(**hints) for term in terms))
 
 
@@ -244,7 +246,10 @@ CHAINS: dict[str, tuple[tuple[sp.Expr, str], ...]] = {
             sum(rho[a] * score(a) for a in OUTCOMES) + expect(lambda a: log_ratio_k1(a) * score(a)),
             "E_pi[s] = 0 (lemma 'expected-score')",
         ),
-        (grad_forward - grad_reverse, "d KL(rho || pi) = -sum_a rho_a s_a; E[k1 s] = grad KL(pi || rho)"),
+        (
+            grad_forward - grad_reverse,
+            "d KL(rho || pi) = -sum_a rho_a s_a; E[k1 s] = grad KL(pi || rho)",
+        ),
     ),
     "loss-k1": (
         (expect(lambda a: at_zero(log_ratio_k1(a, h))), "E[grad k1], samples fixed"),
@@ -329,7 +334,14 @@ usages_statement = sp.Matrix(
     + [_over_outcomes(_pi_h() * at_zero(_k(k, h))) for k in ("k1", "k2", "k3")]
 )
 classification_statement = sp.Matrix(
-    [grad_forward, grad_k2_mean - grad_forward, grad_forward - grad_reverse, 0, grad_forward, grad_reverse]
+    [
+        grad_forward,
+        grad_k2_mean - grad_forward,
+        grad_forward - grad_reverse,
+        0,
+        grad_forward,
+        grad_reverse,
+    ]
 )
 
 # ============================================================================ exact leg (n = 3)

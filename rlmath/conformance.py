@@ -549,7 +549,9 @@ def _check_hyperparameters(
         spec.expected(example)
     except (ValueError, TypeError) as error:
         shown = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
-        raise ValueError(f"hyperparameters {shown} are outside the spec's domain: {error}") from None
+        raise ValueError(
+            f"hyperparameters {shown} are outside the spec's domain: {error}"
+        ) from None
 
 
 def _isolated_failure(outcome: Outcome, example: Example) -> Failure:
@@ -656,7 +658,9 @@ def check(
     if isolation not in ("process", "none"):
         raise ValueError(f"isolation must be 'process' or 'none', got {isolation!r}")
     per_example = _check_seconds(EXAMPLE_TIMEOUT if timeout is None else timeout, "timeout")
-    total = _check_seconds(TOTAL_TIMEOUT if total_timeout is None else total_timeout, "total_timeout")
+    total = _check_seconds(
+        TOTAL_TIMEOUT if total_timeout is None else total_timeout, "total_timeout"
+    )
     _check_signature(impl, spec_object)
     resolved = _detect_framework(impl) if framework == "auto" else framework
     _check_framework(resolved)
@@ -689,8 +693,12 @@ def check(
             try:
                 produced = run_once(example)
             except SystemExit as stop:  # in-process: sys.exit() is a finding, not our exit
-                return Failure("exited", f"the implementation called sys.exit({stop.code})",
-                               "(no output)", example)
+                return Failure(
+                    "exited",
+                    f"the implementation called sys.exit({stop.code})",
+                    "(no output)",
+                    example,
+                )
         else:
             outcome = worker.call(example, timeout=per_example)
             if outcome.kind != "returned":

@@ -84,7 +84,9 @@ class Worker:
         if not callable(function):
             raise TypeError(f"function must be callable, got {type(function).__name__}")
         if memory_limit is not None and (not isinstance(memory_limit, int) or memory_limit <= 0):
-            raise ValueError(f"memory_limit must be a positive number of bytes, got {memory_limit!r}")
+            raise ValueError(
+                f"memory_limit must be a positive number of bytes, got {memory_limit!r}"
+            )
         self._function = function
         self._memory_limit = memory_limit
         methods = multiprocessing.get_all_start_methods()
@@ -101,7 +103,9 @@ class Worker:
             # JAX warns at every fork of a process that imported it (XLA is multithreaded).
             # The child runs only the function given here; callers run JAX code in-process
             # (rlmath.conformance does), so the warning does not apply to what the child does.
-            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+            warnings.filterwarnings(
+                "ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning
+            )
             process.start()
         child.close()
         self._process, self._connection = process, parent
@@ -144,7 +148,9 @@ class Worker:
             return self._ended()
         if not ready:
             self._stop()
-            return Outcome("timed out", None, f"no answer within {timeout:g} s (the worker was killed)")
+            return Outcome(
+                "timed out", None, f"no answer within {timeout:g} s (the worker was killed)"
+            )
         try:
             tag, value = self._connection.recv()
         except (EOFError, OSError):

@@ -347,7 +347,11 @@ def _numpy_reals(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray
     kind = rng.integers(0, 4, size=shape)
     values = np.select(
         [kind == 0, kind == 1, kind == 2],
-        [rng.choice([0.0, 1.0, -1.0], size=shape), rng.uniform(-10, 10, shape), rng.uniform(-1e3, 1e3, shape)],
+        [
+            rng.choice([0.0, 1.0, -1.0], size=shape),
+            rng.uniform(-10, 10, shape),
+            rng.uniform(-1e3, 1e3, shape),
+        ],
         rng.uniform(-1.0, 1.0, shape),
     )
     return np.where(np.abs(values) >= 1e-6, values, 0.0)
@@ -403,9 +407,7 @@ def _trajectory(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
     )
     rewards, values, terminated, truncated, final_values = columns
     last_shape = rewards.shape[1:]
-    last_value = (
-        np.asarray(draw(REALS)) if not last_shape else draw(_vector(last_shape[0], REALS))
-    )
+    last_value = np.asarray(draw(REALS)) if not last_shape else draw(_vector(last_shape[0], REALS))
     return {
         "rewards": rewards.astype(np.float64),
         "values": values.astype(np.float64),

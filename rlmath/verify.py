@@ -77,7 +77,9 @@ def claim_index(directory: Path | None = None) -> dict[str, Path]:
     return index
 
 
-def load_claims(directory: Path | None = None, *, files: Iterable[Path] | None = None) -> list[Claim]:
+def load_claims(
+    directory: Path | None = None, *, files: Iterable[Path] | None = None
+) -> list[Claim]:
     """Every claim of the ``proofs/*.py`` files (``CLAIMS`` tuple), in file then list order.
 
     Args:
@@ -97,7 +99,7 @@ def load_claims(directory: Path | None = None, *, files: Iterable[Path] | None =
         for claim in getattr(module, "CLAIMS", ()):
             if claim.id not in literal:
                 raise ValueError(
-                    f"claim {claim.id!r} in {path.name}: write its id literally (id=\"...\") "
+                    f'claim {claim.id!r} in {path.name}: write its id literally (id="...") '
                     "so that rlmath verify --only can find the file without importing all"
                 )
             claims.append(claim)
@@ -117,9 +119,7 @@ def find_claims(pattern: str | None = None, claims: Iterable[Claim] | None = Non
         index = claim_index()
         wanted = sorted({path for cid, path in index.items() if fnmatch.fnmatchcase(cid, pattern)})
         if not wanted:
-            raise ValueError(
-                f"--only {pattern!r} matches no claim; known ids: {', '.join(index)}"
-            )
+            raise ValueError(f"--only {pattern!r} matches no claim; known ids: {', '.join(index)}")
         claims = load_claims(files=wanted)
     pool = list(load_claims() if claims is None else claims)
     if pattern is None:

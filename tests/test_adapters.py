@@ -66,7 +66,9 @@ def torchrl_style_no_bootstrap_on_truncation(
     state_value, next_state_value, reward, done, terminated, *, gamma, lmbda
 ):
     # a real bug class: `done` used where `terminated` belongs, so truncated steps lose V(s')
-    return torchrl_style(state_value, next_state_value, reward, done, done, gamma=gamma, lmbda=lmbda)
+    return torchrl_style(
+        state_value, next_state_value, reward, done, done, gamma=gamma, lmbda=lmbda
+    )
 
 
 ADAPTED = [
@@ -110,8 +112,16 @@ def test_episode_segments():
 def test_adapters_refuse_batched_inputs_clearly():
     adapted = adapters.gae_from_per_step_discounts(rlax_style)
     with pytest.raises(ValueError, match="1-D"):
-        adapted(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2), bool), np.zeros((2, 2), bool),
-                np.zeros((2, 2)), np.zeros(2), discount=0.9, lambda_=0.9)
+        adapted(
+            np.zeros((2, 2)),
+            np.zeros((2, 2)),
+            np.zeros((2, 2), bool),
+            np.zeros((2, 2), bool),
+            np.zeros((2, 2)),
+            np.zeros(2),
+            discount=0.9,
+            lambda_=0.9,
+        )
 
 
 def test_adapter_equals_reference_on_a_hand_example():

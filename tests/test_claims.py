@@ -118,8 +118,13 @@ def test_statement_is_rendered_and_tied_to_the_derivation():
 
 def test_an_explicit_rhs_or_text_statement_needs_a_reason():
     explicit = toy_claim(
-        exact=ExactLeg(st.floats(0, 1), lhs=lambda v: (v + 1) ** 2, rhs=lambda v: (v + 1) ** 2,
-                       rtol=1e-12, relation=">="),
+        exact=ExactLeg(
+            st.floats(0, 1),
+            lhs=lambda v: (v + 1) ** 2,
+            rhs=lambda v: (v + 1) ** 2,
+            rtol=1e-12,
+            relation=">=",
+        ),
         statement="(x+1)^2 >= 2x + 1",
     )
     problems = explicit.coverage_problems()
@@ -137,7 +142,9 @@ def test_a_true_mutant_survives_and_an_undecidable_one_is_an_error_not_a_rejecti
     assert result.mutants[0].verdicts["symbolic"].status == "verified"
     # (x+1)^2 >= 2x is true but the stated gap x^2 is wrong: no point refutes it and sympy
     # cannot prove it, so there is no verdict: a defect of the mutant, never a rejection
-    wrong_gap = Mutant("wrong-gap", "true bound, wrong gap", symbolic=SymbolicMutation("toy", 2 * x))
+    wrong_gap = Mutant(
+        "wrong-gap", "true bound, wrong gap", symbolic=SymbolicMutation("toy", 2 * x)
+    )
     result = verify_claim(toy_claim(mutants=(wrong_gap,)))
     verdict = result.mutants[0].verdicts["symbolic"]
     assert verdict.status == "error" and "no verdict" in verdict.failure
@@ -147,7 +154,9 @@ def test_a_true_mutant_survives_and_an_undecidable_one_is_an_error_not_a_rejecti
 
 def test_a_crashing_mutant_is_a_defect_not_a_rejection():
     crashing = Mutant(
-        "typo", "a mutant with a bug", symbolic=SymbolicMutation("toy", 4 * x + 1),
+        "typo",
+        "a mutant with a bug",
+        symbolic=SymbolicMutation("toy", 4 * x + 1),
         exact=lambda v: 1 / 0,
     )
     result = verify_claim(toy_claim(mutants=(crashing,)))
@@ -158,19 +167,22 @@ def test_a_crashing_mutant_is_a_defect_not_a_rejection():
 
 
 def test_an_exception_in_the_true_claim_is_an_error_with_its_reason():
-    leg = ExactLeg(st.floats(0, 1), lhs=lambda v: v, rhs=lambda v: 1 / 0, rtol=1e-12,
-                   rhs_reason="test")
+    leg = ExactLeg(
+        st.floats(0, 1), lhs=lambda v: v, rhs=lambda v: 1 / 0, rtol=1e-12, rhs_reason="test"
+    )
     result = leg.run(seed=0)
     assert result.status == "error" and "ZeroDivisionError" in result.failure
-    bad_tolerance = ExactLeg(st.floats(0, 1), lhs=lambda v: v, rhs=lambda v: v,
-                             rtol=lambda v: 1 / 0, rhs_reason="test")
+    bad_tolerance = ExactLeg(
+        st.floats(0, 1), lhs=lambda v: v, rhs=lambda v: v, rtol=lambda v: 1 / 0, rhs_reason="test"
+    )
     assert bad_tolerance.run(seed=0).status == "error"
 
 
 def test_exact_control_catches_a_leg_that_cannot_fail():
     # rtol = 1e6: any rhs passes, so the control (rhs moved by 1e3 tolerances) is accepted
-    lenient = ExactLeg(st.floats(0.5, 1), lhs=lambda v: v, rhs=lambda v: 2 * v, rtol=1e6,
-                       rhs_reason="test")
+    lenient = ExactLeg(
+        st.floats(0.5, 1), lhs=lambda v: v, rhs=lambda v: 2 * v, rtol=1e6, rhs_reason="test"
+    )
     result = lenient.run(seed=0)
     assert result.status == "error" and "control" in result.failure
 
@@ -208,7 +220,8 @@ def test_case_analysis_must_cover_its_domain():
     assert result.status == "failed" and "cover" in result.failure
     rho = sp.Symbol("rho", positive=True)
     misplaced = CaseAnalysis(
-        "misplaced", sp.true,
+        "misplaced",
+        sp.true,
         (Case(a > 0, derivation, {a: -rho}), Case(a <= 0, replace(derivation, name="e"))),
     )
     result = SymbolicLeg((), cases=(misplaced,)).run()
@@ -257,8 +270,9 @@ def test_mutant_that_survives_fails_the_claim():
 
 
 def test_exact_leg_reports_the_failing_example():
-    leg = ExactLeg(st.floats(0, 1), lhs=lambda v: v, rhs=lambda v: v + 1e-3, rtol=1e-12,
-                   rhs_reason="test")
+    leg = ExactLeg(
+        st.floats(0, 1), lhs=lambda v: v, rhs=lambda v: v + 1e-3, rtol=1e-12, rhs_reason="test"
+    )
     result = leg.run(seed=0)
     assert result.status == "failed" and "example" in result.failure
 

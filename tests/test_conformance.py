@@ -323,3 +323,26 @@ def test_jax_reproducer_computes_in_float64() -> None:
     exec(report.reproducer(), namespace)  # noqa: S102 - the snippet is ours
     assert np.asarray(namespace["actual"]).dtype == np.float64
     assert not np.allclose(namespace["expected"], namespace["actual"])
+
+
+def test_jax_entropy_gradient_flushed_to_zero_is_within_the_floor() -> None:
+    # Gaps of ~705..720 nats put a probability near or below the smallest normal float64;
+    # XLA on CPU flushes subnormals to 0, so jax.grad returns 0 where the reference has
+    # ~1e-306..1e-304. The flush-to-zero floor (used by `rlmath check` for JAX) covers that.
+    jax = pytest.importorskip("jax")
+    from implementations.jax_variants import categorical_entropy
+
+    from rlmath.specs import Example
+    from rlmath.tolerances import conformance_atol
+
+    jax.config.update("jax_enable_x64", True)
+    logits = np.array([[0.0, -705.0], [0.0, -709.9], [0.0, -720.0]])
+    actual = np.asarray(jax.grad(lambda x: categorical_entropy(x).sum())(jax.numpy.asarray(logits)))
+    assert actual.dtype == np.float64
+    example = Example({"logits": logits}, {})
+    expected, _scale = get_spec("categorical_entropy").gradient(example)["logits"]
+    floor = conformance_atol(np.float64, flush_to_zero=True)
+    assert np.all(np.abs(actual - expected) <= floor), (actual, expected, floor)
+    values = np.asarray(categorical_entropy(jax.numpy.asarray(logits)))
+    expected_values = reference.categorical_entropy(logits)
+    np.testing.assert_allclose(values, expected_values, rtol=1e-12, atol=floor)

@@ -197,7 +197,9 @@ def test_batched_inputs_are_generated_when_assumed():
         shapes.append(np.shape(rewards))
         return correct(rewards, dones, discount=discount)
 
-    assert check(spy, SPEC, seed=SEED, examples=60, isolation="none", assume={"batch": True}).conforms
+    assert check(
+        spy, SPEC, seed=SEED, examples=60, isolation="none", assume={"batch": True}
+    ).conforms
     assert any(len(shape) == 2 for shape in shapes)
     shapes.clear()
     assert check(spy, SPEC, seed=SEED, examples=60, isolation="none").conforms

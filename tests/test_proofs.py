@@ -70,4 +70,6 @@ def test_every_claim_is_verified_for_many_seeds():
     spec.loader.exec_module(module)
     failures, n_claims = module.run(range(200), None, jobs=2)
     assert n_claims == len(CLAIMS)
-    assert not failures, "\n".join(f"{f['claim']} seed {f['seed']}: {f['failures']}" for f in failures)
+    assert not failures, "\n".join(
+        f"{f['claim']} seed {f['seed']}: {f['failures']}" for f in failures
+    )

@@ -177,7 +177,9 @@ class ExactLeg:
             if self.error_scale is not None and self.comparison == "=":
                 scale = float(self.error_scale(example))
             else:
-                scale = max(float(np.abs(left).max(initial=0.0)), float(np.abs(right).max(initial=0.0)))
+                scale = max(
+                    float(np.abs(left).max(initial=0.0)), float(np.abs(right).max(initial=0.0))
+                )
             if self.comparison != "=":
                 scale = max(scale, 1.0)
             shift = CONTROL_SHIFT * tolerance * max(scale, 1e-300)
@@ -196,7 +198,11 @@ class ExactLeg:
         for example in draw_examples(self.strategy, CONTROL_EXAMPLES, seed):
             error, tolerance = self._error(example, shifted)
             outcomes.append(error > tolerance)
-        return {"shift_in_tolerances": CONTROL_SHIFT, "examples": len(outcomes), "rejected": all(outcomes)}
+        return {
+            "shift_in_tolerances": CONTROL_SHIFT,
+            "examples": len(outcomes),
+            "rejected": all(outcomes),
+        }
 
     def run(self, seed: int = 0, variant: ExactVariant | None = None) -> LegResult:
         """Run on ``max_examples`` examples; a ``variant`` replaces ``rhs`` (a mutant)."""
@@ -250,7 +256,9 @@ class ExactLeg:
                 seconds,
             )
         except Exception as exc:  # the strategy itself, or Hypothesis, failed
-            return error_result("the exact leg's example generation", exc, time.perf_counter() - start)
+            return error_result(
+                "the exact leg's example generation", exc, time.perf_counter() - start
+            )
         evidence: dict[str, Any] = {
             "examples": examples[0],
             "max_error": worst["error"],

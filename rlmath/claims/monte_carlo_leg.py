@@ -168,7 +168,9 @@ def monte_carlo_leg(
             rows.append(agreement_row(k, result))
             passed = passed and bool(result.agrees)
             if variant is None:
-                controls.append(shifted_control(terms, exact, result, false_alarm=alpha, seed=[seed, k]))
+                controls.append(
+                    shifted_control(terms, exact, result, false_alarm=alpha, seed=[seed, k])
+                )
         evidence: dict[str, Any] = {
             "false_alarm": false_alarm,
             "samples_per_example": n_samples,

@@ -51,7 +51,9 @@ def exact_moments(probabilities: Any, terms: Any) -> tuple[np.ndarray, np.ndarra
     p = np.asarray(probabilities, dtype=np.float64)
     x = np.asarray(terms, dtype=np.float64)
     if p.ndim != 1 or x.shape[:1] != p.shape:
-        raise ValueError(f"probabilities [K] and terms [K, ...] must agree, got {p.shape} and {x.shape}")
+        raise ValueError(
+            f"probabilities [K] and terms [K, ...] must agree, got {p.shape} and {x.shape}"
+        )
     mean = np.tensordot(p, x, axes=1)
     variance = np.tensordot(p, (x - mean) ** 2, axes=1)
     return mean, np.sqrt(np.maximum(variance, 0.0))
@@ -85,7 +87,9 @@ def detectable(
     return best >= power
 
 
-def complex_step_gradient(function: Callable[[np.ndarray], Any], x: Any, *, step: float = COMPLEX_STEP) -> np.ndarray:
+def complex_step_gradient(
+    function: Callable[[np.ndarray], Any], x: Any, *, step: float = COMPLEX_STEP
+) -> np.ndarray:
     r"""$\partial f / \partial x_k = \operatorname{Im} f(x + i h e_k) / h$ for every entry of ``x``.
 
     ``function`` must be real-analytic and written with complex-safe operations (no ``abs``,

@@ -428,7 +428,9 @@ class SymbolicLeg:
         where = f"derivation {mutated.name!r}, step {index} ({last.rule!r})"
         if refutation is not None:
             return LegResult(
-                "failed", {"refuted": refutation}, f"{where}: refuted at a random point, {refutation}"
+                "failed",
+                {"refuted": refutation},
+                f"{where}: refuted at a random point, {refutation}",
             )
         if mutated.check_step(index) is not None:
             return LegResult("verified", {"proved": True}, None)

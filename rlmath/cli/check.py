@@ -81,7 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the implementation in this process (debugging; no time limits)",
     )
-    parser.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON")
+    parser.add_argument(
+        "--json", metavar="PATH", default=None, help="also write the report as JSON"
+    )
     parser.add_argument("--list", action="store_true", help="list the specs and their signatures")
     parser.add_argument("--describe", metavar="NAME", help="print one spec's conventions")
 

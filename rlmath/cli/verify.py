@@ -165,7 +165,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"rlmath verify: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # a proof file that does not import is a defect, not a usage error
-        print(f"rlmath verify: loading the proofs failed: {type(error).__name__}: {error}", file=sys.stderr)
+        print(
+            f"rlmath verify: loading the proofs failed: {type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
         return 1
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if jobs < 1:

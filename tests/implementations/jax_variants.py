@@ -176,6 +176,160 @@ def gae_ignores_truncation(
     )
 
 
+def categorical_entropy(logits: Array) -> Array:
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+
+def policy_gradient_loss(log_probs: Array, advantages: Array) -> Array:
+    return -(log_probs * jax.lax.stop_gradient(advantages)).mean()
+
+
+def dual_clip_ppo_loss(
+    log_probs: Array,
+    old_log_probs: Array,
+    advantages: Array,
+    *,
+    clip_epsilon: float,
+    dual_clip: float,
+) -> Array:
+    ratio = jnp.exp(log_probs - old_log_probs)
+    clip1 = jnp.minimum(
+        ratio * advantages, jnp.clip(ratio, 1 - clip_epsilon, 1 + clip_epsilon) * advantages
+    )
+    clip2 = jnp.maximum(clip1, dual_clip * advantages)
+    return -jnp.where(advantages < 0, clip2, clip1).mean()
+
+
+def actor_critic_loss(
+    log_probs: Array,
+    old_log_probs: Array,
+    advantages: Array,
+    values: Array,
+    returns: Array,
+    entropy: Array,
+    reference_log_probs: Array,
+    *,
+    clip_epsilon: float,
+    value_coefficient: float,
+    entropy_coefficient: float,
+    kl_coefficient: float,
+) -> Array:
+    pg_loss = ppo_loss(log_probs, old_log_probs, advantages, clip_epsilon=clip_epsilon)
+    v_loss = 0.5 * ((values - returns) ** 2).mean()
+    kl = k3(log_probs, reference_log_probs).mean()
+    return (
+        pg_loss
+        + value_coefficient * v_loss
+        - entropy_coefficient * entropy.mean()
+        + kl_coefficient * kl
+    )
+
+
+def _next_values(
+    values: Array, terminated: Array, truncated: Array, final_values: Array, last_value: Array
+) -> Array:
+    following = jnp.concatenate([values[1:], jnp.reshape(last_value, (1,))])
+    following = jnp.where(truncated, final_values, following)
+    return jnp.where(terminated, jnp.zeros_like(following), following)
+
+
+def _n_step_body(
+    _: Array, carry: tuple[Array, Array, Array, Array, Array]
+) -> tuple[Array, Array, Array, Array, Array]:
+    # Module level for the same reason as _gae_step: the loop's trace is cached by identity.
+    returns, rewards, bootstrap, stop, discount = carry
+    following = jnp.concatenate([returns[1:], jnp.zeros_like(returns[:1])])
+    returns = rewards + discount * jnp.where(stop, bootstrap, following)
+    return returns, rewards, bootstrap, stop, discount
+
+
+def n_step_returns(
+    rewards: Array,
+    values: Array,
+    terminated: Array,
+    truncated: Array,
+    final_values: Array,
+    last_value: Array,
+    *,
+    discount: float,
+    n_steps: int,
+) -> Array:
+    # G^(k)_t = r_t + discount * (v'_t if the episode or buffer ends after t else G^(k-1)_{t+1}),
+    # iterated n_steps - 1 times from the TD target inside one compiled loop.
+    bootstrap = _next_values(values, terminated, truncated, final_values, last_value)
+    stop = (terminated | truncated).at[-1].set(True)
+    gamma = jnp.asarray(discount, dtype=rewards.dtype)
+    returns = rewards + gamma * bootstrap
+    returns, *_ = jax.lax.fori_loop(
+        0,
+        min(n_steps, rewards.shape[0]) - 1,
+        _n_step_body,
+        (returns, rewards, bootstrap, stop, gamma),
+    )
+    return returns
+
+
+def vtrace_targets(
+    rewards: Array,
+    values: Array,
+    terminated: Array,
+    truncated: Array,
+    final_values: Array,
+    last_value: Array,
+    log_probs: Array,
+    behaviour_log_probs: Array,
+    *,
+    discount: float,
+    clip_rho_threshold: float,
+    clip_c_threshold: float,
+) -> Array:
+    ratio = jnp.exp(log_probs - behaviour_log_probs)
+    rhos = jnp.minimum(clip_rho_threshold, ratio)
+    cs = jnp.minimum(clip_c_threshold, ratio)
+    next_values = _next_values(values, terminated, truncated, final_values, last_value)
+    deltas = rhos * (rewards + discount * next_values - values)
+    decays = jnp.where(terminated | truncated, jnp.zeros_like(cs), discount * cs)
+    _, corrections = jax.lax.scan(
+        _gae_step, jnp.zeros_like(last_value), (deltas, decays), reverse=True
+    )
+    return values + corrections
+
+
+def preference_loss(
+    policy_chosen_log_probs: Array,
+    policy_rejected_log_probs: Array,
+    reference_chosen_log_probs: Array,
+    reference_rejected_log_probs: Array,
+    chosen_lengths: Array,
+    rejected_lengths: Array,
+    *,
+    beta: float,
+    loss_type: str,
+    label_smoothing: float,
+) -> Array:
+    chosen, rejected = policy_chosen_log_probs, policy_rejected_log_probs
+    ref_chosen, ref_rejected = reference_chosen_log_probs, reference_rejected_log_probs
+    if loss_type == "ipo":
+        chosen, ref_chosen = chosen / chosen_lengths, ref_chosen / chosen_lengths
+        rejected, ref_rejected = rejected / rejected_lengths, ref_rejected / rejected_lengths
+    margin = (chosen - rejected) - (ref_chosen - ref_rejected)
+    if loss_type == "sigmoid":
+        losses = -(1 - label_smoothing) * jax.nn.log_sigmoid(
+            beta * margin
+        ) - label_smoothing * jax.nn.log_sigmoid(-beta * margin)
+    elif loss_type == "robust":
+        losses = (
+            -(1 - label_smoothing) * jax.nn.log_sigmoid(beta * margin)
+            + label_smoothing * jax.nn.log_sigmoid(-beta * margin)
+        ) / (1 - 2 * label_smoothing)
+    elif loss_type == "hinge":
+        losses = jax.nn.relu(1 - beta * margin)
+    else:
+        losses = (margin - 1 / (2 * beta)) ** 2
+    return losses.mean()
+
+
 # A jitted function: the framework is still detected (through its module), and jax.grad works.
 ppo_loss_jit = jax.jit(ppo_loss)
 
@@ -193,6 +347,14 @@ JAX_CORRECT: list[tuple[str, Any, dict[str, Any]]] = [
     ("generalized_advantage_estimation", gae, {}),
     ("generalized_advantage_estimation", gae, {"dtype": "float32"}),
     ("generalized_advantage_estimation", gae_python_loop, {}),
+    ("categorical_entropy", categorical_entropy, {}),
+    ("policy_gradient_loss", policy_gradient_loss, {}),
+    ("policy_gradient_loss", policy_gradient_loss, {"dtype": "float32"}),
+    ("dual_clip_ppo_loss", dual_clip_ppo_loss, {}),
+    ("actor_critic_loss", actor_critic_loss, {}),
+    ("n_step_returns", n_step_returns, {}),
+    ("vtrace_targets", vtrace_targets, {}),
+    ("preference_loss", preference_loss, {}),
 ]
 
 JAX_MUTANTS: list[tuple[str, Any, str, str]] = [
