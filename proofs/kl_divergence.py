@@ -65,6 +65,7 @@ from rlmath.claims import (
     complex_step_gradient,
     lambdify,
     monte_carlo_leg,
+    row_steps,
 )
 from rlmath.estimators import kl_k1, kl_k3, kl_terms
 from rlmath.policy import SoftmaxPolicy, log_softmax
@@ -244,24 +245,7 @@ mean_delta = mean(pi, lambda m: delta[m])  # E_pi[delta]
 kl_reverse = mean(pi, lambda m: sp.log(pi(m) / pi_ref(m)))  # KL(pi_theta || pi_theta')
 
 
-def rows(*chains: tuple[tuple[sp.Expr, str], ...]) -> tuple[Step, ...]:
-    """Steps of a column-vector derivation: at step k every row takes its own k-th step.
-
-    Each chain is ((expression, rule), ...) for one row; a row whose chain has ended stays. Every
-    row's change is proved entry by entry (each entry of the difference must vanish), and the
-    rule of the step lists the rule of each row that moved.
-    """
-    out = [
-        Step(
-            sp.Matrix([chain[0][0] for chain in chains]),
-            "; ".join(f"row {k + 1}: {c[0][1]}" for k, c in enumerate(chains)),
-        )
-    ]
-    for index in range(1, max(len(chain) for chain in chains)):
-        current = [chain[min(index, len(chain) - 1)][0] for chain in chains]
-        rules = [f"row {k + 1}: {c[index][1]}" for k, c in enumerate(chains) if index < len(c)]
-        out.append(Step(sp.Matrix(current), "; ".join(rules)))
-    return tuple(out)
+rows = row_steps  # rlmath.claims.row_steps: one step per row of a column derivation
 
 
 def log_ratio(numerator: sp.Expr, denominator: sp.Expr) -> sp.Expr:

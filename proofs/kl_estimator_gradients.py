@@ -54,6 +54,7 @@ from rlmath.claims import (
     SymbolicMutation,
     agreement_row,
     draw_examples,
+    row_steps,
     shifted_control,
 )
 from rlmath.statistics import DEFAULT_FALSE_ALARM, agreement, sample_size
@@ -282,24 +283,7 @@ GRADIENTS = {
 EXPLICIT = dict(zip(USAGES, CLASSIFIED.doit(), strict=True))
 
 
-def rows(*chains: tuple[tuple[sp.Expr, str], ...]) -> tuple[Step, ...]:
-    """Steps of a column-vector derivation: at step k every row takes its own k-th step.
-
-    Each chain is ((expression, rule), ...) for one row; a row whose chain has ended stays. Every
-    row's change is proved entry by entry (each entry of the difference must vanish), and the
-    rule of the step lists the rule of each row that moved.
-    """
-    out = [
-        Step(
-            sp.Matrix([chain[0][0] for chain in chains]),
-            "; ".join(f"row {k + 1}: {c[0][1]}" for k, c in enumerate(chains)),
-        )
-    ]
-    for index in range(1, max(len(chain) for chain in chains)):
-        current = [chain[min(index, len(chain) - 1)][0] for chain in chains]
-        rules = [f"row {k + 1}: {c[index][1]}" for k, c in enumerate(chains) if index < len(c)]
-        out.append(Step(sp.Matrix(current), "; ".join(rules)))
-    return tuple(out)
+rows = row_steps  # rlmath.claims.row_steps: one step per row of a column derivation
 
 
 def explicit_column(**rows_: sp.Expr) -> sp.Matrix:

@@ -51,6 +51,7 @@ from rlmath.claims.symbolic_leg import (
     SymbolicLeg,
     SymbolicMutation,
     regions_cover,
+    row_steps,
 )
 
 __all__ = [
@@ -81,6 +82,7 @@ __all__ = [
     "normwise_error",
     "one_slot_cache",
     "regions_cover",
+    "row_steps",
     "shifted_control",
     "violation",
     "worst_component",

@@ -52,6 +52,7 @@ __all__ = [
     "perturbed",
     "refute_step",
     "regions_cover",
+    "row_steps",
 ]
 
 Relation = Literal["=", "<=", ">="]
@@ -132,6 +133,26 @@ class Derivation:
         if method is None or not is_nonnegative(gap):
             return None
         return f"{method}; gap >= 0"
+
+
+def row_steps(*chains: tuple[tuple[Any, str], ...]) -> tuple[Step, ...]:
+    """Steps of a column-vector derivation: at step k every row takes its own k-th step.
+
+    Each chain is ((expression, rule), ...) for one row; a row whose chain has ended stays. Every
+    row's change is proved entry by entry (each entry of the difference must vanish), and the
+    rule of the step lists the rule of each row that moved.
+    """
+    out = [
+        Step(
+            sympy.Matrix([chain[0][0] for chain in chains]),
+            "; ".join(f"row {k + 1}: {c[0][1]}" for k, c in enumerate(chains)),
+        )
+    ]
+    for index in range(1, max(len(chain) for chain in chains)):
+        current = [chain[min(index, len(chain) - 1)][0] for chain in chains]
+        rules = [f"row {k + 1}: {c[index][1]}" for k, c in enumerate(chains) if index < len(c)]
+        out.append(Step(sympy.Matrix(current), "; ".join(rules)))
+    return tuple(out)
 
 
 def perturbed(expression: Any) -> Any:
