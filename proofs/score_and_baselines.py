@@ -349,13 +349,22 @@ def _with_time_and_coordinate(pair):  # type: ignore[no-untyped-def]
     return st.tuples(
         st.just(mdp),
         st.just(policy),
-        st.integers(0, mdp.horizon - 1),
+        st.integers(1, mdp.horizon - 1),  # t >= 1: at t = 0 there are no past rewards to drop
         st.integers(0, mdp.n_actions - 1),
     )
 
 
+# At least 2 actions (else every score is 0), horizon >= 2 and t >= 1 (else the whole return
+# and the reward-to-go coincide), gamma in [0.3, 0.9] (gamma^i and gamma^(i-t) differ): a
+# domain where every mutant differs from the claim (seed 23 drew only degenerate examples).
 rtg_examples = mdps_and_policies(
-    tabular_mdps(max_states=3, max_actions=3, horizon=st.integers(1, 3))
+    tabular_mdps(
+        max_states=3,
+        min_actions=2,
+        max_actions=3,
+        horizon=st.integers(2, 3),
+        gamma=st.floats(0.3, 0.9),
+    )
 ).flatmap(_with_time_and_coordinate)
 
 
