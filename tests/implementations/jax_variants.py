@@ -330,6 +330,120 @@ def preference_loss(
     return losses.mean()
 
 
+def kl_k1(log_probs: Array, reference_log_probs: Array) -> Array:
+    return log_probs - reference_log_probs
+
+
+def kl_k2(log_probs: Array, reference_log_probs: Array) -> Array:
+    return 0.5 * (log_probs - reference_log_probs) ** 2
+
+
+def bradley_terry(chosen_rewards: Array, rejected_rewards: Array) -> Array:
+    return -jax.nn.log_sigmoid(chosen_rewards - rejected_rewards).mean()
+
+
+def value_loss(values: Array, old_values: Array, returns: Array, *, clip_epsilon: float) -> Array:
+    clipped = old_values + jnp.clip(values - old_values, -clip_epsilon, clip_epsilon)
+    return 0.5 * jnp.maximum((values - returns) ** 2, (clipped - returns) ** 2).mean()
+
+
+def value_loss_gradient(
+    values: Array, old_values: Array, returns: Array, *, clip_epsilon: float
+) -> Array:
+    # Analytic, by cases: the clipped branch has no gradient outside the clip interval.
+    clipped = old_values + jnp.clip(values - old_values, -clip_epsilon, clip_epsilon)
+    use_clipped = (clipped - returns) ** 2 > (values - returns) ** 2
+    inside = jnp.abs(values - old_values) < clip_epsilon
+    grad_clipped = jnp.where(inside, clipped - returns, jnp.zeros_like(values))
+    return jnp.where(use_clipped, grad_clipped, values - returns) / values.shape[0]
+
+
+def ppo_loss_gradient(
+    log_probs: Array, old_log_probs: Array, advantages: Array, *, clip_epsilon: float
+) -> Array:
+    return jax.grad(ppo_loss)(log_probs, old_log_probs, advantages, clip_epsilon=clip_epsilon)
+
+
+def dpo_loss_gradient(
+    pc: Array, pr: Array, rc: Array, rr: Array, *, beta: float
+) -> tuple[Array, Array]:
+    grads: tuple[Array, Array] = jax.grad(dpo_loss, argnums=(0, 1))(pc, pr, rc, rr, beta=beta)
+    return grads
+
+
+def adaptive_kl_coefficient(kl_coefficient: Any, observed_kl: Any, *, target_kl: float) -> Array:
+    beta = jnp.asarray(kl_coefficient)
+    observed = jnp.asarray(observed_kl)
+    return jnp.where(
+        observed < target_kl / 1.5,
+        beta / 2,
+        jnp.where(observed > target_kl * 1.5, beta * 2, beta),
+    )
+
+
+def normalized_advantages(advantages: Array, *, epsilon: float, ddof: int) -> Array:
+    flat = advantages.reshape(-1)
+    if flat.size - ddof <= 0 or bool(flat.max() == flat.min()):
+        return jnp.zeros_like(advantages)
+    return (advantages - flat.mean()) / (jnp.std(flat, ddof=ddof) + epsilon)
+
+
+def group_normalized_advantages(rewards: Array, *, epsilon: float, ddof: int) -> Array:
+    if rewards.shape[1] - ddof <= 0:
+        return jnp.zeros_like(rewards)
+    mean = rewards.mean(axis=1, keepdims=True)
+    std = jnp.std(rewards, axis=1, ddof=ddof, keepdims=True)
+    tied = rewards.max(axis=1, keepdims=True) == rewards.min(axis=1, keepdims=True)
+    scale = jnp.where(tied, jnp.ones_like(std), std + epsilon)
+    return jnp.where(tied, jnp.zeros_like(rewards), (rewards - mean) / scale)
+
+
+def discounted_returns(rewards: Array, dones: Array, *, discount: float) -> Array:
+    decays = discount * (1 - dones.astype(rewards.dtype))
+    _, returns = jax.lax.scan(
+        _gae_step, jnp.zeros(rewards.shape[1:], rewards.dtype), (rewards, decays), reverse=True
+    )
+    return returns
+
+
+def temporal_difference_errors(
+    rewards: Array,
+    values: Array,
+    terminated: Array,
+    truncated: Array,
+    final_values: Array,
+    last_value: Array,
+    *,
+    discount: float,
+) -> Array:
+    next_values = _next_values(values, terminated, truncated, final_values, last_value)
+    return rewards + discount * next_values - values
+
+
+def lambda_returns(
+    rewards: Array,
+    values: Array,
+    terminated: Array,
+    truncated: Array,
+    final_values: Array,
+    last_value: Array,
+    *,
+    discount: float,
+    lambda_: float,
+) -> Array:
+    advantages = gae(
+        rewards,
+        values,
+        terminated,
+        truncated,
+        final_values,
+        last_value,
+        discount=discount,
+        lambda_=lambda_,
+    )
+    return advantages + values
+
+
 # A jitted function: the framework is still detected (through its module), and jax.grad works.
 ppo_loss_jit = jax.jit(ppo_loss)
 
@@ -355,6 +469,26 @@ JAX_CORRECT: list[tuple[str, Any, dict[str, Any]]] = [
     ("n_step_returns", n_step_returns, {}),
     ("vtrace_targets", vtrace_targets, {}),
     ("preference_loss", preference_loss, {}),
+    ("kl_estimator_k1", kl_k1, {}),
+    ("kl_estimator_k1", kl_k1, {"dtype": "float32"}),
+    ("kl_estimator_k2", kl_k2, {}),
+    ("kl_estimator_k2", kl_k2, {"dtype": "float32"}),
+    ("bradley_terry_loss", bradley_terry, {}),
+    ("bradley_terry_loss", bradley_terry, {"dtype": "float32"}),
+    ("clipped_value_loss", value_loss, {}),
+    ("clipped_value_loss", value_loss, {"dtype": "float32"}),
+    ("clipped_value_loss_gradient", value_loss_gradient, {}),
+    ("ppo_clipped_surrogate_loss_gradient", ppo_loss_gradient, {}),
+    ("dpo_loss_gradient", dpo_loss_gradient, {}),
+    ("adaptive_kl_coefficient", adaptive_kl_coefficient, {}),
+    ("normalized_advantages", normalized_advantages, {}),
+    ("group_normalized_advantages", group_normalized_advantages, {}),
+    ("discounted_returns", discounted_returns, {}),
+    ("discounted_returns", discounted_returns, {"dtype": "float32"}),
+    ("temporal_difference_errors", temporal_difference_errors, {}),
+    ("temporal_difference_errors", temporal_difference_errors, {"dtype": "float32"}),
+    ("lambda_returns", lambda_returns, {}),
+    ("lambda_returns", lambda_returns, {"dtype": "float32"}),
 ]
 
 JAX_MUTANTS: list[tuple[str, Any, str, str]] = [

@@ -333,6 +333,95 @@ def preference_rejected_detached(pc, pr, rc, rr, lc, lr, **hyperparameters):  # 
     return preference_loss(pc, pr.detach(), rc, rr, lc, lr, **hyperparameters)
 
 
+def value_loss_gradient(
+    values: Tensor, old_values: Tensor, returns: Tensor, *, clip_epsilon: float
+) -> Tensor:
+    # Analytic, by cases: the clipped branch has no gradient outside the clip interval.
+    clipped = old_values + torch.clamp(values - old_values, -clip_epsilon, clip_epsilon)
+    use_clipped = (clipped - returns) ** 2 > (values - returns) ** 2
+    inside = (values - old_values).abs() < clip_epsilon
+    grad_clipped = torch.where(inside, clipped - returns, torch.zeros_like(values))
+    return torch.where(use_clipped, grad_clipped, values - returns) / values.shape[0]
+
+
+def ppo_loss_gradient(
+    log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, *, clip_epsilon: float
+) -> Tensor:
+    with torch.enable_grad():
+        leaf = log_probs.detach().clone().requires_grad_(True)
+        loss = ppo_loss(
+            leaf, old_log_probs.detach(), advantages.detach(), clip_epsilon=clip_epsilon
+        )
+        (grad,) = torch.autograd.grad(loss, leaf)
+    return grad
+
+
+def dpo_loss_gradient(
+    pc: Tensor, pr: Tensor, rc: Tensor, rr: Tensor, *, beta: float
+) -> tuple[Tensor, Tensor]:
+    with torch.enable_grad():
+        chosen = pc.detach().clone().requires_grad_(True)
+        rejected = pr.detach().clone().requires_grad_(True)
+        loss = dpo_loss(chosen, rejected, rc.detach(), rr.detach(), beta=beta)
+        grad_chosen, grad_rejected = torch.autograd.grad(loss, (chosen, rejected))
+    return grad_chosen, grad_rejected
+
+
+def adaptive_kl_coefficient(kl_coefficient: Any, observed_kl: Any, *, target_kl: float) -> Tensor:
+    beta = torch.as_tensor(kl_coefficient)
+    observed = torch.as_tensor(observed_kl)
+    return torch.where(
+        observed < target_kl / 1.5,
+        beta / 2,
+        torch.where(observed > target_kl * 1.5, beta * 2, beta),
+    )
+
+
+def group_normalized_advantages(rewards: Tensor, *, epsilon: float, ddof: int) -> Tensor:
+    if rewards.shape[1] - ddof <= 0:
+        return torch.zeros_like(rewards)
+    mean = rewards.mean(dim=1, keepdim=True)
+    std = rewards.std(dim=1, correction=ddof, keepdim=True)
+    tied = rewards.amax(dim=1, keepdim=True) == rewards.amin(dim=1, keepdim=True)
+    scale = torch.where(tied, torch.ones_like(std), std + epsilon)
+    return torch.where(tied, torch.zeros_like(rewards), (rewards - mean) / scale)
+
+
+def discounted_returns(rewards: Tensor, dones: Tensor, *, discount: float) -> Tensor:
+    returns = torch.zeros_like(rewards)
+    not_done = 1 - dones.to(rewards.dtype)
+    running = torch.zeros(rewards.shape[1:], dtype=rewards.dtype)
+    for t in reversed(range(rewards.shape[0])):
+        running = rewards[t] + discount * not_done[t] * running
+        returns[t] = running
+    return returns
+
+
+def temporal_difference_errors(  # type: ignore[no-untyped-def]
+    rewards, values, terminated, truncated, final_values, last_value, *, discount
+):
+    next_values = torch.cat([values[1:], last_value.reshape(1).to(values.dtype)])
+    next_values = torch.where(truncated, final_values, next_values)
+    next_values = torch.where(terminated, torch.zeros_like(next_values), next_values)
+    return rewards + discount * next_values - values
+
+
+def lambda_returns(  # type: ignore[no-untyped-def]
+    rewards, values, terminated, truncated, final_values, last_value, *, discount, lambda_
+):
+    advantages = gae(
+        rewards,
+        values,
+        terminated,
+        truncated,
+        final_values,
+        last_value,
+        discount=discount,
+        lambda_=lambda_,
+    )
+    return advantages + values
+
+
 TORCH_CORRECT: list[tuple[str, Any, dict[str, Any]]] = [
     ("ppo_clipped_surrogate_loss", ppo_loss, {}),
     ("ppo_clipped_surrogate_loss", ppo_loss_float32, {}),
@@ -359,6 +448,16 @@ TORCH_CORRECT: list[tuple[str, Any, dict[str, Any]]] = [
     ("vtrace_targets", vtrace_targets, {"dtype": "float32"}),
     ("preference_loss", preference_loss, {}),
     ("preference_loss", preference_loss, {"dtype": "float32"}),
+    ("clipped_value_loss_gradient", value_loss_gradient, {}),
+    ("ppo_clipped_surrogate_loss_gradient", ppo_loss_gradient, {}),
+    ("dpo_loss_gradient", dpo_loss_gradient, {}),
+    ("adaptive_kl_coefficient", adaptive_kl_coefficient, {}),
+    ("group_normalized_advantages", group_normalized_advantages, {}),
+    ("discounted_returns", discounted_returns, {}),
+    ("discounted_returns", discounted_returns, {"dtype": "float32"}),
+    ("temporal_difference_errors", temporal_difference_errors, {}),
+    ("temporal_difference_errors", temporal_difference_errors, {"dtype": "float32"}),
+    ("lambda_returns", lambda_returns, {}),
 ]
 
 TORCH_MUTANTS: list[tuple[str, Any, str, str]] = [
