@@ -103,6 +103,36 @@ def _bootstrap(end: str, stop: int, final_values: np.ndarray, last_value: Any) -
     return float(np.asarray(last_value, dtype=np.float64))
 
 
+def _segmentwise(
+    call: Callable[[np.ndarray, np.ndarray, str, float, dict[str, Any]], Any],
+    rename: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Implementation:
+    """The canonical GAE signature, calling ``call(rewards, values, end, bootstrap, keywords)``
+    once per episode piece (see :func:`episode_segments`) and writing its ``[L]`` result back."""
+
+    def canonical(
+        rewards: Any,
+        values: Any,
+        terminated: Any,
+        truncated: Any,
+        final_values: Any,
+        last_value: Any,
+        **hyperparameters: Any,
+    ) -> np.ndarray:
+        r = _one_dimensional(rewards)
+        v = np.asarray(values, dtype=np.float64)
+        finals = np.asarray(final_values, dtype=np.float64)
+        keywords = rename(hyperparameters)
+        out = np.zeros_like(r)
+        for start, stop, end in episode_segments(terminated, truncated):
+            bootstrap = _bootstrap(end, stop, finals, last_value)
+            result = call(r[start:stop], v[start:stop], end, bootstrap, keywords)
+            out[start:stop] = _to_numpy(result).reshape(stop - start)
+        return out
+
+    return canonical
+
+
 def gae_from_batch_major_dones(
     implementation: Implementation,
     *,
@@ -118,35 +148,20 @@ def gae_from_batch_major_dones(
     input becomes one row (``B = 1`` per call).
     """
 
-    def canonical(
-        rewards: Any,
-        values: Any,
-        terminated: Any,
-        truncated: Any,
-        final_values: Any,
-        last_value: Any,
-        **hyperparameters: Any,
-    ) -> np.ndarray:
-        r = _one_dimensional(rewards)
-        v = np.asarray(values, dtype=np.float64)
-        finals = np.asarray(final_values, dtype=np.float64)
-        out = np.zeros_like(r)
-        keywords = _renamed(hyperparameters, discount, lambda_)
-        for start, stop, end in episode_segments(terminated, truncated):
-            dones = np.zeros((1, stop - start))
-            dones[0, -1] = 1.0 if end == "terminated" else 0.0
-            bootstrap = np.array([_bootstrap(end, stop, finals, last_value)])
-            result = implementation(
-                convert(r[None, start:stop]),
-                convert(v[None, start:stop]),
-                convert(dones),
-                convert(bootstrap),
-                **keywords,
-            )
-            out[start:stop] = _to_numpy(result).reshape(stop - start)
-        return out
+    def call(
+        r: np.ndarray, v: np.ndarray, end: str, bootstrap: float, keywords: dict[str, Any]
+    ) -> Any:
+        dones = np.zeros((1, r.size))
+        dones[0, -1] = 1.0 if end == "terminated" else 0.0
+        return implementation(
+            convert(r[None]),
+            convert(v[None]),
+            convert(dones),
+            convert(np.array([bootstrap])),
+            **keywords,
+        )
 
-    return canonical
+    return _segmentwise(call, lambda h: _renamed(h, discount, lambda_))
 
 
 def gae_from_episode_starts(
@@ -164,35 +179,21 @@ def gae_from_episode_starts(
     ``last_value`` unless ``last_done``. Called once per episode piece.
     """
 
-    def canonical(
-        rewards: Any,
-        values: Any,
-        terminated: Any,
-        truncated: Any,
-        final_values: Any,
-        last_value: Any,
-        **hyperparameters: Any,
-    ) -> np.ndarray:
-        r = _one_dimensional(rewards)
-        v = np.asarray(values, dtype=np.float64)
-        finals = np.asarray(final_values, dtype=np.float64)
-        out = np.zeros_like(r)
-        keywords = _renamed(hyperparameters, discount, lambda_)
-        for start, stop, end in episode_segments(terminated, truncated):
-            starts = np.zeros(stop - start)
-            starts[0] = 1.0
-            result = implementation(
-                convert(r[start:stop]),
-                convert(v[start:stop]),
-                convert(starts),
-                convert(np.asarray(_bootstrap(end, stop, finals, last_value))),
-                convert(np.asarray(1.0 if end == "terminated" else 0.0)),
-                **keywords,
-            )
-            out[start:stop] = _to_numpy(result).reshape(stop - start)
-        return out
+    def call(
+        r: np.ndarray, v: np.ndarray, end: str, bootstrap: float, keywords: dict[str, Any]
+    ) -> Any:
+        starts = np.zeros(r.size)
+        starts[0] = 1.0
+        return implementation(
+            convert(r),
+            convert(v),
+            convert(starts),
+            convert(np.asarray(bootstrap)),
+            convert(np.asarray(1.0 if end == "terminated" else 0.0)),
+            **keywords,
+        )
 
-    return canonical
+    return _segmentwise(call, lambda h: _renamed(h, discount, lambda_))
 
 
 def gae_from_per_step_discounts(
@@ -211,36 +212,25 @@ def gae_from_per_step_discounts(
     ``discount`` into ``discount_t``; ``lambda_`` is passed under the name you give.
     """
 
-    def canonical(
-        rewards: Any,
-        values: Any,
-        terminated: Any,
-        truncated: Any,
-        final_values: Any,
-        last_value: Any,
-        **hyperparameters: Any,
-    ) -> np.ndarray:
-        r = _one_dimensional(rewards)
-        v = np.asarray(values, dtype=np.float64)
-        finals = np.asarray(final_values, dtype=np.float64)
-        gamma = float(hyperparameters.pop("discount"))
-        keywords = _renamed(hyperparameters, discount, lambda_)
-        out = np.zeros_like(r)
-        for start, stop, end in episode_segments(terminated, truncated):
-            discounts = np.full(stop - start, gamma)
-            if end == "terminated":
-                discounts[-1] = 0.0
-            bootstrap = _bootstrap(end, stop, finals, last_value)
-            result = implementation(
-                convert(r[start:stop]),
-                convert(discounts),
-                convert(np.append(v[start:stop], bootstrap)),
-                **keywords,
-            )
-            out[start:stop] = _to_numpy(result).reshape(stop - start)
-        return out
+    def call(
+        r: np.ndarray, v: np.ndarray, end: str, bootstrap: float, keywords: dict[str, Any]
+    ) -> Any:
+        rest = dict(keywords)
+        discounts = np.full(r.size, float(rest.pop("discount")))
+        if end == "terminated":
+            discounts[-1] = 0.0
+        return implementation(
+            convert(r), convert(discounts), convert(np.append(v, bootstrap)), **rest
+        )
 
-    return canonical
+    # the canonical discount is folded into discount_t, not passed on: keep its own name here
+    return _segmentwise(
+        call,
+        lambda h: {
+            "discount": h["discount"],
+            **_renamed({k: x for k, x in h.items() if k != "discount"}, discount, lambda_),
+        },
+    )
 
 
 def gae_from_next_values(
