@@ -115,28 +115,40 @@ class ProverBug(AssertionError):
 
 
 # ============================================================================ rewritings
-def _doit(e: sympy.Basic) -> sympy.Basic:
+@lru_cache(maxsize=1024)
+def _integral_value(integral: sympy.Integral) -> sympy.Basic:
+    return integral.doit()
+
+
+def _done(e: sympy.Basic) -> sympy.Basic:
+    """``e.doit()``, each integral evaluated once per process (sympy's meijerg is slow)."""
+    if e.has(sympy.Integral):
+        e = e.replace(lambda x: isinstance(x, sympy.Integral), _integral_value)
     return e.doit()
+
+
+def _doit(e: sympy.Basic) -> sympy.Basic:
+    return _done(e)
 
 
 def _expand_all(e: sympy.Basic) -> sympy.Basic:
     # no force: a log (or power) is split only where the assumptions make the rule valid
-    return sympy.expand(sympy.expand_log(e.doit()))
+    return sympy.expand(sympy.expand_log(_done(e)))
 
 
 def _doit_twice(e: sympy.Basic) -> sympy.Basic:
     # ``doit`` is not idempotent on derivatives of sums: d/d theta_k of a Sum whose summand
     # holds another Sum (a softmax normaliser) leaves Sum(... KroneckerDelta(a, k) ...)
     # unevaluated, which a second ``doit`` evaluates.
-    return e.doit().doit()
+    return _done(e).doit()
 
 
 def _cancel(e: sympy.Basic) -> sympy.Basic:
-    return sympy.cancel(sympy.together(e.doit()))
+    return sympy.cancel(sympy.together(_done(e)))
 
 
 def _piecewise(e: sympy.Basic) -> sympy.Basic:
-    done = e.doit()
+    done = _done(e)
     if not done.has(sympy.Piecewise):
         # piecewise_fold is the identity here and "simplify" already ran on the same input
         return done
@@ -164,7 +176,7 @@ def _sums(e: sympy.Basic) -> sympy.Basic:
     rewriting does; nested sums that become factors (``Sum(p[i] * Sum(p[j] d[j], j), i)``)
     are pulled out first so that they meet their twins at the same depth.
     """
-    e = e.doit()
+    e = _done(e)
     if not e.has(sympy.Sum):
         return e  # nothing to rename: "expand" and "cancel" already tried the rest
     e = sympy.expand(sympy.expand_log(e))
@@ -181,7 +193,7 @@ def _distribute(e: sympy.Basic) -> sympy.Basic:
     ``N x - y`` because ``N M`` meets as a product and cancels, whereas a deep ``expand``
     first expands ``M`` inside and never sees ``N M`` again.
     """
-    e = e.doit()
+    e = _done(e)
     return sympy.Add(*(sympy.expand_mul(term, deep=False) for term in sympy.Add.make_args(e)))
 
 
@@ -208,7 +220,7 @@ def _sum_ranges(e: sympy.Basic) -> sympy.Basic:
 
 
 def _simplify(e: sympy.Basic) -> sympy.Basic:
-    return sympy.simplify(e.doit())
+    return sympy.simplify(_done(e))
 
 
 #: (name, rewriting) pairs, tried in order until one reduces a difference to zero. None
@@ -246,20 +258,38 @@ _Rewritings = tuple[tuple[str, Callable[[sympy.Basic], sympy.Basic]], ...]
 
 @lru_cache(maxsize=4096)
 def _cached_zero(difference: sympy.Basic, rewritings: _Rewritings) -> str | None:
+    if isinstance(difference, sympy.MatrixBase):
+        return _matrix_zero(difference, rewritings)
     for name, rewrite in rewritings:
         needs = _NEEDS.get(name)
         if needs is not None and not any(difference.has(kind) for kind in needs):
             continue  # cannot change anything: skip the (often slow) attempt
         try:
-            if isinstance(difference, sympy.MatrixBase):
-                reduced: sympy.Basic = difference.applyfunc(rewrite)
-            else:
-                reduced = rewrite(difference)
+            reduced = rewrite(difference)
         except Exception:  # sympy raises many kinds (even StopIteration): "not proved this way"
             continue
         if _is_zero(reduced):
             return name
     return None
+
+
+def _matrix_zero(difference: sympy.MatrixBase, rewritings: _Rewritings) -> str | None:
+    """A matrix is zero when every entry is; each entry is decided (and cached) on its own.
+
+    Entry by entry, an entry already proved (in this step or an earlier one) is not
+    rewritten again, and an entry that needs "expand" does not make the others that "doit"
+    proved pay for "expand" as well (a Gaussian integral costs seconds per evaluation). The
+    name is that of the latest rewriting in ``rewritings`` that any entry needed, so a
+    step is reported as "identical" only when every entry is.
+    """
+    order = {name: position for position, (name, _) in enumerate(rewritings)}
+    latest = 0
+    for entry in difference:
+        name = _cached_zero(entry, rewritings)
+        if name is None:
+            return None
+        latest = max(latest, order[name])
+    return rewritings[latest][0]
 
 
 def difference_is_zero(difference: sympy.Basic) -> str | None:
@@ -714,6 +744,13 @@ def prove_equal(a: sympy.Basic, b: sympy.Basic) -> str | None:
 
 
 def _sanity_check(a: sympy.Basic, b: sympy.Basic, method: str) -> None:
+    if isinstance(a, sympy.MatrixBase) and isinstance(b, sympy.MatrixBase):
+        # entries written identically on both sides cannot refute the step: evaluate the rest
+        changed = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+        if not changed:
+            return
+        a = sympy.ImmutableMatrix([x for x, _ in changed])
+        b = sympy.ImmutableMatrix([y for _, y in changed])
     refutation = _refuted(a, b, 0, 2)
     if refutation is not None:
         raise ProverBug(
