@@ -294,6 +294,10 @@ CLAIMS = (
     Claim(
         id="importance-sampling-unbiased",
         title="Importance sampling is unbiased",
+        summary=(
+            "Reweighting samples from a behaviour policy q by p/q gives an unbiased estimate "
+            "of the expectation under p, provided q covers the support of p."
+        ),
         statement=Statement(
             lhs=estimator_mean,
             rhs=target_mean,
@@ -348,6 +352,10 @@ CLAIMS = (
     Claim(
         id="importance-sampling-variance",
         title="The variance of the importance-sampling estimator",
+        summary=(
+            "Off-policy weights can blow up the variance: it is E_q[(p/q)^2 f^2] - (E_p f)^2,"
+            " which grows as q puts little mass where p f^2 is large."
+        ),
         statement=Statement(
             lhs=estimator_variance,
             rhs=variance_formula,

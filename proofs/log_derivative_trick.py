@@ -459,6 +459,10 @@ CLAIMS = (
     Claim(
         id="log-derivative-trick",
         title="The log-derivative trick",
+        summary=(
+            "You can differentiate an expectation by sampling: grad E_pi[f] = E_pi[f grad log"
+            " pi], which is why REINFORCE multiplies returns by the score."
+        ),
         statement=Statement(
             categorical.start,
             categorical.conclusion,

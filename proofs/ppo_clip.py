@@ -477,6 +477,10 @@ CLAIMS = (
     Claim(
         id="ppo-clip-lower-bound",
         title="PPO's clipped surrogate is a lower bound of the unclipped one",
+        summary=(
+            "PPO's min(r A, clip(r) A) never exceeds the unclipped surrogate r A, so it is a "
+            "pessimistic estimate of the policy improvement."
+        ),
         statement=Statement(
             r * A,
             clipped_surrogate(r, A, epsilon),
@@ -535,6 +539,11 @@ CLAIMS = (
     Claim(
         id="ppo-clip-gradient",
         title="The clipped surrogate's gradient switches off only in the direction A favours",
+        summary=(
+            "Clipping zeroes a sample's gradient only once the ratio has moved past 1 +/- "
+            "epsilon in the direction its advantage favours; moves the other way are never "
+            "clipped."
+        ),
         statement=Statement(
             sp.Subs(sp.Derivative(clipped_surrogate(_x, A, epsilon), _x), _x, r),
             clip_slope,
