@@ -49,6 +49,7 @@ __all__ = [
     "mdps_and_policies",
     "objective_gradient_by_central_differences",
     "probability_vectors",
+    "sequence_models",
     "softmax_policies",
     "tabular_mdps",
 ]
@@ -617,3 +618,105 @@ def discounted_reward_to_go_moments(
     mean = e @ rho
     variance = np.maximum(second @ rho - mean**2, 0.0)
     return mean.reshape(lead), np.sqrt(variance).reshape(lead)
+
+
+# ----------------------------------------------------------------------------- sequence models
+@st.composite
+def _sequence_model(
+    draw: st.DrawFn,
+    prompts: SearchStrategy[int],
+    tokens: SearchStrategy[int],
+    lengths: SearchStrategy[int],
+    max_abs_logit: float,
+    max_abs_reward: float,
+    token_rewards: SearchStrategy[bool],
+    allow_zero_prompts: bool,
+) -> Any:
+    from rlmath.sequence_model import SequenceModel, count_nodes, count_responses
+
+    X, K, L = draw(prompts), draw(tokens), draw(lengths)
+    shape = (X, count_nodes(K, L), K + 1)
+    theta = draw(logits(shape, max_abs=max_abs_logit))
+    reference = draw(logits(shape, max_abs=max_abs_logit))
+    rewards = draw(
+        hnp.arrays(np.float64, (X, count_responses(K, L)), elements=_finite_floats(max_abs_reward))
+    )
+    per_token = (
+        draw(hnp.arrays(np.float64, shape, elements=_finite_floats(max_abs_reward)))
+        if draw(token_rewards)
+        else None
+    )
+    rho = draw(probability_vectors(X, allow_zeros=allow_zero_prompts))
+    return SequenceModel(theta, L, rho, rewards, per_token, reference)
+
+
+def sequence_models(
+    *,
+    min_prompts: int = 1,
+    max_prompts: int = 2,
+    min_tokens: int = 1,
+    max_tokens: int = 3,
+    min_length: int = 1,
+    max_length: int = 3,
+    max_abs_logit: float = 5.0,
+    max_abs_reward: float = 1.0,
+    token_rewards: bool | SearchStrategy[bool] = False,
+    allow_zero_prompts: bool = False,
+) -> SearchStrategy[Any]:
+    r"""Random :class:`~rlmath.sequence_model.SequenceModel` objects (policy, reference, rewards).
+
+    Shrinks toward one prompt, one ordinary token (plus EOS), length 1, zero logits (the
+    uniform next-token policy and reference) and zero rewards. Sizes stay tiny by default:
+    at most $\sum_{d<3} 3^d + 3^3 = 40$ responses per prompt.
+
+    Args:
+        min_prompts: smallest number of prompts $X$, ``>= 1``.
+        max_prompts: largest $X$.
+        min_tokens: smallest number of ordinary tokens $K$, ``>= 1``.
+        max_tokens: largest $K$.
+        min_length: smallest maximum length $L$, ``>= 1``.
+        max_length: largest $L$ (at most 6, which with ``max_tokens = 3`` is 1093 responses).
+        max_abs_logit: bound on every logit of the policy and of the reference.
+        max_abs_reward: bound on every sequence (and token) reward.
+        token_rewards: whether per-token rewards are drawn (a bool or a strategy of bools).
+        allow_zero_prompts: whether a prompt may have probability exactly 0.
+
+    Returns:
+        A strategy of ``SequenceModel``.
+
+    Raises:
+        hypothesis.errors.InvalidArgument: naming the bad argument.
+
+    Examples:
+        >>> from hypothesis import find, settings
+        >>> find(sequence_models(), lambda m: True, settings=settings(database=None))
+        SequenceModel(n_prompts=1, n_tokens=1+EOS, max_length=1, n_responses=2)
+    """
+    min_prompts = _check_integer(min_prompts, "min_prompts", minimum=1)
+    max_prompts = _check_integer(max_prompts, "max_prompts", minimum=1)
+    _check_interval(min_prompts, max_prompts, "min_prompts", "max_prompts")
+    min_tokens = _check_integer(min_tokens, "min_tokens", minimum=1)
+    max_tokens = _check_integer(max_tokens, "max_tokens", minimum=1)
+    _check_interval(min_tokens, max_tokens, "min_tokens", "max_tokens")
+    min_length = _check_integer(min_length, "min_length", minimum=1)
+    max_length = _check_integer(max_length, "max_length", minimum=1)
+    _check_interval(min_length, max_length, "min_length", "max_length")
+    if max_length > 6:
+        raise InvalidArgument(f"max_length must be <= 6 (tiny models only), got {max_length!r}")
+    logits((1, 1), max_abs=max_abs_logit)  # validates max_abs_logit
+    reward_bound = _check_real(max_abs_reward, "max_abs_reward", low=0.0)
+    allow_zero_prompts = _check_bool(allow_zero_prompts, "allow_zero_prompts")
+    flags = (
+        token_rewards
+        if _is_strategy(token_rewards)
+        else st.just(_check_bool(token_rewards, "token_rewards"))
+    )
+    return _sequence_model(
+        st.integers(min_prompts, max_prompts),
+        st.integers(min_tokens, max_tokens),
+        st.integers(min_length, max_length),
+        float(max_abs_logit),
+        reward_bound,
+        flags,  # type: ignore[arg-type]
+        allow_zero_prompts,
+    )
