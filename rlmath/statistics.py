@@ -318,7 +318,11 @@ def agreement(
 
     With ``n_batches = b`` (dependent samples): $\bar x$ over the first $b \lfloor n/b \rfloor$
     rows, $\mathrm{se} = \mathrm{sd}(\text{batch means}) / \sqrt b$ and a Student-$t_{b-1}$
-    critical value. See the module docstring for the assumptions.
+    critical value. See the module docstring for the assumptions. The standard error is
+    floored at $64\,\varepsilon$ times the component's magnitude and times the largest
+    component of the estimate or reference: below that, neither float64 rounding nor a
+    normwise-accurate reference resolves a difference (and a component made of events too
+    rare for $n$ samples to show has a meaningless sample spread).
 
     Args:
         samples: ``[n, ...]`` per-sample terms, i.i.d. along axis 0 (or serially dependent
@@ -390,8 +394,19 @@ def agreement(
     # a huge z for a rounding-level difference. The floor is 64 eps times the component's
     # magnitude (the same margin as rlmath.tolerances.exact_rtol); it is far below any
     # sampling standard error of a genuinely random quantity.
+    #
+    # Normwise floor: the reference of a vector quantity (a gradient from linear algebra) is
+    # accurate only normwise, to ~eps * cond * max_i |ref_i|, so a component far below the
+    # vector's size is not known to better than that absolute accuracy; nor can n samples
+    # see the events that make it up (an action of probability 1e-185 is never drawn), so a
+    # z on it would judge noise. Its standard error is floored at _RESOLUTION times the
+    # largest component of the estimate or reference (the scale of a normwise comparison).
     magnitude = np.maximum(np.abs(x).max(axis=0), np.abs(ref_scaled))
+    vector_scale = max(
+        float(np.abs(estimate).max(initial=0.0)), float(np.abs(ref_scaled).max(initial=0.0))
+    )
     se = np.maximum(np.where(constant, 0.0, se), _RESOLUTION * magnitude)
+    se = np.maximum(se, _RESOLUTION * vector_scale)
     difference = estimate - ref_scaled
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, difference / np.where(se > 0, se, 1.0), np.sign(difference) * np.inf)

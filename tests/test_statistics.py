@@ -67,13 +67,29 @@ def test_constant_components_compare_to_float_resolution():
     resolution = 64 * np.finfo(np.float64).eps
     verdict = agreement(samples, [0.1, 0.3])
     assert verdict.agrees
-    np.testing.assert_allclose(verdict.standard_error, resolution * np.array([0.1, 0.3]))
+    # floored at the resolution of the vector's largest component (a normwise comparison)
+    np.testing.assert_allclose(verdict.standard_error, resolution * np.array([0.3, 0.3]))
     assert verdict.estimate.tolist() == [0.1, 0.3]  # the value itself, not a rounded mean
     # a rounding-level difference (one ulp) agrees; a real one (1e-9) is rejected
     assert agreement(samples, [0.1, np.nextafter(0.3, 1.0)]).agrees
     verdict = agreement(samples, [0.1, 0.3 + 1e-9])
     assert not verdict.agrees and verdict.z_scores[1] < -1e3
     assert verdict.failing.tolist() == [False, True]
+
+
+def test_a_component_far_below_the_vector_is_judged_normwise():
+    # Component 1 is made of an event of probability ~1e-185 that no sample shows, so its
+    # sample spread (~1e-196) says nothing about its error; a difference of 1% of that
+    # component is ~1e-187, far below the normwise accuracy of a reference of size 1e-3.
+    rng = np.random.default_rng(0)
+    big = rng.normal(1e-3, 1e-3, size=5000)
+    tiny = 1e-185 * (1 + 1e-11 * rng.normal(size=5000))
+    samples = np.column_stack([big, tiny])
+    assert agreement(samples, [1e-3, 1.01e-185]).agrees
+    # ... while the same relative difference on a component of the vector's size is caught
+    assert not agreement(
+        np.column_stack([big, 1e-3 + 1e-14 * rng.normal(size=5000)]), [1e-3, 1.01e-3]
+    ).agrees
 
 
 def test_rounding_level_spread_is_not_mistaken_for_sampling_noise():
