@@ -1,36 +1,25 @@
-r"""Advantage estimation: the TD error estimates the advantage, and GAE's closed form.
+r"""Advantage estimation: the expected TD error of $V^\pi$ is the advantage.
 
-Main statements. For a policy $\pi$ with values $V^\pi$, $Q^\pi$ and advantage
+Main statement. For a policy $\pi$ with values $V^\pi$, $Q^\pi$ and advantage
 $A^\pi = Q^\pi - V^\pi$, and the TD error $\delta^V = r(s,a) + \gamma V(s') - V(s)$,
 
 $$ \mathbb E_{s' \sim P(\cdot|s,a)}\!\left[r(s,a) + \gamma V^\pi(s') - V^\pi(s)\right] = A^\pi(s,a). $$
 
-For one episode of length $T$ with rewards $r_0..r_{T-1}$, values $V_0..V_T$ ($V_T$ the
-bootstrap value of the state after the last step) and $\delta_t = r_t + \gamma V_{t+1} - V_t$,
-the GAE recursion $\hat A_t = \delta_t + \gamma\lambda \hat A_{t+1}$, $\hat A_T = 0$, has the
-closed form
+GAE's closed form, the TD error's cut rules (termination, truncation, end of the buffer),
+lambda-returns and discounted returns are in ``proofs/returns_with_cuts.py`` (claims
+``gae-closed-form``, ``td-error-cut-rules``, ``lambda-returns-closed-form``,
+``discounted-returns-closed-form``).
 
-$$ \hat A_t = \sum_{l=0}^{T-t-1} (\gamma\lambda)^l \delta_{t+l}, \qquad
-   \hat A_t\big|_{\lambda=0} = \delta_t, \qquad
-   \hat A_t\big|_{\lambda=1} = \sum_{l=0}^{T-t-1} \gamma^l r_{t+l} + \gamma^{T-t} V_T - V_t. $$
+Conventions. $r(s,a)$ is the reward for $a$ taken in $s$. The TD error's expectation is over
+the next state only ($s, a$ fixed).
 
-Conventions. Time starts at $t = 0$; $r_t$ is the reward for $a_t$ taken in $s_t$. The
-episode has no terminal state inside it (no "done" flags); $V_T$ bootstraps the truncated
-tail, so for a terminated episode pass $V_T = 0$. The TD error's expectation is over the next
-state only ($s, a$ fixed).
-
-Proof sketch. TD error: linearity of the expectation over $s'$, $\sum_{s'} P(s'|s,a) = 1$, and
-the Bellman equation $Q^\pi(s,a) = r(s,a) + \gamma \mathbb E_{s'} V^\pi(s')$. GAE: the closed
-form satisfies the recursion (split off the $l = 0$ term, shift the index, factor
-$\gamma\lambda$) and the terminal condition (an empty sum), and the recursion has one solution
-(backward induction); $\lambda = 0$ keeps the $l = 0$ term; $\lambda = 1$ telescopes the value
-terms to $\gamma^{T-t} V_T - V_t$.
+Proof sketch. Linearity of the expectation over $s'$, $\sum_{s'} P(s'|s,a) = 1$, and the
+Bellman equation $Q^\pi(s,a) = r(s,a) + \gamma \mathbb E_{s'} V^\pi(s')$.
 
 References. Sutton, R. S. and Barto, A. G., *Reinforcement Learning: An Introduction*, 2nd
-ed., 2018, eq. (6.5) (TD error) and Sec. 12.1 (lambda-returns); Schulman, J., Moritz, P.,
-Levine, S., Jordan, M., Abbeel, P., "High-Dimensional Continuous Control Using Generalized
-Advantage Estimation", ICLR 2016, eq. (10) (E[delta^{V^pi}] = A^pi), eq. (16) (GAE closed
-form), eqs. (17)-(18) (lambda = 0 and lambda = 1).
+ed., 2018, eq. (6.5) (TD error); Schulman, J., Moritz, P., Levine, S., Jordan, M., Abbeel, P.,
+"High-Dimensional Continuous Control Using Generalized Advantage Estimation", ICLR 2016,
+eq. (10) (E[delta^{V^pi}] = A^pi).
 """
 
 from __future__ import annotations
@@ -57,14 +46,12 @@ from rlmath.claims import (
     monte_carlo_leg,
     one_slot_cache,
 )
-from rlmath.reference import generalized_advantage_estimation
 from rlmath.sampling import alias_sample, transition_alias_table
 from rlmath.symbolic import IndexSum
 from rlmath.testing import mdps_and_policies, softmax_policies, tabular_mdps
 from rlmath.tolerances import discounted_condition_number, exact_rtol
 
 gamma = sp.Symbol("gamma", nonnegative=True)
-lam = sp.Symbol("lambda", nonnegative=True)
 
 # ============================================================================ TD error
 # One state-action pair (s, a) of an MDP with n states and N actions; P(j|s,a) = w_j / sum_y w_y
@@ -309,152 +296,6 @@ td_mc_examples = (
     .filter(_td_detectable)
 )
 
-# ============================================================================ GAE
-# Time t and K = T - t - 1 >= 0 (so t < T): sums run over l = 0..K and T = t + K + 1. The
-# recursion A_t = delta_t + gamma lambda A_{t+1} with A_T = 0 has one solution (backward
-# induction from T); the closed form C(t) = sum_{l=0}^{T-t-1} (gamma lambda)^l delta_{t+l} is
-# it: C(T) is the empty sum (l = 0..-1), 0, and the derivation 'closed-form' shows that the
-# recursion applied to C(t + 1) gives C(t), for every K >= 0 (at K = 0, C(t + 1) = C(T) = 0).
-t = sp.Symbol("t", integer=True, nonnegative=True)
-K = sp.Symbol("K", integer=True, nonnegative=True)
-T = t + K + 1
-lag = sp.Symbol("l", integer=True)
-delta = sp.IndexedBase("delta", real=True)
-r = sp.IndexedBase("r", real=True)
-v = sp.IndexedBase("V", real=True)  # V_0..V_T along the episode
-
-
-def gae(time: sp.Expr, decay: sp.Expr = gamma * lam) -> sp.Sum:
-    r"""Closed form $\sum_{l=0}^{T-\text{time}-1} \text{decay}^l \delta_{\text{time}+l}$."""
-    return sp.Sum(decay**lag * delta[time + lag], (lag, 0, T - time - 1))
-
-
-def term(index: sp.Expr, decay: sp.Expr = gamma * lam) -> sp.Expr:
-    return decay**index * delta[t + index]
-
-
-closed_form = Derivation(
-    "closed-form",
-    (
-        Step(
-            delta[t] + gamma * lam * gae(t + 1),
-            "the recursion A_t = delta_t + gamma lambda A_{t+1}, with A_{t+1} in closed form",
-        ),
-        Step(
-            delta[t] + sp.Sum(gamma * lam * term(lag).subs(t, t + 1), (lag, 0, K - 1)),
-            "move gamma lambda into the sum",
-        ),
-        Step(delta[t] + sp.Sum(term(lag + 1), (lag, 0, K - 1)), "(gamma lambda)^(l+1)"),
-        Step(delta[t] + sp.Sum(term(lag), (lag, 1, K)), "shift the index l -> l - 1"),
-        Step(
-            sp.Sum(term(lag), (lag, 0, 0)) + sp.Sum(term(lag), (lag, 1, K)),
-            "delta_t is the l = 0 term ((gamma lambda)^0 = 1)",
-        ),
-        Step(gae(t), "merge the ranges: the closed form at time t"),
-    ),
-    statement=r"\delta_t + \gamma\lambda \hat A_{t+1} = \sum_{l=0}^{T-t-1}(\gamma\lambda)^l\delta_{t+l}",
-)
-
-lambda_zero = Derivation(
-    "lambda-zero",
-    (
-        Step(gae(t, gamma * 0), "closed form with lambda = 0"),
-        Step(
-            sp.Sum(term(lag, 0), (lag, 0, 0)) + sp.Sum(term(lag, 0), (lag, 1, K)),
-            "split off the l = 0 term",
-        ),
-        Step(delta[t] + sp.Sum(term(lag, 0), (lag, 1, K)), "0^0 = 1"),
-        Step(delta[t], "0^l = 0 for l >= 1"),
-    ),
-    statement=r"\hat A_t\big|_{\lambda=0} = \delta_t",
-)
-
-one = [
-    sp.Sum(gamma**lag * r[t + lag], (lag, 0, K)),  # discounted return-to-go (without bootstrap)
-    sp.Sum(gamma**lag * v[t + lag], (lag, 1, K)),  # the value terms that cancel
-]
-lambda_one = Derivation(
-    "lambda-one",
-    (
-        Step(
-            one[0]
-            + sp.Sum(gamma ** (lag + 1) * v[t + lag + 1], (lag, 0, K))
-            - sp.Sum(gamma**lag * v[t + lag], (lag, 0, K)),
-            "closed form with lambda = 1 and delta_{t+l} = r_{t+l} + gamma V_{t+l+1} - V_{t+l}, "
-            "split into three sums by linearity",
-        ),
-        Step(
-            one[0]
-            + sp.Sum(gamma**lag * v[t + lag], (lag, 1, K + 1))
-            - sp.Sum(gamma**lag * v[t + lag], (lag, 0, K)),
-            "shift the index of the middle sum, l -> l - 1",
-        ),
-        Step(
-            one[0]
-            + one[1]
-            + sp.Sum(gamma**lag * v[t + lag], (lag, K + 1, K + 1))
-            - sp.Sum(gamma**lag * v[t + lag], (lag, 0, 0))
-            - one[1],
-            "split off l = K + 1 from the middle sum and l = 0 from the last",
-        ),
-        Step(one[0] + gamma ** (T - t) * v[T] - v[t], "the sums over 1..K cancel (telescoping)"),
-    ),
-    statement=r"\hat A_t\big|_{\lambda=1} = \sum_{l=0}^{T-t-1}\gamma^l r_{t+l} + \gamma^{T-t}V_T - V_t",
-)
-GAMMA_WITHOUT_LAMBDA = gae(t, gamma)  # A_t = delta_t + gamma A_{t+1}
-OFF_BY_ONE = sp.Sum((gamma * lam) ** lag * delta[t + lag + 1], (lag, 0, K - 1))  # = A_{t+1}
-NO_BOOTSTRAP = one[0] - v[t]
-
-
-# ----------------------------------------------------------------------------- GAE exact leg
-# lhs: rlmath.reference.generalized_advantage_estimation (a backward discounted cumulative sum
-# with termination/truncation flags, here none: one episode of T steps bootstrapped from V_T)
-# at time t; rhs: the lambdified closed form with delta_i = r_i + gamma V_{i+1} - V_i.
-_finite = st.floats(-10.0, 10.0, allow_nan=False, allow_subnormal=False)
-gae_examples = st.integers(1, 8).flatmap(
-    lambda horizon: st.tuples(
-        st.lists(_finite, min_size=horizon, max_size=horizon).map(np.array),
-        st.lists(_finite, min_size=horizon + 1, max_size=horizon + 1).map(np.array),
-        st.floats(0.0, 1.0),
-        st.floats(0.0, 1.0),
-        st.integers(0, horizon - 1),
-    )
-)
-
-
-def reference_gae(example) -> float:
-    """rlmath.reference.generalized_advantage_estimation at time t, no terminations."""
-    rewards, values, g, lmb, time = example
-    flags = np.zeros(len(rewards), dtype=bool)
-    advantages = generalized_advantage_estimation(
-        rewards,
-        values[:-1],
-        flags,
-        flags,
-        np.zeros(len(rewards)),
-        values[-1],
-        discount=g,
-        lambda_=lmb,
-    )
-    return float(advantages[time])
-
-
-def _gae_arguments(example) -> tuple:
-    rewards, values, g, lmb, time = example
-    deltas = rewards + g * values[1:] - values[:-1]
-    return deltas, g, lmb, time, len(rewards) - time - 1
-
-
-def _gae_scale(example) -> float:
-    r"""$\sum_{l} (\gamma\lambda)^l (|r_{t+l}| + \gamma |V_{t+l+1}| + |V_{t+l}|)$: the terms
-    both sides add (each $\delta$ is three), floored at the smallest normal float (``TINY``;
-    below it rounding is absolute, e.g. when $\gamma\lambda$ underflows)."""
-    rewards, values, g, lmb, time = example
-    sizes = np.abs(rewards) + g * np.abs(values[1:]) + np.abs(values[:-1])
-    powers = (g * lmb) ** np.arange(len(rewards) - time)
-    return max(float(powers @ sizes[time:]), TINY)
-
-
 CLAIMS = (
     Claim(
         id="td-error-is-advantage",
@@ -536,71 +377,6 @@ CLAIMS = (
                 symbolic=SymbolicMutation("td-expectation", TD_TARGET),
                 monte_carlo=td_target_estimator,
             ),
-        ),
-    ),
-    Claim(
-        id="gae-closed-form",
-        title="GAE: the backward recursion and its closed form, with lambda = 0 and 1",
-        statement=Statement(
-            closed_form.start,
-            closed_form.conclusion,
-            where=(
-                r"T = t + K + 1,\ K \ge 0;\ \hat A_{t+1} = \sum_{l=0}^{T-t-2}(\gamma\lambda)^l"
-                r"\delta_{t+1+l},\ \hat A_T = 0 \text{ (the empty sum)}"
-            ),
-            symbol_names={lam: r"\lambda"},
-        ),
-        assumptions=(
-            "General episode length T and time t < T (the derivations write T = t + K + 1 with "
-            "an integer K >= 0).",
-            "One episode without terminations inside it; V_T bootstraps the tail (V_T = 0 for a "
-            "terminated episode).",
-            "The recursion with A_T = 0 determines A_0..A_{T-1} uniquely (backward induction), so "
-            "the closed form, which is 0 at T (an empty sum) and satisfies the recursion "
-            "(derivation 'closed-form'), is its solution.",
-        ),
-        references=(
-            "Schulman, J. et al., *High-Dimensional Continuous Control Using Generalized "
-            "Advantage Estimation*, ICLR 2016, eqs. (16)-(18).",
-        ),
-        symbolic=SymbolicLeg((closed_form, lambda_zero, lambda_one)),
-        exact=ExactLeg(
-            gae_examples,
-            lhs=reference_gae,
-            rtol=lambda ex: exact_rtol(1.0, 3 * len(ex[0])),
-            symbols=(delta, gamma, lam, t, K),
-            arguments=_gae_arguments,
-            error_scale=_gae_scale,
-            description=(
-                "rlmath.reference.generalized_advantage_estimation (no terminations, bootstrap "
-                "V_T) at time t vs the lambdified closed form sum_l (gamma lambda)^l delta_{t+l}, "
-                "episodes of 1-8 steps, gamma and lambda in [0, 1]"
-            ),
-        ),
-        mutants=(
-            Mutant(
-                "gamma-without-lambda",
-                "A_t = sum_l gamma^l delta_{t+l}: lambda dropped from the recursion",
-                symbolic=SymbolicMutation("closed-form", GAMMA_WITHOUT_LAMBDA),
-            ),
-            Mutant(
-                "off-by-one",
-                "sum_l (gamma lambda)^l delta_{t+l+1}: the TD errors one step late (A_t = A_{t+1})",
-                symbolic=SymbolicMutation("closed-form", OFF_BY_ONE),
-            ),
-            Mutant(
-                "lambda-one-without-bootstrap",
-                "lambda = 1 form sum gamma^l r_{t+l} - V_t: the bootstrap gamma^{T-t} V_T dropped",
-                symbolic=SymbolicMutation("lambda-one", NO_BOOTSTRAP),
-            ),
-        ),
-        notes=(
-            "The exact leg compares the package's reference GAE (a backward recursion, written "
-            "for batches with termination and truncation flags, none set here) with the "
-            "lambdified closed form. The reductions lambda = 0 and lambda = 1 are proved "
-            "symbolically; the exact leg's examples include lambda = 0 and 1 among the drawn "
-            "values. There is no Monte-Carlo leg: the claim is a deterministic identity between "
-            "finite sums of given numbers, with no expectation to sample."
         ),
     ),
 )
