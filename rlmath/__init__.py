@@ -1,16 +1,28 @@
 """rlmath: proves and checks the mathematics of policy-gradient RL, PPO, actor-critic and RLHF.
 
-Layout: ground truth (``mdp``, ``policy``, ``exact``) -> claims (``proofs/``) -> legs
+Layout: ground truth (``mdp``, ``policy``, ``exact``; ``sequence_model`` for token-level
+policies over responses) -> claims (``proofs/``) -> legs
 (symbolic, exact, Monte Carlo) -> outputs (``rlmath verify``, docs, ``conformance``).
 """
 
-from rlmath import conformance, estimators, exact, reference, sampling, specs, statistics
+from rlmath import (
+    conformance,
+    estimators,
+    exact,
+    reference,
+    sampling,
+    sequence_model,
+    specs,
+    statistics,
+)
 from rlmath._version import __version__
 from rlmath.conformance import assert_conforms, check
 from rlmath.mdp import TabularMDP
 from rlmath.policy import SoftmaxPolicy
+from rlmath.sequence_model import SequenceModel, expected_over_groups
 
 __all__ = [
+    "SequenceModel",
     "SoftmaxPolicy",
     "TabularMDP",
     "__version__",
@@ -19,8 +31,10 @@ __all__ = [
     "conformance",
     "estimators",
     "exact",
+    "expected_over_groups",
     "reference",
     "sampling",
+    "sequence_model",
     "specs",
     "statistics",
 ]
