@@ -1002,9 +1002,9 @@ def _separated(correct, variants, reference) -> bool:  # type: ignore[no-untyped
 # 'log-bound' at x = r), so its negative part is identically 0 (compared exactly).
 def _gibbs_terms(first: np.ndarray, second: np.ndarray, outcomes: np.ndarray) -> np.ndarray:
     """``[N, 3]``: k1, k3 and min(k3, 0) at ``outcomes``, log r = log second - log first."""
-    log_ratio = np.log(second[outcomes]) - np.log(first[outcomes])
-    k3 = kl_k3(log_ratio)
-    return np.stack([kl_k1(log_ratio), k3, np.minimum(k3, 0.0)], axis=-1)
+    log_first, log_second = np.log(first[outcomes]), np.log(second[outcomes])
+    k3 = kl_k3(log_first, log_second)  # sampled first: log r = log second - log first
+    return np.stack([kl_k1(log_first, log_second), k3, np.minimum(k3, 0.0)], axis=-1)
 
 
 def gibbs_samples(example, rng: np.random.Generator, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -1204,7 +1204,11 @@ def _curvature_terms(example, a, b, *, outer_product=True, half=True) -> np.ndar
     log_ratio = _step_log_ratio(example)
     step = _mc_step(example)
     if half:
-        forward, reverse = kl_k3(log_ratio[a]), kl_k3(-log_ratio[b])
+        # log pi_theta - log pi' enters only as a difference, computed with expm1/log1p:
+        # k3(log_probs=0, reference_log_probs=log_ratio) has log r = log_ratio exactly
+        zero_a, zero_b = np.zeros(np.shape(a)), np.zeros(np.shape(b))
+        forward = kl_k3(zero_a, log_ratio[a])  # a ~ pi': log r = log pi_theta(a) - log pi'(a)
+        reverse = kl_k3(log_ratio[b], zero_b)  # b ~ pi_theta: log r = log pi'(b) - log pi_theta(b)
     else:  # mutant: KL estimated by (log r)^2, the 1/2 of k2 forgotten
         forward, reverse = log_ratio[a] ** 2, log_ratio[b] ** 2
     return np.stack([projected**2, forward / step**2, reverse / step**2], axis=-1)

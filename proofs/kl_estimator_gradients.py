@@ -1,31 +1,35 @@
-r"""Gradients of the KL estimators k1, k2, k3: as a reward penalty and as a loss.
+r"""Gradients of the KL estimators k1, k2, k3: as a reward penalty and as a loss, for every n.
 
-Main statements. For a softmax policy $\pi_\theta$ on $n$ outcomes, a fixed reference
-$\rho$, samples $a \sim \pi_\theta$, $r(a) = \rho(a)/\pi_\theta(a)$ and the estimators
-$k_1 = -\log r$, $k_2 = \tfrac12(\log r)^2$, $k_3 = (r - 1) - \log r$ of
-$F(\theta) = \mathrm{KL}(\pi_\theta \,\|\, \rho)$, write $R(\theta) = \mathrm{KL}(\rho\,\|\,\pi_\theta)$
-and $K_2(\theta) = \mathbb E_{\pi_\theta}[k_2]$. Then
+Main statements. For a family of distributions $\pi_\theta$ on $n + 1$ outcomes, a fixed
+reference $\rho$ ($= \pi_\mathrm{ref}$), samples $a \sim \pi_\theta$, $r(a) = \rho(a)/\pi_\theta(a)$
+and the estimators $k_1 = -\log r$, $k_2 = \tfrac12(\log r)^2$, $k_3 = (r - 1) - \log r$ of
+$F(\theta) = \mathrm{KL}(\pi_\theta \,\|\, \rho)$ (Schulman 2020 with $q = \pi_\theta$ sampled
+and $p = \rho$), write $R(\theta) = \mathrm{KL}(\rho\,\|\,\pi_\theta)$ and
+$K_2(\theta) = \mathbb E_{\pi_\theta}[k_2]$. Then
 
 | usage | $k_1$ | $k_2$ | $k_3$ |
 |---|---|---|---|
 | (a) penalty, score function $\mathbb E[k\,\nabla\log\pi_\theta]$ | $\nabla F$ | $\nabla(K_2 - F)$: biased | $\nabla F - \nabla R$: biased |
-| (b) loss, autodiff $\mathbb E[\nabla_\theta k]$ | $0$ | $\nabla F$ | $\nabla R$ (the reverse KL) |
+| (b) loss, autodiff $\mathbb E[\nabla_\theta k]$ | $0$ | $\nabla F$ | $\nabla R$ (the KL the other way round) |
 
 Conventions. $\mathrm{KL}(\pi\,\|\,\rho) = \sum_a \pi(a)\log(\pi(a)/\rho(a))$; samples from
-$\pi_\theta$; gradients with respect to the logits $\theta$. (a): $k$ is a reward, no gradient
-flows through it; (b): the samples are fixed, the gradient flows through $\log\pi_\theta(a)$
-inside $k$ only (not through the sampling).
+$\pi_\theta$; $\log r = \log\rho(a) - \log\pi_\theta(a)$ (``reference_log_probs - log_probs`` of
+:mod:`rlmath.reference`). (a): $k$ is a reward, detached, no gradient flows through it;
+(b): the samples are fixed, the gradient flows through $\log\pi_\theta(a)$ inside $k$ only
+(not through the sampling).
 
-Proof sketch. A gradient is determined by its directional derivatives along every direction
-$\delta$, so each statement is shown for $\frac{d}{dh}\big|_{h=0}$ along $\theta + h\delta$.
-The score along $\delta$ is $s_a = \delta_a - \mathbb E_\pi[\delta]$ with
-$\mathbb E_\pi[s] = 0$; $\nabla F = \mathbb E_\pi[k_1 s]$ (product rule, the expected score
-vanishes), $\nabla R = -\sum_a \rho_a s_a = \mathbb E_\pi[-r s]$. Then $\nabla k_1 = s$,
+Proof sketch. A gradient is determined by its directional derivatives, so fix a direction and
+write $s_a = \frac{d}{dh}\log\pi_a$ for the score along it. Every score has mean zero,
+$\mathbb E_\pi[s] = \sum_a \frac{d\pi_a}{dh} = \frac{d}{dh}\sum_a \pi_a = 0$, hence
+$s_a = c_a - \bar c$ with $c = s$ and $\bar c = \sum_b \pi_b c_b / \sum_b \pi_b$; conversely
+every such vector is the score of the softmax family along $\delta = c$ (lemma
+``softmax-score``). The derivations take $\pi_a > 0$, $\rho_a > 0$, $c_a$ real and $n$
+arbitrary, with $s_a = c_a - \bar c$, so $\mathbb E_\pi[s] = 0$ is an identity (lemma
+``expected-score``). A directional derivative of a function of $\pi$ depends only on the tangent
+$d\pi_a = \pi_a s_a$; it is computed along the curve $\pi_a(h) = \pi_a e^{h s_a}$, which has
+that tangent (lemma ``score``). Then $\nabla F = \mathbb E_\pi[(k_1 + 1) s] = \mathbb E_\pi[k_1 s]$,
+$\nabla R = -\sum_a \rho_a s_a$, $\nabla K_2 = \mathbb E_\pi[(k_2 + k_1) s]$; $\nabla k_1 = s$,
 $\nabla k_2 = k_1 s$, $\nabla k_3 = (1 - r)s$, and $k_3 = k_1 + r - 1$ for (a).
-
-Limitation: the symbolic derivations are a fully symbolic instance with $n = 3$ outcomes
-(every logit, direction entry and reference probability a symbol); general $n$ with
-``sympy.Sum`` was too slow (tens of seconds per step). The Monte-Carlo leg checks $n = 2..4$.
 
 References. Schulman, J., "Approximating KL Divergence", blog post, 2020 (k1, k2, k3).
 Williams, R. J., "Simple statistical gradient-following algorithms for connectionist
@@ -57,233 +61,180 @@ from rlmath.claims import (
     row_steps,
     shifted_control,
 )
+from rlmath.reference import kl_estimator_k1, kl_estimator_k2, kl_estimator_k3
 from rlmath.statistics import DEFAULT_FALSE_ALARM, agreement, sample_size
+from rlmath.symbolic import IndexSum
 from rlmath.testing import logits, probability_vectors
 from rlmath.tolerances import exact_rtol
 
-# ============================================================================ symbols (n = 3)
-N = 3
-OUTCOMES = range(N)
-theta = sp.symbols(f"theta0:{N}", real=True)  # logits of pi_theta
-delta = sp.symbols(f"delta0:{N}", real=True)  # a direction in logit space
-rho = sp.symbols(f"rho0:{N}", positive=True)  # the reference (the identities need no sum = 1)
-h = sp.Symbol("h", real=True)
+# ============================================================================ symbols (general n)
+# n + 1 >= 2 outcomes: with one outcome every score is 0 and every row vanishes, so the
+# random-point refutation of a mutant (sizes drawn small) would meet a point where it holds.
+n = sp.Symbol("n", integer=True, positive=True)
+a = sp.Symbol("a", integer=True)
+b = sp.Symbol("b", integer=True)
+pi = sp.IndexedBase("pi", positive=True)  # pi_theta(a) at the current theta
+rho = sp.IndexedBase("rho", positive=True)  # the reference; the identities need no sum = 1
+c = sp.IndexedBase("c", real=True)  # the score is c - mean(c): any mean-zero vector
+theta = sp.IndexedBase("theta", real=True)  # softmax logits (lemma 'softmax-score')
+delta = sp.IndexedBase("delta", real=True)  # a direction in logit space
+h = sp.Symbol("h", real=True)  # the step along the direction
 ZERO = sp.Integer(0)
 
 
-def partition(step: sp.Expr = ZERO) -> sp.Expr:
-    return sum(sp.exp(theta[b] + step * delta[b]) for b in OUTCOMES)
+def over(term: sp.Expr, index: sp.Symbol = a) -> sp.Expr:
+    r"""$\sum_{\text{index}=0}^{n}$ term over the $n + 1$ outcomes (unevaluated)."""
+    return IndexSum(term, (index, 0, n))
 
 
-def pi(a: int, step: sp.Expr = ZERO) -> sp.Expr:
-    r"""$\pi_{\theta + h\delta}(a)$, the softmax policy moved along $\delta$."""
-    return sp.exp(theta[a] + step * delta[a]) / partition(step)
+#: $\bar c = \sum_b \pi_b c_b / \sum_b \pi_b$ ($= \mathbb E_\pi[c]$ for a probability vector).
+mean_c = over(pi[b] * c[b], b) / over(pi[b], b)
 
 
-def log_ratio_k1(a: int, step: sp.Expr = ZERO) -> sp.Expr:
-    r"""$k_1(a) = -\log r = \log(\pi(a)/\rho(a))$."""
-    return sp.log(pi(a, step) / rho[a])
+def score(i: sp.Expr = a) -> sp.Expr:
+    r"""$s_i = c_i - \bar c$: the score $\frac{d}{dh}\log\pi_i$ along the direction."""
+    return c[i] - mean_c
+
+
+def moved(i: sp.Expr = a) -> sp.Expr:
+    r"""$\pi_i(h) = \pi_i e^{h s_i}$: a curve through $\pi$ with tangent $\pi_i s_i$."""
+    return pi[i] * sp.exp(h * score(i))
 
 
 def at_zero(expression: sp.Expr) -> sp.Subs:
-    r"""$\frac{d}{dh}$ expression at $h = 0$: the directional derivative along $\delta$."""
+    r"""$\frac{d}{dh}$ expression at $h = 0$: the directional derivative."""
     return sp.Subs(sp.Derivative(expression, h), h, 0)
 
 
-def expect(term: Callable[[int], sp.Expr]) -> sp.Expr:
-    r"""$\mathbb E_{a\sim\pi_\theta}[\text{term}(a)] = \sum_a \pi_\theta(a)\, \text{term}(a)$."""
-    return sum(pi(a) * term(a) for a in OUTCOMES)
+def expect(term: sp.Expr) -> sp.Expr:
+    r"""$\mathbb E_{a\sim\pi}[\text{term}] = \sum_a \pi_a\, \text{term}_a$."""
+    return over(pi[a] * term)
 
 
-mean_delta = expect(lambda a: delta[a])
+def k1(step: sp.Expr | None = None) -> sp.Expr:
+    r"""$k_1(a) = -\log r = \log(\pi_a/\rho_a)$ (along the curve if ``step`` is $h$)."""
+    probability = pi[a] if step is None else moved(a)
+    return sp.log(probability / rho[a])
 
 
-def score(a: int) -> sp.Expr:
-    r"""$s_a = \delta_a - \mathbb E_\pi[\delta]$: the score $\nabla\log\pi(a)$ along $\delta$."""
-    return delta[a] - mean_delta
+def k2(step: sp.Expr | None = None) -> sp.Expr:
+    return k1(step) ** 2 / 2
 
 
-def k2(a: int, step: sp.Expr = ZERO) -> sp.Expr:
-    return log_ratio_k1(a, step) ** 2 / 2
+def k3(step: sp.Expr | None = None) -> sp.Expr:
+    probability = pi[a] if step is None else moved(a)
+    return rho[a] / probability - 1 + k1(step)
 
 
-def k3(a: int, step: sp.Expr = ZERO) -> sp.Expr:
-    return rho[a] / pi(a, step) - 1 + log_ratio_k1(a, step)
+d_log_pi = at_zero(sp.log(moved(a)))
 
-
-# ============================================================================ notation
-# The statement and the potentials are written with pi(a), pi_{theta + h delta}(a) and rho(a) as
-# functions of a summed outcome a; they evaluate to the instance's expressions term by term.
-class Policy(sp.Function):  # type: ignore[misc]
-    r"""$\pi_{\theta + h\delta}(a)$ of the instance; arguments (a, h, theta_0..2, delta_0..2).
-
-    Printed $\pi(a)$ at $h = 0$; once $a$ is an integer (``Sum.doit``, a random point) it is
-    the softmax expression, which is how the statement is proved equal to the derivation.
-    """
-
-    @classmethod
-    def eval(cls, a: sp.Expr, step: sp.Expr, *parameters: sp.Expr) -> sp.Expr | None:
-        if not a.is_Integer:
-            return None
-        logit, direction = parameters[:N], parameters[N:]
-        weights = [sp.exp(logit[b] + step * direction[b]) for b in OUTCOMES]
-        return weights[int(a)] / sum(weights)
-
-    def _eval_is_positive(self) -> bool:
-        return True
-
-    def _latex(self, printer) -> str:  # type: ignore[no-untyped-def]
-        a = printer._print(self.args[0])
-        if self.args[1] == 0:
-            return rf"\pi({a})"
-        return rf"\pi_{{\theta + {printer._print(self.args[1])}\delta}}({a})"
-
-
-class Reference(sp.Function):  # type: ignore[misc]
-    r"""$\rho(a)$ of the instance; arguments (a, rho_0..2)."""
-
-    @classmethod
-    def eval(cls, a: sp.Expr, *weights: sp.Expr) -> sp.Expr | None:
-        return weights[int(a)] if a.is_Integer else None
-
-    def _eval_is_positive(self) -> bool:
-        return True
-
-    def _latex(self, printer) -> str:  # type: ignore[no-untyped-def]
-        return rf"\rho({printer._print(self.args[0])})"
-
-
-_a = sp.Symbol("a", integer=True, nonnegative=True)
-
-
-def _pi_h(step: sp.Expr = ZERO) -> sp.Expr:
-    return Policy(_a, step, *theta, *delta)
-
-
-_rho_a = Reference(_a, *rho)
-
-
-def _k(name: str, step: sp.Expr = ZERO) -> sp.Expr:
-    k1 = sp.log(_pi_h(step) / _rho_a)
-    return {"k1": k1, "k2": k1**2 / 2, "k3": _rho_a / _pi_h(step) - 1 + k1}[name]
-
-
-class OutcomeSum(sp.Sum):  # type: ignore[misc]
-    r"""$\sum_{a=0}^{n-1}$ that, with numeric bounds, substitutes each outcome *before* evaluating.
-
-    ``Sum.doit`` evaluates its summand first, while the outcome is still a symbol (so the chain
-    rule meets $\pi(a)$ unevaluated); substituting first turns each term into exactly the
-    instance's expression, so the statement meets the derivation term by term.
-    """
-
-    def doit(self, **hints: Any) -> sp.Expr:
-        ((index, low, high),) = self.limits
-        if not (low.is_Integer and high.is_Integer):
-            return super().doit(**hints)
-        terms = (
-            self.function.xreplace({index: sp.Integer(k)}) for k in range(int(low), int(high) + 1)
-        )
-        return sp.Add(*(term.doit(**hints) for term in terms))
-
-
-def _over_outcomes(term: sp.Expr) -> sp.Sum:
-    return OutcomeSum(term, (_a, 0, N - 1))
-
-
-#: Directional derivatives of the three potentials: F = KL(pi||rho), R = KL(rho||pi), K2 = E_pi[k2].
-grad_forward = at_zero(_over_outcomes(_pi_h(h) * _k("k1", h)))
-grad_reverse = at_zero(_over_outcomes(_rho_a * sp.log(_rho_a / _pi_h(h))))
-grad_k2_mean = at_zero(_over_outcomes(_pi_h(h) * _k("k2", h)))
+#: Directional derivatives of the potentials F = KL(pi||rho), R = KL(rho||pi), K2 = E_pi[k2].
+grad_forward = at_zero(over(moved(a) * k1(h)))
+grad_reverse = at_zero(over(rho[a] * sp.log(rho[a] / moved(a))))
+grad_k2_mean = at_zero(over(moved(a) * k2(h)))
+#: ... and evaluated (the product and chain rules done), lambdifiable.
+GRADIENTS = {
+    "F": expect((k1() + 1) * score()),
+    "R": -over(rho[a] * score()),
+    "K2": expect((k2() + k1()) * score()),
+}
 
 # ============================================================================ lemmas
 score_lemma = Derivation(
     "score",
     (
-        Step(sp.Matrix([at_zero(sp.log(pi(a, h))) for a in OUTCOMES]), "d/dh log pi_a along delta"),
-        Step(
-            sp.Matrix([at_zero(theta[a] + h * delta[a] - sp.log(partition(h))) for a in OUTCOMES]),
-            "log softmax = theta_a + h delta_a - log Z",
-        ),
-        Step(sp.Matrix([score(a) for a in OUTCOMES]), "d log Z / dh = sum_b delta_b pi_b at h = 0"),
+        Step(d_log_pi, "d/dh log pi_a(h) at h = 0 along the curve pi_a(h) = pi_a e^(h s_a)"),
+        Step(at_zero(sp.log(pi[a]) + h * score()), "log(pi_a e^(h s_a)) = log pi_a + h s_a"),
+        Step(score(), "d/dh (log pi_a + h s_a) = s_a"),
     ),
-    statement=r"\tfrac{d}{dh}\log\pi_{\theta+h\delta}(a)\big|_0 = \delta_a - \mathbb E_\pi[\delta]",
+    statement=r"\tfrac{d}{dh}\log\pi_a(h)\big|_0 = s_a",
 )
 
 expected_score = Derivation(
     "expected-score",
     (
-        Step(expect(score), "E_pi[s]"),
-        Step(sp.Integer(0), "E_pi[delta] - E_pi[delta] sum_a pi_a, and sum_a pi_a = 1"),
+        Step(expect(score()), "E_pi[s] = sum_a pi_a (c_a - mean c)"),
+        Step(expect(c[a]) - mean_c * over(pi[a]), "linearity of the sum"),
+        Step(ZERO, "mean c = sum_b pi_b c_b / sum_b pi_b"),
     ),
     statement=r"\mathbb E_\pi[s] = 0",
+)
+
+softmax_score = Derivation(
+    "softmax-score",
+    (
+        Step(
+            at_zero(
+                sp.log(sp.exp(theta[a] + h * delta[a]) / over(sp.exp(theta[b] + h * delta[b]), b))
+            ),
+            "the softmax policy moved along delta: d/dh log pi_{theta + h delta}(a) at h = 0",
+        ),
+        Step(
+            at_zero(theta[a] + h * delta[a] - sp.log(over(sp.exp(theta[b] + h * delta[b]), b))),
+            "log softmax = theta_a + h delta_a - log Z",
+        ),
+        Step(
+            delta[a] - over(sp.exp(theta[b]) * delta[b], b) / over(sp.exp(theta[b]), b),
+            "d log Z / dh = sum_b delta_b e^(theta_b) / Z at h = 0: the form c - mean c with "
+            "c = delta and pi proportional to e^theta",
+        ),
+    ),
+    statement=r"\tfrac{d}{dh}\log\pi_{\theta+h\delta}(a)\big|_0 = \delta_a - \mathbb E_\pi[\delta]",
 )
 
 # ============================================================================ the classification
 # One row per usage: (a) penalties E[k grad log pi] (score function, no gradient through k),
 # (b) losses E[grad k] (samples fixed, the gradient through log pi(a) inside k only).
 USAGES = ("penalty-k1", "penalty-k2", "penalty-k3", "loss-k1", "loss-k2", "loss-k3")
+#: Each row's conclusion: the directional derivatives of the potentials, evaluated (the
+#: statement's right-hand side, written with the potentials, is proved equal to this column).
+EXPLICIT = {
+    "penalty-k1": GRADIENTS["F"],
+    "penalty-k2": GRADIENTS["K2"] - GRADIENTS["F"],
+    "penalty-k3": GRADIENTS["F"] - GRADIENTS["R"],
+    "loss-k1": ZERO,
+    "loss-k2": GRADIENTS["F"],
+    "loss-k3": GRADIENTS["R"],
+}
+
+
 CHAINS: dict[str, tuple[tuple[sp.Expr, str], ...]] = {
     "penalty-k1": (
-        (expect(lambda a: log_ratio_k1(a) * at_zero(sp.log(pi(a, h)))), "E[k1 grad log pi]"),
-        (expect(lambda a: log_ratio_k1(a) * score(a)), "lemma 'score'"),
-        (grad_forward, "product rule: dF = E[s k1] + E[s], and E[s] = 0 (lemma 'expected-score')"),
+        (expect(k1() * d_log_pi), "E[k1 grad log pi]"),
+        (
+            EXPLICIT["penalty-k1"],
+            "lemma 'score' (d log pi_a = s_a), and E_pi[s] = 0 added (lemma 'expected-score')",
+        ),
     ),
     "penalty-k2": (
-        (expect(lambda a: k2(a) * at_zero(sp.log(pi(a, h)))), "E[k2 grad log pi]"),
-        (expect(lambda a: k2(a) * score(a)), "lemma 'score'"),
+        (expect(k2() * d_log_pi), "E[k2 grad log pi]"),
+        (expect(k2() * score()), "lemma 'score'"),
         (
-            grad_k2_mean - expect(lambda a: log_ratio_k1(a) * score(a)),
-            "product rule: d E_pi[k2] = E[k2 s] + E[k1 s], since d k2 = k1 s",
+            EXPLICIT["penalty-k2"],
+            "add and subtract E[(k1 + 1) s], with E_pi[s] = 0 (lemma 'expected-score')",
         ),
-        (grad_k2_mean - grad_forward, "E[k1 s] = grad KL(pi || rho) (row 1)"),
     ),
     "penalty-k3": (
-        (expect(lambda a: k3(a) * at_zero(sp.log(pi(a, h)))), "E[k3 grad log pi]"),
-        (
-            sum((rho[a] - pi(a) + pi(a) * log_ratio_k1(a)) * score(a) for a in OUTCOMES),
-            "lemma 'score', and pi r = rho",
-        ),
-        (
-            sum(rho[a] * score(a) for a in OUTCOMES) + expect(lambda a: log_ratio_k1(a) * score(a)),
-            "E_pi[s] = 0 (lemma 'expected-score')",
-        ),
-        (
-            grad_forward - grad_reverse,
-            "d KL(rho || pi) = -sum_a rho_a s_a; E[k1 s] = grad KL(pi || rho)",
-        ),
+        (expect(k3() * d_log_pi), "E[k3 grad log pi]"),
+        (over((rho[a] - pi[a] + pi[a] * k1()) * score()), "lemma 'score', and pi r = rho"),
+        (EXPLICIT["penalty-k3"], "E_pi[s] = 0 (lemma 'expected-score')"),
     ),
     "loss-k1": (
-        (expect(lambda a: at_zero(log_ratio_k1(a, h))), "E[grad k1], samples fixed"),
-        (expect(score), "d k1 = d log pi = s (lemma 'score')"),
-        (sp.Integer(0), "E_pi[s] = 0 (lemma 'expected-score')"),
+        (expect(at_zero(k1(h))), "E[grad k1], samples fixed"),
+        (expect(score()), "d k1 = d log pi = s (lemma 'score')"),
+        (EXPLICIT["loss-k1"], "E_pi[s] = 0 (lemma 'expected-score')"),
     ),
     "loss-k2": (
-        (expect(lambda a: at_zero(k2(a, h))), "E[grad k2], samples fixed"),
-        (expect(lambda a: log_ratio_k1(a) * score(a)), "chain rule: d (k1^2/2) = k1 s"),
-        (grad_forward, "= grad KL(pi || rho) (row 1)"),
+        (expect(at_zero(k2(h))), "E[grad k2], samples fixed"),
+        (expect(k1() * score()), "chain rule: d (k1^2/2) = k1 s"),
+        (EXPLICIT["loss-k2"], "E_pi[s] = 0 added (lemma 'expected-score')"),
     ),
     "loss-k3": (
-        (expect(lambda a: at_zero(k3(a, h))), "E[grad k3], samples fixed"),
-        (
-            sum((-rho[a] + pi(a)) * score(a) for a in OUTCOMES),
-            "d(rho/pi) = -(rho/pi) s and d k1 = s; weight pi",
-        ),
-        (-sum(rho[a] * score(a) for a in OUTCOMES), "E_pi[s] = 0 (lemma 'expected-score')"),
-        (grad_reverse, "d KL(rho || pi) = -sum_a rho_a d log pi_a"),
+        (expect(at_zero(k3(h))), "E[grad k3], samples fixed"),
+        (over((pi[a] - rho[a]) * score()), "d(rho/pi) = -(rho/pi) s and d k1 = s; weight pi"),
+        (EXPLICIT["loss-k3"], "E_pi[s] = 0 (lemma 'expected-score')"),
     ),
 }
-#: What each usage's expected gradient is: the derivative forms the rows reach.
-CLASSIFIED = sp.Matrix([CHAINS[name][-1][0] for name in USAGES])
-#: ... and as explicit expressions (sympy's derivatives of the potentials), lambdifiable.
-GRADIENTS = {
-    "F": grad_forward.doit(),
-    "R": grad_reverse.doit(),
-    "K2": grad_k2_mean.doit(),
-}
-EXPLICIT = dict(zip(USAGES, CLASSIFIED.doit(), strict=True))
-
-
-rows = row_steps  # rlmath.claims.row_steps: one step per row of a column derivation
 
 
 def explicit_column(**rows_: sp.Expr) -> sp.Matrix:
@@ -296,14 +247,7 @@ def explicit_column(**rows_: sp.Expr) -> sp.Matrix:
 
 classification = Derivation(
     "classification",
-    (
-        *rows(*(CHAINS[name] for name in USAGES)),
-        Step(
-            explicit_column(),
-            "differentiate: the directional derivatives of KL(pi || rho), KL(rho || pi) and "
-            "E_pi[k2] along delta, evaluated",
-        ),
-    ),
+    row_steps(*(CHAINS[name] for name in USAGES)),
     statement=(
         r"\mathbb E[k_1\nabla\log\pi] = \mathbb E[\nabla k_2] = \nabla\mathrm{KL}(\pi\,\|\,\rho),"
         r"\ \mathbb E[\nabla k_1] = 0,\ \mathbb E[\nabla k_3] = \nabla\mathrm{KL}(\rho\,\|\,\pi),"
@@ -312,35 +256,36 @@ classification = Derivation(
     ),
 )
 
-
-usages_statement = sp.Matrix(
-    [_over_outcomes(_pi_h() * _k(k) * at_zero(sp.log(_pi_h(h)))) for k in ("k1", "k2", "k3")]
-    + [_over_outcomes(_pi_h() * at_zero(_k(k, h))) for k in ("k1", "k2", "k3")]
-)
+usages_statement = sp.Matrix([CHAINS[name][0][0] for name in USAGES])
 classification_statement = sp.Matrix(
     [
         grad_forward,
         grad_k2_mean - grad_forward,
         grad_forward - grad_reverse,
-        0,
+        ZERO,
         grad_forward,
         grad_reverse,
     ]
 )
 
-# ============================================================================ exact leg (n = 3)
-# An example is (theta, rho, delta): logits, a reference and a direction. The leg compares the
-# six usages along delta by enumeration over a, with complex-step derivatives of log pi and of
-# each k along delta, with the lambdified conclusion of 'classification' (sympy's derivatives of
-# the potentials) at the same point and direction.
+# ============================================================================ exact leg
+# An example is (theta, rho, delta): logits, a reference and a direction, n + 1 = 2..6
+# outcomes. The leg compares the six usages along delta, by enumeration over a -- the penalty
+# rows with the values of rlmath.reference.kl_estimator_k1/k2/k3 and complex-step derivatives of
+# log softmax along delta, the loss rows with complex-step derivatives of each k's definition
+# -- with the lambdified conclusion of 'classification' at pi = softmax(theta), rho, c = delta
+# (lemma 'softmax-score': the softmax score along delta is delta - E_pi[delta]).
 STEP = 1e-30  # complex step: f'(x) = Im f(x + i h) / h exactly up to rounding (no cancellation)
+REFERENCE_ESTIMATORS = {"k1": kl_estimator_k1, "k2": kl_estimator_k2, "k3": kl_estimator_k3}
 
 
 def _log_softmax(logit: np.ndarray) -> np.ndarray:
-    return logit - np.log(np.sum(np.exp(logit)))  # complex-safe: logits are bounded here
+    shifted = logit - logit.real.max()
+    return shifted - np.log(np.sum(np.exp(shifted)))  # complex-safe
 
 
-def _k_values(log_pi: np.ndarray, log_ref: np.ndarray) -> dict[str, np.ndarray]:
+def _k_definitions(log_pi: np.ndarray, log_ref: np.ndarray) -> dict[str, np.ndarray]:
+    """k1, k2, k3 written out (complex-safe, for the complex step of the loss rows)."""
     log_r = log_ref - log_pi
     return {"k1": -log_r, "k2": log_r**2 / 2, "k3": np.exp(log_r) - 1 - log_r}
 
@@ -348,26 +293,34 @@ def _k_values(log_pi: np.ndarray, log_ref: np.ndarray) -> dict[str, np.ndarray]:
 def enumerated_usages(example: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """``[6, 1]``: each usage's expected directional derivative, by enumeration over a.
 
-    The derivatives along delta of log pi_a and of k(a) are complex steps of their definitions
-    (``Im f(theta + i h delta) / h``), so no formula of the derivation is used.
+    Penalty rows: sum_a pi_a k(a) d log pi_a, with k(a) from rlmath.reference (the estimators
+    under test) and d log pi_a a complex step of log softmax along delta. Loss rows:
+    sum_a pi_a d k(a), a complex step of each k's definition. No formula of the derivation is
+    used.
     """
     logit, reference, direction = example
     log_ref = np.log(reference)
     log_pi = _log_softmax(logit)
     probabilities = np.exp(log_pi)
-    k_at = _k_values(log_pi, log_ref)
     moved_log_pi = _log_softmax(logit + 1j * STEP * direction)
     d_log_pi = moved_log_pi.imag / STEP
-    d_k = {name: values.imag / STEP for name, values in _k_values(moved_log_pi, log_ref).items()}
-    out = [probabilities @ (k_at[name] * d_log_pi) for name in ("k1", "k2", "k3")]
+    d_k = {
+        name: values.imag / STEP for name, values in _k_definitions(moved_log_pi, log_ref).items()
+    }
+    out = [
+        probabilities @ (REFERENCE_ESTIMATORS[name](log_pi, log_ref) * d_log_pi)
+        for name in ("k1", "k2", "k3")
+    ]
     out += [probabilities @ d_k[name] for name in ("k1", "k2", "k3")]
     return np.array(out)[:, None]
 
 
-def exact_arguments(example: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[float, ...]:
-    """Values of (theta_0..2, delta_0..2, rho_0..2)."""
+def exact_arguments(
+    example: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Values of (pi, rho, c, n): pi = softmax(theta), c = delta, n + 1 outcomes."""
     logit, reference, direction = example
-    return (*map(float, logit), *map(float, direction), *map(float, reference))
+    return np.exp(_log_softmax(logit)), reference, direction, len(logit) - 1
 
 
 def _example_distance(example: tuple[np.ndarray, ...]) -> float:
@@ -376,11 +329,18 @@ def _example_distance(example: tuple[np.ndarray, ...]) -> float:
     return float(probabilities @ (np.log(probabilities) - np.log(reference)))
 
 
-exact_examples = st.tuples(
-    logits(N, max_abs=3.0),
-    probability_vectors(N, allow_zeros=False, min_probability=0.01),
-    logits(N, max_abs=1.0).filter(lambda d: np.ptp(d) >= 0.1),
-).filter(lambda ex: _example_distance(ex) > 1e-2)
+MAX_EXACT_OUTCOMES = 6
+exact_examples = (
+    st.integers(2, MAX_EXACT_OUTCOMES)
+    .flatmap(
+        lambda size: st.tuples(
+            logits(size, max_abs=3.0),
+            probability_vectors(size, allow_zeros=False, min_probability=0.01),
+            logits(size, max_abs=1.0).filter(lambda d: np.ptp(d) >= 0.1),
+        )
+    )
+    .filter(lambda ex: _example_distance(ex) > 1e-2)
+)
 
 
 def _error_scale(example: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:
@@ -393,6 +353,11 @@ def _error_scale(example: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:
         probabilities @ (1 + np.abs(log_pi - np.log(reference)) ** 2 + reference / probabilities)
     )
     return 2.0 * float(np.abs(direction).max()) * size
+
+
+def _exact_rtol(example: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:
+    # sums of n + 1 terms, each with the mean of the direction (another n + 1 terms), 3 sums
+    return exact_rtol(1.0, 3 * len(example[0]) ** 2)
 
 
 # ============================================================================ Monte-Carlo leg
@@ -476,12 +441,13 @@ def per_sample_terms(
     probabilities = np.exp(log_pi)
     log_r = np.log(reference[actions]) - log_pi[actions]
     scores = np.eye(len(logit))[actions] - probabilities  # [N, n]
-    weights = {
-        "penalty-k1": -log_r,
-        "penalty-k2": log_r**2 / 2,
-        "penalty-k3": np.expm1(log_r) - log_r,
+    sampled, ref = log_pi[actions], np.log(reference[actions])
+    weights = {  # the penalties and k2' = k1 from rlmath.reference (the estimators under test)
+        "penalty-k1": kl_estimator_k1(sampled, ref),
+        "penalty-k2": kl_estimator_k2(sampled, ref),
+        "penalty-k3": kl_estimator_k3(sampled, ref),
         "loss-k1": np.ones_like(log_r),
-        "loss-k2": -log_r,
+        "loss-k2": kl_estimator_k1(sampled, ref),
         "loss-k3": -np.expm1(log_r),
     }
     for name, function in (estimators or {}).items():
@@ -582,6 +548,10 @@ def _forward(logit: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return claimed_gradients(logit, reference)["penalty-k1"]
 
 
+def _minus_reverse(logit: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    return -claimed_gradients(logit, reference)["loss-k3"]
+
+
 CLAIMS = (
     Claim(
         id="kl-estimator-gradients",
@@ -591,19 +561,30 @@ CLAIMS = (
             classification_statement,
             derivation="classification",
             where=(
-                r"n = 3;\ \text{rows: } k_1, k_2, k_3 \text{ as a penalty } \mathbb E_{a\sim\pi}"
-                r"[k(a) \nabla \log \pi(a)], \text{ then as a loss } \mathbb E_{a\sim\pi}[\nabla k(a)];"
-                r"\ k_1 = \log\tfrac{\pi}{\rho},\ k_2 = \tfrac12 k_1^2,\ k_3 = \tfrac{\rho}{\pi} - 1 + k_1;"
-                r"\ \tfrac{d}{dh}\big|_{h=0} \text{ along an arbitrary direction } \delta"
+                r"a = 0..n;\ \text{rows: } k_1, k_2, k_3 \text{ as a penalty } \mathbb E_{a\sim\pi}"
+                r"[k(a)\, \tfrac{d}{dh}\log\pi_a], \text{ then as a loss } \mathbb E_{a\sim\pi}"
+                r"[\tfrac{d}{dh} k(a)];\ k_1 = \log\tfrac{\pi}{\rho},\ k_2 = \tfrac12 k_1^2,"
+                r"\ k_3 = \tfrac{\rho}{\pi} - 1 + k_1;\ \tfrac{d}{dh}\big|_{h=0} \text{ along "
+                r"any direction, score } s_a = c_a - \bar c,\ \pi_a(h) = \pi_a e^{h s_a}"
             ),
+            symbol_names={rho.label: r"\rho"},
         ),
         assumptions=(
-            "pi_theta is a softmax policy over n outcomes with logits theta; rho is fixed, rho > 0.",
+            "pi_theta is a smooth family of distributions on n + 1 >= 2 outcomes, positive on "
+            "every outcome; rho (= pi_ref) is fixed and positive. The derivations hold for "
+            "every n (sums over a = 0..n with a symbolic n).",
+            "The score along a direction, s_a = d log pi_a / dh, has E_pi[s] = d/dh sum_a "
+            "pi_a = 0; every such vector is c - mean_pi(c) for c = s, which is how the "
+            "derivations write it, so E_pi[s] = 0 is proved (lemma 'expected-score') rather "
+            "than assumed. Lemma 'softmax-score' shows the softmax policy's score along delta "
+            "is of this form with c = delta (the exact and Monte-Carlo legs use softmax).",
+            "A directional derivative of a function of pi depends only on the tangent "
+            "d pi_a = pi_a s_a; the derivations compute it along the curve pi_a e^(h s_a), "
+            "which has that tangent (chain rule).",
             "Samples a ~ pi_theta; r = rho(a)/pi_theta(a); expectations are over a ~ pi_theta.",
-            "Penalty use: no gradient through k (score-function estimator); loss use: gradient "
-            "through log pi_theta(a) inside k only, samples held fixed.",
-            "The symbolic leg is the fully symbolic instance n = 3 (general n was too slow in "
-            "sympy); the exact leg checks n = 3, the Monte-Carlo leg n = 2..4.",
+            "Penalty use: no gradient through k (score-function estimator, k detached); loss "
+            "use: gradient through log pi_theta(a) inside k only, samples held fixed.",
+            "The exact leg checks n + 1 = 2..6 outcomes, the Monte-Carlo leg 2..4.",
         ),
         references=(
             "Schulman, J., *Approximating KL Divergence*, blog post, 2020, "
@@ -612,31 +593,33 @@ CLAIMS = (
             "connectionist reinforcement learning*, Machine Learning 8, 1992.",
         ),
         summary=(
-            "For the gradient of KL(pi || rho), use k1 as a reward penalty or k2 as a loss; k3, "
-            "unbiased as a value, gives the reverse KL's gradient as a loss and a biased one as "
-            "a penalty, and k1 as a loss gives 0."
+            "For the gradient of KL(pi || pi_ref) with samples from pi, use k1 as a detached "
+            "reward penalty or k2 as a loss; k3, unbiased as a value, gives the gradient of "
+            "KL(pi_ref || pi) as a loss and a biased one as a penalty, and k1 as a loss gives 0."
         ),
-        symbolic=SymbolicLeg((classification, score_lemma, expected_score)),
+        symbolic=SymbolicLeg((classification, score_lemma, expected_score, softmax_score)),
         exact=ExactLeg(
             exact_examples,
             lhs=enumerated_usages,
-            symbols=(*theta, *delta, *rho),
+            symbols=(pi, rho, c, n),
             arguments=exact_arguments,
-            rtol=exact_rtol(1.0, 3 * N),
+            rtol=_exact_rtol,
             error_scale=_error_scale,
             max_examples=25,
             description=(
-                "the six expected directional derivatives by enumeration over a, with "
-                "complex-step derivatives of log pi and of each k along delta, vs the "
-                "lambdified conclusion of 'classification' (sympy's derivatives of KL(pi||rho), "
-                "KL(rho||pi) and E_pi[k2])"
+                "the six expected directional derivatives of a softmax policy along delta by "
+                "enumeration over a (penalty rows: rlmath.reference.kl_estimator_k1/k2/k3 "
+                "times complex-step derivatives of log softmax; loss rows: complex-step "
+                "derivatives of each k), vs the lambdified conclusion of 'classification' at "
+                "pi = softmax(theta), c = delta"
             ),
         ),
         monte_carlo=MonteCarloLeg(
             mc_check,
             description=(
-                "mean per-sample gradient terms of the six usages over a ~ pi_theta vs the "
-                "complex-step gradient of the divergence each is claimed to equal"
+                "mean per-sample gradient terms of the six usages over a ~ pi_theta (the k's "
+                "from rlmath.reference) vs the complex-step gradient of the divergence each is "
+                "claimed to equal"
             ),
         ),
         mutants=(
@@ -655,6 +638,15 @@ CLAIMS = (
                     "classification", explicit_column(loss_k3=GRADIENTS["F"])
                 ),
                 monte_carlo={"claims": {"loss-k3": _forward}},
+            ),
+            Mutant(
+                "autodiff-k3-derivative-sign",
+                "d k3 / d log pi taken as r - 1 instead of 1 - r: k3 as a loss claimed to give "
+                "-grad KL(rho || pi)",
+                symbolic=SymbolicMutation(
+                    "classification", explicit_column(loss_k3=-GRADIENTS["R"])
+                ),
+                monte_carlo={"estimators": {"loss-k3": np.expm1}},
             ),
             Mutant(
                 "k3-penalty-gives-kl-gradient",
@@ -682,15 +674,18 @@ CLAIMS = (
             ),
         ),
         notes=(
-            "The statement is written with $\\pi(a)$, $\\pi_{\\theta + h\\delta}(a)$ and "
-            "$\\rho(a)$ as functions of the outcome that evaluate to the instance's softmax "
-            "expressions once $a$ is a number, which is how sympy proves it equal to the "
-            "derivation's first step and conclusion. The derivation `classification` walks "
-            "each row to the derivative of a potential and ends with those derivatives "
-            "evaluated (explicit expressions, lambdified for the exact leg, which compares them "
-            "with the usages computed by enumeration along a random direction). The "
-            "Monte-Carlo leg's evidence holds the classification table (usage x estimator -> "
-            "the gradient it equals, its distance to grad KL(pi||rho), and the MC |z|)."
+            "The derivations are general in the number of outcomes: probabilities $\\pi_a$ and "
+            "$\\rho_a$ are positive symbols, the score is $s_a = c_a - \\bar c$ (every score has "
+            "mean zero and every mean-zero vector is of this form), and derivatives are taken "
+            "along the curve $\\pi_a e^{h s_a}$, whose tangent is the family's. The derivation "
+            "`classification` walks each row to the derivative of a potential and ends with "
+            "those derivatives evaluated (lambdified for the exact leg, which compares them "
+            "with the usages of a softmax policy computed by enumeration along a random "
+            "direction). The penalty rows of the exact leg and the Monte-Carlo terms use "
+            "`rlmath.reference.kl_estimator_k1/k2/k3`, so a wrong estimator there fails this "
+            "claim. The Monte-Carlo leg's evidence holds the classification table (usage x "
+            "estimator -> the gradient it equals, its distance to grad KL(pi||rho), and the MC "
+            "|z|)."
         ),
     ),
 )

@@ -21,7 +21,10 @@ Conventions (shared by every function here):
   **biased** for $\nabla J_T$ when $\gamma < 1$.
 - KL estimators estimate $\mathrm{KL}(\pi_\theta \,\|\, \pi_{\theta'})$ from samples of
   $\pi_\theta$, with $\log r = \log\pi_{\theta'}(a|s) - \log\pi_\theta(a|s)$ (computed in log
-  space).
+  space). :func:`kl_k1`, :func:`kl_k2`, :func:`kl_k3` are thin wrappers of
+  :func:`rlmath.reference.kl_estimator_k1` (and ``_k2``, ``_k3``), the package's one
+  implementation, with its argument convention ``(log_probs, reference_log_probs)``: the
+  sampled policy first.
 
 References:
     Williams, R. J. "Simple statistical gradient-following algorithms for connectionist
@@ -43,6 +46,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from rlmath import reference
 from rlmath._validation import (
     FloatArray,
     as_float_array,
@@ -70,7 +74,8 @@ __all__ = [
     "weighted_score_sum",
 ]
 
-KLEstimator = Callable[[FloatArray], FloatArray]
+#: A per-sample KL estimator ``(log_probs, reference_log_probs) -> terms``, as :func:`kl_k3`.
+KLEstimator = Callable[[FloatArray, FloatArray], FloatArray]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -505,113 +510,99 @@ def surrogate_gradient(
 
 
 # ----------------------------------------------------------------------------- KL
-def _log_ratio_terms(log_ratio: ArrayLike) -> FloatArray:
-    r"""``log_ratio`` as float64, checked: finite, or $-\infty$ ($\pi_{\theta'}(a) = 0$).
-
-    $-\infty$ is a valid log-ratio (the sample has probability 0 under $\pi_{\theta'}$, so the
-    KL is infinite and every estimator returns $+\infty$). NaN and $+\infty$ are not: $+\infty$
-    means the sample had probability 0 under $\pi_\theta$, which sampled it. As in
-    :mod:`rlmath.reference`, they raise ``ValueError`` instead of giving NaN terms.
-    """
-    x = as_float_array(log_ratio, "log_ratio")
-    bad = np.isnan(x) | np.isposinf(x)
-    if bad.any():
-        index = first_index(bad)
-        raise ValueError(
-            "log_ratio must be finite or -inf (probability 0 under the other policy), "
-            f"got {x[index]!r} at index {index}"
-        )
-    return x
+# One implementation of k1, k2, k3 in the package: rlmath.reference.kl_estimator_k1/k2/k3,
+# argument convention (log_probs, reference_log_probs) with log r = reference - log_probs. The
+# names below are thin wrappers kept for the modules that import them from here.
 
 
-def kl_k1(log_ratio: ArrayLike) -> FloatArray:
-    r"""$k_1 = -\log r$: unbiased for $\mathrm{KL}(\pi_\theta \| \pi_{\theta'})$, high variance.
+def kl_k1(log_probs: ArrayLike, reference_log_probs: ArrayLike) -> FloatArray:
+    r"""$k_1 = -\log r$ of $\mathrm{KL}(\pi_\theta \| \pi_{\theta'})$: :func:`rlmath.reference.kl_estimator_k1`.
 
-    $$ \mathbb E_{a \sim \pi_\theta}[-\log r] = \mathbb E_{\pi_\theta}\left[\log
-       \frac{\pi_\theta(a)}{\pi_{\theta'}(a)}\right] = \mathrm{KL}(\pi_\theta \| \pi_{\theta'}),
-       \qquad \log r = \log\pi_{\theta'}(a) - \log\pi_\theta(a),\ a \sim \pi_\theta. $$
+    $$ k_1 = -\log r, \qquad \log r = \log\pi_{\theta'}(a) - \log\pi_\theta(a),
+       \qquad a \sim \pi_\theta, \qquad
+       \mathbb E_{a\sim\pi_\theta}[k_1] = \mathrm{KL}(\pi_\theta \,\|\, \pi_{\theta'}). $$
+
+    The same function (one implementation, same validation): ``log_probs`` are of the
+    *sampled* policy $\pi_\theta$ (the first KL argument), ``reference_log_probs`` of
+    $\pi_{\theta'}$; $-\infty$ there gives $+\infty$.
 
     Args:
-        log_ratio: $\log r$ at samples of $\pi_\theta$, any shape; finite or $-\infty$
-            ($\pi_{\theta'}(a) = 0$, giving a term $+\infty$).
+        log_probs: $\log\pi_\theta(a)$ at samples of $\pi_\theta$, any shape; finite.
+        reference_log_probs: $\log\pi_{\theta'}(a)$, same shape; finite or $-\infty$.
 
     Returns:
         Terms of the same shape (negative terms occur).
 
     Raises:
-        TypeError: if ``log_ratio`` is not numeric.
-        ValueError: if an entry is NaN or $+\infty$.
+        TypeError: if an argument is not numeric.
+        ValueError: as :func:`rlmath.reference.kl_estimator_k1`.
 
     References:
-        Schulman 2020, "k1".
+        Schulman 2020, "k1" (his $q$ is the sampled $\pi_\theta$, his $p$ is $\pi_{\theta'}$).
 
     Examples:
-        >>> kl_k1([0.0, -1.0]).tolist()
+        >>> kl_k1([0.0, 0.0], [0.0, -1.0]).tolist()
         [-0.0, 1.0]
     """
-    return -_log_ratio_terms(log_ratio)
+    return reference.kl_estimator_k1(log_probs, reference_log_probs)
 
 
-def kl_k2(log_ratio: ArrayLike) -> FloatArray:
-    r"""$k_2 = (\log r)^2 / 2$: biased, low variance, non-negative.
+def kl_k2(log_probs: ArrayLike, reference_log_probs: ArrayLike) -> FloatArray:
+    r"""$k_2 = (\log r)^2 / 2$, biased for $\mathrm{KL}(\pi_\theta \| \pi_{\theta'})$: :func:`rlmath.reference.kl_estimator_k2`.
 
     $\mathbb E_{\pi_\theta}[k_2]$ is an $f$-divergence that agrees with
     $\mathrm{KL}(\pi_\theta \| \pi_{\theta'})$ to second order as $\theta' \to \theta$ (both
-    equal $\tfrac12 \delta^\top F \delta$); it is *not* the KL.
+    equal $\tfrac12 \delta^\top F \delta$); it is *not* the KL. Arguments as :func:`kl_k1`.
 
     Args:
-        log_ratio: $\log r = \log\pi_{\theta'}(a) - \log\pi_\theta(a)$ at $a \sim \pi_\theta$;
-            finite or $-\infty$ (giving $+\infty$).
+        log_probs: $\log\pi_\theta(a)$ at samples of $\pi_\theta$; finite.
+        reference_log_probs: $\log\pi_{\theta'}(a)$; finite or $-\infty$ (giving $+\infty$).
 
     Returns:
-        Terms of the same shape.
+        Terms of the same shape, non-negative.
 
     Raises:
-        TypeError: if ``log_ratio`` is not numeric.
-        ValueError: if an entry is NaN or $+\infty$.
+        TypeError: if an argument is not numeric.
+        ValueError: as :func:`rlmath.reference.kl_estimator_k2`.
 
     References:
         Schulman 2020, "k2".
 
     Examples:
-        >>> kl_k2([0.0, -1.0]).tolist()
+        >>> kl_k2([0.0, 0.0], [0.0, -1.0]).tolist()
         [0.0, 0.5]
     """
-    x = _log_ratio_terms(log_ratio)
-    with np.errstate(over="ignore"):  # |log r| > 1.9e154: the term rounds to +inf
-        return 0.5 * x * x
+    return reference.kl_estimator_k2(log_probs, reference_log_probs)
 
 
-def kl_k3(log_ratio: ArrayLike) -> FloatArray:
-    r"""$k_3 = (r - 1) - \log r$: unbiased for $\mathrm{KL}(\pi_\theta\|\pi_{\theta'})$, non-negative.
+def kl_k3(log_probs: ArrayLike, reference_log_probs: ArrayLike) -> FloatArray:
+    r"""$k_3 = (r - 1) - \log r$, unbiased for $\mathrm{KL}(\pi_\theta\|\pi_{\theta'})$: :func:`rlmath.reference.kl_estimator_k3`.
 
     $\mathbb E_{\pi_\theta}[r - 1] = \sum_a \pi_{\theta'}(a) - 1 = 0$ (a control variate), and
-    $r - 1 - \log r \ge 0$ since $\log r \le r - 1$. $r - 1$ is computed as
-    ``expm1(log_ratio)`` so small log-ratios keep their digits.
+    $r - 1 - \log r \ge 0$ since $\log r \le r - 1$; computed as ``expm1(log_r) - log_r``.
+    Unbiasedness needs $\pi_{\theta'} > 0$ wherever $\pi_\theta > 0$. Arguments as
+    :func:`kl_k1`.
 
     Args:
-        log_ratio: $\log r = \log\pi_{\theta'}(a) - \log\pi_\theta(a)$ at $a \sim \pi_\theta$
-            (requires $\pi_{\theta'} > 0$ wherever $\pi_\theta > 0$ for unbiasedness); finite
-            or $-\infty$ (giving $+\infty$).
+        log_probs: $\log\pi_\theta(a)$ at samples of $\pi_\theta$; finite.
+        reference_log_probs: $\log\pi_{\theta'}(a)$; finite or $-\infty$ (giving $+\infty$).
 
     Returns:
-        Terms of the same shape; $+\infty$ where $r$ overflows ($\log r > 709.78$), as in
-        :func:`rlmath.reference.kl_estimator_k3`.
+        Terms of the same shape, non-negative; $+\infty$ where $r$ overflows
+        ($\log r > 709.78$).
 
     Raises:
-        TypeError: if ``log_ratio`` is not numeric.
-        ValueError: if an entry is NaN or $+\infty$.
+        TypeError: if an argument is not numeric.
+        ValueError: as :func:`rlmath.reference.kl_estimator_k3`.
 
     References:
         Schulman 2020, "k3".
 
     Examples:
-        >>> kl_k3([0.0]).tolist()
+        >>> kl_k3([0.0], [0.0]).tolist()
         [0.0]
     """
-    x = _log_ratio_terms(log_ratio)
-    with np.errstate(over="ignore"):  # r = exp(log r) overflows to +inf: the term is +inf
-        return np.expm1(x) - x
+    return reference.kl_estimator_k3(log_probs, reference_log_probs)
 
 
 def kl_terms(
@@ -637,7 +628,9 @@ def kl_terms(
         other: $\pi_{\theta'}$, the second KL argument.
         states: int array, any shape ``B``.
         actions: int array ``B``, sampled from ``policy`` at ``states``.
-        estimator: :func:`kl_k1`, :func:`kl_k2` or :func:`kl_k3` (default).
+        estimator: :func:`kl_k1`, :func:`kl_k2` or :func:`kl_k3` (default), called as
+            ``estimator(log_probs, reference_log_probs)`` with the log-probabilities of
+            ``policy`` (sampled) and ``other`` at the samples.
 
     Returns:
         ``B`` float64 terms; $+\infty$ where ``other`` gives the sample probability 0.
@@ -678,7 +671,7 @@ def kl_terms(
             f"actions must be sampled from policy, got action {int(a[index])} in state "
             f"{int(s[index])} (probability 0 under policy) at index {index}"
         )
-    return estimator(log_q[s, a] - log_p[s, a])
+    return estimator(log_p[s, a], log_q[s, a])
 
 
 def trajectory_kl(
@@ -701,7 +694,9 @@ def trajectory_kl(
     Args:
         rollouts: episodes sampled from $\pi_\theta$ (``log_probs`` = $\log\pi_\theta$).
         other: $\pi_{\theta'}$ (:class:`~rlmath.SoftmaxPolicy` or row-stochastic ``[S, A]``).
-        estimator: :func:`kl_k1`, :func:`kl_k2` or :func:`kl_k3` (default).
+        estimator: :func:`kl_k1`, :func:`kl_k2` or :func:`kl_k3` (default), called as
+            ``estimator(log_probs, reference_log_probs)`` with ``rollouts.log_probs``
+            (sampled) and the log-probabilities of ``other`` at the same steps.
         gamma: weight $\gamma^t$ of step $t$ (default 1: the path KL).
 
     Returns:
@@ -714,6 +709,7 @@ def trajectory_kl(
     gamma = _check_gamma(gamma)
     log_q = _log_probabilities(other, "other")
     _check_covers(log_q.shape[0], log_q.shape[1], rollouts, "other")
-    log_ratio = _step_log_probabilities(log_q, rollouts) - rollouts.log_probs
-    terms = np.where(rollouts.alive, estimator(log_ratio), 0.0)
+    # log r_t = log pi_theta'(a_t|s_t) - log pi_theta(a_t|s_t), formed by the estimator
+    other_log_probs = _step_log_probabilities(log_q, rollouts)
+    terms = np.where(rollouts.alive, estimator(rollouts.log_probs, other_log_probs), 0.0)
     return (_discounts(gamma, rollouts.n_steps) * terms).sum(axis=0)  # type: ignore[no-any-return]

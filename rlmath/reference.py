@@ -23,7 +23,10 @@ Conventions shared by every function (and stated again in each docstring):
   all entries; e.g. the PPO loss is minus the clipped surrogate objective.
 - **KL direction.** ``kl_estimator_k*`` estimate $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$
   from samples $x \sim \pi$, given ``log_probs`` $= \log \pi(x)$ and
-  ``reference_log_probs`` $= \log \pi_\mathrm{ref}(x)$.
+  ``reference_log_probs`` $= \log \pi_\mathrm{ref}(x)$, with
+  $\log r = \log\pi_\mathrm{ref}(x) - \log\pi(x)$ (Schulman 2020 with $q = \pi$ sampled and
+  $p = \pi_\mathrm{ref}$). They are the package's only implementation of $k_1, k_2, k_3$:
+  :mod:`rlmath.estimators` calls them with the same argument convention.
 
 All outputs are float64 (Python ``float`` for scalars). Inputs may be anything ``numpy``
 converts to real arrays; flags may be booleans or 0/1 numbers.
@@ -45,6 +48,7 @@ from rlmath._validation import (
     check_integer,
     check_interval,
     check_shape,
+    first_index,
 )
 
 __all__ = [
@@ -170,8 +174,9 @@ def discounted_returns(rewards: Any, dones: Any, *, discount: float) -> FloatArr
 
     Conventions: time-major ``[T, *B]``; $r_t$ follows action $a_t$; float64.
 
-    Claim: ``reward-to-go-unbiased`` (the reward-to-go is an unbiased weight for
-    $\nabla \log \pi(a_t \mid s_t)$).
+    Claim: ``discounted-returns-closed-form`` (the recursion with ``dones`` is the discounted
+    sum of the episode's own rewards); ``reward-to-go-unbiased`` (the reward-to-go is an
+    unbiased weight for $\nabla \log \pi(a_t \mid s_t)$).
 
     Args:
         rewards: ``[T, *B]``, $r_t$ for times ``0..T-1``.
@@ -226,7 +231,8 @@ def temporal_difference_errors(
     bootstrap; truncation bootstraps from the caller-supplied value of the episode's final
     observation; termination wins when both flags are set; float64.
 
-    Claim: ``td-error-is-advantage`` ($\mathbb{E}[\delta_t \mid s_t, a_t] = A^\pi(s_t, a_t)$
+    Claim: ``td-error-cut-rules`` (the masked form is the case rule above, termination
+    winning); ``td-error-is-advantage`` ($\mathbb{E}[\delta_t \mid s_t, a_t] = A^\pi(s_t, a_t)$
     when $V = V^\pi$).
 
     Args:
@@ -295,7 +301,8 @@ def generalized_advantage_estimation(
     flags are set; float64.
 
     Claim: ``gae-closed-form`` (the recursion equals the $(\gamma\lambda)$-weighted sum of TD
-    errors; $\lambda = 1$ gives returns minus values, $\lambda = 0$ the TD error).
+    errors up to the next cut, never across it; $\lambda = 1$ gives the bootstrapped return
+    minus the value, $\lambda = 0$ the TD error).
 
     Args:
         rewards: ``[T, *B]``, $r_t$ for times ``0..T-1``.
@@ -366,7 +373,8 @@ def lambda_returns(
     Conventions: time-major ``[T, *B]``; $r_t$ follows action $a_t$; termination wins when both
     flags are set; float64.
 
-    Claim: ``gae-closed-form``.
+    Claim: ``lambda-returns-closed-form`` ($G^\lambda_t = \hat A_t + V(s_t)$ per segment);
+    ``gae-closed-form``.
 
     Args:
         rewards: ``[T, *B]``, $r_t$ for times ``0..T-1``.
@@ -648,125 +656,168 @@ def clipped_value_loss_gradient(
 # --------------------------------------------------------------------------------------------
 
 
-def _log_ratio(log_probs: Any, reference_log_probs: Any) -> FloatArray:
-    new, reference = _same_shape_arrays(
-        "log_probs", log_probs=log_probs, reference_log_probs=reference_log_probs
-    )
-    result: FloatArray = new - reference
+def _kl_log_ratio(log_probs: Any, reference_log_probs: Any) -> FloatArray:
+    r"""$\log r = \log\pi_\mathrm{ref}(x) - \log\pi(x)$, validated; the one input of every $k_i$.
+
+    ``log_probs`` must be finite (the sample was drawn from $\pi$, so $\pi(x) > 0$);
+    ``reference_log_probs`` may also be $-\infty$ ($\pi_\mathrm{ref}(x) = 0$: the KL is infinite
+    and every estimator returns $+\infty$). NaN and $+\infty$ raise ``ValueError``.
+    """
+    new = as_float_array(log_probs, "log_probs")
+    reference = as_float_array(reference_log_probs, "reference_log_probs")
+    check_shape(reference, "reference_log_probs", new.shape, like="log_probs")
+    check_finite(new, "log_probs")
+    bad = np.isnan(reference) | np.isposinf(reference)
+    if bad.any():
+        index = first_index(bad)
+        raise ValueError(
+            "reference_log_probs must be finite or -inf (probability 0 under the reference), "
+            f"got {reference[index]!r} at index {index}"
+        )
+    with np.errstate(over="ignore"):  # |difference| > 1.8e308: log r is +-inf, so is each k
+        result: FloatArray = reference - new
     return result
 
 
 def kl_estimator_k1(log_probs: Any, reference_log_probs: Any) -> FloatArray:
-    r"""Per-sample k1 estimator of $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$, samples from $\pi$.
+    r"""Per-sample k1 estimator of $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$, samples $x \sim \pi$.
 
-    $$ k_1(x) = \log \pi(x) - \log \pi_\mathrm{ref}(x), \qquad x \sim \pi. $$
+    $$ k_1(x) = -\log r(x), \qquad \log r(x) = \log \pi_\mathrm{ref}(x) - \log \pi(x),
+       \qquad x \sim \pi. $$
 
-    Unbiased ($\mathbb{E}_{x \sim \pi} k_1 = \mathrm{KL}(\pi \| \pi_\mathrm{ref})$) but can be
-    negative and has high variance. Its gradient with respect to $\log \pi(x)$ is $1$.
+    Unbiased: $\mathbb{E}_{x \sim \pi}[k_1] = \sum_x \pi(x) \log\frac{\pi(x)}{\pi_\mathrm{ref}(x)}
+    = \mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$, but it can be negative and has high variance.
+    Its derivative with respect to $\log \pi(x)$ is $1$, so as a loss its expected gradient is
+    the expected score, $0$ (claim ``kl-estimator-gradients``).
 
-    Conventions: KL direction $\mathrm{KL}(\pi \| \pi_\mathrm{ref})$ with $x$ sampled from
-    $\pi$ (``log_probs``); per sample, no reduction; float64.
+    Conventions: the first argument is the *sampled* distribution $\pi$ and the first KL
+    argument (in RLHF the policy; Schulman's $q$), the second is $\pi_\mathrm{ref}$ (Schulman's
+    $p$), so $\log r$ is ``reference_log_probs - log_probs``; per sample, no reduction; float64.
+    ``reference_log_probs`` $= -\infty$ gives $+\infty$. The same convention holds for
+    :func:`kl_estimator_k2` and :func:`kl_estimator_k3`, which share this function's validation
+    (:mod:`rlmath.estimators` uses these three functions).
 
     Claim: ``kl-estimators-bias-variance``; ``kl-estimator-gradients``.
 
     Args:
-        log_probs: ``[*S]``, $\log \pi(x)$ of the sampling policy.
-        reference_log_probs: ``[*S]``, $\log \pi_\mathrm{ref}(x)$ at the same samples.
+        log_probs: ``[*S]``, $\log \pi(x)$ of the sampling policy at the samples; finite.
+        reference_log_probs: ``[*S]``, $\log \pi_\mathrm{ref}(x)$ at the same samples; finite
+            or $-\infty$.
 
     Returns:
         ``[*S]`` float64 array.
 
     Raises:
         TypeError: if an argument is not numeric.
-        ValueError: on mismatched shapes or non-finite entries.
+        ValueError: on mismatched shapes, a non-finite ``log_probs`` entry, or a NaN or
+            $+\infty$ ``reference_log_probs`` entry.
 
     Examples:
+        $\log r = -2 - (-1) = -1$ gives $k_1 = 1$, and $\log r = 1$ gives $-1$:
+
         >>> kl_estimator_k1([-1.0, -2.0], [-2.0, -1.0])
         array([ 1., -1.])
 
     References:
-        Schulman, *Approximating KL Divergence*, blog post, 2020 ($k_1 = -\log r$,
-        $r = \pi_\mathrm{ref}(x) / \pi(x)$).
+        Schulman, *Approximating KL Divergence*, blog post, 2020 ($x \sim q$,
+        $r = p(x)/q(x)$, $k_1 = -\log r$ estimates $\mathrm{KL}(q \,\|\, p)$; here
+        $q = \pi$, $p = \pi_\mathrm{ref}$).
     """
-    return _log_ratio(log_probs, reference_log_probs)
+    return -_kl_log_ratio(log_probs, reference_log_probs)
 
 
 def kl_estimator_k2(log_probs: Any, reference_log_probs: Any) -> FloatArray:
-    r"""Per-sample k2 estimator of $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$, samples from $\pi$.
+    r"""Per-sample k2 estimator of $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$, samples $x \sim \pi$.
 
-    $$ k_2(x) = \tfrac12 \big(\log \pi(x) - \log \pi_\mathrm{ref}(x)\big)^2, \qquad x \sim \pi. $$
+    $$ k_2(x) = \tfrac12 \big(\log r(x)\big)^2, \qquad
+       \log r(x) = \log \pi_\mathrm{ref}(x) - \log \pi(x), \qquad x \sim \pi. $$
 
-    Non-negative and low-variance but biased (its mean is the KL only to second order). Its
-    gradient with respect to $\log \pi(x)$ is the log-ratio, whose expectation is the gradient
-    of $\mathrm{KL}(\pi \| \pi_\mathrm{ref})$, not of another divergence.
+    Non-negative and low-variance but **biased**: $\mathbb E_{x\sim\pi}[k_2]$ is an
+    $f$-divergence that agrees with $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$ only to second
+    order as $\pi_\mathrm{ref} \to \pi$ (for $\pi = N(0,1)$, $\pi_\mathrm{ref} = N(\mu,1)$ its
+    mean is $\mu^2/2 + \mu^4/8$ against the KL $\mu^2/2$). Its derivative with respect to
+    $\log \pi(x)$ is $k_1 = -\log r$, so as a loss its expected gradient is
+    $\nabla_\theta \mathrm{KL}(\pi_\theta \,\|\, \pi_\mathrm{ref})$.
 
-    Conventions: KL direction $\mathrm{KL}(\pi \| \pi_\mathrm{ref})$ with $x$ sampled from
-    $\pi$; per sample, no reduction; float64.
+    Conventions: as :func:`kl_estimator_k1`: $x$ sampled from $\pi$ (``log_probs``), KL
+    direction $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$, $\log r$ = ``reference_log_probs -
+    log_probs``; per sample, no reduction; float64; $+\infty$ where $\pi_\mathrm{ref}(x) = 0$
+    or $(\log r)^2$ overflows.
 
     Claim: ``kl-estimators-bias-variance``; ``kl-estimator-gradients``; ``kl-nonnegative``.
 
     Args:
-        log_probs: ``[*S]``, $\log \pi(x)$ of the sampling policy.
-        reference_log_probs: ``[*S]``, $\log \pi_\mathrm{ref}(x)$.
+        log_probs: ``[*S]``, $\log \pi(x)$ of the sampling policy; finite.
+        reference_log_probs: ``[*S]``, $\log \pi_\mathrm{ref}(x)$; finite or $-\infty$.
 
     Returns:
         ``[*S]`` float64 array.
 
     Raises:
         TypeError: if an argument is not numeric.
-        ValueError: on mismatched shapes or non-finite entries.
+        ValueError: as :func:`kl_estimator_k1`.
 
     Examples:
         >>> kl_estimator_k2([-1.0, -2.0], [-2.0, -1.0])
         array([0.5, 0.5])
 
     References:
-        Schulman, *Approximating KL Divergence*, blog post, 2020 ($k_2 = \tfrac12 (\log r)^2$).
+        Schulman, *Approximating KL Divergence*, blog post, 2020 ($k_2 = \tfrac12 (\log r)^2$,
+        $x \sim q$, $r = p/q$; here $q = \pi$, $p = \pi_\mathrm{ref}$).
     """
-    log_ratio = _log_ratio(log_probs, reference_log_probs)
-    result: FloatArray = 0.5 * log_ratio**2
+    log_ratio = _kl_log_ratio(log_probs, reference_log_probs)
+    with np.errstate(over="ignore"):  # |log r| > 1.3e154: the term rounds to +inf
+        result: FloatArray = 0.5 * log_ratio**2
     return result
 
 
 def kl_estimator_k3(log_probs: Any, reference_log_probs: Any) -> FloatArray:
-    r"""Per-sample k3 estimator of $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$, samples from $\pi$.
+    r"""Per-sample k3 estimator of $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$, samples $x \sim \pi$.
 
     $$ k_3(x) = (r - 1) - \log r, \qquad
        r = \frac{\pi_\mathrm{ref}(x)}{\pi(x)} = \exp(\log\pi_\mathrm{ref}(x) - \log\pi(x)),
        \qquad x \sim \pi. $$
 
-    Unbiased ($\mathbb{E}_{x\sim\pi}[r] = 1$) and non-negative ($\log r \le r - 1$). Computed as
-    ``expm1(-d) + d`` with ``d = log_probs - reference_log_probs``, accurate for small ``d``.
-    Its gradient with respect to $\log\pi(x)$ is $1 - r$.
+    Unbiased, since $\mathbb{E}_{x\sim\pi}[r - 1] = \sum_x \pi_\mathrm{ref}(x) - 1 = 0$ (a
+    control variate added to $k_1$), and non-negative sample by sample ($\log r \le r - 1$).
+    Computed as ``expm1(log_r) - log_r``, accurate for small $\log r$ ($k_3 \approx
+    (\log r)^2/2$) and $+\infty$ where $r$ overflows or $\pi_\mathrm{ref}(x) = 0$. Its derivative
+    with respect to $\log\pi(x)$ is $1 - r$, so as a loss its expected gradient is
+    $\nabla_\theta \mathrm{KL}(\pi_\mathrm{ref} \,\|\, \pi_\theta)$, the *other* direction.
 
-    Conventions: KL direction $\mathrm{KL}(\pi \| \pi_\mathrm{ref})$ with $x$ sampled from
-    $\pi$; per sample, no reduction; float64.
+    Conventions: as :func:`kl_estimator_k1`: $x$ sampled from $\pi$ (``log_probs``), KL
+    direction $\mathrm{KL}(\pi \,\|\, \pi_\mathrm{ref})$, $\log r$ = ``reference_log_probs -
+    log_probs``; per sample, no reduction; float64.
 
     Claim: ``kl-estimators-bias-variance``; ``kl-estimator-gradients``; ``kl-nonnegative``.
 
     Args:
-        log_probs: ``[*S]``, $\log \pi(x)$ of the sampling policy.
-        reference_log_probs: ``[*S]``, $\log \pi_\mathrm{ref}(x)$.
+        log_probs: ``[*S]``, $\log \pi(x)$ of the sampling policy; finite.
+        reference_log_probs: ``[*S]``, $\log \pi_\mathrm{ref}(x)$; finite or $-\infty$.
 
     Returns:
         ``[*S]`` float64 array.
 
     Raises:
         TypeError: if an argument is not numeric.
-        ValueError: on mismatched shapes or non-finite entries.
+        ValueError: as :func:`kl_estimator_k1`.
 
     Examples:
-        By hand: $d = 0$ gives $0$; $d = \log 2$ gives $r = 1/2$ and $k_3 = -1/2 + \log 2$.
+        By hand: $\log r = 0$ gives $0$; $\log r = -\log 2$ gives $r = 1/2$ and
+        $k_3 = -1/2 + \log 2$.
 
         >>> kl_estimator_k3([0.0, np.log(2.0)], [0.0, 0.0])
         array([0.        , 0.19314718])
 
     References:
-        Schulman, *Approximating KL Divergence*, blog post, 2020 ($k_3 = (r - 1) - \log r$).
+        Schulman, *Approximating KL Divergence*, blog post, 2020 ($k_3 = (r - 1) - \log r$,
+        $x \sim q$, $r = p/q$; here $q = \pi$, $p = \pi_\mathrm{ref}$).
     """
-    log_ratio = _log_ratio(log_probs, reference_log_probs)
-    with np.errstate(over="ignore"):
-        result: FloatArray = np.expm1(-log_ratio) + log_ratio
+    log_ratio = _kl_log_ratio(log_probs, reference_log_probs)
+    with np.errstate(over="ignore", invalid="ignore"):  # r = e^(log r) overflows: +inf
+        result: FloatArray = np.where(
+            np.isposinf(log_ratio), np.inf, np.expm1(log_ratio) - log_ratio
+        )
     return result
 
 

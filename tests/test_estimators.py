@@ -182,7 +182,7 @@ def test_mutants_are_rejected(setting, on_policy, off_policy, gradient):
 
     kl = state_kl(policy.log_probabilities(), other.log_probabilities())
     path_kl = (exact.state_distributions(mdp, policy, H) @ kl).sum()
-    flipped = E.trajectory_kl(on_policy, other, estimator=lambda x: -E.kl_k1(x))
+    flipped = E.trajectory_kl(on_policy, other, estimator=lambda lp, ref: -E.kl_k1(lp, ref))
     assert_rejected_with_power(flipped[:, None], np.array([path_kl]), "k1 with the sign flipped")
 
     # surrogate without the ratio: estimates J^{theta'}(theta') = 0, not J^{theta'}(theta)
@@ -254,11 +254,34 @@ def test_optimal_baseline_minimises_the_weighted_squares(setting, on_policy):
 
 
 def test_kl_estimators_signs_and_values():
-    log_ratio = np.linspace(-3, 3, 13)
-    assert (E.kl_k2(log_ratio) >= 0).all() and (E.kl_k3(log_ratio) >= 0).all()
-    np.testing.assert_allclose(E.kl_k3(log_ratio), np.exp(log_ratio) - 1 - log_ratio, rtol=1e-14)
+    log_ratio = np.linspace(-3, 3, 13)  # log r = reference_log_probs - log_probs
+    zero = np.zeros_like(log_ratio)
+    assert (E.kl_k2(zero, log_ratio) >= 0).all() and (E.kl_k3(zero, log_ratio) >= 0).all()
+    np.testing.assert_allclose(
+        E.kl_k3(zero, log_ratio), np.exp(log_ratio) - 1 - log_ratio, rtol=1e-14
+    )
+    np.testing.assert_array_equal(E.kl_k1(zero, log_ratio), -log_ratio)
+    np.testing.assert_array_equal(E.kl_k2(zero, log_ratio), log_ratio**2 / 2)
+    # the direction: log_probs are the sampled policy's, so swapping the arguments flips log r
+    np.testing.assert_array_equal(E.kl_k1(log_ratio, zero), log_ratio)
     # small log-ratios keep their digits: k3 ~ x^2 / 2
-    assert E.kl_k3([1e-9])[0] == pytest.approx(5e-19, rel=1e-6)
+    assert E.kl_k3([0.0], [1e-9])[0] == pytest.approx(5e-19, rel=1e-6)
+
+
+def test_kl_wrappers_are_the_reference_functions():
+    # one implementation: the estimators' names give the reference's values bit for bit
+    from rlmath import reference
+
+    rng = np.random.default_rng(0)
+    log_probs, reference_log_probs = rng.normal(size=(2, 50))
+    for wrapper, function in (
+        (E.kl_k1, reference.kl_estimator_k1),
+        (E.kl_k2, reference.kl_estimator_k2),
+        (E.kl_k3, reference.kl_estimator_k3),
+    ):
+        np.testing.assert_array_equal(
+            wrapper(log_probs, reference_log_probs), function(log_probs, reference_log_probs)
+        )
 
 
 def test_kl_to_a_policy_with_zeros_is_infinite():
@@ -271,8 +294,9 @@ def test_kl_to_a_policy_with_zeros_is_infinite():
 def test_kl_k3_of_a_huge_log_ratio_is_infinite_like_the_reference():
     """r = e^1000 overflows: +inf, as rlmath.reference.kl_estimator_k3 gives, with no warning."""
     with np.errstate(over="raise", invalid="raise"):
-        assert E.kl_k3([1000.0])[0] == np.inf
-        assert E.kl_k3([-1000.0])[0] == pytest.approx(999.0)
+        assert E.kl_k3([0.0], [1000.0])[0] == np.inf
+        assert E.kl_k3([0.0], [-1000.0])[0] == pytest.approx(999.0)
+        assert E.kl_k3([-1e308], [1e308])[0] == np.inf  # log r overflows to +inf: not NaN
 
 
 # ----------------------------------------------------------------------------- validation
@@ -332,27 +356,39 @@ BAD_ARGUMENTS = [
         id="kl-other-not-stochastic",
     ),
     pytest.param(
-        lambda out, pi: E.kl_k1([0.0, np.nan]),
+        lambda out, pi: E.kl_k1([0.0, 0.0], [0.0, np.nan]),
         ValueError,
-        r"log_ratio must be finite or -inf .*got .*nan.* at index \(1,\)",
-        id="k1-nan-log-ratio",
+        r"reference_log_probs must be finite or -inf .*got .*nan.* at index \(1,\)",
+        id="k1-nan-reference",
     ),
     pytest.param(
-        lambda out, pi: E.kl_k2([np.nan]),
+        lambda out, pi: E.kl_k2([np.nan], [0.0]),
         ValueError,
-        r"log_ratio must be finite or -inf .*got .*nan.* at index \(0,\)",
-        id="k2-nan-log-ratio",
+        r"log_probs must be finite, got .*nan.* at index \(0,\)",
+        id="k2-nan-log-probs",
     ),
     pytest.param(
-        lambda out, pi: E.kl_k3([np.inf]),
+        lambda out, pi: E.kl_k3([0.0], [np.inf]),
         ValueError,
-        r"log_ratio must be finite or -inf .*got .*inf.* at index \(0,\)",
-        id="k3-plus-inf-log-ratio",
+        r"reference_log_probs must be finite or -inf .*got .*inf.* at index \(0,\)",
+        id="k3-plus-inf-reference",
     ),
     pytest.param(
-        lambda out, pi: E.kl_k3(["a"]),
+        lambda out, pi: E.kl_k3([-np.inf], [0.0]),
+        ValueError,
+        r"log_probs must be finite, got .*inf.* at index \(0,\)",
+        id="k3-minus-inf-log-probs",
+    ),
+    pytest.param(
+        lambda out, pi: E.kl_k3([0.0, 0.0], [0.0]),
+        ValueError,
+        "reference_log_probs must have",
+        id="k3-shapes",
+    ),
+    pytest.param(
+        lambda out, pi: E.kl_k3(["a"], [0.0]),
         TypeError,
-        "log_ratio must be an array of real numbers",
+        "log_probs must be an array of real numbers",
         id="k3-strings",
     ),
     pytest.param(  # log pi(a|s) = -inf: log r = +inf (k1 -inf) or NaN (k3, or q = 0 too)

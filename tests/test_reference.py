@@ -453,6 +453,59 @@ def test_k3_is_accurate_for_tiny_log_ratio() -> None:
     np.testing.assert_allclose(reference.kl_estimator_k3([1e-9], [0.0]), [0.5e-18], rtol=1e-6)
 
 
+def test_kl_estimators_direction_and_log_ratio_convention() -> None:
+    # log r = reference_log_probs - log_probs (x sampled from the first argument's policy):
+    # k1 = -log r, k2 = (log r)^2 / 2, k3 = (r - 1) - log r, by hand at log r = -1 and +2.
+    log_probs, reference_log_probs = np.array([0.0, -3.0]), np.array([-1.0, -1.0])
+    log_r = np.array([-1.0, 2.0])
+    np.testing.assert_array_equal(reference.kl_estimator_k1(log_probs, reference_log_probs), -log_r)
+    np.testing.assert_array_equal(
+        reference.kl_estimator_k2(log_probs, reference_log_probs), log_r**2 / 2
+    )
+    np.testing.assert_allclose(
+        reference.kl_estimator_k3(log_probs, reference_log_probs),
+        np.exp(log_r) - 1 - log_r,
+        rtol=1e-15,
+    )
+
+
+def test_kl_estimators_are_infinite_where_the_reference_has_probability_zero() -> None:
+    # pi_ref(x) = 0 at a sample of pi: KL(pi || pi_ref) is infinite, and so is every estimator
+    with np.errstate(all="raise"):
+        for estimator in (
+            reference.kl_estimator_k1,
+            reference.kl_estimator_k2,
+            reference.kl_estimator_k3,
+        ):
+            assert estimator([-1.0], [-np.inf])[0] == np.inf
+        # log r overflows to +inf (r = inf): k3 is +inf, not inf - inf = NaN
+        assert reference.kl_estimator_k3([-1e308], [1e308])[0] == np.inf
+        assert reference.kl_estimator_k3([0.0], [1000.0])[0] == np.inf
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        pytest.param(([-np.inf], [0.0]), "log_probs must be finite", id="log-probs-minus-inf"),
+        pytest.param(([np.nan], [0.0]), "log_probs must be finite", id="log-probs-nan"),
+        pytest.param(
+            ([0.0], [np.inf]), "reference_log_probs must be finite or -inf", id="reference-plus-inf"
+        ),
+        pytest.param(([0.0, 0.0], [0.0]), "reference_log_probs must have the shape", id="shapes"),
+    ],
+)
+def test_kl_estimators_reject_bad_log_probs(
+    arguments: tuple[list[float], ...], message: str
+) -> None:
+    for estimator in (
+        reference.kl_estimator_k1,
+        reference.kl_estimator_k2,
+        reference.kl_estimator_k3,
+    ):
+        with pytest.raises(ValueError, match=message):
+            estimator(*arguments)
+
+
 # --------------------------------------------------------------------------------------------
 # Entropy
 # --------------------------------------------------------------------------------------------
