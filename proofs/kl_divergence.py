@@ -44,8 +44,6 @@ is the Fisher information). Amari, S., "Natural Gradient Works Efficiently in Le
 
 from __future__ import annotations
 
-import itertools
-
 import mpmath
 import numpy as np
 import sympy as sp
@@ -464,244 +462,224 @@ taylor = Derivation(
 )
 
 # ============================================================================ trajectories
-# A fully symbolic instance: 2 states, 2 actions, horizon 2. Each distribution over two
-# outcomes is (1/(1 + o), o/(1 + o)) with its own odds symbol o > 0, so every normalisation holds
-# by construction and every probability is provably positive (the log of a product splits).
-STATES = ACTIONS = (0, 1)
-HORIZON = 2
-_pi0 = sp.symbols("o_0:2", positive=True)  # odds pi_theta(1|s) / pi_theta(0|s)
-_ref0 = sp.symbols("o'_0:2", positive=True)  # odds pi_theta'(1|s) / pi_theta'(0|s)
-_P0 = sp.symbols("c_0:2_0:2", positive=True)  # odds P(1|s, a) / P(0|s, a), index s * 2 + a
-_rho0 = sp.Symbol("c_rho", positive=True)  # odds rho_0(1) / rho_0(0)
-Odds = tuple[sp.Expr, ...]
+# General horizon, by induction on H. D_H = KL(p_theta || p_theta') over H-step trajectories
+# (s_0, a_0, ..., s_{H-1}, a_{H-1}); K_H = sum_{t<H} E_theta[KL(pi_theta(.|s_t) || pi_theta'(.|s_t))]
+# the chain rule's right side. Both are 0 at H = 0 (the empty trajectory), and both grow by the
+# same term from H to H + 1:
+#   D_{H+1} = D_H + E_theta[KL_{s_H}]    (derivation 'induction-step'),
+#   K_{H+1} = K_H + E_theta[KL_{s_H}]    (derivation 'right-side-step': the sum over t gains t = H),
+# so D_H = K_H for every H. 'base-case' is the first step done directly (H = 1, from rho_0).
+# In the induction step an (H+1)-step trajectory is an H-step prefix j (j < M, M any number:
+# every prefix of positive probability) followed by s_H ~ P(.|prefix j) (the dynamics from the
+# prefix's last state and action, the same for both policies) and a_H ~ pi(.|s_H). Every
+# distribution is a normalised weight vector (C_j = c_j / sum c, T_{j,s} = x_{j,s} / sum_y x_{j,y},
+# pi(a|s) = e_{s,a} / sum_b e_{s,b}), so every distribution with positive entries is covered and
+# every log of a product splits (positive factors).
+# The sums run over j = 0..M, s = 0..S, a = 0..A: at least two prefixes, states and actions
+# (M, S, A >= 1), so that a random point where a mutant differs (it needs two of each) is drawn
+# at every trial. Size 1 is covered too: an instance with one prefix, state or action is the
+# instance with that element split into two identical halves (half the weight each under both
+# policies: the halves' terms add up to the original term, and KL_s is the same at both), an
+# exact reduction.
+n_prefixes = sp.Symbol("M", integer=True, positive=True)  # prefixes j = 0..M
+n_states = sp.Symbol("S", integer=True, positive=True)  # states s = 0..S
+n_actions = sp.Symbol("A", integer=True, positive=True)  # actions a = 0..A
+_j, _sH, _aH, _l, _y, _b = sp.symbols("j s a l y b", integer=True)
+prefix_weight = sp.IndexedBase("c", positive=True)  # p_theta(prefix j) = c_j / sum_l c_l
+prefix_weight_ref = sp.IndexedBase("c_ref", positive=True)  # p_theta'(prefix j), same dynamics
+next_state_weight = sp.IndexedBase("x", positive=True)  # P(s_H = s | prefix j) = x_{j,s} / sum_y
+policy_weight = sp.IndexedBase("e", positive=True)  # pi_theta(a|s) = e_{s,a} / sum_b e_{s,b}
+policy_weight_ref = sp.IndexedBase("e_ref", positive=True)  # pi_theta'(a|s)
+initial_weight = sp.IndexedBase("z", positive=True)  # rho_0(s) = z_s / sum_y z_y (base case)
+per_time_kl = sp.IndexedBase("kappa", real=True)  # kappa_t = E_theta[KL_{s_t}]
+horizon_ = sp.Symbol("H", integer=True, nonnegative=True)
+time_ = sp.Symbol("t", integer=True)
+TRAJECTORY_NAMES = {
+    prefix_weight_ref: "c'",
+    policy_weight_ref: "e'",
+    per_time_kl: r"\kappa",
+    _sH: "s_H",
+    _aH: "a_H",
+}
 
 
-def binary(odds: sp.Expr, outcome: int) -> sp.Expr:
-    """The probability of ``outcome`` under the two-point distribution with odds ``odds``."""
-    return 1 / (1 + odds) if outcome == 0 else odds / (1 + odds)
+def prefix_probability(index: sp.Expr, weights: sp.IndexedBase = prefix_weight) -> sp.Expr:
+    """p(prefix index) under theta (``prefix_weight``) or theta' (``prefix_weight_ref``)."""
+    return weights[index] / IndexSum(weights[_l], (_l, 0, n_prefixes))
 
 
-def policy_prob(policy: Odds, a: int, state: int) -> sp.Expr:
-    return binary(policy[state], a)
+def next_state_probability(index: sp.Expr, state: sp.Expr) -> sp.Expr:
+    """P(s_H = state | prefix index): the dynamics, shared by both trajectory distributions."""
+    return next_state_weight[index, state] / IndexSum(
+        next_state_weight[index, _y], (_y, 0, n_states)
+    )
 
 
-def trajectory_prob(
-    policy: Odds,
-    states: tuple[int, ...],
-    actions: tuple[int, ...],
-    transitions: Odds = _P0,
-    initial: sp.Expr = _rho0,
+def initial_probability(state: sp.Expr) -> sp.Expr:
+    return initial_weight[state] / IndexSum(initial_weight[_y], (_y, 0, n_states))
+
+
+def step_policy(
+    state: sp.Expr, action: sp.Expr, weights: sp.IndexedBase = policy_weight
 ) -> sp.Expr:
-    r"""$p(\tau) = \rho_0(s_0) \prod_t \pi(a_t|s_t) \prod_{t<H-1} P(s_{t+1}|s_t,a_t)$."""
-    prob = binary(initial, states[0])
-    for time in range(HORIZON):
-        prob *= policy_prob(policy, actions[time], states[time])
-        if time + 1 < HORIZON:
-            prob *= binary(transitions[2 * states[time] + actions[time]], states[time + 1])
-    return prob
+    """pi_theta(action | state) (``policy_weight``) or pi_theta' (``policy_weight_ref``)."""
+    return weights[state, action] / IndexSum(weights[state, _b], (_b, 0, n_actions))
 
 
-_paths = [
-    (states, actions)
-    for states in itertools.product(STATES, repeat=HORIZON)
-    for actions in itertools.product(ACTIONS, repeat=HORIZON)
-]
+def step_kl(
+    state: sp.Expr,
+    first: sp.IndexedBase = policy_weight,
+    second: sp.IndexedBase = policy_weight_ref,
+) -> sp.Sum:
+    r"""$\mathrm{KL}_s = \sum_a \pi_1(a|s) \log(\pi_1(a|s) / \pi_2(a|s))$, sampled side first."""
+    inside = step_policy(state, _aH, first)
+    return IndexSum(inside * sp.log(inside / step_policy(state, _aH, second)), (_aH, 0, n_actions))
 
 
-def state_kl(first: Odds, second: Odds, state: int) -> sp.Expr:
-    r"""$\mathrm{KL}(\text{first}(\cdot|s) \,\|\, \text{second}(\cdot|s))$."""
-    return sum(
-        policy_prob(first, a, state)
-        * sp.log(policy_prob(first, a, state) / policy_prob(second, a, state))
-        for a in ACTIONS
+def over_extensions(term: sp.Expr) -> sp.Sum:
+    """sum_j p_theta(j) sum_s P(s|j) sum_a pi_theta(a|s) term: over the (H+1)-step trajectories."""
+    inner = IndexSum(step_policy(_sH, _aH) * term, (_aH, 0, n_actions))
+    return IndexSum(
+        prefix_probability(_j)
+        * IndexSum(next_state_probability(_j, _sH) * inner, (_sH, 0, n_states)),
+        (_j, 0, n_prefixes),
     )
 
 
-def prefix_prob(policy: Odds, states: tuple[int, ...], actions: tuple[int, ...]) -> sp.Expr:
-    r"""$\Pr(s_0, a_0, \dots, s_t) = \rho_0(s_0) \prod_{u<t} \pi(a_u|s_u) P(s_{u+1}|s_u,a_u)$."""
-    prob = binary(_rho0, states[0])
-    for time, a in enumerate(actions):
-        prob *= policy_prob(policy, a, states[time]) * binary(
-            _P0[2 * states[time] + a], states[time + 1]
-        )
-    return prob
-
-
-def state_distribution(
-    policy: Odds, time: int, state: int, transitions: Odds = _P0, initial: sp.Expr = _rho0
-) -> sp.Expr:
-    r"""$\Pr(s_t = s)$ under ``policy``, by forward propagation $p_{t+1}(s') = \sum_{s,a} p_t(s) \pi(a|s) P(s'|s,a)$."""
-    if time == 0:
-        return binary(initial, state)
-    return sum(
-        state_distribution(policy, time - 1, s0, transitions, initial)
-        * policy_prob(policy, a0, s0)
-        * binary(transitions[2 * s0 + a0], state)
-        for s0 in STATES
-        for a0 in ACTIONS
+def last_state_kl(
+    prefix_weights: sp.IndexedBase = prefix_weight,
+    first: sp.IndexedBase = policy_weight,
+    second: sp.IndexedBase = policy_weight_ref,
+) -> sp.Sum:
+    """E[KL_{s_H}] with s_H reached from a prefix drawn with ``prefix_weights``."""
+    return IndexSum(
+        prefix_probability(_j, prefix_weights)
+        * IndexSum(
+            next_state_probability(_j, _sH) * step_kl(_sH, first, second), (_sH, 0, n_states)
+        ),
+        (_j, 0, n_prefixes),
     )
 
 
-def chain_rule_sum(weights: Odds, first: Odds, second: Odds) -> sp.Expr:
-    r"""$\sum_t \sum_s \Pr_{\text{weights}}(s_t = s)\, \mathrm{KL}(\text{first}(\cdot|s) \| \text{second}(\cdot|s))$."""
-    return sum(
-        state_distribution(weights, time, state) * state_kl(first, second, state)
-        for time in range(HORIZON)
-        for state in STATES
+_prefix_log_ratio = sp.log(prefix_probability(_j) / prefix_probability(_j, prefix_weight_ref))
+_step_log_ratio = sp.log(step_policy(_sH, _aH) / step_policy(_sH, _aH, policy_weight_ref))
+prefix_kl = IndexSum(prefix_probability(_j) * _prefix_log_ratio, (_j, 0, n_prefixes))  # D_H
+
+
+def _written_ratio() -> sp.Expr:
+    """log(p_theta(tau) / p_theta'(tau)) with both products written out (nothing cancelled)."""
+    moved = sp.Mul(
+        prefix_probability(_j),
+        next_state_probability(_j, _sH),
+        step_policy(_sH, _aH),
+        evaluate=False,
     )
+    reference = sp.Mul(
+        prefix_probability(_j, prefix_weight_ref),
+        next_state_probability(_j, _sH),
+        step_policy(_sH, _aH, policy_weight_ref),
+        evaluate=False,
+    )
+    return sp.log(sp.Mul(moved, sp.Pow(reference, -1, evaluate=False), evaluate=False))
 
-
-# ----------------------------------------------------------------------------- the statement's notation
-class _InstanceProbability(sp.Function):  # type: ignore[misc]
-    """A probability of the instance, written as in the text (p(tau), pi(a|s), Pr(s_t = s)).
-
-    The first ``n_outcomes`` arguments are outcomes (summation indices in the statement); the
-    rest are the instance's odds symbols, so the expression keeps its free symbols. Once the
-    outcomes are integers (``Sum.doit``, or a random point) it evaluates to the instance's
-    expression in the odds, which is how the statement is proved equal to the derivation.
-    """
-
-    n_outcomes = 0
-
-    @classmethod
-    def eval(cls, *args: sp.Expr) -> sp.Expr | None:
-        outcomes, odds = args[: cls.n_outcomes], args[cls.n_outcomes :]
-        if all(o.is_Integer for o in outcomes):
-            return cls.value(tuple(int(o) for o in outcomes), odds)
-        return None
-
-    @classmethod
-    def value(cls, outcomes: tuple[int, ...], odds: Odds) -> sp.Expr:
-        raise NotImplementedError
-
-    def _eval_is_positive(self) -> bool:
-        return True
-
-    def _policy_name(self, odds: Odds) -> str:
-        return r"\theta" if tuple(odds) == _pi0 else r"\theta'"
-
-
-class TrajectoryProbability(_InstanceProbability):  # type: ignore[misc]
-    r"""$p_\theta(s_0, a_0, s_1, a_1)$; odds: the policy's two, the four transitions', rho_0's."""
-
-    n_outcomes = 2 * HORIZON
-
-    @classmethod
-    def value(cls, outcomes: tuple[int, ...], odds: Odds) -> sp.Expr:
-        return trajectory_prob(tuple(odds[:2]), outcomes[::2], outcomes[1::2], odds[2:6], odds[6])
-
-    def _latex(self, printer) -> str:  # type: ignore[no-untyped-def]
-        outcomes = ", ".join(printer._print(a) for a in self.args[: self.n_outcomes])
-        return rf"p_{{{self._policy_name(self.args[self.n_outcomes : self.n_outcomes + 2])}}}({outcomes})"
-
-
-class PolicyProbability(_InstanceProbability):  # type: ignore[misc]
-    r"""$\pi_\theta(a|s)$; odds: the policy's two."""
-
-    n_outcomes = 2
-
-    @classmethod
-    def value(cls, outcomes: tuple[int, ...], odds: Odds) -> sp.Expr:
-        a, state = outcomes
-        return policy_prob(tuple(odds), a, state)
-
-    def _latex(self, printer) -> str:  # type: ignore[no-untyped-def]
-        a, state = (printer._print(v) for v in self.args[:2])
-        return rf"\pi_{{{self._policy_name(self.args[2:4])}}}({a} \mid {state})"
-
-
-class StateProbability(_InstanceProbability):  # type: ignore[misc]
-    r"""$\Pr_\theta(s_t = s)$; odds: the policy's two, the four transitions', rho_0's."""
-
-    n_outcomes = 2
-
-    @classmethod
-    def value(cls, outcomes: tuple[int, ...], odds: Odds) -> sp.Expr:
-        time, state = outcomes
-        return state_distribution(tuple(odds[:2]), time, state, odds[2:6], odds[6])
-
-    def _latex(self, printer) -> str:  # type: ignore[no-untyped-def]
-        time, state = (printer._print(v) for v in self.args[:2])
-        return rf"\Pr_{{{self._policy_name(self.args[2:4])}}}(s_{{{time}}} = {state})"
-
-
-_s0, _a0, _s1, _a1, _t, _state, _action = sp.symbols(
-    "s_0 a_0 s_1 a_1 t s a", integer=True, nonnegative=True
-)
-
-
-def _trajectory(policy: Odds) -> sp.Expr:
-    return TrajectoryProbability(_s0, _a0, _s1, _a1, *policy, *_P0, _rho0)
-
-
-def _pi_of(policy: Odds) -> sp.Expr:
-    return PolicyProbability(_action, _state, *policy)
-
-
-def _nested_sums(term: sp.Expr, *indices: sp.Symbol, high: int = 1) -> sp.Expr:
-    """``sum_{indices[0]=0}^{high} ... sum_{indices[-1]=0}^{high}`` term, one Sum per index."""
-    for index in reversed(indices):
-        term = sp.Sum(term, (index, 0, high))
-    return term
-
-
-trajectory_kl_statement = _nested_sums(
-    _trajectory(_pi0) * sp.log(_trajectory(_pi0) / _trajectory(_ref0)), _s0, _a0, _s1, _a1
-)
-chain_rule_statement = sp.Sum(
-    _nested_sums(
-        StateProbability(_t, _state, *_pi0, *_P0, _rho0)
-        * _nested_sums(_pi_of(_pi0) * sp.log(_pi_of(_pi0) / _pi_of(_ref0)), _action),
-        _state,
-    ),
-    (_t, 0, HORIZON - 1),
-)
 
 trajectory_chain_rule = Derivation(
-    "trajectory-chain-rule",
+    "induction-step",
     (
         Step(
-            sum(
-                trajectory_prob(_pi0, st_, ac_)
-                * sp.log(trajectory_prob(_pi0, st_, ac_) / trajectory_prob(_ref0, st_, ac_))
-                for st_, ac_ in _paths
-            ),
-            "definition of KL(p_theta(tau) || p_theta'(tau)), summed over all 16 trajectories",
+            over_extensions(_written_ratio()),
+            "KL(p_theta || p_theta') over the (H+1)-step trajectories (prefix j, s_H, a_H): "
+            "p(tau) = p(j) P(s_H|j) pi(a_H|s_H), the same dynamics P under both policies",
         ),
         Step(
-            sum(
-                trajectory_prob(_pi0, st_, ac_)
-                * sum(
-                    sp.log(
-                        policy_prob(_pi0, ac_[time], st_[time])
-                        / policy_prob(_ref0, ac_[time], st_[time])
-                    )
-                    for time in range(HORIZON)
-                )
-                for st_, ac_ in _paths
-            ),
-            "rho_0 and P appear in both p_theta and p_theta': the log-ratio is a sum of per-step "
-            "policy log-ratios",
+            over_extensions(_prefix_log_ratio) + over_extensions(_step_log_ratio),
+            "log of a product is the sum of the logs (every factor positive), P(s_H|j) cancels; "
+            "linearity",
         ),
         Step(
-            sum(
-                prefix_prob(_pi0, states, actions) * state_kl(_pi0, _ref0, states[-1])
-                for time in range(HORIZON)
-                for states in itertools.product(STATES, repeat=time + 1)
-                for actions in itertools.product(ACTIONS, repeat=time)
-            ),
-            "step t's term: sum out the later actions and states (each distribution sums to 1) "
-            "and the action a_t given s_t, which leaves KL at s_t",
+            IndexSum(
+                prefix_probability(_j)
+                * _prefix_log_ratio
+                * IndexSum(
+                    next_state_probability(_j, _sH)
+                    * IndexSum(step_policy(_sH, _aH), (_aH, 0, n_actions)),
+                    (_sH, 0, n_states),
+                ),
+                (_j, 0, n_prefixes),
+            )
+            + last_state_kl(),
+            "the prefix's log-ratio does not depend on (s_H, a_H); the inner sum of the second "
+            "term is KL_{s_H}",
         ),
         Step(
-            chain_rule_sum(_pi0, _pi0, _ref0),
-            "sum the prefix probabilities ending in s_t = s: Pr_theta(s_t = s), by forward propagation",
+            prefix_kl + last_state_kl(),
+            "marginalise the last step: sum_a pi(a|s_H) = 1, sum_s P(s|j) = 1; what is left is "
+            "D_H + E_theta[KL_{s_H}]",
         ),
     ),
-    statement=(
-        r"\mathrm{KL}(p_\theta(\tau)\,\|\,p_{\theta'}(\tau)) = \sum_{t<H}\sum_s \Pr_\theta(s_t=s)\,"
-        r"\mathrm{KL}(\pi_\theta(\cdot|s)\,\|\,\pi_{\theta'}(\cdot|s))"
+    statement=r"D_{H+1} = D_H + \mathbb E_\theta[\mathrm{KL}(\pi_\theta(\cdot|s_H)\,\|\,\pi_{\theta'}(\cdot|s_H))]",
+)
+REFERENCE_STATE_DISTRIBUTION = prefix_kl + last_state_kl(prefix_weights=prefix_weight_ref)
+PER_STATE_KL_REVERSED = prefix_kl + last_state_kl(first=policy_weight_ref, second=policy_weight)
+PREFIX_KL_DROPPED = last_state_kl()
+
+
+def _written_first_ratio() -> sp.Expr:
+    moved = sp.Mul(initial_probability(_sH), step_policy(_sH, _aH), evaluate=False)
+    reference = sp.Mul(
+        initial_probability(_sH), step_policy(_sH, _aH, policy_weight_ref), evaluate=False
+    )
+    return sp.log(sp.Mul(moved, sp.Pow(reference, -1, evaluate=False), evaluate=False))
+
+
+def _over_first_step(term: sp.Expr) -> sp.Sum:
+    inner = IndexSum(step_policy(_sH, _aH) * term, (_aH, 0, n_actions))
+    return IndexSum(initial_probability(_sH) * inner, (_sH, 0, n_states))
+
+
+trajectory_chain_rule_base = Derivation(
+    "base-case",
+    (
+        Step(
+            _over_first_step(_written_first_ratio()),
+            "KL(p_theta || p_theta') over the 1-step trajectories (s_0, a_0): "
+            "p(tau) = rho_0(s_0) pi(a_0|s_0) under both policies",
+        ),
+        Step(
+            _over_first_step(_step_log_ratio),
+            "log of a product is the sum of the logs; rho_0(s_0) cancels",
+        ),
+        Step(
+            sp.Sum(
+                IndexSum(initial_probability(_sH) * step_kl(_sH), (_sH, 0, n_states)),
+                (time_, 0, 0),
+            ),
+            "the inner sum is KL_{s_0}, and Pr_theta(s_0 = s) = rho_0(s): the chain rule's "
+            "right side sum_{t<1} E_theta[KL_{s_t}]",
+        ),
     ),
+    statement=r"D_1 = \sum_{t<1} \mathbb E_\theta[\mathrm{KL}_{s_t}] = K_1",
+)
+
+right_side_step = Derivation(
+    "right-side-step",
+    (
+        Step(
+            sp.Sum(per_time_kl[time_], (time_, 0, horizon_)),
+            "K_{H+1} = sum_{t<H+1} kappa_t, kappa_t = E_theta[KL(pi_theta(.|s_t) || "
+            "pi_theta'(.|s_t))]",
+        ),
+        Step(
+            sp.Sum(per_time_kl[time_], (time_, 0, horizon_ - 1))
+            + sp.Sum(per_time_kl[time_], (time_, horizon_, horizon_)),
+            "split off the last time t = H",
+        ),
+        Step(
+            sp.Sum(per_time_kl[time_], (time_, 0, horizon_ - 1)) + per_time_kl[horizon_],
+            "K_H + kappa_H: the same increment E_theta[KL_{s_H}] as D_{H+1} - D_H",
+        ),
+    ),
+    statement=r"K_{H+1} = K_H + \mathbb E_\theta[\mathrm{KL}_{s_H}]",
 )
 
 
@@ -947,6 +925,47 @@ def _chain_rule_error_scale(example) -> float:  # type: ignore[no-untyped-def]
 def _chain_rule_rtol(example) -> float:  # type: ignore[no-untyped-def]
     mdp, _, _, horizon = example  # at most (S A)^H trajectories of H steps each
     return exact_rtol(1.0, (mdp.n_states * mdp.n_actions) ** horizon * horizon)
+
+
+TRAJECTORY_SYMBOLS = (
+    prefix_weight,
+    prefix_weight_ref,
+    next_state_weight,
+    policy_weight,
+    policy_weight_ref,
+    n_states,
+    n_actions,
+    n_prefixes,
+)
+
+
+def induction_arguments(example) -> tuple:  # type: ignore[no-untyped-def,type-arg]
+    """Values of TRAJECTORY_SYMBOLS for the step from H - 1 to H steps (H = example[3]).
+
+    The prefixes are the (H-1)-step trajectories of positive p_theta
+    (rlmath.exact.trajectories), c their p_theta, c' their p_theta' (the full product with the
+    dynamics, as for the lhs), x[j] = P(. | s_{H-2}, a_{H-2}) of prefix j; for H = 1 the one
+    empty prefix (c = c' = 1) with x = rho_0.
+    """
+    mdp, policy, reference, horizon = example
+    if horizon == 1:
+        moved, ref, successor = np.ones(1), np.ones(1), mdp.rho0[None, :]
+    else:
+        shorter = (mdp, policy, reference, horizon - 1)
+        moved, _, log_ref = _trajectory_log_probabilities(shorter)
+        paths = exact.trajectories(mdp, policy, horizon - 1)  # the same prefixes, same order
+        ref = np.exp(log_ref)
+        successor = mdp.dense_transitions()[paths.states[:, -1], paths.actions[:, -1]]
+    return (
+        moved,
+        ref,
+        successor,
+        policy.probabilities(),
+        reference.probabilities(),
+        mdp.n_states - 1,  # the sums run over 0..S, 0..A, 0..M
+        mdp.n_actions - 1,
+        len(moved) - 1,
+    )
 
 
 # ============================================================================ Monte-Carlo legs
@@ -1325,6 +1344,16 @@ reference_state_samples = _fresh_action_sampler(walker=2, first=1)  # states fro
 reversed_kl_samples = _fresh_action_sampler(walker=1, first=2)  # KL(pi_theta' || pi_theta)
 
 
+def last_step_log_ratio_samples(example, rng: np.random.Generator, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Mutant prefix-kl-dropped: tau ~ p_theta, the last step's log pi_theta/pi_theta' only."""
+    mdp, policy, reference, horizon = example
+    episodes = rollouts(
+        mdp, policy, n_episodes=count, horizon=horizon, seed=int(rng.integers(2**63))
+    )
+    step_ratio = policy.log_probabilities() - reference.log_probabilities()
+    return step_ratio[episodes.states[-1], episodes.actions[-1]]  # type: ignore[no-any-return]
+
+
 def _fresh_action_moments(example, walker: int, first: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """Exact mean and sd of a _fresh_action_sampler's term, over every trajectory of the walker.
 
@@ -1359,6 +1388,8 @@ def _chain_rule_separated(example) -> bool:  # type: ignore[no-untyped-def]
         tuple(np.array(v) for v in _fresh_action_moments(example, walker, first))
         for walker, first in ((2, 1), (1, 2))
     ]
+    last = step_ratio[paths.states[:, -1], paths.actions[:, -1]]  # last_step_log_ratio_samples
+    variants.append(_moments(last, paths.probabilities))
     return _separated(_moments(terms, paths.probabilities), variants, target)
 
 
@@ -1683,22 +1714,45 @@ CLAIMS = (
         id="trajectory-kl-chain-rule",
         title="The KL between trajectory distributions is the expected sum of per-state KLs",
         statement=Statement(
-            trajectory_kl_statement,
-            chain_rule_statement,
+            trajectory_chain_rule.start,
+            trajectory_chain_rule.conclusion,
             where=(
-                r"\text{the instance } |S| = |A| = H = 2;\ p_\theta(s_0, a_0, s_1, a_1) = "
-                r"\rho_0(s_0)\, \pi_\theta(a_0 \mid s_0)\, P(s_1 \mid s_0, a_0)\, "
-                r"\pi_\theta(a_1 \mid s_1)"
+                r"j \le M \text{ indexes the } H\text{-step prefixes } (s_0, a_0, \dots, "
+                r"s_{H-1}, a_{H-1}),\ p_\theta(j) = c_j / \textstyle\sum_l c_l,\ "
+                r"p_{\theta'}(j) = c'_j / \sum_l c'_l;\ P(s_H = s \mid j) = x_{j,s} / "
+                r"\sum_y x_{j,y};\ \pi_\theta(a|s) = e_{s,a} / \sum_b e_{s,b},\ \pi_{\theta'} "
+                r"\text{ with } e';\ \text{so the left side is } D_{H+1} = "
+                r"\mathrm{KL}(p_\theta(\tau)\,\|\,p_{\theta'}(\tau)) \text{ over } H+1 "
+                r"\text{ steps, the right side } D_H + \mathbb E_\theta[\mathrm{KL}_{s_H}];\ "
+                r"\text{with } D_0 = 0 \text{ and } K_{H+1} = K_H + \mathbb E_\theta"
+                r"[\mathrm{KL}_{s_H}]:\ D_H = \sum_{t<H} \mathbb E_\theta[\mathrm{KL}(\pi_\theta"
+                r"(\cdot|s_t)\,\|\,\pi_{\theta'}(\cdot|s_t))] \text{ for every } H"
             ),
+            symbol_names=TRAJECTORY_NAMES,
         ),
         assumptions=(
             "Both trajectory distributions share rho_0 and P; trajectories have H steps "
             "(s_0, a_0, ..., s_{H-1}, a_{H-1}).",
             "pi_theta' > 0 wherever pi_theta > 0 (true for softmax policies).",
-            "The symbolic derivation is a fully symbolic instance with 2 states, 2 actions and "
-            "horizon 2 (every two-point distribution (1/(1+o), o/(1+o)) with its own odds "
-            "symbol o > 0); the exact leg covers up to 3 states, 3 actions and horizon 4, and "
-            "the Monte-Carlo leg horizons 3 to 5.",
+            "Symbolic leg: induction on the horizon, for any numbers of states, actions and "
+            "prefixes. D_H = KL(p_theta || p_theta') over H steps and K_H = sum_{t<H} "
+            "E_theta[KL(pi_theta(.|s_t) || pi_theta'(.|s_t))] are both 0 at H = 0 (the empty "
+            "trajectory, an empty sum). 'induction-step' proves D_{H+1} = D_H + "
+            "E_theta[KL_{s_H}] for any H-step prefix distributions of the two policies that "
+            "share the dynamics to s_H; 'right-side-step' proves K_{H+1} = K_H + kappa_H, "
+            "kappa_H = E_theta[KL_{s_H}] (the sum over t gains t = H); so D_H = K_H for every "
+            "H. 'base-case' does H = 1 directly (rho_0 cancels). The prefix distributions and "
+            "E_theta[KL_{s_H}] = sum_j p_theta(j) sum_s P(s|j) KL_s are the marginals of the "
+            "trajectory distribution (tower property), taken as definitions.",
+            "Distributions are written as normalised positive weights, so prefixes, next states "
+            "or actions of probability 0 are left out of the sums (0 log 0 = 0). The sums run "
+            "over at least two prefixes, states and actions (j = 0..M, s = 0..S, a = 0..A with "
+            "M, S, A >= 1, so that the random points that refute the mutants always have two of "
+            "each); one prefix, state or action is the same instance with that element split "
+            "into two identical halves (half the weight each under both policies), so every "
+            "size is covered.",
+            "Exact leg: MDPs with up to 3 states, 3 actions and horizon 1-4; the Monte-Carlo "
+            "leg horizons 3 to 5.",
         ),
         references=(
             "Cover, T. M. and Thomas, J. A., *Elements of Information Theory*, 2nd ed., 2006, "
@@ -1711,23 +1765,19 @@ CLAIMS = (
             "policy KL summed over time under the first policy's state distribution: the "
             "dynamics cancel."
         ),
-        symbolic=SymbolicLeg((trajectory_chain_rule,)),
+        symbolic=SymbolicLeg((trajectory_chain_rule, trajectory_chain_rule_base, right_side_step)),
         exact=ExactLeg(
             mdp_two_policies_horizon,
             lhs=trajectory_kl,
-            rhs=chain_rule_value,
-            rhs_reason=(
-                "the derivation is the fixed instance 2 states x 2 actions x horizon 2, so its "
-                "conclusion cannot be evaluated on other sizes; the exact leg evaluates the "
-                "same formula, sum_t sum_s Pr_theta(s_t = s) KL_s, for general sizes with "
-                "rlmath.exact.state_distributions"
-            ),
             rtol=_chain_rule_rtol,
+            symbols=TRAJECTORY_SYMBOLS,
+            arguments=induction_arguments,
             error_scale=_chain_rule_error_scale,
             description=(
-                "KL over every trajectory (rlmath.exact.trajectories, p_theta' recomputed with "
-                "the dynamics) vs sum_t sum_s Pr_theta(s_t = s) KL_s with "
-                "rlmath.exact.state_distributions"
+                "KL over every H-step trajectory (rlmath.exact.trajectories, p_theta' recomputed "
+                "with the dynamics) vs the lambdified induction step D_{H-1} + "
+                "E_theta[KL_{s_{H-1}}] on the (H-1)-step prefixes (for H = 1 the empty prefix "
+                "and rho_0)"
             ),
         ),
         monte_carlo=monte_carlo_leg(
@@ -1738,39 +1788,43 @@ CLAIMS = (
             n_examples=MC_EXAMPLES,
             description=(
                 "per-episode sum_t log pi_theta(a_t|s_t)/pi_theta'(a_t|s_t) over tau ~ p_theta "
-                "(rollouts, trajectory_kl with k1) vs sum_t sum_s Pr_theta(s_t = s) KL_s"
+                "(rollouts, trajectory_kl with k1) vs the unrolled statement sum_t sum_s "
+                "Pr_theta(s_t = s) KL_s (rlmath.exact.state_distributions)"
             ),
         ),
         mutants=(
             Mutant(
                 "reference-state-distribution",
-                "states weighted by Pr_theta'(s_t = s), the reference policy's state distribution",
-                symbolic=SymbolicMutation(
-                    "trajectory-chain-rule", chain_rule_sum(_ref0, _pi0, _ref0)
-                ),
-                exact=lambda ex: chain_rule_value(ex, weights=ex[2]),
+                "states weighted by the reference policy's state distribution (s_H reached "
+                "from theta' prefixes)",
+                symbolic=SymbolicMutation("induction-step", REFERENCE_STATE_DISTRIBUTION),
                 monte_carlo=reference_state_samples,
             ),
             Mutant(
                 "per-state-kl-reversed",
                 "KL(pi_theta' || pi_theta) per state instead of KL(pi_theta || pi_theta')",
-                symbolic=SymbolicMutation(
-                    "trajectory-chain-rule", chain_rule_sum(_pi0, _ref0, _pi0)
-                ),
-                exact=lambda ex: chain_rule_value(ex, reversed_kl=True),
+                symbolic=SymbolicMutation("induction-step", PER_STATE_KL_REVERSED),
                 monte_carlo=reversed_kl_samples,
+            ),
+            Mutant(
+                "prefix-kl-dropped",
+                "the KL of the last step only: the prefix's KL D_H not carried into D_{H+1}",
+                symbolic=SymbolicMutation("induction-step", PREFIX_KL_DROPPED),
+                monte_carlo=last_step_log_ratio_samples,
             ),
         ),
         notes=(
-            "The statement is written with the instance's probabilities as functions "
-            "($p_\\theta(\\tau)$, $\\pi_\\theta(a \\mid s)$, $\\Pr_\\theta(s_t = s)$) that "
-            "evaluate to the instance's expressions once their outcomes are numbers, which is "
-            "how sympy proves it equal to the derivation's first and last steps. The "
-            "Monte-Carlo leg samples trajectories of theta and sums the per-step log-ratios "
+            "The statement is the induction step D_{H+1} = D_H + E_theta[KL_{s_H}]; with "
+            "D_0 = 0 and the same recursion for the right side (derivation `right-side-step`) "
+            "it gives the chain rule for every horizon. The exact leg checks the step on every "
+            "horizon 1-4 (the lhs enumerates whole trajectories, the rhs is the lambdified "
+            "conclusion on the shorter prefixes); the Monte-Carlo leg checks the unrolled "
+            "statement: it samples trajectories of theta and sums the per-step log-ratios "
             "(k1; rlmath.estimators.trajectory_kl), on MDPs whose actions steer the state, so "
-            "that the state distributions of theta and theta' differ. The mutants' variants "
-            "draw fresh actions at each visited state: with the states from theta' "
-            "trajectories, or with the per-state KL's arguments swapped (kl_terms(pi', pi))."
+            "that the state distributions of theta and theta' differ, against sum_t sum_s "
+            "Pr_theta(s_t = s) KL_s. The mutants' variants draw fresh actions at each visited "
+            "state: with the states from theta' trajectories, or with the per-state KL's "
+            "arguments swapped (kl_terms(pi', pi)); or keep the last step's log-ratio only."
         ),
     ),
 )
