@@ -1,4 +1,4 @@
-r"""Returns, TD errors and GAE on buffers cut by terminations and truncations.
+r"""Returns, TD errors, GAE and n-step returns on buffers cut by terminations and truncations.
 
 Main statements. A buffer holds $T$ steps (time-major, ``[T, *B]``); step $t$ of a batch entry
 ends its episode when ``terminated[t]`` (the next state is terminal) or ``truncated[t]`` (a time
@@ -32,6 +32,12 @@ that ends an episode, or $T - 1$ if none does (the end of the buffer), and $K = 
 4. **Discounted returns** (claim ``discounted-returns-closed-form``). The recursion
    $G_t = r_t + \gamma (1 - d_t) G_{t+1}$ is solved by $G_t = \sum_{l=0}^{e(t)-t} \gamma^l
    r_{t+l}$ ($d_t$ = ``dones[t]``; nothing is bootstrapped).
+
+5. **n-step returns** (claim ``n-step-returns-closed-form``). With $M + 1 = \min(n, e(t) - t +
+   1)$ rewards in the window and $w$ its bootstrap value ($V_{t+M+1}$ if the window ends
+   inside the episode, the cut's $v'$ if it reaches the cut),
+   $V_t + \sum_{k=0}^{M} \gamma^k \delta_{t+k} = \sum_{k=0}^{M} \gamma^k r_{t+k} +
+   \gamma^{M+1} w$: the n-step return is the value plus the window's discounted TD errors.
 
 Conventions (those of :mod:`rlmath.reference`). Time-major ``[T, *B]``; $r_t$ follows $a_t$;
 ``values[t]`` $= V(s_t)$ for $t < T$ and ``last_value`` $= V(s_T)$; termination means no
@@ -83,6 +89,7 @@ from rlmath.reference import (
     discounted_returns,
     generalized_advantage_estimation,
     lambda_returns,
+    n_step_returns,
     temporal_difference_errors,
 )
 from rlmath.symbolic import IndexSum
@@ -177,53 +184,71 @@ gae_lambda_zero = Derivation(
 )
 
 _rewards_to_cut = weighted_sum(r, t, 0, K, gamma)
-gae_lambda_one = Derivation(
-    "lambda-one",
-    (
+
+
+def _telescoping_steps(upper: Any, end_value: Any, offset: Any, first_rule: str) -> tuple:
+    r"""``offset`` + $\sum_{l=0}^{\text{upper}} \gamma^l \delta_{t+l}$ (the last TD error
+    bootstrapped from ``end_value``) -> ``offset`` + rewards + $\gamma^{\text{upper}+1}$
+    ``end_value`` $- V_t$: the value terms telescope."""
+    last = (
+        gamma**upper * r[t + upper] + gamma ** (upper + 1) * end_value - gamma**upper * v[t + upper]
+    )
+    rewards_before = weighted_sum(r, t, 0, upper - 1, gamma)
+    values_before = weighted_sum(v, t, 0, upper - 1, gamma)
+    return (
         Step(
-            IndexSum(
-                gamma**lag * (r[t + lag] + gamma * v[t + lag + 1] - v[t + lag]), (lag, 0, K - 1)
+            offset
+            + IndexSum(
+                gamma**lag * (r[t + lag] + gamma * v[t + lag + 1] - v[t + lag]),
+                (lag, 0, upper - 1),
             )
-            + gamma**K * (r[t + K] + gamma * bootstrap - v[t + K]),
-            "closed form with lambda = 1, the cut's term l = K apart: inside the segment "
-            "delta_{t+l} = r_{t+l} + gamma V_{t+l+1} - V_{t+l}, at the cut "
-            "delta_{t+K} = r_{t+K} + gamma v' - V_{t+K}",
+            + gamma**upper * (r[t + upper] + gamma * end_value - v[t + upper]),
+            first_rule,
         ),
         Step(
-            weighted_sum(r, t, 0, K - 1, gamma)
-            + IndexSum(gamma ** (lag + 1) * v[t + lag + 1], (lag, 0, K - 1))
-            - weighted_sum(v, t, 0, K - 1, gamma)
-            + gamma**K * r[t + K]
-            + gamma ** (K + 1) * bootstrap
-            - gamma**K * v[t + K],
-            "linearity: three sums and the cut's three terms",
+            offset
+            + rewards_before
+            + IndexSum(gamma ** (lag + 1) * v[t + lag + 1], (lag, 0, upper - 1))
+            - values_before
+            + last,
+            "linearity: three sums and the last step's three terms",
         ),
         Step(
-            weighted_sum(r, t, 0, K - 1, gamma)
-            + weighted_sum(v, t, 1, K, gamma)
-            - weighted_sum(v, t, 0, K - 1, gamma)
-            + gamma**K * r[t + K]
-            + gamma ** (K + 1) * bootstrap
-            - gamma**K * v[t + K],
+            offset + rewards_before + weighted_sum(v, t, 1, upper, gamma) - values_before + last,
             "shift the index of the value sum, l -> l - 1",
         ),
         Step(
-            weighted_sum(r, t, 0, K - 1, gamma)
-            + (weighted_sum(v, t, 1, K - 1, gamma) + weighted_sum(v, t, K, K, gamma))
-            - (weighted_sum(v, t, 0, 0, gamma) + weighted_sum(v, t, 1, K - 1, gamma))
-            + gamma**K * r[t + K]
-            + gamma ** (K + 1) * bootstrap
-            - gamma**K * v[t + K],
-            "split off l = K from the first value sum and l = 0 from the second",
+            offset
+            + rewards_before
+            + (weighted_sum(v, t, 1, upper - 1, gamma) + weighted_sum(v, t, upper, upper, gamma))
+            - (weighted_sum(v, t, 0, 0, gamma) + weighted_sum(v, t, 1, upper - 1, gamma))
+            + last,
+            "split off the last term from the first value sum and l = 0 from the second",
         ),
         Step(
-            weighted_sum(r, t, 0, K - 1, gamma)
-            + weighted_sum(r, t, K, K, gamma)
-            + gamma ** (K + 1) * bootstrap
+            offset
+            + rewards_before
+            + weighted_sum(r, t, upper, upper, gamma)
+            + gamma ** (upper + 1) * end_value
             - v[t],
-            "the value terms cancel (telescoping); the cut's reward is the l = K term",
+            "the value terms cancel (telescoping); the last reward is the last term",
         ),
-        Step(_rewards_to_cut + gamma ** (K + 1) * bootstrap - v[t], "merge the reward sums"),
+        Step(
+            offset + weighted_sum(r, t, 0, upper, gamma) + gamma ** (upper + 1) * end_value - v[t],
+            "merge the reward sums",
+        ),
+    )
+
+
+gae_lambda_one = Derivation(
+    "lambda-one",
+    _telescoping_steps(
+        K,
+        bootstrap,
+        0,
+        "closed form with lambda = 1, the cut's term l = K apart: inside the segment "
+        "delta_{t+l} = r_{t+l} + gamma V_{t+l+1} - V_{t+l}, at the cut "
+        "delta_{t+K} = r_{t+K} + gamma v' - V_{t+K}",
     ),
     statement=(
         r"\hat A_t\big|_{\lambda=1} = \sum_{l=0}^{K}\gamma^l r_{t+l} + \gamma^{K+1} v'_e - V_t"
@@ -303,6 +328,30 @@ returns_recursion = Derivation(
 RETURN_MISSING_DISCOUNT = weighted_sum(r, t, 0, K, 1)
 RETURN_OFF_BY_ONE = weighted_sum(r, t + 1, 0, K - 1, gamma)
 RETURN_DISCOUNT_ONE_STEP_EARLY = IndexSum(gamma ** (lag + 1) * r[t + lag], (lag, 0, K))
+
+# ============================================================================ n-step returns
+# The window of t has M + 1 rewards, M = min(n, e(t) - t + 1) - 1, and its bootstrap value w is
+# V_{t+M+1} if it ends inside the episode, the cut's v' if it ends at the cut.
+window_end = sp.Symbol("M", integer=True, nonnegative=True)
+window_value = sp.Symbol("w", real=True)
+n_step_telescoping = Derivation(
+    "n-step-telescoping",
+    _telescoping_steps(
+        window_end,
+        window_value,
+        v[t],
+        "V_t plus the window's discounted TD errors, the last one apart: delta_{t+k} = "
+        "r_{t+k} + gamma V_{t+k+1} - V_{t+k} for k < M, delta_{t+M} = r_{t+M} + gamma w - "
+        "V_{t+M}",
+    ),
+    statement=r"V_t + \sum_{k=0}^{M}\gamma^k\delta_{t+k} = \sum_{k=0}^{M}\gamma^k r_{t+k} + \gamma^{M+1} w",
+)
+N_STEP_BOOTSTRAP_ONE_SHORT = (
+    weighted_sum(r, t, 0, window_end, gamma) + gamma**window_end * window_value
+)
+N_STEP_NO_BOOTSTRAP = weighted_sum(r, t, 0, window_end, gamma)
+N_STEP_NAMES = {window_end: "M", window_value: "w"}
+
 
 # ============================================================================ TD error cases
 terminated_flag = sp.Symbol("tau", real=True)  # 1 if terminated
@@ -746,6 +795,79 @@ def _final_values_wherever_done(example: Trajectory) -> np.ndarray:
     return np.where(example.terminated | example.truncated, example.final_values, 0.0)
 
 
+# ----------------------------------------------------------------------------- n-step side
+N_STEP_SYMBOLS = (r, window_value, gamma, t, window_end)
+n_step_examples = st.tuples(trajectories(), st.integers(1, 9))  # (buffer, n)
+
+
+def reference_n_step(example: tuple[Trajectory, int]) -> np.ndarray:
+    """rlmath.reference.n_step_returns on the whole buffer."""
+    trajectory, n = example
+    return n_step_returns(
+        *_trajectory_arguments(trajectory), discount=trajectory.discount, n_steps=n
+    )
+
+
+def _windows(trajectory: Trajectory, n: int, rules: Rules) -> tuple[np.ndarray, np.ndarray]:
+    """(M, w) for every (t, entry) by a direct loop: M + 1 = min(n, e(t) - t + 1) rewards, and
+    w = V_{t+M+1} inside the episode or the cut's bootstrap value at the cut."""
+    ends = segment_ends(trajectory, rules)
+    cut_values = bootstrap_by_cases(trajectory, rules)
+    values = trajectory.column("values")
+    last_offsets = np.empty(ends.shape, dtype=int)
+    window_values = np.empty(ends.shape)
+    for b in range(ends.shape[1]):
+        for s in range(ends.shape[0]):
+            m = min(n, ends[s, b] - s + 1)
+            last_offsets[s, b] = m - 1
+            stop = s + m - 1
+            if stop < ends[s, b]:
+                window_values[s, b] = values[stop if rules.next_value_same_step else stop + 1, b]
+            else:
+                window_values[s, b] = cut_values[stop, b]
+    return last_offsets, window_values
+
+
+def n_step_rhs(
+    expression: Any = None, rules: Rules = CORRECT, *, extra_step: int = 0
+) -> Callable[[tuple[Trajectory, int]], np.ndarray]:
+    """The lambdified ``expression`` at every (t, b) with that entry's window (``extra_step``:
+    a window of n + extra_step rewards, a mutant)."""
+    function = lambdify(
+        N_STEP_SYMBOLS, n_step_telescoping.conclusion if expression is None else expression
+    )
+
+    def rhs(example: tuple[Trajectory, int]) -> np.ndarray:
+        trajectory, n = example
+        last_offsets, window_values = _windows(trajectory, n + extra_step, rules)
+        rewards = trajectory.column("rewards")
+        out = np.empty(last_offsets.shape)
+        for b in range(out.shape[1]):
+            for s in range(out.shape[0]):
+                out[s, b] = function(
+                    rewards[:, b], window_values[s, b], trajectory.discount, s, last_offsets[s, b]
+                )
+        return out.reshape(trajectory.rewards.shape)
+
+    return rhs
+
+
+def n_step_scale(example: tuple[Trajectory, int]) -> float:
+    """max over (t, b) of sum_k gamma^k |r_{t+k}| + gamma^{M+1} |w| (floored at TINY)."""
+    trajectory, n = example
+    last_offsets, window_values = _windows(trajectory, n, CORRECT)
+    rewards, g = np.abs(trajectory.column("rewards")), trajectory.discount
+    worst = 0.0
+    for b in range(rewards.shape[1]):
+        for s in range(rewards.shape[0]):
+            m = last_offsets[s, b] + 1
+            total = float(g ** np.arange(m) @ rewards[s : s + m, b]) + g**m * abs(
+                window_values[s, b]
+            )
+            worst = max(worst, total)
+    return max(worst, TINY)
+
+
 # ============================================================================ mutants
 def cut_mutants(rhs_of: Callable[..., Callable[[Trajectory], np.ndarray]]) -> tuple[Mutant, ...]:
     """The bug classes of the cut rules, as wrong right-hand sides (the direct loop with one
@@ -1123,5 +1245,81 @@ CLAIMS = (
             ),
         ),
         notes="The reference is a backward recursion with a mask." + _NO_MONTE_CARLO,
+    ),
+    Claim(
+        id="n-step-returns-closed-form",
+        title="n-step returns with terminations and truncations: the value plus the window's TD errors",
+        statement=Statement(
+            n_step_telescoping.start,
+            n_step_telescoping.conclusion,
+            where=(
+                r"M + 1 = \min(n, e(t) - t + 1);\ w = V_{t+M+1} \text{ inside the episode, the "
+                r"cut's } v'_e \text{ at the cut}"
+            ),
+            symbol_names=N_STEP_NAMES,
+        ),
+        assumptions=(
+            "General window length: the derivation holds for every integer M >= 0 (a symbol); "
+            "the exact leg checks n = 1..9 on buffers of 1-8 steps with batch shapes (), (1,), "
+            "(3,), (2, 2), so windows cut by episode ends and by the buffer's end both occur.",
+            "Conventions of rlmath.reference: the window stops at the episode's end; after a "
+            "termination nothing is bootstrapped, after a truncation final_values[t], at the "
+            "end of the buffer last_value; termination wins when both flags are set.",
+        ),
+        references=(
+            "Sutton, R. S. and Barto, A. G., *Reinforcement Learning: An Introduction*, 2nd "
+            "ed., 2018, eq. (7.1).",
+            "Mnih, V. et al., *Asynchronous Methods for Deep Reinforcement Learning*, ICML 2016, "
+            "Algorithm S3.",
+            "Pardo, F. et al., *Time Limits in Reinforcement Learning*, ICML 2018.",
+        ),
+        summary=(
+            "An n-step return is n discounted rewards plus gamma^n times the value where the "
+            "window ends, and a window that reaches an episode end stops there and takes that "
+            "end's bootstrap (0 after a termination, the final observation's value after a "
+            "truncation)."
+        ),
+        symbolic=SymbolicLeg((n_step_telescoping,)),
+        exact=ExactLeg(
+            n_step_examples,
+            lhs=reference_n_step,
+            rhs=n_step_rhs(),
+            rhs_reason=(
+                "the lambdified conclusion evaluated at every step t and batch entry b with that "
+                "entry's window (lambdify's sum needs one integer M per call, and the windows "
+                "differ by entry); M and w come from a direct loop over the flags"
+            ),
+            rtol=lambda example: exact_rtol(1.0, example[1] + 2),
+            error_scale=n_step_scale,
+            description=(
+                "rlmath.reference.n_step_returns vs sum_{k=0}^{M} gamma^k r_{t+k} + "
+                "gamma^{M+1} w at every (t, b), the window (M, w) found by a direct loop"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "bootstrap-discount-one-short",
+                "gamma^M w instead of gamma^(M+1) w: the bootstrap discounted once too few",
+                symbolic=SymbolicMutation("n-step-telescoping", N_STEP_BOOTSTRAP_ONE_SHORT),
+                exact=n_step_rhs(N_STEP_BOOTSTRAP_ONE_SHORT),
+            ),
+            Mutant(
+                "no-bootstrap",
+                "the rewards of the window only: the value where the window ends dropped",
+                symbolic=SymbolicMutation("n-step-telescoping", N_STEP_NO_BOOTSTRAP),
+                exact=n_step_rhs(N_STEP_NO_BOOTSTRAP),
+            ),
+            Mutant(
+                "window-one-too-long",
+                "n + 1 rewards in the window (an off-by-one in the loop bound)",
+                exact=n_step_rhs(extra_step=1),
+            ),
+            *cut_mutants(lambda rules: n_step_rhs(rules=rules)),
+        ),
+        notes=(
+            "The reference builds every window at once with masks (rewards added while the "
+            "window is open, the bootstrap where it closes); the exact leg finds each window by "
+            "a direct loop." + _NO_MONTE_CARLO
+        ),
     ),
 )

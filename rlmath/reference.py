@@ -1544,8 +1544,10 @@ def n_step_returns(
     Conventions: time-major ``[T, *B]``; $r_t$ follows action $a_t$; termination wins when both
     flags are set; $\gamma^m$ multiplies the bootstrap ($m$ = rewards summed); float64.
 
-    Claim: ``td-error-is-advantage`` ($n = 1$); ``gae-closed-form`` (the $\lambda$-return is
-    the $(1-\lambda)\lambda^{n-1}$-weighted average of these returns).
+    Claim: ``n-step-returns-closed-form`` ($G^{(n)}_t = V(s_t) + \sum_{k<m} \gamma^k
+    \delta_{t+k}$, the window cut at the episode's end); ``td-error-is-advantage`` ($n = 1$);
+    ``gae-closed-form`` (the $\lambda$-return is the $(1-\lambda)\lambda^{n-1}$-weighted
+    average of these returns).
 
     Args:
         rewards: ``[T, *B]``, $r_t$ for times ``0..T-1``.

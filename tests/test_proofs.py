@@ -34,6 +34,7 @@ REQUIRED_IDS = (
     "td-error-cut-rules",
     "lambda-returns-closed-form",
     "discounted-returns-closed-form",
+    "n-step-returns-closed-form",
     "performance-difference-lemma",
     "kl-regularized-optimal-policy",
     "dpo-implicit-reward",
