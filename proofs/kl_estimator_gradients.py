@@ -39,6 +39,7 @@ reinforcement learning", *Machine Learning* 8, 1992 (the score-function gradient
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -488,6 +489,18 @@ mc_examples = (
 )
 
 
+@cache
+def _mc_draws(seed: int) -> tuple[tuple[tuple[np.ndarray, np.ndarray], np.ndarray], ...]:
+    """The examples of ``seed`` and the actions a ~ pi_theta drawn for each (shared by the true
+    claim and its variants, which see the same draws; each run recomputes its terms)."""
+    out = []
+    for index, example in enumerate(draw_examples(mc_examples, N_MC_EXAMPLES, seed)):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
+        probabilities = np.exp(_log_softmax(example[0]))
+        out.append((example, rng.choice(len(probabilities), size=N_SAMPLES, p=probabilities)))
+    return tuple(out)
+
+
 def mc_check(seed: int, variant: Mapping[str, Any] | None) -> LegResult:
     """Sample a ~ pi_theta, average the six usages' gradient terms, test against the claims.
 
@@ -497,11 +510,8 @@ def mc_check(seed: int, variant: Mapping[str, Any] | None) -> LegResult:
     true_claim = variant is None
     variant = variant or {}
     rows, table, controls, passed = [], [], [], True
-    for index, example in enumerate(draw_examples(mc_examples, N_MC_EXAMPLES, seed)):
+    for index, (example, actions) in enumerate(_mc_draws(seed)):
         logit, reference = example
-        rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
-        probabilities = np.exp(_log_softmax(logit))
-        actions = rng.choice(len(logit), size=N_SAMPLES, p=probabilities)
         terms = per_sample_terms(example, actions, variant.get("estimators"))
         claims = claimed_gradients(logit, reference)
         for name, claim in variant.get("claims", {}).items():
