@@ -1,4 +1,4 @@
-r"""Group baselines in LLM policy gradients: RLOO, the group mean, GRPO's std normalisation.
+r"""Group baselines in LLM policy gradients: RLOO, group mean, GRPO std and length normalisation.
 
 Setting. A prompt $x \sim \rho$ and a *group* of $G \ge 2$ responses
 $y_1, \dots, y_G \sim \pi_\theta(\cdot \mid x)$, i.i.d. given $x$, with rewards
@@ -35,6 +35,16 @@ Main statements (every expectation over $x$ and the group):
    inverse std of the prompt's reward: Dr. GRPO's "question-level difficulty bias" (Liu et
    al. 2025, Sec. 3.1), which upweights prompts that are nearly always or nearly never
    solved.
+4. **Length normalisation** (Shao et al. 2024, eq. (3); Liu et al. 2025, Sec. 3.1): with the
+   group-mean advantage and each response's token scores averaged over its length $|y_i|$,
+
+   $$ \mathbb E\Big[\frac1G \sum_i \frac{A_i}{|y_i|} s_i\Big]
+      = \Big(1 - \frac1G\Big) \sum_x \rho(x)\Big(\nabla_\theta \mathbb E_x\Big[\frac{r}{|y|}\Big]
+        - \mathbb E_x[r]\, \nabla_\theta \mathbb E_x\Big[\frac{1}{|y|}\Big]\Big), $$
+
+   the gradient of $\mathbb E[(r - \mu_x)/|y|]$ with $\mu_x = \mathbb E_x[r]$ held fixed, not
+   of $J$; with a constant normaliser $\Lambda$ (Dr. GRPO) it is
+   $\frac{1 - 1/G}{\Lambda} \nabla_\theta J$.
 
 Conventions. The objective is maximised (no loss sign). The advantages are detached
 (constants for the gradient). GRPO's $0/0$ for a group of equal rewards is $0$ (the limit of
@@ -156,7 +166,9 @@ def group_form(own: Any, other: Any, own_weight: Any, other_weight: Any) -> Any:
     return sp.Mul(
         1 / G,
         G,
-        sp.Add(own, -sp.Add(own_weight * own, other_weight * other, evaluate=False), evaluate=False),
+        sp.Add(
+            own, -sp.Add(own_weight * own, other_weight * other, evaluate=False), evaluate=False
+        ),
         evaluate=False,
     )
 
@@ -352,7 +364,9 @@ grpo_binary = Derivation(
         Step(
             column(
                 lambda k: sp.Mul(
-                    grpo_factor_expression(), expected_reward_times_score(k, _binary), evaluate=False
+                    grpo_factor_expression(),
+                    expected_reward_times_score(k, _binary),
+                    evaluate=False,
                 )
             ),
             "E[s] = 0 (probabilities sum to one)",
@@ -376,7 +390,6 @@ MEAN_UNBIASED = column(objective_gradient)
 MEAN_SHRINKS_BY_G_MINUS_1 = column(lambda k: (1 - 1 / (G + 1)) * objective_gradient(k))
 GRPO_UNBIASED = column(lambda k: objective_gradient(k, _binary))
 GRPO_INVERSE_STD = column(lambda k: objective_gradient(k, _binary) / sp.sqrt(p * (1 - p)))
-
 
 
 # --- 4. token-mean (1/|y|) aggregation with the group-mean advantage, and a constant normaliser
@@ -459,11 +472,13 @@ token_mean = Derivation(
         ),
         Step(
             column(
-                lambda k: (1 - 1 / G)
-                * sp.Add(
-                    expected_reward_times_score_over_length(k),
-                    -sp.Mul(expected_reward(), expected_score_over_length(k), evaluate=False),
-                    evaluate=False,
+                lambda k: (
+                    (1 - 1 / G)
+                    * sp.Add(
+                        expected_reward_times_score_over_length(k),
+                        -sp.Mul(expected_reward(), expected_score_over_length(k), evaluate=False),
+                        evaluate=False,
+                    )
                 )
             ),
             "collect: (1 - 1/G)(E[r s/|y|] - E[r] E[s/|y|])",
@@ -489,9 +504,7 @@ constant_normaliser = Derivation(
             "expansion as the group mean with the constant 1/Lambda in front",
         ),
         Step(
-            column(
-                lambda k: sp.Mul(1 / Lam, _mean_entry(expected_reward_times_expected_score)(k))
-            ),
+            column(lambda k: sp.Mul(1 / Lam, _mean_entry(expected_reward_times_expected_score)(k))),
             "independence of y_1 and y_2: the double sum factorises into E[r] E[s]",
         ),
         Step(
@@ -507,6 +520,7 @@ LENGTH_BASELINE_TERM_DROPPED = column(
 )
 LENGTH_HARMLESS = column(lambda k: (1 - 1 / G) * objective_gradient(k))
 CONSTANT_UNSCALED = column(lambda k: (1 - 1 / G) * objective_gradient(k))
+
 
 # ============================================================================ exact legs
 # lhs: expected_over_groups of the per-group estimator (1/G) sum_i A_i grad log pi(y_i|x),
@@ -546,12 +560,14 @@ def complex_step_weighted_gradient(model: SequenceModel, rewards: np.ndarray) ->
 def leave_one_out_advantages(rewards: np.ndarray) -> np.ndarray:
     r"""$A_i = r_i - \frac{1}{G-1}\sum_{j \ne i} r_j$ per row; rewards ``[B, G]``, ``G >= 2``."""
     size = rewards.shape[1]
-    return rewards - (rewards.sum(axis=1, keepdims=True) - rewards) / (size - 1)
+    advantages: np.ndarray = rewards - (rewards.sum(axis=1, keepdims=True) - rewards) / (size - 1)
+    return advantages
 
 
 def group_mean_advantages(rewards: np.ndarray) -> np.ndarray:
     r"""$A_i = r_i - \frac1G \sum_j r_j$ per row; rewards ``[B, G]``."""
-    return rewards - rewards.mean(axis=1, keepdims=True)
+    advantages: np.ndarray = rewards - rewards.mean(axis=1, keepdims=True)
+    return advantages
 
 
 def group_normalised_advantages(rewards: np.ndarray) -> np.ndarray:
@@ -562,7 +578,8 @@ def group_normalised_advantages(rewards: np.ndarray) -> np.ndarray:
     """
     centred = group_mean_advantages(rewards)
     std = rewards.std(axis=1, ddof=1, keepdims=True)
-    return np.divide(centred, std, out=np.zeros_like(centred), where=std > 0)
+    advantages: np.ndarray = np.divide(centred, std, out=np.zeros_like(centred), where=std > 0)
+    return advantages
 
 
 @lru_cache(maxsize=8)
@@ -579,7 +596,8 @@ def expected_group_estimator(
     def statistic(batch: GroupBatch) -> np.ndarray:
         A = advantages(batch.rewards)  # [B, G]
         members = scores[batch.prompt][batch.responses]  # [B, G, X, N, K + 1]
-        return np.einsum("bg,bg...->b...", A, members) / batch.responses.shape[1]
+        mean: np.ndarray = np.einsum("bg,bg...->b...", A, members) / batch.responses.shape[1]
+        return mean
 
     return expected_over_groups(model, group_size, statistic)
 
@@ -598,7 +616,8 @@ def expected_length_normalised_estimator(
         A = group_mean_advantages(batch.rewards)
         n = batch.lengths if normaliser is None else np.full(batch.lengths.shape, normaliser)
         members = scores[batch.prompt][batch.responses]
-        return np.einsum("bg,bg...->b...", A / n, members) / batch.responses.shape[1]
+        mean: np.ndarray = np.einsum("bg,bg...->b...", A / n, members) / batch.responses.shape[1]
+        return mean
 
     return expected_over_groups(model, group_size, statistic)
 
@@ -617,7 +636,9 @@ def length_normalisation_sides(example: tuple[SequenceModel, int]) -> np.ndarray
 def _length_gradients(model: SequenceModel) -> tuple[np.ndarray, np.ndarray]:
     """(grad sum rho E_x[r/|y|], mu_x-weighted grad sum rho E_x[1/|y|]), each [X, N, K + 1]."""
     inverse_length = np.broadcast_to(1.0 / model.responses.lengths, model.rewards.shape)
-    reward_over_length = complex_step_weighted_gradient(model, model.total_rewards() * inverse_length)
+    reward_over_length = complex_step_weighted_gradient(
+        model, model.total_rewards() * inverse_length
+    )
     over_length = complex_step_weighted_gradient(model, np.array(inverse_length))
     mean_reward = (model.probabilities() * model.total_rewards()).sum(axis=1)  # mu_x, [X]
     return reward_over_length, mean_reward[:, None, None] * over_length
@@ -665,12 +686,45 @@ def _reward_bound(model: SequenceModel) -> float:
     return 2.0 * float(np.abs(model.total_rewards()).max(initial=0.0))
 
 
-def scaled_gradient(factor: Callable[[int], float]) -> Callable[[tuple[SequenceModel, int]], Any]:
+def scaled_gradient(
+    factor: Callable[[int], float], *, copies: int = 1
+) -> Callable[[tuple[SequenceModel, int]], Any]:
+    """example -> factor(G) grad J (``copies`` stacked copies when ``copies > 1``)."""
+
     def rhs(example: tuple[SequenceModel, int]) -> np.ndarray:
         model, size = example
-        return factor(size) * complex_step_objective_gradient(model)
+        scaled = factor(size) * complex_step_objective_gradient(model)
+        return np.stack([scaled] * copies) if copies > 1 else scaled
 
     return rhs
+
+
+def rescaled_group_mean_advantages(rewards: np.ndarray) -> np.ndarray:
+    r"""RLOO written differently: $\frac{G}{G-1}(r_i - \frac1G\sum_j r_j)$ (the same numbers)."""
+    size = rewards.shape[1]
+    advantages: np.ndarray = size / (size - 1) * group_mean_advantages(rewards)
+    return advantages
+
+
+def others_over_group_size_advantages(rewards: np.ndarray) -> np.ndarray:
+    r"""A correct variant: $r_i - \frac1G \sum_{j \ne i} r_j$ (any baseline of the others is unbiased)."""
+    size = rewards.shape[1]
+    advantages: np.ndarray = rewards - (rewards.sum(axis=1, keepdims=True) - rewards) / size
+    return advantages
+
+
+#: RLOO as written, RLOO as the rescaled group mean, and the others' sum over G: all unbiased.
+RLOO_FORMS = (
+    leave_one_out_advantages,
+    rescaled_group_mean_advantages,
+    others_over_group_size_advantages,
+)
+
+
+def rloo_forms_expected(example: tuple[SequenceModel, int]) -> np.ndarray:
+    """lhs of rloo-unbiased: the expected estimator of each of RLOO_FORMS, ``[3, X, N, K + 1]``."""
+    model, size = example
+    return np.stack([expected_group_estimator(model, size, form) for form in RLOO_FORMS])
 
 
 baseline_examples = st.tuples(
@@ -794,17 +848,19 @@ CLAIMS = (
         ),
         notes=(
             "Any baseline built only from the *other* members is unbiased, whatever its "
-            "scale: (1/G) sum_{j != i} r_j, for instance, is unbiased too (it is a correct "
-            "variant, not a mutant; its variance is larger). What breaks unbiasedness is the "
-            "member's own reward in its baseline (next claim). RLOO's advantage equals "
-            "G/(G-1) times the group-mean advantage, which is why the rescaled group mean is "
-            "unbiased."
+            "scale: r_i - (1/G) sum_{j != i} r_j, for instance, is unbiased too, so dividing "
+            "the leave-one-out sum by G instead of G - 1 is a correct variant, not a mutant "
+            "(its baseline is shrunk, so its variance is larger). What breaks unbiasedness is "
+            "the member's own reward in its baseline (claim group-mean-baseline-shrinks). "
+            "RLOO's advantage equals G/(G-1) times the group-mean advantage. The exact leg "
+            "checks all three forms (as written, as the rescaled group mean, and with the "
+            "others' sum over G) against grad J."
         ),
         symbolic=SymbolicLeg((rloo,)),
         exact=ExactLeg(
             baseline_examples,
-            lhs=lambda example: expected_group_estimator(*example, leave_one_out_advantages),
-            rhs=scaled_gradient(lambda size: 1.0),
+            lhs=rloo_forms_expected,
+            rhs=scaled_gradient(lambda size: 1.0, copies=len(RLOO_FORMS)),
             rhs_reason=(
                 "the conclusion involves grad J of the sequence model, which is computed by "
                 "complex-step differentiation of J (not lambdifiable from the symbolic "
@@ -814,8 +870,10 @@ CLAIMS = (
             error_scale=lambda example: _error_scale(example, _reward_bound(example[0])),
             max_examples=15,
             description=(
-                "expected_over_groups of (1/G) sum_i (r_i - mean_{j != i} r_j) grad log pi(y_i|x) "
-                "(every multiset of G responses per prompt) vs the complex-step gradient of J"
+                "expected_over_groups of (1/G) sum_i A_i grad log pi(y_i|x) (every multiset of "
+                "G responses per prompt) for A_i = r_i - mean_{j != i} r_j, for G/(G-1) (r_i - "
+                "mean_j r_j) and for r_i - (1/G) sum_{j != i} r_j, each vs the complex-step "
+                "gradient of J"
             ),
         ),
         mutants=(
@@ -824,14 +882,14 @@ CLAIMS = (
                 "E[RLOO] = (1 - 1/G) grad J, as if the leave-one-out mean shrank like the group "
                 "mean",
                 symbolic=SymbolicMutation("rloo", RLOO_SHRINKS),
-                exact=scaled_gradient(lambda size: 1 - 1 / size),
+                exact=scaled_gradient(lambda size: 1 - 1 / size, copies=len(RLOO_FORMS)),
             ),
             Mutant(
                 "rloo-inflated-by-g-over-g-minus-1",
                 "E[RLOO] = G/(G-1) grad J (the G/(G-1) between RLOO and group-mean advantages "
                 "read as a bias of RLOO)",
                 symbolic=SymbolicMutation("rloo", RLOO_INFLATED),
-                exact=scaled_gradient(lambda size: size / (size - 1)),
+                exact=scaled_gradient(lambda size: size / (size - 1), copies=len(RLOO_FORMS)),
             ),
         ),
     ),
@@ -868,7 +926,9 @@ CLAIMS = (
         symbolic=SymbolicLeg((group_mean,)),
         exact=ExactLeg(
             baseline_examples,
-            lhs=lambda example: expected_group_estimator(*example, group_mean_advantages),
+            lhs=lambda example: expected_group_estimator(
+                example[0], example[1], group_mean_advantages
+            ),
             rhs=scaled_gradient(lambda size: 1 - 1 / size),
             rhs_reason=(
                 "grad J of the sequence model is the complex-step derivative of J (not "
@@ -947,7 +1007,9 @@ CLAIMS = (
         symbolic=SymbolicLeg((grpo_binary,)),
         exact=ExactLeg(
             grpo_examples,
-            lhs=lambda example: expected_group_estimator(*example, group_normalised_advantages),
+            lhs=lambda example: expected_group_estimator(
+                example[0], example[1], group_normalised_advantages
+            ),
             rhs=prompt_reweighted_gradient(grpo_factor),
             rhs_reason=(
                 "grad J of the sequence model is the complex-step derivative of J, and c_G(p_x) "
@@ -986,10 +1048,6 @@ CLAIMS = (
             ),
         ),
     ),
-)
-
-CLAIMS = (
-    *CLAIMS,
     Claim(
         id="grpo-length-normalisation-bias",
         title="GRPO's 1/|y| token mean ascends a length-reweighted objective; a constant "

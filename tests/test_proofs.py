@@ -38,6 +38,10 @@ REQUIRED_IDS = (
     "performance-difference-lemma",
     "kl-regularized-optimal-policy",
     "dpo-implicit-reward",
+    "rloo-unbiased",
+    "group-mean-baseline-shrinks",
+    "group-std-normalisation",
+    "grpo-length-normalisation-bias",
 )
 
 
