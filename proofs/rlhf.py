@@ -27,7 +27,10 @@ $\sigma(u) = 1/(1 + e^{-u})$. $y_w$ is the preferred response, $y_l$ the other.
 Proof sketch. Write $r/\beta = \log e^{r/\beta}$ inside the KL: the objective becomes
 $-\beta \sum \pi \log(\pi / (\pi_{\mathrm{ref}} e^{r/\beta})) = -\beta\sum\pi\log(\pi/\pi^*) +
 \beta\log Z$. The optimum follows from $\mathrm{KL} \ge 0$ (claim ``kl-nonnegative``; here its
-gap $\sum_y \pi\, g(\pi^*/\pi)$, $g(x) = x - 1 - \log x \ge 0$). The implicit reward is the
+gap $\sum_y \pi\, g(\pi^*/\pi)$, $g(x) = x - 1 - \log x \ge 0$). It is the unique optimum:
+$g(x) \ge (x-1)^2 / (2(1+x)^2)$ (lemma ``strict-log-bound``, Taylor's remainder again), so
+$J(\pi^*) - J(\pi) = \beta\,\mathrm{KL}(\pi\,\|\,\pi^*) \ge \frac\beta2 \sum_y \pi
+(\pi - \pi^*)^2 / (\pi + \pi^*)^2$, which is positive unless $\pi = \pi^*$. The implicit reward is the
 logarithm of $\pi^*$'s definition; the loss gradient is $\sigma'/\sigma = 1 - \sigma = \sigma(-u)$.
 
 References. Rafailov, R., Sharma, A., Mitchell, E., Ermon, S., Manning, C. D. and Finn, C.,
@@ -62,7 +65,7 @@ from rlmath.claims import (
     monte_carlo_leg,
 )
 from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
-from rlmath.symbolic import IndexSum, log_bound_gap
+from rlmath.symbolic import LOG_BOUND_REMAINDER, IndexSum, log_bound_gap
 from rlmath.testing import logits, probability_vectors
 from rlmath.tolerances import exact_rtol
 
@@ -141,6 +144,116 @@ value_at_optimum = Derivation(
         Step(beta * sp.log(partition), "KL(pi* || pi*) = sum pi* log 1 = 0: the bound is attained"),
     ),
     statement=r"\mathbb E_{\pi^*}[r] - \beta\,\mathrm{KL}(\pi^*\,\|\,\pi_{\mathrm{ref}}) = \beta\log Z",
+)
+
+# ----------------------------------------------------------------------------- uniqueness
+# J(pi*) - J(pi) = beta KL(pi || pi*) = beta sum_i pi_i g(pi*_i / pi_i), g(x) = x - 1 - log x,
+# and g(x) >= (x - 1)^2 / (2 (1 + x)^2) (lemma 'strict-log-bound'), so the gap is at least
+# (beta / 2) sum_i pi_i (pi_i - pi*_i)^2 / (pi_i + pi*_i)^2: a sum of non-negative terms, 0 only
+# if pi_i = pi*_i for every i. Hence J(pi) = J(pi*) forces pi = pi*: pi* is the unique maximiser.
+x_ = sp.Symbol("x", positive=True)
+s_ = sp.Symbol("s", nonnegative=True)  # integration variable on [0, 1]
+v_ = sp.Symbol("v", positive=True)
+QUADRATIC_LOWER_BOUND = (x_ - 1) ** 2 / (2 * (1 + x_) ** 2)
+#: The lemma's integrand: Taylor's remainder of g minus that of the quadratic lower bound.
+STRICT_REMAINDER = LOG_BOUND_REMAINDER - (x_ - 1) ** 2 * (1 - s_) / (1 + x_) ** 2
+
+
+class strict_log_bound_gap(sp.Function):  # noqa: N801 (sympy style)
+    r"""$h(x) = x - 1 - \log x - \frac{(x-1)^2}{2(1+x)^2}$, which is $\ge 0$ for $x > 0$.
+
+    sympy learns $h(x) \ge 0$ the way it learns it for
+    :class:`rlmath.symbolic.log_bound_gap`: by lemma 'strict-log-bound', $h(x) = \int_0^1$
+    :data:`STRICT_REMAINDER` $ds$, and that integrand at $s = v/(1+v)$ ($v > 0$: every
+    $s \in (0, 1)$) factors into manifestly non-negative factors; an integral over $[0, 1]$ of a
+    non-negative integrand is non-negative. ``doit`` gives the definition.
+    """
+
+    nargs = 1
+
+    def doit(self, deep: bool = True, **hints: object) -> sp.Expr:
+        (arg,) = self.args
+        if deep:
+            arg = arg.doit(deep=deep, **hints)
+        return arg - 1 - sp.log(arg) - QUADRATIC_LOWER_BOUND.subs(x_, arg)
+
+    def _eval_is_extended_real(self) -> bool | None:
+        return self.args[0].is_positive or None
+
+    def _eval_is_finite(self) -> bool | None:
+        return self.args[0].is_positive or None
+
+    def _eval_is_extended_nonnegative(self) -> bool | None:
+        (arg,) = self.args
+        if arg.is_positive is not True:
+            return None
+        inside = STRICT_REMAINDER.subs(s_, v_ / (1 + v_)).subs(x_, arg)
+        return sp.factor(sp.cancel(inside)).is_nonnegative or None
+
+    def _latex(self, printer, exp=None) -> str:  # type: ignore[no-untyped-def]
+        out = rf"h\left({printer._print(self.args[0])}\right)"
+        return out if exp is None else rf"{out}^{{{exp}}}"
+
+
+strict_log_bound = Derivation(
+    "strict-log-bound",
+    (
+        Step(
+            x_ - 1 - sp.log(x_) - QUADRATIC_LOWER_BOUND,
+            "h(x) = g(x) - (x - 1)^2 / (2 (1 + x)^2), g(x) = x - 1 - log x",
+        ),
+        Step(
+            sp.Integral(LOG_BOUND_REMAINDER, (s_, 0, 1)) - QUADRATIC_LOWER_BOUND,
+            "lemma 'log-bound' (claim kl-nonnegative): g(x) is Taylor's integral remainder",
+        ),
+        Step(
+            sp.Integral(LOG_BOUND_REMAINDER, (s_, 0, 1))
+            - sp.Integral((x_ - 1) ** 2 * (1 - s_) / (1 + x_) ** 2, (s_, 0, 1)),
+            "int_0^1 (1 - s) ds = 1/2",
+        ),
+        Step(
+            sp.Integer(0),
+            "linearity of the integral, and its integrand STRICT_REMAINDER = (x-1)^2 (1-s) "
+            "[1/(1+(x-1)s)^2 - 1/(1+x)^2] is >= 0: for x > 0 and s in [0, 1], "
+            "0 < 1 + (x-1)s <= 1 + x",
+            relation=">=",
+            gap=strict_log_bound_gap(x_),
+        ),
+    ),
+    statement=r"x - 1 - \log x \ge \frac{(x-1)^2}{2(1+x)^2} \quad (x > 0)",
+)
+
+optimality_gap_bound = beta / 2 * total(pi * (pi - pi_star) ** 2 / (pi + pi_star) ** 2)
+uniqueness = Derivation(
+    "uniqueness",
+    (
+        Step(
+            beta * sp.log(partition) - objective,
+            "J(pi*) - J(pi): J(pi*) = beta log Z (derivation 'value-at-optimum')",
+        ),
+        Step(beta * kl_to_optimum, "derivation 'objective-identity'"),
+        Step(
+            beta * total(pi * log_bound_gap(pi_star / pi)),
+            "KL(pi || pi*) = sum pi g(pi*/pi) + sum pi - sum pi* (derivation 'kl-remainder' of "
+            "kl-nonnegative), and sum pi = sum pi* = 1",
+        ),
+        Step(
+            beta * total(pi * QUADRATIC_LOWER_BOUND.subs(x_, pi_star / pi)),
+            "lemma 'strict-log-bound' at x = pi*_i / pi_i, weighted by beta pi_i > 0",
+            relation=">=",
+            gap=beta * total(pi * strict_log_bound_gap(pi_star / pi)),
+        ),
+        Step(
+            optimality_gap_bound,
+            "multiply numerator and denominator by pi_i^2: a sum of non-negative terms, each 0 "
+            "only if pi_i = pi*_i",
+        ),
+    ),
+    statement=(
+        r"J(\pi^*) - J(\pi) = \beta\,\mathrm{KL}(\pi\,\|\,\pi^*) \ge \frac\beta2 \sum_i \pi_i"
+        r"\frac{(\pi_i - \pi^*_i)^2}{(\pi_i + \pi^*_i)^2},\ \text{which is } 0 \text{ only at } "
+        r"\pi = \pi^*"
+    ),
 )
 
 # ============================================================================ DPO
@@ -460,6 +573,11 @@ def _beta_inverted_star(ref, rewards, temperature):  # type: ignore[no-untyped-d
     return ref * np.exp(temperature * rewards) / (ref @ np.exp(rewards / temperature))
 
 
+def _unnormalised_star(ref, rewards, temperature):  # type: ignore[no-untyped-def]
+    """pi_ref e^(r/beta): the mutant's pi* without the normaliser 1/Z."""
+    return ref * np.exp(rewards / temperature)
+
+
 def _objective_rhs_terms(
     example, outcomes, star=_true_star, value=None, reverse=False
 ) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -491,6 +609,7 @@ def _objective_sampler(**variant):  # type: ignore[no-untyped-def]
 OBJECTIVE_VARIANTS = {
     "reward-sign-flipped": {"star": _sign_flipped_star},
     "beta-inverted": {"star": _beta_inverted_star},
+    "normaliser-dropped": {"star": _unnormalised_star},
     "value-beta-Z": {"value": lambda ex: ex[3] * _partition(ex)},
     "value-without-beta": {"value": lambda ex: np.log(_partition(ex))},
     "kl-reversed": {"reverse": True},
@@ -711,8 +830,14 @@ CLAIMS = (
             "to both sides (0 log 0 = 0); the exact leg's examples have full support.",
             "The inequality step uses Gibbs' inequality; its gap is sympy-proved "
             "non-negative through the lemma of kl-nonnegative (function log_bound_gap).",
-            "Equality at pi = pi* (derivation value-at-optimum): the optimum is attained, and "
-            "it is the only maximiser since the gap vanishes only there.",
+            "Equality at pi = pi* (derivation value-at-optimum): the optimum is attained. "
+            "Uniqueness (derivation uniqueness): J(pi*) - J(pi) = beta KL(pi || pi*) >= "
+            "(beta/2) sum_i pi_i (pi_i - pi*_i)^2 / (pi_i + pi*_i)^2, by the lemma "
+            "strict-log-bound x - 1 - log x >= (x-1)^2 / (2 (1+x)^2) (sympy-proved "
+            "non-negative gap, function strict_log_bound_gap); the bound is a sum of "
+            "non-negative terms that vanishes only at pi = pi* (pi > 0), so every other pi "
+            "has a strictly smaller objective. The last implication (a sum of non-negative "
+            "terms is 0 only if each is) is read off, not sympy-proved.",
         ),
         references=(
             "Rafailov, R. et al., *Direct Preference Optimization*, NeurIPS 2023, eq. (4).",
@@ -721,7 +846,9 @@ CLAIMS = (
             "Donsker, M. D. and Varadhan, S. R. S., *Asymptotic evaluation of certain Markov "
             "process expectations for large time*, Comm. Pure Appl. Math. 28, 1975.",
         ),
-        symbolic=SymbolicLeg((objective_identity, optimum, value_at_optimum)),
+        symbolic=SymbolicLeg(
+            (objective_identity, optimum, value_at_optimum, strict_log_bound, uniqueness)
+        ),
         exact=ExactLeg(
             bandits,
             lhs=objective_by_enumeration,
@@ -765,6 +892,16 @@ CLAIMS = (
                     _gibbs_conclusion(pi_ref * sp.exp(beta * reward[i]) / partition),
                 ),
                 monte_carlo=_objective_sampler(**OBJECTIVE_VARIANTS["beta-inverted"]),
+            ),
+            Mutant(
+                "normaliser-dropped",
+                "pi* taken as pi_ref e^(r/beta), the normaliser 1/Z forgotten (the objective "
+                "then reads beta log Z too high)",
+                symbolic=SymbolicMutation(
+                    "objective-identity",
+                    _gibbs_conclusion(pi_ref * sp.exp(reward[i] / beta)),
+                ),
+                monte_carlo=_objective_sampler(**OBJECTIVE_VARIANTS["normaliser-dropped"]),
             ),
             Mutant(
                 "value-beta-Z",
