@@ -57,9 +57,12 @@ def _mathjax_directory() -> Path:
     raise RuntimeError("sphinx-mathjax-offline is installed but has no mathjax/tex-chtml.js")
 
 
-# The folder is copied to _static/mathjax; mathjax_path is relative to _static.
+# The folder is copied to _static/mathjax; mathjax_path is relative to _static. The site's own
+# stylesheet (_static/rlmath.css: display math and code scroll instead of being cut off at the
+# right edge, the tags naming each step's sympy rewriting, the summary box) is added to furo's.
 _MATHJAX = _mathjax_directory()
-html_static_path = [str(_MATHJAX.parent)]
+html_static_path = ["_static", str(_MATHJAX.parent)]
+html_css_files = ["rlmath.css"]
 mathjax_path = "mathjax/tex-chtml.js"
 
 # ----------------------------------------------------------------------------- autodoc

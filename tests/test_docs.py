@@ -16,28 +16,51 @@ Sphinx build with ``-W`` plus the headless-Chromium check of the built site.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
+import sympy as sp
 
-from rlmath.claims import LegResult
+from rlmath.claims import Derivation, LegResult, Step
 from rlmath.cli import main
 from rlmath.docs import (
     EVIDENCE_FILE,
     SEED,
+    claim_sources,
     compute_evidence,
     extra_pages_in,
+    findings,
     markdown_pages,
     plot_files,
     stale_files,
 )
-from rlmath.docs.formatting import format_number
-from rlmath.docs.pages import evidence_markdown, evidence_record
+from rlmath.docs.formatting import (
+    ascii_math_to_latex,
+    display_latex,
+    format_number,
+    rule_markdown,
+    step_latex,
+)
+from rlmath.docs.pages import (
+    MISSING_SUMMARY,
+    OTHER_TOPIC,
+    TOPICS,
+    claim_page,
+    claim_topic,
+    displayed_steps,
+    evidence_markdown,
+    evidence_record,
+    index_page,
+    merged_steps,
+    missing_summaries,
+)
 from rlmath.verify import load_claims
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,3 +233,161 @@ def test_site_builds_and_renders_in_chromium(tmp_path):
         check=False,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+# ----------------------------------------------------------------------------- typesetting
+@pytest.mark.parametrize(
+    ("rule", "markdown"),
+    [
+        ("d log f = df / f", r"$d \log f = df / f$"),
+        ("move gamma lambda into the sum", r"move $\gamma \lambda$ into the sum"),
+        ("(gamma lambda)^(l+1)", r"$(\gamma \lambda)^{l+1}$"),
+        (
+            "sum_i q_i k_i with k1 = -log r",
+            r"$\sum_{i} q_{i} k_{i}$ with $k_{1} = -\log r$",
+        ),
+        (
+            "E_q[X] = E_p[f] (derivation 'unbiased')",
+            r"$\E_{q}[X] = \E_{p}[f]$ (derivation 'unbiased')",
+        ),
+        ("KL(pi || pi_ref) >= 0", r"$\KL (\pi \| \pi_{\mathrm{ref}}) \ge 0$"),
+        ("log of a product is the sum of the logs", "log of a product is the sum of the logs"),
+        ("A KL penalty", "A KL penalty"),
+        # written math is kept as written, the rest escaped
+        (
+            "the bound $\\log x \\le x - 1$ with *g* and a_b",
+            "the bound $\\log x \\le x - 1$ with \\*g\\* and a\\_b",
+        ),
+        # prose with Markdown specials and no formula: escaped, never typeset
+        ("see [this] | that", "see \\[this\\] \\| that"),
+        ("- a leading dash", "\\- a leading dash"),
+    ],
+)
+def test_rule_markdown(rule, markdown):
+    assert rule_markdown(rule) == markdown
+
+
+def test_rule_markdown_can_be_switched_off():
+    assert rule_markdown("d log f = df / f", automatic=False) == "d log f = df / f"
+
+
+def test_ascii_math_refuses_prose_and_unbalanced_brackets():
+    assert ascii_math_to_latex("the sum of the logs") is None
+    assert ascii_math_to_latex("f(x") is None
+    assert ascii_math_to_latex("pi*(y) / pi_ref(y)") == r"\pi^{*}(y) / \pi_{\mathrm{ref}}(y)"
+
+
+def test_identity_matrix_prints_as_I():
+    S = sp.Symbol("S", integer=True, positive=True)
+    P = sp.MatrixSymbol("P", S, S)
+    assert step_latex(sp.Identity(S) - P) == "I - P"
+    assert step_latex(sp.eye(3)) == "I_{3}"
+    assert step_latex(sp.Matrix([[1, 0], [0, 2]])) != "I_{2}"
+    # the proofs write the identity as the number 1 in a non-commutative product
+    gamma = sp.Symbol("gamma")
+    Pi, Pn = sp.symbols("Pi P", commutative=False)
+    assert step_latex((1 - gamma * Pi * Pn) ** -1) == r"\left(I - \gamma \Pi P\right)^{-1}"
+    assert step_latex(2 - gamma * Pi * Pn) == r"2 I - \gamma \Pi P"
+    # a commutative sum keeps its number
+    assert step_latex(1 - gamma) == "1 - \\gamma"
+
+
+def test_long_sums_are_broken_into_aligned_rows():
+    terms = sp.symbols("x_0:40")
+    latex = display_latex(sp.Add(*terms), "=")
+    assert latex.startswith("\\begin{aligned}[t]\n&= ") and latex.endswith("\\end{aligned}")
+    rows = latex.split("\\\\\n")
+    assert len(rows) > 2 and all(row.count("x_{") <= 16 for row in rows)
+    assert sum(row.count("x_{") for row in rows) == 40  # every term, once
+    assert display_latex(terms[0] + terms[1], "=") == "= x_{0} + x_{1}"  # short: one line
+
+
+def test_steps_that_print_the_same_are_merged_and_reported():
+    x = sp.Symbol("x")
+    derivation = Derivation(
+        "merge-me",
+        (
+            Step(sp.Add(x, x, evaluate=False), "start"),
+            Step(sp.UnevaluatedExpr(x) * 2, "collect"),
+            Step(2 * x, "evaluate"),  # prints as 2 x, like the step before
+        ),
+    )
+    lines = displayed_steps(derivation)
+    assert [line.indices for line in lines] == [(0,), (1, 2)]
+    claim = types.SimpleNamespace(
+        id="toy", summary="", symbolic=types.SimpleNamespace(all_derivations=lambda: (derivation,))
+    )
+    merged = merged_steps(claim)
+    assert len(merged) == 1 and "steps 1, 2" in merged[0] and "'evaluate'" in merged[0]
+    notes = findings([claim])
+    assert any("toy: no summary" in n for n in notes) and any("print the same" in n for n in notes)
+
+
+def test_rlmath_docs_reports_findings(claims, capsys, monkeypatch, tmp_path):
+    """`rlmath docs` prints the notes (here: a claim without a summary) before it writes."""
+    import rlmath.cli.docs as cli_docs
+
+    without = [dataclasses.replace(claims[0], summary="")]
+    monkeypatch.setattr(cli_docs, "load_claims", lambda: without)
+    monkeypatch.setattr(cli_docs, "generate", lambda out, **kwargs: {})
+    assert main(["docs", "--out", str(tmp_path), "--quiet", "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert f"note: {claims[0].id}: no summary" in printed
+
+
+@pytest.fixture(scope="module")
+def rendered(claims):
+    """Pages of the claims that have committed evidence (new claims have none until the lead
+    regenerates docs/), rendered by the current generator."""
+    records = committed_records()
+    known = [claim for claim in claims if claim.id in records]
+    return known, markdown_pages(known, records, extra_pages=extra_pages_in(DOCS))
+
+
+def test_every_claim_page_has_a_summary_or_a_visible_placeholder(rendered):
+    claims, pages = rendered
+    for claim in claims:
+        page = pages[f"claims/{claim.id}.md"]
+        head = page[: page.index("## Statement")]
+        assert "{admonition} In one sentence" in head
+        if claim.summary.strip():
+            assert rule_markdown(claim.summary.strip()) in head
+        else:
+            assert MISSING_SUMMARY in head and "rlmath-summary-missing" in head
+    missing = missing_summaries(claims)
+    assert missing == [c.id for c in claims if not c.summary.strip()]
+    if missing:  # the list the lead fills in (not a failure)
+        print("claims without a summary:", ", ".join(missing))
+
+
+def test_rewriting_tags_come_from_the_evidence(claims):
+    claim = next(c for c in claims if c.id == "importance-sampling-unbiased")
+    record = committed_records()[claim.id]
+    derivation = claim.symbolic.all_derivations()[0]
+    methods = {derivation.name: ["expand"] * (len(derivation.steps) - 1)}
+    legs = {**record["legs"], "symbolic": {**record["legs"]["symbolic"], "step_methods": methods}}
+    page = claim_page(claim, {**record, "legs": legs})
+    assert page.count('<span class="rlmath-rewriting"') == len(derivation.steps) - 1
+    assert "sympy rewritings used (tagged on each step) | expand" in page
+
+
+def test_index_lists_every_claim_under_a_topic_with_its_summary(rendered):
+    claims, pages = rendered
+    index = pages["index.md"]
+    assert index.index("## Quick start") < index.index("## What is proved, by topic")
+    assert "assert_conforms(" in index and "rlmath check" in index and "rlmath verify" in index
+    records = committed_records()
+    sources = claim_sources(claims)
+    for claim in claims:
+        topic = claim_topic(claim.id, sources.get(claim.id, ""))
+        section = index[index.index(f"### {topic}\n") :]
+        section = section[: section.index("\n#", 1)]
+        assert f"](claims/{claim.id}.md)" in section, (claim.id, topic)
+    assert [t for t, _ in TOPICS][0] == "Policy gradient"
+    # a new claim of a new proof file appears without editing the index
+    new = dataclasses.replace(claims[0], id="brand-new-claim", summary="It is new.")
+    record = {**next(iter(records.values())), "id": new.id}
+    page = index_page([new], {new.id: record}, sources={new.id: "proofs/new_topic.py"})
+    assert (
+        f"### {OTHER_TOPIC}\n\n- [" in page and "](claims/brand-new-claim.md): It is new." in page
+    )

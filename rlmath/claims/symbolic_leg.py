@@ -369,6 +369,7 @@ class SymbolicLeg:
     def _run_true(self, seed: int) -> LegResult:
         n_steps = 0
         identical: list[str] = []
+        methods: dict[str, list[str]] = {}  # the rewriting that proved each step (for the docs)
         for analysis in self.cases:
             problem = analysis.check()
             if problem is not None:
@@ -395,6 +396,7 @@ class SymbolicLeg:
                         f"not prove it {'equal to' if step.relation == '=' else step.relation} "
                         f"step {index - 1}",
                     )
+                methods.setdefault(derivation.name, []).append(method)
                 if _says_nothing(derivation.steps[index - 1].expression, step.expression):
                     identical.append(f"{derivation.name} step {index}: {step.rule}")
         for what, a, b in self.ties:
@@ -409,6 +411,7 @@ class SymbolicLeg:
             "derivations": len(self.all_derivations()),
             "steps_checked": n_steps,
             "identical_steps": identical,
+            "step_methods": methods,
             "case_analyses": len(self.cases),
             "statement_tied": bool(self.ties),
             "control": controls,

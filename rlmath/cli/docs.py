@@ -8,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+from rlmath.claims import Claim
 from rlmath.docs import (
     SEED,
     compute_evidence,
     extra_pages_in,
+    findings,
     generate,
     markdown_pages,
     plot_files,
@@ -49,6 +51,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _report_findings(claims: list[Claim]) -> None:
+    """Print what the pages show in a degraded form (missing summaries, merged steps)."""
+    notes = findings(claims)
+    for note in notes:
+        print(f"note: {note}")
+    if notes:
+        print(f"rlmath docs: {len(notes)} notes (missing summaries, steps that print the same)")
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out: Path = args.out
@@ -59,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.check:
         claims = load_claims()
+        _report_findings(claims)
         records = compute_evidence(claims, seed=args.seed, progress=progress, jobs=_jobs(args))
         expected: dict[str, bytes] = {
             path: text.encode("utf-8")
@@ -88,8 +100,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"rlmath docs: {len(expected)} files up to date ({time.perf_counter() - start:.1f}s)")
         return 0
 
+    claims = load_claims()
+    _report_findings(claims)
     files = generate(
-        out, seed=args.seed, plots=not args.no_plots, progress=progress, jobs=_jobs(args)
+        out,
+        seed=args.seed,
+        claims=claims,
+        plots=not args.no_plots,
+        progress=progress,
+        jobs=_jobs(args),
     )
     print(f"rlmath docs: wrote {len(files)} files to {out} ({time.perf_counter() - start:.1f}s)")
     return 0

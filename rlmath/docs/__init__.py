@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from rlmath.claims import Claim
-from rlmath.docs.pages import claim_page, evidence_record, index_page, spec_page
+from rlmath.docs.pages import (
+    claim_page,
+    evidence_record,
+    index_page,
+    merged_steps,
+    missing_summaries,
+    spec_page,
+)
 from rlmath.verify import ClaimResult, load_claims, proofs_directory, verify_claims
 
 __all__ = [
@@ -39,6 +46,7 @@ __all__ = [
     "claim_sources",
     "compute_evidence",
     "figures_page",
+    "findings",
     "generate",
     "markdown_pages",
     "plot_files",
@@ -89,6 +97,25 @@ def compute_evidence(
 
     results = verify_claims(list(claims), seed=seed, jobs=jobs, on_done=done)
     return {r.claim.id: evidence_record(r.claim, r.to_dict()) for r in results}
+
+
+def findings(claims: Iterable[Claim]) -> list[str]:
+    """What ``rlmath docs`` reports about the pages (nothing here fails the build).
+
+    - claims without a ``summary`` (their page shows a visible placeholder);
+    - consecutive derivation steps that print identically, merged into one line on the page
+      (they differ only in how sympy holds them: the rule of the second was not needed, or
+      the steps should be built unevaluated).
+    """
+    claims = list(claims)
+    out = [
+        f"{claim_id}: no summary (one sentence for an RL practitioner); the page shows a "
+        "placeholder"
+        for claim_id in missing_summaries(claims)
+    ]
+    for claim in claims:
+        out += merged_steps(claim)
+    return out
 
 
 def _specs() -> list[Any]:
@@ -171,7 +198,9 @@ def markdown_pages(
     sources = claim_sources(claims)
     known = [claim.id for claim in claims]
     pages = {
-        "index.md": index_page(claims, records, specs=specs, extra_pages=tuple(extra_pages)),
+        "index.md": index_page(
+            claims, records, specs=specs, extra_pages=tuple(extra_pages), sources=sources
+        ),
         "figures.md": figures_page(),
     }
     for claim in claims:

@@ -19,12 +19,16 @@ from sympy.printing.latex import LatexPrinter
 
 __all__ = [
     "RELATION_LATEX",
+    "ascii_math_to_latex",
+    "display_latex",
     "dollar_math_to_rst",
     "escape_markdown",
     "format_number",
     "format_value",
+    "rule_markdown",
     "step_latex",
     "table",
+    "visible_length",
 ]
 
 #: ``Step.relation`` (previous ``relation`` this) as the LaTeX that starts the line.
@@ -129,10 +133,15 @@ def _primed_latex(name: str) -> str:
 
 
 class _Printer(LatexPrinter):  # type: ignore[misc]
-    """sympy's LaTeX printer, with a power of a sum parenthesised.
+    """sympy's LaTeX printer, with a power of a sum parenthesised and the identity matrix as I.
 
     sympy prints ``Sum(...)**2`` as ``\\sum_{i} e^{x_i}^{2}``, which TeX (and MathJax) reject
     as a double exponent when the summand itself ends in a superscript.
+
+    The identity matrix is printed ``I``: ``Identity(n)`` (sympy: ``\\mathbb{I}``), an explicit
+    identity matrix (sympy: its ones and zeros) as ``I_{n}``, and the number term of a sum of
+    non-commuting symbols (the proofs write ``1 - gamma*Pi*P`` for the matrix
+    ``I - gamma Pi P``; sympy: ``- \\gamma \\Pi P + 1``) as ``I``, first.
     """
 
     def _print_Pow(self, expr: Any) -> str:
@@ -140,6 +149,66 @@ class _Printer(LatexPrinter):  # type: ignore[misc]
             base = self._print(expr.base)
             return rf"\left({base}\right)^{{{self._print(expr.exp)}}}"
         return str(super()._print_Pow(expr))
+
+    def _print_Identity(self, expr: Any) -> str:
+        return "I"
+
+    def _print_MatrixBase(self, expr: Any) -> str:
+        rows, columns = expr.shape
+        if rows == columns and rows >= 2 and expr == sympy.eye(rows):
+            return f"I_{{{rows}}}"
+        return str(super()._print_MatrixBase(expr))
+
+    def signed_terms(self, expr: Any) -> list[tuple[str, str]]:
+        """The terms of a sum as (sign, LaTeX) pairs in printing order; sign is "" or "-"."""
+        terms = list(self._as_ordered_terms(expr))
+        identity: list[Any] = []
+        if not expr.is_commutative:
+            identity = [t for t in terms if t.is_commutative and t.is_number]
+            terms = [t for t in terms if not (t.is_commutative and t.is_number)]
+        out: list[tuple[str, str]] = []
+        for number in identity:  # c * I, first
+            sign = "-" if number.could_extract_minus_sign() else ""
+            magnitude = -number if sign else number
+            out.append((sign, "I" if magnitude == 1 else f"{self._print(magnitude)} I"))
+        for term in terms:
+            sign = ""
+            if term.could_extract_minus_sign():
+                sign, term = "-", -term
+            tex = self._print(term)
+            if self._needs_add_brackets(term):
+                tex = rf"\left({tex}\right)"
+            out.append((sign, tex))
+        return out
+
+    def _print_Add(self, expr: Any, order: Any = None) -> str:
+        if expr.is_commutative or not any(t.is_commutative and t.is_number for t in expr.args):
+            return str(super()._print_Add(expr, order=order))
+        return _join_terms(self.signed_terms(expr))
+
+
+def _join_terms(terms: Sequence[tuple[str, str]], *, first: bool = True) -> str:
+    """``a - b + c`` from signed terms; ``first=False`` writes the leading sign too."""
+    out = ""
+    for index, (sign, tex) in enumerate(terms):
+        if index == 0 and first:
+            out += ("- " if sign else "") + tex
+        else:
+            out += (" - " if sign else " + ") + tex
+    return out.strip()
+
+
+def _printer(expression: Any, symbol_names: Any = None) -> _Printer:
+    # A primed name ("pi'", "pi'_0") prints as pi'_{0}^{2}: a double exponent in TeX (the
+    # prime is a superscript) and no backslash. Print it as a braced group, {\pi'}_{0}^{2}.
+    primed = {
+        symbol: _primed_latex(symbol.name)
+        for symbol in getattr(expression, "atoms", lambda *_: set())(sympy.Symbol)
+        if "'" in symbol.name
+    }
+    names = {**primed, **dict(symbol_names or {})}
+    settings = {"symbol_names": names} if names else {}
+    return _Printer(settings)
 
 
 def step_latex(expression: Any, symbol_names: Any = None) -> str:
@@ -159,16 +228,412 @@ def step_latex(expression: Any, symbol_names: Any = None) -> str:
     """
     if isinstance(expression, str):
         return expression
-    # A primed name ("pi'", "pi'_0") prints as pi'_{0}^{2}: a double exponent in TeX (the
-    # prime is a superscript) and no backslash. Print it as a braced group, {\pi'}_{0}^{2}.
-    primed = {
-        symbol: _primed_latex(symbol.name)
-        for symbol in getattr(expression, "atoms", lambda *_: set())(sympy.Symbol)
-        if "'" in symbol.name
-    }
-    names = {**primed, **dict(symbol_names or {})}
-    settings = {"symbol_names": names} if names else {}
-    return str(_Printer(settings).doprint(expression))
+    return str(_printer(expression, symbol_names).doprint(expression))
+
+
+_COMMAND = re.compile(
+    r"\\(?:left|right|big|Big|bigg|Bigg)(?![A-Za-z])|\\(?:mathrm|operatorname|text)"
+)
+
+
+def visible_length(latex: str) -> int:
+    r"""About how many characters wide ``latex`` is when typeset (a command counts as one).
+
+    Examples:
+        >>> visible_length(r"\left(\gamma \lambda\right)^{l}")
+        6
+    """
+    text = _COMMAND.sub("", latex)
+    text = re.sub(r"\\[A-Za-z]+ ?", "x", text)
+    return len(re.sub(r"[{}\s]|\\[,;!]", "", text))
+
+
+#: Typeset characters per line of a display before it is broken into aligned rows.
+DISPLAY_WIDTH = 64
+
+
+def _pack(terms: Sequence[tuple[str, str]], width: int) -> list[str]:
+    """Signed terms packed into rows of at most ``width`` visible characters (>= 1 term each)."""
+    rows: list[list[tuple[str, str]]] = [[]]
+    length = 0
+    for term in terms:
+        size = visible_length(term[1]) + 2
+        if rows[-1] and length + size > width:
+            rows.append([])
+            length = 0
+        rows[-1].append(term)
+        length += size
+    return [_join_terms(row, first=index == 0) for index, row in enumerate(rows)]
+
+
+def display_latex(
+    expression: Any, relation: str = "", *, symbol_names: Any = None, width: int = DISPLAY_WIDTH
+) -> str:
+    r"""The LaTeX of one displayed derivation line: ``relation expression``, broken if long.
+
+    A line longer than ``width`` typeset characters whose expression is a sum is broken at its
+    top-level ``+`` and ``-`` signs into the rows of an ``aligned`` environment (the relation
+    on the first row, later rows indented by ``\quad``), as a textbook breaks a long
+    equation. Anything else is one line (the page scrolls it sideways if it is too wide).
+
+    Examples:
+        >>> import sympy as sp
+        >>> display_latex(sp.Symbol("x") + 1, "=")
+        '= x + 1'
+        >>> x = sp.symbols("x:6")
+        >>> print(display_latex(sp.Add(*x), "=", width=12))
+        \begin{aligned}[t]
+        &= x_{0} + x_{1} \\
+        &\quad + x_{2} + x_{3} \\
+        &\quad + x_{4} + x_{5}
+        \end{aligned}
+    """
+    prefix = f"{relation} " if relation else ""
+    if isinstance(expression, str):
+        return prefix + expression
+    printer = _printer(expression, symbol_names)
+    latex = str(printer.doprint(expression))
+    if visible_length(latex) <= width or not isinstance(expression, sympy.Add):
+        return prefix + latex
+    rows = _pack(printer.signed_terms(expression), width)
+    if len(rows) == 1:
+        return prefix + latex
+    lines = [f"&{prefix}{rows[0]}"] + [rf"&\quad {row}" for row in rows[1:]]
+    return "\\begin{aligned}[t]\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
+
+
+# ----------------------------------------------------------------------------- rules
+#: Greek letters written out in ASCII rules, as LaTeX.
+GREEK = {
+    **{
+        name: "\\" + name
+        for name in (
+            "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho "
+            "sigma tau phi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi Omega ell"
+        ).split()
+    },
+    "eps": r"\epsilon",
+}
+#: Function and operator names written out in ASCII rules, as LaTeX (``\E``, ``\KL``: macros
+#: of docs/conf.py).
+FUNCTIONS = {
+    "log": r"\log",
+    "exp": r"\exp",
+    "sum": r"\sum",
+    "prod": r"\prod",
+    "int": r"\int",
+    "min": r"\min",
+    "max": r"\max",
+    "grad": r"\nabla",
+    "Pr": r"\Pr",
+    "KL": r"\KL",
+    "Var": r"\operatorname{Var}",
+    "Cov": r"\operatorname{Cov}",
+    "diag": r"\operatorname{diag}",
+    "clip": r"\operatorname{clip}",
+}
+#: Short English words that are never a product of two variables.
+_WORDS = set(
+    "a an am as at be by do eq go he if in is it me my no of on or so to up us we vs".split()
+)
+_OPERATORS = {
+    "=": "=",
+    "+": "+",
+    "-": "-",
+    "*": r"\cdot",
+    ".": r"\cdot",
+    "/": "/",
+    "<": "<",
+    ">": ">",
+    "<=": r"\le",
+    ">=": r"\ge",
+    "!=": r"\ne",
+    "->": r"\to",
+    "~": r"\sim",
+    "||": r"\|",
+    "+/-": r"\pm",
+}
+_BRACKETS = {"(": ")", "[": "]", "{": "}"}
+_NAME = re.compile(r"[A-Za-z]+")
+_INNER_OPERATOR = re.compile(r"\+/-|<=|>=|!=|->|\|\||~|\.\.\.?")
+
+
+def _chunks(text: str) -> list[str] | None:
+    """``text`` split at spaces outside brackets (None if its brackets do not balance)."""
+    out, current, stack = [], "", []
+    for char in text:
+        if char in _BRACKETS:
+            stack.append(_BRACKETS[char])
+        elif char in _BRACKETS.values():
+            if not stack or stack.pop() != char:
+                return None
+        if char == " " and not stack:
+            out.append(current)
+            current = ""
+        else:
+            current += char
+    if stack:
+        return None
+    return [*out, current]
+
+
+def _allowed_name(name: str, start: int, chunk: str) -> bool:
+    """Whether a run of letters in a chunk can be math: a variable, a Greek letter, a function."""
+    if name in GREEK or name in FUNCTIONS or name == "E":
+        return True
+    if start > 0 and chunk[start - 1] in "_^":  # a subscript word: pi_ref, L^CLIP
+        return True
+    if name[0] == "d" and (name[1:] in GREEK or (len(name) == 2 and name not in _WORDS)):
+        return True
+    return len(name) == 1 or (len(name) == 2 and name not in _WORDS and not name.isupper())
+
+
+def _kind(chunk: str) -> str:
+    """'op', 'number', 'function' (a bare function name), 'math' or 'text'."""
+    if chunk in _OPERATORS:
+        return "op"
+    if re.fullmatch(r"[\d.,\-]+", chunk) and any(c.isdigit() for c in chunk):
+        return "number"
+    if chunk in FUNCTIONS:
+        return "function"
+    if not any(char.isalnum() for char in chunk):  # "|", "--", "(...)": punctuation
+        return "text"
+    if not chunk or re.search(r"[\\$#%&\"`@!?;:]", chunk.replace("!=", "")):
+        return "text"
+    if chunk.endswith("'s") or chunk in ("e.g.", "i.e.", "a", "I") or chunk in _WORDS:
+        return "text"
+    if chunk.isalpha() and len(chunk) == 2 and chunk not in GREEK and chunk[0] != "d":
+        return "text"
+    if any(not _allowed_name(m.group(), m.start(), chunk) for m in _NAME.finditer(chunk)):
+        return "text"
+    return "math"
+
+
+def _group(text: str, position: int) -> tuple[str, int]:
+    """The script argument starting at ``text[position]``: a braced or bracketed group, or a
+    name (with primes), a number, or one character."""
+    if position >= len(text):
+        return "", position
+    char = text[position]
+    if char in "({":
+        depth, end = 0, position
+        for end in range(position, len(text)):
+            depth += {"(": 1, "{": 1, ")": -1, "}": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        inner = text[position + 1 : end]
+        if char == "(" and re.fullmatch(r"[A-Za-z0-9]", inner):
+            inner = f"({inner})"  # Z^(k): the k-th derivative, not a power
+        return _convert(inner), end + 1
+    match = re.compile(r"-?[A-Za-z]+'*|-?\d+'*|\*").match(text, position)
+    if match is None:
+        return _convert(char), position + 1
+    word = match.group()
+    if re.fullmatch(r"[A-Za-z]{3,}", word) and word not in GREEK and word not in FUNCTIONS:
+        return rf"\mathrm{{{word}}}", match.end()  # pi_ref, L^CLIP
+    return _convert(word), match.end()
+
+
+def _convert(text: str) -> str:
+    """ASCII math (no surrounding prose) as LaTeX."""
+    out: list[str] = []
+    index = 0
+    while index < len(text):
+        operator = _INNER_OPERATOR.match(text, index)
+        if operator is not None:
+            token = operator.group()
+            out.append(r" \dots " if token.startswith("..") else f" {_OPERATORS[token]} ")
+            index = operator.end()
+            continue
+        char = text[index]
+        if char in "_^":
+            argument, index = _group(text, index + 1)
+            out.append(f"{char}{{{argument}}}")
+            continue
+        if char == "*":
+            # pi* (the optimal policy): a star after a name; a*b: a product
+            after = text[index + 1 : index + 2]
+            before = text[index - 1 : index] if index else ""
+            name = re.search(r"[A-Za-z]+'*$", text[:index])
+            optimal = name is not None and (name.group() in GREEK or name.group().isupper())
+            star = before.isalnum() or before in ("'", ")")
+            ends = ("", " ", "_", ")", "/", ",") + (("(",) if optimal else ())
+            out.append("^{*}" if star and after in ends else r" \cdot ")
+            index += 1
+            continue
+        if char == "." and not (
+            text[index - 1 : index].isdigit() and text[index + 1 : index + 2].isdigit()
+        ):
+            out.append(r" \cdot ")
+            index += 1
+            continue
+        if char in "%&#":
+            out.append("\\" + char)
+            index += 1
+            continue
+        name = _NAME.match(text, index)
+        if name is None:
+            out.append(char)
+            index += 1
+            continue
+        word = name.group()
+        index = name.end()
+        follows = text[index : index + 1]
+        if word in GREEK:
+            out.append(GREEK[word] + " ")
+        elif word == "E" and (follows in ("_", "[") or text[index : index + 2].strip() != ""):
+            out.append(r"\E ")
+        elif word in FUNCTIONS:
+            out.append(FUNCTIONS[word] + " ")
+        elif word[0] == "d" and word[1:] in GREEK:
+            out.append("d" + GREEK[word[1:]] + " ")
+        elif re.fullmatch(r"[A-Za-z]", word) and re.match(r"\d+(?!\d*[.\w])", text[index:]):
+            digits = re.match(r"\d+", text[index:])
+            assert digits is not None
+            out.append(f"{word}_{{{digits.group()}}}")  # k1 -> k_1
+            index += digits.end()
+        else:
+            out.append(word)
+    latex = re.sub(r" +", " ", "".join(out)).strip()
+    return re.sub(r" +(?=[_^)\]}'])|(?<=[({\[]) +", "", latex)
+
+
+def ascii_math_to_latex(text: str) -> str | None:
+    r"""A formula written in ASCII (``E_q[X^2]``, ``sum_i p_i``, ``gamma lambda``) as LaTeX.
+
+    Greek letters and the functions of :data:`FUNCTIONS` written out become their LaTeX,
+    ``x_ab`` and ``x^(l+1)`` become ``x_{ab}``, ``x^{l+1}``, ``<=``, ``->``, ``~``, ``||``,
+    ``+/-`` their symbols, ``pi*`` is ``\pi^{*}`` and ``k1`` is ``k_{1}``. Returns None when
+    ``text`` does not look like a formula (its brackets do not balance, it holds a word).
+
+    Examples:
+        >>> ascii_math_to_latex("E_q[(p/q)^2 f^2]")
+        '\\E_{q}[(p/q)^{2} f^{2}]'
+        >>> ascii_math_to_latex("KL(pi_theta || pi_ref)")
+        '\\KL (\\pi_{\\theta} \\| \\pi_{\\mathrm{ref}})'
+        >>> ascii_math_to_latex("the sum") is None
+        True
+    """
+    chunks = _chunks(text)
+    if chunks is None or any(_kind(c) == "text" for c in chunks if c):
+        return None
+    return " ".join(_OPERATORS[c] if _kind(c) == "op" else _convert(c) for c in chunks if c).strip()
+
+
+_TRAILING = re.compile(r"[,;:.]+$")
+
+
+def _rule_pieces(text: str) -> list[tuple[bool, str]]:
+    """``text`` as (is_math, piece) pairs, pieces of math converted to LaTeX."""
+    chunks = _chunks(text)
+    if chunks is None:
+        return [(False, text)]
+    kinds = []
+    for chunk in chunks:
+        core = _TRAILING.sub("", chunk) if chunk not in _OPERATORS else chunk
+        kinds.append((chunk, core, _kind(core) if core else "text"))
+    # a bare function name is math only when an argument follows it ("log x", not "the log of")
+    for index, (chunk, core, kind) in enumerate(kinds):
+        if kind == "function":
+            following = kinds[index + 1][2] if index + 1 < len(kinds) else "text"
+            if chunk == core and following in ("math", "function", "number"):
+                kinds[index] = (chunk, core, "math")
+            else:
+                kinds[index] = (chunk, core, "text")
+    pieces: list[tuple[bool, str]] = []
+    run: list[str] = []
+
+    def close(trailing: str = "") -> None:
+        while run and _kind(run[-1]) == "op":  # "x ~" then prose: the operator stays text
+            trailing = f" {run.pop()}" + (f"{trailing}" if trailing else "")
+        kinds_in_run = [_kind(c) for c in run]
+        substantive = "math" in kinds_in_run or "function" in kinds_in_run
+        relation = len(run) >= 2 and "op" in kinds_in_run  # ">= 0"
+        if substantive or relation:
+            latex = " ".join(
+                _OPERATORS[c]
+                if kind == "op"
+                else (r"\E" if c == "E" and index + 1 < len(run) else _convert(c))
+                for index, (c, kind) in enumerate(zip(run, kinds_in_run, strict=True))
+            ).strip()
+            pieces.append((True, latex))
+        elif run:
+            pieces.append((False, " ".join(run)))
+        run.clear()
+        if trailing:
+            pieces.append((False, trailing))
+
+    for index, (chunk, core, _unused) in enumerate(kinds):  # "= I": the identity matrix
+        neighbours = [kinds[j][2] for j in (index - 1, index + 1) if 0 <= j < len(kinds)]
+        if core == "I" and "op" in neighbours:
+            kinds[index] = (chunk, core, "math")
+    if len(kinds) > 1 and kinds[0][1] == "A" and kinds[1][2] == "text":  # "A KL penalty ..."
+        kinds[0] = (kinds[0][0], kinds[0][1], "text")
+    for chunk, core, kind in kinds:
+        if kind in ("math", "op", "number"):
+            run.append(core)
+            if chunk != core:  # trailing punctuation ends the formula
+                close(chunk[len(core) :])
+            continue
+        close()
+        closing = chunk.rfind(")")
+        if (
+            kind == "text"
+            and chunk[:1] == "("
+            and closing > 1
+            and not chunk[closing + 1 :].strip(",;:.")
+        ):
+            if _chunks(chunk[1:closing]) is not None:
+                pieces.append((False, "("))
+                pieces += _rule_pieces(chunk[1:closing])
+                pieces.append((False, chunk[closing:]))
+                continue
+        pieces.append((False, chunk))
+    close()
+    return pieces
+
+
+def _escape_text(text: str) -> str:
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
+
+
+def rule_markdown(rule: str, *, automatic: bool = True) -> str:
+    r"""A rule string of a derivation step as Markdown: its math typeset, the rest text.
+
+    ``$...$`` in the rule is inline LaTeX, typeset as written; a rule with any ``$`` is taken
+    as written (only its ``$...$`` parts are math). In a rule without ``$``, and with
+    ``automatic``, formulas written in ASCII (runs of variables, Greek letters and operators:
+    ``d log f = df / f``, ``E_q[X]``, ``sum_i q_i k_i``, ``(gamma lambda)^(l+1)``) become inline
+    math (:func:`ascii_math_to_latex`); words stay text, with Markdown's special characters
+    escaped.
+
+    Examples:
+        >>> rule_markdown("d log f = df / f")
+        '$d \\log f = df / f$'
+        >>> rule_markdown("move gamma lambda into the sum")
+        'move $\\gamma \\lambda$ into the sum'
+        >>> rule_markdown("the identity $I^{-1} = I$ and *no* other_rule")
+        'the identity $I^{-1} = I$ and \\*no\\* other\\_rule'
+        >>> rule_markdown("q(x) > 0 (support condition): E_p[f]")
+        '$q(x) > 0$ (support condition): $\\E_{p}[f]$'
+    """
+    if "$" in rule or not automatic:
+        return escape_markdown(rule)
+    out = ""
+    for is_math, piece in _rule_pieces(rule):
+        if is_math:
+            text = f"${piece}$"
+        else:
+            text = _escape_text(piece)
+        if (
+            out
+            and not out.endswith(("(", " "))
+            and not piece.startswith((")", ",", ";", ":", ".", " "))
+        ):
+            out += " "
+        out += text
+    out = re.sub(r"^([-+#>])", r"\\\1", out.strip())
+    return re.sub(r"^(\d+)\. ", r"\1\\. ", out)
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

@@ -8,28 +8,42 @@ figure list), so generating twice gives the same bytes. The evidence record of a
 
 from __future__ import annotations
 
+import html
 import inspect
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from rlmath.claims import Claim, Derivation
+from rlmath.claims import Claim, Derivation, Statement
 from rlmath.docs.formatting import (
+    DISPLAY_WIDTH,
     RELATION_LATEX,
+    display_latex,
     escape_markdown,
     format_number,
     format_value,
+    rule_markdown,
     step_latex,
     table,
+    visible_length,
 )
 
 __all__ = [
     "LEG_TITLES",
+    "MISSING_SUMMARY",
+    "TOPICS",
+    "DisplayedStep",
     "claim_page",
+    "claim_topic",
+    "displayed_steps",
     "evidence_markdown",
     "evidence_record",
     "evidence_summary",
     "index_page",
+    "merged_steps",
+    "missing_summaries",
     "spec_page",
 ]
 
@@ -77,6 +91,10 @@ def _formatted(value: Any) -> Any:
     return format_value(value)
 
 
+#: Evidence kept as it is (lists of strings the pages read, not numbers to format).
+_RAW_EVIDENCE = ("identical_steps", "step_methods")
+
+
 def evidence_record(claim: Claim, result: Mapping[str, Any]) -> dict[str, Any]:
     """What a page shows of one ``ClaimResult.to_dict()``: no timings, formatted numbers.
 
@@ -94,7 +112,11 @@ def evidence_record(claim: Claim, result: Mapping[str, Any]) -> dict[str, Any]:
         if name == "exact":
             legs[name] = _exact_record(claim, leg)
         else:
-            legs[name] = {key: _formatted(value) for key, value in leg.items() if key != "seconds"}
+            legs[name] = {
+                key: value if key in _RAW_EVIDENCE else _formatted(value)
+                for key, value in leg.items()
+                if key != "seconds"
+            }
     return {
         "id": result["id"],
         "status": result["status"],
@@ -167,15 +189,39 @@ def _cell(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
+def _plain_tex(text: str) -> str:
+    r"""Symbol names printed as LaTeX, as plain text: ``c^{\mathrm{ref}}`` -> ``c^ref``.
+
+    Examples:
+        >>> _plain_tex(r"refuted at c^{\mathrm{ref}}[0]=1/2, {\pi'}_{0}=1/3")
+        "refuted at c^ref[0]=1/2, pi'_0=1/3"
+    """
+    text = re.sub(r"\\(?:mathrm|operatorname|text|mathbf)\{([^{}]*)\}", r"\1", text)
+    text = re.sub(r"\\([A-Za-z]+)", r"\1", text)
+    for _ in range(3):
+        text = re.sub(r"\{([^{}]*)\}", r"\1", text)
+    return text
+
+
 def _leg_rows(leg: Mapping[str, Any]) -> list[list[str]]:
     rows = []
     for key, value in leg.items():
         if key in ("status", "failure"):
             continue
+        if key == "step_methods" and isinstance(value, dict):
+            used = Counter(m for methods in value.values() for m in methods if m)
+            text = ", ".join(f"{name} ×{count}" for name, count in sorted(used.items()))
+            rows.append(["sympy rewritings used (tagged on each step)", escape_markdown(text)])
+            continue
+        if key == "identical_steps" and isinstance(value, list):
+            rows.append(["steps proved as identical", escape_markdown("; ".join(value) or "none")])
+            continue
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             continue
         if isinstance(value, dict):
             value = _cell(value)
+        if key == "control":  # points name symbols by their LaTeX (c^{\mathrm{ref}}): as text
+            value = _plain_tex(str(value))
         label = _EVIDENCE_LABELS.get(key, key.replace("_", " "))
         if key == "relation":
             value = {"=": "lhs = rhs", "<=": "lhs ≤ rhs", ">=": "lhs ≥ rhs"}[value]
@@ -252,31 +298,158 @@ REJECTION_KIND = {
 
 
 # ============================================================================ claim page
-def _derivation_markdown(derivation: Derivation, identical: set[str] | None = None) -> str:
-    heading = f"### `{derivation.name}`"
-    if derivation.statement:
-        heading += f": ${derivation.statement}$"
-    out = [heading, ""]
+@dataclass(frozen=True)
+class DisplayedStep:
+    """One displayed line of a derivation: one or more steps that print the same.
+
+    Attributes:
+        indices: the steps (0-based) shown on this line; more than one when consecutive
+            steps render identically (they differ only in how sympy holds them, e.g. evaluated
+            or not) and are merged into one line with all their rules.
+        latex: the displayed LaTeX (relation to the previous line first, broken into aligned
+            rows if long).
+        body: the expression's LaTeX alone (what is compared to merge steps).
+    """
+
+    indices: tuple[int, ...]
+    latex: str
+    body: str
+
+
+def displayed_steps(derivation: Derivation, *, width: int = DISPLAY_WIDTH) -> list[DisplayedStep]:
+    """The displayed lines of a derivation, consecutive identically printed steps merged."""
+    lines: list[DisplayedStep] = []
     for index, step in enumerate(derivation.steps):
-        relation = "" if index == 0 else RELATION_LATEX[step.relation] + " "
-        rule = escape_markdown(step.rule)
-        if identical and f"{derivation.name} step {index}: {step.rule}" in identical:
-            rule += " *(proved as identical: sympy had already rewritten it)*"
-        out += [
-            f"{index + 1}. {rule}",
-            "",
-            "   $$",
-            f"   {relation}{step_latex(step.expression)}",
-            "   $$",
-            "",
-        ]
-        if step.gap is not None:
+        body = step_latex(step.expression)
+        if lines and lines[-1].body == body and step.gap is None:
+            last = lines[-1]
+            lines[-1] = DisplayedStep((*last.indices, index), last.latex, body)
+            continue
+        relation = "" if not lines else RELATION_LATEX[step.relation]
+        lines.append(
+            DisplayedStep((index,), display_latex(step.expression, relation, width=width), body)
+        )
+    return lines
+
+
+def merged_steps(claim: Claim) -> list[str]:
+    """Consecutive steps of ``claim`` that print identically (each merged into one line)."""
+    out = []
+    for derivation in claim.symbolic.all_derivations():
+        for line in displayed_steps(derivation):
+            if len(line.indices) > 1:
+                rules = "; ".join(repr(derivation.steps[i].rule) for i in line.indices)
+                steps = ", ".join(str(i) for i in line.indices)
+                out.append(
+                    f"{claim.id}: derivation {derivation.name!r}, steps {steps} print the same "
+                    f"(merged into one line): {rules}"
+                )
+    return out
+
+
+#: What a claim page says where the claim has no ``summary``.
+MISSING_SUMMARY = (
+    "*No reader's summary yet: this claim has no `summary` (one sentence on what it means for "
+    "an RL practitioner).*"
+)
+
+
+def missing_summaries(claims: Sequence[Claim]) -> list[str]:
+    """Ids of the claims without a ``summary`` (their pages show :data:`MISSING_SUMMARY`)."""
+    return [claim.id for claim in claims if not claim.summary.strip()]
+
+
+def _summary_markdown(claim: Claim) -> str:
+    summary = claim.summary.strip()
+    return rule_markdown(summary) if summary else MISSING_SUMMARY
+
+
+def _rewriting_tag(method: str | None, *, identical: bool = False) -> str:
+    """A small tag naming the sympy rewriting that proved a step (raw HTML, a CSS class)."""
+    if not method:
+        return ""
+    kind = "rlmath-rewriting rlmath-rewriting-identical" if identical else "rlmath-rewriting"
+    return (
+        f'<span class="{kind}" title="the sympy rewriting that proved this step">'
+        f"{html.escape(method)}</span>"
+    )
+
+
+def _step_methods(record: Mapping[str, Any] | None, name: str) -> list[str | None]:
+    symbolic = (record or {}).get("legs", {}).get("symbolic", {})
+    methods = symbolic.get("step_methods")
+    if not isinstance(methods, dict):
+        return []
+    return list(methods.get(name, []))
+
+
+def _identical_steps(record: Mapping[str, Any] | None) -> set[str]:
+    value = (record or {}).get("legs", {}).get("symbolic", {}).get("identical_steps", [])
+    return set(value) if isinstance(value, list) else set()
+
+
+def _derivation_markdown(derivation: Derivation, record: Mapping[str, Any] | None = None) -> str:
+    out = [f"### `{derivation.name}`", ""]
+    if derivation.statement:  # displayed, not in the heading: a long one scrolls in its box
+        out += ["$$", derivation.statement, "$$", ""]
+    identical = _identical_steps(record)
+    methods = _step_methods(record, derivation.name)
+    for number, line in enumerate(displayed_steps(derivation), start=1):
+        parts = []
+        for index in line.indices:
+            step = derivation.steps[index]
+            flagged = f"{derivation.name} step {index}: {step.rule}" in identical
+            method = methods[index - 1] if 0 < index <= len(methods) else None
+            text = rule_markdown(step.rule)
+            tag = _rewriting_tag(method, identical=flagged or method == "identical")
+            if flagged:
+                text += " *(proved as identical: sympy had already rewritten it)*"
+            parts.append(f"{text} {tag}".rstrip())
+        rule = "; ".join(parts)
+        if len(line.indices) > 1:
+            rule += " *(these steps print the same: shown once)*"
+        out += [f"{number}. {rule}", "", "   $$"]
+        out += [f"   {text}" for text in line.latex.split("\n")]
+        out += ["   $$", ""]
+        gap = derivation.steps[line.indices[-1]].gap
+        if gap is not None:
             out += [
-                f"   with the gap ${step_latex(step.gap)} \\ge 0$ (proved from the symbols' "
+                f"   with the gap ${step_latex(gap)} \\ge 0$ (proved from the symbols' "
                 "assumptions).",
                 "",
             ]
     return "\n".join(out)
+
+
+def statement_display(claim: Claim, *, width: int = DISPLAY_WIDTH) -> str:
+    r"""The statement's display LaTeX: one line, or ``lhs`` / ``= rhs`` / conditions in rows.
+
+    A statement printed from sympy (:class:`~rlmath.claims.Statement`) that is wider than
+    ``width`` typeset characters is set as a textbook sets a long equation: the left-hand side
+    on the first row, the relation and the right-hand side (itself broken at its top-level
+    signs if long) below, the conditions on a last row.
+    """
+    latex = claim.statement_latex
+    statement = claim.statement
+    if not isinstance(statement, Statement) or visible_length(latex) <= width:
+        return latex
+    names = statement.symbol_names
+    left = display_latex(statement.lhs, symbol_names=names, width=width)
+    right = display_latex(
+        statement.rhs, RELATION_LATEX[statement.relation], symbol_names=names, width=width
+    )
+    rows = [_aligned_rows(left), _aligned_rows(right)]
+    if statement.where:
+        rows.append(rf"&\qquad ({statement.where})")
+    return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+
+def _aligned_rows(latex: str) -> str:
+    """The rows of a display inside an outer ``aligned`` (unwrapping a nested one)."""
+    prefix, suffix = "\\begin{aligned}[t]\n", "\n\\end{aligned}"
+    if latex.startswith(prefix) and latex.endswith(suffix):
+        return latex[len(prefix) : -len(suffix)]
+    return f"&{latex}"
 
 
 def _markdown_block(text: str) -> str:
@@ -297,13 +470,19 @@ def claim_page(claim: Claim, record: Mapping[str, Any], *, source: str = "") -> 
         f"(claim-{claim.id})=",
         f"# {escape_markdown(claim.title)}",
         "",
+        "```{admonition} In one sentence",
+        ":class: rlmath-summary" + ("" if claim.summary.strip() else " rlmath-summary-missing"),
+        "",
+        _summary_markdown(claim),
+        "```",
+        "",
         f"Claim `{claim.id}`; legs: {legs}; status **{record['status']}** (seed {record['seed']})"
         + (f"; proof file `{source}`." if source else "."),
         "",
         "## Statement",
         "",
         "$$",
-        claim.statement_latex,
+        statement_display(claim),
         "$$",
         "",
     ]
@@ -322,12 +501,12 @@ def claim_page(claim: Claim, record: Mapping[str, Any], *, source: str = "") -> 
         "",
         "Each step is one expression and the rule that licenses it; sympy proves each step "
         "from the one before (the expressions below are printed from the very sympy objects it "
-        "checks).",
+        "checks), and the small tag after a rule names the rewriting that did it (`doit`: "
+        "evaluate sums, derivatives and integrals; `expand`, `simplify`, ...).",
         "",
     ]
-    identical = set(record["legs"].get("symbolic", {}).get("identical_steps", []) or [])
     for derivation in claim.symbolic.all_derivations():
-        out.append(_derivation_markdown(derivation, identical))
+        out.append(_derivation_markdown(derivation, record))
     if claim.notes.strip():
         out += ["## Notes", "", _markdown_block(claim.notes), ""]
     out.append(evidence_markdown(claim, record))
@@ -341,23 +520,145 @@ def _status_cell(status: str) -> str:
     return "✓ verified" if status == "verified" else "✗ **failed**"
 
 
+#: The topics of the front page, in order: (title, proof files whose claims belong to it).
+TOPICS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "Policy gradient",
+        (
+            "policy_gradient_theorem",
+            "log_derivative_trick",
+            "score_and_baselines",
+            "expected_return",
+        ),
+    ),
+    (
+        "Importance sampling and PPO",
+        ("importance_sampling", "performance_difference", "ppo_clip", "ppo_kl_penalty"),
+    ),
+    ("KL divergence", ("kl_divergence", "kl_estimators", "kl_estimator_gradients")),
+    ("Actor-critic and advantage estimation", ("advantage_estimation",)),
+    ("RLHF", ("rlhf",)),
+)
+#: A claim of a proof file not in :data:`TOPICS` goes to the first topic whose pattern its id
+#: matches, else to :data:`OTHER_TOPIC`.
+TOPIC_KEYWORDS: tuple[tuple[str, str], ...] = (
+    (r"dpo|bradley-terry|preference|rlhf|reward-model", "RLHF"),
+    (r"ppo|importance-sampling|surrogate|clip", "Importance sampling and PPO"),
+    (
+        r"gae|\btd\b|td-|lambda-return|advantage|value-loss|returns?\b|critic",
+        "Actor-critic and advantage estimation",
+    ),
+    (r"\bkl\b|kl-", "KL divergence"),
+    (r"policy-gradient|score|baseline|reinforce|log-derivative", "Policy gradient"),
+)
+OTHER_TOPIC = "More claims"
+
+
+def claim_topic(claim_id: str, source: str = "") -> str:
+    """The front-page topic of a claim: by its proof file (:data:`TOPICS`), else by its id.
+
+    Examples:
+        >>> claim_topic("gae-closed-form", "proofs/advantage_estimation.py")
+        'Actor-critic and advantage estimation'
+        >>> claim_topic("dpo-loss-reference", "proofs/reference_losses.py")
+        'RLHF'
+        >>> claim_topic("something-new")
+        'More claims'
+    """
+    stem = source.rsplit("/", 1)[-1].removesuffix(".py")
+    for title, files in TOPICS:
+        if stem in files:
+            return title
+    for pattern, title in TOPIC_KEYWORDS:
+        if re.search(pattern, claim_id):
+            return title
+    return OTHER_TOPIC
+
+
+def _topics(claims: Sequence[Claim], sources: Mapping[str, str]) -> list[tuple[str, list[Claim]]]:
+    """The claims grouped by topic, topics in :data:`TOPICS` order, claims in load order."""
+    groups: dict[str, list[Claim]] = {title: [] for title, _ in TOPICS}
+    for claim in claims:
+        groups.setdefault(claim_topic(claim.id, sources.get(claim.id, "")), []).append(claim)
+    return [(title, members) for title, members in groups.items() if members]
+
+
+def _quick_start(claims: Sequence[Claim]) -> list[str]:
+    example = next(
+        (c.id for c in claims if c.id == "gae-closed-form"), claims[0].id if claims else ""
+    )
+    return [
+        "## Quick start",
+        "",
+        "**1. Install** (Python 3.10 or later; NumPy, SciPy, SymPy and Hypothesis come with it; "
+        "PyTorch and JAX are optional):",
+        "",
+        "```console",
+        "$ pip install .            # from a checkout of the rlmath repository",
+        "```",
+        "",
+        "**2. Check your GAE or PPO loss** against rlmath's float64 reference, on generated "
+        "inputs that reach the edge cases (episode ends on the first and last step, "
+        "time-limit truncation, ratios far outside the clip range). Your function takes the "
+        "spec's canonical arguments (`rlmath check --describe NAME` lists them and their "
+        "conventions; [adapters](conformance.md) wrap other conventions). In your test suite, "
+        "three lines:",
+        "",
+        "```python",
+        "from rlmath.conformance import assert_conforms",
+        "",
+        "def test_my_gae():",
+        '    assert_conforms(my_gae, "generalized_advantage_estimation", seed=0)',
+        "",
+        "def test_my_ppo_loss():",
+        '    assert_conforms(my_ppo_loss, "ppo_clipped_surrogate_loss", seed=0)',
+        "```",
+        "",
+        "or from the command line (exit status 1 and the smallest failing input when it does "
+        "not conform):",
+        "",
+        "```console",
+        "$ rlmath check --list",
+        "$ rlmath check my_rl.py:gae --spec generalized_advantage_estimation --seed 0",
+        "OK: my_rl.py:gae conforms (spec generalized_advantage_estimation, 100 examples, seed 0, "
+        "float64 inputs, numpy)",
+        "$ rlmath check my_rl.py:ppo_loss --spec ppo_clipped_surrogate_loss --seed 0",
+        "```",
+        "",
+        "[Checking your implementation](conformance.md) has the conventions (terminated vs "
+        "truncated, losses as means, KL directions), PyTorch and JAX, and the tolerances.",
+        "",
+        "**3. Re-check the mathematics** behind the references, every claim or one:",
+        "",
+        "```console",
+        "$ rlmath verify",
+        f"$ rlmath verify --only {example}",
+        "```",
+        "",
+    ]
+
+
 def index_page(
     claims: Sequence[Claim],
     records: Mapping[str, Mapping[str, Any]],
     *,
     specs: Sequence[Any] = (),
     extra_pages: Sequence[str] = (),
+    sources: Mapping[str, str] | None = None,
 ) -> str:
-    """The front page: what rlmath is, the table of claims, how to check your implementation.
+    """The front page: quick start, the claims by topic with their summaries, the evidence.
 
     Args:
         claims: every claim, in ``load_claims`` order.
         records: evidence record by claim id.
         specs: the conformance specs (``rlmath.specs.SPECS.values()``), if any.
         extra_pages: hand-written top-level pages to list (``api``, ``conformance``, ...).
+        sources: proof file of each claim id (for the topics; :func:`claim_topic`).
     """
+    sources = dict(sources or {})
     n_verified = sum(records[c.id]["status"] == "verified" for c in claims)
     seed = next(iter(records.values()))["seed"] if records else 0
+    topics = _topics(claims, sources)
     rows = []
     for claim in claims:
         record = records[claim.id]
@@ -374,18 +675,40 @@ def index_page(
         GENERATED_NOTE,
         "# rlmath",
         "",
-        "**rlmath proves and checks the mathematics of policy-gradient reinforcement learning, "
-        "PPO, actor-critic and RLHF.** Each identity is a *claim* checked three ways: a "
-        "step-by-step sympy derivation, exact computation on small tabular MDPs, and "
-        "Monte-Carlo estimates under a calibrated statistical test. Each claim also carries "
-        "*mutants*, plausible wrong versions of it (a dropped term, a flipped sign, a missing "
-        "importance weight), which every check must reject: that is how we know the checks "
-        "can fail.",
+        "**rlmath checks the mathematics of policy gradients, PPO, actor-critic and RLHF, and "
+        "checks your implementation against it.** Each identity (a *claim*) is proved step by "
+        "step by sympy, computed exactly on small MDPs and estimated by Monte Carlo under a "
+        "calibrated test; each claim also carries *mutants*, plausible wrong versions (a "
+        "dropped term, a flipped sign, a missing importance weight) that every check must "
+        "reject, which is how we know the checks can fail. The float64 reference "
+        "implementations (GAE, PPO losses, KL estimators, DPO, ...) are tied to these claims, "
+        "and `rlmath check` compares your code with them.",
         "",
-        "These pages are generated by `rlmath docs` from the same claim objects that "
-        "`rlmath verify` checks, and a test fails when they are out of date, so the text cannot "
-        "drift from what was verified. For example, the policy gradient in rlmath's "
-        "conventions (normalised discounted occupancy $d$) reads",
+    ]
+    out += _quick_start(claims)
+    out += [
+        "## What is proved, by topic",
+        "",
+        f"{n_verified} of {len(claims)} claims verified with seed {seed} "
+        f"(`rlmath verify --seed {seed}`). Each page has the statement, the derivation with the "
+        "rule of every step, the evidence of each check and the mutants it rejects.",
+        "",
+    ]
+    for title, members in topics:
+        out += [f"### {title}", ""]
+        for claim in members:
+            failed = "" if records[claim.id]["status"] == "verified" else " **(failed)**"
+            summary = (
+                rule_markdown(claim.summary.strip())
+                if claim.summary.strip()
+                else "*(no summary yet)*"
+            )
+            out.append(
+                f"- [{escape_markdown(claim.title)}](claims/{claim.id}.md){failed}: {summary}"
+            )
+        out.append("")
+    out += [
+        "Conventions: the policy gradient is written with the normalised discounted occupancy $d$,",
         "",
         "$$",
         r"\nabla_\theta J(\theta) = \frac{1}{1-\gamma}\,"
@@ -393,23 +716,21 @@ def index_page(
         r"\pi_\theta(a \mid s)\, A^{\pi_\theta}(s, a)\right],",
         "$$",
         "",
-        r"and a KL penalty is always written with its direction, $\KL(\pi_\theta \,\|\, "
-        r"\pi_\mathrm{ref})$, with samples from the first argument.",
+        r"and a KL penalty always with its direction, $\KL(\pi_\theta \,\|\, "
+        r"\pi_\mathrm{ref})$, samples from the first argument. These pages are generated by "
+        "`rlmath docs` from the same claim objects that `rlmath verify` checks (a test fails "
+        "when they are out of date).",
         "",
-        "## Claims",
-        "",
-        f"{n_verified} of {len(claims)} claims verified with seed {seed} "
-        f"(`rlmath verify --seed {seed}`).",
+        "## All claims and their evidence",
         "",
         table(["claim", "title", "legs", "status", "evidence"], rows),
         "",
-        "## Checking your own implementation",
+        "## Reference functions",
         "",
-        "`rlmath.reference` holds float64 reference implementations (returns, TD errors, GAE, "
-        "PPO losses, KL estimators, DPO, ...), each tied to the claim that justifies it. "
-        "`rlmath.specs` states, for each, the canonical signature, the conventions, the edge-case "
-        "inputs that break real code and the comparison rule; `rlmath.conformance` runs your "
-        "function against the reference on those inputs.",
+        "`rlmath.reference` holds float64 reference implementations, each tied to the claim "
+        "that justifies it. `rlmath.specs` states, for each, the canonical signature, the "
+        "conventions, the edge-case inputs that break real code and the comparison rule; "
+        "`rlmath.conformance` runs your function against the reference on those inputs.",
         "",
     ]
     if specs:
@@ -428,12 +749,10 @@ def index_page(
         "baseline, the KL estimators, PPO's clipped objective, a policy-gradient ascent path and "
         "how a PPO step stays near the old policy.",
         "",
-        "```{toctree}",
-        ":hidden:",
-        ":caption: Claims",
-        "",
     ]
-    out += [f"claims/{claim.id}" for claim in claims] + ["```", ""]
+    for title, members in topics:
+        out += ["```{toctree}", ":hidden:", f":caption: {title}", ""]
+        out += [f"claims/{claim.id}" for claim in members] + ["```", ""]
     if specs:
         out += ["```{toctree}", ":hidden:", ":caption: Reference functions", ""]
         out += [f"specs/{spec.name}" for spec in specs] + ["```", ""]
