@@ -202,6 +202,50 @@ reward_to_go = Derivation(
 DROP_CURRENT_REWARD = over_histories(E_(gamma**t * W[j, a] * score_))
 RESTART_DISCOUNT = over_histories(E_((R[j, a] + W[j, a]) * score_))
 
+# The whole horizon (causality). E[sum_{t<H} score_t sum_{u<H} gamma^u r_u] is split, for each t,
+# into the rewards u < t, which the history up to s_t fixes (rho_{t,u,j}: r_u on history j of
+# time t, q_{t,j} its probability), and u >= t, whose terms F_{t,u} = E[score_t gamma^u r_u] are
+# kept whole. Every past term is gamma^u rho_{t,u,j} times the zero-mean score (derivation
+# 'per-step'), so E[score_t r_u] = 0 for u < t, at every t < H and for every horizon H.
+horizon = sp.Symbol("H", integer=True, positive=True)
+step_time = sp.Symbol("t", integer=True, nonnegative=True)  # t = 0..H-1 (per-step: t >= 1)
+reward_time = sp.Symbol("u", integer=True, nonnegative=True)
+past_reward = sp.IndexedBase("rho", real=True)  # rho[t, u, j] = r_u on history j (u < t)
+credit = sp.IndexedBase("F", real=True)  # F[t, u] = E[score_t gamma^u r_u], u >= t
+
+
+def _past_rewards(score_mean: sp.Expr) -> sp.Sum:
+    """sum_{u<t} sum_j q_{t,j} gamma^u rho_{t,u,j} score_mean: the rewards before t."""
+    term = q[step_time, j] * gamma**reward_time * past_reward[step_time, reward_time, j]
+    return IndexSum(IndexSum(term * score_mean, (j, 0, J - 1)), (reward_time, 0, step_time - 1))
+
+
+def _over_time(term: sp.Expr) -> sp.Sum:
+    return IndexSum(term, (step_time, 0, horizon - 1))
+
+
+def _rewards_from(first: sp.Expr) -> sp.Sum:
+    return IndexSum(credit[step_time, reward_time], (reward_time, first, horizon - 1))
+
+
+causality = Derivation(
+    "whole-horizon",
+    (
+        Step(
+            _over_time(_past_rewards(E_(score_)) + _rewards_from(step_time)),
+            "E[sum_t score_t R(tau)] with R = sum_u gamma^u r_u split at u = t; for u < t, r_u "
+            "is fixed by the history up to s_t (tower property), a_t ~ pi(.|s_t)",
+        ),
+        Step(
+            _over_time(_rewards_from(step_time)),
+            "the score has mean zero given the history (derivation 'per-step'): E[score_t r_u] "
+            "= 0 for every u < t",
+        ),
+    ),
+    statement=r"\mathbb E\Big[\sum_{t<H} \partial\log\pi(a_t|s_t) \sum_{u<H} \gamma^u r_u\Big] = \sum_{t<H} \sum_{u \ge t} \mathbb E[\partial\log\pi(a_t|s_t)\, \gamma^u r_u]",
+)
+FROM_NEXT_REWARD = _over_time(_rewards_from(step_time + 1))
+
 
 # ============================================================================ exact legs
 # Float64 floor of every tolerance that is relative to a scale of terms: below the smallest
@@ -777,10 +821,13 @@ CLAIMS = (
         assumptions=(
             "Finite horizon H; r_i = r(s_i, a_i); the discount of reward i is gamma^i (from "
             "time 0), also inside the reward-to-go.",
-            "The derivation is for one time t >= 1 and the logits theta[s, .] of one state s, "
-            "any number of actions and any distribution over the histories up to s_t (those "
-            "with s_t = s): E[score_t R(tau)] = E[score_t sum_{i >= t} gamma^i r_i]. At t = 0 "
-            "there is no past reward; summing over t gives the statement for the estimators.",
+            "The derivation 'per-step' is for one time t >= 1 and the logits theta[s, .] of one "
+            "state s, any number of actions and any distribution over the histories up to s_t "
+            "(those with s_t = s): E[score_t R(tau)] = E[score_t sum_{i >= t} gamma^i r_i]. "
+            "The derivation 'whole-horizon' sums it over t < H for a general horizon H: each "
+            "past reward r_u (u < t) is fixed by the history up to s_t, so E[score_t r_u] = 0 "
+            "(causality), and what is left is sum_t sum_{u >= t} E[score_t gamma^u r_u] (the "
+            "terms with u >= t kept as abstract expectations F_{t,u}).",
             "Exact leg: every trajectory of MDPs with up to 3 states, 3 actions, horizon <= 3, "
             "every time t and coordinate k, all states at once.",
             "Monte-Carlo leg: H-step episodes (H = 3, 4) of MDPs with 2-3 states and actions, "
@@ -793,7 +840,7 @@ CLAIMS = (
             "Schulman, J., Moritz, P., Levine, S., Jordan, M. and Abbeel, P., *High-Dimensional "
             "Continuous Control Using Generalized Advantage Estimation*, ICLR 2016, eq. (1).",
         ),
-        symbolic=SymbolicLeg((reward_to_go,)),
+        symbolic=SymbolicLeg((reward_to_go, causality)),
         exact=ExactLeg(
             rtg_examples,
             lhs=whole_return_term,
@@ -825,6 +872,12 @@ CLAIMS = (
                 "credit a_t only with rewards from t + 1 on (r_t dropped)",
                 symbolic=SymbolicMutation("per-step", DROP_CURRENT_REWARD),
                 monte_carlo=_episode_sampler(reward_to_go_without_current),
+            ),
+            Mutant(
+                "causal-credit-from-next-step",
+                "every action credited only with the rewards after it (u > t), over the whole "
+                "horizon: r_t dropped at every t",
+                symbolic=SymbolicMutation("whole-horizon", FROM_NEXT_REWARD),
             ),
             Mutant(
                 "restart-discount",
