@@ -815,7 +815,10 @@ def _reduced(
         if candidate is None or budget[0] <= 0 or time.monotonic() > deadline:
             return False
         budget[0] -= 1
-        found = judge(candidate)
+        try:
+            found = judge(candidate)
+        except ValueError:  # the reference rejects the reduced input (outside the spec's domain,
+            return False  # e.g. no response token or a group of one left): not a smaller failure
         if found is not None and found.kind == best.kind:
             best = found
             return True

@@ -1,0 +1,520 @@
+r"""Specifications of the LLM-RL reference functions in :mod:`rlmath.llm_reference`.
+
+The same :class:`rlmath.specs.Spec` objects as :mod:`rlmath.specs` (signature, input strategy,
+error scale, gradient), for the token-level losses and group advantages. Inputs are padded
+``[B, T]`` batches whose masks include empty rows, one-token responses, full rows, holes inside
+a response (multi-turn tool output) and occasionally long responses (T up to 256); padding
+positions hold arbitrary finite garbage that an implementation must ignore; group ids are
+shuffled, non-contiguous and of unequal sizes, with groups of one and tied rewards; log-probs
+reach -1000, where a ratio of probabilities underflows.
+
+``LLM_SPECS`` maps each name to its spec; :func:`rlmath.conformance.check` accepts a spec
+object, so ``check(impl, LLM_SPECS["ppo_token_loss"])`` works before they are registered in
+:data:`rlmath.specs.SPECS`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from rlmath import llm_reference as llm
+from rlmath.specs import (
+    ADVANTAGES,
+    LOG_PROBS,
+    LOG_RATIO_ASSUMPTIONS,
+    REALS,
+    Arrays,
+    Example,
+    Gradients,
+    Spec,
+)
+
+__all__ = ["LLM_SPECS"]
+
+FloatArray = np.ndarray
+
+#: Margin in log-ratio units that keeps generated ratios off the clip kinks after float32 rounding.
+KINK_MARGIN = 1e-3
+#: Log-ratios between policies: zero, near zero, and far outside any clip range (|log r| <= 30,
+#: so that every ratio and every reference output is finite).
+LOG_RATIOS = st.one_of(
+    st.just(0.0),
+    st.floats(-0.3, 0.3, allow_subnormal=False),
+    st.floats(-30.0, 30.0, allow_subnormal=False),
+)
+CLIP_LOW = st.one_of(st.sampled_from([0.2, 0.1]), st.floats(0.05, 0.5))
+CLIP_HIGH = st.one_of(st.sampled_from([0.28, 0.2, 0.3]), st.floats(0.05, 0.6))
+
+
+def _array(value: Any) -> FloatArray:
+    return np.asarray(value, dtype=np.float64)
+
+
+def _vector(size: int, elements: st.SearchStrategy[float]) -> st.SearchStrategy[np.ndarray]:
+    return st.lists(elements, min_size=size, max_size=size).map(
+        lambda xs: np.array(xs, dtype=np.float64)
+    )
+
+
+def _matrix(
+    shape: tuple[int, int], elements: st.SearchStrategy[float]
+) -> st.SearchStrategy[np.ndarray]:
+    return _vector(shape[0] * shape[1], elements).map(lambda x: x.reshape(shape))
+
+
+@st.composite
+def _mask(draw: st.DrawFn) -> np.ndarray:
+    """A ``[B, T]`` response mask with at least one response token.
+
+    Right-padded rows of random lengths (0 = empty, 1 = one token, T = full), sometimes with
+    holes (masked tokens inside a response), sometimes long (T up to 256).
+    """
+    rows = draw(st.integers(1, 4))
+    steps = draw(st.one_of(st.integers(1, 6), st.just(1), st.integers(50, 256)))
+    length = st.one_of(st.just(steps), st.just(1), st.just(0), st.integers(0, steps))
+    lengths = np.array(draw(st.lists(length, min_size=rows, max_size=rows)))
+    if lengths.sum() == 0:
+        lengths[draw(st.integers(0, rows - 1))] = draw(st.integers(1, steps))
+    mask = np.arange(steps)[np.newaxis, :] < lengths[:, np.newaxis]
+    if steps >= 3 and draw(st.booleans()):
+        hole = draw(st.integers(1, steps - 1))
+        holed = mask.copy()
+        holed[:, hole] = False
+        if holed.any():
+            mask = holed
+    return mask
+
+
+def _long_or_drawn(
+    draw: st.DrawFn,
+    shape: tuple[int, int],
+    elements: st.SearchStrategy[float],
+    low: float,
+    high: float,
+) -> np.ndarray:
+    """Small matrices drawn entry by entry (they shrink); long ones from a drawn seed."""
+    if shape[1] <= 8:
+        return draw(_matrix(shape, elements))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return rng.uniform(low, high, size=shape)
+
+
+def _garbage(draw: st.DrawFn, array: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Put arbitrary finite values at the padding positions: they must be ignored."""
+    fill = draw(st.sampled_from([0.0, -1.0, 7.5, 1e3]))
+    result: np.ndarray = np.where(mask, array, fill)
+    return result
+
+
+def _away_from(x: np.ndarray, kinks: list[float]) -> np.ndarray:
+    for kink in kinks:
+        x = np.where(np.abs(x - kink) < KINK_MARGIN, kink + 2 * KINK_MARGIN, x)
+    return x
+
+
+def _log_ratio_kinks(clip_low: float, clip_high: float, dual_clip: float | None) -> list[float]:
+    kinks = [math.log1p(clip_high)]
+    if clip_low < 1:
+        kinks.append(math.log1p(-clip_low))
+    if dual_clip is not None and math.isfinite(dual_clip):
+        kinks.append(math.log(dual_clip))
+    return kinks
+
+
+def _bounded(log_ratio: np.ndarray, hyper: dict[str, Any]) -> np.ndarray:
+    bound = float(hyper.get("__assume__", {}).get("max_abs_log_ratio", math.inf))
+    result: np.ndarray = np.clip(log_ratio, -bound, bound)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# ppo_token_loss
+# --------------------------------------------------------------------------------------------
+
+
+@st.composite
+def _ppo_token_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    mask = draw(_mask())
+    shape = mask.shape
+    old = _long_or_drawn(draw, shape, LOG_PROBS, -1000.0, 0.0)
+    log_ratio = _long_or_drawn(draw, shape, LOG_RATIOS, -2.0, 2.0)
+    log_ratio = _away_from(
+        _bounded(log_ratio, hyper),
+        _log_ratio_kinks(hyper["clip_low"], hyper["clip_high"], hyper["dual_clip"]),
+    )
+    advantages = _long_or_drawn(draw, shape, ADVANTAGES, -5.0, 5.0)
+    return {
+        "log_probs": _garbage(draw, old + log_ratio, mask),
+        "old_log_probs": old,
+        "advantages": _garbage(draw, advantages, mask),
+        "response_mask": mask,
+    }
+
+
+def _ppo_token_parts(example: Example) -> tuple[FloatArray, FloatArray, FloatArray, np.ndarray]:
+    a = example.arguments
+    mask = a["response_mask"]
+    log_ratio = np.where(mask, a["log_probs"] - a["old_log_probs"], 0.0)
+    ratio = np.exp(log_ratio)
+    adv = np.where(mask, np.abs(a["advantages"]), 0.0)
+    return ratio, adv, 2 + np.abs(log_ratio), mask
+
+
+def _ppo_token_scale(example: Example) -> tuple[FloatArray, ...]:
+    ratio, adv, amplification, mask = _ppo_token_parts(example)
+    high = 1 + example.hyperparameters["clip_high"]
+    dual = example.hyperparameters["dual_clip"] or 0.0
+    magnitude = adv * (ratio + high + dual) * amplification
+    return (_array(8 * np.where(mask, magnitude, 0.0)),)
+
+
+def _ppo_token_gradient(example: Example) -> Gradients:
+    a = example.arguments
+    expected = llm.ppo_token_loss_gradient(
+        *(a[k] for k in ("log_probs", "old_log_probs", "advantages", "response_mask")),
+        **example.hyperparameters,
+    )
+    ratio, adv, amplification, _ = _ppo_token_parts(example)
+    return {"log_probs": (expected, 8 * adv * ratio * amplification)}
+
+
+# --------------------------------------------------------------------------------------------
+# aggregate_loss
+# --------------------------------------------------------------------------------------------
+
+
+@st.composite
+def _aggregate_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    mask = draw(_mask())
+    loss = _long_or_drawn(draw, mask.shape, REALS, -10.0, 10.0)
+    return {"per_token": _garbage(draw, loss, mask), "response_mask": mask}
+
+
+def _aggregate_scale(example: Example) -> tuple[FloatArray, ...]:
+    a = example.arguments
+    mask = a["response_mask"]
+    magnitude = np.where(mask, np.abs(a["per_token"]), 0.0)
+    lengths = mask.sum(axis=1)
+    nonempty = lengths > 0
+    mode = example.hyperparameters["mode"]
+    terms = mask.sum() + mask.shape[0] + 4
+    if mode == "token-mean":
+        value = magnitude.sum() / lengths.sum()
+    elif mode == "seq-mean-token-mean":
+        value = np.mean(magnitude.sum(axis=1)[nonempty] / lengths[nonempty])
+    elif mode == "seq-mean-token-sum":
+        value = np.mean(magnitude.sum(axis=1)[nonempty])
+    else:
+        value = magnitude.sum() / (mask.shape[0] * mask.shape[1])
+    return (_array(4 * terms * value),)
+
+
+# --------------------------------------------------------------------------------------------
+# Group advantages
+# --------------------------------------------------------------------------------------------
+
+REWARDS = st.one_of(st.sampled_from([0.0, 1.0, 0.1]), REALS)
+
+
+@st.composite
+def _grouped_rewards(draw: st.DrawFn, min_size: int) -> Arrays:
+    sizes = draw(st.lists(st.integers(min_size, 5), min_size=1, max_size=4))
+    ids = np.repeat(np.arange(len(sizes), dtype=np.int64) * 5 - 2, sizes)
+    rewards = draw(_vector(ids.size, REWARDS))
+    tied = draw(st.lists(st.booleans(), min_size=len(sizes), max_size=len(sizes)))
+    for g, is_tied in enumerate(tied):
+        if is_tied:
+            members = np.flatnonzero(ids == g * 5 - 2)
+            rewards[members] = rewards[members[0]]
+    order = np.array(draw(st.permutations(list(range(ids.size)))), dtype=np.int64)
+    return {"rewards": rewards[order], "group_ids": ids[order]}
+
+
+def _group_stats(example: Example) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Per row: the group's size, largest |reward|, std (given ddof) and whether it is tied."""
+    rewards, ids = example.arguments["rewards"], example.arguments["group_ids"]
+    ddof = example.hyperparameters.get("ddof", 0)
+    size = np.zeros(rewards.size)
+    largest = np.zeros(rewards.size)
+    std = np.zeros(rewards.size)
+    tied = np.zeros(rewards.size)
+    for g in np.unique(ids):
+        members = ids == g
+        values = rewards[members]
+        size[members] = values.size
+        largest[members] = np.abs(values).max()
+        tied[members] = float(values.max() == values.min())
+        std[members] = np.std(values, ddof=ddof) if values.size > ddof else 0.0
+    return size, largest, std, tied
+
+
+def _grpo_scale(example: Example) -> tuple[FloatArray, ...]:
+    size, largest, std, tied = _group_stats(example)
+    eps = example.hyperparameters["epsilon"]
+    denominator = np.where(tied > 0, eps, std + eps)
+    ratio = np.divide(largest, denominator, out=np.zeros_like(largest), where=denominator > 0)
+    return (_array(8 * size * (ratio + np.where(tied > 0, 0.0, np.sqrt(size)))),)
+
+
+def _rloo_scale(example: Example) -> tuple[FloatArray, ...]:
+    size, largest, _, _ = _group_stats(example)
+    return (_array(8 * size * largest),)
+
+
+# --------------------------------------------------------------------------------------------
+# masked_whiten
+# --------------------------------------------------------------------------------------------
+
+
+@st.composite
+def _whiten_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    mask = draw(_mask().filter(lambda m: m.sum() >= 2))
+    values = _long_or_drawn(draw, mask.shape, REWARDS, -10.0, 10.0)
+    if draw(st.booleans()):  # all response values equal: the variance is 0
+        values = np.full(mask.shape, values.flat[0])
+    return {"values": _garbage(draw, values, mask), "response_mask": mask}
+
+
+def _whiten_scale(example: Example) -> tuple[FloatArray, ...]:
+    a, hyper = example.arguments, example.hyperparameters
+    mask = a["response_mask"]
+    selected = a["values"][mask]
+    count = selected.size
+    largest = float(np.abs(selected).max())
+    eps = hyper["epsilon"]
+    if selected.max() == selected.min():
+        # (x - mean) is rounding noise of size count * u * largest, divided by sqrt(eps)
+        noise = largest / math.sqrt(eps) if eps > 0 else 0.0
+        scale = 8 * count * noise + (0.0 if hyper["shift_mean"] else 8 * largest)
+    else:
+        std = math.sqrt(np.var(selected, ddof=hyper["ddof"]) + eps)
+        scale = 8 * count * (largest / std + math.sqrt(count)) + (
+            0.0 if hyper["shift_mean"] else 8 * count * largest
+        )
+    return (_array(np.where(mask, scale, 0.0)),)
+
+
+# --------------------------------------------------------------------------------------------
+# gspo_loss
+# --------------------------------------------------------------------------------------------
+
+
+@st.composite
+def _gspo_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    mask = draw(_mask())
+    shape = mask.shape
+    old = _long_or_drawn(draw, shape, LOG_PROBS, -1000.0, 0.0)
+    log_ratio = _bounded(_long_or_drawn(draw, shape, LOG_RATIOS, -1.0, 1.0), hyper)
+    # keep each sequence's mean log-ratio off the kinks: shift the row's ratios together
+    lengths = mask.sum(axis=1)
+    mean = np.where(
+        lengths > 0, np.where(mask, log_ratio, 0).sum(axis=1) / np.maximum(lengths, 1), 0
+    )
+    moved = _away_from(mean, _log_ratio_kinks(hyper["clip_low"], hyper["clip_high"], None))
+    log_ratio = log_ratio + (moved - mean)[:, np.newaxis]
+    advantages = draw(_vector(shape[0], ADVANTAGES))
+    return {
+        "log_probs": _garbage(draw, old + log_ratio, mask),
+        "old_log_probs": old,
+        "advantages": advantages,
+        "response_mask": mask,
+    }
+
+
+def _gspo_parts(example: Example) -> tuple[FloatArray, FloatArray, FloatArray, np.ndarray]:
+    a = example.arguments
+    mask = a["response_mask"]
+    lengths = mask.sum(axis=1)
+    log_ratio = np.where(mask, a["log_probs"] - a["old_log_probs"], 0.0)
+    magnitude = np.where(mask, np.abs(a["log_probs"]) + np.abs(a["old_log_probs"]), 0.0)
+    mean = log_ratio.sum(axis=1) / np.maximum(lengths, 1)
+    # the mean log-ratio is a sum of differences of numbers up to |log p|: its error
+    amplification = 2 + np.abs(mean) + magnitude.sum(axis=1) / np.maximum(lengths, 1)
+    return np.exp(mean), np.abs(a["advantages"]), amplification, lengths
+
+
+def _gspo_scale(example: Example) -> tuple[FloatArray, ...]:
+    ratio, adv, amplification, lengths = _gspo_parts(example)
+    high = 1 + example.hyperparameters["clip_high"]
+    nonempty = lengths > 0
+    terms = adv * (ratio + high) * amplification * (lengths + 4)
+    return (_array(8 * np.mean(terms[nonempty])),)
+
+
+def _gspo_gradient(example: Example) -> Gradients:
+    a = example.arguments
+    expected = llm.gspo_loss_gradient(
+        *(a[k] for k in ("log_probs", "old_log_probs", "advantages", "response_mask")),
+        **example.hyperparameters,
+    )
+    ratio, adv, amplification, lengths = _gspo_parts(example)
+    per_row = 8 * adv * ratio * amplification / np.maximum(lengths, 1) / (lengths > 0).sum()
+    mask = a["response_mask"]
+    return {"log_probs": (expected, np.where(mask, per_row[:, np.newaxis], 0.0))}
+
+
+# --------------------------------------------------------------------------------------------
+# truncated_importance_weights
+# --------------------------------------------------------------------------------------------
+
+
+@st.composite
+def _tis_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    mask = draw(_mask())
+    rollout = _long_or_drawn(draw, mask.shape, LOG_PROBS, -1000.0, 0.0)
+    log_ratio = _bounded(_long_or_drawn(draw, mask.shape, LOG_RATIOS, -3.0, 3.0), hyper)
+    cap = hyper["cap"]
+    if math.isfinite(cap):
+        log_ratio = _away_from(log_ratio, [math.log(cap)])
+    return {
+        "old_log_probs": _garbage(draw, rollout + log_ratio, mask),
+        "rollout_log_probs": rollout,
+        "response_mask": mask,
+    }
+
+
+def _tis_scale(example: Example) -> tuple[FloatArray, ...]:
+    a = example.arguments
+    mask = a["response_mask"]
+    log_ratio = np.where(mask, a["old_log_probs"] - a["rollout_log_probs"], 0.0)
+    magnitude = np.abs(a["old_log_probs"]) + np.abs(a["rollout_log_probs"]) + 2
+    return (_array(np.where(mask, 8 * np.exp(log_ratio) * magnitude, 0.0)),)
+
+
+# --------------------------------------------------------------------------------------------
+# The specs
+# --------------------------------------------------------------------------------------------
+
+_TOKEN_CONVENTIONS = """
+Padded token tensors [B, T], time on axis 1; response_mask [B, T] booleans, true on response
+tokens. Entries at masked positions are arbitrary finite garbage: ignore them; every [B, T]
+output is 0 there. Masks include empty rows, one-token rows, holes, and T up to 256.
+"""
+
+_LLM_SPEC_LIST = [
+    Spec(
+        name="ppo_token_loss",
+        reference=llm.ppo_token_loss,
+        arguments=("log_probs", "old_log_probs", "advantages", "response_mask"),
+        hyperparameters={
+            "clip_low": CLIP_LOW,
+            "clip_high": CLIP_HIGH,
+            "dual_clip": st.sampled_from([None, 3.0, 2.0, 10.0]),
+        },
+        outputs=("per_token_loss",),
+        conventions=_TOKEN_CONVENTIONS
+        + """Output [B, T]: the per-token LOSS (minus the objective), not aggregated:
+-min(rho A, clip(rho, 1 - clip_low, 1 + clip_high) A), rho = exp(log_probs - old_log_probs)
+(DAPO's asymmetric clip); if dual_clip = c is not None, for A < 0 the objective is
+max(that, c A). 0 where masked and where A = 0. Gradient w.r.t. log_probs checked.""",
+        claim="ppo-clip-gradient, ppo-clip-lower-bound",
+        draw_arguments=_ppo_token_arguments,
+        error_scale=_ppo_token_scale,
+        differentiable=("log_probs",),
+        gradient=_ppo_token_gradient,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
+    ),
+    Spec(
+        name="aggregate_loss",
+        reference=llm.aggregate_loss,
+        arguments=("per_token", "response_mask"),
+        hyperparameters={"mode": st.sampled_from(llm.AGGREGATION_MODES)},
+        outputs=("loss",),
+        conventions=_TOKEN_CONVENTIONS
+        + """Output: a scalar. n_b = response tokens of row b, N = sum n_b, rows with n_b = 0
+are EXCLUDED from the seq means: "token-mean" sum / N; "seq-mean-token-mean" mean over
+non-empty rows of (row sum / n_b); "seq-mean-token-sum" mean over non-empty rows of row sums;
+"seq-mean-token-sum-norm" total sum / (B * T) (all rows, constant denominator, Dr. GRPO).""",
+        claim="none (definitions)",
+        draw_arguments=_aggregate_arguments,
+        error_scale=_aggregate_scale,
+    ),
+    Spec(
+        name="grpo_advantages",
+        reference=llm.grpo_advantages,
+        arguments=("rewards", "group_ids"),
+        hyperparameters={
+            "epsilon": st.sampled_from([0.0, 1e-6, 1e-4]),
+            "ddof": st.sampled_from([0, 1]),
+        },
+        outputs=("advantages",),
+        conventions="""
+rewards [B] floats, group_ids [B] integers (shuffled, non-contiguous, unequal group sizes).
+Output [B]: (r - group mean) / (group std + epsilon), std with ddof (1 = torch.std); EXACTLY 0
+for every member of a group whose rewards are all equal (including groups of one).""",
+        claim="baseline-unbiased",
+        draw_arguments=lambda hyper: _grouped_rewards(1),
+        error_scale=_grpo_scale,
+    ),
+    Spec(
+        name="rloo_advantages",
+        reference=llm.rloo_advantages,
+        arguments=("rewards", "group_ids"),
+        hyperparameters={},
+        outputs=("advantages",),
+        conventions="""
+rewards [B] floats, group_ids [B] integers (shuffled, every group of size >= 2). Output [B]:
+r_i minus the mean of the OTHER rewards of its group, = n / (n - 1) (r_i - group mean).""",
+        claim="baseline-unbiased",
+        draw_arguments=lambda hyper: _grouped_rewards(2),
+        error_scale=_rloo_scale,
+    ),
+    Spec(
+        name="masked_whiten",
+        reference=llm.masked_whiten,
+        arguments=("values", "response_mask"),
+        hyperparameters={
+            "epsilon": st.sampled_from([0.0, 1e-8]),
+            "ddof": st.sampled_from([0, 1]),
+            "shift_mean": st.booleans(),
+        },
+        outputs=("whitened",),
+        conventions=_TOKEN_CONVENTIONS
+        + """At least 2 response tokens. Output [B, T]: (x - mu) / sqrt(var + epsilon) on the
+response tokens (epsilon INSIDE the square root, as verl), mu and var (ddof) over the response
+tokens of the whole batch; + mu if not shift_mean; RE-MASKED: 0 at padding. All response values
+equal: 0 (mu without the shift).""",
+        claim="none (a definition)",
+        draw_arguments=_whiten_arguments,
+        error_scale=_whiten_scale,
+    ),
+    Spec(
+        name="gspo_loss",
+        reference=llm.gspo_loss,
+        arguments=("log_probs", "old_log_probs", "advantages", "response_mask"),
+        hyperparameters={"clip_low": CLIP_LOW, "clip_high": CLIP_HIGH},
+        outputs=("loss",),
+        conventions=_TOKEN_CONVENTIONS
+        + """advantages [B], one per sequence. s_b = exp(mean over the row's response tokens of
+(log_probs - old_log_probs)) (geometric mean of token ratios). Output: scalar LOSS,
+-mean over NON-EMPTY rows of min(s_b A_b, clip(s_b, 1 - clip_low, 1 + clip_high) A_b).
+Gradient w.r.t. log_probs checked (each sequence's mean log-ratio stays off the kinks).""",
+        claim="none (a definition)",
+        draw_arguments=_gspo_arguments,
+        error_scale=_gspo_scale,
+        differentiable=("log_probs",),
+        gradient=_gspo_gradient,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
+    ),
+    Spec(
+        name="truncated_importance_weights",
+        reference=llm.truncated_importance_weights,
+        arguments=("old_log_probs", "rollout_log_probs", "response_mask"),
+        hyperparameters={"cap": st.sampled_from([2.0, 1.0, 5.0, math.inf])},
+        outputs=("weights",),
+        conventions=_TOKEN_CONVENTIONS
+        + """Output [B, T]: min(exp(old_log_probs - rollout_log_probs), cap): trainer pi_old in
+the numerator, inference engine mu in the denominator; 0 where masked.""",
+        claim="importance-sampling-unbiased",
+        draw_arguments=_tis_arguments,
+        error_scale=_tis_scale,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
+    ),
+]
+
+#: The LLM-RL specs, by name (to be merged into :data:`rlmath.specs.SPECS`).
+LLM_SPECS: dict[str, Spec] = {spec.name: spec for spec in _LLM_SPEC_LIST}

@@ -1,0 +1,412 @@
+"""NumPy implementations of the LLM-RL specs: correct variants written differently, and mutants.
+
+``CORRECT`` lists ``(spec name, implementation)``: each must be accepted. ``MUTANTS`` lists
+``(spec name, implementation, failure kinds accepted, the bug)``: each models a bug seen in
+public LLM-RL code and must be rejected by a verdict of that kind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Array = Any
+
+
+# --- ppo_token_loss ---------------------------------------------------------------------------
+
+
+def ppo_token_verl_style(
+    log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high, dual_clip
+):  # type: ignore[no-untyped-def]
+    """verl's form: max of the two negated surrogates, then min with -c A for A < 0, times mask."""
+    m = response_mask.astype(np.float64)
+    adv = advantages * m
+    ratio = np.exp((log_probs - old_log_probs) * m)
+    loss = np.maximum(-adv * ratio, -adv * np.clip(ratio, 1 - clip_low, 1 + clip_high))
+    if dual_clip is not None:
+        loss = np.where(adv < 0, np.minimum(loss, -adv * dual_clip), loss)
+    return loss * m + 0.0
+
+
+def ppo_token_loop(
+    log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high, dual_clip
+):  # type: ignore[no-untyped-def]
+    out = np.zeros(log_probs.shape)
+    for b, t in zip(*np.nonzero(response_mask), strict=True):
+        rho = float(np.exp(log_probs[b, t] - old_log_probs[b, t]))
+        a = float(advantages[b, t])
+        if a == 0:
+            continue
+        objective = min(rho * a, min(max(rho, 1 - clip_low), 1 + clip_high) * a)
+        if dual_clip is not None and a < 0:
+            objective = max(objective, dual_clip * a)
+        out[b, t] = -objective
+    return out
+
+
+def ppo_token_symmetric_clip(
+    log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high, dual_clip
+):  # type: ignore[no-untyped-def]
+    # clip-higher ignored: clip_low used on both sides
+    return ppo_token_verl_style(
+        log_probs,
+        old_log_probs,
+        advantages,
+        response_mask,
+        clip_low=clip_low,
+        clip_high=clip_low,
+        dual_clip=dual_clip,
+    )
+
+
+def ppo_token_dual_clip_both_signs(
+    log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high, dual_clip
+):  # type: ignore[no-untyped-def]
+    # the dual clip applied to positive advantages too
+    m = response_mask.astype(np.float64)
+    adv = advantages * m
+    ratio = np.exp((log_probs - old_log_probs) * m)
+    loss = np.maximum(-adv * ratio, -adv * np.clip(ratio, 1 - clip_low, 1 + clip_high))
+    if dual_clip is not None:
+        loss = np.minimum(loss, -adv * dual_clip)
+    return loss * m + 0.0
+
+
+def ppo_token_unmasked(
+    log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high, dual_clip
+):  # type: ignore[no-untyped-def]
+    # the padding positions are not zeroed
+    ones = np.ones_like(response_mask)
+    return ppo_token_verl_style(
+        log_probs,
+        old_log_probs,
+        advantages,
+        ones,
+        clip_low=clip_low,
+        clip_high=clip_high,
+        dual_clip=dual_clip,
+    )
+
+
+def ppo_token_probability_ratio(
+    log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high, dual_clip
+):  # type: ignore[no-untyped-def]
+    # ratio of probabilities: 0/0 for log-probs below -745
+    m = response_mask.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.exp(log_probs) / np.exp(old_log_probs)
+        adv = advantages * m
+        loss = np.maximum(-adv * ratio, -adv * np.clip(ratio, 1 - clip_low, 1 + clip_high))
+        if dual_clip is not None:
+            loss = np.where(adv < 0, np.minimum(loss, -adv * dual_clip), loss)
+        return np.where(response_mask, loss, 0.0)
+
+
+# --- aggregate_loss ---------------------------------------------------------------------------
+
+
+def aggregate_loop(per_token, response_mask, mode):  # type: ignore[no-untyped-def]
+    rows = []
+    for b in range(per_token.shape[0]):
+        selected = [
+            float(x) for x, keep in zip(per_token[b], response_mask[b], strict=True) if keep
+        ]
+        rows.append(selected)
+    if mode == "token-mean":
+        tokens = [x for row in rows for x in row]
+        return sum(tokens) / len(tokens)
+    kept = [row for row in rows if row]
+    if mode == "seq-mean-token-mean":
+        return sum(sum(row) / len(row) for row in kept) / len(kept)
+    if mode == "seq-mean-token-sum":
+        return sum(sum(row) for row in kept) / len(kept)
+    return sum(sum(row) for row in rows) / (per_token.shape[0] * per_token.shape[1])
+
+
+def aggregate_verl_style(per_token, response_mask, mode):  # type: ignore[no-untyped-def]
+    m = response_mask.astype(np.float64)
+    sums = (per_token * m).sum(axis=-1)
+    counts = m.sum(axis=-1)
+    seq_mask = (counts > 0).astype(np.float64)
+    if mode == "token-mean":
+        return (per_token * m).sum() / m.sum()
+    if mode == "seq-mean-token-mean":
+        return (sums / (counts + 1e-300) * seq_mask).sum() / seq_mask.sum()
+    if mode == "seq-mean-token-sum":
+        return (sums * seq_mask).sum() / seq_mask.sum()
+    return sums.sum() / (m.shape[0] * m.shape[1])
+
+
+def aggregate_counts_empty_rows(per_token, response_mask, mode):  # type: ignore[no-untyped-def]
+    # seq means divide by B, empty rows included (older verl: torch.mean over all rows)
+    m = response_mask.astype(np.float64)
+    counts = m.sum(axis=-1)
+    sums = (per_token * m).sum(axis=-1)
+    if mode == "seq-mean-token-mean":
+        return np.mean(np.where(counts > 0, sums / np.maximum(counts, 1), 0.0))
+    if mode == "seq-mean-token-sum":
+        return np.mean(sums)
+    return aggregate_verl_style(per_token, response_mask, mode)
+
+
+def aggregate_norm_without_batch(per_token, response_mask, mode):  # type: ignore[no-untyped-def]
+    # seq-mean-token-sum-norm divided by T only (verl's agg_loss before loss_scale_factor)
+    if mode == "seq-mean-token-sum-norm":
+        m = response_mask.astype(np.float64)
+        return (per_token * m).sum() / m.shape[-1]
+    return aggregate_verl_style(per_token, response_mask, mode)
+
+
+def aggregate_token_mean_of_rows(per_token, response_mask, mode):  # type: ignore[no-untyped-def]
+    # "token-mean" implemented as the mean of per-row means (the seq-mean-token-mean weights)
+    if mode == "token-mean":
+        return aggregate_verl_style(per_token, response_mask, "seq-mean-token-mean")
+    return aggregate_verl_style(per_token, response_mask, mode)
+
+
+def aggregate_mask_ignored(per_token, response_mask, mode):  # type: ignore[no-untyped-def]
+    # padding garbage included: the loss averaged over every entry
+    return aggregate_verl_style(per_token, np.ones_like(response_mask), mode)
+
+
+# --- grpo_advantages --------------------------------------------------------------------------
+
+
+def grpo_dict_loop(rewards, group_ids, *, epsilon, ddof):  # type: ignore[no-untyped-def]
+    groups: dict[int, list[int]] = {}
+    for i, g in enumerate(group_ids.tolist()):
+        groups.setdefault(g, []).append(i)
+    out = np.zeros(rewards.shape)
+    for members in groups.values():
+        values = rewards[members]
+        if values.max() == values.min():
+            continue
+        out[members] = (values - values.mean()) / (values.std(ddof=ddof) + epsilon)
+    return out
+
+
+def grpo_population_std(rewards, group_ids, *, epsilon, ddof):  # type: ignore[no-untyped-def]
+    # ddof ignored: np.std's population std even when the sample std (torch.std) is asked
+    return grpo_dict_loop(rewards, group_ids, epsilon=epsilon, ddof=0)
+
+
+def grpo_contiguous_groups(rewards, group_ids, *, epsilon, ddof):  # type: ignore[no-untyped-def]
+    # TRL-style reshape(-1, G): assumes contiguous groups of the size of the first
+    size = int((group_ids == group_ids[0]).sum())
+    if rewards.size % size:
+        size = 1
+    grid = rewards.reshape(-1, size)
+    out = np.zeros(grid.shape)
+    for r in range(grid.shape[0]):
+        row = grid[r]
+        if row.max() != row.min():
+            out[r] = (row - row.mean()) / (row.std(ddof=ddof) + epsilon)
+    return out.reshape(-1)
+
+
+def grpo_no_tie_check(rewards, group_ids, *, epsilon, ddof):  # type: ignore[no-untyped-def]
+    # (r - mean) / (std + eps) for tied groups too: 0/0 = NaN when epsilon = 0
+    out = np.zeros(rewards.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for g in np.unique(group_ids):
+            members = group_ids == g
+            values = rewards[members]
+            std = values.std(ddof=ddof) if values.size > ddof else np.nan
+            out[members] = (values - values.mean()) / (std + epsilon)
+    return out
+
+
+# --- rloo_advantages --------------------------------------------------------------------------
+
+
+def rloo_leave_one_out_sum(rewards, group_ids):  # type: ignore[no-untyped-def]
+    out = np.zeros(rewards.shape)
+    for g in np.unique(group_ids):
+        members = group_ids == g
+        values = rewards[members]
+        out[members] = values - (values.sum() - values) / (values.size - 1)
+    return out
+
+
+def rloo_includes_self(rewards, group_ids):  # type: ignore[no-untyped-def]
+    # the baseline is the group mean including the sample (Dr. GRPO, not leave-one-out)
+    out = np.zeros(rewards.shape)
+    for g in np.unique(group_ids):
+        members = group_ids == g
+        out[members] = rewards[members] - rewards[members].mean()
+    return out
+
+
+def rloo_batch_baseline(rewards, group_ids):  # type: ignore[no-untyped-def]
+    # leave-one-out over the whole batch, ignoring the groups
+    return rewards - (rewards.sum() - rewards) / max(rewards.size - 1, 1)
+
+
+# --- masked_whiten ----------------------------------------------------------------------------
+
+
+def whiten_two_pass(values, response_mask, *, epsilon, ddof, shift_mean):  # type: ignore[no-untyped-def]
+    selected = values[response_mask]
+    mean = selected.mean()
+    if selected.max() == selected.min():
+        out = np.full(values.shape, 0.0 if shift_mean else float(selected[0]))
+        return np.where(response_mask, out, 0.0)
+    var = ((selected - mean) ** 2).sum() / (selected.size - ddof)
+    out = (values - mean) / np.sqrt(var + epsilon)
+    if not shift_mean:
+        out = out + mean
+    return np.where(response_mask, out, 0.0)
+
+
+def whiten_not_remasked(values, response_mask, *, epsilon, ddof, shift_mean):  # type: ignore[no-untyped-def]
+    # verl's masked_whiten without the caller's "* response_mask": padding gets (x - mu) / sigma
+    selected = values[response_mask]
+    mean = selected.mean()
+    if selected.max() == selected.min():
+        return whiten_two_pass(
+            values, response_mask, epsilon=epsilon, ddof=ddof, shift_mean=shift_mean
+        )
+    var = ((selected - mean) ** 2).sum() / (selected.size - ddof)
+    out = (values - mean) / np.sqrt(var + epsilon)
+    return out if shift_mean else out + mean
+
+
+def whiten_padding_in_statistics(values, response_mask, *, epsilon, ddof, shift_mean):  # type: ignore[no-untyped-def]
+    # mean and variance over every entry, padding included
+    return (
+        whiten_two_pass(
+            values, np.ones_like(response_mask), epsilon=epsilon, ddof=ddof, shift_mean=shift_mean
+        )
+        * response_mask
+    )
+
+
+def whiten_epsilon_on_std(values, response_mask, *, epsilon, ddof, shift_mean):  # type: ignore[no-untyped-def]
+    # epsilon added to the std instead of inside the square root
+    selected = values[response_mask]
+    if selected.max() == selected.min():
+        return whiten_two_pass(
+            values, response_mask, epsilon=epsilon, ddof=ddof, shift_mean=shift_mean
+        )
+    mean = selected.mean()
+    std = np.sqrt(((selected - mean) ** 2).sum() / (selected.size - ddof))
+    out = (values - mean) / (std + epsilon)
+    if not shift_mean:
+        out = out + mean
+    return np.where(response_mask, out, 0.0)
+
+
+# --- gspo_loss --------------------------------------------------------------------------------
+
+
+def gspo_token_level(log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high):  # type: ignore[no-untyped-def]
+    """verl's GSPO-token: the sequence ratio broadcast to tokens, then seq-mean-token-mean."""
+    m = response_mask.astype(np.float64)
+    lengths = m.sum(axis=-1)
+    seq_log_ratio = ((log_probs - old_log_probs) * m).sum(axis=-1) / np.maximum(lengths, 1)
+    ratio = np.exp(seq_log_ratio)[:, None] * np.ones_like(m)
+    adv = advantages[:, None] * np.ones_like(m)
+    losses = np.maximum(-adv * ratio, -adv * np.clip(ratio, 1 - clip_low, 1 + clip_high))
+    seq = (losses * m).sum(axis=-1) / np.maximum(lengths, 1)
+    keep = lengths > 0
+    return seq[keep].mean()
+
+
+def gspo_unnormalised_ratio(
+    log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high
+):  # type: ignore[no-untyped-def]
+    # the plain sequence ratio prod rho_t (no 1/|y| power)
+    m = response_mask.astype(np.float64)
+    lengths = m.sum(axis=-1)
+    ratio = np.exp(np.minimum(((log_probs - old_log_probs) * m).sum(axis=-1), 700.0))
+    objective = np.minimum(
+        ratio * advantages, np.clip(ratio, 1 - clip_low, 1 + clip_high) * advantages
+    )
+    return -objective[lengths > 0].mean()
+
+
+def gspo_mean_over_padded_length(
+    log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high
+):  # type: ignore[no-untyped-def]
+    # the mean log-ratio divided by T instead of the response length
+    m = response_mask.astype(np.float64)
+    lengths = m.sum(axis=-1)
+    ratio = np.exp(((log_probs - old_log_probs) * m).sum(axis=-1) / m.shape[-1])
+    objective = np.minimum(
+        ratio * advantages, np.clip(ratio, 1 - clip_low, 1 + clip_high) * advantages
+    )
+    return -objective[lengths > 0].mean()
+
+
+def gspo_counts_empty_rows(
+    log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high
+):  # type: ignore[no-untyped-def]
+    # empty rows (ratio 1) enter the mean with their advantage
+    m = response_mask.astype(np.float64)
+    lengths = m.sum(axis=-1)
+    ratio = np.exp(((log_probs - old_log_probs) * m).sum(axis=-1) / np.maximum(lengths, 1))
+    objective = np.minimum(
+        ratio * advantages, np.clip(ratio, 1 - clip_low, 1 + clip_high) * advantages
+    )
+    return -objective.mean()
+
+
+# --- truncated_importance_weights -------------------------------------------------------------
+
+
+def tis_weights(old_log_probs, rollout_log_probs, response_mask, *, cap):  # type: ignore[no-untyped-def]
+    return np.where(response_mask, np.minimum(np.exp(old_log_probs - rollout_log_probs), cap), 0.0)
+
+
+def tis_inverted_ratio(old_log_probs, rollout_log_probs, response_mask, *, cap):  # type: ignore[no-untyped-def]
+    # mu / pi_old instead of pi_old / mu
+    return np.where(response_mask, np.minimum(np.exp(rollout_log_probs - old_log_probs), cap), 0.0)
+
+
+def tis_clamp_min(old_log_probs, rollout_log_probs, response_mask, *, cap):  # type: ignore[no-untyped-def]
+    # torch.clamp(ratio, min=cap) instead of max=cap
+    return np.where(response_mask, np.maximum(np.exp(old_log_probs - rollout_log_probs), cap), 0.0)
+
+
+CORRECT = [
+    ("ppo_token_loss", ppo_token_verl_style),
+    ("ppo_token_loss", ppo_token_loop),
+    ("aggregate_loss", aggregate_loop),
+    ("aggregate_loss", aggregate_verl_style),
+    ("grpo_advantages", grpo_dict_loop),
+    ("rloo_advantages", rloo_leave_one_out_sum),
+    ("masked_whiten", whiten_two_pass),
+    ("gspo_loss", gspo_token_level),
+    ("truncated_importance_weights", tis_weights),
+]
+
+MUTANTS = [
+    ("ppo_token_loss", ppo_token_symmetric_clip, {"wrong value"}, "clip_high ignored"),
+    ("ppo_token_loss", ppo_token_dual_clip_both_signs, {"wrong value"}, "dual clip on A > 0"),
+    ("ppo_token_loss", ppo_token_unmasked, {"wrong value", "non-finite"}, "padding not zeroed"),
+    (
+        "ppo_token_loss",
+        ppo_token_probability_ratio,
+        {"non-finite", "wrong value"},
+        "ratio of probabilities underflows",
+    ),
+    ("aggregate_loss", aggregate_counts_empty_rows, {"wrong value"}, "empty rows in seq-mean"),
+    ("aggregate_loss", aggregate_norm_without_batch, {"wrong value"}, "-norm without B"),
+    ("aggregate_loss", aggregate_token_mean_of_rows, {"wrong value"}, "token-mean per row"),
+    ("aggregate_loss", aggregate_mask_ignored, {"wrong value"}, "padding in the mean"),
+    ("grpo_advantages", grpo_population_std, {"wrong value"}, "ddof ignored"),
+    ("grpo_advantages", grpo_contiguous_groups, {"wrong value"}, "contiguous groups assumed"),
+    ("grpo_advantages", grpo_no_tie_check, {"non-finite", "wrong value"}, "tied groups 0/0"),
+    ("rloo_advantages", rloo_includes_self, {"wrong value"}, "baseline includes the sample"),
+    ("rloo_advantages", rloo_batch_baseline, {"wrong value"}, "groups ignored"),
+    ("masked_whiten", whiten_not_remasked, {"wrong value"}, "not re-masked"),
+    ("masked_whiten", whiten_padding_in_statistics, {"wrong value"}, "padding in statistics"),
+    ("masked_whiten", whiten_epsilon_on_std, {"wrong value"}, "epsilon on the std"),
+    ("gspo_loss", gspo_unnormalised_ratio, {"wrong value"}, "ratio not length-normalised"),
+    ("gspo_loss", gspo_mean_over_padded_length, {"wrong value"}, "mean over T"),
+    ("gspo_loss", gspo_counts_empty_rows, {"wrong value"}, "empty rows counted"),
+    ("truncated_importance_weights", tis_inverted_ratio, {"wrong value"}, "mu / pi_old"),
+    ("truncated_importance_weights", tis_clamp_min, {"wrong value"}, "clamp(min=cap)"),
+]
