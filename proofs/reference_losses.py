@@ -35,6 +35,7 @@ advantages); OpenAI Baselines ppo2 (value clipping).
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -59,9 +60,23 @@ from rlmath.claims import (
 from rlmath.symbolic import IndexSum
 from rlmath.tolerances import EPS, central_difference_step, exact_rtol
 
+def lazy_lambdify(symbols: tuple, expression: sp.Expr) -> Callable[..., np.ndarray]:
+    """:func:`rlmath.claims.lambdify`, done on the first call (mutants are lambdified only when
+    their claim is verified, not whenever this file is imported)."""
+    cache: list[Callable[..., np.ndarray]] = []
+
+    def function(*values: object) -> np.ndarray:
+        if not cache:
+            cache.append(lambdify(symbols, expression))
+        return cache[0](*values)
+
+    return function
+
+
 # ============================================================================ PPO: symbols
 x = sp.Symbol("x", real=True)  # log pi_theta(a | s), the variable of the gradient
 _y = sp.Symbol("y", real=True)  # the variable of d/dy in the statement (evaluated at x)
+_z = sp.Symbol("z", real=True)  # the ratio as the variable of d/dz (evaluated at q)
 o = sp.Symbol("o", real=True)  # log pi_old(a | s), a constant
 A = sp.Symbol("A", real=True)
 epsilon = sp.Symbol("epsilon", positive=True)
@@ -139,6 +154,9 @@ def ppo_regions(closed: bool) -> tuple[PPORegion, ...]:
     above, below = ge(q, 1 + epsilon), le(q, 1 - epsilon)
     inside = ge(q, 1 - epsilon) & le(q, 1 + epsilon)
     half = (sigma + tau) / 2  # epsilon inside
+    # below: q = 1 - eps - rho, a ratio (q > 0) for rho < 1 - eps; the region is empty for
+    # eps >= 1. The parametrisation is formal beyond that (no log is evaluated there: the
+    # gradient derivation moves to d/dq by the chain rule before the region's rule is applied)
     up, down, mid = 1 + epsilon + rho, 1 - epsilon - rho, 1 - half + sigma
     rows = []
     for sgn, label, adv in ((1, "positive", a), (-1, "negative", -a)):
@@ -216,6 +234,14 @@ def ppo_slope_derivation(region: PPORegion) -> Derivation:
         f"ppo-gradient-{region.name}",
         (
             Step(sp.Subs(sp.Derivative(term, _y), _y, at), "d/dx of entry i's share of the loss"),
+            Step(
+                sp.Mul(
+                    q,
+                    sp.Subs(sp.Derivative(ppo_loss_term(_z, adv, eps), _z), _z, q),
+                    evaluate=False,
+                ),
+                "chain rule: q = exp(x - o), dq/dx = q",
+            ),
             Step(
                 region.slope,
                 f"{region.where.replace('>=', '>').replace('<=', '<')}; on a neighbourhood of x "
@@ -301,7 +327,7 @@ def _ppo_scale(example: PPOExample) -> float:
 
 
 #: entry i's share of the loss, as the statement's right-hand side states it, lambdified
-_ppo_share = lambdify(PPO_SYMBOLS, ppo_hinge_form(RATIO, A, epsilon))
+_ppo_share = lazy_lambdify(PPO_SYMBOLS, ppo_hinge_form(RATIO, A, epsilon))
 
 
 def _summed(share: Callable[..., np.ndarray]) -> Callable[[PPOExample], float]:
@@ -340,7 +366,7 @@ def _ppo_loss_mutant(
         symbolic=SymbolicMutation(
             f"ppo-loss-{target}", wrong(region.ratio, region.advantage, region.eps)
         ),
-        exact=_summed(lambdify(PPO_SYMBOLS, wrong(RATIO, A, epsilon))),
+        exact=_summed(lazy_lambdify(PPO_SYMBOLS, wrong(RATIO, A, epsilon))),
     )
 
 
@@ -366,7 +392,7 @@ def _sum_not_mean(q: sp.Expr, adv: sp.Expr, eps: sp.Expr) -> sp.Expr:
 
 
 # ----------------------------------------------------------------------------- PPO gradient
-_ppo_gradient_entry = lambdify(PPO_SYMBOLS, ppo_gradient_form(RATIO, A, epsilon))
+_ppo_gradient_entry = lazy_lambdify(PPO_SYMBOLS, ppo_gradient_form(RATIO, A, epsilon))
 
 
 def _kink_distance(example: PPOExample) -> np.ndarray:
@@ -469,7 +495,7 @@ def _ppo_gradient_mutant(
         symbolic=SymbolicMutation(
             f"ppo-gradient-{target}", wrong(region.ratio, region.advantage, region.eps)
         ),
-        exact=_twice(lambdify(PPO_SYMBOLS, wrong(RATIO, A, epsilon))),
+        exact=_twice(lazy_lambdify(PPO_SYMBOLS, wrong(RATIO, A, epsilon))),
     )
 
 
@@ -633,8 +659,8 @@ beta = sp.Symbol("beta", positive=True)
 i = sp.Idx("i")
 chosen = sp.IndexedBase("c", real=True)  # log pi_theta(y^w_i | x_i), summed over tokens
 rejected = sp.IndexedBase("l", real=True)  # log pi_theta(y^l_i | x_i)
-chosen_ref = sp.IndexedBase(r"c^{\mathrm{ref}}", real=True)
-rejected_ref = sp.IndexedBase(r"l^{\mathrm{ref}}", real=True)
+chosen_ref = sp.IndexedBase("c_ref", real=True)  # plain names: lambdify need not dummify
+rejected_ref = sp.IndexedBase("l_ref", real=True)
 DPO_SYMBOLS = (chosen, rejected, chosen_ref, rejected_ref, beta, N)
 
 
@@ -735,7 +761,7 @@ def _dpo_mutant(id_: str, description: str, wrong: sp.Expr) -> Mutant:
 
 
 # ----------------------------------------------------------------------------- DPO gradient
-c, l, c0, l0 = sp.symbols(r"c l c^{\mathrm{ref}} l^{\mathrm{ref}}", real=True)
+c, l, c0, l0 = sp.symbols("c l c_ref l_ref", real=True)
 _zz = beta * dpo_margin(c, l, c0, l0)
 _dpo_share = sp.Mul(sp.Pow(N, -1), sp.log(1 + sp.exp(-_zz)), evaluate=False)
 dpo_gradient_steps = Derivation(
@@ -955,8 +981,8 @@ DPO_CLAIMS = (
 )
 
 # ----------------------------------------------------------------------------- Bradley-Terry
-chosen_reward = sp.IndexedBase("r^w", real=True)
-rejected_reward = sp.IndexedBase("r^l", real=True)
+chosen_reward = sp.IndexedBase("r_w", real=True)
+rejected_reward = sp.IndexedBase("r_l", real=True)
 _bt_margin = chosen_reward[i] - rejected_reward[i]
 bradley_terry_steps = dpo_loss_derivation(_bt_margin, "bradley-terry", strength=sp.Integer(1))
 
@@ -1030,4 +1056,784 @@ BRADLEY_TERRY_CLAIMS = (
     ),
 )
 
-CLAIMS = PPO_CLAIMS + DPO_CLAIMS + BRADLEY_TERRY_CLAIMS
+
+# ============================================================================ advantage normalisation
+n = sp.Symbol("n", integer=True, positive=True)  # samples in the group (or the batch)
+m = sp.Symbol("m", positive=True)  # the divisor n - ddof of the variance
+eps_norm = sp.Symbol("epsilon", nonnegative=True)
+normaliser = sp.Symbol("c", positive=True)  # s + epsilon, any positive constant
+j = sp.Idx("j")
+rewards = sp.IndexedBase("r", real=True)
+deviation = sp.IndexedBase("d", real=True)  # d_i = r_i - mean(r)
+_mean = IndexSum(rewards[j], (j, 0, n - 1)) / n
+_squares = IndexSum(deviation[j] ** 2, (j, 0, n - 1))
+_std = sp.sqrt(_squares / m)  # s, with divisor m = n - ddof
+
+zero_mean_steps = Derivation(
+    "zero-mean",
+    (
+        Step(
+            IndexSum((rewards[i] - _mean) / normaliser, (i, 0, n - 1)) / n,
+            "the mean of A_i = (r_i - mean r) / c, c = s + epsilon > 0",
+        ),
+        Step(
+            IndexSum(rewards[i] - _mean, (i, 0, n - 1)) / (n * normaliser),
+            "c does not depend on i",
+        ),
+        Step(
+            (IndexSum(rewards[i], (i, 0, n - 1)) - sp.Sum(_mean, (i, 0, n - 1))) / (n * normaliser),
+            "linearity of the sum",
+        ),
+        Step(
+            (IndexSum(rewards[i], (i, 0, n - 1)) - IndexSum(rewards[j], (j, 0, n - 1)))
+            / (n * normaliser),
+            "n copies of the mean: n mean r = sum_j r_j",
+        ),
+        Step(sp.Integer(0), "rename the summation index"),
+    ),
+)
+variance_steps = Derivation(
+    "unit-variance",
+    (
+        Step(
+            IndexSum((deviation[i] / (_std + eps_norm)) ** 2, (i, 0, n - 1)) / m,
+            "the variance (divisor m = n - ddof) of A_i = d_i / (s + epsilon), whose mean is 0",
+        ),
+        Step(
+            IndexSum(deviation[i] ** 2, (i, 0, n - 1)) / (m * (_std + eps_norm) ** 2),
+            "s + epsilon does not depend on i",
+        ),
+        Step(
+            sp.Pow(_std, 2, evaluate=False) / (_std + eps_norm) ** 2,
+            "s^2 = sum_j d_j^2 / m (the definition of s, the same divisor)",
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class NormalizationExample:
+    """Rewards [G, n] (one row per group; the whole array is one group for the batch
+    normaliser), epsilon and ddof."""
+
+    rewards: np.ndarray
+    epsilon: float
+    ddof: int
+
+
+@st.composite
+def normalization_examples(draw: st.DrawFn, max_groups: int = 4) -> NormalizationExample:
+    """1..max_groups groups of 1..6 rewards in [-10, 10] (constant groups, including groups of
+    one, now and then), epsilon 0 or in [1e-8, 1], ddof 0 or 1."""
+    groups = draw(st.integers(1, max_groups))
+    size = draw(st.integers(1, 6))
+    rows = []
+    for _ in range(groups):
+        if draw(st.integers(0, 5)) == 0:
+            rows.append(np.full(size, draw(st.floats(-10.0, 10.0))))
+        else:
+            rows.append(np.array([draw(st.floats(-10.0, 10.0)) for _ in range(size)]))
+    epsilon_value = draw(st.one_of(st.just(0.0), st.floats(1e-8, 1.0)))
+    return NormalizationExample(np.array(rows), float(epsilon_value), draw(st.sampled_from([0, 1])))
+
+
+_variance_conclusion = lazy_lambdify((deviation, m, eps_norm, n), variance_steps.conclusion)
+
+
+def _group_moments_by_conclusion(
+    row: np.ndarray, epsilon_value: float, ddof: int, conclusion: Callable[..., float] = _variance_conclusion
+) -> tuple[float, float]:
+    """(mean, variance with divisor n - ddof) of the normalised row, as the derivations
+    conclude: 0 and s^2 / (s + epsilon)^2, with d = r - mean(r) from the statistics module.
+    A constant row (s = 0) is normalised to 0 by the documented convention: moments (0, 0)."""
+    size = row.size
+    if size - ddof <= 0 or np.all(row == row[0]):
+        return 0.0, 0.0
+    centre = statistics.fmean(row.tolist())
+    d = np.array([value - centre for value in row])
+    # s^2 / (s + eps)^2 is homogeneous of degree 0 in (d, eps): evaluate it on d and eps divided
+    # by the power of two nearest max |d| (exact), so that squares of tiny deviations (1e-311)
+    # do not underflow to 0
+    _, exponent = np.frexp(np.max(np.abs(d)))
+    scale = float(np.ldexp(1.0, int(exponent)))
+    return 0.0, float(conclusion(d / scale, size - ddof, epsilon_value / scale, size))
+
+
+def _row_by_loop(row: np.ndarray, epsilon_value: float, ddof: int) -> list[float]:
+    """(r_i - mean) / (std + epsilon) by the statistics module, entry by entry; 0 for a
+    constant row (the documented convention)."""
+    values = row.tolist()
+    if len(values) - ddof <= 0 or all(v == values[0] for v in values):
+        return [0.0] * len(values)
+    centre = statistics.fmean(values)
+    spread = statistics.pstdev(values) if ddof == 0 else statistics.stdev(values)
+    return [(v - centre) / (spread + epsilon_value) for v in values]
+
+
+def _moments_of(row: np.ndarray, ddof: int) -> tuple[float, float]:
+    """(mean, sum of squares / (n - ddof)) of an output row, by an explicit loop."""
+    values = row.tolist()
+    centre = statistics.fmean(values)
+    divisor = len(values) - ddof
+    return centre, (sum(v * v for v in values) / divisor if divisor > 0 else 0.0)
+
+
+def _comparison(
+    output: np.ndarray, rows: np.ndarray, ddof: int
+) -> np.ndarray:
+    """[entries of output, per-row mean and variance of output]."""
+    moments = [value for row in output for value in _moments_of(row, ddof)]
+    return np.concatenate([output.ravel(), np.array(moments)])
+
+
+def _expected(
+    rows: np.ndarray,
+    epsilon_value: float,
+    ddof: int,
+    entry_ddof: int | None = None,
+    conclusion: Callable[..., float] = _variance_conclusion,
+    subtract_mean: bool = True,
+    use_epsilon: bool = True,
+) -> np.ndarray:
+    entry_ddof = ddof if entry_ddof is None else entry_ddof
+    eps_used = epsilon_value if use_epsilon else 0.0
+    entries = []
+    moments = []
+    for row in rows:
+        normalised = _row_by_loop(row, eps_used, entry_ddof)
+        if not subtract_mean and not np.all(row == row[0]):
+            centre = statistics.fmean(row.tolist())
+            normalised = [value + centre / (row.std(ddof=entry_ddof) + eps_used) for value in normalised]
+        entries += normalised
+        mean_value, variance = _group_moments_by_conclusion(row, epsilon_value, ddof, conclusion)
+        if not subtract_mean and not np.all(row == row[0]):
+            mean_value = statistics.fmean(row.tolist()) / (row.std(ddof=entry_ddof) + eps_used)
+        moments += [mean_value, variance]
+    return np.concatenate([np.array(entries), np.array(moments)])
+
+
+def _rows(example: NormalizationExample, batch: bool) -> np.ndarray:
+    return example.rewards.reshape(1, -1) if batch else example.rewards
+
+
+def _normalization_rtol(example: NormalizationExample) -> float:
+    """exact_rtol with n terms and the conditioning of the deviations: max|r| / max|r - mean|
+    (the digits lost forming r - mean), per group, over the largest group size."""
+    rows = example.rewards.reshape(1, -1) if example.rewards.shape[0] == 1 else example.rewards
+    kappa = 1.0
+    for row in (*rows, example.rewards.ravel()):
+        spread = float(np.max(np.abs(row - row.mean())))
+        if spread > 0:
+            kappa = max(kappa, float(np.max(np.abs(row))) / spread)
+    return exact_rtol(condition_number=kappa, n_terms=example.rewards.size + 8)
+
+
+def _normalization_scale(example: NormalizationExample) -> float:
+    """The size of the entries and moments: |A_i| <= sqrt(n), variances <= n."""
+    return float(max(1.0, example.rewards.size))
+
+
+def normalization_claim(id: str, batch: bool) -> Claim:  # noqa: A002 (id= is written literally)
+    """The claim for group_normalized_advantages (batch=False) or normalized_advantages."""
+    name = "normalized_advantages" if batch else "group_normalized_advantages"
+    function = reference.normalized_advantages if batch else reference.group_normalized_advantages
+
+    def lhs(example: NormalizationExample) -> np.ndarray:
+        output = np.asarray(function(example.rewards, epsilon=example.epsilon, ddof=example.ddof))
+        return _comparison(output.reshape(_rows(example, batch).shape), _rows(example, batch), example.ddof)
+
+    def rhs(example: NormalizationExample, **wrong: object) -> np.ndarray:
+        return _expected(_rows(example, batch), example.epsilon, example.ddof, **wrong)  # type: ignore[arg-type]
+
+    wrong_std = sp.sqrt(_squares / (m + 1))
+    wrong_divisor = lazy_lambdify(
+        (deviation, m, eps_norm, n),
+        _squares / m / (sp.sqrt(_squares / (m + 1)) + eps_norm) ** 2,
+    )
+    other_divisor = lazy_lambdify(
+        (deviation, m, eps_norm, n), _squares / m / (sp.sqrt(_squares / (m - 1)) + eps_norm) ** 2
+    )
+
+    def ddof_mismatch(example: NormalizationExample) -> np.ndarray:
+        # std with the other ddof; the variance, with the claimed divisor, is then
+        # (S / m) / (s' + eps)^2 with s' = sqrt(S / (n - other)) (m - 1 for ddof 0, m + 1 for 1)
+        conclusion = other_divisor if example.ddof == 0 else wrong_divisor
+        return rhs(example, entry_ddof=1 - example.ddof, conclusion=conclusion)
+
+    mutants = [
+        Mutant(
+            "ddof-mismatch",
+            "the std taken with the other ddof than the one asked for (NumPy's 0 for "
+            "PyTorch's 1 or back)",
+            symbolic=SymbolicMutation(
+                "unit-variance", _squares / m / (wrong_std + eps_norm) ** 2
+            ),
+            exact=ddof_mismatch,
+        ),
+        Mutant(
+            "epsilon-dropped",
+            "(r - mean) / std: epsilon ignored, so the variance is 1 even for epsilon > 0",
+            symbolic=SymbolicMutation("unit-variance", sp.Integer(1)),
+            exact=lambda example: rhs(
+                example, use_epsilon=False, conclusion=lambda d, mm, e, nn: 1.0
+            ),
+        ),
+        Mutant(
+            "mean-not-subtracted",
+            "r / (std + epsilon): the mean not subtracted, so the mean is mean(r) / c",
+            symbolic=SymbolicMutation("zero-mean", _mean / normaliser),
+            exact=lambda example: rhs(example, subtract_mean=False),
+        ),
+    ]
+    if not batch:
+
+        def batch_statistics(example: NormalizationExample) -> np.ndarray:
+            flat = example.rewards.reshape(1, -1)
+            whole = _expected(flat, example.epsilon, example.ddof)
+            entries = whole[: flat.size]
+            moments = _expected(example.rewards, example.epsilon, example.ddof)[flat.size :]
+            return np.concatenate([entries, moments])
+
+        mutants.append(
+            Mutant(
+                "batch-not-group-statistics",
+                "the mean and std of the whole batch instead of each prompt's group",
+                exact=batch_statistics,
+            )
+        )
+    where = "the whole batch (every entry, every axis)" if batch else "each group (row)"
+    return Claim(
+        id=id,
+        title=(
+            "The reference batch-normalised advantages have mean 0 and variance s^2/(s+eps)^2"
+            if batch
+            else "The reference GRPO advantages have mean 0 and variance s^2/(s+eps)^2 per group"
+        ),
+        summary=(
+            f"rlmath.reference.{name} returns (r - mean) / (std + epsilon) over {where}, with "
+            "the std of the ddof asked for: mean 0 and, for epsilon = 0, variance 1 with the "
+            "same divisor n - ddof; constant groups give 0."
+        ),
+        statement=Statement(variance_steps.start, variance_steps.conclusion),
+        assumptions=(
+            "d_i = r_i - mean(r) and s = sqrt(sum_j d_j^2 / m) with m = n - ddof > 0; the "
+            "variance of the output is taken with the same divisor m (for epsilon = 0 it is "
+            "s^2 / s^2 = 1).",
+            "Zero mean (derivation zero-mean) holds for any positive normaliser c = s + epsilon.",
+            "Groups whose rewards are all equal (s = 0, groups of one included) are normalised "
+            "to 0, the documented convention: the exact leg expects entries 0 and moments 0 "
+            "there.",
+        ),
+        references=(
+            (
+                "Andrychowicz, M. et al., *What Matters in On-Policy Reinforcement Learning?*, "
+                "ICLR 2021, Sec. 3.5."
+            )
+            if batch
+            else (
+                "Shao, Z. et al., *DeepSeekMath: Pushing the Limits of Mathematical Reasoning "
+                "in Open Language Models*, arXiv:2402.03300, 2024, Sec. 4.1.2."
+            ),
+        ),
+        symbolic=SymbolicLeg((variance_steps, zero_mean_steps)),
+        exact=ExactLeg(
+            normalization_examples(max_groups=3 if batch else 4),
+            lhs=lhs,
+            rhs=rhs,
+            rhs_reason=(
+                f"per {'batch' if batch else 'group'}: the entries (r - mean) / (std + epsilon) "
+                "by an explicit loop with the statistics module (fmean, pstdev / stdev), and "
+                "the moments as the derivations conclude (0 and the lambdified s^2/(s+eps)^2 "
+                "with d = r - fmean(r)); the lhs is the shipped function's output, its "
+                "entries and its per-group mean and variance by an explicit loop"
+            ),
+            rtol=_normalization_rtol,
+            error_scale=_normalization_scale,
+            description=(
+                f"the shipped {name} (entries, and their mean and variance per "
+                f"{'batch' if batch else 'group'}) vs the statistics module and the derivations' "
+                "conclusions; epsilon 0 and positive, ddof 0 and 1, constant groups included"
+            ),
+        ),
+        mutants=tuple(mutants),
+    )
+
+
+NORMALIZATION_CLAIMS = (
+    normalization_claim(id="group-normalized-advantages-reference", batch=False),
+    normalization_claim(id="normalized-advantages-reference", batch=True),
+)
+
+
+# ============================================================================ clipped value loss
+V = sp.Symbol("V", real=True)  # V_phi(s_i), the variable of the gradient
+V_old = sp.Symbol("V_old", real=True)  # a plain name: lambdify need not dummify it
+R = sp.Symbol("R", real=True)  # the return (regression target)
+value_eps = sp.Symbol("epsilon", positive=True)  # any clip range, 1 and above included
+VALUE_SYMBOLS = (V, V_old, R, value_eps, N)
+
+
+def clipped_value(value: sp.Expr, old: sp.Expr, eps: sp.Expr) -> sp.Expr:
+    r"""$V^\mathrm{clip} = V^\mathrm{old} + \operatorname{clip}(V - V^\mathrm{old}, -\epsilon, \epsilon)$."""
+    return old + clip(value - old, -eps, eps)
+
+
+def value_loss_term(value: sp.Expr, old: sp.Expr, target: sp.Expr, eps: sp.Expr) -> sp.Expr:
+    r"""$\frac{1}{2N} \max((V - R)^2, (V^\mathrm{clip} - R)^2)$: entry i's share of the loss."""
+    worst = sp.Max(
+        (value - target) ** 2, (clipped_value(value, old, eps) - target) ** 2, evaluate=False
+    )
+    return sp.Mul(sp.Rational(1, 2), sp.Pow(N, -1), worst, evaluate=False)
+
+
+def excess(value: sp.Expr, old: sp.Expr, eps: sp.Expr) -> sp.Expr:
+    r"""$s = V - V^\mathrm{clip} = \max(0, d - \epsilon) - \max(0, -d - \epsilon)$, $d = V - V^\mathrm{old}$."""
+    d = value - old
+    return sp.Max(0, d - eps, evaluate=False) - sp.Max(0, -d - eps, evaluate=False)
+
+
+def value_closed_form(value: sp.Expr, old: sp.Expr, target: sp.Expr, eps: sp.Expr) -> sp.Expr:
+    r"""$\frac{1}{2N}(|e - s/2| + |s|/2)^2$ with $e = V - R$: the larger error is the midpoint's
+    distance plus half the clipped-off excess."""
+    e, s_ = value - target, excess(value, old, eps)
+    return sp.Mul(
+        sp.Rational(1, 2), sp.Pow(N, -1), (sp.Abs(e - s_ / 2) + sp.Abs(s_) / 2) ** 2, evaluate=False
+    )
+
+
+def value_gradient_form(value: sp.Expr, old: sp.Expr, target: sp.Expr, eps: sp.Expr) -> sp.Expr:
+    r"""$(V - R)/N$, or $0$ where the clipped error is the larger ($s (2e - s) < 0$)."""
+    e, s_ = value - target, excess(value, old, eps)
+    return sp.Piecewise((0, s_ * (2 * e - s_) < 0), (e / N, True), evaluate=False)
+
+
+@dataclass(frozen=True)
+class ValueRegion:
+    """One of five regions of (V - V_old, V - R): V and R parametrised in V_old."""
+
+    name: str
+    where: str
+    region: sp.Basic
+    value: sp.Expr
+    target: sp.Expr
+    eps: sp.Expr
+    picked: sp.Expr
+    slope: sp.Expr
+
+    @property
+    def parametrisation(self) -> dict[sp.Symbol, sp.Expr]:
+        return {V: self.value, R: self.target, value_eps: self.eps}
+
+
+def value_regions(closed: bool) -> tuple[ValueRegion, ...]:
+    """Inside the clip range; above or below it with the unclipped or the clipped error larger."""
+    sign = {"nonnegative": True} if closed else {"positive": True}
+    rho, mu, sigma, tau = (sp.Symbol(name, **sign) for name in ("rho", "mu", "sigma", "tau"))
+    ge, le = (sp.GreaterThan, sp.LessThan) if closed else (sp.StrictGreaterThan, sp.StrictLessThan)
+    d, e = V - V_old, V - R
+    above, below = ge(d, value_eps), le(d, -value_eps)
+    inside = ge(d, -value_eps) & le(d, value_eps)
+    # e - s/2 with s = d - eps above, d + eps below: its sign says which error is larger
+    mid_above, mid_below = e - (d - value_eps) / 2, e - (d + value_eps) / 2
+    half = (sigma + tau) / 2
+    free_target = R  # inside, R is any real number
+    up, down = V_old + value_eps + rho, V_old - value_eps - rho
+    width = (rho / 2 + mu) ** 2 / (2 * N)
+    return (
+        ValueRegion(
+            "inside",
+            "|V - V_old| <= eps: V_clip = V, both errors are (V - R)^2",
+            inside,
+            V_old + (sigma - tau) / 2,
+            free_target,
+            half,
+            (V_old + (sigma - tau) / 2 - R) ** 2 / (2 * N),
+            (V_old + (sigma - tau) / 2 - R) / N,
+        ),
+        ValueRegion(
+            "above-unclipped",
+            "V = V_old + eps + rho, V - R = rho/2 + mu: V_clip = V - rho, (V - R)^2 is larger",
+            above & ge(mid_above, 0),
+            up,
+            up - rho / 2 - mu,
+            value_eps,
+            width,
+            (rho / 2 + mu) / N,
+        ),
+        ValueRegion(
+            "above-clipped",
+            "V = V_old + eps + rho, V - R = rho/2 - mu: (V_clip - R)^2 is larger, V_clip const",
+            above & le(mid_above, 0),
+            up,
+            up - rho / 2 + mu,
+            value_eps,
+            width,
+            sp.Integer(0),
+        ),
+        ValueRegion(
+            "below-unclipped",
+            "V = V_old - eps - rho, V - R = -rho/2 - mu: V_clip = V + rho, (V - R)^2 is larger",
+            below & le(mid_below, 0),
+            down,
+            down + rho / 2 + mu,
+            value_eps,
+            width,
+            -(rho / 2 + mu) / N,
+        ),
+        ValueRegion(
+            "below-clipped",
+            "V = V_old - eps - rho, V - R = -rho/2 + mu: (V_clip - R)^2 is larger, V_clip const",
+            below & ge(mid_below, 0),
+            down,
+            down + rho / 2 - mu,
+            value_eps,
+            width,
+            sp.Integer(0),
+        ),
+    )
+
+
+VALUE_LOSS_REGIONS = value_regions(closed=True)
+VALUE_SLOPE_REGIONS = value_regions(closed=False)
+
+
+def value_loss_derivation(region: ValueRegion) -> Derivation:
+    v, t, eps = region.value, region.target, region.eps
+    return Derivation(
+        f"value-loss-{region.name}",
+        (
+            Step(value_loss_term(v, V_old, t, eps), "entry i's share of the clipped value loss"),
+            Step(region.picked, f"{region.where}; evaluate the clip and the max"),
+            Step(
+                value_closed_form(v, V_old, t, eps),
+                "the larger of the two errors is |e - s/2| + |s|/2 with s = V - V_clip",
+            ),
+        ),
+        statement=rf"\text{{value loss term}} \quad ({region.name})",
+    )
+
+
+def value_slope_derivation(region: ValueRegion) -> Derivation:
+    t, eps = region.target, region.eps
+    term = value_loss_term(_y, V_old, t, eps)
+    return Derivation(
+        f"value-gradient-{region.name}",
+        (
+            Step(sp.Subs(sp.Derivative(term, _y), _y, region.value), "d/dV of entry i's share"),
+            Step(
+                region.slope,
+                f"{region.where.replace('>=', '>').replace('<=', '<')}; on a neighbourhood of V "
+                "the max takes one branch: (V - R)^2 / 2N, or the constant (V_clip - R)^2 / 2N",
+            ),
+        ),
+        statement=rf"\partial_V \text{{value loss term}} \quad ({region.name})",
+    )
+
+
+value_loss_analysis = CaseAnalysis(
+    "value-loss",
+    sp.true,
+    tuple(Case(g.region, value_loss_derivation(g), g.parametrisation) for g in VALUE_LOSS_REGIONS),
+)
+_d, _e = V - V_old, V - R
+value_slope_analysis = CaseAnalysis(
+    "value-gradient",
+    sp.Ne(_d, value_eps)
+    & sp.Ne(_d, -value_eps)
+    & sp.Ne(_e - (_d - value_eps) / 2, 0)
+    & sp.Ne(_e - (_d + value_eps) / 2, 0),
+    tuple(Case(g.region, value_slope_derivation(g), g.parametrisation) for g in VALUE_SLOPE_REGIONS),
+)
+
+
+@dataclass(frozen=True)
+class ValueExample:
+    values: np.ndarray
+    old_values: np.ndarray
+    returns: np.ndarray
+    clip_epsilon: float
+
+
+def _value_kink_distance(values: np.ndarray, old: np.ndarray, target: np.ndarray, eps: float) -> np.ndarray:
+    """Per entry, the distance in V to the nearest point where the share is not smooth: the
+    clip kinks |V - V_old| = eps, and the tie of the two errors in the region V lies in."""
+    d = values - old
+    kinks = np.minimum(np.abs(d - eps), np.abs(d + eps))
+    tie_above = np.abs(values + old + eps - 2 * target)  # 2e - s = 0 with s = d - eps
+    tie_below = np.abs(values + old - eps - 2 * target)  # with s = d + eps
+    ties = np.where(d > eps, tie_above, np.where(d < -eps, tie_below, np.inf))
+    return np.minimum(kinks, ties)
+
+
+@st.composite
+def value_examples(draw: st.DrawFn, away: float = 0.0) -> ValueExample:
+    """1..6 entries; V - V_old in [-2, 2] or next to +-eps, R anywhere in [-10, 10] or next to
+    the tie of the two errors; ``away`` > 0 keeps every entry at least that far (in V) from
+    the kinks, by moving a drawn point that falls closer out to 2 ``away``."""
+    eps = draw(st.one_of(st.floats(0.01, 1.0), st.sampled_from([0.1, 0.2, 0.5])))
+    entry = st.tuples(
+        st.floats(-10.0, 10.0),  # V_old
+        st.one_of(st.floats(-2.0, 2.0), st.none()),  # d = V - V_old, or None: next to a kink
+        st.one_of(st.floats(-10.0, 10.0), st.none()),  # R, or None: next to the tie
+        st.floats(0.0, 1e-2),  # offset from the kink or tie
+        st.sampled_from([-1.0, 1.0]),
+        st.sampled_from([-1.0, 1.0]),
+    )
+    values, olds, targets = [], [], []
+    for old, d, target, offset, sign, side in draw(st.lists(entry, min_size=1, max_size=6)):
+        offset = max(offset, 2 * away)
+        if d is None:
+            d = side * eps + sign * offset
+        elif abs(abs(d) - eps) < 2 * away:
+            d = np.sign(d) * eps + (2 * away if abs(d) >= eps else -2 * away)
+        value = old + d
+        d = value - old  # as float64 represents it
+        s_ = max(0.0, d - eps) - max(0.0, -d - eps)
+        if target is None:  # e = V - R = s/2 + offset: next to the tie
+            target = value - s_ / 2 - sign * offset / 2
+        elif s_ != 0 and abs(2 * (value - target) - s_) < 2 * away:
+            target = value - s_ / 2 - away * 2
+        values.append(value)
+        olds.append(old)
+        targets.append(target)
+    return ValueExample(np.array(values), np.array(olds), np.array(targets), float(eps))
+
+
+def _value_arguments(example: ValueExample) -> tuple:
+    return (example.values, example.old_values, example.returns, example.clip_epsilon, example.values.size)
+
+
+def reference_value_loss(example: ValueExample) -> float:
+    """The shipped :func:`rlmath.reference.clipped_value_loss`."""
+    return reference.clipped_value_loss(
+        example.values, example.old_values, example.returns, clip_epsilon=example.clip_epsilon
+    )
+
+
+def _value_scale(example: ValueExample) -> float:
+    """Mean of (|V| + |V_old| + |R| + eps)^2 / 2: the size of the squares and of the numbers
+    whose rounding enters them."""
+    size = np.abs(example.values) + np.abs(example.old_values) + np.abs(example.returns)
+    return max(float(np.mean((size + example.clip_epsilon) ** 2)) / 2, 1e-300)
+
+
+def _value_summed(share: Callable[..., np.ndarray]) -> Callable[[ValueExample], float]:
+    def total(example: ValueExample) -> float:
+        return float(np.sum(np.broadcast_to(share(*_value_arguments(example)), example.values.shape)))
+
+    return total
+
+
+def _value_twice(entry: Callable[..., np.ndarray]) -> Callable[[ValueExample], np.ndarray]:
+    def both(example: ValueExample) -> np.ndarray:
+        values = np.broadcast_to(entry(*_value_arguments(example)), example.values.shape)
+        return np.concatenate([values, values]).astype(float)
+
+    return both
+
+
+def _value_steps(example: ValueExample) -> tuple[np.ndarray, float]:
+    """Per entry, a central-difference step inside the smooth piece (half the distance to the
+    nearest kink, at most 1e-3) and the error bound delta / h: the share is quadratic in V on
+    the piece, so the truncation error is exactly 0; delta bounds the rounding of one
+    evaluation of the loss, (N + 8) EPS times the scale of its terms (Higham 2002, eq. 4.4)."""
+    delta = (example.values.size + 8) * EPS * _value_scale(example)
+    distance = _value_kink_distance(
+        example.values, example.old_values, example.returns, example.clip_epsilon
+    )
+    steps = np.minimum(0.5 * distance, 1e-3)
+    return steps, float(np.max(delta / steps))
+
+
+def reference_value_gradient_and_differences(example: ValueExample) -> np.ndarray:
+    """[shipped clipped_value_loss_gradient, central differences of the shipped loss], [2N]."""
+    gradient = reference.clipped_value_loss_gradient(
+        example.values, example.old_values, example.returns, clip_epsilon=example.clip_epsilon
+    )
+    steps, _ = _value_steps(example)
+    differences = np.empty(example.values.size)
+    for k, h in enumerate(steps):
+        up, down = example.values.copy(), example.values.copy()
+        up[k] += h
+        down[k] -= h
+        forward = reference_value_loss(ValueExample(up, example.old_values, example.returns, example.clip_epsilon))
+        backward = reference_value_loss(ValueExample(down, example.old_values, example.returns, example.clip_epsilon))
+        differences[k] = (forward - backward) / (up[k] - down[k])
+    return np.concatenate([gradient, differences])
+
+
+def _value_gradient_scale(example: ValueExample) -> float:
+    size = np.abs(example.values) + np.abs(example.old_values) + np.abs(example.returns)
+    return float(np.max(size + example.clip_epsilon)) / example.values.size
+
+
+def _value_gradient_rtol(example: ValueExample) -> float:
+    _, bound = _value_steps(example)
+    return max(exact_rtol(n_terms=8), 4.0 * bound / _value_gradient_scale(example))
+
+
+def _value_mutant(
+    kind: str, id_: str, description: str, wrong: Callable[..., sp.Expr], target: str
+) -> Mutant:
+    table = VALUE_LOSS_REGIONS if kind == "loss" else VALUE_SLOPE_REGIONS
+    region = next(g for g in table if g.name == target)
+    wrap = _value_summed if kind == "loss" else _value_twice
+    return Mutant(
+        id_,
+        description,
+        symbolic=SymbolicMutation(
+            f"value-{kind}-{target}", wrong(region.value, V_old, region.target, region.eps)
+        ),
+        exact=wrap(lazy_lambdify(VALUE_SYMBOLS, wrong(V, V_old, R, value_eps))),
+    )
+
+
+def _min_instead_of_max(v: sp.Expr, old: sp.Expr, t: sp.Expr, eps: sp.Expr) -> sp.Expr:
+    return sp.Min((v - t) ** 2, (clipped_value(v, old, eps) - t) ** 2) / (2 * N)
+
+
+def _clipped_error_only(v: sp.Expr, old: sp.Expr, t: sp.Expr, eps: sp.Expr) -> sp.Expr:
+    return (clipped_value(v, old, eps) - t) ** 2 / (2 * N)
+
+
+_VALUE_RHS_REASON = (
+    "the statement's right-hand side (lambdified), which the claim ties to the conclusion of "
+    "each of the five cases (a case analysis has no single conclusion to lambdify)"
+)
+
+VALUE_CLAIMS = (
+    Claim(
+        id="clipped-value-loss-reference",
+        title="The reference clipped value loss is half the squared larger error",
+        summary=(
+            "rlmath.reference.clipped_value_loss computes 0.5 mean(max((V - R)^2, (V_clip - "
+            "R)^2)) with V_clip = V_old + clip(V - V_old, -eps, eps): the larger error is "
+            "|e - s/2| + |s|/2 with e = V - R and s = V - V_clip the clipped-off excess."
+        ),
+        statement=Statement(
+            value_loss_term(V, V_old, R, value_eps),
+            value_closed_form(V, V_old, R, value_eps),
+            derivation="value-loss",
+            where=r"\text{entry } i \text{ of } N;\ V, V^{\mathrm{old}}, R \in \mathbb R,\ \epsilon > 0",
+        ),
+        assumptions=(
+            "Case analysis: V - V_old inside [-eps, eps], or above / below it with the "
+            "unclipped or the clipped error the larger (closed regions, non-negative "
+            "parameters), checked to cover every V, V_old, R.",
+            "The loss is the mean of the shares (the exact leg sums them).",
+        ),
+        references=(
+            "Dhariwal, P. et al., *OpenAI Baselines* (ppo2), 2017; Engstrom, L. et al., "
+            "*Implementation Matters in Deep Policy Gradients*, ICLR 2020, Sec. 3.",
+        ),
+        symbolic=SymbolicLeg((), cases=(value_loss_analysis,)),
+        exact=ExactLeg(
+            value_examples(),
+            lhs=reference_value_loss,
+            rhs=_value_summed(lazy_lambdify(VALUE_SYMBOLS, value_closed_form(V, V_old, R, value_eps))),
+            rhs_reason=_VALUE_RHS_REASON + "; summed over the entries",
+            rtol=lambda example: exact_rtol(n_terms=example.values.size + 8),
+            error_scale=_value_scale,
+            description=(
+                "the shipped clipped_value_loss vs the sum of the lambdified closed form "
+                "(|e - s/2| + |s|/2)^2 / 2N; V - V_old at and next to +-eps, R next to the tie"
+            ),
+        ),
+        mutants=(
+            _value_mutant("loss", "min-instead-of-max", "the smaller of the two errors", _min_instead_of_max, "above-unclipped"),
+            _value_mutant(
+                "loss", "clipped-error-only", "(V_clip - R)^2 without the max", _clipped_error_only, "above-unclipped"
+            ),
+            _value_mutant(
+                "loss",
+                "no-half",
+                "mean(max(...)) without the factor 1/2 (Stable-Baselines3's convention)",
+                lambda v, old, t, eps: 2 * value_closed_form(v, old, t, eps),
+                "inside",
+            ),
+            _value_mutant(
+                "loss",
+                "sum-not-mean",
+                "the sum over entries",
+                lambda v, old, t, eps: N * value_closed_form(v, old, t, eps),
+                "inside",
+            ),
+        ),
+    ),
+    Claim(
+        id="clipped-value-loss-gradient-reference",
+        title="The reference clipped value-loss gradient is (V - R)/N unless the clipped error is larger",
+        summary=(
+            "rlmath.reference.clipped_value_loss_gradient agrees with the derivative of the "
+            "clipped value loss (proved region by region) and with central differences of the "
+            "shipped loss: (V - R)/N, or 0 where the clipped error wins."
+        ),
+        statement=Statement(
+            sp.Subs(sp.Derivative(value_loss_term(_y, V_old, R, value_eps), _y), _y, V),
+            value_gradient_form(V, V_old, R, value_eps),
+            derivation="value-gradient",
+            where=r"|V - V^{\mathrm{old}}| \ne \epsilon,\ \text{no tie of the two errors outside the clip range}",
+        ),
+        assumptions=(
+            "Off the kinks |V - V_old| = eps and the ties of the two errors (where the loss "
+            "has no derivative; the reference returns the unclipped side there, its documented "
+            "convention): the exact leg keeps every entry at least 1e-6 from them, and as "
+            "close as that.",
+            "Five derivations over open regions, checked to cover that domain; old values and "
+            "returns are constants.",
+        ),
+        references=("Dhariwal, P. et al., *OpenAI Baselines* (ppo2), 2017.",),
+        symbolic=SymbolicLeg((), cases=(value_slope_analysis,)),
+        exact=ExactLeg(
+            value_examples(away=1e-6),
+            lhs=reference_value_gradient_and_differences,
+            rhs=_value_twice(lazy_lambdify(VALUE_SYMBOLS, value_gradient_form(V, V_old, R, value_eps))),
+            rhs_reason=_VALUE_RHS_REASON
+            + "; compared with the shipped gradient and with central differences of the shipped loss",
+            rtol=_value_gradient_rtol,
+            error_scale=_value_gradient_scale,
+            description=(
+                "[shipped clipped_value_loss_gradient, central differences of the shipped loss "
+                "(exact for the quadratic pieces)] vs the lambdified piecewise gradient, twice"
+            ),
+        ),
+        mutants=(
+            _value_mutant(
+                "gradient",
+                "unclipped-everywhere",
+                "(V - R)/N everywhere: value clipping ignored",
+                lambda v, old, t, eps: (v - t) / N,
+                "above-clipped",
+            ),
+            _value_mutant(
+                "gradient",
+                "through-the-clip",
+                "(V_clip - R)/N where the clipped error wins, as if V_clip moved with V",
+                lambda v, old, t, eps: sp.Piecewise(
+                    (
+                        (clipped_value(v, old, eps) - t) / N,
+                        excess(v, old, eps) * (2 * (v - t) - excess(v, old, eps)) < 0,
+                    ),
+                    ((v - t) / N, True),
+                ),
+                "below-clipped",
+            ),
+            _value_mutant(
+                "gradient",
+                "no-half",
+                "2 (V - R)/N: the derivative of the loss without its factor 1/2",
+                lambda v, old, t, eps: 2 * value_gradient_form(v, old, t, eps),
+                "inside",
+            ),
+            _value_mutant(
+                "gradient",
+                "sum-not-mean",
+                "(V - R): the gradient of the summed loss",
+                lambda v, old, t, eps: N * value_gradient_form(v, old, t, eps),
+                "above-unclipped",
+            ),
+        ),
+    ),
+)
+
+CLAIMS = PPO_CLAIMS + DPO_CLAIMS + BRADLEY_TERRY_CLAIMS + NORMALIZATION_CLAIMS + VALUE_CLAIMS
