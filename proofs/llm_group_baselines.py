@@ -11,7 +11,7 @@ $$ \hat g = \frac1G \sum_{i=1}^G A_i\, s_i, \qquad
 
 Main statements (every expectation over $x$ and the group):
 
-1. **RLOO** (Kool et al. 2019; Ahmadian et al. 2024, eq. (5)):
+1. **RLOO** (Kool et al. 2019; Ahmadian et al. 2024):
    $A_i = r_i - \frac{1}{G-1}\sum_{j \ne i} r_j$ gives $\mathbb E[\hat g] = \nabla_\theta J$.
 2. **Group mean** (the baseline includes the member itself):
    $A_i = r_i - \frac1G \sum_j r_j$ gives $\mathbb E[\hat g] = (1 - \frac1G)\nabla_\theta J$.
@@ -63,9 +63,9 @@ $h(0)$ multiplies $\mathbb E[s_1] = 0$; the rest is $c_G(p)\,\mathbb E[r_1 s_1] 
 \nabla p$.
 
 References. Kool, W., van Hoof, H. and Welling, M., "Buy 4 REINFORCE samples, get a baseline
-for free!", ICLR Workshop 2019 (the leave-one-out baseline, eq. (2)); Ahmadian, A. et al.,
+for free!", ICLR Workshop 2019 (the leave-one-out baseline); Ahmadian, A. et al.,
 "Back to Basics: Revisiting REINFORCE Style Optimization for Learning from Human Feedback in
-LLMs", ACL 2024, eq. (5) (RLOO); Shao, Z. et al., "DeepSeekMath: Pushing the Limits of
+LLMs", ACL 2024 (RLOO, the leave-one-out advantage); Shao, Z. et al., "DeepSeekMath: Pushing the Limits of
 Mathematical Reasoning in Open Language Models", 2024, Sec. 4.1.2 (GRPO outcome supervision:
 $\hat A_{i,t} = \tilde r_i = (r_i - \mathrm{mean}(r))/\mathrm{std}(r)$); Liu, Z. et al.,
 "Understanding R1-Zero-Like Training: A Critical Perspective", 2025, Sec. 3.1 (Dr. GRPO: the
@@ -635,7 +635,10 @@ def length_normalisation_sides(example: tuple[SequenceModel, int]) -> np.ndarray
 
 def _length_gradients(model: SequenceModel) -> tuple[np.ndarray, np.ndarray]:
     """(grad sum rho E_x[r/|y|], mu_x-weighted grad sum rho E_x[1/|y|]), each [X, N, K + 1]."""
-    inverse_length = np.broadcast_to(1.0 / model.responses.lengths, model.rewards.shape)
+    # |y| counted from the token table (EOS included), not from Responses.lengths (which the
+    # group batches, i.e. the lhs, carry)
+    lengths = (model.responses.tokens >= 0).sum(axis=1)
+    inverse_length = np.broadcast_to(1.0 / lengths, model.rewards.shape)
     reward_over_length = complex_step_weighted_gradient(
         model, model.total_rewards() * inverse_length
     )
@@ -735,12 +738,19 @@ baseline_examples = st.tuples(
 
 # --- GRPO: binary rewards and the exact factor c_G(p) (independent numeric evaluation)
 def binary_rewards(model: SequenceModel) -> SequenceModel:
-    """The same model with rewards 1[r > 0] (success/failure), no token rewards."""
+    """The same model with 0/1 rewards 1[r > 0] XOR 1[(i + x) mod 3 = 0], no token rewards.
+
+    The XOR with a pattern that differs between prompts keeps the examples Hypothesis favours
+    (all rewards 0) from having no successes at all or the same success rate in every prompt,
+    where the prompt reweighting cannot be seen.
+    """
+    X, R = model.rewards.shape
+    pattern = (np.arange(R)[None, :] + np.arange(X)[:, None]) % 3 == 0
     return SequenceModel(
         model.theta,
         model.max_length,
         model.prompt_probabilities,
-        (model.rewards > 0).astype(np.float64),
+        ((model.rewards > 0) ^ pattern).astype(np.float64),
         None,
         model.reference_theta,
     )
@@ -838,9 +848,9 @@ CLAIMS = (
         ),
         references=(
             "Kool, W., van Hoof, H. and Welling, M., *Buy 4 REINFORCE samples, get a baseline "
-            "for free!*, ICLR Workshop 2019, eq. (2).",
+            "for free!*, ICLR Workshop 2019 (the leave-one-out baseline).",
             "Ahmadian, A. et al., *Back to Basics: Revisiting REINFORCE Style Optimization for "
-            "Learning from Human Feedback in LLMs*, ACL 2024, eq. (5).",
+            "Learning from Human Feedback in LLMs*, ACL 2024 (RLOO advantage r_i - mean_{j != i} r_j).",
         ),
         summary=(
             "RLOO's advantage r_i minus the mean of the other G - 1 rewards is an unbiased "
@@ -1078,7 +1088,7 @@ CLAIMS = (
             "Open Language Models*, 2024, eq. (3) (the 1/|o_i| token mean of the GRPO "
             "objective).",
             "Liu, Z. et al., *Understanding R1-Zero-Like Training: A Critical Perspective*, "
-            "2025, Sec. 3.1 and eq. (3) (response-level length bias; Dr. GRPO's constant "
+            "2025, Sec. 3.1 (response-level length bias; Dr. GRPO's constant "
             "normaliser).",
         ),
         summary=(
