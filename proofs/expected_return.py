@@ -157,6 +157,37 @@ first_step = Derivation(
 )
 UNDISCOUNTED = backup(sp.Integer(1))
 
+# Base case h = 1: a 1-step trajectory from s is (s, a_0), R = r(s, a_0); with W_0 = 0 (no
+# step left, every continuation's return is 0) the backup of W_0 is this sum.
+base_case = Derivation(
+    "base-case",
+    (
+        Step(
+            _first_step_sum(r[state, act]),
+            "sum_tau R(tau) p(tau) over the 1-step trajectories (s, a_0) from s",
+        ),
+        Step(
+            backup().xreplace({G[nxt, cont]: sp.Integer(0)}),
+            "W_0 = 0 (no step left): the backup of W_0 adds gamma sum_s' P(s'|s,a) 0",
+        ),
+    ),
+    statement=r"\sum_{\tau \text{ from } s,\ h = 1} R(\tau) p_\theta(\tau) = \text{the backup of } W_0 = 0",
+)
+
+# The h-step trajectories from s form a distribution when the (h-1)-step continuations do
+# (with the 0-step one, probability 1, as base): the induction that makes C a distribution.
+trajectories_normalised = Derivation(
+    "trajectory-probabilities",
+    (
+        Step(
+            over_trajectories(sp.Integer(1)),
+            "sum_tau p(tau) over the h-step trajectories from s: pi(a|s) P(s'|s,a) C(J|s')",
+        ),
+        Step(sp.Integer(1), "sum_J C(J|s') = 1, sum_s' P(s'|s,a) = 1, sum_a pi(a|s) = 1"),
+    ),
+    statement=r"\sum_{\tau \text{ from } s} p_\theta(\tau) = 1",
+)
+
 
 # --- exact leg: lhs sums R(tau) p(tau) over every H-step trajectory from each start state
 # (rlmath.exact.trajectories, one start state at a time); rhs the lambdified backup with the
@@ -657,10 +688,14 @@ CLAIMS = (
         ),
         assumptions=(
             "Finite horizon H, R(tau) = sum_{t<H} gamma^t r(s_t, a_t), 0 <= gamma <= 1.",
-            "Symbolic leg: the induction step on the number h of steps left, for any numbers of "
-            "states, actions and continuations: the h-step trajectory sum from s grouped by "
-            "its first step is the Bellman backup of the (h-1)-step trajectory sums. With "
-            "W_0 = 0 this is backward induction; the expected return is rho0^T W_H (linearity).",
+            "Symbolic leg: induction on the number h of steps left, for any numbers of "
+            "states, actions and continuations. Step ('first-step'): the h-step trajectory sum "
+            "from s grouped by its first step is the Bellman backup of the (h-1)-step trajectory "
+            "sums W_{h-1}. Base ('base-case'): for h = 1 the sum is the backup of W_0 = 0. "
+            "Together they give W_h = V_{H-h} (backward induction) for every h, and the "
+            "expected return is rho0^T W_H (linearity). The continuations from s' form a "
+            "distribution by the same induction ('trajectory-probabilities': the h-step "
+            "probabilities from s sum to 1 when the (h-1)-step ones do).",
             "Exact leg: every start state of MDPs with up to 3 states, 3 actions and horizon 1-4.",
             "Monte-Carlo leg: sampled returns of H-step episodes (H = 3, 4) of MDPs with 2-3 "
             "states and actions, 0.5 <= gamma <= 0.9.",
@@ -670,7 +705,7 @@ CLAIMS = (
             "ed., 2018, eq. (3.8) and Sec. 4.1.",
             "Puterman, M. L., *Markov Decision Processes*, 1994, Sec. 4.2.",
         ),
-        symbolic=SymbolicLeg((first_step,)),
+        symbolic=SymbolicLeg((first_step, base_case, trajectories_normalised)),
         exact=ExactLeg(
             finite_horizon,
             lhs=trajectory_sums,
