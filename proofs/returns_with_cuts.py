@@ -10,7 +10,8 @@ that ends an episode, or $T - 1$ if none does (the end of the buffer), and $K = 
    terminated and truncated flags, $F_t$ = ``final_values[t]`` and $N_t$ the next value in the
    buffer (``values[t+1]``, or ``last_value`` at $t = T-1$), is case by case
 
-   $$ \delta_t = \begin{cases} r_t - V_t & \text{terminated (whatever } u_t\text{: termination wins)}\\
+   $$ \delta_t = \begin{cases}
+      r_t - V_t & \text{terminated (whatever } u_t\text{: termination wins)}\\
       r_t + \gamma F_t - V_t & \text{truncated, not terminated} \\
       r_t + \gamma N_t - V_t & \text{neither.} \end{cases} $$
 
@@ -44,7 +45,8 @@ Conventions (those of :mod:`rlmath.reference`). Time-major ``[T, *B]``; $r_t$ fo
 bootstrap, truncation bootstraps from ``final_values[t]`` (the value of the final observation,
 supplied by the caller; the next entry of ``values`` belongs to the next episode); when both
 flags are set termination wins; ``final_values`` is read only where truncated and not
-terminated (the examples put NaN everywhere else).
+terminated (the examples put NaN where no episode ended and, half the time, where one
+terminated).
 
 Proof sketch. Per segment $[t, e]$ the closed form satisfies the recursion (split off the
 $l = 0$ term, shift the index, factor $\gamma\lambda$) and, at $K = 0$, the boundary condition
@@ -157,7 +159,9 @@ def _gae_recursion_steps(decay: Any, offset: Any = 0) -> tuple[Step, ...]:
 gae_recursion = Derivation(
     "closed-form",
     _gae_recursion_steps(gamma * lam),
-    statement=r"\delta_t + \gamma\lambda \hat A_{t+1} = \sum_{l=0}^{K}(\gamma\lambda)^l\delta_{t+l}",
+    statement=(
+        r"\delta_t + \gamma\lambda \hat A_{t+1} = \sum_{l=0}^{K}(\gamma\lambda)^l\delta_{t+l}"
+    ),
 )
 
 gae_at_cut = Derivation(
@@ -344,7 +348,10 @@ n_step_telescoping = Derivation(
         "r_{t+k} + gamma V_{t+k+1} - V_{t+k} for k < M, delta_{t+M} = r_{t+M} + gamma w - "
         "V_{t+M}",
     ),
-    statement=r"V_t + \sum_{k=0}^{M}\gamma^k\delta_{t+k} = \sum_{k=0}^{M}\gamma^k r_{t+k} + \gamma^{M+1} w",
+    statement=(
+        r"V_t + \sum_{k=0}^{M}\gamma^k\delta_{t+k}"
+        r" = \sum_{k=0}^{M}\gamma^k r_{t+k} + \gamma^{M+1} w"
+    ),
 )
 N_STEP_BOOTSTRAP_ONE_SHORT = (
     weighted_sum(r, t, 0, window_end, gamma) + gamma**window_end * window_value
@@ -493,8 +500,8 @@ _BATCHES = ((), (1,), (3,), (2, 2))
 def trajectories(draw: st.DrawFn) -> Trajectory:
     """Buffers of 1-8 steps with batch shape (), (1,), (3,) or (2, 2); every flag a fair coin
     (so cuts at the last step, both flags on one step and open last segments all occur);
-    final_values finite where an episode ended and NaN elsewhere; gamma and lambda in
-    [0, 1]."""
+    final_values finite where truncated and not terminated, finite or NaN where terminated,
+    NaN elsewhere; gamma and lambda in [0, 1]."""
     steps = draw(st.integers(1, 8))
     batch = draw(st.sampled_from(_BATCHES))
     shape = (steps, *batch)
@@ -508,9 +515,10 @@ def trajectories(draw: st.DrawFn) -> Trajectory:
 
     rewards, values = reals(size, shape), reals(size, shape)
     terminated, truncated = flags(), flags()
-    # a value for the final observation wherever an episode ended (as gymnasium gives one);
-    # only truncated & ~terminated entries may be read, NaN where no episode ended
-    final_values = np.where(truncated | terminated, reals(size, shape), np.nan)
+    # only truncated & ~terminated entries may be read; a terminated entry holds a value (as
+    # gymnasium's final observation gives one) or NaN, a fair coin; NaN where no episode ended
+    given = (truncated & ~terminated) | (terminated & flags())
+    final_values = np.where(given, reals(size, shape), np.nan)
     last_value = reals(int(np.prod(batch, dtype=int)), batch)
     return Trajectory(
         rewards,
@@ -571,7 +579,9 @@ def td_errors_by_cases(example: Trajectory, rules: Rules = CORRECT) -> np.ndarra
 
 
 def segment_ends(example: Trajectory, rules: Rules = CORRECT) -> np.ndarray:
-    """e(t) for every (t, entry): the first step >= t that ends an episode, else T - 1 (int [T, N])."""
+    """e(t) for every (t, entry): the first step >= t that ends an episode, else T - 1.
+
+    Returns an int array [T, N]; ``rules`` says which flags cut (a mutant may ignore some)."""
     steps, columns = example.rewards.shape[0], example.columns
     terminated, truncated = example.column("terminated"), example.column("truncated")
     ends = np.empty((steps, columns), dtype=int)
@@ -869,7 +879,7 @@ def n_step_scale(example: tuple[Trajectory, int]) -> float:
 
 
 # ============================================================================ mutants
-def cut_mutants(rhs_of: Callable[..., Callable[[Trajectory], np.ndarray]]) -> tuple[Mutant, ...]:
+def cut_mutants(rhs_of: Callable[..., Callable[[Any], np.ndarray]]) -> tuple[Mutant, ...]:
     """The bug classes of the cut rules, as wrong right-hand sides (the direct loop with one
     rule broken); ``rhs_of(rules=...)`` builds the claim's rhs under those rules."""
     return (
@@ -1001,7 +1011,7 @@ CLAIMS = (
         notes=(
             "The exact leg runs the package's reference GAE (a backward recursion over the "
             "whole batch with its masks) on generated buffers with random terminated/truncated "
-            "flags, NaN in every final_values entry that must not be read, and compares every "
+            "flags, NaN in final_values entries that must not be read, and compares every "
             "entry with the closed form summed up to the next cut. The mutants are the bug "
             "classes of real GAE code: crossing a truncation, ignoring final_values, "
             "bootstrapping a termination, the next value taken from the same step, last_value "
@@ -1026,7 +1036,8 @@ CLAIMS = (
             "set the terminated case applies, for any u).",
             "N_t is the next entry of the buffer, values[t+1], and last_value at t = T - 1; "
             "final_values[t] is read only where truncated and not terminated (the examples put "
-            "NaN elsewhere, and the reference must ignore it).",
+            "NaN where no episode ended and at half the terminated entries, and the reference "
+            "must ignore it).",
             "The exact leg checks buffers of 1-8 steps with batch shapes (), (1,), (3,), (2, 2).",
         ),
         references=(
@@ -1104,7 +1115,7 @@ CLAIMS = (
             "The symbolic leg proves, case by case over the flags, that the one-line masked "
             "TD error most code writes is the convention; the exact leg runs the package's "
             "reference (nested selections) against that masked form on whole arrays, with NaN "
-            "in every final_values entry that must not be read." + _NO_MONTE_CARLO
+            "in final_values entries that must not be read." + _NO_MONTE_CARLO
         ),
     ),
     Claim(
@@ -1248,7 +1259,7 @@ CLAIMS = (
     ),
     Claim(
         id="n-step-returns-closed-form",
-        title="n-step returns with terminations and truncations: the value plus the window's TD errors",
+        title="n-step returns with cuts: the value plus the window's discounted TD errors",
         statement=Statement(
             n_step_telescoping.start,
             n_step_telescoping.conclusion,
