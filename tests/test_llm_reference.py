@@ -180,6 +180,23 @@ def test_ppo_token_loss_gradient_matches_central_differences(
     np.testing.assert_allclose(gradient, central, rtol=1e-6, atol=1e-8 * (1 + np.abs(adv).max()))
 
 
+def test_ppo_token_loss_gradient_hand_values() -> None:
+    """By hand, eps = (0.2, 0.28), c = 3, A = -1: rho = 0.9 inside (gradient -rho A = 0.9);
+    rho = 2 between 1 + eps and c (PPO keeps the unclipped rho A for A < 0: gradient 2);
+    rho = 10 > c (dual-clipped to the constant c A: 0); rho = 0.5 < 1 - eps (clipped: 0)."""
+    new = np.log([[0.9, 2.0, 10.0, 0.5]])
+    adv = -np.ones((1, 4))
+    mask = np.ones((1, 4), dtype=bool)
+    gradient = llm.ppo_token_loss_gradient(
+        new, np.zeros((1, 4)), adv, mask, clip_low=0.2, clip_high=0.28, dual_clip=3.0
+    )
+    np.testing.assert_allclose(gradient, [[0.9, 2.0, 0.0, 0.0]], rtol=RTOL)
+    plain = llm.ppo_token_loss_gradient(
+        new, np.zeros((1, 4)), adv, mask, clip_low=0.2, clip_high=0.28
+    )
+    np.testing.assert_allclose(plain, [[0.9, 2.0, 10.0, 0.0]], rtol=RTOL)
+
+
 def test_ppo_token_loss_gradient_with_torch_autograd() -> None:
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)
