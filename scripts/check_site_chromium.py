@@ -385,7 +385,14 @@ def main(argv: list[str] | None = None) -> int:
         server, base = _serve(site)
         problems: list[str] = []
         notes: list[str] = []
-        check = functools.partial(
+
+        def check(page: str) -> tuple[list[str], list[str]]:
+            try:
+                return checker(page)
+            except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as error:
+                return [f"{page}: could not be checked: {error}"], []
+
+        checker = functools.partial(
             check_page,
             args.chromium,
             base,

@@ -302,6 +302,15 @@ def test_long_sums_are_broken_into_aligned_rows():
     assert display_latex(terms[0] + terms[1], "=") == "= x_{0} + x_{1}"  # short: one line
 
 
+def test_long_matrix_entries_are_broken_inside_their_cells():
+    terms = sp.symbols("x_0:40")
+    latex = display_latex(sp.Matrix([[sp.Add(*terms)], [terms[0]]]), "=")
+    assert latex.startswith("= \\left[\\begin{matrix}\\begin{aligned}[t]&")
+    assert latex.count("\\quad +") >= 2 and latex.endswith("\\\\x_{0}\\end{matrix}\\right]")
+    small = sp.Matrix([[1, 2], [3, 4]])
+    assert display_latex(small, "=", width=1) == "= " + step_latex(small)
+
+
 def test_steps_that_print_the_same_are_merged_and_reported():
     x = sp.Symbol("x")
     derivation = Derivation(

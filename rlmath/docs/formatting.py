@@ -153,11 +153,36 @@ class _Printer(LatexPrinter):  # type: ignore[misc]
     def _print_Identity(self, expr: Any) -> str:
         return "I"
 
+    #: When set, entries of a matrix wider than this many typeset characters that are sums
+    #: are broken into aligned rows inside their cell (see :func:`display_latex`).
+    break_width: int | None = None
+
     def _print_MatrixBase(self, expr: Any) -> str:
         rows, columns = expr.shape
         if rows == columns and rows >= 2 and expr == sympy.eye(rows):
             return f"I_{{{rows}}}"
-        return str(super()._print_MatrixBase(expr))
+        width = self.break_width
+        if width is None or rows == 0 or columns == 0:
+            return str(super()._print_MatrixBase(expr))
+        self.break_width = None  # nested matrices print as sympy does
+        try:
+            cells = [
+                " & ".join(self._cell(expr[i, j], width) for j in range(columns))
+                for i in range(rows)
+            ]
+        finally:
+            self.break_width = width
+        return r"\left[\begin{matrix}" + r"\\".join(cells) + r"\end{matrix}\right]"
+
+    def _cell(self, entry: Any, width: int) -> str:
+        latex = str(self._print(entry))
+        if not isinstance(entry, sympy.Add) or visible_length(latex) <= width:
+            return latex
+        rows = _pack(self.signed_terms(entry), width)
+        if len(rows) == 1:
+            return latex
+        lines = [f"&{rows[0]}"] + [rf"&\quad {row}" for row in rows[1:]]
+        return "\\begin{aligned}[t]" + r" \\ ".join(lines) + "\\end{aligned}"
 
     def signed_terms(self, expr: Any) -> list[tuple[str, str]]:
         """The terms of a sum as (sign, LaTeX) pairs in printing order; sign is "" or "-"."""
@@ -293,6 +318,9 @@ def display_latex(
         return prefix + expression
     printer = _printer(expression, symbol_names)
     latex = str(printer.doprint(expression))
+    if visible_length(latex) > width and isinstance(expression, sympy.MatrixBase):
+        printer.break_width = width  # break the long entries inside their cells
+        return prefix + str(printer.doprint(expression))
     if visible_length(latex) <= width or not isinstance(expression, sympy.Add):
         return prefix + latex
     rows = _pack(printer.signed_terms(expression), width)

@@ -439,8 +439,15 @@ def statement_display(claim: Claim, *, width: int = DISPLAY_WIDTH) -> str:
         statement.rhs, RELATION_LATEX[statement.relation], symbol_names=names, width=width
     )
     rows = [_aligned_rows(left), _aligned_rows(right)]
-    if statement.where:
-        rows.append(rf"&\qquad ({statement.where})")
+    if statement.where:  # the conditions, one row per ";"-separated group when long
+        parts = [statement.where]
+        if visible_length(statement.where) > width:
+            parts = [part.strip() for part in re.split(r";\\?\s", statement.where) if part.strip()]
+        rows += [
+            rf"&\qquad {'(' if index == 0 else ''}{part}"
+            rf"{')' if index == len(parts) - 1 else ';'}"
+            for index, part in enumerate(parts)
+        ]
     return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
@@ -620,8 +627,7 @@ def _quick_start(claims: Sequence[Claim]) -> list[str]:
         "```console",
         "$ rlmath check --list",
         "$ rlmath check my_rl.py:gae --spec generalized_advantage_estimation --seed 0",
-        "OK: my_rl.py:gae conforms (spec generalized_advantage_estimation, 100 examples, seed 0, "
-        "float64 inputs, numpy)",
+        "OK: my_rl.py:gae conforms (spec generalized_advantage_estimation, 100 examples, ...)",
         "$ rlmath check my_rl.py:ppo_loss --spec ppo_clipped_surrogate_loss --seed 0",
         "```",
         "",
