@@ -492,43 +492,44 @@ class Trajectory:
         return array.reshape(array.shape[0], self.columns)
 
 
-_real = st.floats(-10.0, 10.0, allow_nan=False, allow_subnormal=False)
 _BATCHES = ((), (1,), (3,), (2, 2))
 
 
 @st.composite
 def trajectories(draw: st.DrawFn) -> Trajectory:
-    """Buffers of 1-8 steps with batch shape (), (1,), (3,) or (2, 2); every flag a fair coin
-    (so cuts at the last step, both flags on one step and open last segments all occur);
-    final_values finite where truncated and not terminated, finite or NaN where terminated,
-    NaN elsewhere; gamma and lambda in [0, 1]."""
+    """Buffers of 1-8 steps with batch shape (), (1,), (3,) or (2, 2).
+
+    Hypothesis draws the sizes, the flag rates, gamma in [0.1, 1] and lambda in [0, 1] (the
+    endpoints 0 and 1 included); the arrays come from a NumPy generator seeded by a drawn
+    integer, so flag patterns are varied (Hypothesis's own booleans and floats cluster on a
+    few patterns and on zeros, where several mutants cannot be seen). Rewards and values have
+    magnitudes in [0.5, 10] and random signs; each flag is set with its rate (cuts at the last
+    step, both flags on one step and open last steps all occur). final_values is finite where
+    truncated and not terminated, finite or NaN (a fair coin) where terminated, and NaN
+    elsewhere: only the first may be read.
+    """
     steps = draw(st.integers(1, 8))
     batch = draw(st.sampled_from(_BATCHES))
+    rates = draw(st.tuples(st.sampled_from((0.15, 0.3, 0.5)), st.sampled_from((0.15, 0.3, 0.5))))
+    discount = draw(st.one_of(st.just(1.0), st.floats(0.1, 1.0)))
+    lambda_ = draw(st.one_of(st.sampled_from((0.0, 1.0)), st.floats(0.0, 1.0)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     shape = (steps, *batch)
-    size = int(np.prod(shape))
 
-    def reals(count: int, like: tuple[int, ...]) -> np.ndarray:
-        return np.array(draw(st.lists(_real, min_size=count, max_size=count))).reshape(like)
+    def reals(like: tuple[int, ...]) -> np.ndarray:
+        return rng.choice((-1.0, 1.0), like) * rng.uniform(0.5, 10.0, like)
 
-    def flags() -> np.ndarray:
-        return np.array(draw(st.lists(st.booleans(), min_size=size, max_size=size))).reshape(shape)
-
-    rewards, values = reals(size, shape), reals(size, shape)
-    terminated, truncated = flags(), flags()
-    # only truncated & ~terminated entries may be read; a terminated entry holds a value (as
-    # gymnasium's final observation gives one) or NaN, a fair coin; NaN where no episode ended
-    given = (truncated & ~terminated) | (terminated & flags())
-    final_values = np.where(given, reals(size, shape), np.nan)
-    last_value = reals(int(np.prod(batch, dtype=int)), batch)
+    terminated, truncated = rng.random(shape) < rates[0], rng.random(shape) < rates[1]
+    given = (truncated & ~terminated) | (terminated & (rng.random(shape) < 0.5))
     return Trajectory(
-        rewards,
-        values,
+        reals(shape),
+        reals(shape),
         terminated,
         truncated,
-        final_values,
-        last_value,
-        draw(st.floats(0.0, 1.0)),
-        draw(st.floats(0.0, 1.0)),
+        np.where(given, reals(shape), np.nan),
+        reals(batch),
+        discount,
+        lambda_,
     )
 
 
