@@ -300,6 +300,12 @@ class Agreement:
 _RESOLUTION = 64.0 * float(np.finfo(np.float64).eps)
 
 
+#: The spacing of float64 numbers below the smallest normal number (absolute precision).
+_SUBNORMAL_SPACING = float(np.finfo(np.float64).smallest_subnormal)
+#: Differences of up to this many subnormal spacings are rounding (as 64 eps is for normals).
+_SUBNORMAL_ULPS = 64
+
+
 def agreement(
     samples: ArrayLike,
     reference: ArrayLike,
@@ -407,6 +413,10 @@ def agreement(
     )
     se = np.maximum(np.where(constant, 0.0, se), _RESOLUTION * magnitude)
     se = np.maximum(se, _RESOLUTION * vector_scale)
+    # Subnormal floor: below 2.2e-308 float64 keeps an absolute, not a relative, precision
+    # (spacing 4.9e-324), so a term like -5e-324 * (1 / 0.555) rounds to -1e-323, 80% off;
+    # differences of a few subnormal spacings are rounding, whatever the scale.
+    se = np.maximum(se, _SUBNORMAL_ULPS * _SUBNORMAL_SPACING / s)
     difference = estimate - ref_scaled
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, difference / np.where(se > 0, se, 1.0), np.sign(difference) * np.inf)

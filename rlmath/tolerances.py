@@ -22,6 +22,16 @@ EPS: float = float(np.finfo(np.float64).eps)
 #: input yourself before constructing the object.
 PROBABILITY_SUM_ATOL: float = 1e-9
 
+#: Policy: the loosest relative tolerance an *exact* leg may apply. Exact legs compare two
+#: float64 computations, so their tolerance is rounding (``exact_rtol``: 1e-14 to 1e-11 in the
+#: shipped claims) or the truncation error of a central difference with a stated step (at
+#: most 4e-6 in the shipped claims, ``policy-gradient-theorem``). A tolerance above 1e-4 no
+#: longer tells a correct formula from one that is off by a small factor (a dropped
+#: (1 - gamma) at gamma = 0.9999, a term of relative size 1e-3): such a comparison is not
+#: exact, and a tolerance loosened "to quiet a flaky check" would hide a real error. The exact
+#: leg reports an error (not a verdict) when any example's tolerance exceeds this.
+MAX_EXACT_RTOL: float = 1e-4
+
 #: Residual bound for the Krylov solves of $(I - \gamma P_\pi) x = b$ (rlmath.exact). For the
 #: value solve we require $\|M x - b\|_\infty \le \delta \|b\|_\infty$; since
 #: $\|M^{-1}\|_\infty \le 1/(1-\gamma)$ this bounds the error by

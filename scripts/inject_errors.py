@@ -80,6 +80,8 @@ AREAS = (
     "rlmath/estimators.py",
     "rlmath/statistics.py",
     "rlmath/tolerances.py",
+    "rlmath/reference.py",
+    "rlmath/sequence_model.py",
 )
 
 
@@ -90,7 +92,7 @@ class InjectedError:
     Attributes:
         id: unique kebab-case id (the prefix names the area: ``pf-`` proofs, ``ex-`` exact,
             ``sa-`` sampling, ``es-`` estimators, ``st-`` statistics, ``to-`` tolerances,
-            ``sy-`` symbolic, ``cl-`` claims).
+            ``sy-`` symbolic, ``cl-`` claims, ``rf-`` reference, ``sq-`` sequence_model).
         file: path relative to the repository root.
         kind: the class of bug (sign flip, dropped factor, off-by-one, ...).
         description: what is wrong, in one line.
@@ -384,12 +386,12 @@ ERRORS: tuple[InjectedError, ...] = (
         "    weights = _reward_to_go(rollouts.rewards - b_t, gamma) * _discounts(gamma, rollouts.n_steps)",
     ),
     _e(
-        "es-k3-sign",
-        "rlmath/estimators.py",
+        "rf-kl-k3-sign",
+        "rlmath/reference.py",
         "sign flip",
-        "k3 = (r - 1) + log r",
-        "return np.expm1(x) - x",
-        "return np.expm1(x) + x",
+        "k3 = (r - 1) + log r (in the one KL implementation, rlmath.reference)",
+        "np.expm1(log_ratio) - log_ratio",
+        "np.expm1(log_ratio) + log_ratio",
     ),
     _e(
         "es-score-sign",
@@ -411,9 +413,75 @@ ERRORS: tuple[InjectedError, ...] = (
         "es-trajectory-kl-ratio-swapped",
         "rlmath/estimators.py",
         "swapped arguments",
-        "trajectory_kl's log r = log pi_theta - log pi_theta' (the ratio inverted)",
-        "    log_ratio = _step_log_probabilities(log_q, rollouts) - rollouts.log_probs",
-        "    log_ratio = rollouts.log_probs - _step_log_probabilities(log_q, rollouts)",
+        "trajectory_kl passes (other, sampled): the KL direction swapped",
+        "estimator(rollouts.log_probs, other_log_probs)",
+        "estimator(other_log_probs, rollouts.log_probs)",
+    ),
+    # ------------------------------------------------------------------ rlmath/reference.py
+    _e(
+        "rf-kl-k2-no-half",
+        "rlmath/reference.py",
+        "dropped factor",
+        "k2 = (log r)^2 without the 1/2",
+        "result: FloatArray = 0.5 * log_ratio**2",
+        "result: FloatArray = log_ratio**2",
+    ),
+    _e(
+        "rf-kl-log-ratio-reversed",
+        "rlmath/reference.py",
+        "swapped arguments",
+        "log r = log pi - log pi_ref in all three KL estimators",
+        "result: FloatArray = reference - new",
+        "result: FloatArray = new - reference",
+    ),
+    _e(
+        "rf-kl-k1-sign",
+        "rlmath/reference.py",
+        "sign flip",
+        "k1 = log r instead of -log r",
+        "return -_kl_log_ratio(log_probs, reference_log_probs)",
+        "return _kl_log_ratio(log_probs, reference_log_probs)",
+    ),
+    _e(
+        "es-k3-wrapper-direction",
+        "rlmath/estimators.py",
+        "swapped arguments",
+        "the kl_k3 wrapper reverses the KL direction",
+        "return reference.kl_estimator_k3(log_probs, reference_log_probs)",
+        "return reference.kl_estimator_k3(reference_log_probs, log_probs)",
+    ),
+    # ------------------------------------------------------------------ rlmath/sequence_model.py
+    _e(
+        "sq-score-no-minus-pi",
+        "rlmath/sequence_model.py",
+        "wrong formula",
+        "softmax score without the -pi(v|n) term",
+        "gradient: FloatArray = chosen.reshape(X, N, V) - visits[:, :, None] * np.exp(log_pi)",
+        "gradient: FloatArray = chosen.reshape(X, N, V)",
+    ),
+    _e(
+        "sq-eos-not-in-mask",
+        "rlmath/sequence_model.py",
+        "masking",
+        "the EOS position left out of the response mask",
+        "    mask = tokens >= 0\n",
+        "    mask = (tokens >= 0) & (tokens < K)\n",
+    ),
+    _e(
+        "sq-probabilities-from-reference",
+        "rlmath/sequence_model.py",
+        "wrong distribution",
+        "sequence probabilities taken from pi_ref",
+        "        return np.exp(self.log_probabilities(reference=reference))",
+        "        return np.exp(self.log_probabilities(reference=True))",
+    ),
+    _e(
+        "sq-multiset-no-factorial",
+        "rlmath/sequence_model.py",
+        "wrong formula",
+        "multinomial weight of a group without G!",
+        "    return groups, math.lgamma(G + 1) - log_factor",
+        "    return groups, - log_factor",
     ),
     # ------------------------------------------------------------------ rlmath/statistics.py
     _e(
@@ -528,8 +596,8 @@ ERRORS: tuple[InjectedError, ...] = (
         "rlmath/symbolic.py",
         "unsound prover rewriting",
         "expand_log(force=True) restored in the 'expand' rewriting (log(x y) split for real x, y)",
-        "    return sympy.expand(sympy.expand_log(e.doit()))",
-        "    return sympy.expand(sympy.expand_log(e.doit(), force=True))",
+        "    return sympy.expand(sympy.expand_log(_done(e)))",
+        "    return sympy.expand(sympy.expand_log(_done(e), force=True))",
     ),
     _e(
         "sy-unknown-is-zero",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -30,6 +31,7 @@ from rlmath.claims import (
     violation,
     worst_component,
 )
+from rlmath.claims import exact_leg as exact_leg_module
 from rlmath.cli import main
 from rlmath.symbolic import is_nonnegative, prove_equal
 from rlmath.verify import find_claims, load_claims, verify_claim
@@ -178,13 +180,31 @@ def test_an_exception_in_the_true_claim_is_an_error_with_its_reason():
     assert bad_tolerance.run(seed=0).status == "error"
 
 
-def test_exact_control_catches_a_leg_that_cannot_fail():
-    # rtol = 1e6: any rhs passes, so the control (rhs moved by 1e3 tolerances) is accepted
+def test_exact_control_catches_a_leg_that_cannot_fail(monkeypatch):
+    # rtol = 1e6: any rhs passes. First the tolerance cap says it is no exact comparison ...
     lenient = ExactLeg(
         st.floats(0.5, 1), lhs=lambda v: v, rhs=lambda v: 2 * v, rtol=1e6, rhs_reason="test"
     )
     result = lenient.run(seed=0)
+    assert result.status == "error" and "MAX_EXACT_RTOL" in result.failure
+    # ... and without the cap, the control (rhs moved by 1e3 tolerances) is accepted
+    monkeypatch.setattr(exact_leg_module, "MAX_EXACT_RTOL", math.inf)
+    result = lenient.run(seed=0)
     assert result.status == "error" and "control" in result.failure
+
+
+def test_an_exact_tolerance_loosened_past_the_cap_is_an_error_not_a_pass():
+    # "loosened to quiet a flaky check": a 1e-2 slack still rejects mutants and its control
+    # (which scales with the tolerance) still fails, so only the cap can catch it
+    loosened = ExactLeg(
+        st.floats(0.5, 1),
+        lhs=lambda v: v,
+        rhs=lambda v: v * (1 + 1e-3),
+        rtol=lambda v: 1e-2 + 1e-14,
+        rhs_reason="test",
+    )
+    result = loosened.run(seed=0)
+    assert result.status == "error" and "not an exact comparison" in result.failure
 
 
 def test_monte_carlo_leg_control_and_errors():

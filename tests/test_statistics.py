@@ -92,6 +92,14 @@ def test_a_component_far_below_the_vector_is_judged_normwise():
     ).agrees
 
 
+def test_subnormal_rounding_is_not_mistaken_for_bias():
+    # importance-sampling-unbiased at seed 152: f = (-5e-324, -1.64), p = (1, 0), q = (0.555,
+    # 0.445); the term f p / q rounds to -1e-323 (exact mean -5e-324): rounding, not bias
+    x = np.where(np.random.default_rng(0).random(2000) < 0.555, -1e-323, 0.0)
+    assert agreement(x, -5e-324).agrees
+    assert not agreement(x, 1e-300).agrees  # a normal-sized difference is still seen
+
+
 def test_rounding_level_spread_is_not_mistaken_for_sampling_noise():
     # A quantity constant in exact arithmetic, computed with rounding noise of a few ulps:
     # its sample sd is ~1e-16, so without the floor a 1-ulp offset of the reference gave |z|

@@ -28,6 +28,7 @@ from hypothesis.strategies import SearchStrategy
 from rlmath.claims.reproducibility import draw_examples, seed_only_generation
 from rlmath.claims.results import LegResult, error_result
 from rlmath.claims.symbolic_leg import Relation
+from rlmath.tolerances import MAX_EXACT_RTOL
 
 __all__ = [
     "CONTROL_SHIFT",
@@ -210,7 +211,7 @@ class ExactLeg:
         rhs = self.rhs if variant is None else variant
         if rhs is None:
             return LegResult("error", {}, "the exact leg has no right-hand side (claim not bound)")
-        worst = {"error": 0.0, "rtol": 0.0}
+        worst = {"error": 0.0, "rtol": 0.0, "loosest": 0.0}
         stopped: list[tuple[Any, float, float, BaseException | None]] = []
         examples = [0]
 
@@ -224,6 +225,7 @@ class ExactLeg:
             if error > tolerance:
                 stopped.append((example, error, tolerance, None))
                 raise _Verdict
+            worst["loosest"] = max(worst["loosest"], tolerance)
             if error >= worst["error"]:
                 worst["error"], worst["rtol"] = error, tolerance
 
@@ -267,6 +269,14 @@ class ExactLeg:
         }
         if variant is not None:
             return LegResult("verified", evidence, None, time.perf_counter() - start)
+        if not worst["loosest"] <= MAX_EXACT_RTOL:
+            return LegResult(
+                "error",
+                evidence,
+                f"tolerance: an example was compared with rtol {worst['loosest']:.3g} > "
+                f"{MAX_EXACT_RTOL:g} (rlmath.tolerances.MAX_EXACT_RTOL): not an exact comparison",
+                time.perf_counter() - start,
+            )
         try:
             evidence["control"] = self.control(seed, rhs)
             if self.extra_evidence is not None:
