@@ -300,6 +300,10 @@ CLAIMS = (
     Claim(
         id="td-error-is-advantage",
         title="The expected TD error of V^pi is the advantage",
+        summary=(
+            "The one-step TD error r + gamma V(s') - V(s) is an unbiased estimate of the advantage "
+            "A(s, a) only when V is the value of the policy being evaluated."
+        ),
         statement=Statement(
             td_expectation.start,
             td_expectation.conclusion,

@@ -673,6 +673,11 @@ CLAIMS = (
     Claim(
         id="expected-return-trajectory-sum",
         title="The expected return is a sum over trajectories and equals the DP value",
+        summary=(
+            "J can be computed three ways that must agree: summing returns over all "
+            "trajectories weighted by their probabilities, dynamic programming, or averaging "
+            "sampled episodes."
+        ),
         statement=Statement(
             first_step.start,
             first_step.conclusion,
@@ -750,6 +755,11 @@ CLAIMS = (
     Claim(
         id="trajectory-score-dynamics-free",
         title="The trajectory score does not involve the dynamics",
+        summary=(
+            "grad log p(tau) is the sum of the policy's scores along the trajectory: the "
+            "transition probabilities drop out, so policy gradients need no model of the "
+            "environment."
+        ),
         statement=Statement(
             dynamics_free.start,
             dynamics_free.conclusion,

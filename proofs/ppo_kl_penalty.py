@@ -498,6 +498,10 @@ CLAIMS = (
     Claim(
         id="ppo-kl-penalty-gradient",
         title="At the old policy, the KL penalty leaves PPO's gradient unchanged",
+        summary=(
+            "At the start of each PPO update (theta = theta_old) a KL penalty of any of the "
+            "usual forms contributes zero gradient: it only acts once the policy has moved."
+        ),
         statement=Statement(
             lhs=ppo_gradient.start,
             rhs=ppo_gradient.conclusion,

@@ -812,6 +812,11 @@ CLAIMS = (
     Claim(
         id="kl-regularized-optimal-policy",
         title="The KL-regularised optimal policy is the Gibbs policy, with value beta log Z",
+        summary=(
+            "The policy that maximises reward minus beta KL(pi || pi_ref) is pi_ref "
+            "reweighted by exp(r / beta), and it is the only maximiser; its value is beta log"
+            " Z."
+        ),
         statement=Statement(
             lhs=objective,
             rhs=optimum.conclusion,
@@ -945,6 +950,11 @@ CLAIMS = (
     Claim(
         id="dpo-implicit-reward",
         title="DPO: the implicit reward, and the cancellation of Z in the preference",
+        summary=(
+            "DPO can train on preferences without a reward model because the implicit reward "
+            "beta log(pi / pi_ref) differs from the true one only by a per-prompt constant, "
+            "which cancels in the Bradley-Terry preference."
+        ),
         statement=Statement(
             lhs=r_w,
             rhs=implicit_reward_rhs,
@@ -1024,6 +1034,11 @@ CLAIMS = (
     Claim(
         id="dpo-loss-gradient",
         title="DPO: the gradient of the loss in the policy's log-probabilities",
+        summary=(
+            "The DPO loss gradient raises the chosen response's log-probability and lowers "
+            "the rejected one's, each weighted by beta times how wrongly the implicit reward "
+            "currently ranks the pair."
+        ),
         statement=Statement(
             lhs=dpo_gradient_lhs,
             rhs=dpo_gradient_rhs,

@@ -687,6 +687,10 @@ CLAIMS = (
     Claim(
         id="score-zero-mean",
         title="The score has zero mean",
+        summary=(
+            "E_pi[grad log pi] = 0: any term that does not depend on the action can be "
+            "subtracted from the return without biasing the gradient."
+        ),
         statement=Statement(
             score_zero_mean.start,
             sp.Integer(0),
@@ -737,6 +741,11 @@ CLAIMS = (
     Claim(
         id="baseline-unbiased",
         title="A state-dependent baseline adds no bias",
+        summary=(
+            "Subtracting a baseline b(s) that depends only on the state (such as a value "
+            "estimate) leaves the expected policy gradient unchanged; a baseline that depends"
+            " on the action biases it."
+        ),
         statement=Statement(
             baseline.start,
             baseline.conclusion,
@@ -806,6 +815,11 @@ CLAIMS = (
     Claim(
         id="reward-to-go-unbiased",
         title="Reward-to-go keeps the policy gradient unbiased",
+        summary=(
+            "Crediting each action only with the rewards that come after it (reward-to-go) "
+            "gives the same expected gradient as the total return, because past rewards are "
+            "independent of the current score."
+        ),
         statement=Statement(
             reward_to_go.start,
             reward_to_go.conclusion,
