@@ -298,15 +298,23 @@ examples = mdps_and_policies(tabular_mdps(max_states=4, max_actions=3), max_abs_
 # ----------------------------------------------------------------------------- theorem exact leg
 def theorem_lhs(example) -> np.ndarray:
     gradient = finite_difference_gradient(example)
-    return np.stack([gradient, gradient])
+    return np.stack([gradient, gradient, gradient])
 
 
 def theorem_rhs(example, conclusion: sp.Expr = matrix_form.conclusion, weights=None) -> np.ndarray:
-    """[the conclusion with Q; the conclusion with A in place of Q (must agree: a baseline)]."""
+    """[the conclusion with Q; with A in place of Q; rlmath.exact.policy_gradient], ``[3, S, A]``.
+
+    Row 2 (A in place of Q) must agree: a state baseline. Row 3 is the library's softmax form
+    of the theorem, d(s) pi(a|s) A(s, a) / (1 - gamma) with d from the adjoint solve
+    (I - gamma P_pi)^T x = rho_0 of its own factorisation: the only claim whose exact leg
+    checks ``exact.policy_gradient`` in the infinite-horizon case (the other claims use its
+    finite-horizon branch, or call it only inside a mutant). It is the same for every
+    variant: a mutant of the conclusion changes rows 1-2 only.
+    """
     mdp, policy = example
     with_q = theorem_gradient(conclusion, example, weights=weights)
     with_a = theorem_gradient(conclusion, example, weights=weights, q=exact.advantage(mdp, policy))
-    return np.stack([with_q, with_a])
+    return np.stack([with_q, with_a, exact.policy_gradient(mdp, policy)])
 
 
 def stationary_distribution(example) -> np.ndarray:
@@ -773,7 +781,9 @@ CLAIMS = (
                 "non-commutative 1 the identity, d and Q by name with the values of "
                 "exact.occupancy and exact.q_value), evaluated at dPi/dtheta_{s,a} for every "
                 "logit; a second row evaluates it with exact.advantage in place of Q (a state "
-                "baseline, which must change nothing)"
+                "baseline, which must change nothing); a third row is "
+                "rlmath.exact.policy_gradient (d pi A / (1 - gamma) from its own solve and "
+                "adjoint solve), against the same finite differences"
             ),
             rtol=finite_difference_rtol,
             max_examples=30,
@@ -781,7 +791,7 @@ CLAIMS = (
                 "central differences of exact.objective in every logit (error bound from "
                 "rlmath.tolerances) vs the conclusion (1/(1-gamma)) d^T (dPi) Q lambdified "
                 "through MatrixSymbols with d = exact.occupancy, Q = exact.q_value, and again "
-                "with A = exact.advantage in place of Q"
+                "with A = exact.advantage in place of Q, and rlmath.exact.policy_gradient"
             ),
         ),
         monte_carlo=monte_carlo_leg(
