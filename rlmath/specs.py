@@ -223,7 +223,7 @@ class Spec:
             self.conventions.strip(),
             "",
             f"claim: {self.claim}",
-            f"reference: rlmath.reference.{self.reference.__name__}",
+            f"reference: {self.reference.__module__}.{self.reference.__name__}",
         ]
         if self.hyperparameters:
             lines.append("hyperparameters drawn by default (fix with --param NAME=VALUE):")
@@ -1544,3 +1544,10 @@ def get_spec(name: str) -> Spec:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"unknown spec {name!r}{hint}; the specs are {sorted(SPECS)}")
     return SPECS[name]
+
+
+# The LLM-RL specs (padded [B, T] token tensors) live in rlmath.llm_specs, which builds on the
+# helpers above; imported last because it imports this module.
+from rlmath.llm_specs import LLM_SPECS as _LLM_SPECS  # noqa: E402
+
+SPECS.update(_LLM_SPECS)
