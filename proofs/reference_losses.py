@@ -36,7 +36,7 @@ advantages); OpenAI Baselines ppo2 (value clipping).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +59,7 @@ from rlmath.claims import (
 )
 from rlmath.symbolic import IndexSum
 from rlmath.tolerances import EPS, central_difference_step, exact_rtol
+
 
 def lazy_lambdify(symbols: tuple, expression: sp.Expr) -> Callable[..., np.ndarray]:
     """:func:`rlmath.claims.lambdify`, done on the first call (mutants are lambdified only when
@@ -166,7 +167,11 @@ def ppo_regions(closed: bool) -> tuple[PPORegion, ...]:
             PPORegion(
                 f"{label}-above",
                 f"A {'>=' if sgn > 0 else '<='} 0, q = 1 + eps + rho: "
-                + ("the clipped term (1 + eps) A is the smaller" if sgn > 0 else "q A <= (1 + eps) A"),
+                + (
+                    "the clipped term (1 + eps) A is the smaller"
+                    if sgn > 0
+                    else "q A <= (1 + eps) A"
+                ),
                 cond & above,
                 up,
                 adv,
@@ -191,7 +196,11 @@ def ppo_regions(closed: bool) -> tuple[PPORegion, ...]:
             PPORegion(
                 f"{label}-below",
                 f"A {'>=' if sgn > 0 else '<='} 0, q = 1 - eps - rho: "
-                + ("q A <= (1 - eps) A" if sgn > 0 else "the clipped term (1 - eps) A is the smaller"),
+                + (
+                    "q A <= (1 - eps) A"
+                    if sgn > 0
+                    else "the clipped term (1 - eps) A is the smaller"
+                ),
                 cond & below,
                 down,
                 adv,
@@ -475,7 +484,9 @@ def _twice(entry: Callable[..., np.ndarray]) -> Callable[[PPOExample], np.ndarra
 
 
 def _ppo_gradient_scale(example: PPOExample) -> float:
-    return max(float(np.max(example.ratio * np.abs(example.advantages))) / example.log_probs.size, 1e-300)
+    return max(
+        float(np.max(example.ratio * np.abs(example.advantages))) / example.log_probs.size, 1e-300
+    )
 
 
 def _ppo_gradient_rtol(example: PPOExample) -> float:
@@ -548,7 +559,10 @@ PPO_CLAIMS = (
         ),
         mutants=(
             _ppo_loss_mutant(
-                "max-instead-of-min", "max(qA, clip(q)A): the optimistic bound", _max_instead_of_min, "positive-above"
+                "max-instead-of-min",
+                "max(qA, clip(q)A): the optimistic bound",
+                _max_instead_of_min,
+                "positive-above",
             ),
             _ppo_loss_mutant(
                 "advantage-clipped",
@@ -569,7 +583,10 @@ PPO_CLAIMS = (
                 "positive-inside",
             ),
             _ppo_loss_mutant(
-                "sum-not-mean", "the sum over entries instead of the mean", _sum_not_mean, "positive-inside"
+                "sum-not-mean",
+                "the sum over entries instead of the mean",
+                _sum_not_mean,
+                "positive-inside",
             ),
         ),
     ),
@@ -744,7 +761,11 @@ def _dpo_arguments(example: PreferenceExample) -> tuple:
 def reference_dpo_loss(example: PreferenceExample) -> float:
     """The shipped :func:`rlmath.reference.dpo_loss`."""
     return reference.dpo_loss(
-        example.chosen, example.rejected, example.chosen_ref, example.rejected_ref, beta=example.beta
+        example.chosen,
+        example.rejected,
+        example.chosen_ref,
+        example.rejected_ref,
+        beta=example.beta,
     )
 
 
@@ -761,14 +782,14 @@ def _dpo_mutant(id_: str, description: str, wrong: sp.Expr) -> Mutant:
 
 
 # ----------------------------------------------------------------------------- DPO gradient
-c, l, c0, l0 = sp.symbols("c l c_ref l_ref", real=True)
-_zz = beta * dpo_margin(c, l, c0, l0)
+c, rej, c0, l0 = sp.symbols("c l c_ref l_ref", real=True)
+_zz = beta * dpo_margin(c, rej, c0, l0)
 _dpo_share = sp.Mul(sp.Pow(N, -1), sp.log(1 + sp.exp(-_zz)), evaluate=False)
 dpo_gradient_steps = Derivation(
     "dpo-gradient",
     (
         Step(
-            sp.Matrix([sp.Derivative(_dpo_share, c), sp.Derivative(_dpo_share, l)]),
+            sp.Matrix([sp.Derivative(_dpo_share, c), sp.Derivative(_dpo_share, rej)]),
             "d/dc and d/dl of pair i's share (1/N) log(1 + exp(-beta z)) of the DPO loss",
         ),
         Step(
@@ -786,7 +807,7 @@ dpo_gradient_steps = Derivation(
         ),
     ),
 )
-DPO_GRADIENT_SYMBOLS = (c, l, c0, l0, beta, N)
+DPO_GRADIENT_SYMBOLS = (c, rej, c0, l0, beta, N)
 
 
 def _dpo_evaluation_error(example: PreferenceExample) -> float:
@@ -803,7 +824,9 @@ def _dpo_steps(example: PreferenceExample) -> tuple[float, float]:
     return central_difference_step(third, _dpo_evaluation_error(example))
 
 
-def _central_difference(loss: Callable[[PreferenceExample], float], example: PreferenceExample, which: str) -> np.ndarray:
+def _central_difference(
+    loss: Callable[[PreferenceExample], float], example: PreferenceExample, which: str
+) -> np.ndarray:
     h, _ = _dpo_steps(example)
     out = np.empty(example.chosen.size)
     for k in range(example.chosen.size):
@@ -819,7 +842,11 @@ def _central_difference(loss: Callable[[PreferenceExample], float], example: Pre
 def reference_dpo_gradient_and_differences(example: PreferenceExample) -> np.ndarray:
     """[[d_chosen, central differences], [d_rejected, central differences]] as [2, 1, 2N]."""
     d_chosen, d_rejected = reference.dpo_loss_gradient(
-        example.chosen, example.rejected, example.chosen_ref, example.rejected_ref, beta=example.beta
+        example.chosen,
+        example.rejected,
+        example.chosen_ref,
+        example.rejected_ref,
+        beta=example.beta,
     )
     rows = [
         np.concatenate([d_chosen, _central_difference(reference_dpo_loss, example, "chosen")]),
@@ -895,7 +922,10 @@ DPO_CLAIMS = (
                 mean_over_pairs(
                     sp.log(
                         1
-                        + sp.exp(-beta * dpo_margin(chosen[i], rejected[i], rejected_ref[i], chosen_ref[i]))
+                        + sp.exp(
+                            -beta
+                            * dpo_margin(chosen[i], rejected[i], rejected_ref[i], chosen_ref[i])
+                        )
                     )
                 ),
             ),
@@ -927,7 +957,7 @@ DPO_CLAIMS = (
         ),
         references=(
             "Rafailov, R. et al., *Direct Preference Optimization*, NeurIPS 2023, Sec. 4 "
-            "(\"What does the DPO update do?\").",
+            '("What does the DPO update do?").',
         ),
         symbolic=SymbolicLeg((dpo_gradient_steps,)),
         exact=ExactLeg(
@@ -1047,9 +1077,7 @@ BRADLEY_TERRY_CLAIMS = (
                 "hinge-not-softplus",
                 "max(0, -margin): the stable softplus max(0, -m) + log(1 + e^{-|m|}) with its "
                 "second term dropped",
-                symbolic=SymbolicMutation(
-                    "bradley-terry", mean_over_pairs(sp.Max(0, -_bt_margin))
-                ),
+                symbolic=SymbolicMutation("bradley-terry", mean_over_pairs(sp.Max(0, -_bt_margin))),
             ),
         ),
         notes=_PREFERENCE_NOTES,
@@ -1153,7 +1181,10 @@ _variance_conclusion = lazy_lambdify((deviation, m, eps_norm, n), variance_steps
 
 
 def _group_moments_by_conclusion(
-    row: np.ndarray, epsilon_value: float, ddof: int, conclusion: Callable[..., float] = _variance_conclusion
+    row: np.ndarray,
+    epsilon_value: float,
+    ddof: int,
+    conclusion: Callable[..., float] = _variance_conclusion,
 ) -> tuple[float, float]:
     """(mean, variance with divisor n - ddof) of the normalised row, as the derivations
     conclude: 0 and s^2 / (s + epsilon)^2, with d = r - mean(r) from the statistics module.
@@ -1190,9 +1221,7 @@ def _moments_of(row: np.ndarray, ddof: int) -> tuple[float, float]:
     return centre, (sum(v * v for v in values) / divisor if divisor > 0 else 0.0)
 
 
-def _comparison(
-    output: np.ndarray, rows: np.ndarray, ddof: int
-) -> np.ndarray:
+def _comparison(output: np.ndarray, rows: np.ndarray, ddof: int) -> np.ndarray:
     """[entries of output, per-row mean and variance of output]."""
     moments = [value for row in output for value in _moments_of(row, ddof)]
     return np.concatenate([output.ravel(), np.array(moments)])
@@ -1215,7 +1244,9 @@ def _expected(
         normalised = _row_by_loop(row, eps_used, entry_ddof)
         if not subtract_mean and not np.all(row == row[0]):
             centre = statistics.fmean(row.tolist())
-            normalised = [value + centre / (row.std(ddof=entry_ddof) + eps_used) for value in normalised]
+            normalised = [
+                value + centre / (row.std(ddof=entry_ddof) + eps_used) for value in normalised
+            ]
         entries += normalised
         mean_value, variance = _group_moments_by_conclusion(row, epsilon_value, ddof, conclusion)
         if not subtract_mean and not np.all(row == row[0]):
@@ -1253,7 +1284,9 @@ def normalization_claim(id: str, batch: bool) -> Claim:  # noqa: A002 (id= is wr
 
     def lhs(example: NormalizationExample) -> np.ndarray:
         output = np.asarray(function(example.rewards, epsilon=example.epsilon, ddof=example.ddof))
-        return _comparison(output.reshape(_rows(example, batch).shape), _rows(example, batch), example.ddof)
+        return _comparison(
+            output.reshape(_rows(example, batch).shape), _rows(example, batch), example.ddof
+        )
 
     def rhs(example: NormalizationExample, **wrong: object) -> np.ndarray:
         return _expected(_rows(example, batch), example.epsilon, example.ddof, **wrong)  # type: ignore[arg-type]
@@ -1278,9 +1311,7 @@ def normalization_claim(id: str, batch: bool) -> Claim:  # noqa: A002 (id= is wr
             "ddof-mismatch",
             "the std taken with the other ddof than the one asked for (NumPy's 0 for "
             "PyTorch's 1 or back)",
-            symbolic=SymbolicMutation(
-                "unit-variance", _squares / m / (wrong_std + eps_norm) ** 2
-            ),
+            symbolic=SymbolicMutation("unit-variance", _squares / m / (wrong_std + eps_norm) ** 2),
             exact=ddof_mismatch,
         ),
         Mutant(
@@ -1555,7 +1586,9 @@ value_slope_analysis = CaseAnalysis(
     & sp.Ne(_d, -value_eps)
     & sp.Ne(_e - (_d - value_eps) / 2, 0)
     & sp.Ne(_e - (_d + value_eps) / 2, 0),
-    tuple(Case(g.region, value_slope_derivation(g), g.parametrisation) for g in VALUE_SLOPE_REGIONS),
+    tuple(
+        Case(g.region, value_slope_derivation(g), g.parametrisation) for g in VALUE_SLOPE_REGIONS
+    ),
 )
 
 
@@ -1567,7 +1600,9 @@ class ValueExample:
     clip_epsilon: float
 
 
-def _value_kink_distance(values: np.ndarray, old: np.ndarray, target: np.ndarray, eps: float) -> np.ndarray:
+def _value_kink_distance(
+    values: np.ndarray, old: np.ndarray, target: np.ndarray, eps: float
+) -> np.ndarray:
     """Per entry, the distance in V to the nearest point where the share is not smooth: the
     clip kinks |V - V_old| = eps, and the tie of the two errors in the region V lies in."""
     d = values - old
@@ -1613,7 +1648,13 @@ def value_examples(draw: st.DrawFn, away: float = 0.0) -> ValueExample:
 
 
 def _value_arguments(example: ValueExample) -> tuple:
-    return (example.values, example.old_values, example.returns, example.clip_epsilon, example.values.size)
+    return (
+        example.values,
+        example.old_values,
+        example.returns,
+        example.clip_epsilon,
+        example.values.size,
+    )
 
 
 def reference_value_loss(example: ValueExample) -> float:
@@ -1632,7 +1673,9 @@ def _value_scale(example: ValueExample) -> float:
 
 def _value_summed(share: Callable[..., np.ndarray]) -> Callable[[ValueExample], float]:
     def total(example: ValueExample) -> float:
-        return float(np.sum(np.broadcast_to(share(*_value_arguments(example)), example.values.shape)))
+        return float(
+            np.sum(np.broadcast_to(share(*_value_arguments(example)), example.values.shape))
+        )
 
     return total
 
@@ -1669,8 +1712,12 @@ def reference_value_gradient_and_differences(example: ValueExample) -> np.ndarra
         up, down = example.values.copy(), example.values.copy()
         up[k] += h
         down[k] -= h
-        forward = reference_value_loss(ValueExample(up, example.old_values, example.returns, example.clip_epsilon))
-        backward = reference_value_loss(ValueExample(down, example.old_values, example.returns, example.clip_epsilon))
+        forward = reference_value_loss(
+            ValueExample(up, example.old_values, example.returns, example.clip_epsilon)
+        )
+        backward = reference_value_loss(
+            ValueExample(down, example.old_values, example.returns, example.clip_epsilon)
+        )
         differences[k] = (forward - backward) / (up[k] - down[k])
     return np.concatenate([gradient, differences])
 
@@ -1743,7 +1790,9 @@ VALUE_CLAIMS = (
         exact=ExactLeg(
             value_examples(),
             lhs=reference_value_loss,
-            rhs=_value_summed(lazy_lambdify(VALUE_SYMBOLS, value_closed_form(V, V_old, R, value_eps))),
+            rhs=_value_summed(
+                lazy_lambdify(VALUE_SYMBOLS, value_closed_form(V, V_old, R, value_eps))
+            ),
             rhs_reason=_VALUE_RHS_REASON + "; summed over the entries",
             rtol=lambda example: exact_rtol(n_terms=example.values.size + 8),
             error_scale=_value_scale,
@@ -1753,9 +1802,19 @@ VALUE_CLAIMS = (
             ),
         ),
         mutants=(
-            _value_mutant("loss", "min-instead-of-max", "the smaller of the two errors", _min_instead_of_max, "above-unclipped"),
             _value_mutant(
-                "loss", "clipped-error-only", "(V_clip - R)^2 without the max", _clipped_error_only, "above-unclipped"
+                "loss",
+                "min-instead-of-max",
+                "the smaller of the two errors",
+                _min_instead_of_max,
+                "above-unclipped",
+            ),
+            _value_mutant(
+                "loss",
+                "clipped-error-only",
+                "(V_clip - R)^2 without the max",
+                _clipped_error_only,
+                "above-unclipped",
             ),
             _value_mutant(
                 "loss",
@@ -1800,7 +1859,9 @@ VALUE_CLAIMS = (
         exact=ExactLeg(
             value_examples(away=1e-6),
             lhs=reference_value_gradient_and_differences,
-            rhs=_value_twice(lazy_lambdify(VALUE_SYMBOLS, value_gradient_form(V, V_old, R, value_eps))),
+            rhs=_value_twice(
+                lazy_lambdify(VALUE_SYMBOLS, value_gradient_form(V, V_old, R, value_eps))
+            ),
             rhs_reason=_VALUE_RHS_REASON
             + "; compared with the shipped gradient and with central differences of the shipped loss",
             rtol=_value_gradient_rtol,

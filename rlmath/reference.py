@@ -459,7 +459,9 @@ def ppo_clipped_surrogate_loss(
 
     Conventions: a loss (minimise it); mean over all $N$ entries of any shape ``[*S]``; float64.
 
-    Claim: ``ppo-clip-lower-bound`` (the clipped objective lower-bounds the unclipped
+    Claim: ``ppo-clipped-loss-reference`` (this function equals the IS loss plus the hinge
+    penalty $\frac1N \sum_i \max(0, (\rho_i - 1) A_i - \epsilon |A_i|)$);
+    ``ppo-clip-lower-bound`` (the clipped objective lower-bounds the unclipped
     surrogate and agrees with it to first order at $\theta = \theta_\mathrm{old}$);
     ``importance-sampling-unbiased``.
 
@@ -513,7 +515,8 @@ def ppo_clipped_surrogate_loss_gradient(
     Conventions: derivative of the mean loss (note the $1/N$); same shape ``[*S]`` as
     ``log_probs``; ``old_log_probs`` and ``advantages`` are constants; float64.
 
-    Claim: ``ppo-clip-gradient``.
+    Claim: ``ppo-clipped-loss-gradient-reference`` (this function against the derivative and
+    against central differences of :func:`ppo_clipped_surrogate_loss`); ``ppo-clip-gradient``.
 
     Args:
         log_probs: ``[*S]``, $\log \pi_\theta(a_i \mid s_i)$.
@@ -572,7 +575,9 @@ def clipped_value_loss(values: Any, old_values: Any, returns: Any, *, clip_epsil
     OpenAI Baselines and CleanRL); ``returns`` are the regression targets (e.g.
     :func:`lambda_returns`); float64.
 
-    Claim: none; this is a definition (an implementation choice, not a derived result).
+    Claim: ``clipped-value-loss-reference`` (the larger error is $|e - s/2| + |s|/2$ with
+    $e = V - R$ and $s = V - V^\mathrm{clip}$; the loss itself is a definition, an
+    implementation choice, not a derived result).
 
     Args:
         values: ``[*S]``, $V_\phi(s_i)$ of the value function being trained.
@@ -618,7 +623,8 @@ def clipped_value_loss_gradient(
     Conventions: derivative of the mean loss with its factor $\tfrac12$; ``old_values`` and
     ``returns`` are constants; shape ``[*S]``; float64.
 
-    Claim: none (a definition, see :func:`clipped_value_loss`).
+    Claim: ``clipped-value-loss-gradient-reference`` (this function against the derivative and
+    against central differences of :func:`clipped_value_loss`).
 
     Args:
         values: ``[*S]``, $V_\phi(s_i)$.
@@ -988,7 +994,8 @@ def dpo_loss(
     responses $y$ given the prompt (summed over tokens by the caller); $y^w$ preferred to $y^l$;
     no label smoothing; float64.
 
-    Claim: ``dpo-implicit-reward`` ($\beta \log \pi_\theta / \pi_\mathrm{ref}$ is a reward
+    Claim: ``dpo-loss-reference`` (this function is the mean of $\log(1 + e^{-z_i})$);
+    ``dpo-implicit-reward`` ($\beta \log \pi_\theta / \pi_\mathrm{ref}$ is a reward
     under which the Bradley-Terry likelihood is this loss); ``kl-regularized-optimal-policy``.
 
     Args:
@@ -1045,7 +1052,8 @@ def dpo_loss_gradient(
 
     Conventions: derivative of the mean loss; reference log-probs are constants; float64.
 
-    Claim: ``dpo-implicit-reward``.
+    Claim: ``dpo-loss-gradient-reference`` (this function against the derivative and against
+    central differences of :func:`dpo_loss`); ``dpo-implicit-reward``.
 
     Args:
         policy_chosen_log_probs: ``[N]``.
@@ -1092,7 +1100,8 @@ def bradley_terry_loss(chosen_rewards: Any, rejected_rewards: Any) -> float:
 
     Conventions: a loss (minimise it); mean over the $N$ pairs; $y^w$ preferred; float64.
 
-    Claim: ``dpo-implicit-reward`` (DPO is this loss with the implicit reward).
+    Claim: ``bradley-terry-reference``; ``dpo-implicit-reward`` (DPO is this loss with the
+    implicit reward).
 
     Args:
         chosen_rewards: ``[N]``, $r_\phi(x_i, y^w_i)$.
@@ -1174,7 +1183,9 @@ def group_normalized_advantages(rewards: Any, *, epsilon: float = 0.0, ddof: int
     samples on axis 1); statistics along axis 1; ``ddof = 0`` is NumPy's ``std``, ``ddof = 1``
     PyTorch's default ``std`` (as in TRL); float64.
 
-    Claim: ``baseline-unbiased`` (applies exactly to leave-one-out baselines; the group mean
+    Claim: ``group-normalized-advantages-reference`` (per group: these entries, mean 0 and
+    variance $s_g^2 / (s_g + \epsilon)^2$ with the divisor $n - \mathrm{ddof}$);
+    ``baseline-unbiased`` (applies exactly to leave-one-out baselines; the group mean
     includes the sample itself, a bias of order $1/n$).
 
     Args:
@@ -1222,8 +1233,10 @@ def normalized_advantages(advantages: Any, *, epsilon: float = 0.0, ddof: int = 
     time step or per environment; ``ddof = 0`` is NumPy's ``std``, ``ddof = 1`` PyTorch's
     default (CleanRL, Stable-Baselines3); float64.
 
-    Claim: ``baseline-unbiased`` (for the shift; the batch mean includes the sample itself, a
-    bias of order $1/N$; the scaling changes the step size only).
+    Claim: ``normalized-advantages-reference`` (these entries, mean 0 and variance
+    $s^2 / (s + \epsilon)^2$ with the divisor $N - \mathrm{ddof}$); ``baseline-unbiased``
+    (for the shift; the batch mean includes the sample itself, a bias of order $1/N$; the
+    scaling changes the step size only).
 
     Args:
         advantages: ``[*S]``, any non-empty shape.

@@ -42,6 +42,16 @@ REQUIRED_IDS = (
     "group-mean-baseline-shrinks",
     "group-std-normalisation",
     "grpo-length-normalisation-bias",
+    # the shipped reference losses, called by their claims (proofs/reference_losses.py)
+    "ppo-clipped-loss-reference",
+    "ppo-clipped-loss-gradient-reference",
+    "clipped-value-loss-reference",
+    "clipped-value-loss-gradient-reference",
+    "dpo-loss-reference",
+    "dpo-loss-gradient-reference",
+    "bradley-terry-reference",
+    "group-normalized-advantages-reference",
+    "normalized-advantages-reference",
 )
 
 
