@@ -36,6 +36,7 @@ REQUIRED_IDS = (
     "discounted-returns-closed-form",
     "n-step-returns-closed-form",
     "performance-difference-lemma",
+    "episodic-return-fundamental-matrix",
     "kl-regularized-optimal-policy",
     "dpo-implicit-reward",
     "rloo-unbiased",
