@@ -476,17 +476,33 @@ def _rtg_rtol(example: tuple) -> float:  # type: ignore[type-arg]
 # the tail approximation.
 N_SCORE_SAMPLES = 100_000
 Sampler = Callable[[Any, np.random.Generator, int], np.ndarray]
-score_examples = st.tuples(st.integers(1, 3), st.integers(2, 4)).flatmap(
-    lambda shape: logits(shape, max_abs=1.0)
+# Rows must differ: a sampler that draws every state's action from one state's policy (or
+# ignores the state) has mean score pi(.|s_0) - pi(.|s), zero on equal rows (S = 1 or equal
+# logits, Hypothesis's simplest examples). Each state's row is compared with every other by
+# max_a |pi(a|s) - pi(a|s')| >= 0.05: 30 standard errors of a component (sd <= 1/2) at 1e5.
+MIN_ROW_DIFFERENCE = 0.05
+
+
+def _rows_differ(logit_table: np.ndarray) -> bool:
+    pi = SoftmaxPolicy(logit_table).probabilities()
+    gaps = np.abs(pi[:, None, :] - pi[None, :, :]).max(axis=-1) + np.eye(len(pi))
+    return bool(gaps.min() >= MIN_ROW_DIFFERENCE)
+
+
+score_examples = (
+    st.tuples(st.integers(2, 3), st.integers(2, 4))
+    .flatmap(lambda shape: logits(shape, max_abs=1.0))
+    .filter(_rows_differ)
 )
 
 
-def _score_sampler(indicator_only: bool) -> Sampler:
+def _score_sampler(indicator_only: bool, one_state: bool = False) -> Sampler:
     def sample(logit_table: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
         """[n, S, A]: row s is the score of a ~ pi(.|s), one action per state and sample."""
         policy = SoftmaxPolicy(logit_table)
         states = np.broadcast_to(np.arange(policy.n_states), (n, policy.n_states))
-        actions = sample_actions(policy, states, seed=int(rng.integers(2**63)))
+        drawn_at = np.zeros_like(states) if one_state else states  # mutant: pi(.|s_0) everywhere
+        actions = sample_actions(policy, drawn_at, seed=int(rng.integers(2**63)))
         if indicator_only:  # mutant: 1[a = k], the -pi(k|s) forgotten
             return np.eye(policy.n_actions)[actions]
         return policy.score_row(states, actions)
@@ -702,7 +718,8 @@ CLAIMS = (
             "Softmax policy over n actions, every n >= 1 (written n = k + m + 1 for the "
             "coordinate k < n).",
             "The expectation is under the same policy whose score is taken (on-policy).",
-            "Monte-Carlo leg: 1-3 states, 2-4 actions, logits in [-1, 1].",
+            "Monte-Carlo leg: 2-3 states with pairwise different action distributions "
+            "(max_a |pi(a|s) - pi(a|s')| >= 0.05), 2-4 actions, logits in [-1, 1].",
         ),
         references=SCORE_ZERO_MEAN_REFERENCES,
         symbolic=SymbolicLeg((score_zero_mean,)),
@@ -735,6 +752,12 @@ CLAIMS = (
                 "score taken as 1[a=k], forgetting -pi(k): its mean is pi(k), not 0",
                 symbolic=SymbolicMutation("softmax", INDICATOR_SCORE_MEAN),
                 monte_carlo=_score_sampler(indicator_only=True),
+            ),
+            Mutant(
+                "action-from-another-state",
+                "the action scored at state s drawn from pi(.|s_0), not pi(.|s) (off-policy "
+                "for s != s_0): its mean is pi(.|s_0) - pi(.|s)",
+                monte_carlo=_score_sampler(indicator_only=False, one_state=True),
             ),
         ),
     ),
