@@ -687,19 +687,48 @@ lemma_mc_examples = (
 # sum_{t<H} grad(pi_theta/pi_theta')(a_t|s_t) A'(s_t, a_t), whose mean is
 # E_{d', pi'}[grad(pi/pi') A'] / (1 - gamma) = grad J^{theta'}(theta') / (1 - gamma), the
 # claim's estimate of grad J(theta') (central differences of exact.objective).
+# A second block of components evaluates the same estimator off theta', at the target
+# theta'' = theta' + OFF_STEP u (u_{s,a} = (-1)^{s+a}, so every ratio lies in [e^-1, e]): there the
+# ratios are not 1 and their orientation matters (at theta' alone a swapped log-ratio is
+# invisible). Its mean is the exact gradient of the surrogate at theta'', by the log-derivative
+# trick under episodes of theta': sum_s w'(s) pi''(a|s) (A'(s, a) - sum_b pi''(b|s) A'(s, b)),
+# w' = d' / (1 - gamma) (exact.occupancy of theta').
+OFF_STEP = 0.5
 _SURROGATE_TERMS: dict[tuple, np.ndarray] = {}
 
 
+def off_reference_target(reference: SoftmaxPolicy) -> SoftmaxPolicy:
+    """theta'' = theta' + OFF_STEP u, u_{s,a} = (-1)^{s+a}."""
+    S, A = reference.theta.shape
+    signs = (-1.0) ** np.add.outer(np.arange(S), np.arange(A))
+    return SoftmaxPolicy(reference.theta + OFF_STEP * signs)
+
+
+def off_reference_surrogate_gradient(mdp, reference: SoftmaxPolicy) -> np.ndarray:
+    r"""$
+abla_	heta J^{	heta'}(	heta)/(1-\gamma)$ at $	heta''$, ``[S, A]``, in closed form:
+    $w'(s)\,\pi''(a|s)\,(A'(s,a) - \sum_b \pi''(b|s) A'(s,b))$ with $w' = d'/(1-\gamma)$."""
+    weights = exact.occupancy(mdp, reference) / (1.0 - mdp.gamma)
+    advantages = exact.advantage(mdp, reference)
+    pi = off_reference_target(reference).probabilities()
+    centred = advantages - (pi * advantages).sum(axis=1, keepdims=True)
+    return weights[:, None] * pi * centred  # type: ignore[no-any-return]
+
+
 def surrogate_terms(mdp, reference: SoftmaxPolicy, seed: int, n_episodes: int) -> np.ndarray:
-    """``[n, S, A]`` per-episode surrogate gradients of ``n`` discounted episodes from ``seed``
-    (computed once: the true estimator and the mutants read the same episodes)."""
+    """``[n, 2S, A]`` per-episode surrogate gradients of ``n`` discounted episodes from ``seed``
+    at theta' (rows 0..S-1) and at ``off_reference_target`` (rows S..2S-1), computed once: the
+    true estimator and the mutants read the same episodes."""
     key = (seed, n_episodes, _fingerprint(mdp, reference))
     if key not in _SURROGATE_TERMS:
         while len(_SURROGATE_TERMS) >= MC_EXAMPLES:
             _SURROGATE_TERMS.pop(next(iter(_SURROGATE_TERMS)))
         episodes = discounted_rollouts(mdp, reference, n_episodes=n_episodes, seed=seed)
         advantages = exact.advantage(mdp, reference)[episodes.states, episodes.actions]
-        _SURROGATE_TERMS[key] = surrogate_gradient_terms(episodes, reference, advantages, gamma=1.0)
+        at_reference = surrogate_gradient_terms(episodes, reference, advantages, gamma=1.0)
+        target = off_reference_target(reference)
+        off = surrogate_gradient_terms(episodes, target, advantages, gamma=1.0)
+        _SURROGATE_TERMS[key] = np.concatenate([at_reference, off], axis=1)
     return _SURROGATE_TERMS[key]
 
 
@@ -720,7 +749,10 @@ def unnormalised_surrogate_samples(example, rng: np.random.Generator, n_samples:
 
 
 def _surrogate_reference(example) -> np.ndarray:
-    return finite_difference_gradient(*example)
+    """[central differences of J at theta'; the surrogate's exact gradient at theta''], [2S, A]."""
+    return np.concatenate(
+        [finite_difference_gradient(*example), off_reference_surrogate_gradient(*example)]
+    )
 
 
 def surrogate_term_moments(example) -> tuple[np.ndarray, np.ndarray]:
@@ -943,7 +975,9 @@ CLAIMS = (
                 "rlmath.estimators.surrogate_gradient at theta = theta' (gamma = 1: the geometric "
                 "stop is the discount) with exact.advantage of theta' at the sampled pairs, whose "
                 "mean is grad J^{theta'} / (1 - gamma), vs central differences of exact.objective "
-                "at theta'"
+                "at theta'; a second block evaluates the estimator at theta'' = theta' + 0.5 u "
+                "(ratios != 1) vs the surrogate's closed-form gradient d'(s) pi''(a|s) (A' - "
+                "E_{pi''} A') / (1 - gamma)"
             ),
         ),
         mutants=(
