@@ -13,6 +13,7 @@ from rlmath import (
     reference,
     sampling,
     sequence_model,
+    sequence_sampling,
     specs,
     statistics,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "reference",
     "sampling",
     "sequence_model",
+    "sequence_sampling",
     "specs",
     "statistics",
 ]
