@@ -1,0 +1,474 @@
+r"""Clipped surrogates of LLM-RL at $\theta = \theta_\mathrm{old}$, where clipping bites, and gradient accumulation.
+
+Setting. The tabular autoregressive policy of :mod:`rlmath.sequence_model` (prompts
+$x \sim \rho$, responses $y$ that end at EOS or are truncated at $L$, one logit vector per
+prefix node) and the per-token losses of :mod:`rlmath.llm_reference` on padded ``[B, T]``
+tensors. $z_{b,t} = \log\pi_\theta(y_{b,t} \mid x_b, y_{b,<t})$ is the only argument gradients
+flow through; $\log\pi_{\theta_\mathrm{old}}$, advantages and normalisers are detached.
+
+Main statements.
+
+1. **PPO / GRPO / DAPO surrogate at the old policy** (``llm-ppo-surrogate-gradient-at-old``).
+   The per-token loss $\ell_{b,t} = -\min(\rho_{b,t} A_{b,t}, \mathrm{clip}(\rho_{b,t},
+   1 - \epsilon_\mathrm{low}, 1 + \epsilon_\mathrm{high}) A_{b,t})$ (with or without the dual
+   clip $c > 1$), $\rho = e^{z - z_\mathrm{old}}$, has at $\theta = \theta_\mathrm{old}$
+
+   $$ \frac{\partial \ell_{b,t}}{\partial z_{b,t}}\Big|_{z = z_\mathrm{old}} = -A_{b,t},
+      \qquad \nabla_\theta \ell_{b,t} = -A_{b,t}\, \nabla_\theta \log\pi_\theta(y_{b,t}
+      \mid x_b, y_{b,<t}), $$
+
+   whatever $\epsilon_\mathrm{low}, \epsilon_\mathrm{high} > 0$ and $c$: the ratio $1$ lies
+   strictly inside every clip range, so the clipped loss is the score-function (REINFORCE)
+   estimator there. Hence, aggregated by ``seq-mean-token-sum`` over a group of $G \ge 2$
+   responses with RLOO advantages, or over single responses with reward-to-go advantages
+   $A_t = r(x, y) + \sum_{t' \ge t} r_{t'}$, the expected gradient of the loss is exactly
+   $-\nabla_\theta J$.
+
+Conventions. Losses are minimised ($\ell = -$ objective), so the targets are $-\nabla J$.
+EOS is a response token (its score counts). The exact legs evaluate every expectation by
+enumerating responses and groups (:func:`rlmath.sequence_model.expected_over_groups`).
+
+Proof sketch. (1) On the neighbourhood $\log(1 - \epsilon_\mathrm{low}) < z - z_\mathrm{old}
+< \log(1 + \epsilon_\mathrm{high})$ the clip is the identity, both terms of the min are
+$\rho A$ and the dual clip ($\rho < c$) is inactive, so $\ell = -e^{z - z_\mathrm{old}} A$,
+whose derivative at $z_\mathrm{old}$ is $-A$. The chain rule gives the token score. The
+expectation is then that of the REINFORCE estimator: unbiased with RLOO (claim
+``rloo-unbiased``) and with the reward to go (claim ``llm-sequence-policy-gradient``).
+
+References. Schulman, J. et al., "Proximal Policy Optimization Algorithms", arXiv:1707.06347,
+2017, eq. (7) (at $\theta = \theta_\mathrm{old}$ the clipped objective's gradient is the policy
+gradient); Yu, Q. et al., "DAPO: An Open-Source LLM Reinforcement Learning System at Scale",
+arXiv:2503.14476, 2025, eq. (8)-(10) (clip-higher: $\epsilon_\mathrm{high} \ne
+\epsilon_\mathrm{low}$); Ye, D. et al., "Mastering Complex Control in MOBA Games with Deep
+Reinforcement Learning", AAAI 2020 (dual clip); Shao, Z. et al., "DeepSeekMath", 2024,
+Sec. 4.1 (GRPO's per-token clipped surrogate); Ahmadian, A. et al., "Back to Basics", ACL
+2024 (RLOO).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from hypothesis import strategies as st
+
+from rlmath.claims import (
+    Claim,
+    Derivation,
+    ExactLeg,
+    Mutant,
+    Statement,
+    Step,
+    SymbolicLeg,
+    SymbolicMutation,
+    complex_step_gradient,
+)
+from rlmath.llm_reference import (
+    ppo_token_loss,
+    ppo_token_loss_gradient,
+    rloo_advantages,
+)
+from rlmath.sequence_model import GroupBatch, SequenceModel, count_groups, expected_over_groups
+from rlmath.testing import sequence_models
+from rlmath.tolerances import EPS, central_difference_step, exact_rtol
+
+# ============================================================================ shared pieces
+
+
+def _key(*arrays: Any) -> str:
+    """A content hash of the arrays (caches exact computations across the legs' runs)."""
+    digest = hashlib.sha1()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(np.asarray(array, dtype=np.float64)).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+def complex_objective(model: SequenceModel, logits: np.ndarray) -> complex:
+    r"""$J = \sum_x \rho(x) \sum_y \prod_t \mathrm{softmax}(\theta)_{x, n_t, y_t} R(x, y)$ at complex logits.
+
+    Written directly from the response table (complex-safe log-softmax), with no use of
+    :meth:`SequenceModel.weighted_score_sum` or of any group enumeration.
+    """
+    shift = logits.real.max(axis=-1, keepdims=True)
+    log_z = np.log(np.exp(logits - shift).sum(axis=-1, keepdims=True)) + shift
+    log_pi = logits - log_z
+    r = model.responses
+    n, v = np.maximum(r.nodes, 0), np.maximum(r.tokens, 0)
+    log_p = np.where(r.mask[None], log_pi[:, n, v], 0.0).sum(axis=2)  # [X, R]
+    return complex(model.prompt_probabilities @ (np.exp(log_p) * model.total_rewards()).sum(axis=1))
+
+
+def objective_gradient_by_complex_step(model: SequenceModel) -> np.ndarray:
+    r"""$\nabla_\theta J$, ``[X, N, K + 1]``, by complex-step differentiation of :func:`complex_objective`."""
+    return complex_step_gradient(lambda z: complex_objective(model, z), model.theta)
+
+
+def reward_to_go(model: SequenceModel) -> np.ndarray:
+    r"""$r(x, y) + \sum_{t' \ge t} r_\mathrm{tok}(x, y_{<t'}, y_{t'})$, ``[X, R, L]`` (0 after the end)."""
+    r = model.responses
+    token = model.token_rewards[:, np.maximum(r.nodes, 0), np.maximum(r.tokens, 0)]
+    token = np.where(r.mask[None], token, 0.0)
+    to_go = np.flip(np.cumsum(np.flip(token, axis=2), axis=2), axis=2)
+    return np.where(r.mask[None], to_go + model.rewards[:, :, None], 0.0)
+
+
+#: Central-difference step in a token log-probability and its error bound, relative to |A|.
+#: Near z_old the per-token loss is -A e^{z - z_old} (claim 1) or, elsewhere, -A e^{z - z_old}
+#: or a constant (claim 3): its third derivative is at most |A| e^{h} <= 1.01 |A| on the
+#: stencil (|z - z_old| <= h there for claim 1), and one evaluation is off by at most 2 ulps of
+#: |A| e^{h} (an exp and a product), so central_difference_step gives h and the bound.
+FD_STEP, FD_ERROR = central_difference_step(1.01, 2.0 * EPS)
+
+
+def per_token_central_difference(loss: Callable[[np.ndarray], np.ndarray], z: np.ndarray) -> np.ndarray:
+    r"""$(\ell(z + h) - \ell(z - h)) / ((z + h) - (z - h))$ entry by entry, $h$ = :data:`FD_STEP`.
+
+    Valid because each entry $\ell_{b,t}$ depends only on its own $z_{b,t}$ (a per-token loss):
+    shifting every entry at once gives every partial derivative from two evaluations.
+    """
+    up, down = z + FD_STEP, z - FD_STEP
+    return (loss(up) - loss(down)) / (up - down)
+
+
+# ============================================================================ 1. PPO at theta_old
+# ---------------------------------------------------------------------------- symbolic leg
+z = sp.Symbol("z", real=True)  # log pi_theta(y_t | prefix)
+z_old = sp.Symbol("z_old", real=True)  # log pi_theta_old(y_t | prefix)
+A = sp.Symbol("A", real=True)
+eps_low = sp.Symbol("epsilon_low", positive=True)
+eps_high = sp.Symbol("epsilon_high", positive=True)
+kappa = sp.Symbol("kappa", positive=True)
+
+
+def ratio(log_prob: sp.Expr, old: sp.Expr) -> sp.Expr:
+    r"""$\rho = e^{z - z_\mathrm{old}}$."""
+    return sp.exp(log_prob - old)
+
+
+def clip(value: sp.Expr, low: sp.Expr, high: sp.Expr) -> sp.Expr:
+    r"""$\mathrm{clip}(v, 1 - \epsilon_\mathrm{low}, 1 + \epsilon_\mathrm{high})$, unevaluated."""
+    return sp.Min(sp.Max(value, 1 - low, evaluate=False), 1 + high, evaluate=False)
+
+
+def ppo_objective(r: sp.Expr, advantage: sp.Expr, dual_term: sp.Expr | None) -> sp.Expr:
+    r"""$\min(\rho A, \mathrm{clip}(\rho) A)$; with the dual clip, $\max(\cdot, cA)$ (for $A < 0$).
+
+    ``dual_term`` is $cA$ (``None``: no dual clip), as ``ppo_token_loss`` applies it where
+    $A < 0$.
+    """
+    inner = sp.Min(r * advantage, clip(r, eps_low, eps_high) * advantage, evaluate=False)
+    if dual_term is None:
+        return inner
+    return sp.Max(inner, dual_term, evaluate=False)
+
+
+def slope_at_old(advantage: sp.Expr, dual_term: sp.Expr | None) -> sp.Subs:
+    r"""$\partial\ell / \partial z$ at $z = z_\mathrm{old}$, $\ell = -$ the clipped objective."""
+    return sp.Subs(
+        sp.Derivative(-ppo_objective(ratio(z, z_old), advantage, dual_term), z), z, z_old
+    )
+
+
+def _ppo_old_derivation(
+    name: str, advantage: sp.Expr, dual_term: sp.Expr | None, where: str
+) -> Derivation:
+    return Derivation(
+        name,
+        (
+            Step(
+                slope_at_old(advantage, dual_term),
+                f"d loss / d log pi_theta(y_t) at theta = theta_old ({where})",
+            ),
+            Step(
+                sp.Subs(sp.Derivative(-ratio(z, z_old) * advantage, z), z, z_old),
+                "on the neighbourhood log(1 - eps_low) < z - z_old < log(1 + eps_high) (and "
+                "z - z_old < log c) of z_old the clip is the identity, both terms of the min "
+                "are rho A and the dual clip is inactive: the loss is -rho A there",
+            ),
+            Step(
+                sp.Mul(
+                    -advantage,
+                    sp.exp(sp.Add(z_old, -z_old, evaluate=False), evaluate=False),
+                    evaluate=False,
+                ),
+                "d e^{z - z_old} / dz = e^{z - z_old}, evaluated at z = z_old",
+            ),
+            Step(-advantage, "e^0 = 1: the ratio is 1 at the old policy"),
+        ),
+        statement=r"\partial\ell/\partial\log\pi_\theta\,|_{\theta_\mathrm{old}} = -A",
+    )
+
+
+a_neg = sp.Symbol("a", positive=True)  # |A| for A < 0, the only sign the dual clip acts on
+ppo_old = _ppo_old_derivation("ppo-at-old", A, None, "asymmetric clip, no dual clip, any A")
+# c A with c = 1 + kappa and A = -a, written expanded (-a - kappa a) so that the dual clip's
+# distance to the unclipped value at rho = 1, kappa a > 0, is visibly positive
+ppo_old_dual = _ppo_old_derivation(
+    "ppo-at-old-dual-clip", -a_neg, -a_neg - kappa * a_neg, "dual clip c = 1 + kappa, A = -a < 0"
+)
+
+# ---------------------------------------------------------------------------- exact leg
+# lhs (four [X, N, K + 1] blocks), each E[grad_theta of the aggregated loss] at theta = theta_old:
+#   [0] groups of G ~ pi_old with rloo_advantages, d loss / d z from ppo_token_loss_gradient;
+#   [1] the same with d loss / d z by central differences of ppo_token_loss (the loss itself);
+#   [2] single responses, reward-to-go token advantages, ppo_token_loss_gradient;
+#   [3] the same by central differences of ppo_token_loss.
+# Each block chains d loss / d z with the token scores through SequenceModel.weighted_score_sum,
+# the groups enumerated by expected_over_groups (every multiset of G responses per prompt).
+# rhs: -grad J by complex-step differentiation of J written from the response table.
+PPO_BLOCKS = 4
+
+
+@st.composite
+def _ppo_examples(draw: st.DrawFn) -> tuple[Any, ...]:
+    model = draw(
+        sequence_models(
+            min_prompts=1, max_prompts=2, max_tokens=2, min_length=2, max_length=3,
+            token_rewards=True,
+        )
+    )
+    size = draw(st.integers(2, 3))
+    low = draw(st.sampled_from([0.2, 0.1, 0.05]) | st.floats(0.01, 0.5))
+    high = draw(st.sampled_from([0.28, 0.2, 0.4]) | st.floats(0.01, 1.0))
+    dual_clip = draw(st.sampled_from([None, 3.0]) | st.floats(1.05, 10.0))
+    return model, size, low, high, dual_clip
+
+
+ppo_examples = _ppo_examples()
+
+
+def _clip_arguments(example: tuple[Any, ...]) -> dict[str, Any]:
+    _, _, low, high, dual_clip = example
+    return {"clip_low": low, "clip_high": high, "dual_clip": dual_clip}
+
+
+def _token_slopes(
+    example: tuple[Any, ...], z_new: np.ndarray, z_old: np.ndarray, adv: np.ndarray,
+    mask: np.ndarray, by_differences: bool,
+) -> np.ndarray:
+    """d loss_{b,t} / d z_{b,t}: ppo_token_loss_gradient, or central differences of ppo_token_loss."""
+    clips = _clip_arguments(example)
+    if by_differences:
+        return per_token_central_difference(
+            lambda value: ppo_token_loss(value, z_old, adv, mask, **clips), z_new
+        )
+    return ppo_token_loss_gradient(z_new, z_old, adv, mask, **clips)
+
+
+def _expected_rloo_gradient(example: tuple[Any, ...], by_differences: bool) -> np.ndarray:
+    model, size = example[0], example[1]
+    X, R, L = model.n_prompts, model.n_responses, model.max_length
+    token_log_p = model.token_log_probabilities()  # [X, R, L], theta = theta_old
+    mask = model.responses.mask
+
+    def statistic(batch: GroupBatch) -> np.ndarray:
+        B = batch.responses.shape[0]
+        members = batch.responses.ravel()  # [B * G]
+        z_new = token_log_p[batch.prompt][members]
+        z_old = token_log_p[batch.prompt][members].copy()  # theta = theta_old: equal values
+        adv = rloo_advantages(batch.rewards.ravel(), np.repeat(np.arange(B), size))
+        m = mask[members]
+        slopes = _token_slopes(
+            example, z_new, z_old, np.where(m, adv[:, None], 0.0), m, by_differences
+        )
+        weights = slopes / size  # seq-mean-token-sum over the G sequences of the group
+        table = np.zeros((B * size, X, R, L))
+        table[np.arange(B * size), batch.prompt, members] = weights
+        out: np.ndarray = table.reshape(B, size, X, R, L).sum(axis=1)
+        return out
+
+    per_token = expected_over_groups(model, size, statistic)  # [X, R, L]
+    return model.weighted_score_sum(per_token)
+
+
+def _expected_reward_to_go_gradient(example: tuple[Any, ...], by_differences: bool) -> np.ndarray:
+    model = example[0]
+    token_log_p = model.token_log_probabilities()
+    mask = model.responses.mask
+    advantages = reward_to_go(model)
+    weights = np.zeros(token_log_p.shape)
+    for x in range(model.n_prompts):
+        slopes = _token_slopes(
+            example, token_log_p[x], token_log_p[x].copy(), advantages[x], mask, by_differences
+        )
+        weights[x] = model.prompt_probabilities[x] * model.probabilities()[x][:, None] * slopes
+    return model.weighted_score_sum(weights)
+
+
+_SIDES: dict[str, np.ndarray] = {}
+
+
+def _example_key(example: tuple[Any, ...]) -> str:
+    model = example[0]
+    return _key(
+        model.theta, model.rewards, model.token_rewards, model.prompt_probabilities,
+        [example[1], example[2], example[3], -1.0 if example[4] is None else example[4]],
+    )
+
+
+def ppo_expected_loss_gradients(example: tuple[Any, ...]) -> np.ndarray:
+    """lhs: the four expected loss gradients at theta = theta_old, ``[4, X, N, K + 1]``.
+
+    Cached by content: the legs evaluate the same examples for the claim, its control and
+    each mutant.
+    """
+    key = _example_key(example)
+    if key not in _SIDES:
+        if len(_SIDES) > 32:
+            _SIDES.clear()
+        _SIDES[key] = np.stack(
+            [
+                _expected_rloo_gradient(example, by_differences=False),
+                _expected_rloo_gradient(example, by_differences=True),
+                _expected_reward_to_go_gradient(example, by_differences=False),
+                _expected_reward_to_go_gradient(example, by_differences=True),
+            ]
+        )
+    return _SIDES[key]
+
+
+def scaled_objective_gradient(factors: tuple[float, ...]) -> Callable[[tuple[Any, ...]], np.ndarray]:
+    """rhs: factor_k * grad J for block k (the claim: every factor -1)."""
+
+    def rhs(example: tuple[Any, ...]) -> np.ndarray:
+        gradient = objective_gradient_by_complex_step(example[0])
+        return np.stack([f * gradient for f in factors])
+
+    return rhs
+
+
+def _rloo_shrunk(example: tuple[Any, ...]) -> np.ndarray:
+    size = example[1]
+    shrink = 1.0 - 1.0 / size
+    return scaled_objective_gradient((-shrink, -shrink, -1.0, -1.0))(example)
+
+
+def _ppo_error_scale(example: tuple[Any, ...]) -> float:
+    """Size of the accumulated terms: |A| <= 2 max|R| (RLOO) or max reward to go, |score| <= 2 per token."""
+    model = example[0]
+    bound = max(
+        2.0 * float(np.abs(model.total_rewards()).max(initial=0.0)),
+        float(np.abs(reward_to_go(model)).max(initial=0.0)),
+        1e-300,
+    )
+    return 2.0 * model.max_length * bound
+
+
+def _ppo_rtol(example: tuple[Any, ...]) -> float:
+    """Rounding of the group sums (exact_rtol) plus the central-difference bound, relative to |A|."""
+    model, size = example[0], example[1]
+    groups = count_groups(model.n_responses, size) * model.n_prompts
+    return exact_rtol(1.0, groups * size * model.max_length) + FD_ERROR
+
+
+PPO_SHARED_ASSUMPTIONS = (
+    "theta = theta_old: the data were sampled by the policy being differentiated (the first "
+    "gradient step of each PPO/GRPO update, or any step when there is one step per batch).",
+    "Advantages, old log-probabilities and normalisers are detached; eps_low, eps_high > 0; "
+    "dual clip c > 1 or none.",
+)
+
+CLAIMS_PPO = (
+    Claim(
+        id="llm-ppo-surrogate-gradient-at-old",
+        title="At theta = theta_old the clipped PPO/GRPO token loss is the policy-gradient estimator",
+        statement=Statement(
+            ppo_old.start,
+            ppo_old.conclusion,
+            where=(
+                r"\rho = e^{z - z_\mathrm{old}},\ z = \log\pi_\theta(y_t \mid x, y_{<t}),\ "
+                r"\epsilon_\mathrm{low}, \epsilon_\mathrm{high} > 0"
+            ),
+            symbol_names={z_old: r"z_\mathrm{old}", eps_low: r"\epsilon_\mathrm{low}",
+                          eps_high: r"\epsilon_\mathrm{high}"},
+        ),
+        assumptions=(
+            *PPO_SHARED_ASSUMPTIONS,
+            "Symbolic leg: one token, every quantity a symbol (log-probabilities z, z_old, "
+            "advantage A, clip range eps_low, eps_high, dual clip c = 1 + kappa); the chain "
+            "rule to theta and the unbiasedness of the score-function estimator are the "
+            "claims rloo-unbiased and llm-sequence-policy-gradient, and are checked here by "
+            "the exact leg.",
+            "Exact leg: 1-2 prompts, 1-2 ordinary tokens plus EOS, L = 2-3, token rewards; "
+            "groups of G = 2-3 with RLOO advantages (rlmath.llm_reference.rloo_advantages), "
+            "aggregated by seq-mean-token-sum (1/G per sequence); single responses with "
+            "reward-to-go advantages, weight 1; clip ranges in (0.01, 1), dual clip none or "
+            "in (1.05, 10).",
+        ),
+        references=(
+            "Schulman, J. et al., *Proximal Policy Optimization Algorithms*, arXiv:1707.06347, "
+            "2017, eq. (7).",
+            "Yu, Q. et al., *DAPO: An Open-Source LLM Reinforcement Learning System at Scale*, "
+            "arXiv:2503.14476, 2025, eq. (8)-(10) (clip-higher).",
+            "Ye, D. et al., *Mastering Complex Control in MOBA Games with Deep Reinforcement "
+            "Learning*, AAAI 2020 (dual clip).",
+            "Ahmadian, A. et al., *Back to Basics: Revisiting REINFORCE Style Optimization for "
+            "Learning from Human Feedback in LLMs*, ACL 2024 (RLOO).",
+        ),
+        summary=(
+            "On the first step after sampling, PPO/GRPO/DAPO's clipped per-token loss has "
+            "exactly the REINFORCE gradient -A grad log pi(y_t), whatever the (asymmetric) "
+            "clip range or dual clip: with RLOO or reward-to-go advantages and a token-sum "
+            "per sequence its expected gradient is exactly -grad J."
+        ),
+        notes=(
+            "Clipping only matters after the first step of an update: at theta_old every ratio "
+            "is 1, strictly inside [1 - eps_low, 1 + eps_high] and below the dual clip c. So "
+            "bugs that live in the clipping (max instead of min, the clip applied on the wrong "
+            "side for the advantage's sign, swapped eps_low/eps_high) do not change this "
+            "gradient and are mutants of `ppo-clip-zeroes-gradient` instead. What does change "
+            "it: an inverted ratio (pi_old / pi_theta) flips the sign, and treating ratio 1 as "
+            "clipped kills it. Other aggregations change the expectation: a per-response 1/|y| "
+            "gives the length-reweighted objective of `grpo-length-normalisation-bias`."
+        ),
+        symbolic=SymbolicLeg((ppo_old, ppo_old_dual)),
+        exact=ExactLeg(
+            ppo_examples,
+            lhs=ppo_expected_loss_gradients,
+            rhs=scaled_objective_gradient((-1.0,) * PPO_BLOCKS),
+            rhs_reason=(
+                "grad J of the sequence model is the complex-step derivative of J written from "
+                "the response table (not lambdifiable from the one-token symbolic instance); "
+                "the factor -1 is the conclusion's -A with E[A grad log pi] = grad J"
+            ),
+            rtol=_ppo_rtol,
+            error_scale=_ppo_error_scale,
+            max_examples=8,
+            description=(
+                "E over every multiset of G responses (RLOO advantages, seq-mean-token-sum) and "
+                "over single responses (reward-to-go advantages) of sum_t (d loss_t / d log "
+                "pi_t) grad log pi_t at theta = theta_old, with d loss / d log pi from "
+                "ppo_token_loss_gradient and by central differences of ppo_token_loss, vs "
+                "-grad J by complex step"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "ratio-inverted",
+                "rho = pi_old / pi_theta: the gradient at theta_old is +A grad log pi, so the "
+                "expected loss gradient is +grad J (an ascent direction of the loss)",
+                symbolic=SymbolicMutation("ppo-at-old", A),
+                exact=scaled_objective_gradient((1.0,) * PPO_BLOCKS),
+            ),
+            Mutant(
+                "clipped-at-ratio-one",
+                "ratio 1 counted as clipped (a closed clip range read as 'at the bound'): zero "
+                "gradient at theta_old",
+                symbolic=SymbolicMutation("ppo-at-old-dual-clip", sp.Integer(0)),
+                exact=scaled_objective_gradient((0.0,) * PPO_BLOCKS),
+            ),
+            Mutant(
+                "rloo-shrinks-like-group-mean",
+                "the RLOO blocks equal -(1 - 1/G) grad J, as if the leave-one-out baseline "
+                "included the member itself",
+                exact=_rloo_shrunk,
+            ),
+        ),
+    ),
+)
+
+CLAIMS = (*CLAIMS_PPO,)
