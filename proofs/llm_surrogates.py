@@ -48,6 +48,7 @@ Sec. 4.1 (GRPO's per-token clipped surrogate); Ahmadian, A. et al., "Back to Bas
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -65,13 +66,17 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     complex_step_gradient,
+    row_steps,
 )
 from rlmath.llm_reference import (
+    accumulated_token_mean,
+    aggregate_loss,
     ppo_token_loss,
     ppo_token_loss_gradient,
     rloo_advantages,
 )
 from rlmath.sequence_model import GroupBatch, SequenceModel, count_groups, expected_over_groups
+from rlmath.symbolic import IndexSum
 from rlmath.testing import sequence_models
 from rlmath.tolerances import EPS, central_difference_step, exact_rtol
 
@@ -471,4 +476,293 @@ CLAIMS_PPO = (
     ),
 )
 
-CLAIMS = (*CLAIMS_PPO,)
+
+# ============================================================================ 4. accumulation
+# ---------------------------------------------------------------------------- symbolic leg
+# K micro-batches; micro-batch k has token-loss sum S_k and N_k >= 1 response tokens; the
+# global count is N (= sum_k N_k, which the algebra never needs: every identity below holds
+# for any N > 0, and the exact leg supplies the true global count).
+n_micro = sp.Symbol("K", integer=True, positive=True)
+k_idx = sp.Idx("k")
+loss_sum = sp.IndexedBase("S", real=True)
+count = sp.IndexedBase("N", positive=True)  # N_k
+total_count = sp.Symbol("N_total", positive=True)
+equal_count = sp.Symbol("M", positive=True)
+
+
+def over_micro_batches(term: sp.Expr) -> sp.Expr:
+    r"""$\sum_{k=0}^{K-1}$ term (unevaluated)."""
+    return IndexSum(term, (k_idx, 0, n_micro - 1))
+
+
+S_k, N_k = loss_sum[k_idx], count[k_idx]
+micro_mean = S_k / N_k  # token mean of micro-batch k
+global_mean = over_micro_batches(S_k) / total_count
+
+accumulation = Derivation(
+    "accumulation",
+    row_steps(
+        (
+            (
+                sp.Add(
+                    sp.Mul(1 / n_micro, over_micro_batches(micro_mean), evaluate=False),
+                    -global_mean,
+                    evaluate=False,
+                ),
+                "micro-batch token means averaged over the K accumulation steps, minus the "
+                "global token mean",
+            ),
+            (
+                sp.Add(
+                    over_micro_batches(S_k / (n_micro * N_k)),
+                    -over_micro_batches(sp.Mul(N_k / total_count, micro_mean, evaluate=False)),
+                    evaluate=False,
+                ),
+                "linearity; S_k / N = (N_k / N)(S_k / N_k) with N_k > 0",
+            ),
+            (
+                over_micro_batches(
+                    sp.Mul(sp.Add(1 / n_micro, -N_k / total_count, evaluate=False), micro_mean,
+                           evaluate=False)
+                ),
+                "collect the two sums term by term: each micro-batch mean is weighted by "
+                "1/K instead of its token share N_k / N",
+            ),
+        ),
+        (
+            (
+                sp.Add(over_micro_batches(S_k / total_count), -global_mean, evaluate=False),
+                "the fix: each micro-batch's token sum divided by the global count N, summed "
+                "over micro-batches, minus the global token mean",
+            ),
+            (
+                sp.Add(
+                    sp.Mul(1 / total_count, over_micro_batches(S_k), evaluate=False),
+                    -global_mean,
+                    evaluate=False,
+                ),
+                "linearity: the constant 1/N leaves the sum",
+            ),
+            (sp.Integer(0), "the two terms are the same number"),
+        ),
+    ),
+    statement=(
+        r"\frac1K\sum_k \frac{S_k}{N_k} - \frac{\sum_k S_k}{N} = \sum_k \Big(\frac1K - "
+        r"\frac{N_k}{N}\Big)\frac{S_k}{N_k}, \qquad \sum_k \frac{S_k}{N} - \frac{\sum_k S_k}{N} = 0"
+    ),
+)
+
+
+def _equal_share() -> sp.Expr:
+    """N_k / N with N_k = M and N = K M, written unevaluated."""
+    return sp.Mul(
+        equal_count, sp.Pow(sp.Mul(n_micro, equal_count, evaluate=False), -1, evaluate=False),
+        evaluate=False,
+    )
+
+
+equal_counts = Derivation(
+    "equal-counts",
+    (
+        Step(
+            over_micro_batches(
+                sp.Mul(sp.Add(1 / n_micro, -_equal_share(), evaluate=False),
+                       loss_sum[k_idx] / equal_count, evaluate=False)
+            ),
+            "the difference of 'accumulation' with every N_k = M, so N = K M",
+        ),
+        Step(
+            over_micro_batches(
+                sp.Mul(sp.Add(1 / n_micro, -1 / n_micro, evaluate=False),
+                       loss_sum[k_idx] / equal_count, evaluate=False)
+            ),
+            "M / (K M) = 1/K: equal token counts give every micro-batch the share 1/K",
+        ),
+        Step(sp.Integer(0), "every weight 1/K - 1/K is 0"),
+    ),
+    statement=r"N_k = M \ \forall k \implies \frac1K\sum_k \frac{S_k}{N_k} = \frac{\sum_k S_k}{N}",
+)
+
+# ---------------------------------------------------------------------------- exact leg
+# lhs: [mean_k aggregate_loss(micro-batch k, "token-mean") - aggregate_loss(batch, "token-mean"),
+#       accumulated_token_mean(micro-batches) - aggregate_loss(batch, "token-mean")], with the
+#       batch = the micro-batches padded to a common length and stacked (rlmath.llm_reference).
+# rhs: the lambdified conclusion, with S_k, N_k and N counted by a direct loop over the entries
+#      (math.fsum), not by the library.
+
+
+@st.composite
+def _micro_batch_splits(draw: st.DrawFn) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K = 1..5 micro-batches ([B_k, T_k] losses, NaN at padding; masks with >= 1 token each)."""
+    micro = []
+    for _ in range(draw(st.integers(1, 5))):
+        rows, columns = draw(st.integers(1, 4)), draw(st.integers(1, 6))
+        mask = np.array(
+            draw(st.lists(st.booleans(), min_size=rows * columns, max_size=rows * columns))
+        ).reshape(rows, columns)
+        if not mask.any():
+            mask[draw(st.integers(0, rows - 1)), 0] = True
+        values = np.array(
+            draw(
+                st.lists(
+                    st.floats(-10.0, 10.0, allow_nan=False), min_size=rows * columns,
+                    max_size=rows * columns,
+                )
+            )
+        ).reshape(rows, columns)
+        micro.append((np.where(mask, values, np.nan), mask))
+    return micro
+
+
+micro_batch_splits = _micro_batch_splits()
+
+
+def _stacked(micro: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The full batch: every micro-batch padded (NaN losses, False mask) to the longest T_k."""
+    width = max(loss.shape[1] for loss, _ in micro)
+    losses = [np.pad(l, ((0, 0), (0, width - l.shape[1])), constant_values=np.nan) for l, _ in micro]
+    masks = [np.pad(m, ((0, 0), (0, width - m.shape[1])), constant_values=False) for _, m in micro]
+    return np.vstack(losses), np.vstack(masks)
+
+
+def accumulation_sides(micro: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """lhs, from rlmath.llm_reference: [[averaged micro means - global], [fix - global]]."""
+    losses, mask = _stacked(micro)
+    global_mean = aggregate_loss(losses, mask, "token-mean")
+    averaged = float(np.mean([aggregate_loss(l, m, "token-mean") for l, m in micro]))
+    fixed = accumulated_token_mean(micro)
+    return np.array([[averaged - global_mean], [fixed - global_mean]])
+
+
+def _counts(micro: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, int]:
+    """S_k, N_k and N by a loop over the entries."""
+    sums, counts = [], []
+    for loss, mask in micro:
+        entries = [float(v) for v, m in zip(loss.ravel(), mask.ravel(), strict=True) if m]
+        sums.append(math.fsum(entries))
+        counts.append(len(entries))
+    return np.array(sums), np.array(counts, dtype=np.float64), int(sum(counts))
+
+
+def accumulation_arguments(micro: list[tuple[np.ndarray, np.ndarray]]) -> tuple[Any, ...]:
+    """Values of (S, N_k, N_total, K)."""
+    sums, counts, total = _counts(micro)
+    return sums, counts, float(total), len(micro)
+
+
+def _accumulation_scale(micro: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The size of the terms that cancel: the largest |loss| (every mean is bounded by it)."""
+    return max(max(float(np.nanmax(np.abs(l))) for l, _ in micro), 1e-300)
+
+
+def _accumulation_rtol(micro: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    _, _, total = _counts(micro)
+    return exact_rtol(1.0, total + len(micro))
+
+
+def _row(first: sp.Expr, second: sp.Expr = sp.Integer(0)) -> sp.Matrix:
+    return sp.Matrix([first, second])
+
+
+CLAIMS_ACCUMULATION = (
+    Claim(
+        id="gradient-accumulation-normalisation",
+        title="Averaging micro-batch token means is not the token mean; dividing by the global "
+        "token count is",
+        statement=Statement(
+            accumulation.start,
+            accumulation.conclusion,
+            where=(
+                r"S_k = \sum_{b,t} m^{(k)}_{b,t}\ell^{(k)}_{b,t},\ N_k = \sum_{b,t} m^{(k)}_{b,t}"
+                r" \ge 1,\ N_\mathrm{total} = \sum_k N_k"
+            ),
+            symbol_names={total_count: r"N_\mathrm{total}"},
+        ),
+        assumptions=(
+            "K >= 1 micro-batches of one optimiser step, each with at least one response token "
+            "(a token mean of an empty micro-batch is undefined); each micro-batch padded to "
+            "its own length (the stacked batch pads to the longest).",
+            "The losses are any per-token values: the identities are linear in them, so they "
+            "hold for the gradients (the per-token loss gradients in place of the losses) as "
+            "well as for the loss values.",
+            "Symbolic leg: any K (a symbol) and any sums S_k, counts N_k > 0 and N > 0; the "
+            "equal-count corollary with N_k = M, N = K M.",
+            "Exact leg: K = 1-5 micro-batches of 1-4 rows and 1-6 positions, random masks and "
+            "losses in [-10, 10], NaN at masked positions.",
+        ),
+        references=(
+            "Hugging Face, *Fixing Gradient Accumulation*, blog post, 16 Oct 2024 (Unsloth and "
+            "transformers 4.46: divide by the total number of non-padding tokens across the "
+            "accumulation steps).",
+            "Yu, Q. et al., *DAPO: An Open-Source LLM Reinforcement Learning System at Scale*, "
+            "arXiv:2503.14476, 2025, Sec. 3.3 (token-level loss over the whole batch).",
+            "Liu, Z. et al., *Understanding R1-Zero-Like Training: A Critical Perspective* (Dr. "
+            "GRPO), arXiv:2503.20783, 2025, Sec. 3.1 (normalisers that depend on the batch).",
+        ),
+        summary=(
+            "With gradient accumulation, 'token-mean per micro-batch, then average' weights each "
+            "micro-batch by 1/K instead of its token share N_k/N, so tokens in short "
+            "micro-batches count more; summing each micro-batch's token losses and dividing by "
+            "the global token count of the step is exactly the full-batch token mean."
+        ),
+        notes=(
+            "The two agree for every loss only when all micro-batches have the same number of "
+            "response tokens (derivation equal-counts), which padding to a common length does "
+            "not give: the mask, not the padded shape, counts. The same weights multiply the "
+            "per-token gradients, so the accumulated gradient has the same error."
+        ),
+        symbolic=SymbolicLeg((accumulation, equal_counts)),
+        exact=ExactLeg(
+            micro_batch_splits,
+            lhs=accumulation_sides,
+            symbols=(loss_sum, count, total_count, n_micro),
+            arguments=accumulation_arguments,
+            rtol=_accumulation_rtol,
+            error_scale=_accumulation_scale,
+            max_examples=25,
+            description=(
+                "mean over micro-batches of aggregate_loss(token-mean) and "
+                "accumulated_token_mean, each minus aggregate_loss(token-mean) of the stacked "
+                "batch, vs the lambdified differences with S_k, N_k, N counted by a loop"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "averaged-means-exact",
+                "the average of the micro-batch token means is the global token mean (local "
+                "counts harmless)",
+                symbolic=SymbolicMutation("accumulation", _row(sp.Integer(0))),
+            ),
+            Mutant(
+                "share-and-one-over-k-swapped",
+                "the difference is sum_k (N_k / N - 1/K) mean_k (the sign of the weights flipped)",
+                symbolic=SymbolicMutation(
+                    "accumulation",
+                    _row(over_micro_batches((N_k / total_count - 1 / n_micro) * micro_mean)),
+                ),
+            ),
+            Mutant(
+                "difference-on-sums",
+                "the difference is sum_k (1/K - N_k / N) S_k (the micro-batch sums, not means)",
+                symbolic=SymbolicMutation(
+                    "accumulation",
+                    _row(over_micro_batches((1 / n_micro - N_k / total_count) * S_k)),
+                ),
+            ),
+            Mutant(
+                "global-count-fix-still-biased",
+                "dividing each micro-batch sum by the global count still leaves the averaging "
+                "bias sum_k (1/K - N_k / N) mean_k",
+                symbolic=SymbolicMutation(
+                    "accumulation",
+                    _row(
+                        over_micro_batches((1 / n_micro - N_k / total_count) * micro_mean),
+                        over_micro_batches((1 / n_micro - N_k / total_count) * micro_mean),
+                    ),
+                ),
+            ),
+        ),
+    ),
+)
+
+CLAIMS = (*CLAIMS_PPO, *CLAIMS_ACCUMULATION)
