@@ -64,6 +64,12 @@ for the guards to see); non-commuting symbols as formal matrices (an inverse wri
 is assumed to exist); singularities other than denominators and kinks (a ``log`` or ``sqrt``
 at ``0``); and ``is_nonnegative``'s one rule for integrals (see :class:`log_bound_gap`).
 
+The prover is itself tested on every ``rlmath verify`` run (:mod:`rlmath.self_test`): a table
+of false steps of the classes above (logs, powers and roots of real or complex arguments,
+non-commuting powers, possibly-zero cancellations, kinks, captured summation indices) must all
+be refused and their true forms proved, and a deliberately unsound rewriting must trip the
+sanity check; a failure fails the run, whatever the claims say.
+
 For an inequality, the stated gap must be proved equal to the difference (as above) and
 sympy's assumption system must declare the gap non-negative (:func:`is_nonnegative`).
 

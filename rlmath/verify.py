@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rlmath.claims import Claim, LegResult, error_result
+from rlmath.self_test import SelfTestResult
 
 __all__ = [
     "ClaimResult",
@@ -272,28 +273,79 @@ def verify_claims(
     on ``jobs``. Workers are forked where the platform allows it (the claims are loaded from
     ``proofs/`` again in each worker when it is not).
     """
-    if jobs <= 1 or len(claims) <= 1:
+    _, results = verify_with_self_tests(
+        claims, seed=seed, jobs=jobs, on_done=on_done, self_tests=False
+    )
+    return results
+
+
+def verify_with_self_tests(
+    claims: list[Claim],
+    *,
+    seed: int = 0,
+    jobs: int = 1,
+    on_done: Callable[[ClaimResult], None] | None = None,
+    self_tests: bool = True,
+) -> tuple[list[SelfTestResult], list[ClaimResult]]:
+    """:func:`rlmath.self_test.run_self_tests` (when ``self_tests``) and :func:`verify_claims`.
+
+    With ``jobs > 1`` the self-tests run in a worker next to the claims, so they add no wall
+    time to a parallel run (they take a few seconds of CPU, mostly sympy).
+    """
+    import multiprocessing
+
+    from rlmath.self_test import run_self_tests
+
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+    def in_this_process() -> list[ClaimResult]:
         results = []
         for claim in claims:
             results.append(verify_claim(claim, seed=seed))
             if on_done is not None:
                 on_done(results[-1])
         return results
-    import multiprocessing
+
+    if jobs <= 1:
+        checks = run_self_tests() if self_tests else []
+        return checks, in_this_process()
+    if len(claims) <= 1:
+        # the claim object itself is verified here (it may not be the one its proof file
+        # builds); the self-tests run beside it in one worker
+        if not self_tests:
+            return [], in_this_process()
+        with context.Pool(processes=1) as pool:
+            pending = pool.apply_async(run_self_tests)
+            results = in_this_process()
+            return _self_test_outcome(pending), results
 
     by_id = {c.id: c for c in claims}
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     done: dict[str, ClaimResult] = {}
     # longest first would balance better, but claim cost is not known in advance
     with context.Pool(processes=jobs) as pool:
+        queued = pool.apply_async(run_self_tests) if self_tests else None
         for claim_id, legs, mutants, seconds, problems in pool.imap_unordered(
             _verify_by_id, [(c.id, seed) for c in claims]
         ):
             done[claim_id] = ClaimResult(by_id[claim_id], legs, mutants, seed, seconds, problems)
             if on_done is not None:
                 on_done(done[claim_id])
-    return [done[c.id] for c in claims]
+        checks = _self_test_outcome(queued)
+    return checks, [done[c.id] for c in claims]
+
+
+def _self_test_outcome(pending: Any) -> list[SelfTestResult]:
+    """The self-tests' results from a worker; a worker that died is a failed self-test."""
+    if pending is None:
+        return []
+    try:
+        results: list[SelfTestResult] = pending.get()
+    except Exception as exc:
+        return [
+            SelfTestResult("self-tests", False, f"the worker raised {type(exc).__name__}: {exc}")
+        ]
+    return results
 
 
 def _run_leg(leg: Any, name: str, seed: int, variant: Any = None) -> LegResult:

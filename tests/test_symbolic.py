@@ -8,6 +8,7 @@ import pytest
 import sympy as sp
 
 from rlmath import symbolic
+from rlmath.self_test import PROVER_CASES as CASES
 from rlmath.symbolic import (
     LESS_THAN_ONE,
     ProverBug,
@@ -41,72 +42,7 @@ def ramp(v: sp.Expr) -> sp.Piecewise:
     return sp.Piecewise((v, v > 0), (0, True))
 
 
-# (id, false step, its true form or None): each false step is false at some admissible point.
-CASES = [
-    (
-        "log-product-of-reals",
-        sp.log(x * y),
-        sp.log(x) + sp.log(y),
-        (sp.log(p * q), sp.log(p) + sp.log(q)),
-    ),
-    (
-        "log-quotient-of-reals",
-        sp.log(x / y),
-        sp.log(x) - sp.log(y),
-        (sp.log(p / q), sp.log(p) - sp.log(q)),
-    ),
-    ("log-square-of-real", sp.log(x**2), 2 * sp.log(x), (sp.log(p**2), 2 * sp.log(p))),
-    ("log-power-of-real", sp.log(x**a), a * sp.log(x), (sp.log(p**a), a * sp.log(p))),
-    ("log-exp-of-complex", sp.log(sp.exp(z)), z, (sp.log(sp.exp(x)), x)),
-    ("sqrt-square-of-real", sp.sqrt(x**2), x, (sp.sqrt(p**2), p)),
-    (
-        "sqrt-product-of-reals",
-        sp.sqrt(x * y),
-        sp.sqrt(x) * sp.sqrt(y),
-        (sp.sqrt(p * q), sp.sqrt(p) * sp.sqrt(q)),
-    ),
-    ("power-of-power-of-real", (x**a) ** b, x ** (a * b), ((p**a) ** b, p ** (a * b))),
-    ("power-of-product-of-reals", (x * y) ** a, x**a * y**a, ((p * q) ** a, p**a * q**a)),
-    ("d-square-commuted", d(A**2), 2 * A * dA, (d(A**2), dA * A + A * dA)),
-    ("d-square-sympy-form", d(A**2), 2 * A**2 * dA * A**-1, (d(A**2), dA * A + A * dA)),
-    ("d-square-on-the-right", d(A**2), 2 * dA * A, (d(A * A), A * dA + dA * A)),
-    ("d-cube-commuted", d(A**3), 3 * A**2 * dA, (d(A**3), dA * A**2 + A * dA * A + A**2 * dA)),
-    ("d-inverse-on-the-left", d(A**-1), -(A**-2) * dA, (d(A**-1), -(A**-1) * dA * A**-1)),
-    (
-        "d-inverse-on-the-right",
-        d(A**-1),
-        -dA * A**-2,
-        (d(A**-2), -(A**-1) * (A**-1 * dA * A**-1) - A**-1 * dA * A**-2),
-    ),
-    ("d-sqrt-of-matrix", d(sp.sqrt(A)), dA * A ** sp.Rational(-1, 2) / 2, None),
-    (
-        "cancel-possibly-zero",
-        sp.Mul(x, y, 1 / y, evaluate=False),
-        x,
-        (sp.Mul(x, p, 1 / p, evaluate=False), x),
-    ),
-    ("cancel-in-a-quotient", (x * y + y) / y, x + 1, ((x * p + p) / p, x + 1)),
-    (
-        "divide-and-multiply",
-        x,
-        sp.Mul(x * y, 1 / y, evaluate=False),
-        (x, sp.Mul(x * p, 1 / p, evaluate=False)),
-    ),
-    ("d-abs-everywhere", d(sp.Abs(x), x), sp.sign(x), (d(sp.Abs(p), p), 1)),
-    ("d-abs-at-the-kink", at(sp.Abs(x), x, 0), 0, (at(sp.Abs(x), x, 2), 1)),
-    ("d-max-everywhere", d(sp.Max(x, 0), x), sp.Heaviside(x), (at(sp.Max(x, 0), x, p), 1)),
-    ("d-max-at-the-kink", at(sp.Max(x, 0), x, 0), sp.Rational(1, 2), (at(sp.Max(x, 0), x, -p), 0)),
-    ("d-min-everywhere", d(sp.Min(x, 1), x), sp.Heaviside(1 - x), (at(sp.Min(x, 1), x, 1 + p), 0)),
-    (
-        "d-heaviside-everywhere",
-        d(sp.Heaviside(x), x),
-        sp.DiracDelta(x),
-        (at(sp.Heaviside(x), x, p), 0),
-    ),
-    ("d-sign-at-the-kink", at(sp.sign(x), x, 0), 0, (at(sp.sign(x), x, -p), 0)),
-    ("d-piecewise-at-the-kink", at(ramp(x), x, 0), 0, (at(ramp(x), x, p), 1)),
-    ("d-piecewise-everywhere", d(ramp(x), x), sp.Piecewise((1, x > 0), (0, True)), None),
-]
+# The table lives in rlmath.self_test so that `rlmath verify` runs it too (a self-test).
 FALSE_STEPS = [pytest.param(lhs, rhs, id=name) for name, lhs, rhs, _ in CASES]
 TRUE_STEPS = [pytest.param(*true, id=name) for name, _, _, true in CASES if true is not None]
 

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from rlmath.verify import ClaimResult, find_claims, verify_claims
+from rlmath.self_test import SelfTestResult
+from rlmath.verify import ClaimResult, find_claims, verify_with_self_tests
 
 LEG_ORDER = ("symbolic", "exact", "monte_carlo")
 
@@ -141,6 +142,16 @@ def format_tables(results: list[ClaimResult]) -> str:
     return "\n\n".join(blocks)
 
 
+def format_self_tests(checks: list[SelfTestResult]) -> str:
+    """One line per self-test of the machinery (prover, verdict rules, tolerances)."""
+    passed = sum(c.passed for c in checks)
+    lines = [f"Self-tests of the machinery that judges the claims: {passed}/{len(checks)} passed"]
+    for check in checks:
+        mark = "ok" if check.passed else "FAILED"
+        lines.append(f"  {mark:>6}  {check.name}: {check.detail} ({check.seconds:.1f}s)")
+    return "\n".join(lines)
+
+
 def _check_writable(path: Path) -> str | None:
     """Why ``path`` cannot be written (checked before the run), or None."""
     target = path if path.exists() else path.parent
@@ -187,9 +198,10 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    results = verify_claims(claims, seed=args.seed, jobs=jobs, on_done=progress)
+    checks, results = verify_with_self_tests(claims, seed=args.seed, jobs=jobs, on_done=progress)
     total = time.perf_counter() - start
     print(format_table(results))
+    print("\n" + format_self_tests(checks))
     monte_carlo = format_monte_carlo(results)
     if monte_carlo:
         print("\n" + monte_carlo)
@@ -200,18 +212,21 @@ def run(args: argparse.Namespace) -> int:
         if block:
             print("\n" + block)
     failed = [r for r in results if not r.verified]
+    broken = [c for c in checks if not c.passed]
     n_mutants = sum(len(r.mutants) for r in results)
     n_killed = sum(m.killed for r in results for m in r.mutants)
     n_errors = sum(len(r.errors) for r in results)
     print(
         f"\n{len(results) - len(failed)}/{len(results)} claims verified, "
-        f"{n_killed}/{n_mutants} mutants rejected, {n_errors} errors, seed {args.seed}, "
+        f"{n_killed}/{n_mutants} mutants rejected, {n_errors} errors, "
+        f"{len(checks) - len(broken)}/{len(checks)} self-tests passed, seed {args.seed}, "
         f"{total:.1f}s"
     )
     if args.json is not None:
         payload = {
             "seed": args.seed,
             "seconds": round(total, 3),
+            "self_tests": [c.to_dict() for c in checks],
             "claims": [r.to_dict() for r in results],
         }
         try:
@@ -226,4 +241,7 @@ def run(args: argparse.Namespace) -> int:
         for line in r.failures():
             print(f"  - {line}")
         print(f"  reproduce: rlmath verify --only {r.claim.id} --seed {args.seed}")
-    return 1 if failed else 0
+    for check in broken:
+        print(f"\nFAILED self-test {check.name!r}: {check.detail}")
+        print("  the machinery that judges the claims is wrong: no verdict above can be trusted")
+    return 1 if failed or broken else 0

@@ -1,0 +1,77 @@
+"""The self-tests that `rlmath verify` runs pass, and each fails when its machinery is broken."""
+
+from __future__ import annotations
+
+import pytest
+import sympy as sp
+
+from rlmath import self_test, symbolic, tolerances
+from rlmath.claims import results
+from rlmath.self_test import SELF_TESTS, SelfTestResult, run_self_tests
+
+
+@pytest.fixture(scope="module")
+def shipped() -> list[SelfTestResult]:
+    return run_self_tests()
+
+
+def test_every_self_test_passes_on_the_shipped_machinery(shipped):
+    checks = shipped
+    assert [c.name for c in checks] == [name for name, _ in SELF_TESTS]
+    assert all(c.passed for c in checks), [c.detail for c in checks if not c.passed]
+
+
+def _failing(name: str) -> SelfTestResult:
+    (check,) = [c for c in run_self_tests() if c.name == name]
+    assert not check.passed
+    return check
+
+
+def test_a_prover_that_forces_log_rules_fails_the_self_test(monkeypatch):
+    forced = (("expand (forced)", lambda e: sp.expand(sp.expand_log(e, force=True))),)
+    monkeypatch.setattr(symbolic, "REWRITINGS", forced + symbolic.REWRITINGS)
+    check = _failing("prover refuses false steps")
+    assert "log-product-of-reals" in check.detail
+
+
+def test_a_prover_that_proves_nothing_fails_the_self_test(monkeypatch):
+    monkeypatch.setattr(symbolic, "REWRITINGS", ())
+    assert "is not proved" in _failing("prover proves true forms").detail
+
+
+def test_a_disabled_sanity_check_fails_the_self_test(monkeypatch):
+    monkeypatch.setattr(symbolic, "_sanity_check", lambda a, b, method: None)
+    assert "no sanity check fired" in _failing("sanity check catches unsound rewriting").detail
+
+
+def test_an_error_counted_as_rejection_fails_the_self_test(monkeypatch):
+    monkeypatch.setattr(results.LegResult, "rejected", property(lambda r: r.status != "verified"))
+    assert (
+        "crashing mutant counted as rejected"
+        in _failing("a crash is a defect, not a rejection").detail
+    )
+
+
+def test_a_looser_conditioning_bound_fails_the_self_test(monkeypatch):
+    monkeypatch.setattr(tolerances, "discounted_condition_number", lambda g: 1.0 / (1.0 - g))
+    assert "attains" in _failing("conditioning bound attained").detail
+
+
+def test_a_crashing_self_test_is_a_failure_not_a_traceback(monkeypatch):
+    def broken() -> str:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(self_test, "SELF_TESTS", (("broken", broken),))
+    (check,) = run_self_tests()
+    assert not check.passed and "KeyError" in check.detail
+    assert check.to_dict()["passed"] is False
+
+
+def test_the_prover_table_is_large_enough():
+    assert len(self_test.PROVER_CASES) >= 15
+    assert sum(true is not None for *_, true in self_test.PROVER_CASES) >= 15
+
+
+def test_each_self_test_says_what_it_checked(shipped):
+    for check in shipped:
+        assert check.detail and check.seconds >= 0
