@@ -50,13 +50,31 @@ def run(seeds: range, only: str | None, jobs: int) -> tuple[list[dict[str, Any]]
 
     ids = [c.id for c in find_claims(only)]
     work = [(claim_id, list(seeds)) for claim_id in ids]
+    start = time.perf_counter()
+    results: list[list[dict[str, Any]]] = []
+
+    def report(claim_id: str, failures: list[dict[str, Any]]) -> None:
+        # one line per finished claim, so that a run stopped early still says what it covered
+        results.append(failures)
+        print(
+            f"[{len(results)}/{len(ids)}] {claim_id}: {len(seeds) - len(failures)}/{len(seeds)} "
+            f"seeds verified ({time.perf_counter() - start:.0f}s)",
+            flush=True,
+        )
+
     if jobs <= 1:
-        results = [verify_over_seeds(job) for job in work]
+        for job in work:
+            report(job[0], verify_over_seeds(job))
     else:
         context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
         with context.Pool(processes=jobs) as pool:
-            results = pool.map(verify_over_seeds, work, chunksize=1)
+            for claim_id, failures in pool.imap_unordered(_verify_job, work, chunksize=1):
+                report(claim_id, failures)
     return [f for batch in results for f in batch], len(ids)
+
+
+def _verify_job(job: tuple[str, list[int]]) -> tuple[str, list[dict[str, Any]]]:
+    return job[0], verify_over_seeds(job)
 
 
 def main(argv: list[str] | None = None) -> int:
