@@ -74,6 +74,7 @@ std normalisation's question-level difficulty bias).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from functools import lru_cache
@@ -93,8 +94,13 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     complex_step_gradient,
+    detectable,
+    monte_carlo_leg,
 )
+from rlmath.llm_reference import dr_grpo_advantages, grpo_advantages, rloo_advantages
 from rlmath.sequence_model import GroupBatch, SequenceModel, count_groups, expected_over_groups
+from rlmath.sequence_sampling import sample_groups, score_sums
+from rlmath.statistics import DEFAULT_FALSE_ALARM
 from rlmath.testing import sequence_models
 from rlmath.tolerances import exact_rtol
 
@@ -817,6 +823,342 @@ def _grpo_scale(example: tuple[SequenceModel, int]) -> float:
     return _error_scale(example, math.sqrt(size))  # |A_i| <= (G-1)/sqrt(G) < sqrt(G)
 
 
+# ============================================================================ Monte-Carlo legs
+# Groups are *sampled*: rlmath.sequence_sampling.sample_groups draws x ~ rho for each group and
+# its G responses token by token from the next-token probabilities (not from the enumerated
+# sequence probabilities). A group's term is (1/G) sum_i w_i sum_t score_t(y_i), each token's
+# score 1[y_t = v] - pi(v | x, y_<t) computed from the sampled nodes and tokens
+# (rlmath.sequence_sampling.score_sums), the rewards looked up by the sampled responses'
+# indices. Each claim's weights w_i are written two or three ways: the claim's own [n, G]
+# advantage function above, and rlmath.llm_reference's [B] function with group ids (a second
+# implementation, the one an LLM trainer would call). The mean over MC_GROUPS groups is tested
+# against the exact target (the exact leg's rhs: the conclusion's factor times the complex-step
+# grad J) by rlmath.statistics.agreement at false alarm MC_FALSE_ALARM per leg (Bonferroni
+# over the MC_EXAMPLES examples and every component).
+#
+# Mutants are wrong statements E[g] = wrong(example). A mutant's Monte-Carlo variant is the
+# same sampled terms moved by reference(example) - wrong(example): its mean is the reference
+# exactly when the mutant's statement is true, and its z-scores are those of the sample mean
+# against wrong(example), so the variant fails exactly when the sampled estimate rejects the
+# mutant's value.
+#
+# Examples: logits in [-1, 1] (every next-token probability >= e^-1 / (e^-1 + 2 e) > 0.06 with
+# K + 1 <= 3 tokens, so no response is rare and the per-group terms, bounded, are close enough
+# to normal at the 1e-6 tail for n in the tens of thousands). Power: an example is kept only if
+# every mutant is rejected with probability >= 0.99 at MC_GROUPS groups
+# (rlmath.claims.detectable, normal approximation), from the exact mean and standard deviation
+# of every component (expected_over_groups of the term and of its square).
+MC_EXAMPLES = 2
+MC_FALSE_ALARM = DEFAULT_FALSE_ALARM  # per leg, shared by its examples (monte_carlo_leg's split)
+ALPHA = MC_FALSE_ALARM / MC_EXAMPLES
+MIN_SD = 1e-6  # components with a smaller sd (rounding-level: no signal) give no power
+
+#: weights(rewards [n, G], lengths [n, G], model) -> [n, G]: the per-response w_i of a form.
+Weights = Callable[[np.ndarray, np.ndarray, SequenceModel], np.ndarray]
+
+
+def _group_ids(rewards: np.ndarray) -> np.ndarray:
+    """Group ids [n * G] of the flattened rows (row-major: group g is rows g G .. g G + G - 1)."""
+    return np.repeat(np.arange(rewards.shape[0]), rewards.shape[1])
+
+
+def claim_form(advantages: Callable[[np.ndarray], np.ndarray]) -> Weights:
+    """w_i = A_i by one of this file's [n, G] advantage functions."""
+    return lambda rewards, lengths, model: advantages(rewards)
+
+
+def library_form(function: Callable[..., np.ndarray], **options: Any) -> Weights:
+    """w_i = A_i by an rlmath.llm_reference [B] advantage function with group ids."""
+
+    def weights(rewards: np.ndarray, lengths: np.ndarray, model: SequenceModel) -> np.ndarray:
+        flat = function(rewards.ravel(), _group_ids(rewards), **options)
+        return np.asarray(flat).reshape(rewards.shape)
+
+    return weights
+
+
+def token_mean_form(rewards: np.ndarray, lengths: np.ndarray, model: SequenceModel) -> np.ndarray:
+    """GRPO's per-response token mean: w_i = (r_i - mean_j r_j) / |y_i| (|y| as sampled)."""
+    return group_mean_advantages(rewards) / lengths
+
+
+def token_budget_form(rewards: np.ndarray, lengths: np.ndarray, model: SequenceModel) -> np.ndarray:
+    """Dr. GRPO: w_i = A_i / L with A_i = dr_grpo_advantages (the constant token budget L)."""
+    flat = dr_grpo_advantages(rewards.ravel(), _group_ids(rewards)).reshape(rewards.shape)
+    return flat / model.max_length  # type: ignore[no-any-return]
+
+
+def _fingerprint(example: tuple[SequenceModel, int]) -> tuple[Any, ...]:
+    model, size = example
+    digest = hashlib.sha256()
+    for array in (model.theta, model.prompt_probabilities, model.total_rewards()):
+        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return (digest.hexdigest(), model.theta.shape, model.max_length, size)
+
+
+def sampled_group_terms(
+    example: tuple[SequenceModel, int],
+    rng: np.random.Generator,
+    n_groups: int,
+    forms: tuple[Weights, ...],
+) -> np.ndarray:
+    """``[n_groups, F, X, N, K + 1]``: (1/G) sum_i w_i grad log pi(y_i | x) per sampled group."""
+    model, size = example
+    batch = sample_groups(model, n_groups, size, rng)
+    rewards = batch.grouped(model.total_rewards()[batch.prompts, batch.response_indices])
+    lengths = batch.grouped(batch.lengths).astype(np.float64)
+    return np.stack(
+        [score_sums(model, batch, form(rewards, lengths, model).ravel()) / size for form in forms],
+        axis=1,
+    )
+
+
+# The legs run the true estimator and then each mutant on the same examples with the same seeds
+# (monte_carlo_leg seeds example k of seed s with SeedSequence([s, k])): the sampled terms are
+# computed once per (seed, example, forms) and reused; likewise the exact moments per example.
+_TERMS: dict[tuple[Any, ...], np.ndarray] = {}
+_MOMENTS: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _remember(
+    cache: dict[tuple[Any, ...], Any],
+    key: tuple[Any, ...],
+    make: Callable[[], Any],
+    capacity: int = 2 * MC_EXAMPLES,
+) -> Any:
+    """``cache[key]``, computed by ``make()`` if absent (oldest entries dropped at capacity)."""
+    if key not in cache:
+        while len(cache) >= capacity:
+            cache.pop(next(iter(cache)))
+        cache[key] = make()
+    return cache[key]
+
+
+def group_sampler(
+    forms: tuple[Weights, ...],
+) -> Callable[[tuple[SequenceModel, int], np.random.Generator, int], np.ndarray]:
+    """``(example, rng, n) -> [n, F, X, N, K + 1]`` terms for monte_carlo_leg (cached)."""
+
+    def sample(example: tuple[SequenceModel, int], rng: np.random.Generator, n: int) -> np.ndarray:
+        seed = int(rng.integers(2**63))
+        key = (seed, n, id(forms), _fingerprint(example))
+        return _remember(  # type: ignore[no-any-return]
+            _TERMS, key, lambda: sampled_group_terms(example, np.random.default_rng(seed), n, forms)
+        )
+
+    return sample
+
+
+def exact_term_moments(
+    example: tuple[SequenceModel, int], forms: tuple[Weights, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact mean and sd ``[F, X, N, K + 1]`` of the group terms (expected_over_groups)."""
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        model, size = example
+        scores = _response_scores(model)
+
+        def statistic(batch: GroupBatch) -> np.ndarray:
+            members = scores[batch.prompt][batch.responses]  # [B, G, X, N, K + 1]
+            lengths = batch.lengths.astype(np.float64)
+            terms = np.stack(
+                [
+                    np.einsum("bg,bg...->b...", form(batch.rewards, lengths, model), members) / size
+                    for form in forms
+                ],
+                axis=1,
+            )
+            return np.stack([terms, terms**2], axis=1)
+
+        first, second = expected_over_groups(model, size, statistic)
+        return first, np.sqrt(np.maximum(second - first**2, 0.0))
+
+    return _remember(_MOMENTS, (id(forms), _fingerprint(example)), compute, capacity=256)  # type: ignore[no-any-return]
+
+
+def mutants_detectable(
+    forms: tuple[Weights, ...], n_groups: int, wrongs: tuple[Callable[[Any], Any], ...]
+) -> Callable[[tuple[SequenceModel, int]], bool]:
+    """The example filter: every wrong statement is rejected with power >= 0.99 at n_groups."""
+
+    def keep(example: tuple[SequenceModel, int]) -> bool:
+        mean, sd = exact_term_moments(example, forms)
+        for wrong in wrongs:
+            shift = np.where(sd > MIN_SD, mean - np.asarray(wrong(example)), 0.0)
+            if not detectable(shift, sd, n_groups, false_alarm=ALPHA):
+                return False
+        return True
+
+    return keep
+
+
+def statement_variant(
+    sample: Callable[[Any, np.random.Generator, int], np.ndarray],
+    reference: Callable[[Any], Any],
+    wrong: Callable[[Any], Any],
+) -> Callable[[Any, np.random.Generator, int], np.ndarray]:
+    """The Monte-Carlo variant of the wrong statement E[g] = wrong: terms + reference - wrong."""
+
+    def variant(example: Any, rng: np.random.Generator, n: int) -> np.ndarray:
+        return sample(example, rng, n) + (
+            np.asarray(reference(example)) - np.asarray(wrong(example))
+        )
+
+    return variant
+
+
+def stacked(rhs: Callable[[Any], Any], copies: int) -> Callable[[Any], np.ndarray]:
+    """example -> ``copies`` stacked copies of rhs(example) (one per form)."""
+    return lambda example: np.stack([np.asarray(rhs(example))] * copies)
+
+
+def varied_rewards(model: SequenceModel) -> SequenceModel:
+    """The model with rewards r + 0.5 ((i + x) mod 3 - 1): never all equal within a prompt.
+
+    Hypothesis's simplest models have all rewards 0, where every group estimator is 0 and no
+    mutant can be seen; the pattern (as in :func:`binary_rewards`) keeps rewards varied.
+    """
+    X, R = model.rewards.shape
+    pattern = 0.5 * (((np.arange(R)[None, :] + np.arange(X)[:, None]) % 3) - 1.0)
+    return SequenceModel(
+        model.theta,
+        model.max_length,
+        model.prompt_probabilities,
+        model.rewards + pattern,
+        model.token_rewards,
+        model.reference_theta,
+    )
+
+
+def mixed_binary_rewards(model: SequenceModel) -> SequenceModel:
+    """0/1 rewards 1[r > 0] with response x mod R a success and (x + 1) mod R a failure.
+
+    So that 0 < p_x < 1 for every prompt (at p_x in {0, 1} every GRPO advantage is 0).
+    """
+    X, R = model.rewards.shape
+    rewards = (model.rewards > 0).astype(np.float64)
+    rows = np.arange(X)
+    rewards[rows, rows % R] = 1.0
+    rewards[rows, (rows + 1) % R] = 0.0
+    return SequenceModel(
+        model.theta,
+        model.max_length,
+        model.prompt_probabilities,
+        rewards,
+        None,
+        model.reference_theta,
+    )
+
+
+def _mc_models(**sizes: Any) -> st.SearchStrategy[SequenceModel]:
+    """Models of the Monte-Carlo legs: logits in [-1, 1] (no rare response)."""
+    return sequence_models(max_abs_logit=1.0, **sizes)
+
+
+# RLOO: the leave-one-out advantage as written, the others' sum over G (also unbiased), and
+# rlmath.llm_reference.rloo_advantages (G/(G-1) (r_i - mean), computed from the group mean).
+RLOO_MC_FORMS = (
+    claim_form(leave_one_out_advantages),
+    claim_form(others_over_group_size_advantages),
+    library_form(rloo_advantages),
+)
+# group mean: as written and rlmath.llm_reference.dr_grpo_advantages.
+MEAN_MC_FORMS = (claim_form(group_mean_advantages), library_form(dr_grpo_advantages))
+# GRPO: as written and rlmath.llm_reference.grpo_advantages with epsilon = 0 (sample std).
+GRPO_MC_FORMS = (
+    claim_form(group_normalised_advantages),
+    library_form(grpo_advantages, epsilon=0.0, ddof=1),
+)
+# length normalisation: the token mean 1/|y_i| and the constant token budget L (the two
+# statements of the exact leg, in its order).
+LENGTH_MC_FORMS = (token_mean_form, token_budget_form)
+
+# Group counts. The smallest shifts are the group-mean off-by-one (1/G - 1/(G+1) of grad J),
+# the length baseline term and GRPO's pooled factor (c_G(p_x) - c_G(p_bar), a few per cent:
+# hence G = 6-8 there, where c_G varies more with p); the filters drop examples where these
+# are not detected with power 0.99 at these counts (about 0.1-0.3 s of sampling each).
+MC_GROUPS = 20_000
+GRPO_MC_GROUPS = 40_000
+
+rloo_mc_reference = stacked(scaled_gradient(lambda size: 1.0), len(RLOO_MC_FORMS))
+RLOO_MC_WRONG = {
+    "rloo-shrinks-like-mean": stacked(scaled_gradient(lambda s: 1 - 1 / s), len(RLOO_MC_FORMS)),
+    "rloo-inflated-by-g-over-g-minus-1": stacked(
+        scaled_gradient(lambda s: s / (s - 1)), len(RLOO_MC_FORMS)
+    ),
+}
+rloo_mc_sampler = group_sampler(RLOO_MC_FORMS)
+rloo_mc_examples = st.tuples(
+    _mc_models(
+        min_prompts=2, max_prompts=2, min_tokens=2, max_tokens=2, min_length=2, max_length=3
+    ).map(varied_rewards),
+    st.integers(2, 4),
+).filter(mutants_detectable(RLOO_MC_FORMS, MC_GROUPS, tuple(RLOO_MC_WRONG.values())))
+
+mean_mc_reference = stacked(scaled_gradient(lambda s: 1 - 1 / s), len(MEAN_MC_FORMS))
+MEAN_MC_WRONG = {
+    "group-mean-unbiased": stacked(scaled_gradient(lambda s: 1.0), len(MEAN_MC_FORMS)),
+    "shrink-by-g-over-g-plus-1": stacked(
+        scaled_gradient(lambda s: 1 - 1 / (s + 1)), len(MEAN_MC_FORMS)
+    ),
+}
+mean_mc_sampler = group_sampler(MEAN_MC_FORMS)
+mean_mc_examples = st.tuples(
+    _mc_models(
+        min_prompts=2, max_prompts=2, min_tokens=2, max_tokens=2, min_length=2, max_length=3
+    ).map(varied_rewards),
+    st.integers(2, 4),
+).filter(mutants_detectable(MEAN_MC_FORMS, MC_GROUPS, tuple(MEAN_MC_WRONG.values())))
+
+grpo_mc_reference = stacked(prompt_reweighted_gradient(grpo_factor), len(GRPO_MC_FORMS))
+GRPO_MC_WRONG = {
+    "grpo-unbiased": stacked(scaled_gradient(lambda s: 1.0), len(GRPO_MC_FORMS)),
+    "inverse-std-factor": stacked(
+        prompt_reweighted_gradient(inverse_std_factor), len(GRPO_MC_FORMS)
+    ),
+    "parallel-across-prompts": stacked(pooled_factor_gradient, len(GRPO_MC_FORMS)),
+}
+grpo_mc_sampler = group_sampler(GRPO_MC_FORMS)
+grpo_mc_examples = st.tuples(
+    _mc_models(min_prompts=2, max_prompts=2, max_tokens=2, min_length=2, max_length=2).map(
+        mixed_binary_rewards
+    ),
+    st.integers(6, 8),
+).filter(mutants_detectable(GRPO_MC_FORMS, GRPO_MC_GROUPS, tuple(GRPO_MC_WRONG.values())))
+
+length_mc_reference = length_normalisation_conclusion()
+LENGTH_MC_WRONG = {
+    "baseline-length-term-dropped": length_normalisation_conclusion(baseline_term=False),
+    "length-normalisation-harmless": length_normalisation_conclusion(length_weighted=False),
+    "dr-grpo-unscaled": length_normalisation_conclusion(constant_scaled=False),
+}
+length_mc_sampler = group_sampler(LENGTH_MC_FORMS)
+length_mc_examples = st.tuples(
+    _mc_models(
+        min_prompts=2, max_prompts=2, min_tokens=2, max_tokens=2, min_length=2, max_length=3
+    ).map(varied_rewards),
+    st.integers(2, 4),
+).filter(mutants_detectable(LENGTH_MC_FORMS, MC_GROUPS, tuple(LENGTH_MC_WRONG.values())))
+
+
+def group_leg(
+    examples: st.SearchStrategy[tuple[SequenceModel, int]],
+    sampler: Callable[[Any, np.random.Generator, int], np.ndarray],
+    reference: Callable[[Any], Any],
+    n_groups: int,
+    description: str,
+) -> Any:
+    return monte_carlo_leg(
+        examples,
+        sampler,
+        reference,
+        n_samples=n_groups,
+        n_examples=MC_EXAMPLES,
+        false_alarm=MC_FALSE_ALARM,
+        description=description,
+    )
+
+
 SHARED_ASSUMPTIONS = (
     "Tabular autoregressive softmax policy over a finite vocabulary with EOS (a response "
     "token) and truncation at L; the G responses of a group are i.i.d. given the prompt.",
@@ -886,6 +1228,13 @@ CLAIMS = (
                 "gradient of J"
             ),
         ),
+        monte_carlo=group_leg(
+            rloo_mc_examples,
+            rloo_mc_sampler,
+            rloo_mc_reference,
+            MC_GROUPS,
+            "mean over sampled groups (prompts from rho, responses token by token: rlmath.sequence_sampling) of (1/G) sum_i A_i sum_t score_t(y_i) for the leave-one-out advantage, the others' sum over G and rlmath.llm_reference.rloo_advantages, each vs the complex-step grad J",
+        ),
         mutants=(
             Mutant(
                 "rloo-shrinks-like-mean",
@@ -893,6 +1242,9 @@ CLAIMS = (
                 "mean",
                 symbolic=SymbolicMutation("rloo", RLOO_SHRINKS),
                 exact=scaled_gradient(lambda size: 1 - 1 / size, copies=len(RLOO_FORMS)),
+                monte_carlo=statement_variant(
+                    rloo_mc_sampler, rloo_mc_reference, RLOO_MC_WRONG["rloo-shrinks-like-mean"]
+                ),
             ),
             Mutant(
                 "rloo-inflated-by-g-over-g-minus-1",
@@ -900,6 +1252,11 @@ CLAIMS = (
                 "read as a bias of RLOO)",
                 symbolic=SymbolicMutation("rloo", RLOO_INFLATED),
                 exact=scaled_gradient(lambda size: size / (size - 1), copies=len(RLOO_FORMS)),
+                monte_carlo=statement_variant(
+                    rloo_mc_sampler,
+                    rloo_mc_reference,
+                    RLOO_MC_WRONG["rloo-inflated-by-g-over-g-minus-1"],
+                ),
             ),
         ),
     ),
@@ -953,18 +1310,31 @@ CLAIMS = (
                 "(1 - 1/G) times the complex-step gradient of J"
             ),
         ),
+        monte_carlo=group_leg(
+            mean_mc_examples,
+            mean_mc_sampler,
+            mean_mc_reference,
+            MC_GROUPS,
+            "mean over sampled groups (token by token: rlmath.sequence_sampling) of (1/G) sum_i (r_i - mean_j r_j) sum_t score_t(y_i), the advantage as written and by rlmath.llm_reference.dr_grpo_advantages, vs (1 - 1/G) times the complex-step grad J",
+        ),
         mutants=(
             Mutant(
                 "group-mean-unbiased",
                 "E[group-mean estimator] = grad J (the own-reward term forgotten)",
                 symbolic=SymbolicMutation("group-mean", MEAN_UNBIASED),
                 exact=scaled_gradient(lambda size: 1.0),
+                monte_carlo=statement_variant(
+                    mean_mc_sampler, mean_mc_reference, MEAN_MC_WRONG["group-mean-unbiased"]
+                ),
             ),
             Mutant(
                 "shrink-by-g-over-g-plus-1",
                 "E = (1 - 1/(G+1)) grad J (an off-by-one in the group size)",
                 symbolic=SymbolicMutation("group-mean", MEAN_SHRINKS_BY_G_MINUS_1),
                 exact=scaled_gradient(lambda size: 1 - 1 / (size + 1)),
+                monte_carlo=statement_variant(
+                    mean_mc_sampler, mean_mc_reference, MEAN_MC_WRONG["shrink-by-g-over-g-plus-1"]
+                ),
             ),
         ),
     ),
@@ -1036,12 +1406,22 @@ CLAIMS = (
                 "gradient of J"
             ),
         ),
+        monte_carlo=group_leg(
+            grpo_mc_examples,
+            grpo_mc_sampler,
+            grpo_mc_reference,
+            GRPO_MC_GROUPS,
+            "mean over sampled groups of G = 6-8 (token by token: rlmath.sequence_sampling) of (1/G) sum_i (r_i - mean)/std sum_t score_t(y_i) with 0/1 rewards, the advantage as written and by rlmath.llm_reference.grpo_advantages(epsilon=0), vs sum_x c_G(p_x) times prompt x's block of the complex-step grad J",
+        ),
         mutants=(
             Mutant(
                 "grpo-unbiased",
                 "E[GRPO] = grad J: the std normalisation taken to be harmless",
                 symbolic=SymbolicMutation("grpo-binary", GRPO_UNBIASED),
                 exact=scaled_gradient(lambda size: 1.0),
+                monte_carlo=statement_variant(
+                    grpo_mc_sampler, grpo_mc_reference, GRPO_MC_WRONG["grpo-unbiased"]
+                ),
             ),
             Mutant(
                 "inverse-std-factor",
@@ -1049,12 +1429,18 @@ CLAIMS = (
                 "as exact)",
                 symbolic=SymbolicMutation("grpo-binary", GRPO_INVERSE_STD),
                 exact=prompt_reweighted_gradient(inverse_std_factor),
+                monte_carlo=statement_variant(
+                    grpo_mc_sampler, grpo_mc_reference, GRPO_MC_WRONG["inverse-std-factor"]
+                ),
             ),
             Mutant(
                 "parallel-across-prompts",
                 "E[GRPO] = c_G(p_bar) grad J with one factor for all prompts (parallel to "
                 "grad J across prompts); a two-prompt statement, so no symbolic variant",
                 exact=pooled_factor_gradient,
+                monte_carlo=statement_variant(
+                    grpo_mc_sampler, grpo_mc_reference, GRPO_MC_WRONG["parallel-across-prompts"]
+                ),
             ),
         ),
     ),
@@ -1125,6 +1511,13 @@ CLAIMS = (
                 "E[1/|y|]) and (1 - 1/G)/L grad J, all gradients by complex step"
             ),
         ),
+        monte_carlo=group_leg(
+            length_mc_examples,
+            length_mc_sampler,
+            length_mc_reference,
+            MC_GROUPS,
+            "mean over sampled groups (token by token: rlmath.sequence_sampling) of (1/G) sum_i A_i / |y_i| sum_t score_t(y_i) (|y_i| as sampled) and of (1/G) sum_i A_i / L sum_t score_t(y_i) (A_i by rlmath.llm_reference.dr_grpo_advantages), vs the exact leg's complex-step right-hand sides",
+        ),
         mutants=(
             Mutant(
                 "baseline-length-term-dropped",
@@ -1132,18 +1525,31 @@ CLAIMS = (
                 "1/|y| weights",
                 symbolic=SymbolicMutation("token-mean", LENGTH_BASELINE_TERM_DROPPED),
                 exact=length_normalisation_conclusion(baseline_term=False),
+                monte_carlo=statement_variant(
+                    length_mc_sampler,
+                    length_mc_reference,
+                    LENGTH_MC_WRONG["baseline-length-term-dropped"],
+                ),
             ),
             Mutant(
                 "length-normalisation-harmless",
                 "E = (1 - 1/G) grad J: the per-response 1/|y| taken to be a harmless rescaling",
                 symbolic=SymbolicMutation("token-mean", LENGTH_HARMLESS),
                 exact=length_normalisation_conclusion(length_weighted=False),
+                monte_carlo=statement_variant(
+                    length_mc_sampler,
+                    length_mc_reference,
+                    LENGTH_MC_WRONG["length-normalisation-harmless"],
+                ),
             ),
             Mutant(
                 "dr-grpo-unscaled",
                 "the constant normaliser's 1/Lambda forgotten: E = (1 - 1/G) grad J",
                 symbolic=SymbolicMutation("constant-normaliser", CONSTANT_UNSCALED),
                 exact=length_normalisation_conclusion(constant_scaled=False),
+                monte_carlo=statement_variant(
+                    length_mc_sampler, length_mc_reference, LENGTH_MC_WRONG["dr-grpo-unscaled"]
+                ),
             ),
         ),
     ),
