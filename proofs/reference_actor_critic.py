@@ -695,6 +695,934 @@ def _ipo_rtol(example: PreferenceExample) -> float:
     return max(exact_rtol(n_terms=example.chosen.size + 8), 4.0 * bound / _ipo_scale(example))
 
 
+# ============================================================================ 5. dual-clip PPO
+# Entry i's objective, with the ratio rho = e^{x - o} as the variable (the exact leg forms it
+# from the log-probs): PPO's min(rho A, clip(rho) A), and for A < 0 its max with c A.
+rho = sp.Symbol("rho", positive=True)
+dA = sp.Symbol("A", real=True)
+deps = sp.Symbol("epsilon", positive=True)
+dc = sp.Symbol("c", positive=True)  # the dual clip, c > 1
+DUAL_SYMBOLS = (rho, dA, deps, dc, N)
+
+
+def _clip(value: Any, low: Any, high: Any) -> sp.Expr:
+    return sp.Min(sp.Max(value, low, evaluate=False), high, evaluate=False)
+
+
+def dual_clip_share(q: Any, adv: Any, eps: Any, c: Any) -> sp.Expr:
+    r"""$-\frac1N$ (dual-clip objective of one entry), as the docstring defines it."""
+    ppo = sp.Min(
+        sp.Mul(q, adv, evaluate=False),
+        sp.Mul(_clip(q, 1 - eps, 1 + eps), adv, evaluate=False),
+        evaluate=False,
+    )
+    objective = sp.Piecewise(
+        (
+            sp.Max(ppo, sp.Mul(c, adv, evaluate=False), evaluate=False),
+            sp.Lt(adv, 0, evaluate=False),
+        ),
+        (ppo, True),
+        evaluate=False,
+    )
+    return sp.Mul(-1, sp.Pow(N, -1), objective, evaluate=False)
+
+
+def dual_clip_closed(q: Any, adv: Any, eps: Any, c: Any) -> sp.Expr:
+    r"""$-\frac{A}{N} \min(\rho, 1 + \epsilon)$ for $A \ge 0$, $-\frac{A}{N}
+    \min(\max(\rho, 1 - \epsilon), c)$ for $A < 0$."""
+    factor = sp.Piecewise(
+        (
+            sp.Min(sp.Max(q, 1 - eps, evaluate=False), c, evaluate=False),
+            sp.Lt(adv, 0, evaluate=False),
+        ),
+        (sp.Min(q, 1 + eps, evaluate=False), True),
+        evaluate=False,
+    )
+    return sp.Mul(-1, sp.Pow(N, -1), adv, factor, evaluate=False)
+
+
+_a = sp.Symbol("a", positive=True)  # |A| for A < 0
+_a0 = sp.Symbol("a", nonnegative=True)  # A >= 0
+_s = sp.Symbol("sigma", nonnegative=True)
+_tt = sp.Symbol("tau", nonnegative=True)
+_m = sp.Symbol("mu", nonnegative=True)
+_k = sp.Symbol("kappa", positive=True)
+_half = (_s + _tt) / 2  # epsilon inside the clip range: rho = 1 - eps + sigma = 1 + eps - tau
+_mid = 1 - _half + _s
+
+
+@dataclass(frozen=True)
+class DualRegion:
+    name: str
+    where: str
+    region: Any
+    parametrisation: dict
+    picked: Any  # the objective the rule picks there (in the parameters)
+
+
+def _dual_regions() -> tuple[DualRegion, ...]:
+    negative, positive = dA < 0, dA >= 0
+    below, above = rho <= 1 - deps, rho >= 1 + deps
+    inside = (rho >= 1 - deps) & (rho <= 1 + deps)
+    return (
+        DualRegion(
+            "positive-below",
+            "A >= 0, rho = 1 - eps - sigma: clip = 1 - eps, rho A is the smaller",
+            positive & below,
+            {rho: 1 - deps - _s, dA: _a0, dc: 1 + _k},
+            (1 - deps - _s) * _a0,
+        ),
+        DualRegion(
+            "positive-inside",
+            "A >= 0, rho in the clip range: clip(rho) = rho",
+            positive & inside,
+            {rho: _mid, dA: _a0, deps: _half, dc: 1 + _k},
+            _mid * _a0,
+        ),
+        DualRegion(
+            "positive-above",
+            "A >= 0, rho = 1 + eps + sigma: the clipped (1 + eps) A is the smaller",
+            positive & above,
+            {rho: 1 + deps + _s, dA: _a0, dc: 1 + _k},
+            (1 + deps) * _a0,
+        ),
+        DualRegion(
+            "negative-below",
+            "A < 0, rho = 1 - eps - sigma: PPO picks (1 - eps) A, above c A as c > 1 - eps",
+            negative & below,
+            {rho: 1 - deps - _s, dA: -_a, dc: 1 + _k},
+            -(1 - deps) * _a,
+        ),
+        DualRegion(
+            "negative-inside-unclipped",
+            "A < 0, rho in the clip range and rho = c - mu <= c: PPO's rho A, above c A",
+            negative & inside & (rho <= dc),
+            {rho: _mid, dA: -_a, deps: _half, dc: _mid + _m},
+            -_mid * _a,
+        ),
+        DualRegion(
+            "negative-inside-dual-clipped",
+            "A < 0, rho in the clip range and rho = c + mu >= c: the dual clip c A",
+            negative & inside & (rho >= dc),
+            {rho: _mid, dA: -_a, deps: _half, dc: _mid - _m},
+            -(_mid - _m) * _a,
+        ),
+        DualRegion(
+            "negative-above-unclipped",
+            "A < 0, rho = 1 + eps + sigma <= c: PPO's rho A (below (1 + eps) A), above c A",
+            negative & above & (rho <= dc),
+            {rho: 1 + deps + _s, dA: -_a, dc: 1 + deps + _s + _m},
+            -(1 + deps + _s) * _a,
+        ),
+        DualRegion(
+            "negative-above-dual-clipped",
+            "A < 0, rho = 1 + eps + sigma = c + mu: PPO's rho A is below c A: the dual clip",
+            negative & above & (rho >= dc),
+            {rho: 1 + deps + _s, dA: -_a, dc: 1 + deps + _s - _m},
+            -(1 + deps + _s - _m) * _a,
+        ),
+    )
+
+
+DUAL_REGIONS = _dual_regions()
+
+
+def _dual_derivation(region: DualRegion) -> Derivation:
+    at = [sp.sympify(x).xreplace(region.parametrisation) for x in (rho, dA, deps, dc)]
+    return Derivation(
+        f"dual-clip-{region.name}",
+        (
+            Step(dual_clip_share(*at), "entry i's share of the dual-clip loss"),
+            Step(
+                sp.Mul(-1, sp.Pow(N, -1), region.picked, evaluate=False),
+                f"{region.where}; evaluate the min, the max and the clip",
+            ),
+            Step(dual_clip_closed(*at), "the closed form picks the same factor of A"),
+        ),
+        statement=rf"\text{{dual-clip loss term}} \quad ({region.name})",
+    )
+
+
+dual_clip_analysis = CaseAnalysis(
+    "dual-clip-loss",
+    dc > 1,
+    tuple(Case(g.region, _dual_derivation(g), g.parametrisation) for g in DUAL_REGIONS),
+)
+
+
+def dual_mutation(target: str, wrong: Callable[..., sp.Expr]) -> SymbolicMutation:
+    region = next(g for g in DUAL_REGIONS if g.name == target)
+    at = [sp.sympify(x).xreplace(region.parametrisation) for x in (rho, dA, deps, dc)]
+    return SymbolicMutation(f"dual-clip-{target}", wrong(*at))
+
+
+@dataclass(frozen=True)
+class DualExample:
+    log_probs: np.ndarray
+    old_log_probs: np.ndarray
+    advantages: np.ndarray
+    clip_epsilon: float
+    dual_clip: float
+
+
+@st.composite
+def dual_examples(draw: st.DrawFn) -> DualExample:
+    """1..6 entries; eps in [0.01, 0.99] (0.2 often), c in {1.5, 3 (Ye et al.), inf} or in
+    (1, 5]; log-ratios anywhere in [-2, 2.5] or within 1e-2 of a kink log(1 +- eps), log c;
+    advantages of magnitude 1e-3..1e3, both signs, and 0."""
+    n_ = draw(st.integers(1, 6))
+    eps = draw(st.one_of(st.just(0.2), st.floats(0.01, 0.99)))
+    c = draw(st.one_of(st.sampled_from((1.5, 3.0, np.inf)), st.floats(1.01, 5.0)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kinks = [np.log1p(eps), np.log1p(-eps)] + ([np.log(c)] if np.isfinite(c) else [])
+    near = rng.choice(kinks, n_) + rng.uniform(-1e-2, 1e-2, n_)
+    log_ratio = np.where(rng.random(n_) < 0.5, near, rng.uniform(-2.0, 2.5, n_))
+    old = rng.uniform(-30.0, 0.0, n_)
+    adv = _signed_magnitudes(rng, n_, 1e-3, 1e3) * (rng.random(n_) < 0.9)
+    return DualExample(old + log_ratio, old, adv, float(eps), float(c))
+
+
+def shipped_dual_clip(example: DualExample) -> float:
+    return reference.dual_clip_ppo_loss(
+        example.log_probs,
+        example.old_log_probs,
+        example.advantages,
+        clip_epsilon=example.clip_epsilon,
+        dual_clip=example.dual_clip,
+    )
+
+
+def _dual_arguments(example: DualExample) -> tuple:
+    ratio = np.exp(example.log_probs - example.old_log_probs)
+    return ratio, example.advantages, example.clip_epsilon, example.dual_clip, ratio.size
+
+
+def _dual_rhs(wrong: Callable[..., sp.Expr]) -> Callable[[DualExample], float]:
+    function = lazy_lambdify(DUAL_SYMBOLS, wrong(rho, dA, deps, dc))
+
+    def total(example: DualExample) -> float:
+        with np.errstate(invalid="ignore"):  # inf * 0 in the branch numpy evaluates, unused
+            values = function(*_dual_arguments(example))
+        return float(np.sum(np.broadcast_to(values, example.advantages.shape)))
+
+    return total
+
+
+def _dual_scale(example: DualExample) -> float:
+    """mean of (rho + 1 + eps) |A|: the size of the terms."""
+    ratio = np.exp(example.log_probs - example.old_log_probs)
+    return max(
+        float(np.mean((ratio + 1 + example.clip_epsilon) * np.abs(example.advantages))), TINY
+    )
+
+
+def _wrong_dual_on_positive(q: Any, adv: Any, eps: Any, c: Any) -> sp.Expr:
+    """The dual clip applied whatever the sign: max(PPO, c A) for A >= 0 too."""
+    positive = sp.Max(sp.Min(q, 1 + eps), c)
+    negative = sp.Min(sp.Max(q, 1 - eps), c)
+    return -adv * sp.Piecewise((negative, adv < 0), (positive, True)) / N
+
+
+def _wrong_min_with_c(q: Any, adv: Any, eps: Any, c: Any) -> sp.Expr:
+    """min(PPO, c A) for A < 0: the unbounded side kept, the bounded one removed."""
+    return -adv * sp.Piecewise((sp.Max(q, 1 - eps, c), adv < 0), (sp.Min(q, 1 + eps), True)) / N
+
+
+def _plain_ppo(q: Any, adv: Any, eps: Any, c: Any) -> sp.Expr:
+    """No dual clip: PPO's A max(rho, 1 - eps) for A < 0."""
+    return -adv * sp.Piecewise((sp.Max(q, 1 - eps), adv < 0), (sp.Min(q, 1 + eps), True)) / N
+
+
+def _bound_sign(q: Any, adv: Any, eps: Any, c: Any) -> sp.Expr:
+    """max(PPO, c |A|) for A < 0: the bound's sign lost, the objective is c |A| > 0."""
+    return -adv * sp.Piecewise((-c, adv < 0), (sp.Min(q, 1 + eps), True)) / N
+
+
+_DUAL_REASON = (
+    "the sum over entries of the statement's right-hand side (lambdified), which the claim "
+    "ties to the conclusion of each of the eight cases; a case analysis has no single "
+    "conclusion to lambdify, and the sum over entries is the definition of the mean loss"
+)
+
+DUAL_CLAIMS = (
+    Claim(
+        id="dual-clip-ppo-loss-reference",
+        title="The reference dual-clip PPO loss bounds the objective of A < 0 by c A",
+        summary=(
+            "rlmath.reference.dual_clip_ppo_loss has entry objective A min(rho, 1 + eps) for "
+            "A >= 0 and A min(max(rho, 1 - eps), c) for A < 0: PPO's, except that a negative "
+            "advantage's objective never drops below c A (Ye et al.)."
+        ),
+        statement=Statement(
+            dual_clip_share(rho, dA, deps, dc),
+            dual_clip_closed(rho, dA, deps, dc),
+            derivation="dual-clip-loss",
+            where=r"\rho = e^{x - o} > 0,\ \epsilon > 0,\ c > 1",
+        ),
+        assumptions=(
+            "Case analysis over the sign of A and the position of rho relative to 1 - eps, "
+            "1 + eps and c (closed regions, non-negative parameters; c > 1 where the argument "
+            "needs c > 1 - eps), checked to cover every rho > 0, A, eps > 0 and c > 1; some "
+            "parametrisations also reach points outside the domain (rho <= 0, c <= 1), where "
+            "the same algebra holds formally.",
+            "The loss is the mean of the shares (the exact leg sums them); rho is formed from "
+            "the log-probs as exp(log_probs - old_log_probs).",
+        ),
+        references=(
+            "Ye, D. et al., *Mastering Complex Control in MOBA Games with Deep Reinforcement "
+            "Learning*, AAAI 2020 (arXiv:1912.09729), eq. (5) (dual-clip PPO).",
+            "Schulman, J. et al., *Proximal Policy Optimization Algorithms*, arXiv:1707.06347, "
+            "2017, eq. (7).",
+        ),
+        symbolic=SymbolicLeg((), cases=(dual_clip_analysis,)),
+        exact=ExactLeg(
+            dual_examples(),
+            lhs=shipped_dual_clip,
+            rhs=_dual_rhs(dual_clip_closed),
+            rhs_reason=_DUAL_REASON,
+            rtol=lambda example: exact_rtol(n_terms=example.advantages.size + 8),
+            error_scale=_dual_scale,
+            description=(
+                "the shipped dual_clip_ppo_loss vs the sum of the lambdified closed form "
+                "-(A/N) min(max(rho, 1 - eps), c) (A < 0) or -(A/N) min(rho, 1 + eps); ratios at "
+                "and next to 1 +- eps and c, A = 0 included, c = inf included"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "dual-clip-on-positive",
+                "max(PPO, c A) for A >= 0 as well: positive advantages raised to c A",
+                symbolic=dual_mutation("positive-below", _wrong_dual_on_positive),
+                exact=_dual_rhs(_wrong_dual_on_positive),
+            ),
+            Mutant(
+                "min-with-c",
+                "min(PPO, c A) for A < 0: the bound taken on the wrong side",
+                symbolic=dual_mutation("negative-inside-unclipped", _wrong_min_with_c),
+                exact=_dual_rhs(_wrong_min_with_c),
+            ),
+            Mutant(
+                "plain-ppo",
+                "no dual clip: PPO's objective, unbounded below as rho grows for A < 0",
+                symbolic=dual_mutation("negative-above-dual-clipped", _plain_ppo),
+                exact=_dual_rhs(_plain_ppo),
+            ),
+            Mutant(
+                "bound-sign",
+                "max(PPO, c |A|) for A < 0: the bound's sign lost",
+                symbolic=dual_mutation("negative-inside-unclipped", _bound_sign),
+                exact=_dual_rhs(_bound_sign),
+            ),
+        ),
+        notes=(
+            "For A >= 0 and for rho <= c the loss is PPO's (claim ppo-clipped-surrogate-"
+            "reference); dual_clip = inf gives PPO. No Monte-Carlo leg: a deterministic "
+            "identity."
+        ),
+    ),
+)
+
+# ============================================================================ 6. actor-critic
+# Entry i's share of PPO's combined loss along the line (x + s u, V + s w, H + s z), the old
+# log-prob o, the advantage A, the return R and the reference log-prob q constant.
+ax, ao, aq = sp.Symbol("x", real=True), sp.Symbol("o", real=True), sp.Symbol("q", real=True)
+aA, aV, aR, aH = (sp.Symbol(name, real=True) for name in ("A", "V", "R", "H"))
+au, aw, az = (sp.Symbol(name, real=True) for name in ("u", "w", "z"))
+aeps = sp.Symbol("epsilon", positive=True)
+c_v, c_e, a_beta = (sp.Symbol(name, nonnegative=True) for name in ("c_v", "c_e", "beta"))
+s_line = sp.Symbol("s", real=True)
+AC_SYMBOLS = (ax, ao, aq, aA, aV, aR, aH, au, aw, az, aeps, c_v, c_e, a_beta, N)
+AC_NAMES = {c_v: "c_v", c_e: "c_e"}
+
+
+def actor_critic_share(x: Any, value: Any, entropy: Any, eps: Any) -> sp.Expr:
+    r"""$\frac1N[-\min(\rho A, \operatorname{clip}(\rho) A) + \frac{c_v}{2}(V - R)^2 - c_e H
+    + \beta((r - 1) - \log r)]$, $\rho = e^{x - o}$, $r = e^{q - x}$ (unevaluated)."""
+    ratio = sp.exp(x - ao)
+    ppo = sp.Min(
+        sp.Mul(ratio, aA, evaluate=False),
+        sp.Mul(_clip(ratio, 1 - eps, 1 + eps), aA, evaluate=False),
+        evaluate=False,
+    )
+    k3 = (sp.exp(aq - x) - 1) - (aq - x)
+    total = -ppo + c_v / 2 * (value - aR) ** 2 - c_e * entropy + a_beta * k3
+    return sp.Mul(sp.Pow(N, -1), total, evaluate=False)
+
+
+def actor_critic_slope(x: Any, eps: Any) -> sp.Expr:
+    """The directional derivative: [(-rho A + beta (1 - r)) u + c_v (V - R) w - c_e z] / N."""
+    policy = -sp.exp(x - ao) * aA + a_beta * (1 - sp.exp(aq - x))
+    return (policy * au + c_v * (aV - aR) * aw - c_e * az) / N
+
+
+_sp_pos, _tp_pos = sp.Symbol("sigma", positive=True), sp.Symbol("tau", positive=True)
+_ac_half = (_sp_pos + _tp_pos) / 2
+#: rho = 1 - eps + sigma = 1 + eps - tau: strictly inside the clip range
+_AC_PARAM = {ax: ao + sp.log(1 - _ac_half + _sp_pos), aeps: _ac_half}
+
+
+def _ac_line(x: Any, eps: Any) -> sp.Expr:
+    return sp.Subs(
+        sp.Derivative(
+            actor_critic_share(x + s_line * au, aV + s_line * aw, aH + s_line * az, eps), s_line
+        ),
+        s_line,
+        0,
+    )
+
+
+def _ac_at() -> list:
+    return [sp.sympify(v).xreplace(_AC_PARAM) for v in (ax, aeps)]
+
+
+actor_critic_derivation = Derivation(
+    "actor-critic-directional",
+    (
+        Step(
+            _ac_line(*_ac_at()),
+            "d/ds at s = 0 of entry i's share along (x + s u, V + s w, H + s z), rho = e^{x-o} "
+            "strictly inside the clip range (rho = 1 - eps + sigma = 1 + eps - tau)",
+        ),
+        Step(
+            actor_critic_slope(*_ac_at()),
+            "near s = 0 clip(rho) = rho, so the min is rho A; d e^{x-o}/dx = e^{x-o}, "
+            "d((r - 1) - log r)/dx = 1 - r, d (V - R)^2 / 2 dV = V - R, dH/dH = 1",
+        ),
+    ),
+    statement=r"\partial_s \mathcal L_i \quad (\text{inside the clip range})",
+)
+_AC_REGION = (sp.exp(ax - ao) > 1 - aeps) & (sp.exp(ax - ao) < 1 + aeps)
+actor_critic_analysis = CaseAnalysis(
+    "actor-critic-directional-derivative",
+    _AC_REGION,
+    (Case(_AC_REGION, actor_critic_derivation, _AC_PARAM),),
+)
+
+
+def ac_mutation(wrong: Callable[..., sp.Expr]) -> SymbolicMutation:
+    return SymbolicMutation("actor-critic-directional", wrong(*_ac_at()))
+
+
+@dataclass(frozen=True)
+class ACExample:
+    log_probs: np.ndarray
+    old_log_probs: np.ndarray
+    advantages: np.ndarray
+    values: np.ndarray
+    returns: np.ndarray
+    entropy: np.ndarray
+    reference_log_probs: np.ndarray
+    directions: np.ndarray  # [3, N]: u, w, z
+    clip_epsilon: float
+    value_coefficient: float
+    entropy_coefficient: float
+    kl_coefficient: float
+
+    def moved(self, step: float) -> ACExample:
+        u, w, z = self.directions
+        return ACExample(
+            self.log_probs + step * u,
+            self.old_log_probs,
+            self.advantages,
+            self.values + step * w,
+            self.returns,
+            self.entropy + step * z,
+            self.reference_log_probs,
+            self.directions,
+            self.clip_epsilon,
+            self.value_coefficient,
+            self.entropy_coefficient,
+            self.kl_coefficient,
+        )
+
+
+@st.composite
+def actor_critic_examples(draw: st.DrawFn) -> ACExample:
+    """1..6 entries; log-ratios in the middle half of (log(1 - eps), log(1 + eps)) (the clip
+    does not bind); reference log-probs within 2 of the log-probs; values, returns in
+    [-10, 10], entropies in [0, 3]; directions in [-1, 1]^3; coefficients 0 (a term switched
+    off), the usual 0.5 / 0.01 / 0.1, or random in [0, 2]."""
+    n_ = draw(st.integers(1, 6))
+    eps = draw(st.one_of(st.just(0.2), st.floats(0.05, 0.9)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    low, high = np.log1p(-eps), np.log1p(eps)
+    middle, half = (low + high) / 2, (high - low) / 4
+    old = rng.uniform(-20.0, -0.5, n_)
+    x = old + middle + rng.uniform(-half, half, n_)
+
+    def coefficient(usual: float) -> float:
+        return float(draw(st.one_of(st.sampled_from((0.0, usual)), st.floats(0.0, 2.0))))
+
+    return ACExample(
+        x,
+        old,
+        _signed_magnitudes(rng, n_, 1e-2, 1e2),
+        rng.uniform(-10, 10, n_),
+        rng.uniform(-10, 10, n_),
+        rng.uniform(0, 3, n_),
+        x + rng.uniform(-2, 2, n_),
+        rng.uniform(-1, 1, (3, n_)),
+        float(eps),
+        coefficient(0.5),
+        coefficient(0.01),
+        coefficient(0.1),
+    )
+
+
+def shipped_actor_critic(example: ACExample) -> float:
+    return reference.actor_critic_loss(
+        example.log_probs,
+        example.old_log_probs,
+        example.advantages,
+        example.values,
+        example.returns,
+        example.entropy,
+        example.reference_log_probs,
+        clip_epsilon=example.clip_epsilon,
+        value_coefficient=example.value_coefficient,
+        entropy_coefficient=example.entropy_coefficient,
+        kl_coefficient=example.kl_coefficient,
+    )
+
+
+def _ac_terms(example: ACExample) -> tuple[float, float]:
+    """(M3, delta): a bound on the third derivative along the line within |s| <= 0.5 (the
+    exponentials', e^{0.5 |u|} <= 2; the quadratic and linear terms have none) and on the
+    rounding of one evaluation, (N + 12) EPS times the mean size of the terms."""
+    u = np.abs(example.directions[0])
+    ratio = np.exp(example.log_probs - example.old_log_probs)
+    r = np.exp(example.reference_log_probs - example.log_probs)
+    beta_ = example.kl_coefficient
+    third = 2.0 * float(np.mean((ratio * np.abs(example.advantages) + beta_ * r) * u**3))
+    size = (
+        ratio * np.abs(example.advantages)
+        + example.value_coefficient * (np.abs(example.values - example.returns) + 1) ** 2
+        + example.entropy_coefficient * (np.abs(example.entropy) + 1)
+        + beta_ * (r + 2 + np.abs(example.reference_log_probs - example.log_probs))
+    )
+    return third, (example.log_probs.size + 12) * EPS * float(np.mean(size))
+
+
+def _ac_step(example: ACExample) -> tuple[float, float]:
+    from rlmath.tolerances import central_difference_step
+
+    third, delta = _ac_terms(example)
+    h, bound = central_difference_step(third, max(delta, TINY))
+    return min(h, 0.5), bound
+
+
+def shipped_actor_critic_difference(example: ACExample) -> float:
+    """Central difference of the shipped actor_critic_loss along (u, w, z), step from
+    rlmath.tolerances.central_difference_step (small enough that no ratio leaves the clip
+    range: they start in its middle half and |u| <= 1)."""
+    h, _ = _ac_step(example)
+    forward, backward = example.moved(h), example.moved(-h)
+    return (shipped_actor_critic(forward) - shipped_actor_critic(backward)) / (2 * h)
+
+
+def _ac_arguments(example: ACExample) -> tuple:
+    u, w, z = example.directions
+    return (
+        example.log_probs,
+        example.old_log_probs,
+        example.reference_log_probs,
+        example.advantages,
+        example.values,
+        example.returns,
+        example.entropy,
+        u,
+        w,
+        z,
+        example.clip_epsilon,
+        example.value_coefficient,
+        example.entropy_coefficient,
+        example.kl_coefficient,
+        example.log_probs.size,
+    )
+
+
+def _ac_rhs(wrong: Callable[..., sp.Expr]) -> Callable[[ACExample], float]:
+    function = lazy_lambdify(AC_SYMBOLS, wrong(ax, aeps))
+    return lambda example: float(
+        np.sum(np.broadcast_to(function(*_ac_arguments(example)), example.log_probs.shape))
+    )
+
+
+def _ac_scale(example: ACExample) -> float:
+    """The size of the slope's terms: mean((rho |A| + beta (1 + r)) |u| + c_v |V - R| |w| +
+    c_e |z|)."""
+    u, w, z = np.abs(example.directions)
+    ratio = np.exp(example.log_probs - example.old_log_probs)
+    r = np.exp(example.reference_log_probs - example.log_probs)
+    terms = (
+        (ratio * np.abs(example.advantages) + example.kl_coefficient * (1 + r)) * u
+        + example.value_coefficient * np.abs(example.values - example.returns) * w
+        + example.entropy_coefficient * z
+    )
+    return max(float(np.mean(terms)), TINY)
+
+
+def _ac_rtol(example: ACExample) -> float:
+    _, bound = _ac_step(example)
+    return max(exact_rtol(n_terms=example.log_probs.size + 12), 4.0 * bound / _ac_scale(example))
+
+
+def _ac_entropy_added(x: Any, eps: Any) -> sp.Expr:
+    return actor_critic_slope(x, eps) + 2 * c_e * az / N
+
+
+def _ac_kl_swapped(x: Any, eps: Any) -> sp.Expr:
+    """k3 of r = pi/pi_ref instead of pi_ref/pi: slope beta (r' - 1), r' = e^{x - q}."""
+    return actor_critic_slope(x, eps) + a_beta * au * (sp.exp(x - aq) - 2 + sp.exp(aq - x)) / N
+
+
+def _ac_value_no_half(x: Any, eps: Any) -> sp.Expr:
+    return actor_critic_slope(x, eps) + c_v * (aV - aR) * aw / N
+
+
+def _ac_kl_detached(x: Any, eps: Any) -> sp.Expr:
+    return actor_critic_slope(x, eps) - a_beta * (1 - sp.exp(aq - x)) * au / N
+
+
+_AC_REASON = (
+    "the sum over entries of the statement's right-hand side (lambdified at the unparametrised "
+    "symbols), which the claim ties to the conclusion of the case (a case analysis has no "
+    "single conclusion to lambdify); the loss is the mean of the shares"
+)
+
+AC_CLAIMS = (
+    Claim(
+        id="actor-critic-loss-reference",
+        title="The reference combined PPO loss: signs, the value loss's 1/2 and the k3 KL gradient",
+        summary=(
+            "rlmath.reference.actor_critic_loss changes along (u, w, z) at the rate "
+            "mean((-rho A + beta (1 - pi_ref/pi)) u + c_v (V - R) w - c_e z): the entropy bonus "
+            "is subtracted, the value loss has the 1/2, the KL penalty pulls towards pi_ref."
+        ),
+        statement=Statement(
+            _ac_line(ax, aeps),
+            actor_critic_slope(ax, aeps),
+            derivation="actor-critic-directional-derivative",
+            where=r"1 - \epsilon < e^{x - o} < 1 + \epsilon",
+            symbol_names=AC_NAMES,
+        ),
+        assumptions=(
+            "The ratio e^{x - o} is strictly inside the clip range (parametrised rho = 1 - eps "
+            "+ sigma = 1 + eps - tau, sigma, tau > 0), so the clip does not bind; the clipped "
+            "regions are claim ppo-clipped-surrogate-loss-gradient-reference's.",
+            "old_log_probs, advantages, returns and reference_log_probs are constants; the KL "
+            "term is k3 of r = pi_ref / pi, differentiated through log_probs.",
+            "The exact leg takes central differences of the shipped loss along a random "
+            "direction, with the step and error bound of "
+            "rlmath.tolerances.central_difference_step (M3 from the exponentials).",
+        ),
+        references=(
+            "Schulman, J. et al., *Proximal Policy Optimization Algorithms*, arXiv:1707.06347, "
+            "2017, eq. (9).",
+            "Shao, Z. et al., *DeepSeekMath*, arXiv:2402.03300, 2024, eq. (4) (the k3 KL term).",
+            "Huang, S. et al., *The 37 Implementation Details of Proximal Policy Optimization*, "
+            "ICLR Blog Track 2022.",
+        ),
+        symbolic=SymbolicLeg((), cases=(actor_critic_analysis,)),
+        exact=ExactLeg(
+            actor_critic_examples(),
+            lhs=shipped_actor_critic_difference,
+            rhs=_ac_rhs(actor_critic_slope),
+            rhs_reason=_AC_REASON,
+            rtol=_ac_rtol,
+            error_scale=_ac_scale,
+            description=(
+                "central difference of the shipped actor_critic_loss along (u, w, z) in "
+                "(log_probs, values, entropy) vs the sum of the lambdified directional "
+                "derivative"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "entropy-bonus-added",
+                "+ c_e H: the entropy bonus added to the loss (minimising lowers the entropy)",
+                symbolic=ac_mutation(_ac_entropy_added),
+                exact=_ac_rhs(_ac_entropy_added),
+            ),
+            Mutant(
+                "kl-direction-swapped",
+                "k3 of r = pi / pi_ref: slope beta (pi/pi_ref - 1) instead of beta (1 - pi_ref/pi)",
+                symbolic=ac_mutation(_ac_kl_swapped),
+                exact=_ac_rhs(_ac_kl_swapped),
+            ),
+            Mutant(
+                "value-loss-without-half",
+                "c_v mean((V - R)^2) without the 1/2 (Stable-Baselines3's convention)",
+                symbolic=ac_mutation(_ac_value_no_half),
+                exact=_ac_rhs(_ac_value_no_half),
+            ),
+            Mutant(
+                "kl-detached",
+                "the KL penalty not differentiated (as if it sat in the reward)",
+                symbolic=ac_mutation(_ac_kl_detached),
+                exact=_ac_rhs(_ac_kl_detached),
+            ),
+        ),
+        notes=(
+            "The value of the combined loss is a sum of terms other reference claims check; "
+            "this claim checks how they are combined, through the loss's derivative along a "
+            "random direction in all its differentiated inputs at once."
+        ),
+    ),
+)
+
+
+# ============================================================================ 7. V-trace
+gamma = sp.Symbol("gamma", nonnegative=True)
+t_ = sp.Symbol("t", integer=True, nonnegative=True)
+K_ = sp.Symbol("K", integer=True, nonnegative=True)  # e(t) - t: steps from t to the cut
+lag = sp.Symbol("l", integer=True)
+i_ = sp.Symbol("i", integer=True)
+vt_rho = sp.IndexedBase("rho", nonnegative=True)  # min(rho_bar, pi / mu)
+vt_c = sp.IndexedBase("c", nonnegative=True)  # min(c_bar, pi / mu)
+vt_delta = sp.IndexedBase("delta", real=True)  # r_k + gamma v'_k - V_k (the cut rules)
+vt_V = sp.IndexedBase("V", real=True)
+SEGMENT = 4  # the fully symbolic instance: a segment of 4 steps, t = 0 .. 3 = e
+
+
+def vtrace_closed_form(
+    trace: sp.IndexedBase = vt_c, weight: Any = vt_rho, length: int = SEGMENT
+) -> sp.Sum:
+    r"""$\sum_{l=0}^{L-1} \gamma^l (\prod_{i<l} c_i) \rho_l \delta_l$ (Espeholt et al. eq. 1,
+    minus $V_0$), unevaluated; ``weight`` None drops the rho."""
+    term = gamma**lag * sp.Product(trace[i_], (i_, 0, lag - 1)) * vt_delta[lag]
+    if weight is not None:
+        term = term * weight[lag]
+    return sp.Sum(term, (lag, 0, length - 1))
+
+
+def _vtrace_recursion(length: int = SEGMENT) -> sp.Expr:
+    """rho_0 delta_0 + gamma c_0 (rho_1 delta_1 + gamma c_1 (...)): the backward recursion
+    v_t - V_t = rho_t delta_t + gamma c_t (v_{t+1} - V_{t+1}), from the cut (where the trace
+    stops) back to t = 0."""
+    inner = vt_rho[length - 1] * vt_delta[length - 1]
+    for k in range(length - 2, -1, -1):
+        inner = vt_rho[k] * vt_delta[k] + gamma * vt_c[k] * inner
+    return inner
+
+
+vtrace_unrolled = Derivation(
+    "vtrace-unrolled",
+    (
+        Step(
+            _vtrace_recursion(),
+            "the reference's recursion v_t - V_t = rho_t delta_t + gamma c_t (v_{t+1} - "
+            "V_{t+1}) over a segment t = 0..3 that ends at a cut (Espeholt et al., Remark 1)",
+        ),
+        Step(
+            vtrace_closed_form(),
+            "expand the nested products: the k-th TD error is weighted by gamma^k c_0 ... "
+            "c_{k-1} rho_k (Espeholt et al., eq. 1)",
+        ),
+    ),
+    statement=r"v_0 - V_0 = \sum_{k=0}^{3} \gamma^k \Big(\prod_{i<k} c_i\Big) \rho_k \delta_k",
+)
+VTRACE_RHO_AS_TRACE = vtrace_closed_form(trace=vt_rho)
+VTRACE_NO_RHO = vtrace_closed_form(weight=None)
+VTRACE_NO_TRACE = sp.Sum(gamma**lag * vt_rho[lag] * vt_delta[lag], (lag, 0, SEGMENT - 1))
+
+
+def _on_policy_closed_form(trace: Any, weight: Any) -> sp.Expr:
+    r"""$V_t + \sum_{l=0}^{K} \gamma^l (\prod_{i<l} \text{trace}) \,\text{weight}\, \delta_{t+l}$,
+    a general segment length K (unevaluated)."""
+    return vt_V[t_] + IndexSum(
+        gamma**lag * sp.Product(trace, (i_, 0, lag - 1)) * weight * vt_delta[t_ + lag],
+        (lag, 0, K_),
+    )
+
+
+# On-policy (pi = mu) with thresholds >= 1 every rho and c is min(threshold, 1) = 1.
+vtrace_on_policy = Derivation(
+    "vtrace-on-policy",
+    (
+        Step(
+            _on_policy_closed_form(sp.Integer(1), sp.Integer(1)),
+            "the closed form with every rho_k and c_i equal to min(threshold, pi/mu) = 1 "
+            "(pi = mu, thresholds >= 1), for a segment of any length K + 1",
+        ),
+        Step(
+            vt_V[t_] + IndexSum(gamma**lag * vt_delta[t_ + lag], (lag, 0, K_)),
+            "a product of ones is 1: V_t plus GAE's lambda = 1 sum, which telescopes to the "
+            "bootstrapped discounted return (claim gae-closed-form, derivation lambda-one)",
+        ),
+    ),
+    statement=r"v_t\big|_{\pi=\mu} = V_t + \sum_{l=0}^{K}\gamma^l \delta_{t+l}",
+)
+VTRACE_ON_POLICY_UNDISCOUNTED = vt_V[t_] + IndexSum(vt_delta[t_ + lag], (lag, 0, K_))
+
+
+@dataclass(frozen=True)
+class VTraceExample:
+    """A buffer [T, *B] with cut flags, target and behaviour log-probs and thresholds;
+    ``final_values`` is NaN where it must not be read."""
+
+    rewards: np.ndarray
+    values: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    final_values: np.ndarray
+    last_value: np.ndarray
+    log_probs: np.ndarray
+    behaviour_log_probs: np.ndarray
+    discount: float
+    rho_bar: float
+    c_bar: float
+
+    def __repr__(self) -> str:
+        return (
+            f"VTraceExample(T={self.rewards.shape[0]}, B={self.rewards.shape[1:]}, "
+            f"gamma={self.discount!r}, rho_bar={self.rho_bar!r}, c_bar={self.c_bar!r}, "
+            f"log_ratio={(self.log_probs - self.behaviour_log_probs).tolist()}, "
+            f"terminated={self.terminated.astype(int).tolist()}, "
+            f"truncated={self.truncated.astype(int).tolist()})"
+        )
+
+    def column(self, name: str) -> np.ndarray:
+        """``name`` as [T, N] (``last_value`` as [N]): one column per batch entry."""
+        array = getattr(self, name)
+        columns = int(np.prod(self.rewards.shape[1:], dtype=int))
+        return array.reshape(columns) if name == "last_value" else array.reshape(-1, columns)
+
+
+@st.composite
+def vtrace_examples(draw: st.DrawFn) -> VTraceExample:
+    """Buffers of 1-8 steps, batch (), (3,) or (2, 2); flags set at rates 0.15-0.5 (cuts at the
+    last step, both flags on one step, open last steps all occur); gamma in [0.1, 1];
+    log-ratios log pi - log mu in [-1.5, 1.5] (ratios 0.22..4.5, on both sides of every
+    threshold), all 0 (on-policy) a fifth of the time; rho_bar, c_bar in {0, 0.5, 1, 2, inf}
+    (c_bar = 0: the one-step target); rewards and values of magnitude 0.5..10."""
+    steps = draw(st.integers(1, 8))
+    batch = draw(st.sampled_from(((), (3,), (2, 2))))
+    rates = draw(st.tuples(st.sampled_from((0.15, 0.3, 0.5)), st.sampled_from((0.15, 0.3, 0.5))))
+    discount = draw(st.one_of(st.just(1.0), st.floats(0.1, 1.0)))
+    rho_bar = draw(st.sampled_from((0.5, 1.0, 1.0, 2.0, np.inf)))
+    c_bar = draw(st.sampled_from((0.0, 0.5, 1.0, 1.0, 2.0, np.inf)))
+    on_policy = draw(st.integers(0, 4)) == 0
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    shape = (steps, *batch)
+
+    def reals(like: tuple[int, ...]) -> np.ndarray:
+        return rng.choice((-1.0, 1.0), like) * rng.uniform(0.5, 10.0, like)
+
+    terminated, truncated = rng.random(shape) < rates[0], rng.random(shape) < rates[1]
+    given = (truncated & ~terminated) | (terminated & (rng.random(shape) < 0.5))
+    behaviour = -rng.uniform(0.1, 5.0, shape)
+    log_ratio = np.zeros(shape) if on_policy else rng.uniform(-1.5, 1.5, shape)
+    return VTraceExample(
+        reals(shape),
+        reals(shape),
+        terminated,
+        truncated,
+        np.where(given, reals(shape), np.nan),
+        reals(batch),
+        behaviour + log_ratio,
+        behaviour,
+        float(discount),
+        float(rho_bar),
+        float(c_bar),
+    )
+
+
+def shipped_vtrace(example: VTraceExample) -> np.ndarray:
+    """The shipped :func:`rlmath.reference.vtrace_targets` on the whole buffer."""
+    return reference.vtrace_targets(
+        example.rewards,
+        example.values,
+        example.terminated,
+        example.truncated,
+        example.final_values,
+        example.last_value,
+        example.log_probs,
+        example.behaviour_log_probs,
+        discount=example.discount,
+        clip_rho_threshold=example.rho_bar,
+        clip_c_threshold=example.c_bar,
+    )
+
+
+@dataclass(frozen=True)
+class VTraceRules:
+    """How the direct loop computes the targets; the defaults are Espeholt et al.'s eq. 1 with
+    the reference's cut rules, each other value a bug class a mutant injects."""
+
+    trace: str = "c"  # the trace weights: "c", "rho" (rho's threshold) or "one" (none)
+    rho_weight: bool = True  # each TD error weighted by rho_k
+    clip_rho: bool = True  # rho = min(rho_bar, ratio)
+    ratio_inverted: bool = False  # mu / pi instead of pi / mu
+    cut: bool = True  # the trace stops at every episode end
+    bootstrap_truncation: bool = True  # a truncated step bootstraps from final_values
+    absolute: bool = False  # sum the sizes |weight rho| (|r| + gamma |v'| + |V|) (the scale)
+
+
+VTRACE_CORRECT = VTraceRules()
+
+
+def vtrace_direct_loop(
+    rules: VTraceRules = VTRACE_CORRECT,
+) -> Callable[[VTraceExample], np.ndarray]:
+    r"""$v_t = V_t + \sum_{k=t}^{e(t)} \gamma^{k-t} (\prod_{i=t}^{k-1} c_i) \rho_k \delta_k$ at
+    every (t, b), one entry and one term at a time (math.exp of each log-ratio, e(t) by
+    scanning the flags, the bootstrap by the case rule): [T, *B]."""
+    import math
+
+    def targets(example: VTraceExample) -> np.ndarray:
+        rewards, values = example.column("rewards"), example.column("values")
+        term, trunc = example.column("terminated"), example.column("truncated")
+        finals, last = example.column("final_values"), example.column("last_value")
+        log_ratio = example.column("log_probs") - example.column("behaviour_log_probs")
+        steps, columns = rewards.shape
+        g = example.discount
+        out = np.empty((steps, columns))
+        for b in range(columns):
+            ratio = [math.exp((-1 if rules.ratio_inverted else 1) * x) for x in log_ratio[:, b]]
+            rho = [min(example.rho_bar, q) if rules.clip_rho else q for q in ratio]
+            c = {"c": [min(example.c_bar, q) for q in ratio], "rho": rho, "one": [1.0] * steps}
+            trace = c[rules.trace]
+            delta = []
+            for k in range(steps):
+                following = values[k + 1, b] if k + 1 < steps else last[b]
+                if term[k, b]:
+                    bootstrap = 0.0
+                elif trunc[k, b]:
+                    bootstrap = finals[k, b] if rules.bootstrap_truncation else 0.0
+                else:
+                    bootstrap = following
+                if rules.absolute:
+                    delta.append(abs(rewards[k, b]) + g * abs(bootstrap) + abs(values[k, b]))
+                else:
+                    delta.append(rewards[k, b] + g * bootstrap - values[k, b])
+            for s in range(steps):
+                total, weight, k = 0.0, 1.0, s
+                while True:
+                    total += weight * (rho[k] if rules.rho_weight else 1.0) * delta[k]
+                    ends = rules.cut and (term[k, b] or trunc[k, b])
+                    if ends or k == steps - 1:
+                        break
+                    weight *= g * trace[k]
+                    k += 1
+                out[s, b] = (abs if rules.absolute else float)(values[s, b]) + total
+        return out.reshape(example.rewards.shape)
+
+    return targets
+
+
+def vtrace_scale(example: VTraceExample) -> float:
+    """max over (t, b) of |V_t| + sum_k gamma^{k-t} (prod c) rho_k (|r_k| + gamma |v'_k| +
+    |V_k|): the size of the terms both sides add."""
+    sizes = vtrace_direct_loop(VTraceRules(absolute=True))(example)
+    return max(float(np.max(sizes)), TINY)
+
+
+def _vtrace_rtol(example: VTraceExample) -> float:
+    """Each target adds 3 T terms, each weight a product of up to T factors."""
+    return exact_rtol(1.0, 4 * example.rewards.shape[0] + 2)
+
+
 # ============================================================================ claims 1-4
 def _pg_rhs(expression: Any) -> Callable[[PGExample], np.ndarray]:
     function = lazy_lambdify(PG_SYMBOLS, expression)
@@ -1088,4 +2016,115 @@ BASIC_CLAIMS = (
     ),
 )
 
-CLAIMS = BASIC_CLAIMS
+
+VTRACE_REASON = (
+    "a direct loop of Espeholt et al.'s eq. 1 at every step t and batch entry b: the sum over "
+    "k = t..e(t) of gamma^(k-t) c_t ... c_(k-1) rho_k delta_k, one term at a time, with e(t) "
+    "found by scanning the flags and delta_k by the case rule; the symbolic leg proves the "
+    "reference's recursion equal to this closed form (a 4-step instance) and the on-policy "
+    "case equal to the bootstrapped return (every segment length); lambdify cannot carry a "
+    "segment length that differs by entry"
+)
+
+
+def _vtrace_variant(**changes: Any) -> Callable[[VTraceExample], np.ndarray]:
+    from dataclasses import replace
+
+    return vtrace_direct_loop(replace(VTRACE_CORRECT, **changes))
+
+
+VTRACE_CLAIMS = (
+    Claim(
+        id="vtrace-targets-reference",
+        title="The reference V-trace targets are IMPALA's truncated importance-weighted sums",
+        summary=(
+            "rlmath.reference.vtrace_targets computes v_t = V_t + sum_k gamma^(k-t) (c_t ... "
+            "c_(k-1)) rho_k delta_k with rho = min(rho_bar, pi/mu), c = min(c_bar, pi/mu), cut "
+            "at every episode end; on-policy it is the bootstrapped discounted return."
+        ),
+        statement=Statement(vtrace_unrolled.start, vtrace_unrolled.conclusion),
+        assumptions=(
+            "The recursion-equals-closed-form derivation is a fully symbolic instance: a "
+            "segment of 4 steps (every rho, c, delta and gamma a symbol); the exact leg checks "
+            "segments of 1-8 steps, and the on-policy derivation holds for every segment length "
+            "K + 1 (K an integer symbol).",
+            "Conventions of rlmath.reference: time-major [T, *B]; the trace is cut at every "
+            "episode end (terminated or truncated); the TD errors use the cut rules of "
+            "temporal_difference_errors (no bootstrap after a termination, final_values after "
+            "a truncation, last_value at the open end of the buffer).",
+            "pi/mu = exp(log_probs - behaviour_log_probs); thresholds rho_bar, c_bar >= 0 (inf "
+            "allowed).",
+        ),
+        references=(
+            "Espeholt, L. et al., *IMPALA: Scalable Distributed Deep-RL with Importance "
+            "Weighted Actor-Learner Architectures*, ICML 2018, eq. (1) and Remark 1.",
+            "Pardo, F. et al., *Time Limits in Reinforcement Learning*, ICML 2018.",
+        ),
+        symbolic=SymbolicLeg((vtrace_unrolled, vtrace_on_policy)),
+        exact=ExactLeg(
+            vtrace_examples(),
+            lhs=shipped_vtrace,
+            rhs=vtrace_direct_loop(),
+            rhs_reason=VTRACE_REASON,
+            rtol=_vtrace_rtol,
+            error_scale=vtrace_scale,
+            description=(
+                "the shipped vtrace_targets (a backward recursion with masks) vs a direct loop "
+                "of IMPALA's eq. 1, term by term, at every (t, b)"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "trace-uses-rho",
+                "the traces c_i clipped at rho_bar (c = rho): the two thresholds confused",
+                symbolic=SymbolicMutation("vtrace-unrolled", VTRACE_RHO_AS_TRACE),
+                exact=_vtrace_variant(trace="rho"),
+            ),
+            Mutant(
+                "no-trace-weights",
+                "gamma^k rho_k delta_k: the trace products c_t ... c_(k-1) dropped",
+                symbolic=SymbolicMutation("vtrace-unrolled", VTRACE_NO_TRACE),
+                exact=_vtrace_variant(trace="one"),
+            ),
+            Mutant(
+                "td-error-unweighted",
+                "the TD errors not weighted by rho_k (only the traces)",
+                symbolic=SymbolicMutation("vtrace-unrolled", VTRACE_NO_RHO),
+                exact=_vtrace_variant(rho_weight=False),
+            ),
+            Mutant(
+                "rho-unclipped",
+                "rho_k = pi/mu: the threshold rho_bar not applied",
+                exact=_vtrace_variant(clip_rho=False),
+            ),
+            Mutant(
+                "ratio-inverted",
+                "mu/pi instead of pi/mu",
+                exact=_vtrace_variant(ratio_inverted=True),
+            ),
+            Mutant(
+                "trace-across-episodes",
+                "the trace runs on across episode ends",
+                exact=_vtrace_variant(cut=False),
+            ),
+            Mutant(
+                "truncation-as-termination",
+                "a truncated step bootstraps nothing",
+                exact=_vtrace_variant(bootstrap_truncation=False),
+            ),
+            Mutant(
+                "on-policy-undiscounted",
+                "on-policy: V_t + sum_l delta_{t+l}, the TD errors not discounted",
+                symbolic=SymbolicMutation("vtrace-on-policy", VTRACE_ON_POLICY_UNDISCOUNTED),
+            ),
+        ),
+        notes=(
+            "With pi = mu and thresholds >= 1 every weight is 1 and the target is "
+            "lambda_returns at lambda = 1 (claim lambda-returns-closed-form); with c_bar = 0 it "
+            "is the one-step target V_t + rho_t delta_t. No Monte-Carlo leg: a deterministic "
+            "identity between finite sums."
+        ),
+    ),
+)
+
+CLAIMS = BASIC_CLAIMS + DUAL_CLAIMS + AC_CLAIMS + VTRACE_CLAIMS
