@@ -112,20 +112,28 @@ def load_claims(
 
 
 def find_claims(pattern: str | None = None, claims: Iterable[Claim] | None = None) -> list[Claim]:
-    """Claims whose id matches ``pattern`` (an id or a shell glob); all when ``None``.
+    """Claims whose id matches ``pattern`` (an id or a shell glob, or several separated by
+    commas); all when ``None``.
 
     Without ``claims``, only the proof files that define matching ids are imported.
     """
+    patterns = [] if pattern is None else [p.strip() for p in pattern.split(",") if p.strip()]
+    if pattern is not None and not patterns:
+        raise ValueError(f"--only {pattern!r} names no claim id or glob")
+
+    def matches(claim_id: str) -> bool:
+        return any(fnmatch.fnmatchcase(claim_id, p) for p in patterns)
+
     if claims is None and pattern is not None:
         index = claim_index()
-        wanted = sorted({path for cid, path in index.items() if fnmatch.fnmatchcase(cid, pattern)})
+        wanted = sorted({path for cid, path in index.items() if matches(cid)})
         if not wanted:
             raise ValueError(f"--only {pattern!r} matches no claim; known ids: {', '.join(index)}")
         claims = load_claims(files=wanted)
     pool = list(load_claims() if claims is None else claims)
     if pattern is None:
         return pool
-    chosen = [c for c in pool if fnmatch.fnmatchcase(c.id, pattern)]
+    chosen = [c for c in pool if matches(c.id)]
     if not chosen:
         known = ", ".join(c.id for c in pool)
         raise ValueError(f"--only {pattern!r} matches no claim; known ids: {known}")
@@ -286,11 +294,14 @@ def verify_with_self_tests(
     jobs: int = 1,
     on_done: Callable[[ClaimResult], None] | None = None,
     self_tests: bool = True,
+    fail_fast: bool = False,
 ) -> tuple[list[SelfTestResult], list[ClaimResult]]:
     """:func:`rlmath.self_test.run_self_tests` (when ``self_tests``) and :func:`verify_claims`.
 
     With ``jobs > 1`` the self-tests run in a worker next to the claims, so they add no wall
-    time to a parallel run (they take a few seconds of CPU, mostly sympy).
+    time to a parallel run (they take a few seconds of CPU, mostly sympy). With ``fail_fast``
+    the run stops at the first claim that is not verified: the results then hold the claims
+    finished so far (in the input order), and the run fails exactly when a full run would.
     """
     import multiprocessing
 
@@ -305,6 +316,8 @@ def verify_with_self_tests(
             results.append(verify_claim(claim, seed=seed))
             if on_done is not None:
                 on_done(results[-1])
+            if fail_fast and not results[-1].verified:
+                break
         return results
 
     if jobs <= 1:
@@ -331,8 +344,10 @@ def verify_with_self_tests(
             done[claim_id] = ClaimResult(by_id[claim_id], legs, mutants, seed, seconds, problems)
             if on_done is not None:
                 on_done(done[claim_id])
+            if fail_fast and not done[claim_id].verified:
+                break
         checks = _self_test_outcome(queued)
-    return checks, [done[c.id] for c in claims]
+    return checks, [done[c.id] for c in claims if c.id in done]
 
 
 def _self_test_outcome(pending: Any) -> list[SelfTestResult]:

@@ -493,3 +493,23 @@ def test_the_template_proof_file_verifies():
     result = verify_claim(claim, seed=0)
     assert result.verified, "\n".join(result.failures())
     assert not claim.coverage_problems()
+
+
+def test_only_takes_several_patterns_separated_by_commas():
+    chosen = find_claims("bonferroni-false-alarm, sample-size-*")
+    assert [c.id for c in chosen] == ["bonferroni-false-alarm", "sample-size-reaches-power"]
+    with pytest.raises(ValueError, match="names no claim"):
+        find_claims(" , ")
+
+
+def test_fail_fast_stops_at_the_first_failing_claim_and_still_fails(monkeypatch, capsys):
+    import rlmath.cli.verify as cli_verify
+
+    (claim,) = find_claims("importance-sampling-unbiased")
+    broken = _break_step(claim, 0, 1)
+    others = find_claims("bonferroni-false-alarm,sample-size-reaches-power")
+    monkeypatch.setattr(cli_verify, "find_claims", lambda only: [broken, *others])
+    assert main(["verify", "--quiet", "--jobs", "1", "--fail-fast"]) == 1
+    out = capsys.readouterr().out
+    assert "stopped at the first failure (--fail-fast): 1 of 3 claims run" in out
+    assert "self-tests passed" in out

@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", type=Path, help="write the full results as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="stop at the first claim that fails (the exit status is that of a full run)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=None,
@@ -198,7 +203,9 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    checks, results = verify_with_self_tests(claims, seed=args.seed, jobs=jobs, on_done=progress)
+    checks, results = verify_with_self_tests(
+        claims, seed=args.seed, jobs=jobs, on_done=progress, fail_fast=args.fail_fast
+    )
     total = time.perf_counter() - start
     print(format_table(results))
     print("\n" + format_self_tests(checks))
@@ -241,6 +248,10 @@ def run(args: argparse.Namespace) -> int:
         for line in r.failures():
             print(f"  - {line}")
         print(f"  reproduce: rlmath verify --only {r.claim.id} --seed {args.seed}")
+    if len(results) < len(claims):
+        print(
+            f"\nstopped at the first failure (--fail-fast): {len(results)} of {len(claims)} claims run"
+        )
     for check in broken:
         print(f"\nFAILED self-test {check.name!r}: {check.detail}")
         print("  the machinery that judges the claims is wrong: no verdict above can be trusted")
