@@ -71,6 +71,8 @@ from rlmath.claims import (
 from rlmath.llm_reference import (
     accumulated_token_mean,
     aggregate_loss,
+    gspo_loss,
+    gspo_loss_gradient,
     ppo_token_loss,
     ppo_token_loss_gradient,
     rloo_advantages,
@@ -477,6 +479,437 @@ CLAIMS_PPO = (
 )
 
 
+# ============================================================================ 2. GSPO at theta_old
+# ---------------------------------------------------------------------------- symbolic leg
+# One sequence of three tokens (|y| = 3, every log-probability a symbol): s is the geometric
+# mean of the token ratios, exp of the mean log-ratio. The batch mean over |B| sequences only
+# multiplies by 1/|B| (the exact leg checks it).
+GSPO_LENGTH = 3
+z_tok = sp.IndexedBase("z", real=True)  # log pi_theta(y_t), t = 1..3
+w_tok = sp.IndexedBase("w", real=True)  # log pi_theta_old(y_t)
+TOKENS = tuple(range(1, GSPO_LENGTH + 1))
+
+
+def mean_log_ratio(new: Any = z_tok) -> sp.Expr:
+    r"""$\frac{1}{|y|}\sum_t (z_t - w_t)$, unevaluated."""
+    return sp.Mul(
+        sp.Rational(1, GSPO_LENGTH),
+        sp.Add(*(new[t] - w_tok[t] for t in TOKENS), evaluate=False),
+        evaluate=False,
+    )
+
+
+sequence_ratio = sp.exp(mean_log_ratio(), evaluate=False)  # s = (pi / pi_old)^{1/|y|}
+AT_OLD = {z_tok[t]: w_tok[t] for t in TOKENS}
+
+
+def gspo_objective(s: sp.Expr, advantage: sp.Expr) -> sp.Expr:
+    r"""$\min(sA, \mathrm{clip}(s, 1 - \epsilon_\mathrm{low}, 1 + \epsilon_\mathrm{high}) A)$."""
+    return sp.Min(s * advantage, clip(s, eps_low, eps_high) * advantage, evaluate=False)
+
+
+def _at_old(expression: sp.Expr) -> sp.Subs:
+    return sp.Subs(expression, tuple(AT_OLD), tuple(AT_OLD.values()))
+
+
+gspo_at_old = Derivation(
+    "gspo-at-old",
+    (
+        Step(
+            _at_old(sp.Derivative(-gspo_objective(sequence_ratio, A), z_tok[1])),
+            "d loss / d log pi_theta(y_1) of one sequence at theta = theta_old",
+        ),
+        Step(
+            _at_old(sp.Derivative(-sequence_ratio * A, z_tok[1])),
+            "s = 1 at theta_old, strictly inside [1 - eps_low, 1 + eps_high]: on a "
+            "neighbourhood the loss is -s A",
+        ),
+        Step(
+            _at_old(sp.Mul(-A, sp.Rational(1, GSPO_LENGTH), sequence_ratio, evaluate=False)),
+            "chain rule: d s / d z_1 = s d(mean log-ratio)/d z_1 = s / |y|, then z = w",
+        ),
+        Step(
+            sp.Mul(
+                -A,
+                sp.Rational(1, GSPO_LENGTH),
+                sp.exp(sp.Integer(0), evaluate=False),
+                evaluate=False,
+            ),
+            "at z = w every token log-ratio, and so their mean, is 0",
+        ),
+        Step(-A / GSPO_LENGTH, "s = e^0 = 1 at the old policy"),
+    ),
+    statement=r"\partial\ell/\partial\log\pi_\theta(y_t)\,|_{\theta_\mathrm{old}} = -A/|y|",
+)
+
+gspo_token_weight = Derivation(
+    "gspo-token-weight",
+    (
+        Step(
+            sp.Derivative(-sequence_ratio * A, z_tok[1]),
+            "d loss / d log pi_theta(y_1) where the sequence is not clipped (any theta)",
+        ),
+        Step(
+            sp.Mul(-A, sp.Rational(1, GSPO_LENGTH), sequence_ratio, evaluate=False),
+            "chain rule: d e^{m} / d z_1 = e^{m} d m / d z_1 with m the mean log-ratio, "
+            "d m / d z_1 = 1/|y|: every token of the sequence gets the same weight s / |y|",
+        ),
+    ),
+    statement=r"\partial\ell/\partial\log\pi_\theta(y_t) = -A\, s/|y| \text{ (unclipped)}",
+)
+
+GSPO_ARITHMETIC = sp.Mul(
+    -A, sp.Rational(1, GSPO_LENGTH), sp.exp(z_tok[1] - w_tok[1]), evaluate=False
+)
+
+# ---------------------------------------------------------------------------- exact leg
+# Blocks ([X, N, K + 1] each):
+#   [0] grad_theta gspo_loss(log pi_theta, log pi_old, A, mask) on the batch of every response
+#       of every prompt (advantages drawn per example; theta_old = theta + delta u), by central
+#       differences of gspo_loss in theta;
+#   [1] the same from gspo_loss_gradient chained with the token scores (weighted_score_sum);
+#   [2] at theta = theta_old, E over every multiset of G responses (RLOO advantages) of the
+#       gspo_loss_gradient chain.
+# rhs [0], [1]: -(1/|B|) sum_b 1[unclipped] s_b A_b / |y_b| grad log pi(y_b), with
+#   s_b = (pi_theta(y_b) / pi_old(y_b))^{1/|y_b|} from sequence log-probabilities and
+#   grad log pi(y_b) from SequenceModel.response_scores (no GSPO code);
+# rhs [2]: -sum_x rho(x) (grad E_x[r/|y|] - mu_x grad E_x[1/|y|]), by complex step.
+
+
+@st.composite
+def _gspo_examples(draw: st.DrawFn) -> tuple[Any, ...]:
+    model = draw(sequence_models(min_prompts=1, max_prompts=2, max_tokens=2, min_length=2,
+                                 max_length=3))
+    size = draw(st.integers(2, 3))
+    delta = draw(st.sampled_from([0.0, 0.05, 0.3]) | st.floats(0.0, 0.5))
+    if delta == 0.0:  # at theta_old even GSPO's tiny published ranges stay unclipped
+        low = draw(st.sampled_from([3e-4, 0.2]) | st.floats(1e-3, 0.5))
+        high = draw(st.sampled_from([4e-4, 0.28]) | st.floats(1e-3, 0.5))
+    else:
+        low, high = draw(st.floats(0.01, 0.3)), draw(st.floats(0.01, 0.3))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return model, size, low, high, delta, seed
+
+
+_GSPO_BATCHES: dict[str, tuple[SequenceModel, np.ndarray, np.ndarray]] = {}
+
+
+def _gspo_batch(example: tuple[Any, ...]) -> tuple[SequenceModel, np.ndarray, np.ndarray]:
+    """(old model, advantages [X, R], direction u): theta_old = theta + delta u (cached)."""
+    model, _, _, _, delta, seed = example
+    key = _key(model.theta, [delta, seed])
+    if key not in _GSPO_BATCHES:
+        if len(_GSPO_BATCHES) > 256:
+            _GSPO_BATCHES.clear()
+        _GSPO_BATCHES[key] = _draw_gspo_batch(model, delta, seed)
+    return _GSPO_BATCHES[key]
+
+
+def _draw_gspo_batch(
+    model: SequenceModel, delta: float, seed: int
+) -> tuple[SequenceModel, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    direction = rng.standard_normal(model.theta.shape)
+    advantages = rng.standard_normal((model.n_prompts, model.n_responses))
+    old = model.with_theta(model.theta + delta * direction)
+    return old, advantages, direction
+
+
+def _flat(values: np.ndarray) -> np.ndarray:
+    """[X, R, ...] -> [X * R, ...] (the batch: every response of every prompt)."""
+    return values.reshape((values.shape[0] * values.shape[1],) + values.shape[2:])
+
+
+def _gspo_batch_loss(example: tuple[Any, ...], theta: np.ndarray) -> float:
+    model, _, low, high, _, _ = example
+    old, advantages, _ = _gspo_batch(example)
+    mask = np.broadcast_to(model.responses.mask, (model.n_prompts,) + model.responses.mask.shape)
+    return gspo_loss(
+        _flat(model.with_theta(theta).token_log_probabilities()),
+        _flat(old.token_log_probabilities()),
+        _flat(advantages),
+        _flat(mask),
+        clip_low=low,
+        clip_high=high,
+    )
+
+
+def _sequence_ratios(example: tuple[Any, ...]) -> np.ndarray:
+    """s [X, R] = exp((log pi_theta(y) - log pi_old(y)) / |y|) from sequence log-probabilities."""
+    model = example[0]
+    old, _, _ = _gspo_batch(example)
+    lengths = (model.responses.tokens >= 0).sum(axis=1)  # |y| from the token table
+    return np.exp((model.log_probabilities() - old.log_probabilities()) / lengths)
+
+
+def _gspo_fd_step(example: tuple[Any, ...]) -> tuple[float, float]:
+    """central_difference_step for the batch loss along one logit (see _gspo_rtol)."""
+    model = example[0]
+    _, advantages, _ = _gspo_batch(example)
+    scale = float((_sequence_ratios(example) * np.abs(advantages)).max()) * 1.01
+    # |d^3 s / d theta^3| <= s (|m'''| + 3 |m'| |m''| + |m'|^3) <= 2 s for the mean log-ratio
+    # m (log-softmax derivatives 1, 1/4, 1/(6 sqrt 3)); the loss is a mean of such terms
+    # times |A|. One evaluation: about (X R L) roundings of that size.
+    terms = model.n_prompts * model.n_responses * model.max_length
+    return central_difference_step(2.0 * scale, 4.0 * EPS * scale * terms)
+
+
+def _gspo_unclipped_margin(example: tuple[Any, ...]) -> float:
+    """Smallest |log s_b - log(1 +- eps)|: the stencil must not cross a clip boundary."""
+    _, _, low, high, _, _ = example
+    log_s = np.log(_sequence_ratios(example))
+    return float(min(np.abs(log_s - np.log1p(high)).min(), np.abs(log_s - np.log1p(-low)).min()))
+
+
+def _away_from_gspo_kinks(example: tuple[Any, ...]) -> bool:
+    # one logit moves every mean log-ratio by at most h (|d log pi / d theta| <= 1)
+    return _gspo_unclipped_margin(example) > 10.0 * _gspo_fd_step(example)[0]
+
+
+gspo_examples = _gspo_examples().filter(_away_from_gspo_kinks)
+
+
+def _gspo_gradient_by_differences(example: tuple[Any, ...]) -> np.ndarray:
+    model = example[0]
+    step = _gspo_fd_step(example)[0]
+    out = np.zeros(model.theta.shape)
+    for index in np.ndindex(model.theta.shape):
+        up, down = model.theta.copy(), model.theta.copy()
+        up[index] += step
+        down[index] -= step
+        out[index] = (_gspo_batch_loss(example, up) - _gspo_batch_loss(example, down)) / (
+            up[index] - down[index]
+        )
+    return out
+
+
+def _gspo_gradient_by_library(example: tuple[Any, ...]) -> np.ndarray:
+    model, _, low, high, _, _ = example
+    old, advantages, _ = _gspo_batch(example)
+    mask = np.broadcast_to(model.responses.mask, (model.n_prompts,) + model.responses.mask.shape)
+    slopes = gspo_loss_gradient(
+        _flat(model.token_log_probabilities()),
+        _flat(old.token_log_probabilities()),
+        _flat(advantages),
+        _flat(mask),
+        clip_low=low,
+        clip_high=high,
+    )
+    return model.weighted_score_sum(slopes.reshape(model.n_prompts, model.n_responses, -1))
+
+
+def _expected_gspo_gradient_at_old(example: tuple[Any, ...]) -> np.ndarray:
+    model, size, low, high, _, _ = example
+    X, R, L = model.n_prompts, model.n_responses, model.max_length
+    token_log_p = model.token_log_probabilities()
+    mask = model.responses.mask
+
+    def statistic(batch: GroupBatch) -> np.ndarray:
+        B = batch.responses.shape[0]
+        members = batch.responses.ravel()  # [B * G]
+        advantages = rloo_advantages(batch.rewards.ravel(), np.repeat(np.arange(B), size))
+        # One call on the B groups stacked: gspo_loss averages over its |B| = B G sequences,
+        # and a sequence's gradient depends on the batch only through that 1/|B|, so B times
+        # the stacked slopes are each group's own (|B| = G) slopes.
+        slopes = B * gspo_loss_gradient(
+            token_log_p[batch.prompt][members],
+            token_log_p[batch.prompt][members].copy(),
+            advantages,
+            mask[members],
+            clip_low=low,
+            clip_high=high,
+        )
+        table = np.zeros((B * size, X, R, L))
+        table[np.arange(B * size), batch.prompt, members] = slopes
+        out: np.ndarray = table.reshape(B, size, X, R, L).sum(axis=1)
+        return out
+
+    return model.weighted_score_sum(expected_over_groups(model, size, statistic))
+
+
+_GSPO_SIDES: dict[str, np.ndarray] = {}
+
+
+def gspo_gradients(example: tuple[Any, ...]) -> np.ndarray:
+    """lhs: [central differences, gspo_loss_gradient, expected at theta_old], ``[3, X, N, K + 1]``."""
+    model = example[0]
+    key = _key(model.theta, model.rewards, model.prompt_probabilities, list(example[1:]))
+    if key not in _GSPO_SIDES:
+        if len(_GSPO_SIDES) > 32:
+            _GSPO_SIDES.clear()
+        _GSPO_SIDES[key] = np.stack(
+            [
+                _gspo_gradient_by_differences(example),
+                _gspo_gradient_by_library(example),
+                _expected_gspo_gradient_at_old(example),
+            ]
+        )
+    return _GSPO_SIDES[key]
+
+
+def _length_normalised_target(model: SequenceModel, *, normalised: bool = True) -> np.ndarray:
+    """-sum_x rho (grad E_x[r/|y|] - mu_x grad E_x[1/|y|]) by complex step (1/|y| -> 1 if not normalised)."""
+    lengths = (model.responses.tokens >= 0).sum(axis=1).astype(np.float64)
+    inverse = 1.0 / lengths if normalised else np.ones_like(lengths)
+    rewards = model.total_rewards()
+
+    def weighted(table: np.ndarray) -> np.ndarray:
+        def objective(logits: np.ndarray) -> complex:
+            shift = logits.real.max(axis=-1, keepdims=True)
+            log_pi = logits - (np.log(np.exp(logits - shift).sum(axis=-1, keepdims=True)) + shift)
+            r = model.responses
+            n, v = np.maximum(r.nodes, 0), np.maximum(r.tokens, 0)
+            log_p = np.where(r.mask[None], log_pi[:, n, v], 0.0).sum(axis=2)
+            return complex(model.prompt_probabilities @ (np.exp(log_p) * table).sum(axis=1))
+
+        return complex_step_gradient(objective, model.theta)
+
+    mean_reward = (model.probabilities() * rewards).sum(axis=1)  # mu_x
+    # mu_x held fixed: grad of sum_x rho(x) mu_x E_x[1/|y|] is the mu_x-weighted gradient
+    return -(weighted(rewards * inverse) - weighted(mean_reward[:, None] * inverse[None, :]))
+
+
+def gspo_target(
+    *, geometric: bool = True, normalised: bool = True
+) -> Callable[[tuple[Any, ...]], np.ndarray]:
+    """rhs: -(1/|B|) sum_b 1[unclipped] s_b A_b / |y_b| grad log pi(y_b) (twice) and the expected target.
+
+    ``geometric=False``: the arithmetic mean of the token ratios (each token weighted by its own
+    ratio rho_t / |y|, clipped by the arithmetic mean); ``normalised=False``: no 1/|y|.
+    """
+
+    def rhs(example: tuple[Any, ...]) -> np.ndarray:
+        model, _, low, high, _, _ = example
+        old, advantages, _ = _gspo_batch(example)
+        lengths = (model.responses.tokens >= 0).sum(axis=1).astype(np.float64)
+        per_length = 1.0 / lengths if normalised else np.ones_like(lengths)
+        batch_size = model.n_prompts * model.n_responses
+        if geometric:
+            s = _sequence_ratios(example)
+            token_weight = np.broadcast_to(s[:, :, None], s.shape + (model.max_length,))
+        else:
+            token_ratio = np.exp(model.token_log_probabilities() - old.token_log_probabilities())
+            token_ratio = np.where(model.responses.mask[None], token_ratio, 0.0)
+            s = token_ratio.sum(axis=2) / lengths
+            token_weight = token_ratio
+        active = ((advantages > 0) & (s <= 1 + high)) | ((advantages < 0) & (s >= 1 - low))
+        weights = -(active * advantages * per_length)[:, :, None] * token_weight / batch_size
+        if geometric:  # one weight per sequence: the sequence score, no token-level code
+            scores = model.response_scores()  # [X, R, X, N, K + 1]
+            batch = np.einsum("xr,xr...->...", weights[:, :, 0], scores)
+        else:
+            batch = model.weighted_score_sum(weights)
+        expected = _length_normalised_target(model, normalised=normalised)
+        return np.stack([batch, batch, expected])
+
+    return rhs
+
+
+def _gspo_error_scale(example: tuple[Any, ...]) -> float:
+    model = example[0]
+    _, advantages, _ = _gspo_batch(example)
+    size = float((_sequence_ratios(example) * np.abs(advantages)).max())
+    reward = 2.0 * float(np.abs(model.total_rewards()).max(initial=0.0))
+    return max(2.0 * model.max_length * max(size, reward), 1e-300)
+
+
+def _gspo_rtol(example: tuple[Any, ...]) -> float:
+    """Rounding of the sums plus the central-difference bound, relative to the error scale."""
+    model, size = example[0], example[1]
+    groups = count_groups(model.n_responses, size) * model.n_prompts
+    _, bound = _gspo_fd_step(example)
+    return exact_rtol(1.0, groups * size * model.max_length) + bound / _gspo_error_scale(example)
+
+
+CLAIMS_GSPO = (
+    Claim(
+        id="gspo-gradient-at-old",
+        title="GSPO's gradient gives every token of a sequence the weight s A / |y|; at "
+        "theta_old it is the length-normalised sequence gradient",
+        statement=Statement(
+            gspo_at_old.start,
+            gspo_at_old.conclusion,
+            where=(
+                r"|y| = 3,\ s = \exp\big(\tfrac{1}{|y|}\sum_t (z_t - w_t)\big),\ z_t = "
+                r"\log\pi_\theta(y_t),\ w_t = \log\pi_{\theta_\mathrm{old}}(y_t)"
+            ),
+            symbol_names={z_tok: "z", w_tok: "w", eps_low: r"\epsilon_\mathrm{low}",
+                          eps_high: r"\epsilon_\mathrm{high}"},
+        ),
+        assumptions=(
+            "Sequence-level advantages A_b (detached), one per response; gspo_loss averages "
+            "over the non-empty sequences of the batch (1/|B|); |y| counts EOS.",
+            "Symbolic leg: a fully symbolic sequence of three tokens (log-probabilities z_t, "
+            "w_t, advantage A, clip range eps_low, eps_high symbols); the other lengths, the "
+            "1/|B| and the chain rule to theta are checked by the exact leg.",
+            "Exact leg: 1-2 prompts, 1-2 ordinary tokens plus EOS, L = 2-3; the batch of every "
+            "response of every prompt with random advantages at theta_old = theta + delta u, "
+            "delta in [0, 0.5] (points within 10 central-difference steps of a clip boundary "
+            "are not drawn), and the expectation at theta_old over every multiset of G = 2-3 "
+            "responses with RLOO advantages.",
+        ),
+        references=(
+            "Zheng, C. et al., *Group Sequence Policy Optimization*, arXiv:2507.18071, 2025, "
+            "eq. (5)-(7) (sequence ratio, loss) and eq. (10) (its gradient: every token "
+            "weighted by s A / |y|).",
+            "Liu, Z. et al., *Understanding R1-Zero-Like Training: A Critical Perspective* (Dr. "
+            "GRPO), arXiv:2503.20783, 2025, Sec. 3.1 (the 1/|y| length bias).",
+        ),
+        summary=(
+            "GSPO's geometric-mean ratio makes every token of a response share one weight "
+            "s A / |y|, so at theta_old its update is the 1/|y|-normalised sequence gradient: "
+            "with RLOO advantages it ascends E[(r - E r)/|y|], a length-reweighted objective, "
+            "not J."
+        ),
+        notes=(
+            "The arithmetic mean of the token ratios has the same gradient at theta_old (all "
+            "ratios are 1) but weights each token by its own ratio rho_t / |y| away from it; "
+            "the exact leg draws delta > 0 to tell them apart. The expected update at "
+            "theta_old is that of `grpo-length-normalisation-bias` with RLOO's baseline "
+            "instead of the group mean (no (1 - 1/G) factor)."
+        ),
+        symbolic=SymbolicLeg((gspo_at_old, gspo_token_weight)),
+        exact=ExactLeg(
+            gspo_examples,
+            lhs=gspo_gradients,
+            rhs=gspo_target(),
+            rhs_reason=(
+                "the conclusion for the sequence model needs the sequence scores of every "
+                "response and the complex-step gradients of E[r/|y|] and E[1/|y|] (not "
+                "lambdifiable from the three-token symbolic instance); the weights are the "
+                "conclusions' s A / |y| and A / |y|"
+            ),
+            rtol=_gspo_rtol,
+            error_scale=_gspo_error_scale,
+            max_examples=8,
+            description=(
+                "grad_theta gspo_loss on a batch (central differences of gspo_loss, and "
+                "gspo_loss_gradient chained with the token scores) and its expectation at "
+                "theta_old over RLOO groups, vs -(1/|B|) sum_b s_b A_b / |y_b| grad log "
+                "pi(y_b) from sequence scores and -(grad E[r/|y|] - mu grad E[1/|y|]) by "
+                "complex step"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "arithmetic-mean-ratio",
+                "s = (1/|y|) sum_t rho_t: each token weighted by its own ratio rho_t A / |y| "
+                "(equal at theta_old, wrong away from it)",
+                symbolic=SymbolicMutation("gspo-token-weight", GSPO_ARITHMETIC),
+                exact=gspo_target(geometric=False),
+            ),
+            Mutant(
+                "missing-one-over-length",
+                "the sequence gradient without 1/|y|: -A grad log pi(y), whose expectation "
+                "with RLOO is -grad J",
+                symbolic=SymbolicMutation("gspo-at-old", -A),
+                exact=gspo_target(normalised=False),
+            ),
+        ),
+    ),
+)
+
+
 # ============================================================================ 4. accumulation
 # ---------------------------------------------------------------------------- symbolic leg
 # K micro-batches; micro-batch k has token-loss sum S_k and N_k >= 1 response tokens; the
@@ -765,4 +1198,4 @@ CLAIMS_ACCUMULATION = (
     ),
 )
 
-CLAIMS = (*CLAIMS_PPO, *CLAIMS_ACCUMULATION)
+CLAIMS = (*CLAIMS_PPO, *CLAIMS_GSPO, *CLAIMS_ACCUMULATION)
