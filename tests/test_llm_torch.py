@@ -8,8 +8,9 @@ conformance_rtol`, the reference evaluated on the inputs rounded to float32), an
 with a gradient (``ppo_token_loss``, ``gspo_loss``), compares the autograd gradient of the
 output's sum with the reference gradient.
 
-Mutants run in float64; their float32 runs are marked ``slow`` (``-m slow``) to keep this file
-near 30 s of CPU. Skipped when torch is not installed.
+Mutants run in float64, at least one per spec; their float32 runs, and the float64 runs of the
+mutants that take seconds to shrink, are marked ``slow`` (``-m slow``) to keep the default run
+of this file near 30 s of CPU. Skipped when torch is not installed.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ MUTANT_RUNS = [
         mutant,
         dtype,
         id=f"{_id(mutant)}-{dtype}",
-        marks=() if dtype == "float64" else pytest.mark.slow,
+        marks=pytest.mark.slow if mutant.slow or dtype != "float64" else (),
     )
     for mutant in TORCH_MUTANTS
     for dtype in mutant.dtypes
@@ -104,7 +105,7 @@ def test_torch_mutant_is_rejected(mutant: Mutant, dtype: str) -> None:
 
 def test_every_llm_spec_has_torch_variants_and_mutants() -> None:
     assert {v.spec for v in TORCH_CORRECT} == set(LLM_SPECS)
-    assert {m.spec for m in TORCH_MUTANTS} == set(LLM_SPECS)
+    assert {m.spec for m in TORCH_MUTANTS if not m.slow} == set(LLM_SPECS)  # in the default run
     # each spec with a gradient leg has a mutant only that leg can reject
     with_gradient = {name for name, spec in LLM_SPECS.items() if spec.gradient is not None}
     assert with_gradient == {m.spec for m in TORCH_MUTANTS if m.kinds == GRADIENT}
@@ -180,11 +181,21 @@ def _has_tied_group(a: dict[str, np.ndarray]) -> bool:
     return any((ids == g).sum() >= 2 and np.ptp(rewards[ids == g]) == 0 for g in np.unique(ids))
 
 
+def _has_hole(a: dict[str, np.ndarray]) -> bool:
+    """A masked token between two response tokens of a row (multi-turn tool output)."""
+    mask = a["response_mask"]
+    return any(
+        row.any() and not row[np.flatnonzero(row)[0] : np.flatnonzero(row)[-1] + 1].all()
+        for row in mask
+    )
+
+
 TOKEN_EDGE_CASES = {
     "all-masked row": lambda a: bool((_lengths(a) == 0).any()),
     "one-token response": lambda a: bool((_lengths(a) == 1).any()),
     "long response (T >= 50)": lambda a: a["response_mask"].shape[1] >= 50,
     "rows of different lengths": lambda a: np.unique(_lengths(a)[_lengths(a) > 0]).size >= 2,
+    "hole inside a response": _has_hole,
 }
 EDGE_CASES: dict[str, dict[str, Any]] = {
     "ppo_token_loss": TOKEN_EDGE_CASES,

@@ -520,7 +520,11 @@ class Variant(NamedTuple):
 
 
 class Mutant(NamedTuple):
-    """A real-bug implementation: rejected by a verdict in ``kinds`` in each of ``dtypes``."""
+    """A real-bug implementation: rejected by a verdict in ``kinds`` in each of ``dtypes``.
+
+    ``slow``: its float64 run is also opt-in (``-m slow``), for mutants whose shrinking costs
+    more than a second and whose spec has a cheaper mutant in the default run.
+    """
 
     spec: str
     implementation: Any
@@ -528,6 +532,7 @@ class Mutant(NamedTuple):
     bug: str
     dtypes: tuple[str, ...] = FLOATS
     options: dict[str, Any] = {}
+    slow: bool = False
 
 
 TORCH_CORRECT: list[Variant] = [
@@ -572,6 +577,7 @@ TORCH_MUTANTS: list[Mutant] = [
         VALUE,
         "token-mean over the batch instead of per sequence",
         options={"hyperparameters": {"mode": "seq-mean-token-mean"}},
+        slow=True,  # 3 s of shrinking; gspo_token_mean is the same bug class
     ),
     Mutant(
         "aggregate_loss",
@@ -586,17 +592,30 @@ TORCH_MUTANTS: list[Mutant] = [
     Mutant("rloo_advantages", rloo_divides_by_n, VALUE, "leave-one-out sum over n"),
     Mutant("masked_whiten", whiten_not_remasked, VALUE, "whitening not re-masked"),
     Mutant("masked_whiten", whiten_mask_after_normalisation, VALUE, "mask after normalisation"),
-    Mutant("masked_whiten", whiten_unbiased_always, VALUE, "ddof ignored (unbiased=True)"),
+    Mutant(
+        "masked_whiten", whiten_unbiased_always, VALUE, "ddof ignored (unbiased=True)", slow=True
+    ),
     # epsilon = 1e-8 added to a std of order 1 is below float32's resolution: float64 only
     Mutant(
-        "masked_whiten", whiten_epsilon_on_std, VALUE, "epsilon on the std", dtypes=("float64",)
+        "masked_whiten",
+        whiten_epsilon_on_std,
+        VALUE,
+        "epsilon on the std",
+        dtypes=("float64",),
+        slow=True,
     ),
     Mutant("gspo_loss", gspo_token_mean, VALUE_OR_GRADIENT, "token-mean, not per sequence"),
     Mutant("gspo_loss", gspo_ratio_detached, GRADIENT, "sequence ratio detached"),
-    Mutant("gspo_loss", gspo_empty_rows_counted, VALUE_OR_GRADIENT, "empty rows counted"),
+    Mutant(
+        "gspo_loss", gspo_empty_rows_counted, VALUE_OR_GRADIENT, "empty rows counted", slow=True
+    ),
     Mutant("truncated_importance_weights", tis_clamp_min, VALUE, "clamp(min=cap)"),
     Mutant("truncated_importance_weights", tis_inverted_ratio, VALUE, "mu / pi_old"),
     Mutant(
-        "truncated_importance_weights", tis_mask_after_exp, VALUE_OR_NAN, "mask after exp: 0 * inf"
+        "truncated_importance_weights",
+        tis_mask_after_exp,
+        VALUE_OR_NAN,
+        "mask after exp: 0 * inf",
+        slow=True,
     ),
 ]
