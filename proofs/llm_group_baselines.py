@@ -1187,6 +1187,9 @@ CLAIMS = (
             "leg).",
             "Exact leg: 1-2 prompts, 1-2 ordinary tokens plus EOS, L = 1-3, G = 2-4, random "
             "logits, rewards and prompt probabilities.",
+            "Monte-Carlo leg: 2 examples with 2 prompts, 2 ordinary tokens plus EOS, L = 2-3, "
+            "G = 2-4, logits in [-1, 1], rewards varied by a fixed pattern; 20,000 sampled groups "
+            "each, kept only if every mutant is detected with power 0.99; false alarm 1e-6.",
         ),
         references=(
             "Kool, W., van Hoof, H. and Welling, M., *Buy 4 REINFORCE samples, get a baseline "
@@ -1278,6 +1281,9 @@ CLAIMS = (
             "a symbolic softmax over three outcomes with symbolic rewards.",
             "Exact leg: 1-2 prompts, 1-2 ordinary tokens plus EOS, L = 1-3, G = 2-4, random "
             "logits, rewards and prompt probabilities.",
+            "Monte-Carlo leg: 2 examples with 2 prompts, 2 ordinary tokens plus EOS, L = 2-3, "
+            "G = 2-4, logits in [-1, 1], rewards varied by a fixed pattern; 20,000 sampled groups "
+            "each, kept only if every mutant is detected with power 0.99; false alarm 1e-6.",
         ),
         references=(
             "Shao, Z. et al., *DeepSeekMath: Pushing the Limits of Mathematical Reasoning in "
@@ -1360,6 +1366,11 @@ CLAIMS = (
             "exact leg (G = 4, 5): sympy does not carry the binomial sum with a symbolic G.",
             "Exact leg: 2 prompts, 1-2 ordinary tokens plus EOS, L = 2-3, G = 4-5, random "
             "logits and prompt probabilities, rewards 1[r > 0] of random rewards.",
+            "Monte-Carlo leg: 2 examples with 2 prompts, 1-2 ordinary tokens plus EOS, L = 2, "
+            "G = 6-8 (where c_G varies enough with p for the pooled-factor mutant to be seen), "
+            "logits in [-1, 1], 0/1 rewards with a success and a failure in every prompt; "
+            "40,000 sampled groups each, kept only if every mutant is detected with power "
+            "0.99; false alarm 1e-6.",
             "c_G(p) > 0 for 0 < p < 1 because every bracket a_+(k+1) - a_-(k) is positive "
             "(a_+ >= 0 >= a_-, and for k = 0, a_+(1) > 0): shown by the formula, not checked "
             "by a leg.",
@@ -1468,6 +1479,10 @@ CLAIMS = (
             "softmax over three outcomes with symbolic rewards and positive symbolic lengths.",
             "Exact leg: 1-2 prompts, 1-2 ordinary tokens plus EOS, L = 2-3 (so lengths vary), "
             "G = 2-4, random logits, rewards and prompt probabilities.",
+            "Monte-Carlo leg: 2 examples with 2 prompts, 2 ordinary tokens plus EOS, L = 2-3, "
+            "G = 2-4, logits in [-1, 1], rewards varied by a fixed pattern; 20,000 sampled "
+            "groups each, |y| as sampled, kept only if every mutant is detected with power "
+            "0.99; false alarm 1e-6.",
         ),
         references=(
             "Shao, Z. et al., *DeepSeekMath: Pushing the Limits of Mathematical Reasoning in "

@@ -37,6 +37,8 @@ Shao, Z. et al., "DeepSeekMath", 2024, Sec. 4.1 (token-level scores in GRPO).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -52,8 +54,13 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     complex_step_gradient,
+    detectable,
+    exact_moments,
+    monte_carlo_leg,
 )
 from rlmath.sequence_model import SequenceModel
+from rlmath.sequence_sampling import SampledResponses, sample_responses, score_sums
+from rlmath.statistics import DEFAULT_FALSE_ALARM
 from rlmath.testing import sequence_models
 from rlmath.tolerances import exact_rtol
 
@@ -298,6 +305,203 @@ def _rtol(model: SequenceModel) -> float:
     return exact_rtol(1.0, model.n_responses * model.max_length)
 
 
+# ============================================================================ Monte-Carlo leg
+# Responses are *sampled*: rlmath.sequence_sampling.sample_responses draws x ~ rho and y token
+# by token from the next-token probabilities (not from the enumerated sequence probabilities).
+# One response's term is sum_t w_t score_t, each token's score 1[y_t = v] - pi(v | x, y_<t)
+# computed from the sampled nodes and tokens (rlmath.sequence_sampling.score_sums), with the
+# token rewards r_tok(x, y_<t, y_t) read at the sampled (node, token) and the sequence reward
+# looked up by the sampled response's index. Two correct forms are stacked: w_t = the reward to
+# go r(x, y) + sum_{t' >= t} r_t' (the claim) and w_t = R(x, y), the total reward (also
+# unbiased: the past rewards add terms of mean zero). Their means over MC_RESPONSES responses
+# are tested against grad J, the complex-step derivative of J by backward induction (the exact
+# leg's lhs), by rlmath.statistics.agreement at false alarm MC_FALSE_ALARM per leg (Bonferroni
+# over the MC_EXAMPLES examples and every component).
+#
+# Mutants are the wrong estimators themselves, on the same sampled responses: the EOS token's
+# score dropped (both forms), each score weighted by its immediate reward only, and responses
+# drawn for another prompt x' ~ rho (the prompt-marginal law) but scored and rewarded at x.
+#
+# Examples: logits in [-1, 1], then token 0's moved by +-0.75 per prompt (:func:`distinct_prompts`;
+# every next-token probability > 0.02 with K + 1 <= 3 tokens: no rare response, terms close
+# enough to normal at the 1e-6 tail), rewards varied (:func:`varied_rewards`), token rewards on. Power: an example is kept only if every mutant is
+# rejected with probability >= 0.99 at MC_RESPONSES (rlmath.claims.detectable), from the exact
+# mean and standard deviation of each mutant's terms (rlmath.claims.exact_moments over every
+# (prompt, response) pair, weighted by rho(x) pi(y|x), or rho(x) sum_x' rho(x') pi(y|x') for
+# the prompt-marginal mutant).
+MC_EXAMPLES = 2
+MC_FALSE_ALARM = DEFAULT_FALSE_ALARM  # per leg, shared by its examples (monte_carlo_leg's split)
+ALPHA = MC_FALSE_ALARM / MC_EXAMPLES
+MC_RESPONSES = 20_000
+MIN_SD = 1e-6  # components with a smaller sd (rounding-level: no signal) give no power
+
+
+def varied_rewards(model: SequenceModel) -> SequenceModel:
+    """The model with sequence rewards r + 0.5 ((i + x) mod 3 - 1) (never all zero)."""
+    X, R = model.rewards.shape
+    pattern = 0.5 * (((np.arange(R)[None, :] + np.arange(X)[:, None]) % 3) - 1.0)
+    return SequenceModel(
+        model.theta,
+        model.max_length,
+        model.prompt_probabilities,
+        model.rewards + pattern,
+        model.token_rewards,
+        model.reference_theta,
+    )
+
+
+def distinct_prompts(model: SequenceModel) -> SequenceModel:
+    """The model with token 0's logit moved by +0.75 for prompt 0 and -0.75 for prompt 1.
+
+    Hypothesis's simplest models give both prompts the same logits, where the prompt-marginal
+    law equals each prompt's own and that mutant is true; the offsets make the laws differ.
+    """
+    theta = np.array(model.theta)
+    theta[:, :, 0] += 0.75 * np.where(np.arange(model.n_prompts) % 2 == 0, 1.0, -1.0)[:, None]
+    return SequenceModel(
+        theta,
+        model.max_length,
+        model.prompt_probabilities,
+        model.rewards,
+        model.token_rewards,
+        model.reference_theta,
+    )
+
+
+def enumerated_batch(model: SequenceModel) -> SampledResponses:
+    """Every (prompt, response) pair as a batch ``[X R, L]``, prompt-major (for the moments)."""
+    r = model.responses
+    X, R = model.n_prompts, model.n_responses
+    return SampledResponses(
+        tokens=np.tile(r.tokens, (X, 1)),
+        nodes=np.tile(r.nodes, (X, 1)),
+        response_mask=np.tile(r.mask, (X, 1)),
+        lengths=np.tile(r.lengths, X),
+        ends_with_eos=np.tile(r.ends_with_eos, X),
+        response_indices=np.tile(np.arange(R), X),
+        prompts=np.repeat(np.arange(X), R),
+        groups=np.arange(X * R),
+        group_size=1,
+    )
+
+
+def sampled_token_rewards(model: SequenceModel, batch: SampledResponses) -> np.ndarray:
+    """r_tok(x, y_<t, y_t) at the batch's (prompt, node, token), ``[B, L]`` (0 after the end)."""
+    mask = batch.response_mask
+    table = model.token_rewards[
+        batch.prompts[:, None], np.maximum(batch.nodes, 0), np.maximum(batch.tokens, 0)
+    ]
+    return np.where(mask, table, 0.0)  # type: ignore[no-any-return]
+
+
+def reward_to_go_weights(model: SequenceModel, batch: SampledResponses) -> np.ndarray:
+    """w_t = r(x, y) + sum_{t' >= t} r_t', ``[B, L]``."""
+    token_r = sampled_token_rewards(model, batch)
+    to_go = np.flip(np.cumsum(np.flip(token_r, axis=1), axis=1), axis=1)
+    sequence_r = model.rewards[batch.prompts, batch.response_indices]
+    return to_go + sequence_r[:, None]  # type: ignore[no-any-return]
+
+
+def total_reward_weights(model: SequenceModel, batch: SampledResponses) -> np.ndarray:
+    """w_t = R(x, y) = r(x, y) + sum_t' r_t' on every token, ``[B, L]``."""
+    total = sampled_token_rewards(model, batch).sum(axis=1)
+    total = total + model.rewards[batch.prompts, batch.response_indices]
+    return np.broadcast_to(total[:, None], batch.tokens.shape)
+
+
+def immediate_reward_weights(model: SequenceModel, batch: SampledResponses) -> np.ndarray:
+    """Mutant: w_t = r_t, plus r(x, y) on the last token only, ``[B, L]``."""
+    last = np.arange(model.max_length)[None, :] == (batch.lengths[:, None] - 1)
+    sequence_r = model.rewards[batch.prompts, batch.response_indices]
+    return sampled_token_rewards(model, batch) + sequence_r[:, None] * last  # type: ignore[no-any-return]
+
+
+def without_eos(weights: Callable[[SequenceModel, SampledResponses], np.ndarray]) -> Any:
+    """Mutant: the same weights with the EOS token's score left out."""
+
+    def dropped(model: SequenceModel, batch: SampledResponses) -> np.ndarray:
+        return weights(model, batch) * (batch.tokens != model.eos)  # type: ignore[no-any-return]
+
+    return dropped
+
+
+CORRECT_FORMS = (reward_to_go_weights, total_reward_weights)
+EOS_DROPPED_FORMS = (without_eos(reward_to_go_weights), without_eos(total_reward_weights))
+IMMEDIATE_FORMS = (immediate_reward_weights, immediate_reward_weights)
+
+
+def response_terms(
+    model: SequenceModel, batch: SampledResponses, forms: tuple[Any, ...]
+) -> np.ndarray:
+    """``[B, F, X, N, K + 1]``: sum_t w_t grad log pi(y_t | x, y_<t) per response and form."""
+    return np.stack([score_sums(model, batch, form(model, batch)) for form in forms], axis=1)
+
+
+def response_sampler(forms: tuple[Any, ...], *, prompt_marginal: bool = False) -> Any:
+    """``(model, rng, n) -> [n, F, X, N, K + 1]`` for monte_carlo_leg.
+
+    With ``prompt_marginal`` (a mutant), y is drawn for a prompt x' ~ rho and the terms are
+    computed at an independent x ~ rho.
+    """
+
+    def sample(model: SequenceModel, rng: np.random.Generator, n: int) -> np.ndarray:
+        batch = sample_responses(model, n, rng)
+        if prompt_marginal:
+            scored_at = sample_responses(model, n, rng).prompts  # x ~ rho, independent of x'
+            batch = replace(batch, prompts=scored_at)
+        return response_terms(model, batch, forms)
+
+    return sample
+
+
+def stacked_gradient(model: SequenceModel) -> np.ndarray:
+    """grad J (complex step of the backward induction) once per correct form, ``[2, X, N, K + 1]``."""
+    return np.stack([complex_step_objective_gradient(model)] * len(CORRECT_FORMS))
+
+
+def _moments(
+    model: SequenceModel, forms: tuple[Any, ...], marginal: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    probabilities = model.probabilities()  # [X, R]
+    if marginal:
+        probabilities = np.broadcast_to(
+            model.prompt_probabilities @ probabilities, probabilities.shape
+        )
+    weights = (model.prompt_probabilities[:, None] * probabilities).ravel()
+    return exact_moments(weights, response_terms(model, enumerated_batch(model), forms))
+
+
+def mutants_detectable(model: SequenceModel) -> bool:
+    """The example filter: every mutant is rejected with power >= 0.99 at MC_RESPONSES."""
+    gradient = stacked_gradient(model)
+    for forms, marginal in (
+        (EOS_DROPPED_FORMS, False),
+        (IMMEDIATE_FORMS, False),
+        (CORRECT_FORMS, True),
+    ):
+        mean, sd = _moments(model, forms, marginal)
+        shift = np.where(sd > MIN_SD, mean - gradient, 0.0)
+        if not detectable(shift, sd, MC_RESPONSES, false_alarm=ALPHA):
+            return False
+    return True
+
+
+mc_examples = (
+    sequence_models(
+        min_prompts=2,
+        max_prompts=2,
+        max_tokens=2,
+        min_length=2,
+        max_length=3,
+        max_abs_logit=1.0,
+        token_rewards=True,
+    )
+    .map(varied_rewards)
+    .map(distinct_prompts)
+    .filter(mutants_detectable)
+)
+
+
 CLAIMS = (
     Claim(
         id="llm-sequence-policy-gradient",
@@ -322,6 +526,10 @@ CLAIMS = (
             "rewards, all symbols), every entry of the gradient.",
             "Exact leg: 2 prompts, 1-3 ordinary tokens plus EOS, L = 2-3 (up to 40 responses "
             "per prompt), random logits, sequence and token rewards, prompt probabilities.",
+            "Monte-Carlo leg: 2 examples with 2 prompts, 1-2 ordinary tokens plus EOS, L = 2-3, "
+            "logits in [-1, 1] with token 0 moved by +-0.75 per prompt, varied sequence and "
+            "random token rewards; 20,000 responses sampled token by token each, kept only if "
+            "every mutant is detected with power 0.99; false alarm 1e-6.",
         ),
         references=(
             "Williams, R. J., *Simple statistical gradient-following algorithms for "
@@ -356,12 +564,27 @@ CLAIMS = (
                 "score_t (r(x, y) + sum_{t' >= t} r_t') (SequenceModel.weighted_score_sum)"
             ),
         ),
+        monte_carlo=monte_carlo_leg(
+            mc_examples,
+            response_sampler(CORRECT_FORMS),
+            stacked_gradient,
+            n_samples=MC_RESPONSES,
+            n_examples=MC_EXAMPLES,
+            false_alarm=MC_FALSE_ALARM,
+            description=(
+                "mean over sampled responses (prompts from rho, tokens drawn one by one: "
+                "rlmath.sequence_sampling) of sum_t score_t (r(x, y) + sum_{t' >= t} r_t') and "
+                "of sum_t score_t R(x, y), each vs the complex-step gradient of J by backward "
+                "induction"
+            ),
+        ),
         mutants=(
             Mutant(
                 "eos-score-dropped",
                 "the EOS token's score left out (EOS masked out of the response mask)",
                 symbolic=SymbolicMutation("sequence-policy-gradient", EOS_DROPPED),
                 exact=eos_score_dropped,
+                monte_carlo=response_sampler(EOS_DROPPED_FORMS),
             ),
             Mutant(
                 "immediate-reward-only",
@@ -369,12 +592,14 @@ CLAIMS = (
                 "before the last token, the sequence reward dropped)",
                 symbolic=SymbolicMutation("sequence-policy-gradient", IMMEDIATE_REWARD),
                 exact=immediate_reward_only,
+                monte_carlo=response_sampler(IMMEDIATE_FORMS),
             ),
             Mutant(
                 "prompt-marginal",
                 "responses weighted by the prompt-marginal sum_x' rho(x') pi(y|x') instead of "
                 "pi(y|x); only visible with two prompts, so no symbolic variant",
                 exact=prompt_marginal,
+                monte_carlo=response_sampler(CORRECT_FORMS, prompt_marginal=True),
             ),
         ),
     ),
