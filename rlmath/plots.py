@@ -20,6 +20,10 @@ Figures:
 - ``ppo_clip``: the clipped surrogate $\min(\rho A, \operatorname{clip}(\rho, 1\pm\epsilon)A)$
   as a function of the ratio for $A > 0$ and $A < 0$;
 - ``policy_gradient_ascent``: the exact gradient-ascent path on $J(\theta)$ of a 3-armed bandit;
+- ``length_bias``: how each LLM loss aggregation's expected update moves the mean length of
+  correct and incorrect responses, per unit of $J$ gained;
+- ``group_estimators``: the expected update along $\nabla J$ and the variance of RLOO, the
+  group mean, GRPO and REINFORCE against the group size;
 - ``ppo_trust_region``: along a line $\theta' + t u$ in parameter space, the true $J$, the
   surrogate $L_{\theta'}$, PPO's clipped surrogate and the KL-penalised lower bound of TRPO.
 """
@@ -42,7 +46,10 @@ from rlmath.policy import SoftmaxPolicy
 __all__ = [
     "FIGURES",
     "Figure",
+    "aggregation_weights",
     "ascent_path",
+    "group_estimator_moments",
+    "length_drift",
     "kl_estimator_moments",
     "render_png",
     "trust_region_line",
@@ -465,6 +472,234 @@ def _draw_trust_region(fig: Any) -> None:
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
 
 
+# ============================================================================ LLM-RL: aggregation
+#: The loss aggregations of the length-bias figure: the factor multiplying member i's
+#: advantage times its sequence score, for a group of G with lengths |y_j| and max length L.
+AGGREGATIONS: tuple[str, ...] = (
+    "seq-mean-token-sum",
+    "seq-mean-token-sum-norm",
+    "token-mean",
+    "seq-mean-token-mean",
+)
+
+
+def aggregation_weights(lengths: Any, aggregation: str, max_length: int) -> FloatArray:
+    r"""Per-member factor $c_i$ of $\hat g = \sum_i c_i A_i s_i$ for one loss aggregation.
+
+    seq-mean-token-sum: $1/G$; seq-mean-token-sum-norm (Dr. GRPO): $1/(G L)$; token-mean:
+    $1 / \sum_j |y_j|$; seq-mean-token-mean (GRPO): $1/(G |y_i|)$. ``lengths`` is ``[B, G]``.
+    """
+    n = np.asarray(lengths, dtype=np.float64)
+    G = n.shape[-1]
+    if aggregation == "seq-mean-token-sum":
+        return np.full_like(n, 1.0 / G)
+    if aggregation == "seq-mean-token-sum-norm":
+        return np.full_like(n, 1.0 / (G * max_length))
+    if aggregation == "token-mean":
+        return np.broadcast_to(1.0 / n.sum(axis=-1, keepdims=True), n.shape).copy()
+    if aggregation == "seq-mean-token-mean":
+        return 1.0 / (G * n)
+    raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+
+
+def _first_token_model() -> Any:
+    """One prompt, tokens {0, 1} + EOS, L = 4, uniform logits; reward 1 iff y_1 = 0.
+
+    The reward does not depend on the length, so J has no reason to move it.
+    """
+    from rlmath.sequence_model import SequenceModel, count_nodes
+
+    n_tokens, max_length = 2, 4
+    theta = np.zeros((1, count_nodes(n_tokens, max_length), n_tokens + 1))
+    return SequenceModel(
+        theta,
+        max_length,
+        [1.0],
+        rewards=lambda prompt, tokens: 1.0 if tokens[0] == 0 else 0.0,
+    )
+
+
+def expected_group_update(
+    model: Any, group_size: int, advantages: Callable[[FloatArray], FloatArray], weights: Any
+) -> FloatArray:
+    r"""$\mathbb E[\sum_i c_i A_i s_i]$ exactly (all groups enumerated), flattened ``[P]``.
+
+    ``advantages`` maps group rewards ``[B, G]`` to advantages ``[B, G]``; ``weights`` maps
+    lengths ``[B, G]`` to the factors $c_i$ (``None``: $1/G$).
+    """
+    from rlmath.sequence_model import expected_over_groups
+
+    scores = model.response_scores()  # [X, R, X, N, V]
+
+    def statistic(batch: Any) -> FloatArray:
+        a = advantages(batch.rewards)
+        c = np.full(a.shape, 1.0 / group_size) if weights is None else weights(batch.lengths)
+        members = scores[batch.prompt][batch.responses]  # [B, G, X, N, V]
+        out: FloatArray = np.einsum("bg,bg...->b...", a * c, members).reshape(len(a), -1)
+        return out
+
+    result: FloatArray = expected_over_groups(model, group_size, statistic)
+    return result
+
+
+def _mean_advantages(rewards: FloatArray) -> FloatArray:
+    return rewards - rewards.mean(axis=1, keepdims=True)
+
+
+def _conditional_mean_length(model: Any, correct: bool) -> float:
+    """E[|y| | r = 1] (``correct``) or E[|y| | r = 0], exactly."""
+    p = model.probabilities()[0]
+    lengths = model.responses.lengths.astype(np.float64)
+    chosen = (model.total_rewards()[0] > 0.5) == correct
+    return float((p[chosen] * lengths[chosen]).sum() / p[chosen].sum())
+
+
+def length_drift(group_size: int = 4, h: float = 1e-5) -> dict[str, tuple[float, float]]:
+    r"""Change of $\mathbb E[|y| \mid r = 1]$ and $\mathbb E[|y| \mid r = 0]$ per unit of $J$.
+
+    For each aggregation, the exact expected update $g$ (group-mean advantage, groups of
+    ``group_size``) of the model of :func:`_first_token_model` is rescaled so that it raises
+    $J$ at unit rate ($\tilde g = g / (\nabla J \cdot g)$), and the conditional mean lengths
+    are differentiated along $\tilde g$ by central differences. ``"J"`` is the exact
+    $\nabla J$ itself. Returns name -> (drift of correct, drift of incorrect responses).
+    """
+    model = _first_token_model()
+    theta = np.asarray(model.theta, dtype=np.float64)
+    grad_j = model.objective_gradient().reshape(-1)
+    directions = {"J": grad_j}
+    for name in AGGREGATIONS:
+        directions[name] = expected_group_update(
+            model,
+            group_size,
+            _mean_advantages,
+            lambda n, name=name: aggregation_weights(n, name, model.max_length),
+        )
+    out = {}
+    for name, g in directions.items():
+        unit = (g / float(grad_j @ g)).reshape(theta.shape)
+        up, down = model.with_theta(theta + h * unit), model.with_theta(theta - h * unit)
+        out[name] = tuple(
+            (_conditional_mean_length(up, c) - _conditional_mean_length(down, c)) / (2 * h)
+            for c in (True, False)
+        )
+    return out  # type: ignore[return-value]
+
+
+def _draw_length_bias(fig: Any) -> None:
+    drift = length_drift()
+    names = list(drift)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(names))
+    for k, (label, color) in enumerate(
+        (("correct (r = 1)", COLORS[2]), ("incorrect (r = 0)", COLORS[1]))
+    ):
+        values = [drift[n][k] for n in names]
+        ax.bar(x + (k - 0.5) * 0.38, values, 0.38, label=label, color=color)
+        for xi, v in zip(x + (k - 0.5) * 0.38, values, strict=True):
+            ax.annotate(
+                "0" if abs(v) < 5e-3 else f"{v:+.2f}",
+                (xi, v),
+                ha="center",
+                va="bottom" if v >= 0 else "top",
+                fontsize=8,
+                xytext=(0, 2 if v >= 0 else -2),
+                textcoords="offset points",
+            )
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(x)
+    ax.set_xticklabels(["exact $\\nabla J$", *names[1:]], rotation=12)
+    ax.set(
+        ylabel="d E[|y| | r] / dJ along the expected update",
+        title="the expected update's pull on response length (reward ignores length)",
+    )
+    ax.legend(loc="best")
+
+
+# ============================================================================ LLM-RL: group baselines
+def _leave_one_out(rewards: FloatArray) -> FloatArray:
+    G = rewards.shape[1]
+    return (G * rewards - rewards.sum(axis=1, keepdims=True)) / (G - 1)
+
+
+def _standardised(rewards: FloatArray) -> FloatArray:
+    deviation = _mean_advantages(rewards)
+    spread = rewards.std(axis=1, ddof=1, keepdims=True)
+    safe = np.where(spread > 0, spread, 1.0)
+    return np.where(spread > 0, deviation / safe, 0.0)
+
+
+#: The group estimators compared: name -> advantages of a group's rewards ``[B, G]``.
+GROUP_ESTIMATORS: dict[str, Callable[[FloatArray], FloatArray]] = {
+    "no baseline (REINFORCE)": lambda r: r,
+    "RLOO (leave one out)": _leave_one_out,
+    "group mean (Dr. GRPO)": _mean_advantages,
+    "GRPO (mean and std)": _standardised,
+}
+
+
+def group_estimator_moments(
+    group_sizes: tuple[int, ...] = (2, 3, 4, 6, 8),
+) -> dict[str, list[tuple[float, float, float]]]:
+    r"""Per estimator and $G$: (scale, cosine, total variance) of $\hat g = \frac1G \sum_i A_i s_i$.
+
+    Exact over all groups, on one prompt with tokens {0, 1} + EOS, $L = 2$, random logits
+    and binary rewards (seeded): scale $= \mathbb E[\hat g] \cdot \nabla J / \|\nabla J\|^2$,
+    cosine between $\mathbb E[\hat g]$ and $\nabla J$, and total variance
+    $\mathbb E\|\hat g\|^2 - \|\mathbb E \hat g\|^2$ relative to $\|\nabla J\|^2$.
+    """
+    from rlmath.sequence_model import SequenceModel, expected_over_groups
+
+    base = SequenceModel.random(1, 2, 2, seed=SEED)
+    rng = np.random.default_rng(SEED)
+    binary = (rng.random(base.n_responses) < 0.5).astype(np.float64)[None, :]
+    model = SequenceModel(base.theta, base.max_length, [1.0], rewards=binary)
+    grad_j = model.objective_gradient().reshape(-1)
+    norm2 = float(grad_j @ grad_j)
+    scores = model.response_scores()
+    out: dict[str, list[tuple[float, float, float]]] = {}
+    for name, advantages in GROUP_ESTIMATORS.items():
+        rows = []
+        for G in group_sizes:
+
+            def statistic(batch: Any, advantages: Any = advantages, G: int = G) -> FloatArray:
+                members = scores[batch.prompt][batch.responses]
+                g = np.einsum("bg,bg...->b...", advantages(batch.rewards) / G, members)
+                g = g.reshape(len(g), -1)
+                return np.concatenate([g, (g * g).sum(axis=1, keepdims=True)], axis=1)
+
+            moments = expected_over_groups(model, G, statistic)
+            mean, second = moments[:-1], float(moments[-1])
+            cosine = float(mean @ grad_j) / math.sqrt(float(mean @ mean) * norm2)
+            rows.append(
+                (float(mean @ grad_j) / norm2, cosine, (second - float(mean @ mean)) / norm2)
+            )
+        out[name] = rows
+    return out
+
+
+def _draw_group_estimators(fig: Any) -> None:
+    sizes = (2, 3, 4, 6, 8)
+    moments = group_estimator_moments(sizes)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    styles = ("x--", "o-", "s-", "^-")  # REINFORCE and RLOO coincide on the left: both 1
+    for (name, rows), color, style in zip(moments.items(), COLORS, styles, strict=False):
+        left.plot(sizes, [r[0] for r in rows], style, color=color, label=name)
+        right.plot(sizes, [r[2] for r in rows], style, color=color, label=name)
+    left.plot(sizes, [1 - 1 / G for G in sizes], ":", color="gray", label="1 - 1/G")
+    left.set(
+        xlabel="group size G",
+        ylabel="E[g] . grad J / |grad J|^2",
+        title="expected update, in units of grad J",
+    )
+    right.set(
+        xlabel="group size G",
+        ylabel="total variance / |grad J|^2",
+        title="variance of one group's update",
+        yscale="log",
+    )
+    left.legend(loc="lower right", fontsize=8)
+
+
 # ============================================================================ the list
 FIGURES: tuple[Figure, ...] = (
     Figure(
@@ -532,5 +767,35 @@ FIGURES: tuple[Figure, ...] = (
         "clipped and penalised objectives stop near $\\theta'$.",
         _draw_trust_region,
         (11.0, 4.5),
+    ),
+    Figure(
+        "length_bias",
+        "Which way does each loss aggregation push response length?",
+        "One prompt, tokens $\\{0, 1\\}$ plus EOS, $L = 4$, uniform logits; the reward is 1 "
+        "when the first token is 0, so the length is irrelevant to $J$. For each aggregation "
+        "the exact expected update (groups of $G = 4$, group-mean advantage $A_i = r_i - "
+        "\\bar r$, all groups enumerated) is rescaled to raise $J$ at unit rate, and the bars "
+        "give the resulting rate of change of the mean length of correct and of incorrect "
+        "responses. GRPO's per-response $1/|y_i|$ (seq-mean-token-mean) shortens correct "
+        "responses and *lengthens* incorrect ones, whose per-token penalty shrinks with their "
+        "length (Liu et al. 2025, Dr. GRPO); the constant normaliser (seq-mean-token-sum-norm) "
+        "moves the policy exactly like $\\nabla J$ (claim `grpo-length-normalisation-bias`).",
+        _draw_length_bias,
+        (10.0, 4.2),
+    ),
+    Figure(
+        "group_estimators",
+        "Group baselines: what they estimate and how noisy they are",
+        "Exact moments over all groups of $G$ responses (one prompt, tokens $\\{0, 1\\}$ "
+        "plus EOS, $L = 2$, seeded random logits, binary rewards) of one group's update "
+        "$\\hat g = \\frac1G \\sum_i A_i s_i$. Left: its mean along $\\nabla J$: 1 for "
+        "REINFORCE and RLOO (unbiased, claim `rloo-unbiased`), $1 - 1/G$ for the group mean "
+        "(claim `group-mean-baseline-shrinks`), a $G$-dependent factor for GRPO's std "
+        "normalisation (claim `group-std-normalisation`; $1/\\sqrt 2$ and $2/\\sqrt 3$ at "
+        "$G = 2, 3$). Right: its total variance relative to $\\|\\nabla J\\|^2$. RLOO's "
+        "falls faster with $G$ than REINFORCE's (here it is above at $G = 2$, below from "
+        "$G = 3$); the group mean is lower still, at the price of its $1 - 1/G$ shrinkage.",
+        _draw_group_estimators,
+        (11.0, 4.2),
     ),
 )
