@@ -695,6 +695,236 @@ def _ipo_rtol(example: PreferenceExample) -> float:
     return max(exact_rtol(n_terms=example.chosen.size + 8), 4.0 * bound / _ipo_scale(example))
 
 
+# ============================================================================ 4b. hinge
+# d/dz of the hinge max(0, 1 - beta z) off its kink z = 1/beta: -beta below, 0 above.
+_hz = sp.Symbol("z", real=True)
+_hv = sp.Symbol("v", real=True)
+_hs = sp.Symbol("sigma", positive=True)
+
+
+def hinge_pair_loss(margin: Any) -> sp.Expr:
+    """max(0, 1 - beta z) (SLiC-HF; TRL's loss_type='hinge'), unevaluated."""
+    return sp.Max(0, 1 - pbeta * margin, evaluate=False)
+
+
+def hinge_slope(margin: Any) -> sp.Expr:
+    """-beta where beta z < 1, 0 where beta z > 1 (unevaluated)."""
+    return sp.Piecewise(
+        (-pbeta, sp.Lt(sp.Mul(pbeta, margin, evaluate=False), 1, evaluate=False)),
+        (0, True),
+        evaluate=False,
+    )
+
+
+def _hinge_case(name: str, region: Any, margin: Any, slope: Any, rule: str) -> Case:
+    return Case(
+        region,
+        Derivation(
+            f"hinge-gradient-{name}",
+            (
+                Step(
+                    sp.Subs(sp.Derivative(hinge_pair_loss(_hv), _hv), _hv, margin),
+                    "d/dz of a pair's hinge loss",
+                ),
+                Step(slope, rule),
+                Step(hinge_slope(margin), "the closed form picks the same slope"),
+            ),
+            statement=rf"\partial_z \max(0, 1 - \beta z) \quad ({name})",
+        ),
+        {_hz: margin},
+    )
+
+
+hinge_analysis = CaseAnalysis(
+    "hinge-gradient",
+    sp.Ne(pbeta * _hz, 1),
+    (
+        _hinge_case(
+            "inside-margin",
+            pbeta * _hz < 1,
+            (1 - _hs) / pbeta,
+            -pbeta,
+            "z = (1 - sigma)/beta: 1 - beta z = sigma > 0 near z, the hinge is 1 - beta z",
+        ),
+        _hinge_case(
+            "beyond-margin",
+            pbeta * _hz > 1,
+            (1 + _hs) / pbeta,
+            sp.Integer(0),
+            "z = (1 + sigma)/beta: 1 - beta z = -sigma < 0 near z, the hinge is 0",
+        ),
+    ),
+)
+HINGE_SYMBOLS = (_hz, pbeta)
+
+#: pairs keep |beta z - 1| >= this, and the central difference's step is below it
+HINGE_AWAY = 1e-3
+
+
+def hinge_examples() -> st.SearchStrategy[PreferenceExample]:
+    """preference_examples with every margin at least HINGE_AWAY / beta from the kink 1/beta
+    (a pair closer is moved out to 2 HINGE_AWAY / beta), half of them within 0.1 / beta of it."""
+
+    def moved(example: PreferenceExample) -> PreferenceExample:
+        b = example.beta
+        rng = np.random.default_rng(int(abs(example.chosen[0]) * 1e6) % 2**32)
+        margin = example.margin.copy()
+        near = rng.random(margin.size) < 0.5
+        margin = np.where(near, (1 + rng.uniform(-0.1, 0.1, margin.size)) / b, margin)
+        gap = b * margin - 1
+        margin = np.where(
+            np.abs(gap) < HINGE_AWAY, (1 + np.sign(gap + 1e-300) * 2 * HINGE_AWAY) / b, margin
+        )
+        # put the change of margin into the chosen log-prob
+        chosen = example.chosen + (margin - example.margin)
+        return PreferenceExample(
+            chosen,
+            example.rejected,
+            example.reference_chosen,
+            example.reference_rejected,
+            example.chosen_lengths,
+            example.rejected_lengths,
+            example.beta,
+            example.smoothing,
+        )
+
+    return preference_examples().map(moved)
+
+
+def _hinge_step(example: PreferenceExample) -> float:
+    """Half the distance (in the chosen log-prob, = in z) to the kink, at most 1e-2."""
+    distance = np.abs(example.margin - 1 / example.beta)
+    return float(min(1e-2, 0.5 * distance.min()))
+
+
+def shipped_hinge_differences(example: PreferenceExample) -> np.ndarray:
+    """N x central differences of the shipped hinge loss in each chosen log-prob (dz/dx^w =
+    1): the derivative in z_i, [N]; the loss is linear on each side of the kink and the step
+    stays on one side."""
+    pairs = example.chosen.size
+    h = _hinge_step(example)
+    out = np.empty(pairs)
+    for i in range(pairs):
+        up, down = example.chosen.copy(), example.chosen.copy()
+        up[i] += h
+        down[i] -= h
+        values = [
+            reference.preference_loss(
+                moved,
+                example.rejected,
+                example.reference_chosen,
+                example.reference_rejected,
+                beta=example.beta,
+                loss_type="hinge",
+            )
+            for moved in (up, down)
+        ]
+        out[i] = pairs * (values[0] - values[1]) / (up[i] - down[i])
+    return out
+
+
+def _hinge_rtol(example: PreferenceExample) -> float:
+    """Rounding of one evaluation, (N + 8) EPS (1 + mean |beta z|), times N / step, relative
+    to beta (the slope's size)."""
+    delta = (example.chosen.size + 8) * EPS * _pref_scale(example)
+    bound = example.chosen.size * delta / _hinge_step(example)
+    return max(exact_rtol(n_terms=example.chosen.size + 8), 4.0 * bound / example.beta)
+
+
+def _hinge_rhs(expression: Any) -> Callable[[PreferenceExample], np.ndarray]:
+    function = lazy_lambdify(HINGE_SYMBOLS, expression)
+    return lambda example: np.broadcast_to(
+        function(example.margin, example.beta), example.chosen.shape
+    ).astype(float)
+
+
+def _hinge_mutation(target: str, wrong: Callable[[Any], sp.Expr]) -> SymbolicMutation:
+    margin = {"inside-margin": (1 - _hs) / pbeta, "beyond-margin": (1 + _hs) / pbeta}[target]
+    return SymbolicMutation(f"hinge-gradient-{target}", wrong(margin))
+
+
+def _hinge_unscaled(margin: Any) -> sp.Expr:
+    """max(0, 1 - z): beta dropped (slope -1 below z = 1)."""
+    return sp.Piecewise((-1, margin < 1), (0, True))
+
+
+def _hinge_margin_beta(margin: Any) -> sp.Expr:
+    """max(0, beta - z): the margin beta instead of 1/beta (slope -1 below z = beta)."""
+    return sp.Piecewise((-1, margin < pbeta), (0, True))
+
+
+def _hinge_squared(margin: Any) -> sp.Expr:
+    """max(0, 1 - beta z)^2: a squared hinge, slope -2 beta (1 - beta z)."""
+    return sp.Piecewise((-2 * pbeta * (1 - pbeta * margin), pbeta * margin < 1), (0, True))
+
+
+HINGE_CLAIMS = (
+    Claim(
+        id="hinge-loss-reference",
+        title="The reference hinge preference loss has slope -beta inside the margin 1/beta",
+        summary=(
+            "rlmath.reference.preference_loss(loss_type='hinge') is mean(max(0, 1 - beta z)): "
+            "each pair pushes its margin up at rate beta until beta z reaches 1, then stops."
+        ),
+        statement=Statement(
+            sp.Subs(sp.Derivative(hinge_pair_loss(_hv), _hv), _hv, _hz),
+            hinge_slope(_hz),
+            derivation="hinge-gradient",
+            where=r"\beta z \ne 1",
+        ),
+        assumptions=(
+            "Off the kink beta z = 1 (where the hinge has no derivative): the exact leg keeps "
+            "every pair at least 1e-3 / beta from it, half of them within 0.1 / beta.",
+            "The loss is the mean over the N pairs of log-probs summed over tokens (the "
+            "lengths are ignored for 'hinge'); dz_i / d log pi(y^w_i) = 1.",
+        ),
+        references=(
+            "Zhao, Y. et al., *SLiC-HF: Sequence Likelihood Calibration with Human Feedback*, "
+            "arXiv:2305.10425, 2023.",
+            "Liu, T. et al., *Statistical Rejection Sampling Improves Preference Optimization*, "
+            "ICLR 2024 (the normalised hinge loss).",
+            "Hugging Face TRL, *DPOTrainer* documentation, Loss functions (loss_type='hinge').",
+        ),
+        symbolic=SymbolicLeg((), cases=(hinge_analysis,)),
+        exact=ExactLeg(
+            hinge_examples(),
+            lhs=shipped_hinge_differences,
+            rhs=_hinge_rhs(hinge_slope(_hz)),
+            rhs_reason=(
+                "the statement's right-hand side (lambdified), which the claim ties to the "
+                "conclusion of both cases (a case analysis has no single conclusion)"
+            ),
+            rtol=_hinge_rtol,
+            error_scale=lambda example: example.beta,
+            description=(
+                "N x central differences of the shipped hinge loss in each chosen log-prob vs "
+                "the lambdified slope -beta [beta z < 1]"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "beta-dropped",
+                "max(0, 1 - z): the margin not scaled by beta",
+                symbolic=_hinge_mutation("inside-margin", _hinge_unscaled),
+                exact=_hinge_rhs(_hinge_unscaled(_hz)),
+            ),
+            Mutant(
+                "margin-beta",
+                "max(0, beta - z): beta as the margin instead of 1/beta",
+                symbolic=_hinge_mutation("inside-margin", _hinge_margin_beta),
+                exact=_hinge_rhs(_hinge_margin_beta(_hz)),
+            ),
+            Mutant(
+                "squared-hinge",
+                "max(0, 1 - beta z)^2",
+                symbolic=_hinge_mutation("inside-margin", _hinge_squared),
+                exact=_hinge_rhs(_hinge_squared(_hz)),
+            ),
+        ),
+    ),
+)
+
+
 # ============================================================================ 5. dual-clip PPO
 # Entry i's objective, with the ratio rho = e^{x - o} as the variable (the exact leg forms it
 # from the log-probs): PPO's min(rho A, clip(rho) A), and for A < 0 its max with c A.
@@ -2127,4 +2357,4 @@ VTRACE_CLAIMS = (
     ),
 )
 
-CLAIMS = BASIC_CLAIMS + DUAL_CLAIMS + AC_CLAIMS + VTRACE_CLAIMS
+CLAIMS = BASIC_CLAIMS + HINGE_CLAIMS + DUAL_CLAIMS + AC_CLAIMS + VTRACE_CLAIMS
