@@ -57,6 +57,8 @@ import sympy as sp
 from hypothesis import strategies as st
 
 from rlmath.claims import (
+    Case,
+    CaseAnalysis,
     Claim,
     Derivation,
     ExactLeg,
@@ -66,6 +68,7 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     complex_step_gradient,
+    lambdify,
     row_steps,
 )
 from rlmath.llm_reference import (
@@ -123,15 +126,30 @@ def reward_to_go(model: SequenceModel) -> np.ndarray:
     return np.where(r.mask[None], to_go + model.rewards[:, :, None], 0.0)
 
 
-#: Central-difference step in a token log-probability and its error bound, relative to |A|.
-#: Near z_old the per-token loss is -A e^{z - z_old} (claim 1) or, elsewhere, -A e^{z - z_old}
-#: or a constant (claim 3): its third derivative is at most |A| e^{h} <= 1.01 |A| on the
-#: stencil (|z - z_old| <= h there for claim 1), and one evaluation is off by at most 2 ulps of
-#: |A| e^{h} (an exp and a product), so central_difference_step gives h and the bound.
-FD_STEP, FD_ERROR = central_difference_step(1.01, 2.0 * EPS)
+#: Central-difference step in a token log-probability. Near z_old the per-token loss is
+#: -A e^{z - z_old} (claim 1) or, elsewhere, -A e^{z - z_old} or a constant (claim 3): its third
+#: derivative is at most |A| r e^{h} <= 1.01 |A| r on the stencil, and one evaluation is off by
+#: a few ulps of |A| r; central_difference_step gives the step for 2 ulps.
+FD_STEP, _ = central_difference_step(1.01, 2.0 * EPS)
 
 
-def per_token_central_difference(loss: Callable[[np.ndarray], np.ndarray], z: np.ndarray) -> np.ndarray:
+def token_difference_error(max_abs_log_prob: float) -> float:
+    r"""Error bound of :func:`per_token_central_difference`, relative to $\max |rA|$.
+
+    $$ \frac{M_3 h^2}{6} + \frac{\delta}{h}, \qquad M_3 = 1.01, \quad
+       \delta = (2 + \max|z|)\,\varepsilon $$
+
+    (:func:`rlmath.tolerances.central_difference_step`'s bound at the step actually used): the
+    log-ratio $z - z_\mathrm{old}$ is rounded to about $|z|$ ulps absolute, the exponential
+    and the product add two ulps.
+    """
+    delta = (2.0 + float(max_abs_log_prob)) * EPS
+    return 1.01 * FD_STEP**2 / 6.0 + delta / FD_STEP
+
+
+def per_token_central_difference(
+    loss: Callable[[np.ndarray], np.ndarray], z: np.ndarray
+) -> np.ndarray:
     r"""$(\ell(z + h) - \ell(z - h)) / ((z + h) - (z - h))$ entry by entry, $h$ = :data:`FD_STEP`.
 
     Valid because each entry $\ell_{b,t}$ depends only on its own $z_{b,t}$ (a per-token loss):
@@ -234,7 +252,11 @@ PPO_BLOCKS = 4
 def _ppo_examples(draw: st.DrawFn) -> tuple[Any, ...]:
     model = draw(
         sequence_models(
-            min_prompts=1, max_prompts=2, max_tokens=2, min_length=2, max_length=3,
+            min_prompts=1,
+            max_prompts=2,
+            max_tokens=2,
+            min_length=2,
+            max_length=3,
             token_rewards=True,
         )
     )
@@ -254,8 +276,12 @@ def _clip_arguments(example: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _token_slopes(
-    example: tuple[Any, ...], z_new: np.ndarray, z_old: np.ndarray, adv: np.ndarray,
-    mask: np.ndarray, by_differences: bool,
+    example: tuple[Any, ...],
+    z_new: np.ndarray,
+    z_old: np.ndarray,
+    adv: np.ndarray,
+    mask: np.ndarray,
+    by_differences: bool,
 ) -> np.ndarray:
     """d loss_{b,t} / d z_{b,t}: ppo_token_loss_gradient, or central differences of ppo_token_loss."""
     clips = _clip_arguments(example)
@@ -312,7 +338,10 @@ _SIDES: dict[str, np.ndarray] = {}
 def _example_key(example: tuple[Any, ...]) -> str:
     model = example[0]
     return _key(
-        model.theta, model.rewards, model.token_rewards, model.prompt_probabilities,
+        model.theta,
+        model.rewards,
+        model.token_rewards,
+        model.prompt_probabilities,
         [example[1], example[2], example[3], -1.0 if example[4] is None else example[4]],
     )
 
@@ -338,7 +367,9 @@ def ppo_expected_loss_gradients(example: tuple[Any, ...]) -> np.ndarray:
     return _SIDES[key]
 
 
-def scaled_objective_gradient(factors: tuple[float, ...]) -> Callable[[tuple[Any, ...]], np.ndarray]:
+def scaled_objective_gradient(
+    factors: tuple[float, ...],
+) -> Callable[[tuple[Any, ...]], np.ndarray]:
     """rhs: factor_k * grad J for block k (the claim: every factor -1)."""
 
     def rhs(example: tuple[Any, ...]) -> np.ndarray:
@@ -369,7 +400,8 @@ def _ppo_rtol(example: tuple[Any, ...]) -> float:
     """Rounding of the group sums (exact_rtol) plus the central-difference bound, relative to |A|."""
     model, size = example[0], example[1]
     groups = count_groups(model.n_responses, size) * model.n_prompts
-    return exact_rtol(1.0, groups * size * model.max_length) + FD_ERROR
+    largest = float(np.abs(model.token_log_probabilities()).max(initial=0.0))
+    return exact_rtol(1.0, groups * size * model.max_length) + token_difference_error(largest)
 
 
 PPO_SHARED_ASSUMPTIONS = (
@@ -390,8 +422,11 @@ CLAIMS_PPO = (
                 r"\rho = e^{z - z_\mathrm{old}},\ z = \log\pi_\theta(y_t \mid x, y_{<t}),\ "
                 r"\epsilon_\mathrm{low}, \epsilon_\mathrm{high} > 0"
             ),
-            symbol_names={z_old: r"z_\mathrm{old}", eps_low: r"\epsilon_\mathrm{low}",
-                          eps_high: r"\epsilon_\mathrm{high}"},
+            symbol_names={
+                z_old: r"z_\mathrm{old}",
+                eps_low: r"\epsilon_\mathrm{low}",
+                eps_high: r"\epsilon_\mathrm{high}",
+            },
         ),
         assumptions=(
             *PPO_SHARED_ASSUMPTIONS,
@@ -578,8 +613,9 @@ GSPO_ARITHMETIC = sp.Mul(
 
 @st.composite
 def _gspo_examples(draw: st.DrawFn) -> tuple[Any, ...]:
-    model = draw(sequence_models(min_prompts=1, max_prompts=2, max_tokens=2, min_length=2,
-                                 max_length=3))
+    model = draw(
+        sequence_models(min_prompts=1, max_prompts=2, max_tokens=2, min_length=2, max_length=3)
+    )
     size = draw(st.integers(2, 3))
     delta = draw(st.sampled_from([0.0, 0.05, 0.3]) | st.floats(0.0, 0.5))
     if delta == 0.0:  # at theta_old even GSPO's tiny published ranges stay unclipped
@@ -833,8 +869,12 @@ CLAIMS_GSPO = (
                 r"|y| = 3,\ s = \exp\big(\tfrac{1}{|y|}\sum_t (z_t - w_t)\big),\ z_t = "
                 r"\log\pi_\theta(y_t),\ w_t = \log\pi_{\theta_\mathrm{old}}(y_t)"
             ),
-            symbol_names={z_tok: "z", w_tok: "w", eps_low: r"\epsilon_\mathrm{low}",
-                          eps_high: r"\epsilon_\mathrm{high}"},
+            symbol_names={
+                z_tok: "z",
+                w_tok: "w",
+                eps_low: r"\epsilon_\mathrm{low}",
+                eps_high: r"\epsilon_\mathrm{high}",
+            },
         ),
         assumptions=(
             "Sequence-level advantages A_b (detached), one per response; gspo_loss averages "
@@ -910,6 +950,415 @@ CLAIMS_GSPO = (
 )
 
 
+# ============================================================================ 3. where clipping bites
+# ---------------------------------------------------------------------------- symbolic leg
+# Variables of the statement: the ratio r = e^u (u = log pi_theta - log pi_old), the advantage A,
+# the clip range eps_low, eps_high and the dual clip c. The loss, as ppo_token_loss computes it:
+#   l = -max(min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), c min(A, 0)),
+# (the dual clip's max(., c A) where A < 0; for A > 0 the max with c min(A, 0) = 0 changes nothing
+# because the min is r A > 0 or (1 + eps_high) A > 0 there). Its derivative in u = the
+# derivative in log pi_theta. Eight open regions, a decision tree on the signs of A, r - (1 -
+# eps_low), r - (1 + eps_high) and r - c, each parametrised by positive distances (omega = r,
+# sigma, tau, kappa) so that sympy decides every min and max; the regions cover every point with
+# A != 0 off the kinks r = 1 - eps_low, 1 + eps_high, c.
+r_clip = sp.Symbol("r", positive=True)
+c_clip = sp.Symbol("c", positive=True)
+u_clip = sp.Symbol("u", real=True)  # log-ratio, the variable of the derivative
+CLIP_VARIABLES = (r_clip, A, eps_low, eps_high, c_clip)
+
+
+def clip_loss(r: sp.Expr, advantage: sp.Expr, low: sp.Expr, high: sp.Expr, c: sp.Expr) -> sp.Expr:
+    r"""$-\max(\min(rA, \mathrm{clip}(r, 1-\epsilon_\mathrm{low}, 1+\epsilon_\mathrm{high})A), c\min(A, 0))$, unevaluated."""
+    inner = sp.Min(
+        r * advantage,
+        sp.Min(sp.Max(r, 1 - low, evaluate=False), 1 + high, evaluate=False) * advantage,
+        evaluate=False,
+    )
+    # min(A, 0) evaluated: once A = +-a is substituted it is 0 or -a, so the dual clip's term
+    # c min(A, 0) is a plain product the kink guard can compare
+    return -sp.Max(inner, c * sp.Min(advantage, 0), evaluate=False)
+
+
+def clip_slope_at(
+    r: sp.Expr, advantage: sp.Expr, low: sp.Expr, high: sp.Expr, c: sp.Expr
+) -> sp.Subs:
+    r"""$\partial\ell/\partial u$ at $u = \log r$, $\ell$ as a function of $u$ through $r = e^u$."""
+    return sp.Subs(
+        sp.Derivative(clip_loss(sp.exp(u_clip), advantage, low, high, c), u_clip),
+        u_clip,
+        sp.log(r),
+    )
+
+
+omega, sigma, tau, kappa_c = (
+    sp.Symbol(n, positive=True) for n in ("omega", "sigma", "tau", "kappa_c")
+)
+a_abs = sp.Symbol("a", positive=True)
+_Ppos, _Pneg = A > 0, A < 0
+_above, _below = r_clip > 1 + eps_high, r_clip < 1 - eps_low
+_not_above, _not_below = r_clip < 1 + eps_high, r_clip > 1 - eps_low
+_dual, _not_dual = r_clip > c_clip, r_clip < c_clip
+
+#: (name, where, region, parametrisation, slope of the loss in u at the parametrised point)
+CLIP_REGIONS: tuple[tuple[str, str, Any, dict[Any, sp.Expr], sp.Expr], ...] = (
+    (
+        "positive-above",
+        "A > 0, r > 1 + eps_high: the clipped term (1 + eps_high) A is the min",
+        _Ppos & _above,
+        {r_clip: 1 + eps_high + sigma, A: a_abs},
+        sp.Integer(0),
+    ),
+    (
+        "positive-inside",
+        "A > 0, 1 - eps_low < r < 1 + eps_high: clip(r) = r, the min is r A",
+        _Ppos & _not_above & _not_below,
+        {r_clip: omega, A: a_abs, eps_low: 1 - omega + sigma, eps_high: omega + tau - 1},
+        -omega * a_abs,
+    ),
+    (
+        "positive-below",
+        "A > 0, r < 1 - eps_low: r A < (1 - eps_low) A, unclipped",
+        _Ppos & _below,
+        {r_clip: omega, A: a_abs, eps_low: 1 - omega - sigma, eps_high: omega + sigma + tau - 1},
+        -omega * a_abs,
+    ),
+    (
+        "negative-below",
+        "A < 0, r < 1 - eps_low: the clipped term (1 - eps_low) A is the min, above c A",
+        _Pneg & _below,
+        {
+            r_clip: omega,
+            A: -a_abs,
+            eps_low: 1 - omega - sigma,
+            eps_high: omega + sigma + tau - 1,
+            c_clip: omega + sigma + kappa_c,
+        },
+        sp.Integer(0),
+    ),
+    (
+        "negative-inside",
+        "A < 0, 1 - eps_low < r < 1 + eps_high, r < c: unclipped r A",
+        _Pneg & _not_below & _not_above & _not_dual,
+        {
+            r_clip: omega,
+            A: -a_abs,
+            eps_low: 1 - omega + sigma,
+            eps_high: omega + tau - 1,
+            c_clip: omega + kappa_c,
+        },
+        omega * a_abs,
+    ),
+    (
+        "negative-above",
+        "A < 0, 1 + eps_high < r < c: r A < (1 + eps_high) A, unclipped",
+        _Pneg & _not_below & _above & _not_dual,
+        {
+            r_clip: omega,
+            A: -a_abs,
+            eps_low: 1 - omega + sigma,
+            eps_high: omega - tau - 1,
+            c_clip: omega + kappa_c,
+        },
+        omega * a_abs,
+    ),
+    (
+        "negative-dual-inside",
+        "A < 0, r > c (and r < 1 + eps_high): the dual clip c A is the max",
+        _Pneg & _not_below & _not_above & _dual,
+        {
+            r_clip: omega,
+            A: -a_abs,
+            eps_low: 1 - omega + sigma,
+            eps_high: omega + tau - 1,
+            c_clip: omega - kappa_c,
+        },
+        sp.Integer(0),
+    ),
+    (
+        "negative-dual-above",
+        "A < 0, r > c, r > 1 + eps_high: the dual clip c A is the max",
+        _Pneg & _not_below & _above & _dual,
+        {
+            r_clip: omega,
+            A: -a_abs,
+            eps_low: 1 - omega + sigma,
+            eps_high: omega - tau - 1,
+            c_clip: omega - kappa_c,
+        },
+        sp.Integer(0),
+    ),
+)
+
+
+def _clip_derivation(name: str, where: str, at: dict[Any, sp.Expr], slope: sp.Expr) -> Derivation:
+    values = [at.get(v, v) for v in CLIP_VARIABLES]
+    return Derivation(
+        f"clip-{name}",
+        (
+            Step(clip_slope_at(*values), "d loss / d log pi_theta at a point of this region"),
+            Step(
+                slope,
+                f"{where}; on a neighbourhood of the point the loss is what the min/max "
+                f"picks, with derivative {sp.sstr(slope)} in log pi_theta",
+            ),
+        ),
+        statement=rf"\partial\ell/\partial\log\pi_\theta = {sp.latex(slope)} \quad ({name})",
+    )
+
+
+clip_analysis = CaseAnalysis(
+    "clip",
+    sp.Ne(A, 0) & sp.Ne(r_clip, 1 + eps_high) & sp.Ne(r_clip, 1 - eps_low) & sp.Ne(r_clip, c_clip),
+    tuple(
+        Case(region, _clip_derivation(name, where, at, slope), at)
+        for name, where, region, at, slope in CLIP_REGIONS
+    ),
+)
+
+#: The statement's right-hand side: zero exactly where the clip (or dual clip) binds.
+clip_token_slope = sp.Piecewise(
+    (0, (A > 0) & (r_clip > 1 + eps_high)),
+    (0, (A < 0) & (r_clip < 1 - eps_low)),
+    (0, (A < 0) & (r_clip > c_clip)),
+    (-r_clip * A, True),
+    evaluate=False,
+)
+
+# ---------------------------------------------------------------------------- exact leg
+# lhs: [central differences of ppo_token_loss in log_probs (each entry depends on its own
+#       log-prob only, so one pair of evaluations gives all), ppo_token_loss_gradient], [2, B, T].
+# rhs: the statement's piecewise slope, lambdified, at every token (0 at masked positions).
+
+
+@st.composite
+def _clip_examples(draw: st.DrawFn) -> tuple[Any, ...]:
+    """[B, T] log-probs, old log-probs, advantages, mask; clip_low/high; dual clip or None.
+
+    Log-ratios are at least 0.01 from every kink (log(1 - eps_low), log(1 + eps_high), log c),
+    advantages at least 1e-3 from 0; both signs of A and all regions are drawn.
+    """
+    rows, columns = draw(st.integers(1, 4)), draw(st.integers(1, 6))
+    low = draw(st.sampled_from([0.2, 0.1]) | st.floats(0.01, 0.9))
+    high = draw(st.sampled_from([0.28, 0.2]) | st.floats(0.01, 2.0))
+    dual_clip = draw(st.sampled_from([None, 3.0]) | st.floats(1.02, 5.0))
+    kinks = [np.log1p(-low), np.log1p(high)] + ([] if dual_clip is None else [np.log(dual_clip)])
+    size = rows * columns
+    log_ratio = np.array(
+        draw(
+            st.lists(
+                st.floats(-3.0, 3.0).filter(lambda v: min(abs(v - k) for k in kinks) >= 0.01),
+                min_size=size,
+                max_size=size,
+            )
+        )
+    ).reshape(rows, columns)
+    old = np.array(draw(st.lists(st.floats(-8.0, 0.0), min_size=size, max_size=size))).reshape(
+        rows, columns
+    )
+    magnitude = np.array(
+        draw(st.lists(st.floats(1e-3, 1e3), min_size=size, max_size=size))
+    ).reshape(rows, columns)
+    sign = np.array(draw(st.lists(st.sampled_from([-1.0, 1.0]), min_size=size, max_size=size)))
+    mask = np.array(draw(st.lists(st.booleans(), min_size=size, max_size=size))).reshape(
+        rows, columns
+    )
+    mask[0, 0] = True
+    return old + log_ratio, old, magnitude * sign.reshape(rows, columns), mask, low, high, dual_clip
+
+
+clip_examples = _clip_examples()
+
+
+def _clip_kwargs(example: tuple[Any, ...]) -> dict[str, Any]:
+    return {"clip_low": example[4], "clip_high": example[5], "dual_clip": example[6]}
+
+
+def clip_gradients(example: tuple[Any, ...]) -> np.ndarray:
+    """lhs: [central differences of ppo_token_loss, ppo_token_loss_gradient], ``[2, B, T]``."""
+    new, old, adv, mask = example[:4]
+    kwargs = _clip_kwargs(example)
+    by_differences = per_token_central_difference(
+        lambda value: ppo_token_loss(value, old, adv, mask, **kwargs), new
+    )
+    return np.stack([by_differences, ppo_token_loss_gradient(new, old, adv, mask, **kwargs)])
+
+
+def clip_statement_slope(expression: sp.Expr) -> Callable[[tuple[Any, ...]], np.ndarray]:
+    """rhs: ``expression`` (a piecewise slope in r, A, eps_low, eps_high, c) at every token."""
+    function = lambdify(CLIP_VARIABLES, expression)
+
+    def rhs(example: tuple[Any, ...]) -> np.ndarray:
+        new, old, adv, mask, low, high, dual_clip = example
+        r = np.exp(new - old)
+        c = np.inf if dual_clip is None else dual_clip
+        slope = np.broadcast_to(
+            np.asarray(function(r, adv, low, high, c), dtype=np.float64), r.shape
+        )
+        out = np.where(mask, slope, 0.0)
+        return np.stack([out, out])
+
+    return rhs
+
+
+def _clip_error_scale(example: tuple[Any, ...]) -> float:
+    new, old, adv, mask = example[:4]
+    return max(float(np.abs(np.exp(new - old) * adv)[mask].max(initial=0.0)), 1e-300)
+
+
+def _clip_rtol(example: tuple[Any, ...]) -> float:
+    """:func:`token_difference_error` (relative to max |r A|) plus the rounding of one product.
+
+    On the stencil the loss is -A e^{u} or a constant (the step is far smaller than the 0.01
+    distance to every kink).
+    """
+    new = example[0]
+    return token_difference_error(float(np.abs(new).max(initial=0.0))) + exact_rtol()
+
+
+def _clip_mutant(
+    id_: str,
+    description: str,
+    wrong: sp.Expr,
+    target: str | None,
+    wrong_value: sp.Expr | None = None,
+) -> Mutant:
+    return Mutant(
+        id_,
+        description,
+        symbolic=None if target is None else SymbolicMutation(f"clip-{target}", wrong_value),
+        exact=clip_statement_slope(wrong),
+    )
+
+
+def _piecewise(*zero_where: Any, slope: sp.Expr = -r_clip * A) -> sp.Expr:
+    return sp.Piecewise(*((0, cond) for cond in zero_where), (slope, True), evaluate=False)
+
+
+CLAIMS_CLIP = (
+    Claim(
+        id="ppo-clip-zeroes-gradient",
+        title="The token loss's gradient is -rho A inside the clip region and exactly zero where "
+        "the (asymmetric or dual) clip binds",
+        statement=Statement(
+            clip_slope_at(*CLIP_VARIABLES),
+            clip_token_slope,
+            derivation="clip",
+            where=(
+                r"r = \pi_\theta/\pi_{\theta_\mathrm{old}} = e^u,\ A \ne 0,\ r \ne 1 - "
+                r"\epsilon_\mathrm{low},\ 1 + \epsilon_\mathrm{high},\ c;\ c > 1"
+            ),
+            symbol_names={eps_low: r"\epsilon_\mathrm{low}", eps_high: r"\epsilon_\mathrm{high}"},
+        ),
+        assumptions=(
+            "The per-token loss of ppo_token_loss: -min(r A, clip(r, 1 - eps_low, 1 + eps_high) "
+            "A), and with a dual clip c > 1 its max with c A where A < 0; r = exp(log pi_theta - "
+            "log pi_old); old log-probs and advantages detached; eps_low, eps_high > 0.",
+            "Away from the kinks r = 1 - eps_low, 1 + eps_high, c (no derivative there) and "
+            "A != 0. Without a dual clip, c = infinity (the dual regions are empty).",
+            "Symbolic leg: eight open regions (a decision tree on the signs of A, r - (1 - "
+            "eps_low), r - (1 + eps_high), r - c), checked to cover that domain, each with a "
+            "parametrisation by positive distances; every quantity a symbol.",
+            "Exact leg: [B, T] arrays with B = 1-4, T = 1-6, log-ratios in [-3, 3] at least 0.01 "
+            "from every kink, old log-probs in [-8, 0], |A| in [1e-3, 1e3] of both signs, "
+            "random masks, eps_low in (0.01, 0.9), eps_high in (0.01, 2), dual clip none or in "
+            "(1.02, 5).",
+        ),
+        references=(
+            "Schulman, J. et al., *Proximal Policy Optimization Algorithms*, arXiv:1707.06347, "
+            "2017, eq. (7) and Fig. 1.",
+            "Yu, Q. et al., *DAPO: An Open-Source LLM Reinforcement Learning System at Scale*, "
+            "arXiv:2503.14476, 2025, eq. (8)-(10) (decoupled eps_low, eps_high: clip-higher).",
+            "Ye, D. et al., *Mastering Complex Control in MOBA Games with Deep Reinforcement "
+            "Learning*, AAAI 2020, Sec. 3 (dual clip: max(., c A) for A < 0).",
+        ),
+        summary=(
+            "A token's PPO/DAPO gradient -rho A grad log pi switches off exactly when its ratio "
+            "has passed 1 + eps_high with A > 0, 1 - eps_low with A < 0, or the dual clip c with "
+            "A < 0; everywhere else, including ratios far on the side A disfavours below c, it "
+            "is the full unclipped gradient."
+        ),
+        notes=(
+            "The scalar version with a symmetric clip is `ppo-clip-gradient` (derivative in r); "
+            "this claim is the token-level loss of `rlmath.llm_reference.ppo_token_loss` with "
+            "DAPO's asymmetric range and the dual clip, differentiated in log pi_theta (so the "
+            "unclipped slope is -rho A, not -A), and checks `ppo_token_loss_gradient` against "
+            "central differences of `ppo_token_loss`. The dual clip only acts on A < 0: with "
+            "c < 1 + eps_high it zeroes the gradient of ratios in (c, 1 + eps_high) too."
+        ),
+        symbolic=SymbolicLeg((), cases=(clip_analysis,)),
+        exact=ExactLeg(
+            clip_examples,
+            lhs=clip_gradients,
+            rhs=clip_statement_slope(clip_token_slope),
+            rhs_reason=(
+                "a case analysis has one conclusion per region: the rhs is the statement's "
+                "piecewise slope, lambdified, which the symbolic leg ties to every region's "
+                "conclusion (with that region's parametrisation substituted)"
+            ),
+            rtol=_clip_rtol,
+            error_scale=_clip_error_scale,
+            max_examples=40,
+            description=(
+                "central differences of ppo_token_loss in log_probs (step inside the smooth "
+                "piece) and ppo_token_loss_gradient, vs the piecewise slope (0 where the clip "
+                "binds, -rho A elsewhere) at every token"
+            ),
+        ),
+        mutants=(
+            _clip_mutant(
+                "max-instead-of-min",
+                "max(r A, clip(r) A): the gradient survives above 1 + eps_high for A > 0 and "
+                "vanishes below 1 - eps_low instead",
+                _piecewise((A > 0) & (r_clip < 1 - eps_low), (A < 0) & (r_clip > 1 + eps_high)),
+                "positive-above",
+                -(1 + eps_high + sigma) * a_abs,
+            ),
+            _clip_mutant(
+                "sign-of-advantage-ignored",
+                "the gradient zeroed whenever r leaves [1 - eps_low, 1 + eps_high], whatever the "
+                "sign of A (as if the loss were -clip(r) A)",
+                _piecewise(
+                    r_clip > 1 + eps_high, r_clip < 1 - eps_low, (A < 0) & (r_clip > c_clip)
+                ),
+                "negative-above",
+                sp.Integer(0),
+            ),
+            _clip_mutant(
+                "dual-clip-ignored",
+                "no zero above the dual clip c for A < 0",
+                _piecewise((A > 0) & (r_clip > 1 + eps_high), (A < 0) & (r_clip < 1 - eps_low)),
+                "negative-dual-inside",
+                omega * a_abs,
+            ),
+            _clip_mutant(
+                "ratio-factor-dropped",
+                "the unclipped gradient in log pi taken as -A (the derivative in r, without "
+                "d r / d log pi = r)",
+                _piecewise(
+                    (A > 0) & (r_clip > 1 + eps_high),
+                    (A < 0) & (r_clip < 1 - eps_low),
+                    (A < 0) & (r_clip > c_clip),
+                    slope=-A,
+                ),
+                "positive-inside",
+                -a_abs,
+            ),
+            _clip_mutant(
+                "clip-bounds-swapped",
+                "eps_low and eps_high exchanged (the upper bound 1 + eps_low, the lower 1 - "
+                "eps_high); a statement about the pair, so no single region's value",
+                _piecewise(
+                    (A > 0) & (r_clip > 1 + eps_low),
+                    (A < 0) & (r_clip < 1 - eps_high),
+                    (A < 0) & (r_clip > c_clip),
+                ),
+                None,
+            ),
+        ),
+    ),
+)
+
+
 # ============================================================================ 4. accumulation
 # ---------------------------------------------------------------------------- symbolic leg
 # K micro-batches; micro-batch k has token-loss sum S_k and N_k >= 1 response tokens; the
@@ -955,8 +1404,11 @@ accumulation = Derivation(
             ),
             (
                 over_micro_batches(
-                    sp.Mul(sp.Add(1 / n_micro, -N_k / total_count, evaluate=False), micro_mean,
-                           evaluate=False)
+                    sp.Mul(
+                        sp.Add(1 / n_micro, -N_k / total_count, evaluate=False),
+                        micro_mean,
+                        evaluate=False,
+                    )
                 ),
                 "collect the two sums term by term: each micro-batch mean is weighted by "
                 "1/K instead of its token share N_k / N",
@@ -989,7 +1441,8 @@ accumulation = Derivation(
 def _equal_share() -> sp.Expr:
     """N_k / N with N_k = M and N = K M, written unevaluated."""
     return sp.Mul(
-        equal_count, sp.Pow(sp.Mul(n_micro, equal_count, evaluate=False), -1, evaluate=False),
+        equal_count,
+        sp.Pow(sp.Mul(n_micro, equal_count, evaluate=False), -1, evaluate=False),
         evaluate=False,
     )
 
@@ -999,15 +1452,21 @@ equal_counts = Derivation(
     (
         Step(
             over_micro_batches(
-                sp.Mul(sp.Add(1 / n_micro, -_equal_share(), evaluate=False),
-                       loss_sum[k_idx] / equal_count, evaluate=False)
+                sp.Mul(
+                    sp.Add(1 / n_micro, -_equal_share(), evaluate=False),
+                    loss_sum[k_idx] / equal_count,
+                    evaluate=False,
+                )
             ),
             "the difference of 'accumulation' with every N_k = M, so N = K M",
         ),
         Step(
             over_micro_batches(
-                sp.Mul(sp.Add(1 / n_micro, -1 / n_micro, evaluate=False),
-                       loss_sum[k_idx] / equal_count, evaluate=False)
+                sp.Mul(
+                    sp.Add(1 / n_micro, -1 / n_micro, evaluate=False),
+                    loss_sum[k_idx] / equal_count,
+                    evaluate=False,
+                )
             ),
             "M / (K M) = 1/K: equal token counts give every micro-batch the share 1/K",
         ),
@@ -1038,7 +1497,8 @@ def _micro_batch_splits(draw: st.DrawFn) -> list[tuple[np.ndarray, np.ndarray]]:
         values = np.array(
             draw(
                 st.lists(
-                    st.floats(-10.0, 10.0, allow_nan=False), min_size=rows * columns,
+                    st.floats(-10.0, 10.0, allow_nan=False),
+                    min_size=rows * columns,
                     max_size=rows * columns,
                 )
             )
@@ -1053,7 +1513,10 @@ micro_batch_splits = _micro_batch_splits()
 def _stacked(micro: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """The full batch: every micro-batch padded (NaN losses, False mask) to the longest T_k."""
     width = max(loss.shape[1] for loss, _ in micro)
-    losses = [np.pad(l, ((0, 0), (0, width - l.shape[1])), constant_values=np.nan) for l, _ in micro]
+    losses = [
+        np.pad(loss, ((0, 0), (0, width - loss.shape[1])), constant_values=np.nan)
+        for loss, _ in micro
+    ]
     masks = [np.pad(m, ((0, 0), (0, width - m.shape[1])), constant_values=False) for _, m in micro]
     return np.vstack(losses), np.vstack(masks)
 
@@ -1062,7 +1525,7 @@ def accumulation_sides(micro: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray
     """lhs, from rlmath.llm_reference: [[averaged micro means - global], [fix - global]]."""
     losses, mask = _stacked(micro)
     global_mean = aggregate_loss(losses, mask, "token-mean")
-    averaged = float(np.mean([aggregate_loss(l, m, "token-mean") for l, m in micro]))
+    averaged = float(np.mean([aggregate_loss(loss, m, "token-mean") for loss, m in micro]))
     fixed = accumulated_token_mean(micro)
     return np.array([[averaged - global_mean], [fixed - global_mean]])
 
@@ -1085,7 +1548,7 @@ def accumulation_arguments(micro: list[tuple[np.ndarray, np.ndarray]]) -> tuple[
 
 def _accumulation_scale(micro: list[tuple[np.ndarray, np.ndarray]]) -> float:
     """The size of the terms that cancel: the largest |loss| (every mean is bounded by it)."""
-    return max(max(float(np.nanmax(np.abs(l))) for l, _ in micro), 1e-300)
+    return max(max(float(np.nanmax(np.abs(loss))) for loss, _ in micro), 1e-300)
 
 
 def _accumulation_rtol(micro: list[tuple[np.ndarray, np.ndarray]]) -> float:
@@ -1093,8 +1556,9 @@ def _accumulation_rtol(micro: list[tuple[np.ndarray, np.ndarray]]) -> float:
     return exact_rtol(1.0, total + len(micro))
 
 
-def _row(first: sp.Expr, second: sp.Expr = sp.Integer(0)) -> sp.Matrix:
-    return sp.Matrix([first, second])
+def _row(first: sp.Expr, second: sp.Expr | None = None) -> sp.Matrix:
+    """The column (bias row, fix row); the fix row defaults to its true value 0."""
+    return sp.Matrix([first, sp.Integer(0) if second is None else second])
 
 
 CLAIMS_ACCUMULATION = (
@@ -1198,4 +1662,4 @@ CLAIMS_ACCUMULATION = (
     ),
 )
 
-CLAIMS = (*CLAIMS_PPO, *CLAIMS_GSPO, *CLAIMS_ACCUMULATION)
+CLAIMS = (*CLAIMS_PPO, *CLAIMS_GSPO, *CLAIMS_CLIP, *CLAIMS_ACCUMULATION)
