@@ -5,11 +5,11 @@ Written the way TRL, verl and OpenRLHF write them: ``torch.where`` and masked su
 for stop-gradients. Each receives tensors in the dtype of the check (float64 or float32) and
 returns tensors of that dtype; the masks are ``torch.bool`` and the group ids ``torch.int64``.
 
-``TORCH_CORRECT`` lists ``(spec name, implementation, options of check)``: each must be accepted
-in float64 and float32, its autograd gradient included where the spec has a gradient.
-``TORCH_MUTANTS`` lists ``(spec name, implementation, failure kinds accepted, the bug, dtypes)``:
-each models a bug class seen in public LLM-RL code and must be rejected by a verdict of one of
-those kinds in each of the dtypes listed.
+``TORCH_CORRECT`` lists :class:`Variant` s (spec name, implementation, options of ``check``):
+each must be accepted in float64 and float32, its autograd gradient included where the spec
+has a gradient. ``TORCH_MUTANTS`` lists :class:`Mutant` s (spec name, implementation, failure
+kinds accepted, the bug, dtypes, options): each models a bug class seen in public LLM-RL code
+and must be rejected by a verdict of one of those kinds in each of the dtypes listed.
 
 Two traps every correct variant here avoids, and the mutants fall into:
 
