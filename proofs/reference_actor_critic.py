@@ -22,8 +22,9 @@ Main statements.
 4. Preference losses: conservative DPO is the DPO loss averaged over labels flipped with
    probability $\varepsilon$ (``conservative-dpo-loss-reference``); the robust loss averaged
    over flipped labels is the clean DPO loss (``robust-dpo-loss-reference``); the IPO loss's
-   derivative in the length-averaged margin is $2(\tilde z - 1/(2\beta))$ and the hinge's is
-   $-\beta$ below the margin (``ipo-and-hinge-loss-reference``).
+   derivative in the length-averaged margin is $2(\tilde z - 1/(2\beta))$
+   (``ipo-loss-reference``); the hinge's is $-\beta$ where $\beta z < 1$ and 0 beyond
+   (``hinge-loss-reference``).
 5. Dual-clip PPO (``dual-clip-ppo-loss-reference``): the objective of entry $i$ is
    $A \min(\rho, 1 + \epsilon)$ for $A \ge 0$ and $A \min(\max(\rho, 1 - \epsilon), c)$ for
    $A < 0$, so it is bounded below by $c A$ (Ye et al.).
@@ -33,14 +34,21 @@ Main statements.
    $r_i = \pi_\mathrm{ref}/\pi_\theta$.
 7. V-trace (``vtrace-targets-reference``): the backward recursion
    $v_t - V_t = \rho_t \delta_t + \gamma c_t (v_{t+1} - V_{t+1})$ unrolls to IMPALA's
-   closed form $\sum_k \gamma^{k-t} (\prod_{i<k} c_i) \rho_k \delta_k$, and with all weights
-   1 it is the bootstrapped discounted return (general segment length).
+   closed form $\sum_k \gamma^{k-t} (\prod_{i<k} c_i) \rho_k \delta_k$ (a 4-step symbolic
+   instance), and with all weights 1 it is $V_t + \sum_l \gamma^l \delta_{t+l}$, GAE's
+   $\lambda = 1$ sum, i.e. the bootstrapped discounted return (every segment length).
 
 Conventions: those of :mod:`rlmath.reference` (losses minimised, means over entries, ratios
 formed in log space, old log-probs, advantages, returns, reference log-probs constants).
 
 Proof sketch: algebra of each formula (sympy), case analyses over the kinks of the clipped
-objectives, telescoping for V-trace on-policy.
+objectives and of the KL rule's band, the V-trace recursion unrolled.
+
+How the two sides of each exact leg are computed: the left side always calls the shipped
+function (its value, or central differences of it for gradients); the right side is the
+lambdified conclusion (another formula than the code's: log-sum-exp minus the mean logit for
+the entropy, the flip average for cDPO and robust DPO, min/max closed forms for the clipped
+losses) or, for V-trace, a direct loop of IMPALA's eq. 1 term by term.
 
 References: Williams 1992; Cover and Thomas 2006, eq. 2.1; Schulman et al. 2017
 (arXiv:1707.06347), Sec. 4 and eqs. 7 and 9; Rafailov et al. 2023, eq. 7; Mitchell 2023;
@@ -243,7 +251,21 @@ def _entropy_arguments(logits: np.ndarray) -> tuple:
     logits minus each row's maximum (softmax and H do not change), -inf as MASKED_STAND_IN."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
     shifted = np.where(np.isneginf(shifted), MASKED_STAND_IN, shifted)
-    return shifted.T, logits.shape[-1]
+    return np.concatenate([shifted.T, shifted.T], axis=1), logits.shape[-1]
+
+
+def entropy_by_entr(logits: np.ndarray) -> np.ndarray:
+    """A correct variant written differently: sum_a entr(p_a), entr(p) = -p log p (and
+    entr(0) = 0) from scipy.special, p = scipy.special.softmax(logits): [S]."""
+    from scipy.special import entr, softmax
+
+    result: np.ndarray = entr(softmax(logits, axis=-1)).sum(axis=-1)
+    return result
+
+
+def shipped_entropy_and_variant(logits: np.ndarray) -> np.ndarray:
+    """[shipped categorical_entropy, the entr variant]: [2S] (the rhs is evaluated twice)."""
+    return np.concatenate([reference.categorical_entropy(logits), entropy_by_entr(logits)])
 
 
 def _entropy_scale(logits: np.ndarray) -> float:
@@ -358,10 +380,11 @@ def kl_mutation(name: str, wrong: Callable[..., sp.Expr]) -> SymbolicMutation:
     return SymbolicMutation(f"kl-update-{name}", wrong(*KL_SYMBOLS).xreplace(KL_REGIONS[name][1]))
 
 
-def kl_variant(wrong: Callable[..., sp.Expr]) -> Callable[[Any], float]:
-    """The wrong closed form, lambdified, as the exact leg's rhs."""
+def kl_variant(wrong: Callable[..., sp.Expr]) -> Callable[[Any], np.ndarray]:
+    """The (wrong) closed form, lambdified, as the exact leg's rhs (twice: the lhs holds the
+    shipped rule and a correct variant)."""
     function = lazy_lambdify(KL_SYMBOLS, wrong(*KL_SYMBOLS))
-    return lambda example: float(function(*_kl_arguments(example)))
+    return lambda example: np.full(2, float(function(*_kl_arguments(example))))
 
 
 kl_cases = CaseAnalysis(
@@ -422,6 +445,20 @@ def shipped_kl(example: KLExample) -> float:
         tolerance=example.tolerance,
         factor=example.factor,
     )
+
+
+def kl_rule_above_first(example: KLExample) -> float:
+    """A correct variant written differently: the upper edge checked first. The band is not
+    empty (derivation kl-band-not-empty), so the order of the checks does not matter."""
+    if example.observed > example.target * example.tolerance:
+        return example.beta * example.factor
+    if example.observed < example.target / example.tolerance:
+        return example.beta / example.factor
+    return example.beta
+
+
+def shipped_kl_and_variant(example: KLExample) -> np.ndarray:
+    return np.array([shipped_kl(example), kl_rule_above_first(example)])
 
 
 def _kl_arguments(example: KLExample) -> tuple:
@@ -563,6 +600,20 @@ def shipped_cdpo(example: PreferenceExample) -> float:
     return shipped_preference(example, "sigmoid", label_smoothing=example.smoothing)
 
 
+def cdpo_by_log_expit(example: PreferenceExample) -> float:
+    """A correct variant written differently: mean of -(1 - eps) log sigma(beta z) - eps log
+    sigma(-beta z), with scipy.special.log_expit."""
+    from scipy.special import log_expit
+
+    scaled = example.beta * example.margin
+    eps = example.smoothing
+    return float(np.mean(-(1 - eps) * log_expit(scaled) - eps * log_expit(-scaled)))
+
+
+def shipped_cdpo_and_variant(example: PreferenceExample) -> np.ndarray:
+    return np.array([shipped_cdpo(example), cdpo_by_log_expit(example)])
+
+
 def shipped_robust_flip_average(example: PreferenceExample) -> float:
     """(1 - eps) robust(pairs) + eps robust(pairs with the labels flipped), both shipped."""
     eps = example.smoothing
@@ -606,8 +657,11 @@ _PREF_REASON = (
 )
 
 
-def _cdpo_rhs(expression: Any) -> Callable[[PreferenceExample], float]:
-    return _mean_over_pairs(lazy_lambdify(PREF_SYMBOLS, expression), _pref_arguments)
+def _cdpo_rhs(expression: Any) -> Callable[[PreferenceExample], np.ndarray]:
+    """The mean over pairs of the lambdified (wrong) conclusion, twice (the lhs holds the
+    shipped loss and a correct variant)."""
+    mean = _mean_over_pairs(lazy_lambdify(PREF_SYMBOLS, expression), _pref_arguments)
+    return lambda example: np.full(2, mean(example))
 
 
 def _robust_rhs(expression: Any) -> Callable[[PreferenceExample], float]:
@@ -1200,7 +1254,7 @@ DUAL_CLAIMS = (
         ),
         references=(
             "Ye, D. et al., *Mastering Complex Control in MOBA Games with Deep Reinforcement "
-            "Learning*, AAAI 2020 (arXiv:1912.09729), eq. (5) (dual-clip PPO).",
+            "Learning*, AAAI 2020 (arXiv:1912.09729), the dual-clip PPO objective.",
             "Schulman, J. et al., *Proximal Policy Optimization Algorithms*, arXiv:1707.06347, "
             "2017, eq. (7).",
         ),
@@ -1943,14 +1997,15 @@ BASIC_CLAIMS = (
         symbolic=SymbolicLeg((entropy_lse,)),
         exact=ExactLeg(
             entropy_examples(),
-            lhs=reference.categorical_entropy,
+            lhs=shipped_entropy_and_variant,
             symbols=ENTROPY_SYMBOLS,
             arguments=_entropy_arguments,
             rtol=lambda logits: exact_rtol(n_terms=4 * logits.shape[-1] + 4),
             error_scale=_entropy_scale,
             description=(
-                "the shipped categorical_entropy (log-softmax, -sum p log p) vs the lambdified "
-                "log sum e^l - sum p l on the max-shifted rows, all rows at once"
+                "[the shipped categorical_entropy (log-softmax, -sum p log p), a correct variant "
+                "sum scipy.special.entr(softmax)] vs the lambdified log sum e^l - sum p l on the "
+                "max-shifted rows, all rows at once, twice"
             ),
         ),
         mutants=(
@@ -2007,7 +2062,7 @@ BASIC_CLAIMS = (
         symbolic=SymbolicLeg((kl_band,), cases=(kl_cases,)),
         exact=ExactLeg(
             kl_examples(),
-            lhs=shipped_kl,
+            lhs=shipped_kl_and_variant,
             rhs=kl_variant(kl_closed),
             rhs_reason=(
                 "the statement's right-hand side beta f^s (lambdified), which the claim ties to "
@@ -2016,8 +2071,9 @@ BASIC_CLAIMS = (
             ),
             rtol=exact_rtol(n_terms=2),
             description=(
-                "the shipped adaptive_kl_coefficient vs the lambdified beta f^s, s = -1 below "
-                "the band, +1 above, 0 inside, at and next to the edges"
+                "[the shipped adaptive_kl_coefficient, a correct variant checking the upper edge "
+                "first] vs the lambdified beta f^s, s = -1 below the band, +1 above, 0 inside, "
+                "at and next to the edges"
             ),
         ),
         mutants=(
@@ -2088,14 +2144,15 @@ BASIC_CLAIMS = (
         symbolic=SymbolicLeg((cdpo,)),
         exact=ExactLeg(
             preference_examples(),
-            lhs=shipped_cdpo,
+            lhs=shipped_cdpo_and_variant,
             rhs=_cdpo_rhs(cdpo.conclusion),
             rhs_reason=_PREF_REASON,
             rtol=_pref_rtol,
             error_scale=_pref_scale,
             description=(
-                "the shipped sigmoid loss with label smoothing (logaddexp) vs the mean over "
-                "pairs of the lambdified (1 - eps) log(1 + e^{-beta z}) + eps log(1 + e^{beta z})"
+                "[the shipped sigmoid loss with label smoothing (logaddexp), a correct variant "
+                "with scipy.special.log_expit] vs the mean over pairs of the lambdified "
+                "(1 - eps) log(1 + e^{-beta z}) + eps log(1 + e^{beta z}), twice"
             ),
         ),
         mutants=(
@@ -2149,7 +2206,8 @@ BASIC_CLAIMS = (
         ),
         references=(
             "Chowdhury, S. R., Kini, A., Natarajan, N., *Provably Robust DPO: Aligning Language "
-            "Models with Noisy Feedback*, ICML 2024, eq. (8) and Lemma 3.1.",
+            "Models with Noisy Feedback*, ICML 2024 (the robust loss, unbiased under label "
+            "flips).",
             "Hugging Face TRL, *DPOTrainer* documentation, Loss functions (loss_type='robust').",
         ),
         symbolic=SymbolicLeg((robust,)),
