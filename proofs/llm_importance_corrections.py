@@ -69,7 +69,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import sympy as sp
@@ -133,8 +133,10 @@ class U(sp.Function):  # noqa: N801 (sympy style)
 
 
 class _Defined(sp.Function):  # noqa: N801 (sympy style)
-    """A function kept whole when built (so sympy's constructors do not fold or merge it) whose
-    ``doit`` is its definition; it prints as ``_latex_form`` and lambdifies to its definition."""
+    """A function kept whole when built (so sympy's constructors, e.g. ``Sum``'s
+    ``piecewise_fold``, do not rewrite it) whose ``doit`` is its ``definition``: the prover and
+    the random-point refutation see the definition, the docs its own ``_latex``, and
+    ``lambdify`` prints the definition."""
 
     def doit(self, deep: bool = True, **hints: object) -> sp.Expr:
         args = [a.doit(deep=deep, **hints) if deep else a for a in self.args]
@@ -391,16 +393,28 @@ def _response_mask(policy: SequenceModel) -> np.ndarray:
 
 
 # ============================================================================ MC sampling from mu
+class RolloutSample(NamedTuple):
+    """Responses drawn from mu: prompts ``[n]``, response indices ``[n]``, and per position
+    ``[n, L]``: whether it is a response token, log pi_old - log mu and log pi_theta - log
+    pi_old of the sampled token (0 after the end)."""
+
+    prompts: np.ndarray
+    responses: np.ndarray
+    mask: np.ndarray
+    log_ratio_old_mu: np.ndarray
+    log_ratio_new_old: np.ndarray
+
+
 def sample_from_rollout(
     example: MismatchExample, rng: np.random.Generator, size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> RolloutSample:
     r"""Draw ``size`` prompts $x \sim \rho$ and responses $y \sim \mu(\cdot \mid x)$ token by token.
 
-    Returns ``(prompts [n], responses [n], log_ratio_old_mu [n, L], log_ratio_new_old [n, L])``:
-    the response index (enumeration order of :mod:`rlmath.sequence_model`) and, per position,
-    $\log\pi_{\theta_\mathrm{old}} - \log\mu$ and $\log\pi_\theta - \log\pi_{\theta_\mathrm{old}}$
-    of the sampled token (0 after the end), accumulated while sampling from the next-token
-    tables (not read from the enumeration).
+    Each token is drawn from $\mu(\cdot \mid x, y_{<t})$ by inverting its CDF at a uniform;
+    the per-position log-ratios $\log\pi_{\theta_\mathrm{old}} - \log\mu$ and
+    $\log\pi_\theta - \log\pi_{\theta_\mathrm{old}}$ of the sampled token are accumulated
+    from the next-token tables while sampling (not read from the enumeration); the response
+    index (enumeration order of :mod:`rlmath.sequence_model`) is where the walk ends.
     """
     mu, old, new = _policies(example)
     K, L, N = old.n_tokens, old.max_length, old.n_nodes
@@ -413,22 +427,22 @@ def sample_from_rollout(
     code = np.zeros(size, dtype=np.intp)  # base-K code of the prefix at the current depth
     alive = np.ones(size, dtype=bool)
     response = np.full(size, -1, dtype=np.intp)
+    mask = np.zeros((size, L), dtype=bool)
     ratio_old = np.zeros((size, L))
     ratio_new = np.zeros((size, L))
     for d in range(L):
         node = offsets[d] + code
         u = rng.random(size)
-        row = cdf[x, node]  # [n, K + 1]
-        v = np.minimum((u[:, None] > row).sum(axis=1), K)
-        live = alive
-        ratio_old[live, d] = (log_old[x, node, v] - log_mu[x, node, v])[live]
-        ratio_new[live, d] = (log_new[x, node, v] - log_old[x, node, v])[live]
-        ended = live & (v == K)
+        v = np.minimum((u[:, None] > cdf[x, node]).sum(axis=1), K)
+        mask[:, d] = alive
+        ratio_old[alive, d] = (log_old[x, node, v] - log_mu[x, node, v])[alive]
+        ratio_new[alive, d] = (log_new[x, node, v] - log_old[x, node, v])[alive]
+        ended = alive & (v == K)
         response[ended] = node[ended]  # prefix n followed by EOS is response n
-        alive = live & (v != K)
+        alive = alive & (v != K)
         code = np.where(alive, code * K + v, code)
-    response[alive] = N + code[alive] - 0  # truncated: L ordinary tokens, code in [0, K^L)
-    return x, response, ratio_old, ratio_new
+    response[alive] = N + code[alive]  # truncated: L ordinary tokens with base-K code
+    return RolloutSample(x, response, mask, ratio_old, ratio_new)
 
 
 def shifted_to(
@@ -674,8 +688,9 @@ def factorisation_samples(
     """Per-sample terms w(y) f(y), y ~ mu token by token, with the weight of ``kind``."""
 
     def sample(example: MismatchExample, rng: np.random.Generator, size: int) -> np.ndarray:
-        x, y, mismatch, trainer = sample_from_rollout(example, rng, size)
-        values = sequence_values(example)[x, y]
+        draw = sample_from_rollout(example, rng, size)
+        values = sequence_values(example)[draw.prompts, draw.responses]
+        mismatch, trainer = draw.log_ratio_old_mu, draw.log_ratio_new_old
         log_w = {
             "correct": mismatch.sum(axis=1) + trainer.sum(axis=1),
             "trainer-ratio-only": trainer.sum(axis=1),
@@ -870,9 +885,13 @@ def rollout_samples(
     """
 
     def sample(example: MismatchExample, rng: np.random.Generator, size: int) -> np.ndarray:
-        x, y, mismatch, _ = sample_from_rollout(example, rng, size)
+        draw = sample_from_rollout(example, rng, size)
+        x, y = draw.prompts, draw.responses
         w = weight(
-            mismatch.sum(axis=1)[:, None], np.zeros((size, 1)), np.ones((size, 1)), cap=example.cap
+            draw.log_ratio_old_mu.sum(axis=1)[:, None],
+            np.zeros((size, 1)),
+            np.ones((size, 1)),
+            cap=example.cap,
         )[:, 0]
         terms = w * sequence_values(example)[x, y]
         if centred:
@@ -1272,4 +1291,642 @@ MIS_CLAIM = Claim(
     ),
 )
 
-CLAIMS = (FACTORISATION_CLAIM, TIS_CLAIM, MIS_CLAIM)
+
+# ============================================================================ 4. token vs sequence
+# A fully symbolic instance: one prompt, K = 1 ordinary token (id 0) plus EOS (id 1), L = 2,
+# as in proofs/llm_policy_gradient.py. Nodes: 0 = the empty prefix, 1 = the prefix (0).
+# Responses (node, token) pairs: (EOS), (0, EOS), (0, 0) truncated, with rewards g_0, g_1, g_2.
+# pi = pi_theta = pi_old at theta = theta_old (logits theta[n, v]); mu has logits phi[n, v].
+theta = sp.IndexedBase("theta", real=True)
+phi = sp.IndexedBase("phi", real=True)
+g = sp.IndexedBase("g", real=True)  # sequence rewards
+EOS = 1
+RESPONSES: tuple[tuple[tuple[int, int], ...], ...] = (
+    ((0, EOS),),
+    ((0, 0), (1, EOS)),
+    ((0, 0), (1, 0)),
+)
+# One free logit per node: token 0 has logit theta[n], EOS has logit 0. Softmax is invariant
+# to shifting a node's logits, so this is every two-token softmax, and the gradient entry of
+# an EOS logit is minus that of the token's (a node's scores sum to zero).
+LOGITS = (theta[0], theta[1])
+
+
+def _sigmoid_softmax(table: sp.IndexedBase, node: int, v: int) -> sp.Expr:
+    numerator = sp.exp(table[node]) if v == 0 else sp.Integer(1)
+    return numerator / (sp.exp(table[node]) + 1)
+
+
+def pi_(node: int, v: int) -> sp.Expr:
+    """pi_theta(v | node) = softmax((theta[node], 0))_v (unevaluated quotient)."""
+    return _sigmoid_softmax(theta, node, v)
+
+
+def mu_(node: int, v: int) -> sp.Expr:
+    """mu(v | node) = softmax((phi[node], 0))_v: the sampler, free of theta."""
+    return _sigmoid_softmax(phi, node, v)
+
+
+def product(factors: list[sp.Expr]) -> sp.Expr:
+    return factors[0] if len(factors) == 1 else sp.Mul(*factors, evaluate=False)
+
+
+def score(node: int, v: int, logit: sp.Expr) -> sp.Expr:
+    """d log pi(v | node) / d theta[n] = 1[n = node] (1[v = 0] - pi(0 | node))."""
+    if logit != theta[node]:
+        return sp.Integer(0)
+    return sp.Add(sp.Integer(int(v == 0)), -pi_(node, 0), evaluate=False)
+
+
+def column(entry: Callable[[sp.Expr], sp.Expr]) -> sp.Matrix:
+    """One entry per free logit theta[0], theta[1]."""
+    return sp.Matrix([entry(logit) for logit in LOGITS])
+
+
+def over_responses(term: Callable[[int], sp.Expr]) -> sp.Expr:
+    return sp.Add(*(term(k) for k in range(len(RESPONSES))), evaluate=False)
+
+
+def token_ratio(node: int, v: int) -> sp.Expr:
+    return U(pi_(node, v) / mu_(node, v))
+
+
+def q_value(node: int, v: int, law: Callable[[int, int], sp.Expr]) -> sp.Expr:
+    """Expected reward after emitting v at node, the rest of the response drawn from ``law``."""
+    if node == 0 and v == EOS:
+        return g[0]
+    if node == 0:
+        return sp.Add(
+            sp.Mul(law(1, EOS), g[1], evaluate=False),
+            sp.Mul(law(1, 0), g[2], evaluate=False),
+            evaluate=False,
+        )
+    return g[1] if v == EOS else g[2]
+
+
+def prefix_probability(node: int, law: Callable[[int, int], sp.Expr]) -> sp.Expr:
+    """d(node): the probability of reaching the prefix under ``law`` (1 at the root)."""
+    return sp.Integer(1) if node == 0 else law(0, 0)
+
+
+def node_form(
+    logit: sp.Expr,
+    weight: Callable[[int, int], sp.Expr],
+    prefixes: Callable[[int, int], sp.Expr],
+    continuations: Callable[[int, int], sp.Expr],
+) -> sp.Expr:
+    """sum_n d(n) sum_v weight(n, v) s(n, v) Q(n, v), d under ``prefixes``, Q under ``continuations``."""
+    return sp.Add(
+        *(
+            sp.Mul(
+                prefix_probability(node, prefixes),
+                sp.Add(
+                    *(
+                        sp.Mul(
+                            weight(node, v),
+                            score(node, v, logit),
+                            q_value(node, v, continuations),
+                            evaluate=False,
+                        )
+                        for v in (0, EOS)
+                    ),
+                    evaluate=False,
+                ),
+                evaluate=False,
+            )
+            for node in (0, 1)
+        ),
+        evaluate=False,
+    )
+
+
+objective = over_responses(
+    lambda k: sp.Mul(product([pi_(*tok) for tok in RESPONSES[k]]), g[k], evaluate=False)
+)
+frozen_surrogate = sp.Add(
+    *(
+        sp.Mul(
+            prefix_probability(node, mu_),
+            sp.Add(
+                *(sp.Mul(pi_(node, v), q_value(node, v, mu_), evaluate=False) for v in (0, EOS)),
+                evaluate=False,
+            ),
+            evaluate=False,
+        )
+        for node in (0, 1)
+    ),
+    evaluate=False,
+)
+GRADIENT_OF_J = column(lambda logit: sp.Derivative(objective, logit))
+GRADIENT_OF_SURROGATE = column(lambda logit: sp.Derivative(frozen_surrogate, logit))
+
+
+def sum_of_scores(k: int, logit: sp.Expr) -> sp.Expr:
+    return sp.Add(*(score(node, v, logit) for node, v in RESPONSES[k]), evaluate=False)
+
+
+sequence_correction = Derivation(
+    "sequence-level-correction",
+    (
+        Step(
+            column(
+                lambda logit: over_responses(
+                    lambda k: sp.Mul(
+                        product([mu_(*tok) for tok in RESPONSES[k]]),
+                        product([token_ratio(*tok) for tok in RESPONSES[k]]),
+                        g[k],
+                        sum_of_scores(k, logit),
+                        evaluate=False,
+                    )
+                )
+            ),
+            "E_mu[rho(y) R(y) sum_t s_t] with rho(y) = prod_t pi(y_t|.)/mu(y_t|.), over the "
+            "three responses with their mu-probabilities",
+        ),
+        Step(
+            column(
+                lambda logit: over_responses(
+                    lambda k: sp.Mul(
+                        product([pi_(*tok) for tok in RESPONSES[k]]),
+                        g[k],
+                        sum_of_scores(k, logit),
+                        evaluate=False,
+                    )
+                )
+            ),
+            "mu(y) prod_t pi_t/mu_t = prod_t pi_t = pi(y): token by token, mu/mu = 1",
+        ),
+        Step(
+            GRADIENT_OF_J,
+            "log-derivative trick: sum_y pi(y) R(y) sum_t s_t = dJ/d theta (claim "
+            "llm-sequence-policy-gradient)",
+        ),
+    ),
+    statement=r"\mathbb E_\mu[\rho(y) R \textstyle\sum_t s_t] = \nabla_\theta J",
+)
+
+token_correction = Derivation(
+    "token-level-correction",
+    (
+        Step(
+            column(
+                lambda logit: over_responses(
+                    lambda k: sp.Mul(
+                        product([mu_(*tok) for tok in RESPONSES[k]]),
+                        g[k],
+                        sp.Add(
+                            *(
+                                sp.Mul(token_ratio(*tok), score(*tok, logit), evaluate=False)
+                                for tok in RESPONSES[k]
+                            ),
+                            evaluate=False,
+                        ),
+                        evaluate=False,
+                    )
+                )
+            ),
+            "E_mu[R(y) sum_t rho_t s_t] with rho_t = pi(y_t|.)/mu(y_t|.) (per-token TIS, no "
+            "cap), over the three responses with their mu-probabilities",
+        ),
+        Step(
+            column(
+                lambda logit: node_form(
+                    logit,
+                    lambda node, v: sp.Mul(mu_(node, v), token_ratio(node, v), evaluate=False),
+                    mu_,
+                    mu_,
+                )
+            ),
+            "collect the terms of each token position: the prefix before it has probability "
+            "d_mu(n) under mu, the tokens after it, summed under mu, give Q_mu(n, v)",
+        ),
+        Step(
+            column(lambda logit: node_form(logit, pi_, mu_, mu_)),
+            "mu(v|n) (pi(v|n)/mu(v|n)) = pi(v|n): the ratio corrects the current token only",
+        ),
+        Step(
+            GRADIENT_OF_SURROGATE,
+            "log-derivative trick at each node, d_mu(n) and Q_mu(n, v) free of theta: "
+            "sum_v pi s Q = d/d theta sum_v pi Q",
+        ),
+    ),
+    statement=(
+        r"\mathbb E_\mu[R \textstyle\sum_t \rho_t s_t] = \nabla_\theta \sum_n d_\mu(n) "
+        r"\sum_v \pi_\theta(v|n) Q_\mu(n, v)"
+    ),
+)
+
+TOKEN_UNBIASED = GRADIENT_OF_J
+TOKEN_PI_PREFIXES = column(lambda logit: node_form(logit, pi_, pi_, mu_))
+TOKEN_PI_CONTINUATIONS = column(lambda logit: node_form(logit, pi_, mu_, pi_))
+SEQUENCE_LIKE_TOKEN = GRADIENT_OF_SURROGATE
+
+
+# --- exact leg: both expected gradients by enumeration vs complex-step derivatives
+def _node_tables(model: SequenceModel) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets, depth [N], code [N], child [N, K]) of the prefix tree (child -1 at depth L-1)."""
+    K, L, N = model.n_tokens, model.max_length, model.n_nodes
+    offsets = [sum(K**j for j in range(d)) for d in range(L + 1)]
+    depth = np.concatenate([np.full(K**d, d) for d in range(L)])
+    code = np.arange(N) - np.array(offsets)[depth]
+    child = np.full((N, K), -1, dtype=np.intp)
+    inner = depth < L - 1
+    for v in range(K):
+        child[inner, v] = np.array(offsets)[depth[inner] + 1] + code[inner] * K + v
+    return offsets, depth, code, child
+
+
+def action_values(model: SequenceModel, probabilities: Any) -> Any:
+    r"""$Q(x, n, v)$ by backward induction over depths, continuations drawn from ``probabilities``.
+
+    ``probabilities`` ``[X, N, K + 1]`` (complex allowed); $Q(x, n, \mathrm{EOS}) =
+    r_\mathrm{tok}(x, n, \mathrm{EOS}) + r(x, \text{response } n)$; for an ordinary token at
+    depth $< L - 1$, $r_\mathrm{tok} + \sum_w \pi(w \mid \text{child}) Q(\text{child}, w)$;
+    at depth $L - 1$, $r_\mathrm{tok} + r(x, \text{the truncated response})$. No response
+    enumeration is used.
+    """
+    K, N = model.n_tokens, model.n_nodes
+    _, depth, code, child = _node_tables(model)
+    Q = np.zeros(probabilities.shape, dtype=np.result_type(probabilities, float))
+    for d in range(model.max_length - 1, -1, -1):
+        nodes = np.flatnonzero(depth == d)
+        Q[:, nodes, K] = model.token_rewards[:, nodes, K] + model.rewards[:, nodes]
+        for v in range(K):
+            if d == model.max_length - 1:
+                after = model.rewards[:, N + code[nodes] * K + v]
+            else:
+                kids = child[nodes, v]
+                after = (probabilities[:, kids, :] * Q[:, kids, :]).sum(axis=2)
+            Q[:, nodes, v] = model.token_rewards[:, nodes, v] + after
+    return Q
+
+
+def prefix_probabilities(model: SequenceModel, probabilities: np.ndarray) -> np.ndarray:
+    """d(x, n) = probability of reaching prefix n under ``probabilities``, forward, ``[X, N]``."""
+    K = model.n_tokens
+    _, depth, _, child = _node_tables(model)
+    d = np.zeros(probabilities.shape[:2])
+    d[:, 0] = 1.0
+    for level in range(model.max_length - 1):
+        for node in np.flatnonzero(depth == level):
+            for v in range(K):
+                d[:, child[node, v]] = d[:, node] * probabilities[:, node, v]
+    return d
+
+
+def _softmax_complex(z: Any) -> Any:
+    e = np.exp(z - z.real.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def objective_gradient_by_complex_step(model: SequenceModel) -> np.ndarray:
+    """grad J ``[X, N, K + 1]``: complex step of J = sum_x rho(x) sum_v pi(v|root) Q_pi(root, v)."""
+
+    def J(z: np.ndarray) -> Any:
+        p_ = _softmax_complex(z)
+        return model.prompt_probabilities @ (p_[:, 0, :] * action_values(model, p_)[:, 0, :]).sum(
+            axis=1
+        )
+
+    return complex_step_gradient(J, model.theta)
+
+
+def frozen_surrogate_gradient(example: MismatchExample) -> np.ndarray:
+    """grad at theta of sum_x rho sum_n d_mu sum_v pi_theta'(v|n) Q_mu(n, v), d_mu, Q_mu fixed."""
+    model = example.model
+    mu = np.exp(_policies(example)[0].next_token_log_probabilities())
+    d_mu, q_mu = prefix_probabilities(model, mu), action_values(model, mu)
+
+    def S(z: np.ndarray) -> Any:
+        weights = model.prompt_probabilities[:, None, None] * d_mu[:, :, None] * q_mu
+        return (_softmax_complex(z) * weights).sum()
+
+    return complex_step_gradient(S, model.theta)
+
+
+def node_form_gradient(example: MismatchExample, prefixes: str, continuations: str) -> np.ndarray:
+    r"""$\sum_n d(n) \sum_v \pi(v|n) s(v|n) Q(n, v)$ in closed form (mutants): entry $(x, n, u)$ is
+    $\rho(x) d(x, n) \pi(u|n) (Q(n, u) - \sum_v \pi(v|n) Q(n, v))$; d and Q under mu or pi."""
+    model = example.model
+    laws = {
+        "mu": np.exp(_policies(example)[0].next_token_log_probabilities()),
+        "pi": np.exp(model.next_token_log_probabilities()),
+    }
+    d = prefix_probabilities(model, laws[prefixes])
+    Q = action_values(model, laws[continuations])
+    pi_table = laws["pi"]
+    centred = Q - (pi_table * Q).sum(axis=2, keepdims=True)
+    return model.prompt_probabilities[:, None, None] * d[:, :, None] * pi_table * centred  # type: ignore[no-any-return]
+
+
+def correction_weights(example: MismatchExample) -> dict[str, np.ndarray]:
+    r"""Per-token coefficients of the score, ``[X, R, L]``, at theta = theta_old.
+
+    $-\partial\ell_t/\partial\log\pi_\theta$ from the shipped :func:`ppo_token_loss_gradient`
+    with advantage $R(x, y)$ (at the ratio 1: $R$), times the shipped
+    :func:`truncated_importance_weights` with $C = \infty$: per token $\rho_t$ (token level),
+    or its product over the response (sequence level), or $\exp(\log\pi(y) - \log\mu(y))$
+    (sequence level written directly).
+    """
+    mu, old, _ = _policies(example)
+    X, R, L = old.n_prompts, old.n_responses, old.max_length
+    mask = _response_mask(old)
+    log_old = _token_arrays(old)
+    advantages = np.broadcast_to(old.total_rewards()[:, :, None], (X, R, L)).reshape(X * R, L)
+    coefficient = -ppo_token_loss_gradient(
+        log_old, log_old, advantages, mask, clip_low=0.2, clip_high=0.28
+    )
+    rho_t = truncated_importance_weights(log_old, _token_arrays(mu), mask, cap=np.inf)
+    rho_seq = np.where(mask, rho_t, 1.0).prod(axis=1, keepdims=True)
+    direct = np.exp(old.log_probabilities() - mu.log_probabilities()).reshape(X * R, 1)
+    return {
+        "sequence": (coefficient * rho_seq).reshape(X, R, L),
+        "token": (coefficient * rho_t).reshape(X, R, L),
+        "sequence-direct": (coefficient * direct).reshape(X, R, L),
+    }
+
+
+CORRECTION_ROWS = ("sequence", "token", "sequence-direct")
+
+
+def expected_corrected_gradients(example: MismatchExample) -> np.ndarray:
+    """lhs ``[3, X, N, K + 1]``: E_x E_{y ~ mu} of each estimator, enumerating responses."""
+    mu, old, _ = _policies(example)
+    sampling = example.model.prompt_probabilities[:, None, None] * mu.probabilities()[:, :, None]
+    weights = correction_weights(example)
+    return np.stack([old.weighted_score_sum(sampling * weights[row]) for row in CORRECTION_ROWS])
+
+
+def correction_conclusion(
+    sequence: Callable[[MismatchExample], np.ndarray],
+    token: Callable[[MismatchExample], np.ndarray],
+) -> Callable[[MismatchExample], np.ndarray]:
+    """rhs ``[3, X, N, K + 1]``: (sequence, token, sequence) expected gradients."""
+
+    def rhs(example: MismatchExample) -> np.ndarray:
+        seq = sequence(example)
+        return np.stack([seq, token(example), seq])
+
+    return rhs
+
+
+def _gradient_of_j(example: MismatchExample) -> np.ndarray:
+    return objective_gradient_by_complex_step(example.model)
+
+
+correction_rhs = correction_conclusion(_gradient_of_j, frozen_surrogate_gradient)
+CORRECTION_WRONG = {
+    "token-level-unbiased": correction_conclusion(_gradient_of_j, _gradient_of_j),
+    "token-level-pi-prefixes": correction_conclusion(
+        _gradient_of_j, lambda ex: node_form_gradient(ex, "pi", "mu")
+    ),
+    "token-level-pi-continuations": correction_conclusion(
+        _gradient_of_j, lambda ex: node_form_gradient(ex, "mu", "pi")
+    ),
+    "sequence-level-like-token": correction_conclusion(
+        frozen_surrogate_gradient, frozen_surrogate_gradient
+    ),
+}
+
+
+def _correction_error_scale(example: MismatchExample) -> float:
+    """E_x E_mu[|w| |R| 2 L] over both estimators: the size of the accumulated terms."""
+    mu, old, _ = _policies(example)
+    sampling = example.model.prompt_probabilities[:, None, None] * mu.probabilities()[:, :, None]
+    weights = correction_weights(example)
+    return max(
+        max(float((sampling * np.abs(w)).sum()) for w in weights.values()) * 2.0 * old.max_length,
+        1e-300,
+    )
+
+
+# --- Monte Carlo: y ~ mu token by token, both estimators per sample
+def token_scores(model: SequenceModel) -> np.ndarray:
+    """Dense per-token scores ``[X, R, L, X, N, K + 1]`` (0 after the end)."""
+    X, R, L, N, V = (
+        model.n_prompts,
+        model.n_responses,
+        model.max_length,
+        model.n_nodes,
+        model.n_tokens + 1,
+    )
+    out = np.zeros((X, R, L, X, N, V))
+    pi_table = np.exp(model.next_token_log_probabilities())
+    r = model.responses
+    for t_ in range(L):
+        rows = np.flatnonzero(r.mask[:, t_])
+        nodes, tokens = r.nodes[rows, t_], r.tokens[rows, t_]
+        for x in range(X):
+            out[x, rows, t_, x, nodes, :] -= pi_table[x, nodes]
+            out[x, rows, t_, x, nodes, tokens] += 1.0
+    return out
+
+
+@one_slot_cache
+def _token_scores_of(example: MismatchExample) -> np.ndarray:
+    return token_scores(example.model)
+
+
+def correction_samples(example: MismatchExample, rng: np.random.Generator, size: int) -> np.ndarray:
+    """``[n, 2 X N (K + 1)]``: (sequence, token) estimators at x ~ rho, y ~ mu token by token.
+
+    The ratios are the sampled tokens' pi_old/mu accumulated while sampling; the scores of
+    the sampled response are looked up in the dense per-token score table.
+    """
+    draw = sample_from_rollout(example, rng, size)
+    model = example.model
+    scores = _token_scores_of(example)[draw.prompts, draw.responses]  # [n, L, X, N, V]
+    reward = model.total_rewards()[draw.prompts, draw.responses]
+    rho_t = np.exp(draw.log_ratio_old_mu) * draw.mask  # 0 after the end
+    seq = (np.exp(draw.log_ratio_old_mu.sum(axis=1)) * reward)[:, None] * scores.sum(
+        axis=1
+    ).reshape(size, -1)
+    tok = reward[:, None] * np.einsum("nt,nt...->n...", rho_t, scores).reshape(size, -1)
+    return np.concatenate([seq, tok], axis=1)
+
+
+def _two_rows(
+    rhs: Callable[[MismatchExample], np.ndarray],
+) -> Callable[[MismatchExample], np.ndarray]:
+    return lambda example: np.asarray(rhs(example))[:2].ravel()
+
+
+def enumerated_correction_terms(example: MismatchExample) -> np.ndarray:
+    """The per-sample term of :func:`correction_samples` at every (x, y), ``[X, R, 2 X N V]``."""
+    mu, old, _ = _policies(example)
+    scores = _token_scores_of(example)
+    X, R = old.n_prompts, old.n_responses
+    weights = correction_weights(example)
+    seq = np.einsum("xrt,xrt...->xr...", weights["sequence"], scores).reshape(X, R, -1)
+    tok = np.einsum("xrt,xrt...->xr...", weights["token"], scores).reshape(X, R, -1)
+    return np.concatenate([seq, tok], axis=2)
+
+
+def _correction_mc_ok(example: MismatchExample) -> bool:
+    """Every prompt sampled often (rho(x) >= 0.1: a component of a prompt drawn a handful of
+    times has a mean the CLT cannot see), ratios within [1/10, 10], every mutant detectable
+    with power 0.99 in some component (Bonferroni over components and the two examples)."""
+    if float(example.model.prompt_probabilities.min()) < 0.1:
+        return False
+    mismatch, _ = _sequence_log_ratios(example)
+    if float(np.exp(np.abs(mismatch)).max()) > 10.0:
+        return False
+    mu = _policies(example)[0]
+    weights = (example.model.prompt_probabilities[:, None] * mu.probabilities()).ravel()
+    terms = enumerated_correction_terms(example)
+    _, sd = exact_moments(weights, terms.reshape(weights.size, -1))
+    truth = _two_rows(correction_rhs)(example)
+    return all(
+        detectable(
+            truth - _two_rows(wrong)(example), sd, N_CORRECTION_SAMPLES, false_alarm=FALSE_ALARM / 2
+        )
+        for wrong in CORRECTION_WRONG.values()
+    )
+
+
+N_CORRECTION_SAMPLES = 50_000
+correction_mc_examples = mismatch_examples(min_length=2, max_length=2, rollout_scale=1.5).filter(
+    _correction_mc_ok
+)
+correction_reference = _two_rows(correction_rhs)
+
+CORRECTION_CLAIM = Claim(
+    id="token-vs-sequence-correction",
+    title="Per-token importance correction is biased for the sequence objective; the sequence ratio is not",
+    statement=Statement(
+        token_correction.start,
+        token_correction.conclusion,
+        derivation="token-level-correction",
+        where=(
+            r"\text{one prompt, tokens } \{0, \mathrm{EOS}=1\},\ L = 2;\ "
+            r"\pi(0|n) = \mathrm{softmax}(\theta_n, 0)_0,\ \mu(0|n) = "
+            r"\mathrm{softmax}(\phi_n, 0)_0,\ g_i \text{ rewards of } "
+            r"(\mathrm{EOS}), (0, \mathrm{EOS}), (0, 0)"
+        ),
+        symbol_names={theta: r"\theta", phi: r"\phi", g: "g"},
+    ),
+    assumptions=(
+        "Tabular autoregressive softmax policies over one prefix tree (EOS a response token, "
+        "truncation at L); the gradient is taken at theta = theta_old, so PPO's ratio is 1 "
+        "and the only correction is the mismatch ratio pi_old/mu (per-token TIS with C = "
+        "infinity, or its product over the response); the weights and rewards are detached.",
+        "Rewards r(x, y) and token rewards r_tok(x, prefix, token) do not depend on theta; "
+        "every token's score is weighted by the total reward R(x, y) (GRPO-style outcome "
+        "advantage without baseline).",
+        "Symbolic leg: a fully symbolic instance (one prompt, one ordinary token plus EOS, "
+        "L = 2: three responses, one free logit per node for pi and for mu with the EOS "
+        "logit at 0 (softmax is shift invariant, so this is every two-token softmax, and an "
+        "EOS logit's gradient entry is minus the token's), three rewards), both entries of "
+        "the gradient.",
+        "Exact leg: 1-2 prompts, 1-2 ordinary tokens plus EOS, L = 1-3, token rewards, mu "
+        "perturbed from pi_old by a fixed pattern plus noise.",
+    ),
+    references=(
+        "Yao, F. et al., *Your Efficient RL Framework Secretly Brings You Off-Policy RL "
+        "Training*, blog post (fengyao.notion.site/off-policy-rl), 2025 (per-token TIS in "
+        "verl).",
+        "Liu, J., Li, Y. et al., *When Speed Kills Stability: Demystifying RL Collapse from "
+        "the Training-Inference Mismatch*, 2025 (token- vs sequence-level importance "
+        "sampling).",
+        "Sutton, R. S. and Barto, A. G., *Reinforcement Learning: An Introduction*, 2nd ed., "
+        "2018, Sec. 13.2 (the policy gradient theorem: prefix distribution and Q of the "
+        "policy itself).",
+    ),
+    summary=(
+        "Multiplying each token's loss by its own vLLM-to-trainer ratio fixes only that "
+        "token's law: the expected update is the gradient of a surrogate with mu's prefix "
+        "distribution and mu's continuation values, not grad J; only the product of the ratios "
+        "over the response (sequence-level IS) is unbiased."
+    ),
+    notes=(
+        "The token-level expectation differs from grad J = sum_n d_pi(n) sum_v pi(v|n) "
+        "s(v|n) Q_pi(n, v) (policy gradient theorem) in both places where mu remains: the "
+        "prefix law d_mu instead of d_pi and the continuation value Q_mu instead of Q_pi; the "
+        "mutants token-level-pi-prefixes and token-level-pi-continuations each fix one of "
+        "them and are still wrong. The bias vanishes as mu -> pi_old (first order in the "
+        "mismatch), which is why per-token TIS works when the engine is close to the trainer. "
+        "Rewards earned before token t drop out of either estimator (E_pi[s_t | prefix] = 0)."
+    ),
+    symbolic=SymbolicLeg((token_correction, sequence_correction)),
+    exact=ExactLeg(
+        mismatch_examples(),
+        lhs=expected_corrected_gradients,
+        rhs=correction_rhs,
+        rhs_reason=(
+            "the conclusions are gradients of J and of the frozen surrogate of the sequence "
+            "model, computed by complex-step differentiation of backward-induction values "
+            "(not lambdifiable from the three-response symbolic instance)"
+        ),
+        rtol=_rtol,
+        error_scale=_correction_error_scale,
+        max_examples=20,
+        description=(
+            "E_x E_{y ~ mu} of R(y) sum_t w_t grad log pi(y_t|.) by enumerating responses with "
+            "their mu-probabilities (SequenceModel.weighted_score_sum), w_t from the shipped "
+            "ppo_token_loss_gradient and truncated_importance_weights (C = inf): the product "
+            "over the response, the per-token ratio, and exp(log pi(y) - log mu(y)); vs the "
+            "complex-step gradient of J (by backward induction) and of sum_n d_mu sum_v "
+            "pi_theta Q_mu with d_mu, Q_mu by forward/backward recursion under mu"
+        ),
+    ),
+    monte_carlo=monte_carlo_leg(
+        correction_mc_examples,
+        correction_samples,
+        correction_reference,
+        n_samples=N_CORRECTION_SAMPLES,
+        false_alarm=FALSE_ALARM,
+        description=(
+            "x ~ rho, y ~ mu token by token: mean of the sequence- and token-level corrected "
+            "gradient estimators vs grad J and the frozen surrogate's gradient (complex step)"
+        ),
+    ),
+    mutants=(
+        Mutant(
+            "token-level-unbiased",
+            "per-token TIS (no cap) taken to be unbiased: E_mu[R sum_t rho_t s_t] = grad J",
+            symbolic=SymbolicMutation("token-level-correction", TOKEN_UNBIASED),
+            exact=CORRECTION_WRONG["token-level-unbiased"],
+            monte_carlo=shifted_to(
+                correction_samples,
+                correction_reference,
+                _two_rows(CORRECTION_WRONG["token-level-unbiased"]),
+            ),
+        ),
+        Mutant(
+            "token-level-pi-prefixes",
+            "the token-level expectation with pi's prefix law d_pi (only Q stays mu's)",
+            symbolic=SymbolicMutation("token-level-correction", TOKEN_PI_PREFIXES),
+            exact=CORRECTION_WRONG["token-level-pi-prefixes"],
+            monte_carlo=shifted_to(
+                correction_samples,
+                correction_reference,
+                _two_rows(CORRECTION_WRONG["token-level-pi-prefixes"]),
+            ),
+        ),
+        Mutant(
+            "token-level-pi-continuations",
+            "the token-level expectation with pi's continuation value Q_pi (only d stays mu's)",
+            symbolic=SymbolicMutation("token-level-correction", TOKEN_PI_CONTINUATIONS),
+            exact=CORRECTION_WRONG["token-level-pi-continuations"],
+            monte_carlo=shifted_to(
+                correction_samples,
+                correction_reference,
+                _two_rows(CORRECTION_WRONG["token-level-pi-continuations"]),
+            ),
+        ),
+        Mutant(
+            "sequence-level-like-token",
+            "the sequence-level correction biased like the token-level one (the product of "
+            "ratios taken to fix no more than one token)",
+            symbolic=SymbolicMutation("sequence-level-correction", SEQUENCE_LIKE_TOKEN),
+            exact=CORRECTION_WRONG["sequence-level-like-token"],
+            monte_carlo=shifted_to(
+                correction_samples,
+                correction_reference,
+                _two_rows(CORRECTION_WRONG["sequence-level-like-token"]),
+            ),
+        ),
+    ),
+)
+
+CLAIMS = (FACTORISATION_CLAIM, TIS_CLAIM, MIS_CLAIM, CORRECTION_CLAIM)
