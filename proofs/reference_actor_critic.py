@@ -170,6 +170,28 @@ def shipped_pg_differences(example: PGExample) -> np.ndarray:
     return out
 
 
+def variant_pg_differences(example: PGExample) -> np.ndarray:
+    """A correct variant written differently: the same central differences of
+    -dot(x, A) / N (math.fsum of the products)."""
+    import math
+
+    def loss(x: np.ndarray) -> float:
+        return -math.fsum(x * example.advantages) / x.size
+
+    out = np.empty(example.log_probs.size)
+    for k in range(example.log_probs.size):
+        up, down = example.log_probs.copy(), example.log_probs.copy()
+        up[k] += PG_STEP
+        down[k] -= PG_STEP
+        out[k] = (loss(up) - loss(down)) / (up[k] - down[k])
+    return out
+
+
+def pg_differences_and_variant(example: PGExample) -> np.ndarray:
+    """[shipped, variant]: [2N] (the rhs is evaluated on the entries twice)."""
+    return np.concatenate([shipped_pg_differences(example), variant_pg_differences(example)])
+
+
 def _pg_scale(example: PGExample) -> float:
     return float(np.max(np.abs(example.advantages))) / example.log_probs.size
 
@@ -183,7 +205,8 @@ PG_SYMBOLS = (pg_x, pg_A, N)
 
 
 def _pg_arguments(example: PGExample) -> tuple:
-    return example.log_probs, example.advantages, example.log_probs.size
+    twice = lambda x: np.concatenate([x, x])  # noqa: E731
+    return twice(example.log_probs), twice(example.advantages), example.log_probs.size
 
 
 # ============================================================================ 2. entropy
@@ -1181,13 +1204,31 @@ def _dual_arguments(example: DualExample) -> tuple:
     return ratio, example.advantages, example.clip_epsilon, example.dual_clip, ratio.size
 
 
-def _dual_rhs(wrong: Callable[..., sp.Expr]) -> Callable[[DualExample], float]:
+def dual_clip_variant(example: DualExample) -> float:
+    """A correct variant written differently: PPO's objective plus max(0, c A - PPO) where
+    A < 0 (max(u, v) = u + max(0, v - u)), a loop over entries."""
+    total = 0.0
+    for x, o, adv in zip(example.log_probs, example.old_log_probs, example.advantages, strict=True):
+        q = float(np.exp(x - o))
+        clipped = min(max(q, 1 - example.clip_epsilon), 1 + example.clip_epsilon)
+        ppo = min(q * adv, clipped * adv)
+        if adv < 0:
+            ppo += max(0.0, example.dual_clip * adv - ppo)
+        total -= ppo
+    return total / example.advantages.size
+
+
+def shipped_dual_clip_and_variant(example: DualExample) -> np.ndarray:
+    return np.array([shipped_dual_clip(example), dual_clip_variant(example)])
+
+
+def _dual_rhs(wrong: Callable[..., sp.Expr]) -> Callable[[DualExample], np.ndarray]:
     function = lazy_lambdify(DUAL_SYMBOLS, wrong(rho, dA, deps, dc))
 
     def total(example: DualExample) -> float:
         with np.errstate(invalid="ignore"):  # inf * 0 in the branch numpy evaluates, unused
             values = function(*_dual_arguments(example))
-        return float(np.sum(np.broadcast_to(values, example.advantages.shape)))
+        return np.full(2, float(np.sum(np.broadcast_to(values, example.advantages.shape))))
 
     return total
 
@@ -1261,13 +1302,14 @@ DUAL_CLAIMS = (
         symbolic=SymbolicLeg((), cases=(dual_clip_analysis,)),
         exact=ExactLeg(
             dual_examples(),
-            lhs=shipped_dual_clip,
+            lhs=shipped_dual_clip_and_variant,
             rhs=_dual_rhs(dual_clip_closed),
             rhs_reason=_DUAL_REASON,
             rtol=lambda example: exact_rtol(n_terms=example.advantages.size + 8),
             error_scale=_dual_scale,
             description=(
-                "the shipped dual_clip_ppo_loss vs the sum of the lambdified closed form "
+                "[the shipped dual_clip_ppo_loss, a correct variant PPO + max(0, cA - PPO)] vs "
+                "the sum of the lambdified closed form "
                 "-(A/N) min(max(rho, 1 - eps), c) (A < 0) or -(A/N) min(rho, 1 + eps); ratios at "
                 "and next to 1 +- eps and c, A = 0 included, c = inf included"
             ),
@@ -1941,14 +1983,15 @@ BASIC_CLAIMS = (
         symbolic=SymbolicLeg((pg_gradient,)),
         exact=ExactLeg(
             pg_examples(),
-            lhs=shipped_pg_differences,
+            lhs=pg_differences_and_variant,
             symbols=PG_SYMBOLS,
             arguments=_pg_arguments,
             rtol=_pg_rtol,
             error_scale=_pg_scale,
             description=(
                 "central differences (step 1: the loss is linear, so only rounding errs) of the "
-                "shipped policy_gradient_loss in each log-prob vs the lambdified -A_i / N"
+                "shipped policy_gradient_loss in each log-prob, and of a correct variant "
+                "-fsum(x A) / N, vs the lambdified -A_i / N (twice)"
             ),
         ),
         mutants=(
