@@ -68,7 +68,9 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     complex_step_gradient,
+    detectable,
     lambdify,
+    monte_carlo_leg,
     row_steps,
 )
 from rlmath.llm_reference import (
@@ -404,6 +406,168 @@ def _ppo_rtol(example: tuple[Any, ...]) -> float:
     return exact_rtol(1.0, groups * size * model.max_length) + token_difference_error(largest)
 
 
+# ---------------------------------------------------------------------------- Monte-Carlo leg
+# Groups sampled as a trainer does: x ~ rho, G responses ~ pi_theta_old(. | x) drawn token by
+# token from the next-token distributions (rlmath.sequence_model's prefix tree, no use of the
+# response probabilities), RLOO advantages, d loss / d z from ppo_token_loss_gradient, each
+# group's gradient sum_i sum_t (1/G) slope_{i,t} grad log pi(y_{i,t}). Its mean is compared
+# with -grad J (complex step) by rlmath.statistics.agreement at false alarm 1e-6 for the leg.
+# Logits within +-1 and prompt probabilities >= 0.1 keep every prefix of the tree visited
+# often at this sample size (a component made only of events too rare to be sampled would be
+# judged on rounding noise).
+# The mutants' estimators: the inverted-ratio surrogate differentiated by central differences
+# of ppo_token_loss(old, new) in its second argument, and the clipped-at-one estimator (0).
+PPO_MC_SAMPLES = 20_000
+PPO_MC_FALSE_ALARM = 1e-6
+
+
+def _token_scores(model: SequenceModel) -> np.ndarray:
+    r"""$\nabla_\theta \log\pi(y_{r,t} \mid x, y_{r,<t})$ for every response and position, ``[X, R, L, D]``."""
+    X, R, L = model.n_prompts, model.n_responses, model.max_length
+    D = model.theta.size
+    pi = np.exp(model.next_token_log_probabilities())
+    out = np.zeros((X, R, L, D))
+    V = model.n_tokens + 1
+    r = model.responses
+    for x in range(X):
+        for i in range(R):
+            for t in range(int(r.lengths[i])):
+                n, v = int(r.nodes[i, t]), int(r.tokens[i, t])
+                start = (x * model.n_nodes + n) * V
+                out[x, i, t, start : start + V] -= pi[x, n]
+                out[x, i, t, start + v] += 1.0
+    return out
+
+
+def _sample_responses(model: SequenceModel, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Response indices for prompts ``x`` [M], generated token by token down the prefix tree."""
+    K, L = model.n_tokens, model.max_length
+    pi = np.exp(model.next_token_log_probabilities())
+    offsets = [sum(K**j for j in range(d)) for d in range(L + 1)]
+    code = np.zeros(x.size, dtype=np.intp)
+    out = np.full(x.size, -1, dtype=np.intp)
+    for depth in range(L):
+        live = out < 0
+        node = offsets[depth] + code
+        u = rng.random(x.size)
+        cumulative = np.cumsum(pi[x, node], axis=1)
+        token = np.minimum((u[:, None] > cumulative).sum(axis=1), K)
+        stop = live & (token == K)
+        out[stop] = node[stop]  # response index of "node + EOS" is the node
+        code = np.where(live & ~stop, code * K + token, code)
+    truncated = out < 0
+    out[truncated] = offsets[L] + code[truncated]
+    return out
+
+
+def _ppo_group_terms(
+    slopes_of: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+) -> Callable[[tuple[Any, ...], np.random.Generator, int], np.ndarray]:
+    def sample(example: tuple[Any, ...], rng: np.random.Generator, n: int) -> np.ndarray:
+        model, size = example[0], example[1]
+        scores = _token_scores(model)
+        x = rng.choice(model.n_prompts, size=n, p=model.prompt_probabilities)
+        members = _sample_responses(model, np.repeat(x, size), rng).reshape(n, size)
+        prompts = np.repeat(x, size)
+        flat = members.ravel()
+        rewards = model.total_rewards()[prompts, flat]
+        advantages = rloo_advantages(rewards, np.repeat(np.arange(n), size))
+        mask = model.responses.mask[flat]
+        z_new = model.token_log_probabilities()[prompts, flat]
+        slopes = slopes_of(z_new, z_new.copy(), np.where(mask, advantages[:, None], 0.0), mask)
+        per_member = np.einsum("mt,mtd->md", slopes / size, scores[prompts, flat])
+        return per_member.reshape(n, size, -1).sum(axis=1)
+
+    return sample
+
+
+def _library_slopes(example: tuple[Any, ...]) -> Callable[..., np.ndarray]:
+    return lambda new, old, adv, mask: ppo_token_loss_gradient(
+        new, old, adv, mask, **_clip_arguments(example)
+    )
+
+
+def _ppo_mc_sample(example: tuple[Any, ...], rng: np.random.Generator, n: int) -> np.ndarray:
+    return _ppo_group_terms(_library_slopes(example))(example, rng, n)
+
+
+def _inverted_ratio_sample(
+    example: tuple[Any, ...], rng: np.random.Generator, n: int
+) -> np.ndarray:
+    """The surrogate with rho = pi_old / pi_theta: ppo_token_loss(old, new) differentiated in new."""
+    clips = _clip_arguments(example)
+
+    def slopes(new: np.ndarray, old: np.ndarray, adv: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return per_token_central_difference(
+            lambda value: ppo_token_loss(old, value, adv, mask, **clips), new
+        )
+
+    return _ppo_group_terms(slopes)(example, rng, n)
+
+
+def _clipped_at_one_sample(
+    example: tuple[Any, ...], rng: np.random.Generator, n: int
+) -> np.ndarray:
+    return _ppo_group_terms(lambda new, old, adv, mask: np.zeros(new.shape))(example, rng, n)
+
+
+def _ppo_mc_reference(example: tuple[Any, ...]) -> np.ndarray:
+    return -objective_gradient_by_complex_step(example[0]).ravel()
+
+
+def _ppo_mc_moments(example: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Exact mean and sd of one group's gradient (expected_over_groups of the term and its square)."""
+    model, size = example[0], example[1]
+    scores = _token_scores(model)
+    token_log_p = model.token_log_probabilities()
+
+    def statistic(batch: GroupBatch, square: bool) -> np.ndarray:
+        B = batch.responses.shape[0]
+        flat = batch.responses.ravel()
+        advantages = rloo_advantages(batch.rewards.ravel(), np.repeat(np.arange(B), size))
+        mask = model.responses.mask[flat]
+        z_new = token_log_p[batch.prompt][flat]
+        slopes = _library_slopes(example)(
+            z_new, z_new.copy(), np.where(mask, advantages[:, None], 0.0), mask
+        )
+        terms = np.einsum("mt,mtd->md", slopes / size, scores[batch.prompt][flat])
+        group = terms.reshape(B, size, -1).sum(axis=1)
+        out: np.ndarray = group**2 if square else group
+        return out
+
+    mean = expected_over_groups(model, size, lambda b: statistic(b, False))
+    second = expected_over_groups(model, size, lambda b: statistic(b, True))
+    return mean, np.sqrt(np.maximum(second - mean**2, 0.0))
+
+
+def _ppo_mc_visible(example: tuple[Any, ...]) -> bool:
+    """Both sampled mutants (shifts 2 grad J and grad J) rejected with power 0.99."""
+    mean, sd = _ppo_mc_moments(example)
+    alpha = PPO_MC_FALSE_ALARM / 2
+    return detectable(mean, sd, PPO_MC_SAMPLES, false_alarm=alpha)  # the smaller shift: |grad J|
+
+
+ppo_mc_examples = (
+    st.tuples(
+        sequence_models(
+            min_prompts=1,
+            max_prompts=2,
+            max_tokens=2,
+            min_length=2,
+            max_length=3,
+            max_abs_logit=1.0,
+            token_rewards=True,
+        ),
+        st.integers(2, 3),
+        st.sampled_from([0.2, 0.1]),
+        st.sampled_from([0.28, 0.2]),
+        st.sampled_from([None, 3.0]),
+    )
+    .filter(lambda example: float(example[0].prompt_probabilities.min()) >= 0.1)
+    .filter(_ppo_mc_visible)
+)
+
+
 PPO_SHARED_ASSUMPTIONS = (
     "theta = theta_old: the data were sampled by the policy being differentiated (the first "
     "gradient step of each PPO/GRPO update, or any step when there is one step per batch).",
@@ -468,6 +632,19 @@ CLAIMS_PPO = (
             "gives the length-reweighted objective of `grpo-length-normalisation-bias`."
         ),
         symbolic=SymbolicLeg((ppo_old, ppo_old_dual)),
+        monte_carlo=monte_carlo_leg(
+            ppo_mc_examples,
+            _ppo_mc_sample,
+            _ppo_mc_reference,
+            n_samples=PPO_MC_SAMPLES,
+            false_alarm=PPO_MC_FALSE_ALARM,
+            description=(
+                "mean over sampled groups (x ~ rho, G responses generated token by token from "
+                "pi_theta_old) of the RLOO / seq-mean-token-sum gradient of ppo_token_loss at "
+                "theta_old (ppo_token_loss_gradient times the token scores) vs -grad J by "
+                "complex step"
+            ),
+        ),
         exact=ExactLeg(
             ppo_examples,
             lhs=ppo_expected_loss_gradients,
@@ -495,6 +672,7 @@ CLAIMS_PPO = (
                 "expected loss gradient is +grad J (an ascent direction of the loss)",
                 symbolic=SymbolicMutation("ppo-at-old", A),
                 exact=scaled_objective_gradient((1.0,) * PPO_BLOCKS),
+                monte_carlo=_inverted_ratio_sample,
             ),
             Mutant(
                 "clipped-at-ratio-one",
@@ -502,6 +680,7 @@ CLAIMS_PPO = (
                 "gradient at theta_old",
                 symbolic=SymbolicMutation("ppo-at-old-dual-clip", sp.Integer(0)),
                 exact=scaled_objective_gradient((0.0,) * PPO_BLOCKS),
+                monte_carlo=_clipped_at_one_sample,
             ),
             Mutant(
                 "rloo-shrinks-like-group-mean",
