@@ -293,11 +293,16 @@ def mismatch_examples(
     max_length: int = 3,
     rollout_scale: float = 1.0,
     new_scale: float = 1.0,
+    ties: bool = False,
 ) -> MismatchExample:
     """pi_old from rlmath.testing.sequence_models; mu = pi_old + pattern + seeded noise; pi_theta too.
 
     ``rollout_scale`` scales mu's perturbation (at 1: a fixed pattern of amplitude 0.4 plus
-    uniform noise in [-0.5, 0.5] per logit), ``new_scale`` pi_theta's (amplitude 0.3).
+    uniform noise in [-0.5, 0.5] per logit), ``new_scale`` pi_theta's (amplitude 0.3). With
+    ``ties``, about half the examples are *boundary* examples: mu's logits at prompt 0's root
+    are pi_old's and C = 1, so every ratio there (the root's tokens, and the response that is
+    EOS alone) is exactly 1 = C in float64, both as exp(log pi_old - log mu) and as a quotient
+    of probabilities (identical floats): the case a ratio equal to the cap.
     """
     model = draw(
         sequence_models(
@@ -316,6 +321,9 @@ def mismatch_examples(
     noise = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).uniform(-0.5, 0.5, (2, *shape))
     rollout = model.theta + rollout_scale * (0.4 * _pattern(shape, 0.3) + noise[0])
     new = model.theta + new_scale * (0.3 * _pattern(shape, 1.1) + noise[1])
+    if ties and draw(st.booleans()):
+        rollout[0, 0, :] = model.theta[0, 0, :]
+        return MismatchExample(model, rollout, new, 1.0)
     cap = _cap_between_ratios(_log_ratios(model, rollout), draw(st.integers(0, 64)))
     if cap is None:  # every ratio <= 1 would mean mu = pi_old; the pattern prevents it
         cap = 2.0
@@ -1219,7 +1227,9 @@ MIS_CLAIM = Claim(
         "level (each prefix's next tokens, the token ratio); 1-2 prompts, 1-2 ordinary tokens "
         "plus EOS, L = 1-3; C > 1 at the log-midpoint of a gap between two ratios of the "
         "example (no ratio within a factor e^(5e-4) of C, so rounding cannot move an outcome "
-        "across the mask), at least one ratio above C.",
+        "across the mask), at least one ratio above C; or, in about half the examples, C = 1 "
+        "with mu = pi_old at prompt 0's root, so that some ratios equal C exactly (in "
+        "float64) and the boundary convention (kept) is checked.",
     ),
     references=(
         "Liu, J., Li, Y. et al., *When Speed Kills Stability: Demystifying RL Collapse from "
@@ -1242,7 +1252,7 @@ MIS_CLAIM = Claim(
     ),
     symbolic=SymbolicLeg((mis_target,)),
     exact=ExactLeg(
-        mismatch_examples(),
+        mismatch_examples(ties=True),
         lhs=mis_sides,
         symbols=(m, o, f, C, n),
         arguments=mis_arguments,
