@@ -23,6 +23,32 @@ Main statements.
    responses with RLOO advantages, or over single responses with reward-to-go advantages
    $A_t = r(x, y) + \sum_{t' \ge t} r_{t'}$, the expected gradient of the loss is exactly
    $-\nabla_\theta J$.
+2. **GSPO** (``gspo-gradient-at-old``). With the sequence ratio
+   $s_b = (\pi_\theta(y_b)/\pi_{\theta_\mathrm{old}}(y_b))^{1/|y_b|}$ (the geometric mean of
+   the token ratios) and $\mathcal L = -\frac{1}{|B|}\sum_b \min(s_b A_b,
+   \mathrm{clip}(s_b) A_b)$,
+
+   $$ \nabla_\theta \mathcal L = -\frac{1}{|B|}\sum_b \mathbb 1[\text{unclipped}_b]\,
+      \frac{s_b A_b}{|y_b|}\,\nabla_\theta\log\pi_\theta(y_b \mid x_b), $$
+
+   every token of a sequence weighted alike; at $\theta_\mathrm{old}$ ($s_b = 1$) this is the
+   length-normalised sequence gradient $-\frac{1}{|B|}\sum_b \frac{A_b}{|y_b|}
+   \nabla\log\pi(y_b)$, whose expectation with RLOO advantages is
+   $-\sum_x \rho(x)\big(\nabla\mathbb E_x[r/|y|] - \mu_x \nabla\mathbb E_x[1/|y|]\big)$
+   ($\mu_x = \mathbb E_x[r]$ held fixed), not $-\nabla J$.
+3. **Where clipping bites** (``ppo-clip-zeroes-gradient``). Off the kinks and for $A \ne 0$,
+   $\partial\ell/\partial z = 0$ exactly when $A > 0, \rho > 1 + \epsilon_\mathrm{high}$, or
+   $A < 0, \rho < 1 - \epsilon_\mathrm{low}$, or $A < 0, \rho > c$ (dual clip); otherwise it
+   is $-\rho A$.
+4. **Gradient accumulation** (``gradient-accumulation-normalisation``). For micro-batches
+   with token-loss sums $S_k$ and token counts $N_k \ge 1$, $N = \sum_k N_k$,
+
+   $$ \frac1K\sum_k \frac{S_k}{N_k} - \frac{\sum_k S_k}{N}
+      = \sum_k\Big(\frac1K - \frac{N_k}{N}\Big)\frac{S_k}{N_k}, \qquad
+      \sum_k \frac{S_k}{N} = \frac{\sum_k S_k}{N}: $$
+
+   averaging micro-batch token means is biased unless all $N_k$ are equal; dividing each
+   micro-batch's token sum by the global count is exact.
 
 Conventions. Losses are minimised ($\ell = -$ objective), so the targets are $-\nabla J$.
 EOS is a response token (its score counts). The exact legs evaluate every expectation by
@@ -34,6 +60,10 @@ $\rho A$ and the dual clip ($\rho < c$) is inactive, so $\ell = -e^{z - z_\mathr
 whose derivative at $z_\mathrm{old}$ is $-A$. The chain rule gives the token score. The
 expectation is then that of the REINFORCE estimator: unbiased with RLOO (claim
 ``rloo-unbiased``) and with the reward to go (claim ``llm-sequence-policy-gradient``).
+(2) $\partial s_b/\partial z_{b,t} = s_b/|y_b|$ (the exponential of a mean); the clipped
+branch is constant. (3) A case analysis on the signs of $A$, $\rho - (1 - \epsilon_\mathrm{low})$,
+$\rho - (1 + \epsilon_\mathrm{high})$ and $\rho - c$. (4) Linearity:
+$S_k/N = (N_k/N)(S_k/N_k)$.
 
 References. Schulman, J. et al., "Proximal Policy Optimization Algorithms", arXiv:1707.06347,
 2017, eq. (7) (at $\theta = \theta_\mathrm{old}$ the clipped objective's gradient is the policy
@@ -42,7 +72,10 @@ arXiv:2503.14476, 2025, eq. (8)-(10) (clip-higher: $\epsilon_\mathrm{high} \ne
 \epsilon_\mathrm{low}$); Ye, D. et al., "Mastering Complex Control in MOBA Games with Deep
 Reinforcement Learning", AAAI 2020 (dual clip); Shao, Z. et al., "DeepSeekMath", 2024,
 Sec. 4.1 (GRPO's per-token clipped surrogate); Ahmadian, A. et al., "Back to Basics", ACL
-2024 (RLOO).
+2024 (RLOO); Zheng, C. et al., "Group Sequence Policy Optimization", arXiv:2507.18071, 2025,
+eq. (5)-(7), (10); Liu, Z. et al., "Understanding R1-Zero-Like Training: A Critical
+Perspective" (Dr. GRPO), arXiv:2503.20783, 2025, Sec. 3.1; Hugging Face, "Fixing Gradient
+Accumulation", blog post, 16 Oct 2024.
 """
 
 from __future__ import annotations
