@@ -842,9 +842,10 @@ def _grpo_scale(example: tuple[SequenceModel, int]) -> float:
 # against wrong(example), so the variant fails exactly when the sampled estimate rejects the
 # mutant's value.
 #
-# Examples: logits in [-1, 1] (every next-token probability >= e^-1 / (e^-1 + 2 e) > 0.06 with
-# K + 1 <= 3 tokens, so no response is rare and the per-group terms, bounded, are close enough
-# to normal at the 1e-6 tail for n in the tens of thousands). Power: an example is kept only if
+# Examples: logits in [-1, 1], token 0's moved by +-0.75 per prompt (so the prompts' laws
+# differ; every next-token probability >= e^-1.75 / (e^-1.75 + 2 e) > 0.03 with K + 1 <= 3
+# tokens, so no response is rare and the per-group terms, bounded, are close enough to normal
+# at the 1e-6 tail for n in the tens of thousands). Power: an example is kept only if
 # every mutant is rejected with probability >= 0.99 at MC_GROUPS groups
 # (rlmath.claims.detectable, normal approximation), from the exact mean and standard deviation
 # of every component (expected_over_groups of the term and of its square).
@@ -1030,6 +1031,25 @@ def varied_rewards(model: SequenceModel) -> SequenceModel:
     )
 
 
+def distinct_prompts(model: SequenceModel) -> SequenceModel:
+    """The model with token 0's logit moved by +0.75 for even prompts and -0.75 for odd ones.
+
+    Hypothesis's simplest models give every prompt the same logits; then a sampler that drew
+    every response from the wrong prompt's policy would go unseen. With the offsets the
+    prompts' response laws differ.
+    """
+    theta = np.array(model.theta)
+    theta[:, :, 0] += 0.75 * np.where(np.arange(model.n_prompts) % 2 == 0, 1.0, -1.0)[:, None]
+    return SequenceModel(
+        theta,
+        model.max_length,
+        model.prompt_probabilities,
+        model.rewards,
+        model.token_rewards,
+        model.reference_theta,
+    )
+
+
 def mixed_binary_rewards(model: SequenceModel) -> SequenceModel:
     """0/1 rewards 1[r > 0] with response x mod R a success and (x + 1) mod R a failure.
 
@@ -1051,7 +1071,8 @@ def mixed_binary_rewards(model: SequenceModel) -> SequenceModel:
 
 
 def _mc_models(**sizes: Any) -> st.SearchStrategy[SequenceModel]:
-    """Models of the Monte-Carlo legs: logits in [-1, 1] (no rare response)."""
+    """Models of the Monte-Carlo legs: logits in [-1, 1] (no rare response; token 0's logit is
+    then moved by +-0.75 per prompt, :func:`distinct_prompts`)."""
     return sequence_models(max_abs_logit=1.0, **sizes)
 
 
@@ -1089,9 +1110,9 @@ RLOO_MC_WRONG = {
 }
 rloo_mc_sampler = group_sampler(RLOO_MC_FORMS)
 rloo_mc_examples = st.tuples(
-    _mc_models(
-        min_prompts=2, max_prompts=2, min_tokens=2, max_tokens=2, min_length=2, max_length=3
-    ).map(varied_rewards),
+    _mc_models(min_prompts=2, max_prompts=2, min_tokens=2, max_tokens=2, min_length=2, max_length=3)
+    .map(varied_rewards)
+    .map(distinct_prompts),
     st.integers(2, 4),
 ).filter(mutants_detectable(RLOO_MC_FORMS, MC_GROUPS, tuple(RLOO_MC_WRONG.values())))
 
@@ -1104,9 +1125,9 @@ MEAN_MC_WRONG = {
 }
 mean_mc_sampler = group_sampler(MEAN_MC_FORMS)
 mean_mc_examples = st.tuples(
-    _mc_models(
-        min_prompts=2, max_prompts=2, min_tokens=2, max_tokens=2, min_length=2, max_length=3
-    ).map(varied_rewards),
+    _mc_models(min_prompts=2, max_prompts=2, min_tokens=2, max_tokens=2, min_length=2, max_length=3)
+    .map(varied_rewards)
+    .map(distinct_prompts),
     st.integers(2, 4),
 ).filter(mutants_detectable(MEAN_MC_FORMS, MC_GROUPS, tuple(MEAN_MC_WRONG.values())))
 
@@ -1120,9 +1141,9 @@ GRPO_MC_WRONG = {
 }
 grpo_mc_sampler = group_sampler(GRPO_MC_FORMS)
 grpo_mc_examples = st.tuples(
-    _mc_models(min_prompts=2, max_prompts=2, max_tokens=2, min_length=2, max_length=2).map(
-        mixed_binary_rewards
-    ),
+    _mc_models(min_prompts=2, max_prompts=2, max_tokens=2, min_length=2, max_length=2)
+    .map(mixed_binary_rewards)
+    .map(distinct_prompts),
     st.integers(6, 8),
 ).filter(mutants_detectable(GRPO_MC_FORMS, GRPO_MC_GROUPS, tuple(GRPO_MC_WRONG.values())))
 
@@ -1134,9 +1155,9 @@ LENGTH_MC_WRONG = {
 }
 length_mc_sampler = group_sampler(LENGTH_MC_FORMS)
 length_mc_examples = st.tuples(
-    _mc_models(
-        min_prompts=2, max_prompts=2, min_tokens=2, max_tokens=2, min_length=2, max_length=3
-    ).map(varied_rewards),
+    _mc_models(min_prompts=2, max_prompts=2, min_tokens=2, max_tokens=2, min_length=2, max_length=3)
+    .map(varied_rewards)
+    .map(distinct_prompts),
     st.integers(2, 4),
 ).filter(mutants_detectable(LENGTH_MC_FORMS, MC_GROUPS, tuple(LENGTH_MC_WRONG.values())))
 
@@ -1188,7 +1209,8 @@ CLAIMS = (
             "Exact leg: 1-2 prompts, 1-2 ordinary tokens plus EOS, L = 1-3, G = 2-4, random "
             "logits, rewards and prompt probabilities.",
             "Monte-Carlo leg: 2 examples with 2 prompts, 2 ordinary tokens plus EOS, L = 2-3, "
-            "G = 2-4, logits in [-1, 1], rewards varied by a fixed pattern; 20,000 sampled groups "
+            "G = 2-4, logits in [-1, 1] moved by +-0.75 per prompt on token 0, rewards varied by "
+            "a fixed pattern; 20,000 sampled groups "
             "each, kept only if every mutant is detected with power 0.99; false alarm 1e-6.",
         ),
         references=(
@@ -1282,7 +1304,8 @@ CLAIMS = (
             "Exact leg: 1-2 prompts, 1-2 ordinary tokens plus EOS, L = 1-3, G = 2-4, random "
             "logits, rewards and prompt probabilities.",
             "Monte-Carlo leg: 2 examples with 2 prompts, 2 ordinary tokens plus EOS, L = 2-3, "
-            "G = 2-4, logits in [-1, 1], rewards varied by a fixed pattern; 20,000 sampled groups "
+            "G = 2-4, logits in [-1, 1] moved by +-0.75 per prompt on token 0, rewards varied by "
+            "a fixed pattern; 20,000 sampled groups "
             "each, kept only if every mutant is detected with power 0.99; false alarm 1e-6.",
         ),
         references=(
@@ -1368,7 +1391,8 @@ CLAIMS = (
             "logits and prompt probabilities, rewards 1[r > 0] of random rewards.",
             "Monte-Carlo leg: 2 examples with 2 prompts, 1-2 ordinary tokens plus EOS, L = 2, "
             "G = 6-8 (where c_G varies enough with p for the pooled-factor mutant to be seen), "
-            "logits in [-1, 1], 0/1 rewards with a success and a failure in every prompt; "
+            "logits in [-1, 1] moved by +-0.75 per prompt on token 0, 0/1 rewards with a "
+            "success and a failure in every prompt; "
             "40,000 sampled groups each, kept only if every mutant is detected with power "
             "0.99; false alarm 1e-6.",
             "c_G(p) > 0 for 0 < p < 1 because every bracket a_+(k+1) - a_-(k) is positive "
@@ -1480,8 +1504,8 @@ CLAIMS = (
             "Exact leg: 1-2 prompts, 1-2 ordinary tokens plus EOS, L = 2-3 (so lengths vary), "
             "G = 2-4, random logits, rewards and prompt probabilities.",
             "Monte-Carlo leg: 2 examples with 2 prompts, 2 ordinary tokens plus EOS, L = 2-3, "
-            "G = 2-4, logits in [-1, 1], rewards varied by a fixed pattern; 20,000 sampled "
-            "groups each, |y| as sampled, kept only if every mutant is detected with power "
+            "G = 2-4, logits in [-1, 1] moved by +-0.75 per prompt on token 0, rewards varied "
+            "by a fixed pattern; 20,000 sampled groups each, |y| as sampled, kept only if every mutant is detected with power "
             "0.99; false alarm 1e-6.",
         ),
         references=(
