@@ -112,6 +112,19 @@ def _finite_floats(bound: float) -> SearchStrategy[float]:
     return st.floats(-bound, bound, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
 
+#: Non-zero rewards of generated sequence models are at least this large in magnitude. The
+#: claims are linear (or scale-free) in the rewards, so nothing is lost; below it, gradients
+#: of order |r| times the complex step (1e-30) underflow, and the complex-step derivatives the
+#: exact legs compare with lose every digit (a reward of 2.2e-308, the smallest normal float,
+#: gives a gradient of 5.6e-309, whose complex step 5.6e-339 is below the subnormal range).
+MIN_ABS_REWARD = 1e-150
+
+
+def _reward_floats(bound: float) -> SearchStrategy[float]:
+    """:func:`_finite_floats` with magnitudes below :data:`MIN_ABS_REWARD` mapped to 0."""
+    return _finite_floats(bound).map(lambda r: 0.0 if abs(r) < MIN_ABS_REWARD else r)
+
+
 # ----------------------------------------------------------------------------- distributions
 @st.composite
 def _probability_vector(
@@ -639,10 +652,10 @@ def _sequence_model(
     theta = draw(logits(shape, max_abs=max_abs_logit))
     reference = draw(logits(shape, max_abs=max_abs_logit))
     rewards = draw(
-        hnp.arrays(np.float64, (X, count_responses(K, L)), elements=_finite_floats(max_abs_reward))
+        hnp.arrays(np.float64, (X, count_responses(K, L)), elements=_reward_floats(max_abs_reward))
     )
     per_token = (
-        draw(hnp.arrays(np.float64, shape, elements=_finite_floats(max_abs_reward)))
+        draw(hnp.arrays(np.float64, shape, elements=_reward_floats(max_abs_reward)))
         if draw(token_rewards)
         else None
     )
@@ -677,7 +690,8 @@ def sequence_models(
         min_length: smallest maximum length $L$, ``>= 1``.
         max_length: largest $L$ (at most 6, which with ``max_tokens = 3`` is 1093 responses).
         max_abs_logit: bound on every logit of the policy and of the reference.
-        max_abs_reward: bound on every sequence (and token) reward.
+        max_abs_reward: bound on every sequence (and token) reward; non-zero rewards are at
+            least :data:`MIN_ABS_REWARD` = 1e-150 in magnitude (complex steps underflow below).
         token_rewards: whether per-token rewards are drawn (a bool or a strategy of bools).
         allow_zero_prompts: whether a prompt may have probability exactly 0.
 
