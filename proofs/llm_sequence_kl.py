@@ -985,8 +985,9 @@ COMMON_ASSUMPTIONS = (
     "tokens fixed (not through the sampling); detached quantities (rewards to go, importance "
     "weights) are constants.",
     "Symbolic leg: a fully symbolic small instance (one prompt, one ordinary token plus EOS, "
-    "L = 2: three responses; four policy logits and four reference logits, all symbols), "
-    "every entry of the gradient.",
+    "L = 2: three responses; at each of the two nodes one free policy logit theta_n and one "
+    "reference logit phi_n, symbols, the EOS logit 0 since a two-token softmax is invariant "
+    "to a common shift), every entry of the gradient.",
     "Exact leg: 1-2 prompts, 1-3 ordinary tokens plus EOS, L = 2-3 (up to 40 responses per "
     "prompt), random logits in [-2, 2] for policy and reference, random prompt probabilities.",
     "Monte-Carlo leg: 1-2 prompts, 1-2 ordinary tokens, L = 2-3, logits in [-1.5, 1.5]; "
@@ -1008,8 +1009,9 @@ REFERENCES = (
 )
 SYMBOL_NAMES = {theta: r"\theta", phi: r"\phi", beta: r"\beta"}
 WHERE = (
-    r"\text{one prompt, tokens } \{0, \mathrm{EOS}=1\},\ L = 2;\ \pi = \mathrm{softmax}(\theta_n),"
-    r"\ \pi_\mathrm{ref} = \mathrm{softmax}(\phi_n) \text{ at nodes } n = (), (0)"
+    r"\text{one prompt, tokens } \{0, \mathrm{EOS}=1\},\ L = 2;\ \pi(0|n) = "
+    r"e^{\theta_n}/(e^{\theta_n} + 1),\ \pi_\mathrm{ref}(0|n) = e^{\phi_n}/(e^{\phi_n} + 1)"
+    r" \text{ at the nodes } n = (), (0)"
 )
 
 
