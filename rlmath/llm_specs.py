@@ -70,13 +70,22 @@ def _matrix(
 def _mask(draw: st.DrawFn) -> np.ndarray:
     """A ``[B, T]`` response mask with at least one response token.
 
-    Right-padded rows of random lengths (0 = empty, 1 = one token, T = full), sometimes with
-    holes (masked tokens inside a response), sometimes long (T up to 256).
+    Right-padded rows. Mostly (T >= 2, B >= 2) the first two rows drawn are non-empty with
+    *different* lengths, so that the aggregation modes (token-mean vs seq-mean-token-mean)
+    disagree on the batch; the other rows have random lengths (0 = empty, 1 = one token,
+    T = full). Sometimes T = 1 or B = 1, sometimes long (T from 50 to 256), sometimes with a
+    hole (a masked token inside the responses, as multi-turn tool output). Rows are shuffled.
     """
-    rows = draw(st.integers(1, 4))
-    steps = draw(st.one_of(st.integers(1, 6), st.just(1), st.integers(50, 256)))
+    rows = draw(st.one_of(st.integers(2, 5), st.integers(2, 4), st.integers(1, 4)))
+    steps = draw(st.one_of(st.integers(2, 6), st.integers(2, 8), st.just(1), st.integers(50, 256)))
     length = st.one_of(st.just(steps), st.just(1), st.just(0), st.integers(0, steps))
     lengths = np.array(draw(st.lists(length, min_size=rows, max_size=rows)))
+    if rows >= 2 and steps >= 2:
+        first = draw(st.integers(1, steps))
+        second = draw(st.integers(1, steps - 1))
+        lengths[:2] = first, second + (second >= first)  # two different non-zero lengths
+        order = draw(st.permutations(list(range(rows))))
+        lengths = lengths[np.array(order)]
     if lengths.sum() == 0:
         lengths[draw(st.integers(0, rows - 1))] = draw(st.integers(1, steps))
     mask = np.arange(steps)[np.newaxis, :] < lengths[:, np.newaxis]
@@ -386,6 +395,240 @@ def _tis_scale(example: Example) -> tuple[FloatArray, ...]:
 
 
 # --------------------------------------------------------------------------------------------
+# masked_importance_weights
+# --------------------------------------------------------------------------------------------
+
+
+@st.composite
+def _mis_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    """As TIS, plus tokens where trainer and engine agree exactly (ratio exactly 1).
+
+    A ratio exactly equal to the cap is kept (``ratio <= cap``); with ``cap = 1`` these tokens
+    are where ``>`` and ``>=`` disagree, so they are drawn on purpose, and kept exact: equal
+    log-probs give a log-ratio of exactly 0 in every precision.
+    """
+    arguments = draw(_tis_arguments(hyper))
+    mask = arguments["response_mask"]
+    rollout = arguments["rollout_log_probs"]
+    if draw(st.booleans()):
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        agree = mask & (rng.random(mask.shape) < 0.5)
+        arguments["old_log_probs"] = np.where(agree, rollout, arguments["old_log_probs"])
+    return arguments
+
+
+# --------------------------------------------------------------------------------------------
+# kl_penalty_per_token and kl_reward_to_go
+# --------------------------------------------------------------------------------------------
+
+
+@st.composite
+def _kl_token_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    mask = draw(_mask())
+    log_probs = _long_or_drawn(draw, mask.shape, LOG_PROBS, -1000.0, 0.0)
+    log_ratio = _bounded(_long_or_drawn(draw, mask.shape, LOG_RATIOS, -3.0, 3.0), hyper)
+    return {
+        "log_probs": _garbage(draw, log_probs, mask),
+        "reference_log_probs": _garbage(draw, log_probs - log_ratio, mask),
+        "response_mask": mask,
+    }
+
+
+def _kl_token_parts(example: Example) -> tuple[FloatArray, FloatArray, np.ndarray]:
+    """``d = log_probs - reference_log_probs`` (= -log r) and the inputs' magnitude, masked."""
+    a = example.arguments
+    mask = a["response_mask"]
+    d = np.where(mask, a["log_probs"] - a["reference_log_probs"], 0.0)
+    magnitude = np.where(mask, 1 + np.abs(a["log_probs"]) + np.abs(a["reference_log_probs"]), 0.0)
+    return d, magnitude, mask
+
+
+def _kl_token_scale(example: Example) -> tuple[FloatArray, ...]:
+    d, magnitude, mask = _kl_token_parts(example)
+    estimator = example.hyperparameters["estimator"]
+    if estimator == "k1":
+        scale = 2 * magnitude
+    elif estimator == "k2":
+        scale = 2 * (np.abs(d) * magnitude + d**2)
+    else:
+        scale = 2 * (1 + np.exp(-d)) * magnitude + np.abs(d)
+    return (_array(np.where(mask, 4 * scale, 0.0)),)
+
+
+def _kl_token_gradient(example: Example) -> Gradients:
+    r"""Pathwise derivative of each estimator in $\log\pi_\theta$ (tokens fixed), $d = -\log r$:
+    $k_1 = d \to 1$, $k_2 = d^2/2 \to d$, $k_3 = e^{-d} - 1 + d \to 1 - e^{-d}$."""
+    d, magnitude, mask = _kl_token_parts(example)
+    estimator = example.hyperparameters["estimator"]
+    derivative = {"k1": np.ones_like(d), "k2": d, "k3": -np.expm1(-d)}[estimator]
+    scale = {"k1": np.ones_like(d), "k2": 2 * magnitude}.get(
+        estimator, 2 * (1 + np.exp(-d)) * magnitude
+    )
+    return {"log_probs": (np.where(mask, derivative, 0.0), np.where(mask, 4 * scale, 0.0))}
+
+
+def _reverse_cumsum(x: np.ndarray) -> np.ndarray:
+    result: np.ndarray = np.cumsum(x[:, ::-1], axis=1)[:, ::-1]
+    return result
+
+
+def _kl_reward_scale(example: Example) -> tuple[FloatArray, ...]:
+    _, magnitude, mask = _kl_token_parts(example)
+    beta = example.hyperparameters["kl_coefficient"]
+    terms = mask.sum(axis=1, keepdims=True) + 4
+    return (_array(np.where(mask, 8 * beta * terms * _reverse_cumsum(magnitude), 0.0)),)
+
+
+# --------------------------------------------------------------------------------------------
+# combined_policy_loss
+# --------------------------------------------------------------------------------------------
+
+ENTROPIES = st.one_of(st.just(0.0), st.floats(0.0, 12.0, allow_subnormal=False))
+COEFFICIENTS = st.one_of(st.sampled_from([0.0, 1e-3, 0.01, 0.1, 1.0]), st.floats(1e-3, 2.0))
+
+
+@st.composite
+def _combined_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    mask = draw(_mask())
+    policy = _long_or_drawn(draw, mask.shape, REALS, -10.0, 10.0)
+    kl = _long_or_drawn(draw, mask.shape, REALS, 0.0, 5.0)
+    entropy = _long_or_drawn(draw, mask.shape, ENTROPIES, 0.0, 12.0)
+    return {
+        "policy_loss_per_token": _garbage(draw, policy, mask),
+        "kl_per_token": _garbage(draw, kl, mask),
+        "entropy_per_token": _garbage(draw, entropy, mask),
+        "response_mask": mask,
+    }
+
+
+def _aggregate_magnitude(magnitude: np.ndarray, mask: np.ndarray, mode: str) -> float:
+    """:func:`rlmath.llm_reference.aggregate_loss` of non-negative entries, written out."""
+    lengths = mask.sum(axis=1)
+    nonempty = lengths > 0
+    sums = np.where(mask, magnitude, 0.0).sum(axis=1)
+    if mode == "token-mean":
+        return float(sums.sum() / lengths.sum())
+    if mode == "seq-mean-token-mean":
+        return float(np.mean(sums[nonempty] / lengths[nonempty]))
+    if mode == "seq-mean-token-sum":
+        return float(np.mean(sums[nonempty]))
+    return float(sums.sum() / (mask.shape[0] * mask.shape[1]))
+
+
+def _combined_scale(example: Example) -> tuple[FloatArray, ...]:
+    a, hyper = example.arguments, example.hyperparameters
+    mask, mode = a["response_mask"], hyper["mode"]
+    terms = mask.sum() + mask.shape[0] + 8
+    value = (
+        _aggregate_magnitude(np.abs(a["policy_loss_per_token"]), mask, mode)
+        + hyper["kl_coefficient"] * _aggregate_magnitude(np.abs(a["kl_per_token"]), mask, mode)
+        + hyper["entropy_coefficient"]
+        * _aggregate_magnitude(np.abs(a["entropy_per_token"]), mask, mode)
+    )
+    return (_array(4 * terms * value),)
+
+
+# --------------------------------------------------------------------------------------------
+# cispo_token_loss
+# --------------------------------------------------------------------------------------------
+
+#: CISPO's lower bound: MiniMax-M1 clips only above (a large clip_low: 1 - clip_low <= 0).
+CISPO_CLIP_LOW = st.one_of(st.sampled_from([1.0, 10.0, 0.2]), st.floats(0.05, 0.5))
+
+
+@st.composite
+def _cispo_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    mask = draw(_mask())
+    shape = mask.shape
+    old = _long_or_drawn(draw, shape, LOG_PROBS, -1000.0, 0.0)
+    log_ratio = _long_or_drawn(draw, shape, LOG_RATIOS, -2.0, 2.0)
+    log_ratio = _away_from(
+        _bounded(log_ratio, hyper), _log_ratio_kinks(hyper["clip_low"], hyper["clip_high"], None)
+    )
+    advantages = _long_or_drawn(draw, shape, ADVANTAGES, -5.0, 5.0)
+    return {
+        "log_probs": _garbage(draw, old + log_ratio, mask),
+        "old_log_probs": old,
+        "advantages": _garbage(draw, advantages, mask),
+        "response_mask": mask,
+    }
+
+
+def _cispo_parts(example: Example) -> tuple[FloatArray, FloatArray, np.ndarray]:
+    """Per token: |A| (1 + clip_high) (|log pi| + |log pi_old| + 3), the weight's error budget
+    (a ratio formed from a difference of log-probs) times its size and the advantage."""
+    a = example.arguments
+    mask = a["response_mask"]
+    new = np.where(mask, a["log_probs"], 0.0)
+    old = np.where(mask, a["old_log_probs"], 0.0)
+    adv = np.where(mask, np.abs(a["advantages"]), 0.0)
+    budget = adv * (1 + example.hyperparameters["clip_high"]) * (np.abs(new) + np.abs(old) + 3)
+    return budget, np.abs(new) + 1, mask
+
+
+def _cispo_scale(example: Example) -> tuple[FloatArray, ...]:
+    budget, size, mask = _cispo_parts(example)
+    return (_array(np.where(mask, 8 * budget * size, 0.0)),)
+
+
+def _cispo_gradient(example: Example) -> Gradients:
+    a = example.arguments
+    expected = llm.cispo_token_loss_gradient(
+        *(a[k] for k in ("log_probs", "old_log_probs", "advantages", "response_mask")),
+        **example.hyperparameters,
+    )
+    budget, _, mask = _cispo_parts(example)
+    return {"log_probs": (expected, np.where(mask, 8 * budget, 0.0))}
+
+
+# --------------------------------------------------------------------------------------------
+# batch_whitened_advantages
+# --------------------------------------------------------------------------------------------
+
+
+def _batch_whitened_scale(example: Example) -> tuple[FloatArray, ...]:
+    """The centred rewards u carry the rounding of the group means (of size |largest reward|),
+    divided by the batch std of u."""
+    a, hyper = example.arguments, example.hyperparameters
+    size, largest, _, _ = _group_stats(Example(a, {"ddof": 0}))
+    centred = llm.dr_grpo_advantages(a["rewards"], a["group_ids"])
+    count = centred.size
+    if centred.max() == centred.min():
+        return (np.zeros(count),)
+    std = float(np.std(centred, ddof=hyper["ddof"])) + hyper["epsilon"]
+    spread = float(np.max(size * largest)) + float(np.max(np.abs(centred)))
+    return (_array(np.full(count, 8 * count * (spread / std + math.sqrt(count)))),)
+
+
+# --------------------------------------------------------------------------------------------
+# gspo_sequence_ratio
+# --------------------------------------------------------------------------------------------
+
+
+@st.composite
+def _gspo_ratio_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+    mask = draw(_mask())
+    old = _long_or_drawn(draw, mask.shape, LOG_PROBS, -1000.0, 0.0)
+    log_ratio = _bounded(_long_or_drawn(draw, mask.shape, LOG_RATIOS, -1.0, 1.0), hyper)
+    return {
+        "log_probs": _garbage(draw, old + log_ratio, mask),
+        "old_log_probs": old,
+        "response_mask": mask,
+    }
+
+
+def _gspo_ratio_scale(example: Example) -> tuple[FloatArray, ...]:
+    a = example.arguments
+    mask = a["response_mask"]
+    lengths = mask.sum(axis=1)
+    log_ratio = np.where(mask, a["log_probs"] - a["old_log_probs"], 0.0)
+    magnitude = np.where(mask, np.abs(a["log_probs"]) + np.abs(a["old_log_probs"]), 0.0)
+    mean = log_ratio.sum(axis=1) / np.maximum(lengths, 1)
+    amplification = 2 + np.abs(mean) + magnitude.sum(axis=1) / np.maximum(lengths, 1)
+    return (_array(8 * np.exp(mean) * amplification * (lengths + 4)),)
+
+
+# --------------------------------------------------------------------------------------------
 # The specs
 # --------------------------------------------------------------------------------------------
 
@@ -512,6 +755,134 @@ the numerator, inference engine mu in the denominator; 0 where masked.""",
         claim="importance-sampling-unbiased",
         draw_arguments=_tis_arguments,
         error_scale=_tis_scale,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
+    ),
+    Spec(
+        name="masked_importance_weights",
+        reference=llm.masked_importance_weights,
+        arguments=("old_log_probs", "rollout_log_probs", "response_mask"),
+        hyperparameters={"cap": st.sampled_from([1.0, 2.0, 1.0, 5.0, math.inf])},
+        outputs=("weights",),
+        conventions=_TOKEN_CONVENTIONS
+        + """Output [B, T]: rho = exp(old_log_probs - rollout_log_probs) where rho <= cap, 0 where
+rho > cap (MIS: the token is dropped, not truncated); a ratio EQUAL to the cap is kept (inputs
+include tokens with old_log_probs == rollout_log_probs, rho = 1 exactly, and cap = 1); trainer
+pi_old in the numerator, inference engine mu in the denominator; 0 where masked.""",
+        claim="none (a definition)",
+        draw_arguments=_mis_arguments,
+        error_scale=_tis_scale,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
+    ),
+    Spec(
+        name="kl_penalty_per_token",
+        reference=llm.kl_penalty_per_token,
+        arguments=("log_probs", "reference_log_probs", "response_mask"),
+        hyperparameters={"estimator": st.sampled_from(["k1", "k2", "k3"])},
+        outputs=("kl",),
+        conventions=_TOKEN_CONVENTIONS
+        + """Per-token estimate of KL(pi_theta || pi_ref), tokens sampled from pi_theta; in the LOSS
+(differentiated w.r.t. log_probs; reference_log_probs constant). With log r = reference_log_probs
+- log_probs: k1 = -log r, k2 = (log r)^2 / 2, k3 = (r - 1) - log r (verl "kl", "mse",
+"low_var_kl" without its [-10, 10] clamp). Output [B, T], 0 where masked. Gradient w.r.t.
+log_probs checked (pathwise: 1, -log r, 1 - r).""",
+        claim="kl-estimators-bias-variance, kl-estimator-gradients",
+        draw_arguments=_kl_token_arguments,
+        error_scale=_kl_token_scale,
+        differentiable=("log_probs",),
+        gradient=_kl_token_gradient,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
+    ),
+    Spec(
+        name="kl_reward_to_go",
+        reference=llm.kl_reward_to_go,
+        arguments=("log_probs", "reference_log_probs", "response_mask"),
+        hyperparameters={"kl_coefficient": COEFFICIENTS},
+        outputs=("kl_return",),
+        conventions=_TOKEN_CONVENTIONS
+        + """The KL penalty as a REWARD (detached): per-token reward -beta * k1 with
+k1 = log_probs - reference_log_probs (KL(pi || pi_ref), tokens from pi = the rollout policy),
+beta = kl_coefficient. Output [B, T]: its undiscounted reward-to-go, G[b, t] = sum over response
+tokens t' >= t of the row (t included) of -beta k1[b, t']; masked tokens (padding, holes) add
+nothing and get 0.""",
+        claim="reward-to-go-unbiased, kl-estimator-gradients",
+        draw_arguments=_kl_token_arguments,
+        error_scale=_kl_reward_scale,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
+    ),
+    Spec(
+        name="combined_policy_loss",
+        reference=llm.combined_policy_loss,
+        arguments=(
+            "policy_loss_per_token",
+            "kl_per_token",
+            "entropy_per_token",
+            "response_mask",
+        ),
+        hyperparameters={
+            "kl_coefficient": COEFFICIENTS,
+            "entropy_coefficient": COEFFICIENTS,
+            "mode": st.sampled_from(llm.AGGREGATION_MODES),
+        },
+        outputs=("loss",),
+        conventions=_TOKEN_CONVENTIONS
+        + """Output: the scalar actor LOSS agg(policy) + kl_coefficient * agg(kl)
+- entropy_coefficient * agg(entropy): the KL penalty ADDED, the entropy bonus SUBTRACTED, each
+term aggregated in the same mode (as aggregate_loss, normaliser T for
+"seq-mean-token-sum-norm"). entropy_per_token >= 0 at response tokens.""",
+        claim="none (a definition)",
+        draw_arguments=_combined_arguments,
+        error_scale=_combined_scale,
+    ),
+    Spec(
+        name="cispo_token_loss",
+        reference=llm.cispo_token_loss,
+        arguments=("log_probs", "old_log_probs", "advantages", "response_mask"),
+        hyperparameters={"clip_low": CISPO_CLIP_LOW, "clip_high": CLIP_HIGH},
+        outputs=("per_token_loss",),
+        conventions=_TOKEN_CONVENTIONS
+        + """Output [B, T]: the per-token LOSS -sg[w] A log_probs, w = clip(rho, max(1 - clip_low,
+0), 1 + clip_high), rho = exp(log_probs - old_log_probs), sg = stop-gradient (detached); not
+aggregated; 0 where masked. clip_low >= 1 (drawn often) means no lower clip, as MiniMax-M1.
+Gradient w.r.t. log_probs checked: -w A for every token, clipped or not.""",
+        claim="none (a definition)",
+        draw_arguments=_cispo_arguments,
+        error_scale=_cispo_scale,
+        differentiable=("log_probs",),
+        gradient=_cispo_gradient,
+        assumptions=LOG_RATIO_ASSUMPTIONS,
+    ),
+    Spec(
+        name="batch_whitened_advantages",
+        reference=llm.batch_whitened_advantages,
+        arguments=("rewards", "group_ids"),
+        hyperparameters={
+            "epsilon": st.sampled_from([0.0, 1e-8, 1e-6]),
+            "ddof": st.sampled_from([0, 1]),
+        },
+        outputs=("advantages",),
+        conventions="""
+rewards [B] floats, group_ids [B] integers (shuffled, non-contiguous, unequal group sizes, groups
+of one, tied groups). REINFORCE++-baseline: u = r - (mean of the row's group), then whitened
+with the statistics of the WHOLE batch: (u - mean(u)) / (std(u) + epsilon), std with ddof
+(1 = torch.std), epsilon on the std; EXACTLY 0 everywhere when all u are equal (u is exactly 0
+for a tied group or a group of one).""",
+        claim="baseline-unbiased",
+        draw_arguments=lambda hyper: _grouped_rewards(1),
+        error_scale=_batch_whitened_scale,
+    ),
+    Spec(
+        name="gspo_sequence_ratio",
+        reference=llm.gspo_sequence_ratio,
+        arguments=("log_probs", "old_log_probs", "response_mask"),
+        hyperparameters={},
+        outputs=("sequence_ratio",),
+        conventions=_TOKEN_CONVENTIONS
+        + """Output [B]: s_b = exp((1 / |y_b|) sum_t m[b, t] (log_probs - old_log_probs)), the
+GEOMETRIC mean of the token ratios, |y_b| = response tokens of row b; s_b = 1 for an empty
+row.""",
+        claim="none (a definition)",
+        draw_arguments=_gspo_ratio_arguments,
+        error_scale=_gspo_ratio_scale,
         assumptions=LOG_RATIO_ASSUMPTIONS,
     ),
 ]

@@ -1014,3 +1014,19 @@ def test_llm_specs_gradient_leg_with_torch() -> None:
             isolation="none",
         )
         assert report.conforms, str(report)
+
+
+def test_llm_mask_generator_separates_the_aggregation_modes() -> None:
+    """Most generated batches have two non-empty rows of different lengths, so token-mean and
+    seq-mean-token-mean disagree on them (a mutant swapping the modes is caught by drawn
+    modes, without pinning the mode)."""
+    from rlmath.claims.reproducibility import draw_examples
+
+    examples = draw_examples(LLM_SPECS["aggregate_loss"].examples(), SPEC_EXAMPLES, 20240)
+    separating = 0
+    for example in examples:
+        loss, mask = example.arguments["per_token"], example.arguments["response_mask"]
+        token = llm.aggregate_loss(loss, mask, "token-mean")
+        sequence = llm.aggregate_loss(loss, mask, "seq-mean-token-mean")
+        separating += abs(token - sequence) > 1e-9 * (1 + abs(token))
+    assert separating >= SPEC_EXAMPLES // 2, f"{separating} of {SPEC_EXAMPLES} batches separate"

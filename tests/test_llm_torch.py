@@ -202,6 +202,27 @@ EDGE_CASES: dict[str, dict[str, Any]] = {
     "aggregate_loss": TOKEN_EDGE_CASES,
     "gspo_loss": TOKEN_EDGE_CASES,
     "truncated_importance_weights": TOKEN_EDGE_CASES,
+    "masked_importance_weights": {
+        **TOKEN_EDGE_CASES,
+        "ratio exactly 1 (trainer and engine agree)": lambda a: bool(
+            (a["response_mask"] & (a["old_log_probs"] == a["rollout_log_probs"])).any()
+        ),
+    },
+    "kl_penalty_per_token": TOKEN_EDGE_CASES,
+    "kl_reward_to_go": TOKEN_EDGE_CASES,
+    "combined_policy_loss": {
+        **TOKEN_EDGE_CASES,
+        "zero entropy at a response token": lambda a: bool(
+            (a["entropy_per_token"][a["response_mask"]] == 0).any()
+        ),
+    },
+    "cispo_token_loss": TOKEN_EDGE_CASES,
+    "gspo_sequence_ratio": TOKEN_EDGE_CASES,
+    "batch_whitened_advantages": {
+        "group of one": lambda a: bool((_group_sizes(a) == 1).any()),
+        "tied group (zero std)": _has_tied_group,
+        "groups of unequal sizes": lambda a: np.unique(_group_sizes(a)).size >= 2,
+    },
     "masked_whiten": {
         **TOKEN_EDGE_CASES,
         "all response values equal (zero variance)": lambda a: bool(

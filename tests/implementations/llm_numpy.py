@@ -7,6 +7,7 @@ public LLM-RL code and must be rejected by a verdict of that kind.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -370,6 +371,184 @@ def tis_clamp_min(old_log_probs, rollout_log_probs, response_mask, *, cap):  # t
     return np.where(response_mask, np.maximum(np.exp(old_log_probs - rollout_log_probs), cap), 0.0)
 
 
+# --- masked_importance_weights ----------------------------------------------------------------
+
+
+def mis_weights(old_log_probs, rollout_log_probs, response_mask, *, cap):  # type: ignore[no-untyped-def]
+    """The ratio where it is at most the cap; a loop-free NumPy form."""
+    log_ratio = np.where(response_mask, old_log_probs - rollout_log_probs, 0.0)
+    ratio = np.exp(log_ratio)
+    return np.where(response_mask & ~(ratio > cap), ratio, 0.0)
+
+
+def mis_at_or_above_cap(old_log_probs, rollout_log_probs, response_mask, *, cap):  # type: ignore[no-untyped-def]
+    # tokens dropped where ratio >= cap instead of ratio > cap: a ratio equal to the cap is lost
+    ratio = np.exp(np.where(response_mask, old_log_probs - rollout_log_probs, 0.0))
+    return np.where(response_mask & (ratio < cap), ratio, 0.0)
+
+
+# --- kl_penalty_per_token ---------------------------------------------------------------------
+
+
+def kl_penalty_loop(log_probs, reference_log_probs, response_mask, *, estimator):  # type: ignore[no-untyped-def]
+    """Schulman's estimators token by token with math (log r = log pi_ref - log pi)."""
+    out = np.zeros(log_probs.shape)
+    for b, t in zip(*np.nonzero(response_mask), strict=True):
+        log_r = float(reference_log_probs[b, t]) - float(log_probs[b, t])
+        if estimator == "k1":
+            out[b, t] = -log_r
+        elif estimator == "k2":
+            out[b, t] = 0.5 * log_r * log_r
+        else:
+            out[b, t] = math.expm1(log_r) - log_r
+    return out
+
+
+def kl_penalty_k3_inverted(log_probs, reference_log_probs, response_mask, *, estimator):  # type: ignore[no-untyped-def]
+    # k3 with the ratio inverted: log r = log pi - log pi_ref (an estimate of KL(pi_ref || pi))
+    if estimator != "k3":
+        return kl_penalty_loop(log_probs, reference_log_probs, response_mask, estimator=estimator)
+    log_r = np.where(response_mask, log_probs - reference_log_probs, 0.0)
+    return np.where(response_mask, np.expm1(log_r) - log_r, 0.0)
+
+
+# --- kl_reward_to_go --------------------------------------------------------------------------
+
+
+def kl_reward_to_go_loop(log_probs, reference_log_probs, response_mask, *, kl_coefficient):  # type: ignore[no-untyped-def]
+    """A running sum from the last token back, skipping masked positions."""
+    out = np.zeros(log_probs.shape)
+    for b in range(log_probs.shape[0]):
+        running = 0.0
+        for t in reversed(range(log_probs.shape[1])):
+            if response_mask[b, t]:
+                running += -kl_coefficient * (
+                    float(log_probs[b, t]) - float(reference_log_probs[b, t])
+                )
+                out[b, t] = running
+    return out
+
+
+def kl_reward_summed_from_start(log_probs, reference_log_probs, response_mask, *, kl_coefficient):  # type: ignore[no-untyped-def]
+    # cumsum from the first token (the KL accumulated so far), not to the end
+    rewards = np.where(response_mask, -kl_coefficient * (log_probs - reference_log_probs), 0.0)
+    return np.where(response_mask, np.cumsum(rewards, axis=1), 0.0)
+
+
+# --- combined_policy_loss ---------------------------------------------------------------------
+
+
+def _aggregate(per_token, response_mask, mode):  # type: ignore[no-untyped-def]
+    return aggregate_verl_style(np.where(response_mask, per_token, 0.0), response_mask, mode)
+
+
+def combined_verl_style(
+    policy_loss_per_token,
+    kl_per_token,
+    entropy_per_token,
+    response_mask,
+    *,
+    kl_coefficient,
+    entropy_coefficient,
+    mode,
+):  # type: ignore[no-untyped-def]
+    """verl's dp_actor: pg_loss - entropy_coeff * entropy + kl_loss * kl_loss_coef."""
+    pg_loss = _aggregate(policy_loss_per_token, response_mask, mode)
+    entropy = _aggregate(entropy_per_token, response_mask, mode)
+    kl_loss = _aggregate(kl_per_token, response_mask, mode)
+    return pg_loss - entropy_coefficient * entropy + kl_loss * kl_coefficient
+
+
+def combined_kl_subtracted(
+    policy_loss_per_token,
+    kl_per_token,
+    entropy_per_token,
+    response_mask,
+    *,
+    kl_coefficient,
+    entropy_coefficient,
+    mode,
+):  # type: ignore[no-untyped-def]
+    # the KL penalty subtracted from the loss (the objective's sign): pushes pi away from pi_ref
+    pg_loss = _aggregate(policy_loss_per_token, response_mask, mode)
+    entropy = _aggregate(entropy_per_token, response_mask, mode)
+    kl_loss = _aggregate(kl_per_token, response_mask, mode)
+    return pg_loss - entropy_coefficient * entropy - kl_loss * kl_coefficient
+
+
+# --- cispo_token_loss -------------------------------------------------------------------------
+
+
+def cispo_loop(log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high):  # type: ignore[no-untyped-def]
+    out = np.zeros(log_probs.shape)
+    for b, t in zip(*np.nonzero(response_mask), strict=True):
+        rho = math.exp(float(log_probs[b, t]) - float(old_log_probs[b, t]))
+        weight = min(max(rho, 1.0 - clip_low), 1.0 + clip_high)
+        out[b, t] = -weight * float(advantages[b, t]) * float(log_probs[b, t])
+    return out
+
+
+def cispo_symmetric_clip(
+    log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high
+):  # type: ignore[no-untyped-def]
+    # the weight clipped on both sides by clip_high (PPO's symmetric range), although CISPO
+    # clips below only by clip_low (MiniMax-M1: effectively not at all)
+    m = response_mask.astype(np.float64)
+    ratio = np.exp((log_probs - old_log_probs) * m)
+    weight = np.clip(ratio, 1 - clip_high, 1 + clip_high)
+    return -weight * advantages * log_probs * m + 0.0
+
+
+# --- batch_whitened_advantages ----------------------------------------------------------------
+
+
+def _whiten_batch(values, epsilon, ddof):  # type: ignore[no-untyped-def]
+    if values.max() == values.min():
+        return np.zeros(values.shape)
+    return (values - values.mean()) / (values.std(ddof=ddof) + epsilon)
+
+
+def batch_whitened_dict_loop(rewards, group_ids, *, epsilon, ddof):  # type: ignore[no-untyped-def]
+    """Group means from a dict of members, then the batch statistics (OpenRLHF's order)."""
+    groups: dict[int, list[int]] = {}
+    for i, g in enumerate(group_ids.tolist()):
+        groups.setdefault(g, []).append(i)
+    centred = np.zeros(rewards.shape)
+    for members in groups.values():
+        values = rewards[members]
+        if values.max() != values.min():
+            centred[members] = values - values.mean()
+    return _whiten_batch(centred, epsilon, ddof)
+
+
+def batch_whitened_no_baseline(rewards, group_ids, *, epsilon, ddof):  # type: ignore[no-untyped-def]
+    # plain REINFORCE++ whitening: the group mean (the baseline) never subtracted
+    return _whiten_batch(rewards, epsilon, ddof)
+
+
+# --- gspo_sequence_ratio ----------------------------------------------------------------------
+
+
+def gspo_ratio_loop(log_probs, old_log_probs, response_mask):  # type: ignore[no-untyped-def]
+    out = np.ones(log_probs.shape[0])
+    for b in range(log_probs.shape[0]):
+        terms = [
+            float(x) - float(y)
+            for x, y, keep in zip(log_probs[b], old_log_probs[b], response_mask[b], strict=True)
+            if keep
+        ]
+        if terms:
+            out[b] = math.exp(math.fsum(terms) / len(terms))
+    return out
+
+
+def gspo_ratio_arithmetic_mean(log_probs, old_log_probs, response_mask):  # type: ignore[no-untyped-def]
+    # the arithmetic mean of the token ratios instead of the geometric mean
+    m = response_mask.astype(np.float64)
+    ratios = np.exp((log_probs - old_log_probs) * m) * m
+    return np.where(m.sum(-1) > 0, ratios.sum(-1) / np.maximum(m.sum(-1), 1), 1.0)
+
+
 CORRECT = [
     ("ppo_token_loss", ppo_token_verl_style),
     ("ppo_token_loss", ppo_token_loop),
@@ -380,6 +559,13 @@ CORRECT = [
     ("masked_whiten", whiten_two_pass),
     ("gspo_loss", gspo_token_level),
     ("truncated_importance_weights", tis_weights),
+    ("masked_importance_weights", mis_weights),
+    ("kl_penalty_per_token", kl_penalty_loop),
+    ("kl_reward_to_go", kl_reward_to_go_loop),
+    ("combined_policy_loss", combined_verl_style),
+    ("cispo_token_loss", cispo_loop),
+    ("batch_whitened_advantages", batch_whitened_dict_loop),
+    ("gspo_sequence_ratio", gspo_ratio_loop),
 ]
 
 MUTANTS = [
@@ -409,4 +595,11 @@ MUTANTS = [
     ("gspo_loss", gspo_counts_empty_rows, {"wrong value"}, "empty rows counted"),
     ("truncated_importance_weights", tis_inverted_ratio, {"wrong value"}, "mu / pi_old"),
     ("truncated_importance_weights", tis_clamp_min, {"wrong value"}, "clamp(min=cap)"),
+    ("masked_importance_weights", mis_at_or_above_cap, {"wrong value"}, ">= cap dropped"),
+    ("kl_penalty_per_token", kl_penalty_k3_inverted, {"wrong value"}, "k3 ratio inverted"),
+    ("kl_reward_to_go", kl_reward_summed_from_start, {"wrong value"}, "summed from the start"),
+    ("combined_policy_loss", combined_kl_subtracted, {"wrong value"}, "KL term subtracted"),
+    ("cispo_token_loss", cispo_symmetric_clip, {"wrong value"}, "clipped on both sides"),
+    ("batch_whitened_advantages", batch_whitened_no_baseline, {"wrong value"}, "no group mean"),
+    ("gspo_sequence_ratio", gspo_ratio_arithmetic_mean, {"wrong value"}, "arithmetic mean"),
 ]

@@ -511,6 +511,278 @@ def tis_mask_after_exp(old_log_probs, rollout_log_probs, response_mask, *, cap):
     return ratio * response_mask.to(ratio.dtype)
 
 
+# --- masked_importance_weights ----------------------------------------------------------------
+
+
+def mis_verl(old_log_probs, rollout_log_probs, response_mask, *, cap):  # type: ignore[no-untyped-def]
+    """verl-style: log-ratio masked first, a keep-mask ``ratio <= cap`` multiplied in."""
+    log_ratio = torch.where(response_mask, old_log_probs - rollout_log_probs, 0.0)
+    ratio = torch.exp(log_ratio)
+    keep = (ratio <= cap) & response_mask
+    return ratio * keep.to(ratio.dtype)
+
+
+def mis_truncated(old_log_probs, rollout_log_probs, response_mask, *, cap):  # type: ignore[no-untyped-def]
+    # TIS where MIS was asked: ratios above the cap truncated to the cap instead of dropped
+    return tis_verl(old_log_probs, rollout_log_probs, response_mask, cap=cap)
+
+
+def mis_at_or_above_cap(old_log_probs, rollout_log_probs, response_mask, *, cap):  # type: ignore[no-untyped-def]
+    # torch.where(ratio >= cap, 0, ratio): a ratio equal to the cap (rho = 1, cap = 1) dropped
+    ratio = torch.exp(torch.where(response_mask, old_log_probs - rollout_log_probs, 0.0))
+    return torch.where(response_mask & (ratio < cap), ratio, 0.0)
+
+
+# --- kl_penalty_per_token ---------------------------------------------------------------------
+
+
+def kl_penalty_verl(log_probs, reference_log_probs, response_mask, *, estimator):  # type: ignore[no-untyped-def]
+    """verl ``kl_penalty``: kl = logprob - ref_logprob; "mse" 0.5 kl^2; "low_var_kl"
+    exp(-kl) - 1 + kl (without verl's clamp); the difference masked before the exponential."""
+    kl = torch.where(response_mask, log_probs - reference_log_probs, 0.0)
+    if estimator == "k1":
+        out = kl
+    elif estimator == "k2":
+        out = 0.5 * kl.square()
+    else:
+        ratio = torch.exp(-kl)
+        out = ratio - 1 - (-kl)
+    return torch.where(response_mask, out, 0.0)
+
+
+def kl_penalty_k3_inverted(log_probs, reference_log_probs, response_mask, *, estimator):  # type: ignore[no-untyped-def]
+    # k3 with log r = log pi - log pi_ref: exp(kl) - 1 - kl
+    if estimator != "k3":
+        return kl_penalty_verl(log_probs, reference_log_probs, response_mask, estimator=estimator)
+    kl = torch.where(response_mask, log_probs - reference_log_probs, 0.0)
+    return torch.where(response_mask, torch.expm1(kl) - kl, 0.0)
+
+
+def kl_penalty_no_grad(log_probs, reference_log_probs, response_mask, *, estimator):  # type: ignore[no-untyped-def]
+    # the reward-path KL (computed from detached log-probs) used as a loss: zero gradient
+    return kl_penalty_verl(
+        log_probs.detach(), reference_log_probs, response_mask, estimator=estimator
+    )
+
+
+# --- kl_reward_to_go --------------------------------------------------------------------------
+
+
+def kl_reward_to_go_flip(log_probs, reference_log_probs, response_mask, *, kl_coefficient):  # type: ignore[no-untyped-def]
+    """flip / cumsum / flip of the masked per-token reward -beta (log pi - log pi_ref)."""
+    kl = torch.where(response_mask, log_probs - reference_log_probs, 0.0)
+    rewards = -kl_coefficient * kl
+    to_go = torch.flip(torch.cumsum(torch.flip(rewards, dims=[-1]), dim=-1), dims=[-1])
+    return torch.where(response_mask, to_go, 0.0)
+
+
+def kl_reward_to_go_openrlhf(log_probs, reference_log_probs, response_mask, *, kl_coefficient):  # type: ignore[no-untyped-def]
+    """OpenRLHF ``get_cumulative_returns`` (gamma = 1): a loop over t backwards."""
+    mask = response_mask.to(log_probs.dtype)
+    rewards = -kl_coefficient * (log_probs - reference_log_probs) * mask
+    returns = torch.zeros_like(rewards)
+    cumulative = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
+    for t in reversed(range(rewards.shape[1])):
+        cumulative = rewards[:, t] + cumulative
+        returns[:, t] = cumulative
+    return returns * mask
+
+
+def kl_reward_not_summed(log_probs, reference_log_probs, response_mask, *, kl_coefficient):  # type: ignore[no-untyped-def]
+    # the per-token reward -beta k1 returned as it is, not summed to go
+    kl = torch.where(response_mask, log_probs - reference_log_probs, 0.0)
+    return -kl_coefficient * kl
+
+
+def kl_reward_masked_after_sum(log_probs, reference_log_probs, response_mask, *, kl_coefficient):  # type: ignore[no-untyped-def]
+    # summed to go over every position (padding and holes included), masked only at the end
+    rewards = -kl_coefficient * (log_probs - reference_log_probs)
+    to_go = torch.flip(torch.cumsum(torch.flip(rewards, dims=[-1]), dim=-1), dims=[-1])
+    return torch.where(response_mask, to_go, 0.0)
+
+
+# --- combined_policy_loss ---------------------------------------------------------------------
+
+
+def combined_verl(
+    policy_loss_per_token,
+    kl_per_token,
+    entropy_per_token,
+    response_mask,
+    *,
+    kl_coefficient,
+    entropy_coefficient,
+    mode,
+):  # type: ignore[no-untyped-def]
+    """verl ``dp_actor``: ``policy_loss = pg_loss - entropy_loss * entropy_coeff`` then
+    ``+ kl_loss * kl_loss_coef``, every term by ``agg_loss`` in the same mode."""
+    pg_loss = aggregate_verl(policy_loss_per_token, response_mask, mode)
+    entropy_loss = aggregate_verl(entropy_per_token, response_mask, mode)
+    policy_loss = pg_loss - entropy_loss * entropy_coefficient
+    kl_loss = aggregate_verl(kl_per_token, response_mask, mode)
+    return policy_loss + kl_loss * kl_coefficient
+
+
+def combined_trl(
+    policy_loss_per_token,
+    kl_per_token,
+    entropy_per_token,
+    response_mask,
+    *,
+    kl_coefficient,
+    entropy_coefficient,
+    mode,
+):  # type: ignore[no-untyped-def]
+    """TRL-style: the per-token loss -(objective - beta kl + c H) first, then aggregated once
+    (aggregation is linear, so this equals the sum of the aggregated terms)."""
+    per_token = policy_loss_per_token + kl_coefficient * kl_per_token
+    per_token = per_token - entropy_coefficient * entropy_per_token
+    return aggregate_nanmean(per_token, response_mask, mode)
+
+
+def combined_entropy_added(
+    policy_loss_per_token,
+    kl_per_token,
+    entropy_per_token,
+    response_mask,
+    *,
+    kl_coefficient,
+    entropy_coefficient,
+    mode,
+):  # type: ignore[no-untyped-def]
+    # the entropy bonus added to the loss: minimising it lowers the entropy
+    pg_loss = aggregate_verl(policy_loss_per_token, response_mask, mode)
+    entropy_loss = aggregate_verl(entropy_per_token, response_mask, mode)
+    kl_loss = aggregate_verl(kl_per_token, response_mask, mode)
+    return pg_loss + entropy_loss * entropy_coefficient + kl_loss * kl_coefficient
+
+
+def combined_kl_token_mean(
+    policy_loss_per_token,
+    kl_per_token,
+    entropy_per_token,
+    response_mask,
+    *,
+    kl_coefficient,
+    entropy_coefficient,
+    mode,
+):  # type: ignore[no-untyped-def]
+    # older verl: kl_loss = masked_mean(kld, response_mask), the token-mean whatever the mode
+    pg_loss = aggregate_verl(policy_loss_per_token, response_mask, mode)
+    entropy_loss = aggregate_verl(entropy_per_token, response_mask, mode)
+    kl_loss = aggregate_verl(kl_per_token, response_mask, "token-mean")
+    return pg_loss - entropy_loss * entropy_coefficient + kl_loss * kl_coefficient
+
+
+# --- cispo_token_loss -------------------------------------------------------------------------
+
+
+def cispo_verl(log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high):  # type: ignore[no-untyped-def]
+    """verl ``compute_policy_loss_cispo``: clamp the ratio, ``detach`` it, times -A log pi."""
+    log_ratio = torch.where(response_mask, log_probs - old_log_probs, 0.0)
+    ratio = torch.exp(log_ratio)
+    weight = torch.clamp(ratio, min=max(1 - clip_low, 0.0), max=1 + clip_high).detach()
+    advantages = torch.where(response_mask, advantages, 0.0)
+    return torch.where(response_mask, -weight * advantages * log_probs, 0.0)
+
+
+def cispo_surrogate_form(
+    log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high
+):  # type: ignore[no-untyped-def]
+    """The weight in log space (min / max of the log-ratio), multiplied in as a constant
+    tensor built under ``torch.no_grad``."""
+    with torch.no_grad():
+        log_ratio = torch.where(response_mask, log_probs - old_log_probs, 0.0)
+        upper = math.log1p(clip_high)
+        log_weight = torch.clamp(log_ratio, max=upper)
+        if clip_low < 1:
+            log_weight = torch.clamp(log_weight, min=math.log1p(-clip_low))
+        weight = torch.exp(log_weight)
+    mask = response_mask.to(log_probs.dtype)
+    return -(weight * torch.where(response_mask, advantages, 0.0)) * (log_probs * mask)
+
+
+def cispo_weight_not_detached(
+    log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high
+):  # type: ignore[no-untyped-def]
+    # the stop-gradient forgotten: the gradient flows through the clipped weight as well
+    log_ratio = torch.where(response_mask, log_probs - old_log_probs, 0.0)
+    weight = torch.clamp(torch.exp(log_ratio), min=max(1 - clip_low, 0.0), max=1 + clip_high)
+    advantages = torch.where(response_mask, advantages, 0.0)
+    return torch.where(response_mask, -weight * advantages * log_probs, 0.0)
+
+
+def cispo_symmetric_clip(
+    log_probs, old_log_probs, advantages, response_mask, *, clip_low, clip_high
+):  # type: ignore[no-untyped-def]
+    # clamp(ratio, 1 - clip_high, 1 + clip_high): clipped below although CISPO clips only above
+    return cispo_verl(
+        log_probs, old_log_probs, advantages, response_mask, clip_low=clip_high, clip_high=clip_high
+    )
+
+
+# --- batch_whitened_advantages ----------------------------------------------------------------
+
+
+def _whiten_batch(values, epsilon, ddof):  # type: ignore[no-untyped-def]
+    if bool(values.max() == values.min()):
+        return torch.zeros_like(values)
+    return (values - values.mean()) / (values.std(correction=ddof) + epsilon)
+
+
+def batch_whitened_openrlhf(rewards, group_ids, *, epsilon, ddof):  # type: ignore[no-untyped-def]
+    """OpenRLHF ``reinforce_baseline``: subtract the group mean (``index_add_`` over the
+    shuffled ids; tied groups exactly 0), then whiten with the batch mean and ``torch.std``."""
+    inverse, counts = _groups(group_ids)
+    groups = counts.numel()
+    mean = (_group_sum(rewards, inverse, groups) / counts.to(rewards.dtype))[inverse]
+    centred = torch.where(_tied(rewards, inverse, groups), 0.0, rewards - mean)
+    return _whiten_batch(centred, epsilon, ddof)
+
+
+def batch_whitened_group_std(rewards, group_ids, *, epsilon, ddof):  # type: ignore[no-untyped-def]
+    # GRPO's per-group std where REINFORCE++ uses the batch std
+    return grpo_scatter(rewards, group_ids, epsilon=epsilon, ddof=ddof)
+
+
+def batch_whitened_sample_std_always(rewards, group_ids, *, epsilon, ddof):  # type: ignore[no-untyped-def]
+    # torch.std's default correction = 1, whatever ddof is asked
+    return batch_whitened_openrlhf(rewards, group_ids, epsilon=epsilon, ddof=1)
+
+
+# --- gspo_sequence_ratio ----------------------------------------------------------------------
+
+
+def gspo_ratio_verl(log_probs, old_log_probs, response_mask):  # type: ignore[no-untyped-def]
+    """verl: masked sum of the log-ratio over ``lengths.clamp(min=1)``, then exp."""
+    mean, _ = _sequence_log_ratio(
+        torch.where(response_mask, log_probs, 0.0),
+        torch.where(response_mask, old_log_probs, 0.0),
+        response_mask,
+    )
+    return torch.exp(mean)
+
+
+def gspo_ratio_nanmean(log_probs, old_log_probs, response_mask):  # type: ignore[no-untyped-def]
+    """NaN padding and ``nanmean``; an empty row's NaN mean replaced by 0 (ratio 1)."""
+    log_ratio = torch.where(response_mask, log_probs - old_log_probs, torch.nan)
+    mean = torch.nan_to_num(log_ratio.nanmean(dim=-1), nan=0.0)
+    return torch.exp(mean)
+
+
+def gspo_ratio_unnormalised(log_probs, old_log_probs, response_mask):  # type: ignore[no-untyped-def]
+    # the plain sequence ratio pi / pi_old: no 1 / |y| power
+    log_ratio = torch.where(response_mask, log_probs - old_log_probs, 0.0)
+    return torch.exp(log_ratio.sum(dim=-1))
+
+
+def gspo_ratio_empty_row_nan(log_probs, old_log_probs, response_mask):  # type: ignore[no-untyped-def]
+    # sum / length without clamp(min=1): an empty row gives exp(0 / 0) = NaN
+    mask = response_mask.to(log_probs.dtype)
+    log_ratio = torch.where(response_mask, log_probs - old_log_probs, 0.0)
+    return torch.exp(log_ratio.sum(dim=-1) / mask.sum(dim=-1))
+
+
 class Variant(NamedTuple):
     """A correct implementation: accepted in float64 and float32 with ``options`` of check."""
 
@@ -551,6 +823,17 @@ TORCH_CORRECT: list[Variant] = [
     Variant("gspo_loss", gspo_token_verl),
     Variant("truncated_importance_weights", tis_verl),
     Variant("truncated_importance_weights", tis_log_space),
+    Variant("masked_importance_weights", mis_verl),
+    Variant("kl_penalty_per_token", kl_penalty_verl),
+    Variant("kl_reward_to_go", kl_reward_to_go_flip),
+    Variant("kl_reward_to_go", kl_reward_to_go_openrlhf),
+    Variant("combined_policy_loss", combined_verl),
+    Variant("combined_policy_loss", combined_trl),
+    Variant("cispo_token_loss", cispo_verl),
+    Variant("cispo_token_loss", cispo_surrogate_form),
+    Variant("batch_whitened_advantages", batch_whitened_openrlhf),
+    Variant("gspo_sequence_ratio", gspo_ratio_verl),
+    Variant("gspo_sequence_ratio", gspo_ratio_nanmean),
 ]
 
 VALUE = frozenset({"wrong value"})
@@ -569,15 +852,13 @@ TORCH_MUTANTS: list[Mutant] = [
         VALUE,
         "token-mean by local micro-batch token counts",
     ),
-    # Drawn modes catch it in only ~4% of examples (most batches have one row or equal
-    # lengths): checked in the mode the bug lives in.
+    # with the mode drawn (not pinned): most generated batches have two rows of different
+    # non-zero lengths, where the two means differ
     Mutant(
         "aggregate_loss",
         aggregate_seq_mean_as_token_mean,
         VALUE,
         "token-mean over the batch instead of per sequence",
-        options={"hyperparameters": {"mode": "seq-mean-token-mean"}},
-        slow=True,  # 3 s of shrinking; gspo_token_mean is the same bug class
     ),
     Mutant(
         "aggregate_loss",
@@ -616,6 +897,51 @@ TORCH_MUTANTS: list[Mutant] = [
         tis_mask_after_exp,
         VALUE_OR_NAN,
         "mask after exp: 0 * inf",
+        slow=True,
+    ),
+    Mutant("masked_importance_weights", mis_truncated, VALUE, "truncated, not masked"),
+    # the same bug as llm_numpy's mis_at_or_above_cap, which runs by default
+    Mutant("masked_importance_weights", mis_at_or_above_cap, VALUE, ">= cap dropped", slow=True),
+    Mutant(
+        "kl_penalty_per_token",
+        kl_penalty_k3_inverted,
+        VALUE_OR_GRADIENT,
+        "k3 ratio inverted",
+        slow=True,  # 2.5 s of shrinking; llm_numpy's kl_penalty_k3_inverted runs by default
+    ),
+    Mutant("kl_penalty_per_token", kl_penalty_no_grad, GRADIENT, "log-probs detached"),
+    Mutant("kl_reward_to_go", kl_reward_not_summed, VALUE, "not summed to go"),
+    Mutant(
+        "kl_reward_to_go",
+        kl_reward_masked_after_sum,
+        VALUE,
+        "padding summed, masked after",
+        slow=True,
+    ),
+    Mutant("combined_policy_loss", combined_entropy_added, VALUE, "entropy bonus added"),
+    Mutant(
+        "combined_policy_loss",
+        combined_kl_token_mean,
+        VALUE,
+        "KL term always token-mean",
+        slow=True,
+    ),
+    Mutant("cispo_token_loss", cispo_weight_not_detached, GRADIENT, "weight not detached"),
+    Mutant(
+        "cispo_token_loss",
+        cispo_symmetric_clip,
+        VALUE_OR_GRADIENT,
+        "clipped below too",
+        slow=True,  # llm_numpy's cispo_symmetric_clip runs by default
+    ),
+    Mutant("batch_whitened_advantages", batch_whitened_group_std, VALUE, "per-group std"),
+    Mutant("batch_whitened_advantages", batch_whitened_sample_std_always, VALUE, "ddof ignored"),
+    Mutant("gspo_sequence_ratio", gspo_ratio_unnormalised, VALUE, "no 1 / |y| power"),
+    Mutant(
+        "gspo_sequence_ratio",
+        gspo_ratio_empty_row_nan,
+        VALUE_OR_NAN,
+        "empty row 0 / 0",
         slow=True,
     ),
 ]
