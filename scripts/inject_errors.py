@@ -96,7 +96,7 @@ class InjectedError:
     Attributes:
         id: unique kebab-case id (the prefix names the area: ``pf-`` proofs, ``ex-`` exact,
             ``sa-`` sampling, ``es-`` estimators, ``st-`` statistics, ``to-`` tolerances,
-            ``sy-`` symbolic, ``cl-`` claims, ``rf-`` reference, ``sq-`` sequence_model).
+            ``sy-`` symbolic, ``cl-`` claims, ``rf-`` reference, ``sq-`` sequence_model, ``ll-`` llm_reference).
         file: path relative to the repository root.
         kind: the class of bug (sign flip, dropped factor, off-by-one, ...).
         description: what is wrong, in one line.
