@@ -53,6 +53,34 @@ REQUIRED_IDS = (
     "bradley-terry-reference",
     "group-normalized-advantages-reference",
     "normalized-advantages-reference",
+    # the rest of rlmath.reference (proofs/reference_actor_critic.py)
+    "policy-gradient-loss-reference",
+    "categorical-entropy-reference",
+    "adaptive-kl-coefficient-reference",
+    "conservative-dpo-loss-reference",
+    "robust-dpo-loss-reference",
+    "ipo-loss-reference",
+    "hinge-loss-reference",
+    "dual-clip-ppo-loss-reference",
+    "actor-critic-loss-reference",
+    "vtrace-targets-reference",
+    # LLM-RL (issue "LLM-RL mathematics")
+    "llm-sequence-policy-gradient",
+    "llm-token-k1-loss-zero-gradient",
+    "llm-k1-reward-to-go-sequence-kl-gradient",
+    "llm-token-k2-loss-partial-kl-gradient",
+    "llm-token-k3-loss-per-token-forward-kl",
+    "llm-ppo-surrogate-gradient-at-old",
+    "gspo-gradient-at-old",
+    "ppo-clip-zeroes-gradient",
+    "gradient-accumulation-normalisation",
+    "mismatch-ratio-factorisation",
+    "truncated-is-bias",
+    "masked-importance-sampling",
+    "token-vs-sequence-correction",
+    # the calibration of the Monte-Carlo legs
+    "bonferroni-false-alarm",
+    "sample-size-reaches-power",
 )
 
 
