@@ -8,7 +8,6 @@ leave `rlmath verify` green (issue "The reference under proof").
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
