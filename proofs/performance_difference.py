@@ -81,6 +81,7 @@ from rlmath.testing import (
     tabular_mdps,
 )
 from rlmath.tolerances import (
+    RESOLUTION_FACTOR,
     discounted_condition_number,
     exact_rtol,
 )
@@ -234,8 +235,10 @@ def lemma_rtol(example) -> float:
 
 
 def lemma_resolvable(example) -> bool:
-    """Skip examples whose objective difference is below 1000 rounding errors (no resolution)."""
-    return abs(objective_difference(example)) > 4e3 * _rounding_bound(example[0])
+    """Skip examples whose rtol would exceed MAX_EXACT_RTOL / 2 (no resolution)."""
+    return abs(objective_difference(example)) > 4.0 * RESOLUTION_FACTOR * _rounding_bound(
+        example[0]
+    )
 
 
 def _with_reference(pair):
@@ -480,10 +483,12 @@ def surrogate_rtol(example) -> float:
 
 
 def surrogate_resolvable(example) -> bool:
-    """Skip examples whose gradient is below 1000 finite-difference error bounds."""
+    """Skip examples whose rtol (:func:`surrogate_rtol`) would exceed MAX_EXACT_RTOL / 2."""
     mdp, reference, _, _ = example
     gradient_, fd_bound = central_differences(mdp, reference)
-    return float(np.abs(gradient_).max()) > 1e3 * fd_bound
+    if not float(np.abs(gradient_).max()) > RESOLUTION_FACTOR * fd_bound:
+        return False
+    return surrogate_rtol(example) <= 1.0 / RESOLUTION_FACTOR
 
 
 def _with_direction(pair):
@@ -706,8 +711,8 @@ def off_reference_target(reference: SoftmaxPolicy) -> SoftmaxPolicy:
 
 def off_reference_surrogate_gradient(mdp, reference: SoftmaxPolicy) -> np.ndarray:
     r"""$
-abla_	heta J^{	heta'}(	heta)/(1-\gamma)$ at $	heta''$, ``[S, A]``, in closed form:
-    $w'(s)\,\pi''(a|s)\,(A'(s,a) - \sum_b \pi''(b|s) A'(s,b))$ with $w' = d'/(1-\gamma)$."""
+    abla_	heta J^{	heta'}(	heta)/(1-\gamma)$ at $	heta''$, ``[S, A]``, in closed form:
+        $w'(s)\,\pi''(a|s)\,(A'(s,a) - \sum_b \pi''(b|s) A'(s,b))$ with $w' = d'/(1-\gamma)$."""
     weights = exact.occupancy(mdp, reference) / (1.0 - mdp.gamma)
     advantages = exact.advantage(mdp, reference)
     pi = off_reference_target(reference).probabilities()

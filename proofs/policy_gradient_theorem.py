@@ -78,6 +78,7 @@ from rlmath.testing import (
     objective_gradient_by_central_differences,
     tabular_mdps,
 )
+from rlmath.tolerances import RESOLUTION_FACTOR
 
 # ============================================================================ the theorem
 # Non-commuting symbols stand for matrices of any compatible sizes.
@@ -281,13 +282,16 @@ def finite_difference_rtol(example) -> float:
 
 
 def resolvable(example) -> bool:
-    """Whether the gradient exceeds 1000 times the finite-difference error bound.
+    """Whether the gradient exceeds RESOLUTION_FACTOR (2e4) times the finite-difference bound.
 
     Below that (a constant objective, gamma = 0 with equal rewards, ...) central differences
     cannot tell a right formula from a wrong one; such examples are skipped, not passed.
     """
     bound = finite_difference_bound(example)
-    return float(np.abs(finite_difference_gradient(example)).max(initial=0.0)) > 1e3 * bound
+    return (
+        float(np.abs(finite_difference_gradient(example)).max(initial=0.0))
+        > RESOLUTION_FACTOR * bound
+    )
 
 
 examples = mdps_and_policies(tabular_mdps(max_states=4, max_actions=3), max_abs_logit=3.0).filter(
@@ -421,10 +425,10 @@ def _with_action(example):
 
 
 def _column_resolvable(example) -> bool:
-    """Column k of the gradient above 1000 finite-difference error bounds (else skipped)."""
+    """Column k of the gradient above RESOLUTION_FACTOR error bounds (else skipped)."""
     mdp, policy, k_ = example
     gradient, bound = _central_differences(mdp, policy)
-    return float(np.abs(gradient[:, k_]).max(initial=0.0)) > 1e3 * bound
+    return float(np.abs(gradient[:, k_]).max(initial=0.0)) > RESOLUTION_FACTOR * bound
 
 
 softmax_examples = (

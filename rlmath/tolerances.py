@@ -32,6 +32,12 @@ PROBABILITY_SUM_ATOL: float = 1e-9
 #: leg reports an error (not a verdict) when any example's tolerance exceeds this.
 MAX_EXACT_RTOL: float = 1e-4
 
+#: An example of an exact leg is *resolvable* when the compared quantity exceeds this many
+#: times its error bound; its relative tolerance (bound / size) is then at most
+#: ``MAX_EXACT_RTOL / 2``, inside the limit above. Examples below it are skipped (filtered),
+#: never passed: there the comparison cannot tell a right formula from a wrong one.
+RESOLUTION_FACTOR: float = 2.0 / MAX_EXACT_RTOL
+
 #: Residual bound for the Krylov solves of $(I - \gamma P_\pi) x = b$ (rlmath.exact). For the
 #: value solve we require $\|M x - b\|_\infty \le \delta \|b\|_\infty$; since
 #: $\|M^{-1}\|_\infty \le 1/(1-\gamma)$ this bounds the error by
