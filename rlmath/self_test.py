@@ -11,7 +11,8 @@ while its guarantee is gone. These checks make such a defect fail the run itself
   tripping its own sanity check, **and proves their true forms**;
 - **random points refute** the false steps (the refutation that judges symbolic mutants);
 - **the acceptance-side sanity check** catches a deliberately unsound rewriting, and
-  ``is_nonnegative`` does not take an unknown sign for a non-negative one;
+  ``is_nonnegative`` does not take an unknown sign for a non-negative one; an inequality step
+  is accepted only with a gap proved equal to the difference *and* non-negative;
 - **a crashing mutant is a defect, not a rejection**, and a wrong mutant is rejected, on a
   tiny canary claim run through :func:`rlmath.verify.verify_claim`;
 - **the exact legs' conditioning bound is attained**: $\kappa_\infty(I - \gamma P) =
@@ -319,6 +320,20 @@ def nonnegativity_is_decided_not_assumed() -> str:
     return "signs proved where known, refused where unknown"
 
 
+def inequality_steps_need_a_nonnegative_gap() -> str:
+    """x <= x + y is refused for real y (gap of unknown sign), proved for positive p."""
+    from rlmath.claims import Derivation, Step
+
+    def chain(gap: Any) -> Any:
+        return Derivation("gap", (Step(_x, "start"), Step(_x + gap, "add the gap", "<=", gap)))
+
+    _check(chain(_p).check_step(1) is not None, "x <= x + p with p > 0 is not proved")
+    _check(chain(_y).check_step(1) is None, "x <= x + y is accepted with y of unknown sign")
+    wrong = Derivation("gap", (Step(_x, "start"), Step(_x + _p, "a wrong gap", "<=", 2 * _p)))
+    _check(wrong.check_step(1) is None, "an inequality step is accepted with a wrong gap")
+    return "inequality steps proved only with a proved, non-negative gap"
+
+
 def _canary_claim() -> Any:
     """A tiny claim: (x + 1)^2 = x^2 + 2x + 1, a wrong mutant and a crashing mutant."""
     from hypothesis import strategies as st
@@ -427,6 +442,7 @@ SELF_TESTS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("random points refute false steps", random_points_refute_false_steps),
     ("sanity check catches unsound rewriting", sanity_check_catches_unsound_rewriting),
     ("non-negativity decided, not assumed", nonnegativity_is_decided_not_assumed),
+    ("inequality steps need a non-negative gap", inequality_steps_need_a_nonnegative_gap),
     ("a crash is a defect, not a rejection", verdicts_need_a_verdict),
     ("conditioning bound attained", discount_conditioning_bound_is_attained),
 )

@@ -75,3 +75,10 @@ def test_the_prover_table_is_large_enough():
 def test_each_self_test_says_what_it_checked(shipped):
     for check in shipped:
         assert check.detail and check.seconds >= 0
+
+
+def test_an_inequality_rule_that_skips_the_sign_check_fails_the_self_test(monkeypatch):
+    from rlmath.claims import symbolic_leg
+
+    monkeypatch.setattr(symbolic_leg, "is_nonnegative", lambda gap: True)
+    assert "unknown sign" in _failing("inequality steps need a non-negative gap").detail
