@@ -346,7 +346,8 @@ def _break_step(claim: Claim, derivation_index: int, step_index: int) -> Claim:
     steps[step_index] = replace(steps[step_index], expression=broken)
     derivations = list(claim.symbolic.derivations)
     derivations[derivation_index] = replace(derivation, steps=tuple(steps))
-    return replace(claim, symbolic=SymbolicLeg(tuple(derivations)))
+    # keep the leg's case analyses (and anything else it holds): only the one step changes
+    return replace(claim, symbolic=replace(claim.symbolic, derivations=tuple(derivations)))
 
 
 def _some_steps():
