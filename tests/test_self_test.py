@@ -74,7 +74,7 @@ def test_the_prover_table_is_large_enough():
 
 def test_each_self_test_says_what_it_checked(shipped):
     for check in shipped:
-        assert check.detail and check.seconds >= 0
+        assert check.detail  # what was verified, in words (the timing is reported, not tested)
 
 
 def test_an_inequality_rule_that_skips_the_sign_check_fails_the_self_test(monkeypatch):
