@@ -39,9 +39,10 @@ def test_a_prover_that_proves_nothing_fails_the_self_test(monkeypatch):
     assert "is not proved" in _failing("prover proves true forms").detail
 
 
-def test_a_disabled_sanity_check_fails_the_self_test(monkeypatch):
-    monkeypatch.setattr(symbolic, "_sanity_check", lambda a, b, method: None)
-    assert "no sanity check fired" in _failing("sanity check catches unsound rewriting").detail
+def test_a_disabled_numeric_screen_fails_the_self_test(monkeypatch):
+    monkeypatch.setattr(symbolic, "_screened_out", lambda a, b: False)
+    detail = _failing("numeric screen stops an unsound rewriting").detail
+    assert "the numeric screen did not run" in detail
 
 
 def test_an_error_counted_as_rejection_fails_the_self_test(monkeypatch):

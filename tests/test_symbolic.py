@@ -188,10 +188,11 @@ def test_what_cannot_be_evaluated_is_inconclusive():
 
 
 # ----------------------------------------------------------------------------- prover bugs
-def test_an_unsound_rewriting_is_caught(monkeypatch):
+def test_an_unsound_rewriting_cannot_accept_a_false_step(monkeypatch):
     monkeypatch.setattr(symbolic, "REWRITINGS", (("everything is zero", lambda e: sp.Integer(0)),))
-    with pytest.raises(ProverBug, match="everything is zero"):
-        prove_equal(x**2 + sp.Rational(13, 7), x + sp.Rational(17, 5))
+    assert prove_equal(x**2 + sp.Rational(13, 7), x + sp.Rational(17, 5)) is None
+    # the true step is still "proved" by it: the screen refuses only what a point refutes
+    assert prove_equal(x + 1, 1 + x) == "everything is zero"
 
 
 def test_an_unsound_nonnegativity_is_caught(monkeypatch):
