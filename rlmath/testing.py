@@ -41,6 +41,7 @@ from rlmath.policy import SoftmaxPolicy
 
 __all__ = [
     "NEAR_DETERMINISTIC_MASS",
+    "assert_expected_gradient",
     "central_difference_gradient",
     "discounted_path_sum_moments",
     "discounted_return_moments",
@@ -734,3 +735,68 @@ def sequence_models(
         flags,  # type: ignore[arg-type]
         allow_zero_prompts,
     )
+
+
+# ----------------------------------------------------------------------------- gradient audit
+def assert_expected_gradient(
+    loss: Callable[..., Any],
+    *,
+    objective: str,
+    family: str = "llm",
+    coefficient: float | None = None,
+    **options: Any,
+) -> Any:
+    r"""Assert that ``loss``'s exact expected gradient is $c \nabla$ ``objective`` (an audit).
+
+    Runs :func:`rlmath.audit.audit` with ``objective`` and ``options`` (``group_size``,
+    ``beta``, ``n_models``, ``seed``, ``backend``, ``behaviour``, ``models``, ...) and raises
+    ``AssertionError`` with the audit's summary (closest objective, cosine, residual,
+    decomposition, the sentence naming the difference) unless the verdict is "unbiased" for
+    ``objective`` with $c > 0$ (and $c$ equal to ``coefficient`` within ten times the audit's
+    tolerance, if given). ``objective="0"`` asserts a zero expected gradient.
+
+    Args:
+        loss: the loss of one batch (calling convention: :mod:`rlmath.audit.engine`).
+        objective: a name of :func:`rlmath.audit.named_objective_gradients`, or ``"0"``.
+        family: ``"llm"``.
+        coefficient: the expected $c$, or ``None`` (any $c > 0$).
+        **options: passed to :func:`rlmath.audit.audit`.
+
+    Returns:
+        The :class:`rlmath.audit.AuditReport`.
+
+    Raises:
+        AssertionError: if the loss does not follow ``objective``.
+        ValueError, TypeError: for bad arguments (from the audit).
+
+    Examples:
+        >>> def rloo(log_probs, *, rewards, response_mask):
+        ...     G = rewards.shape[0]
+        ...     advantages = rewards - (rewards.sum() - rewards) / (G - 1)
+        ...     return -(advantages * (log_probs * response_mask).sum(axis=1)).mean()
+        >>> report = assert_expected_gradient(rloo, objective="J", coefficient=1.0,
+        ...                                   n_models=2, group_size=3, backend="numpy")
+    """
+    __tracebackhide__ = True
+    from rlmath.audit import audit
+
+    if not isinstance(objective, str):
+        raise TypeError(f"objective must be a string, got {type(objective).__name__}")
+    report = audit(loss, family=family, objective=objective, **options)
+    name = getattr(loss, "__qualname__", repr(loss))
+    ok = report.passed
+    if ok and coefficient is not None:
+        if isinstance(coefficient, bool) or not isinstance(coefficient, (int, float)):
+            raise TypeError(f"coefficient must be a number, got {type(coefficient).__name__}")
+        c = float(coefficient)
+        slack = 10.0 * max(report.tolerance, 1e-12) * max(abs(c), 1e-300)
+        if abs(report.coefficient - c) > slack:
+            raise AssertionError(
+                f"{name}: expected gradient follows {objective} but with c = "
+                f"{report.coefficient:.10g}, not {c:.10g}\n{report.summary()}"
+            )
+    if not ok:
+        raise AssertionError(
+            f"{name}: expected gradient is not c * grad({objective}) with c > 0\n{report.summary()}"
+        )
+    return report

@@ -220,7 +220,8 @@ def conformance_rtol(dtype: np.dtype | type = np.float64) -> float:
 
 
 #: How far a flushed subnormal can reach into a result: a flushed input times a factor up to
-#: |log tiny| ~ 745 (float64), summed over a few terms -> 1024 smallest normals.
+#: $\lvert \log \mathrm{tiny} \rvert \approx 745$ (float64), summed over a few terms: 1024
+#: smallest normals.
 FLUSH_TO_ZERO_REACH: float = 1024.0
 
 
@@ -249,3 +250,111 @@ def conformance_atol(dtype: np.dtype | type = np.float64, *, flush_to_zero: bool
         raise ValueError(f"dtype must be float32 or float64, got {kind}")
     reach = FLUSH_TO_ZERO_REACH if flush_to_zero else 1.0
     return CONFORMANCE_SAFETY * reach * float(np.finfo(kind).tiny)
+
+
+#: Step of the complex-step derivative $f'(x) = \operatorname{Im} f(x + ih)/h + O(h^2)$ used by
+#: :mod:`rlmath.audit` on NumPy losses. The truncation error is $h^2 |f'''| / 6$, below
+#: $10^{-40}$ relative for any loss of moderate derivatives, and there is no subtractive
+#: cancellation, so the derivative is exact to the rounding of $f$'s own evaluation
+#: (Squire and Trapp, "Using complex variables to estimate derivatives of real functions",
+#: SIAM Review 40, 1998).
+AUDIT_COMPLEX_STEP: float = 1e-20
+
+#: Step of the fourth-order central difference used by :mod:`rlmath.audit` when a NumPy loss
+#: is not complex-analytic (``abs``, comparisons on the perturbed argument):
+#: $h = 2^{-10} \approx 9.8 \times 10^{-4}$, a power of two (so $x \pm h$, $x \pm 2h$ are exact
+#: for the log-probabilities of the audit, $|x| < 2^{40}$), the minimiser
+#: $h^* = (45 \delta / (4 M_5))^{1/5} \approx 10^{-3}$ of :func:`fourth_order_difference_error`
+#: for $\delta = 4 \varepsilon s$ and $M_5 =$ :data:`AUDIT_FIFTH_DERIVATIVE_FACTOR` $\cdot s$; the
+#: bound there is about $2 \times 10^{-12} s$ per derivative.
+AUDIT_DIFFERENCE_STEP: float = 2.0**-10
+
+#: Assumed bound on $|\partial^5 \ell / \partial z^5|$ of a loss along one log-probability $z$,
+#: relative to the loss's scale $s = \max(1, |\ell|, |\partial\ell/\partial z|)$. The LLM losses
+#: are polynomials, exponentials $e^{z - z_\mathrm{old}}$ (fifth derivative equal to the ratio)
+#: and clips of them near ratio 1, so 10 is generous; a loss with sharper dependence (a huge
+#: coefficient inside an exponential) can break it, which is why the audit prefers complex steps.
+AUDIT_FIFTH_DERIVATIVE_FACTOR: float = 10.0
+
+
+def fourth_order_difference_error(
+    fifth_derivative_bound: float, evaluation_error: float, step: float
+) -> float:
+    r"""Error bound of the fourth-order central difference.
+
+    $$ D_h f(x) = \frac{f(x - 2h) - 8 f(x - h) + 8 f(x + h) - f(x + 2h)}{12 h}, \qquad
+       |D_h f(x) - f'(x)| \le \frac{M_5 h^4}{30} + \frac{3 \delta}{2 h}, $$
+
+    with $|f^{(5)}| \le M_5$ near $x$ and each evaluation off by at most $\delta$ (Taylor's
+    theorem with Lagrange remainders: the $h^4$ terms combine to $M_5 h^4 (8 \cdot 1 + 32)/(120
+    \cdot 12) \le M_5 h^4 / 30$; rounding: $(1 + 8 + 8 + 1)\delta / (12 h)$).
+
+    Args:
+        fifth_derivative_bound: $M_5 \ge 0$.
+        evaluation_error: $\delta \ge 0$.
+        step: $h > 0$.
+
+    Returns:
+        The bound, a float.
+
+    Raises:
+        ValueError: if an argument is negative or not finite, or ``step`` is not positive.
+
+    Examples:
+        >>> round(fourth_order_difference_error(30.0, 0.0, 0.1), 12)
+        0.0001
+    """
+    for name, value in (
+        ("fifth_derivative_bound", fifth_derivative_bound),
+        ("evaluation_error", evaluation_error),
+        ("step", step),
+    ):
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    if step == 0:
+        raise ValueError("step must be > 0, got 0")
+    return float(fifth_derivative_bound) * step**4 / 30.0 + 1.5 * float(evaluation_error) / step
+
+
+def audit_rtol(n_terms: int, cancellation: float = 1.0, *, dtype_eps: float = EPS) -> float:
+    r"""Relative tolerance of an exact expected gradient summed over $n$ weighted groups.
+
+    $$ \mathrm{rtol} = 64\, \varepsilon\, \max(1, \kappa)\, \max(1, n), \qquad
+       \kappa = \frac{\big\| \sum_b P_b\, |g_b| \big\|}{\big\| \sum_b P_b\, g_b \big\|}, $$
+
+    the forward-error bound of a sum of $n$ terms (Higham 2002, eq. 4.4) relative to the result,
+    with $\kappa \ge 1$ the cancellation between the groups' gradients $g_b$ (the RLOO and GRPO
+    baselines cancel most of each group's gradient in expectation) and $\varepsilon$ the machine
+    epsilon of the loss's floating type (float64 unless the loss computes in float32). It is
+    :func:`exact_rtol` with that $\kappa$ and the machine epsilon of the dtype.
+
+    Args:
+        n_terms: number of groups summed.
+        cancellation: $\kappa \ge 1$ (values below 1 count as 1).
+        dtype_eps: machine epsilon of the loss's dtype.
+
+    Returns:
+        The relative tolerance, a float.
+
+    Examples:
+        >>> audit_rtol(1) == exact_rtol()
+        True
+    """
+    if not (np.isfinite(dtype_eps) and dtype_eps > 0):
+        raise ValueError(f"dtype_eps must be finite and > 0, got {dtype_eps!r}")
+    return exact_rtol(cancellation, n_terms) * float(dtype_eps) / EPS
+
+
+#: Policy: relative slack of the audit's permutation check (a loss's value and per-response
+#: gradient on a group and on the same group with its rows shifted). A permutation-invariant
+#: loss differs only by the reordering of its float64 sums, a few ulps times the number of
+#: rows (far below 1e-9); a loss that depends on row order (micro-batches by row) differs at
+#: order one. The same slack as :func:`rlmath.sequence_model.expected_over_groups` uses.
+AUDIT_SYMMETRY_RTOL: float = 1e-9
+
+#: Policy: how far the real part of a complex-step evaluation may move from the real loss,
+#: relative to $\max(1, |\ell|)$, before the audit decides the loss is not complex-analytic (a
+#: step of $10^{-20}$ moves the real part of an analytic function by $O(h^2) = 10^{-40}$; a
+#: ``abs`` or a branch on the imaginary part moves it by the rounding of the evaluation,
+#: and is caught by the comparison with differences instead).
+AUDIT_COMPLEX_REAL_RTOL: float = 1e-12

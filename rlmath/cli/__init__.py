@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "print J and the exact policy gradient of FrozenLake under a uniform policy",
     ),
     "check": ("check", "check an implementation against rlmath's reference (conformance)"),
+    "audit": ("audit", "which objective does a loss's expected gradient follow (exact audit)"),
 }
 
 
