@@ -877,6 +877,20 @@ def _mdp_two_policies_horizon(draw: st.DrawFn):  # type: ignore[no-untyped-def]
 mdp_two_policies_horizon = _mdp_two_policies_horizon()
 
 
+def _steered_witness():  # type: ignore[no-untyped-def]
+    """2 states, action a leads to state a (probability 0.9): theta prefers action 0, theta'
+    action 1, so at t = 2 the two policies' state distributions differ (0.82 vs 0.18 on
+    state 0 after the first step); horizon 3."""
+    P = 0.9 * np.eye(2)[np.array([[0, 1], [0, 1]])] + 0.05
+    mdp = TabularMDP(P, np.zeros((2, 2)), np.array([0.5, 0.5]), gamma=0.9)
+    policy = SoftmaxPolicy(np.array([[1.5, -1.5], [1.0, 0.0]]))
+    reference = SoftmaxPolicy(np.array([[-1.5, 1.5], [0.0, 1.0]]))
+    return mdp, policy, reference, 3
+
+
+STEERED_WITNESS = _steered_witness()
+
+
 def _trajectory_log_probabilities(example):  # type: ignore[no-untyped-def]
     r"""Every trajectory of positive $p_\theta$, with $\log p_\theta(\tau)$ and $\log p_{\theta'}(\tau)$.
 
@@ -1773,6 +1787,14 @@ CLAIMS = (
             symbols=TRAJECTORY_SYMBOLS,
             arguments=induction_arguments,
             error_scale=_chain_rule_error_scale,
+            witnesses=(STEERED_WITNESS,),
+            witness_reason=(
+                "two states that the actions steer (action a leads to state a with "
+                "probability 0.9) and two policies preferring opposite actions, horizon 3: the "
+                "policies' state distributions at the last step differ, so weighting the "
+                "per-state KL by the reference's states changes the value (random MDPs may "
+                "have one state or dynamics the actions barely move)"
+            ),
             description=(
                 "KL over every H-step trajectory (rlmath.exact.trajectories, p_theta' recomputed "
                 "with the dynamics) vs the lambdified induction step D_{H-1} + "

@@ -1380,6 +1380,18 @@ def _clip_examples(draw: st.DrawFn) -> tuple[Any, ...]:
 
 clip_examples = _clip_examples()
 
+#: eps_low = 0.1 < eps_high = 0.3; r = 1.2 (A = 1) is inside [0.9, 1.3] but above 1 + eps_low,
+#: r = 0.85 (A = -1) is clipped (below 0.9) but inside [1 - eps_high, 1 + eps_low] = [0.7, 1.1].
+CLIP_WITNESS = (
+    np.array([[-1.0 + np.log(1.2), -1.0 + np.log(0.85)]]),
+    np.array([[-1.0, -1.0]]),
+    np.array([[1.0, -1.0]]),
+    np.array([[True, True]]),
+    0.1,
+    0.3,
+    None,
+)
+
 
 def _clip_kwargs(example: tuple[Any, ...]) -> dict[str, Any]:
     return {"clip_low": example[4], "clip_high": example[5], "dual_clip": example[6]}
@@ -1510,6 +1522,12 @@ CLAIMS_CLIP = (
             rtol=_clip_rtol,
             error_scale=_clip_error_scale,
             max_examples=40,
+            witnesses=(CLIP_WITNESS,),
+            witness_reason=(
+                "an asymmetric range (eps_low = 0.1, eps_high = 0.3) with r = 1.2 for A > 0 and "
+                "r = 0.85 for A < 0: both ratios lie between the two candidate bounds, so "
+                "exchanging eps_low and eps_high moves each across its clip"
+            ),
             description=(
                 "central differences of ppo_token_loss in log_probs (step inside the smooth "
                 "piece) and ppo_token_loss_gradient, vs the piecewise slope (0 where the clip "

@@ -297,6 +297,23 @@ def test_exact_leg_reports_the_failing_example():
     assert result.status == "failed" and "example" in result.failure
 
 
+def test_witnesses_are_checked_at_every_seed():
+    # a variant wrong only at v = 0.75, which random floats in [0, 1] essentially never hit:
+    # the generated examples accept it, the witness rejects it at every seed
+    def variant(v):
+        return v + (1.0 if v == 0.75 else 0.0)
+
+    plain = ExactLeg(st.floats(0, 1), lhs=lambda v: v, rhs=lambda v: v, rtol=1e-12, rhs_reason="t")
+    witnessed = replace(plain, witnesses=(0.75,), witness_reason="the one point that separates")
+    for seed in (0, 1, 2):
+        assert plain.run(seed=seed, variant=variant).status == "verified"
+        result = witnessed.run(seed=seed, variant=variant)
+        assert result.status == "failed" and "0.75" in result.failure
+        assert witnessed.run(seed=seed).status == "verified"  # the true rhs passes the witness
+    with pytest.raises(ValueError, match="witness_reason"):
+        replace(plain, witnesses=(0.75,))
+
+
 def test_normwise_error_and_violation():
     assert normwise_error([1.0, 2.0], [1.0, 2.0]) == 0.0
     assert normwise_error([1.0, 2.0], [1.0, 2.5]) == pytest.approx(0.5 / 2.5)

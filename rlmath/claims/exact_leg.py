@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import example as hypothesis_example
 from hypothesis import seed as hypothesis_seed
 from hypothesis.strategies import SearchStrategy
 
@@ -118,6 +119,12 @@ class ExactLeg:
             those terms, not to the (possibly zero) result.
         extra_evidence: optional ``() -> dict`` computed once on the true claim and merged
             into the evidence (e.g. a ``"table"`` of exact values); it must be deterministic.
+        witnesses: fixed examples checked first, at every seed, before the generated ones
+            (Hypothesis' explicit phase). Use them for examples that separate a mutant from
+            the claim whatever the seed draws (a region that random examples reach only now
+            and then); ``witness_reason`` says what each separates (shown in the docs). A
+            witness is an ordinary example: the true claim must pass it too.
+        witness_reason: why the witnesses are there.
     """
 
     strategy: SearchStrategy[Any]
@@ -133,6 +140,8 @@ class ExactLeg:
     description: str = ""
     extra_evidence: Callable[[], Mapping[str, Any]] | None = None
     error_scale: Callable[[Any], float] | None = None
+    witnesses: Sequence[Any] = ()
+    witness_reason: str = ""
     name: str = "exact"
     bound: bool = field(default=False, repr=False)  # rhs set by the claim from the conclusion
 
@@ -141,6 +150,8 @@ class ExactLeg:
             raise ValueError("ExactLeg: give either rhs (with rhs_reason) or symbols + arguments")
         if self.arguments is not None and not self.symbols:
             raise ValueError("ExactLeg: arguments needs the symbols they are values of")
+        if self.witnesses and not self.witness_reason:
+            raise ValueError("ExactLeg: witnesses need a witness_reason (what they separate)")
 
     @property
     def lambdified(self) -> bool:
@@ -230,6 +241,9 @@ class ExactLeg:
                 worst["error"], worst["rtol"] = error, tolerance
 
         phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if variant is None else [])
+        test = given(self.strategy)(check)
+        for witness in reversed(self.witnesses):  # decorators apply inside out: keep the order
+            test = hypothesis_example(witness)(test)
         runner = hypothesis_seed(seed)(
             settings(
                 max_examples=self.max_examples,
@@ -239,7 +253,7 @@ class ExactLeg:
                 report_multiple_bugs=False,
                 suppress_health_check=list(HealthCheck),
                 print_blob=False,
-            )(given(self.strategy)(check))
+            )(test)
         )
         try:
             with seed_only_generation():

@@ -258,6 +258,12 @@ def evidence_markdown(claim: Claim, record: Mapping[str, Any]) -> str:
         out += [f"### {LEG_TITLES.get(name, name)}: {leg['status']}", ""]
         if descriptions.get(name):
             out += [escape_markdown(descriptions[name].rstrip(".")) + ".", ""]
+        if name == "exact" and claim.exact.witnesses:
+            out += [
+                f"Fixed witness examples ({len(claim.exact.witnesses)}), checked first at every "
+                "seed: " + escape_markdown(claim.exact.witness_reason.rstrip(".")) + ".",
+                "",
+            ]
         rows = _leg_rows(leg)
         if rows:
             out += [table(["quantity", "value"], rows), ""]
