@@ -8,7 +8,9 @@ seeded ``verify_claim(claim, seed=SEED)`` run. The output folder (``docs/`` by d
 - ``claims/<id>.md``: one page per claim, and ``claims/evidence.json``, the evidence records
   every page was rendered from (see :func:`rlmath.docs.pages.evidence_record`);
 - ``specs/<name>.md``: one page per conformance spec of :mod:`rlmath.specs`;
-- ``figures.md`` and ``plots/<name>.png``: the figures of :mod:`rlmath.plots`.
+- ``figures.md`` and ``plots/<name>.png``: the figures of :mod:`rlmath.plots`;
+- ``audit.md`` and ``audit.json``: "What does your loss optimise?", the audit verdicts of the
+  loss zoo :data:`rlmath.audit.styles.LOSS_STYLES` (:mod:`rlmath.docs.audit_page`).
 
 Hand-written pages (``conf.py``, ``api.md``, ``conformance.md``, ``_static/``) are left alone;
 the generated folders ``claims/``, ``specs/`` and ``plots/`` are owned by the generator (files
@@ -197,11 +199,20 @@ def markdown_pages(
     specs = _specs()
     sources = claim_sources(claims)
     known = [claim.id for claim in claims]
+    from rlmath.docs.audit_page import AUDIT_JSON, AUDIT_PAGE, audit_json, audit_page, audit_records
+
+    audits = audit_records()
     pages = {
         "index.md": index_page(
-            claims, records, specs=specs, extra_pages=tuple(extra_pages), sources=sources
+            claims,
+            records,
+            specs=specs,
+            extra_pages=("audit", *extra_pages),
+            sources=sources,
         ),
         "figures.md": figures_page(),
+        AUDIT_PAGE: audit_page(audits, known_claims=known),
+        AUDIT_JSON: audit_json(audits),
     }
     for claim in claims:
         pages[f"claims/{claim.id}.md"] = claim_page(

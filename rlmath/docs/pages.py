@@ -762,6 +762,16 @@ def index_page(
         "how a PPO step stays near the old policy.",
         "",
     ]
+    if "audit" in extra_pages:
+        out += [
+            "## What does your loss optimise?",
+            "",
+            "[What does your loss optimise?](audit.md): the exact expected gradients of losses "
+            "written in the styles of verl, TRL, OpenRLHF, DAPO, Dr. GRPO, GSPO, CISPO, "
+            "REINFORCE++, PPO and A2C (`rlmath audit`), each verdict checked against the claim "
+            "that proves it.",
+            "",
+        ]
     for title, members in topics:
         out += ["```{toctree}", ":hidden:", f":caption: {title}", ""]
         out += [f"claims/{claim.id}" for claim in members] + ["```", ""]
