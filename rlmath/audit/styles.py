@@ -194,10 +194,15 @@ def _reverse_cumsum_torch(values: Any) -> Any:
 
 
 def _k3_torch(log_probs: Any, ref_log_probs: Any) -> Any:
-    r"""verl ``kl_penalty(..., "low_var_kl")`` / TRL ``per_token_kl``: $e^{z_\mathrm{ref} - z} - (z_\mathrm{ref} - z) - 1$, clamped to [-10, 10]."""
+    r"""TRL ``per_token_kl``: $k_3 = e^{z_\mathrm{ref} - z} - (z_\mathrm{ref} - z) - 1$.
+
+    verl's ``kl_penalty(..., "low_var_kl")`` is the same $k_3$ clamped to $[-10, 10]$; the clamp
+    zeroes the gradient of tokens with $k_3 > 10$ ($\pi_\mathrm{ref}/\pi > 12$), which the
+    generated models reach at some seeds, so it is left out here (the claim has no clamp).
+    """
     torch = _torch()
     log_ratio = ref_log_probs - log_probs
-    return torch.clamp(torch.exp(log_ratio) - log_ratio - 1, min=-10.0, max=10.0)
+    return torch.exp(log_ratio) - log_ratio - 1
 
 
 # ============================================================================ LLM losses (torch)
@@ -375,7 +380,7 @@ def k2_in_loss(log_probs, *, ref_log_probs, response_mask):
 
 
 def k3_in_loss(log_probs, *, ref_log_probs, response_mask):
-    r"""verl ``kl_penalty(..., "low_var_kl")`` / TRL ``per_token_kl`` as a loss: $k_3$ per token, token sums."""
+    r"""TRL ``per_token_kl`` as a loss: $k_3$ per token, token sums (verl ``low_var_kl`` unclamped)."""
     mask = _float_mask(response_mask, log_probs)
     return _agg_loss(_k3_torch(log_probs, ref_log_probs), mask, "seq-mean-token-sum")
 
@@ -794,7 +799,8 @@ LOSS_STYLES: tuple[LossStyle, ...] = (
     ),
     LossStyle(
         "k3-in-loss",
-        "verl kl_penalty 'low_var_kl' / TRL GRPOTrainer per_token_kl: k3 per token, token sums",
+        "TRL GRPOTrainer per_token_kl (verl kl_penalty 'low_var_kl' without its clamp at 10): "
+        "k3 per token, token sums",
         k3_in_loss,
         "llm",
         "torch",

@@ -19,7 +19,6 @@ References:
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -47,8 +46,21 @@ def _agrees(style: Any, report: Any) -> bool:
     return True
 
 
-def style_record(style: Any) -> dict[str, Any]:
+def _has_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def style_record(style: Any, report: Any = None) -> dict[str, Any]:
     """Audit one :class:`~rlmath.audit.styles.LossStyle` and return its row as printable values.
+
+    Args:
+        style: the :class:`~rlmath.audit.styles.LossStyle`.
+        report: its :class:`~rlmath.audit.AuditReport` if already computed (else audited here
+            with :meth:`~rlmath.audit.styles.LossStyle.audit_arguments`).
 
     Returns:
         A dict of strings (and a bool ``agrees``): ``name``, ``imitates``, ``family``,
@@ -71,10 +83,11 @@ def style_record(style: Any) -> dict[str, Any]:
         "basis": style.basis,
         "wrong": style.wrong,
     }
-    if style.backend == "torch" and importlib.util.find_spec("torch") is None:
-        record.update(verdict="skipped", agrees=True, explanation="PyTorch is not installed")
-        return record
-    report = audit(style.loss, **style.audit_arguments())
+    if report is None:
+        if style.backend == "torch" and not _has_torch():
+            record.update(verdict="skipped", agrees=True, explanation="PyTorch is not installed")
+            return record
+        report = audit(style.loss, **style.audit_arguments())
     within = report.relative_residual <= report.tolerance
     record.update(
         verdict=report.verdict,
