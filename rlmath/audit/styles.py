@@ -206,7 +206,13 @@ def _k3_torch(log_probs: Any, ref_log_probs: Any) -> Any:
 
 
 # ============================================================================ LLM losses (torch)
-def grpo_seq_mean_token_mean(log_probs, *, old_log_probs, rewards, response_mask):
+def grpo_seq_mean_token_mean(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    rewards: Any,
+    response_mask: Any,
+) -> Any:
     r"""GRPO as in TRL ``loss_type="grpo"`` / verl ``seq-mean-token-mean``, without the std.
 
     $$ \mathcal L = -\frac1G \sum_i \frac{1}{|y_i|} \sum_t \min(\rho_{i,t} A_i,
@@ -220,7 +226,13 @@ def grpo_seq_mean_token_mean(log_probs, *, old_log_probs, rewards, response_mask
     return _agg_loss(per_token, mask, "seq-mean-token-mean")
 
 
-def grpo_std_seq_mean_token_mean(log_probs, *, old_log_probs, rewards, response_mask):
+def grpo_std_seq_mean_token_mean(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    rewards: Any,
+    response_mask: Any,
+) -> Any:
     r"""GRPO with verl's std-normalised advantages and ``seq-mean-token-mean`` (DeepSeekMath eq. 3).
 
     $$ A_i = \frac{r_i - \bar r}{\mathrm{std}(r) + 10^{-6}}, \quad
@@ -232,7 +244,13 @@ def grpo_std_seq_mean_token_mean(log_probs, *, old_log_probs, rewards, response_
     return _agg_loss(per_token, mask, "seq-mean-token-mean")
 
 
-def grpo_std_seq_mean_token_sum(log_probs, *, old_log_probs, rewards, response_mask):
+def grpo_std_seq_mean_token_sum(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    rewards: Any,
+    response_mask: Any,
+) -> Any:
     r"""GRPO advantages (std, ddof 1, $\epsilon = 10^{-6}$) with verl ``seq-mean-token-sum``."""
     mask = _float_mask(response_mask, log_probs)
     advantages = _grpo_advantages_torch(rewards)
@@ -240,7 +258,7 @@ def grpo_std_seq_mean_token_sum(log_probs, *, old_log_probs, rewards, response_m
     return _agg_loss(per_token, mask, "seq-mean-token-sum")
 
 
-def grpo_token_mean(log_probs, *, old_log_probs, rewards, response_mask):
+def grpo_token_mean(log_probs: Any, *, old_log_probs: Any, rewards: Any, response_mask: Any) -> Any:
     r"""GRPO with verl ``loss_agg_mode="token-mean"`` (TRL ``"bnpo"``): one token mean over the group.
 
     $$ \mathcal L = -\frac{\sum_{i,t} m_{i,t} \min(\rho A_i, \mathrm{clip}(\rho) A_i)}
@@ -252,7 +270,7 @@ def grpo_token_mean(log_probs, *, old_log_probs, rewards, response_mask):
     return _agg_loss(per_token, mask, "token-mean")
 
 
-def dr_grpo(log_probs, *, old_log_probs, rewards, response_mask):
+def dr_grpo(log_probs: Any, *, old_log_probs: Any, rewards: Any, response_mask: Any) -> Any:
     r"""Dr. GRPO as in TRL ``loss_type="dr_grpo"``: no std, a constant normaliser $G \cdot L$.
 
     $$ \mathcal L = -\frac{1}{G L} \sum_{i,t} m_{i,t} \min(\rho A_i, \mathrm{clip}(\rho) A_i),
@@ -266,7 +284,13 @@ def dr_grpo(log_probs, *, old_log_probs, rewards, response_mask):
     return _agg_loss(per_token, mask, "seq-mean-token-sum-norm")
 
 
-def dapo_clip_higher_token_mean(log_probs, *, old_log_probs, rewards, response_mask):
+def dapo_clip_higher_token_mean(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    rewards: Any,
+    response_mask: Any,
+) -> Any:
     r"""DAPO (eq. 8): clip-higher $(\epsilon_l, \epsilon_h) = (0.2, 0.28)$, token-mean over the group.
 
     Dynamic sampling drops groups of equal rewards; their advantages are 0 here, so they add
@@ -278,7 +302,7 @@ def dapo_clip_higher_token_mean(log_probs, *, old_log_probs, rewards, response_m
     return _agg_loss(per_token, mask, "token-mean")
 
 
-def rloo(log_probs, *, old_log_probs, rewards, response_mask):
+def rloo(log_probs: Any, *, old_log_probs: Any, rewards: Any, response_mask: Any) -> Any:
     r"""RLOO (Ahmadian et al. 2024, eq. 6): leave-one-out baseline, sequence log-prob sum, mean over G.
 
     $$ \mathcal L = -\frac1G \sum_i \Big(r_i - \frac{1}{G-1}\sum_{j\ne i} r_j\Big)
@@ -294,7 +318,14 @@ def rloo(log_probs, *, old_log_probs, rewards, response_mask):
     return _agg_loss(-advantages[:, None] * ratio, mask, "seq-mean-token-sum")
 
 
-def reinforce_plus_plus(log_probs, *, old_log_probs, ref_log_probs, rewards, response_mask):
+def reinforce_plus_plus(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    ref_log_probs: Any,
+    rewards: Any,
+    response_mask: Any,
+) -> Any:
     r"""REINFORCE++ (Hu 2025, eqs. 8-10; OpenRLHF): k1 in the reward, returns to go, global whitening.
 
     $$ R_{i,t} = r_i \mathbb 1[t = |y_i|] - \beta k_1(i, t), \quad G_{i,t} = \sum_{t' \ge t}
@@ -317,7 +348,14 @@ def reinforce_plus_plus(log_probs, *, old_log_probs, ref_log_probs, rewards, res
     return _agg_loss(per_token, mask, "seq-mean-token-mean")
 
 
-def rloo_k1_in_reward(log_probs, *, old_log_probs, ref_log_probs, rewards, response_mask):
+def rloo_k1_in_reward(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    ref_log_probs: Any,
+    rewards: Any,
+    response_mask: Any,
+) -> Any:
     r"""k1 in the reward, summed to go (PPO-RLHF / REINFORCE++ style), with RLOO's baseline.
 
     $$ \mathcal L = -\frac1G \sum_i \sum_t m_{i,t} \Big(r_i - b_i - \beta \sum_{t' \ge t}
@@ -330,7 +368,7 @@ def rloo_k1_in_reward(log_probs, *, old_log_probs, ref_log_probs, rewards, respo
     return _agg_loss(-advantages * log_probs, mask, "seq-mean-token-sum")
 
 
-def gspo(log_probs, *, old_log_probs, rewards, response_mask):
+def gspo(log_probs: Any, *, old_log_probs: Any, rewards: Any, response_mask: Any) -> Any:
     r"""GSPO (Zheng et al. 2025, eqs. 5-7) as verl ``compute_policy_loss_gspo``, with RLOO advantages.
 
     $$ s_i = \exp\Big(\frac{1}{|y_i|}\sum_t m_{i,t}(z_{i,t} - z^\mathrm{old}_{i,t})\Big), \quad
@@ -351,7 +389,7 @@ def gspo(log_probs, *, old_log_probs, rewards, response_mask):
     return _agg_loss(per_token, mask, "seq-mean-token-mean")
 
 
-def cispo(log_probs, *, old_log_probs, rewards, response_mask):
+def cispo(log_probs: Any, *, old_log_probs: Any, rewards: Any, response_mask: Any) -> Any:
     r"""CISPO (MiniMax-M1, eq. 4): the clipped ratio detached as a weight on $\log\pi$, RLOO advantages.
 
     $$ \mathcal L = -\frac1G \sum_i \sum_t m_{i,t}\, \mathrm{sg}\big(\mathrm{clip}(\rho_{i,t},
@@ -367,25 +405,31 @@ def cispo(log_probs, *, old_log_probs, rewards, response_mask):
     return _agg_loss(-weight * advantages * log_probs, mask, "seq-mean-token-sum")
 
 
-def k1_in_loss(log_probs, *, ref_log_probs, response_mask):
+def k1_in_loss(log_probs: Any, *, ref_log_probs: Any, response_mask: Any) -> Any:
     r"""verl ``kl_penalty(..., "kl")`` used as a loss (``use_kl_loss``): $k_1 = z - z_\mathrm{ref}$, token sums."""
     mask = _float_mask(response_mask, log_probs)
     return _agg_loss(log_probs - ref_log_probs, mask, "seq-mean-token-sum")
 
 
-def k2_in_loss(log_probs, *, ref_log_probs, response_mask):
+def k2_in_loss(log_probs: Any, *, ref_log_probs: Any, response_mask: Any) -> Any:
     r"""verl ``kl_penalty(..., "mse")`` as a loss: $k_2 = \frac12 (z - z_\mathrm{ref})^2$, token sums."""
     mask = _float_mask(response_mask, log_probs)
     return _agg_loss(0.5 * (log_probs - ref_log_probs) ** 2, mask, "seq-mean-token-sum")
 
 
-def k3_in_loss(log_probs, *, ref_log_probs, response_mask):
+def k3_in_loss(log_probs: Any, *, ref_log_probs: Any, response_mask: Any) -> Any:
     r"""TRL ``per_token_kl`` as a loss: $k_3$ per token, token sums (verl ``low_var_kl`` unclamped)."""
     mask = _float_mask(response_mask, log_probs)
     return _agg_loss(_k3_torch(log_probs, ref_log_probs), mask, "seq-mean-token-sum")
 
 
-def importance_weighted_k3(log_probs, *, old_log_probs, ref_log_probs, response_mask):
+def importance_weighted_k3(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    ref_log_probs: Any,
+    response_mask: Any,
+) -> Any:
     r"""$k_3$ per token weighted by the detached prefix ratio $\pi_\mathrm{ref}(y_{<t})/\pi(y_{<t})$.
 
     $$ \mathcal L = \frac1G \sum_i \sum_t m_{i,t} \exp\Big(\sum_{t' < t}
@@ -401,7 +445,14 @@ def importance_weighted_k3(log_probs, *, old_log_probs, ref_log_probs, response_
     return _agg_loss(weighted, mask, "seq-mean-token-sum")
 
 
-def rloo_plus_k3(log_probs, *, old_log_probs, ref_log_probs, rewards, response_mask):
+def rloo_plus_k3(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    ref_log_probs: Any,
+    rewards: Any,
+    response_mask: Any,
+) -> Any:
     r"""TRL's GRPO recipe with ``beta = 0.1``: RLOO's policy term plus $\beta k_3$ per token in the loss."""
     return rloo(
         log_probs, old_log_probs=old_log_probs, rewards=rewards, response_mask=response_mask
@@ -409,14 +460,27 @@ def rloo_plus_k3(log_probs, *, old_log_probs, ref_log_probs, rewards, response_m
 
 
 # ---------------------------------------------------------------------------- the subtly wrong
-def rloo_minus_k3(log_probs, *, old_log_probs, ref_log_probs, rewards, response_mask):
+def rloo_minus_k3(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    ref_log_probs: Any,
+    rewards: Any,
+    response_mask: Any,
+) -> Any:
     r"""Wrong: the KL term added with the wrong sign, $\mathcal L_\mathrm{RLOO} - \beta k_3$."""
     return rloo(
         log_probs, old_log_probs=old_log_probs, rewards=rewards, response_mask=response_mask
     ) - BETA * k3_in_loss(log_probs, ref_log_probs=ref_log_probs, response_mask=response_mask)
 
 
-def token_mean_normalised_before_mask(log_probs, *, old_log_probs, rewards, response_mask):
+def token_mean_normalised_before_mask(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    rewards: Any,
+    response_mask: Any,
+) -> Any:
     r"""Wrong: GRPO's per-response token mean meant, but divided by $T$ before the mask is applied.
 
     $$ \mathcal L = -\frac1G \sum_i \sum_t m_{i,t} \frac{\rho_{i,t} A_i}{T} $$
@@ -431,7 +495,13 @@ def token_mean_normalised_before_mask(log_probs, *, old_log_probs, rewards, resp
     return ((per_token / per_token.shape[-1]) * mask).sum(-1).mean()
 
 
-def whiten_before_mask(log_probs, *, old_log_probs, rewards, response_mask):
+def whiten_before_mask(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    rewards: Any,
+    response_mask: Any,
+) -> Any:
     r"""Wrong: REINFORCE++-style token whitening over the padded ``[B, T]`` tensor, masked afterwards.
 
     $$ \tilde A = \frac{A m - \mathrm{mean}(A m)}{\mathrm{std}(A m) + 10^{-6}} \text{ over all }
@@ -447,7 +517,13 @@ def whiten_before_mask(log_probs, *, old_log_probs, rewards, response_mask):
     return _agg_loss(-whitened * ratio, mask, "seq-mean-token-sum-norm")
 
 
-def micro_batch_token_mean(log_probs, *, old_log_probs, rewards, response_mask):
+def micro_batch_token_mean(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    rewards: Any,
+    response_mask: Any,
+) -> Any:
     r"""Wrong: gradient accumulation over 2 micro-batches, each a token mean by its *local* token count.
 
     $$ \mathcal L = \frac12 \sum_{k=1}^{2} \frac{\sum_{i \in k, t} m_{i,t}\, \ell_{i,t}}
@@ -465,27 +541,34 @@ def micro_batch_token_mean(log_probs, *, old_log_probs, rewards, response_mask):
 
 
 # ============================================================================ LLM losses (numpy)
-def rloo_numpy(log_probs, *, rewards, response_mask):
+def rloo_numpy(log_probs: Any, *, rewards: Any, response_mask: Any) -> Any:
     r"""RLOO in NumPy: $-\frac1G \sum_i (r_i - \frac{1}{G-1}\sum_{j\ne i} r_j) \sum_t m\, z$."""
     G = rewards.shape[0]
     advantages = rewards - (rewards.sum() - rewards) / (G - 1)
     return -(advantages * (log_probs * response_mask).sum(axis=1)).mean()
 
 
-def dr_grpo_numpy(log_probs, *, old_log_probs, rewards, response_mask):
+def dr_grpo_numpy(log_probs: Any, *, old_log_probs: Any, rewards: Any, response_mask: Any) -> Any:
     r"""Dr. GRPO in NumPy (no clip binds at $\theta_\mathrm{old}$): $-\frac{1}{GL}\sum m (r - \bar r) e^{z - z_\mathrm{old}}$."""
     advantages = (rewards - rewards.mean())[:, None]
     ratio = np.exp(log_probs - old_log_probs)
     return -(advantages * ratio * response_mask).sum() / response_mask.size
 
 
-def k3_in_loss_numpy(log_probs, *, ref_log_probs, response_mask):
+def k3_in_loss_numpy(log_probs: Any, *, ref_log_probs: Any, response_mask: Any) -> Any:
     r"""$k_3$ per token in the loss, in NumPy: $\frac1G\sum m\,(e^{z_\mathrm{ref} - z} - (z_\mathrm{ref} - z) - 1)$."""
     log_ratio = ref_log_probs - log_probs
     return ((np.exp(log_ratio) - log_ratio - 1) * response_mask).sum() / response_mask.shape[0]
 
 
-def k1_in_reward_numpy(log_probs, *, old_log_probs, ref_log_probs, rewards, response_mask):
+def k1_in_reward_numpy(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    ref_log_probs: Any,
+    rewards: Any,
+    response_mask: Any,
+) -> Any:
     r"""k1 in the reward summed to go with RLOO's baseline, in NumPy (as :func:`rloo_k1_in_reward`)."""
     G = rewards.shape[0]
     k1 = (old_log_probs - ref_log_probs) * response_mask
@@ -512,7 +595,15 @@ def _gae_torch(rewards: Any, values: Any, discount: float, lambda_: float) -> An
     return torch.flip(torch.cumsum(torch.flip(factors * deltas, [0]), 0), [0]) / factors
 
 
-def ppo_value_entropy(log_probs, *, old_log_probs, logits, rewards, values, discount):
+def ppo_value_entropy(
+    log_probs: Any,
+    *,
+    old_log_probs: Any,
+    logits: Any,
+    rewards: Any,
+    values: Any,
+    discount: float,
+) -> Any:
     r"""PPO (CleanRL / Stable-Baselines3 style): clipped surrogate, value loss and entropy bonus.
 
     $$ \mathcal L = \frac1T \sum_t \Big[\max(-\hat A_t \rho_t, -\hat A_t \mathrm{clip}(\rho_t,
@@ -525,14 +616,16 @@ def ppo_value_entropy(log_probs, *, old_log_probs, logits, rewards, values, disc
     torch = _torch()
     advantages = _gae_torch(rewards, values, discount, 0.95)
     ratio = torch.exp(log_probs - old_log_probs)
-    policy = torch.maximum(-advantages * ratio, -advantages * torch.clamp(ratio, 1 - CLIP, 1 + CLIP))
+    policy = torch.maximum(
+        -advantages * ratio, -advantages * torch.clamp(ratio, 1 - CLIP, 1 + CLIP)
+    )
     value_loss = 0.5 * (values - (advantages + values)) ** 2
     log_pi = torch.log_softmax(logits, -1)
     entropy = -(log_pi.exp() * log_pi).sum(-1)
     return (policy + VALUE_COEFFICIENT * value_loss - ENTROPY_COEFFICIENT * entropy).mean()
 
 
-def a2c(log_probs, *, logits, rewards, values, discount):
+def a2c(log_probs: Any, *, logits: Any, rewards: Any, values: Any, discount: float) -> Any:
     r"""A2C (Mnih et al. 2016; Stable-Baselines3 ``A2C``): Monte-Carlo returns minus $V$, entropy bonus.
 
     $$ \mathcal L = -\frac1T \sum_t (G_t - V_t) \log\pi(a_t|s_t) - \frac{c_e}{T}\sum_t H(\pi(\cdot|s_t)) $$
@@ -544,14 +637,14 @@ def a2c(log_probs, *, logits, rewards, values, discount):
     return -((returns - values) * log_probs).mean() - ENTROPY_COEFFICIENT * entropy.mean()
 
 
-def reinforce_discounted(log_probs, *, rewards, discount):
+def reinforce_discounted(log_probs: Any, *, rewards: Any, discount: float) -> Any:
     r"""REINFORCE with $\gamma^t$ kept (Sutton et al. 2000): $-\sum_t \gamma^t G_t \log\pi(a_t|s_t)$."""
     torch = _torch()
     weights = torch.pow(discount, torch.arange(rewards.shape[0], dtype=rewards.dtype))
     return -(weights * _discounted_returns_torch(rewards, discount) * log_probs).sum()
 
 
-def a2c_numpy(log_probs, *, rewards, values, discount):
+def a2c_numpy(log_probs: Any, *, rewards: Any, values: Any, discount: float) -> Any:
     r"""A2C's policy term in NumPy: $-\frac1T \sum_t (G_t - V_t) \log\pi(a_t|s_t)$."""
     T = rewards.shape[0]
     weights = discount ** np.arange(T)
@@ -569,6 +662,11 @@ def style(name: str) -> LossStyle:
 
     Raises:
         ValueError: for an unknown name (the message lists the known ones).
+
+    Examples:
+        >>> entry = style("rloo-numpy")
+        >>> entry.expected_verdict, entry.expected_objective, entry.claim
+        ('unbiased', 'J', 'rloo-unbiased')
     """
     for entry in LOSS_STYLES:
         if entry.name == name:
@@ -700,6 +798,19 @@ LOSS_STYLES: tuple[LossStyle, ...] = (
         _constant(1.0),
         "rloo-unbiased",
         "As rloo: the claim's factor 1.",
+    ),
+    LossStyle(
+        "dr-grpo-numpy",
+        "Dr. GRPO written in NumPy (complex steps through exp; the clip does not bind at "
+        "theta_old and is left out)",
+        dr_grpo_numpy,
+        "llm",
+        "numpy",
+        "unbiased",
+        "J",
+        lambda G, L: (1 - 1 / G) / L,
+        "grpo-length-normalisation-bias",
+        "As dr-grpo: c = (1 - 1/G)/L.",
     ),
     LossStyle(
         "reinforce++-global-whitening",

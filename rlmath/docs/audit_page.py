@@ -223,7 +223,7 @@ def audit_page(
         "$ rlmath audit my_losses.py:grpo_loss --objective J   # exit 1 unless it follows J",
         "```",
         "",
-        "or in a test: `rlmath.testing.assert_expected_gradient(loss, objective=\"J\")`. The "
+        'or in a test: `rlmath.testing.assert_expected_gradient(loss, objective="J")`. The '
         "calling convention (log-probs `[G, T]` with `response_mask`, old / reference / "
         "behaviour log-probs, rewards, logits) is that of `rlmath.audit.engine`; the "
         "actor-critic one that of `rlmath.audit.actor_critic`.",
