@@ -164,13 +164,30 @@ ROWS = [
         "lambda_returns", CONFORMS, CONFORMS,
         "the discount is expanded with `torch.full_like(next_state_value, gamma)` (float64)"),
     Row("torchrl", "vec_td_lambda_return_estimate", "torchrl:vec_td_lambda_return_estimate",
-        "lambda_returns", CONFORMS, CONFORMS, ""),
+        "lambda_returns", "exception", BUG,
+        "`_fast_td_lambda_return_estimate` uses the same `_geom_series_like`: IndexError when "
+        "gamma * lambda = 0"),
+    Row("torchrl", "vec_td_lambda_return_estimate", "torchrl:vec_td_lambda_return_estimate",
+        "lambda_returns", "wrong value", BUG,
+        "`torch.full((1,), gamma)` makes the discount a float32 tensor (torch's default dtype)",
+        {"discount": 0.9, "lambda_": 1.0}),
+    Row("torchrl", "vec_td_lambda_return_estimate", "torchrl:vec_td_lambda_return_estimate",
+        "lambda_returns", "wrong value", BUG,
+        "the truncated geometric series of `_geom_series_like`, as in the vectorised GAE",
+        {"discount": 0.5, "lambda_": 0.5}),
+    Row("torchrl", "vec_td_lambda_return_estimate", "torchrl:vec_td_lambda_return_estimate",
+        "lambda_returns", CONFORMS, CONFORMS, "gamma = lambda = 1: no rounding, no truncation",
+        {"discount": 1.0, "lambda_": 1.0}),
     Row("torchrl", "td_lambda_advantage_estimate", "torchrl:td_lambda_advantage_estimate",
         "generalized_advantage_estimation", CONFORMS, CONFORMS,
         "TD(lambda) return minus the value equals GAE"),
     Row("torchrl", "vec_td_lambda_advantage_estimate",
         "torchrl:vec_td_lambda_advantage_estimate", "generalized_advantage_estimation",
-        CONFORMS, CONFORMS, ""),
+        "exception", BUG, "calls `vec_td_lambda_return_estimate`: the same IndexError when "
+        "gamma * lambda = 0"),
+    Row("torchrl", "vec_td_lambda_advantage_estimate",
+        "torchrl:vec_td_lambda_advantage_estimate", "generalized_advantage_estimation",
+        CONFORMS, CONFORMS, "gamma = lambda = 1", {"discount": 1.0, "lambda_": 1.0}),
     # ---------------------------------------------------------------- stable-baselines3
     Row("stable-baselines3", "RolloutBuffer.compute_returns_and_advantage (advantages)",
         "stable_baselines3:rollout_buffer_advantages", "generalized_advantage_estimation",
@@ -362,8 +379,23 @@ def hand_examples() -> list[tuple[str, str, str, str]]:
         "delta_t = r_t + gamma V(s_{t+1}) - V(s_t) is 1 at t = 11 and 0 elsewhere, so "
         "A_0 = sum_k (gamma lambda)^k delta_k = 0.25^11 = 2.384185791015625e-07 (exact in binary). "
         "`_geom_series_like` keeps lim = int(log(1e-7) / log(0.25)) = int(11.63) = 11 terms, "
-        "k = 0..10, so the k = 11 term is dropped and A_0 = 0; the relative error of such "
-        "truncation is up to 1e-7 per term dropped, far above float64 rounding.",
+        "k = 0..10, so the k = 11 term is dropped and A_0 = 0, an absolute error of 2.4e-7 on "
+        "an advantage of 2.4e-7. Each dropped weight is below 1e-7, but the TD errors they "
+        "multiply are not small, so the error is not bounded relative to float64 rounding.",
+    ))
+    vec_r = torchrl.vec_td_lambda_return_estimate(zero, zero, false, false, zero, 1.0,
+                                                  discount=0.9, lambda_=1.0)
+    out.append((
+        "torchrl `vec_td_lambda_return_estimate`: float32 discount",
+        "T = 1, r_0 = 0, V(s_0) = 0, not terminated, last_value = V(s_1) = 1, gamma = 0.9, "
+        "lambda = 1",
+        f"torchrl: G_0 = {float(vec_r[0])!r}; rlmath: "
+        f"{float(reference.lambda_returns(zero, zero, false, false, zero, 1.0, discount=0.9, lambda_=1.0)[0])!r}",
+        "the last step of a sequence bootstraps: G_0 = r_0 + gamma V(s_1) = 0.9. torchrl returns "
+        "float32(0.9) = 0.89999997615814208984375: `_fast_td_lambda_return_estimate` builds "
+        "`gamma_tensor = torch.full((1,), gamma)` in torch's default float32. The non-vectorised "
+        "`td_lambda_return_estimate` uses `torch.full_like(next_state_value, gamma)` (float64) "
+        "and conforms.",
     ))
     sk = skrl.ppo_gae_advantages(zero, zero, false, false, zero, 1.0, discount=0.9, lambda_=0.0)
     out.append((

@@ -10,7 +10,8 @@ seeded ``verify_claim(claim, seed=SEED)`` run. The output folder (``docs/`` by d
 - ``specs/<name>.md``: one page per conformance spec of :mod:`rlmath.specs`;
 - ``figures.md`` and ``plots/<name>.png``: the figures of :mod:`rlmath.plots`.
 
-Hand-written pages (``conf.py``, ``api.md``, ``conformance.md``, ``_static/``) are left alone;
+Hand-written pages (``conf.py``, ``api.md``, ``conformance.md``, ``_static/``) and
+``libraries.md`` (written by ``scripts/library_report.py``) are left alone;
 the generated folders ``claims/``, ``specs/`` and ``plots/`` are owned by the generator (files
 it did not write there are deleted).
 
@@ -60,7 +61,7 @@ EVIDENCE_FILE = "claims/evidence.json"
 #: Folders that belong to the generator.
 GENERATED_DIRECTORIES = ("claims", "specs", "plots")
 #: Hand-written top-level pages listed in the index when they exist in the output folder.
-EXTRA_PAGES = ("api", "conformance")
+EXTRA_PAGES = ("api", "conformance", "libraries")
 
 
 def claim_sources(claims: Iterable[Claim]) -> dict[str, str]:
