@@ -32,6 +32,19 @@ VENV = ROOT / ".library-venv"
 OUT = ROOT / "docs" / "libraries.md"
 SEED = 0
 EXAMPLES = 50
+#: Time limits of one example and of one check, far above what any row needs when idle.
+EXAMPLE_SECONDS = 600.0
+CHECK_SECONDS = 7200.0
+PRELOAD = (
+    "torch",
+    "torchrl.objectives.value.functional",
+    "stable_baselines3.common.buffers",
+    "tianshou.algorithm.algorithm_base",
+    "tianshou.data",
+    "skrl.agents.torch.ppo.ppo",
+    "verl.trainer.ppo.core_algos",
+    "verl.workers.config.actor",
+)
 
 TORCH = "torch==2.13.0"
 #: Pinned versions (``pip install`` names). verl is installed with ``--no-deps`` (its full
@@ -315,6 +328,8 @@ def run_row(row: Row) -> dict[str, str]:
         _load(row.adapter), row.spec, examples=EXAMPLES, seed=SEED, framework=row.framework,
         hyperparameters=row.hyperparameters or None, assume=row.assume or None,
         target=f"rlmath.adapters.{row.adapter}",
+        # generous limits: a verdict must not depend on how busy the machine is
+        timeout=EXAMPLE_SECONDS, total_timeout=CHECK_SECONDS,
     )
     verdict = CONFORMS if report.conforms else report.failure.kind
     failing = "" if report.conforms else _failing_input(report)
@@ -496,6 +511,12 @@ def page(results: list[dict[str, str]], hand: list[tuple[str, str, str, str]]) -
 
 
 def inside(out: Path) -> None:
+    import importlib
+
+    # imported once here, so that every check's forked worker has them already (an import of
+    # torchrl takes seconds, and would count against the first example's time limit)
+    for module in PRELOAD:
+        importlib.import_module(module)
     results = []
     for index, row in enumerate(ROWS, 1):
         result = run_row(row)
