@@ -247,8 +247,9 @@ ROWS = [
         "within the clamp: k3 <= 10 needs |log r| <= 2.5 here", assume={"max_abs_log_ratio": 2.5},
         framework="torch"),
     Row("verl", 'kl_penalty(..., "k3")', "verl:kl_k3", "kl_estimator_k3", "wrong value",
-        OUT_OF_CONTRACT, "deliberate clamps (commented in the code): log r to [-20, 20] and k3 "
-        "to [-10, 10]; conforms within `max_abs_log_ratio = 2.5` (row above)",
+        OUT_OF_CONTRACT, "deliberate clamps in the code: log r to [-20, 20] (\"for numerical "
+        "stability\") and k3 to [-10, 10] (named in rlmath's spec); conforms within "
+        "`max_abs_log_ratio = 2.5` (row above)",
         framework="torch"),
     Row("verl", 'kl_penalty(..., "k3+")', "verl:kl_k3_plus", "kl_estimator_k3",
         "wrong gradient", CONVENTION, "documented straight-through estimator: the value of k3 "
@@ -368,7 +369,8 @@ def hand_examples() -> list[tuple[str, str, str, str]]:
     except Exception as error:  # noqa: BLE001
         vec = f"{type(error).__name__}: {error}"
     out.append((
-        "torchrl `vec_generalized_advantage_estimate`: IndexError when gamma * lambda = 0",
+        "torchrl `vec_generalized_advantage_estimate` (and `vec_td_lambda_*`): IndexError when "
+        "gamma * lambda = 0",
         "T = 1, all zeros, gamma = 0, lambda = 0",
         f"torchrl: {vec}; rlmath: A_0 = "
         f"{float(reference.generalized_advantage_estimation(zero, zero, false, false, zero, 0.0, discount=0.0, lambda_=0.0)[0])!r}",
@@ -387,7 +389,8 @@ def hand_examples() -> list[tuple[str, str, str, str]]:
     ref_t = reference.generalized_advantage_estimation(
         rewards, np.zeros(steps), flags, flags, np.zeros(steps), 0.0, discount=0.5, lambda_=0.5)
     out.append((
-        "torchrl `vec_generalized_advantage_estimate`: truncated geometric series",
+        "torchrl `vec_generalized_advantage_estimate` (and `vec_td_lambda_return_estimate`): "
+        "truncated geometric series",
         "T = 12, r_11 = 1 and every other reward, value and last_value 0, no episode end, "
         "gamma = lambda = 0.5 (both exact in float32)",
         f"torchrl: A_0 = {float(vec_t[0])!r}; rlmath: A_0 = {float(ref_t[0])!r}",
@@ -417,14 +420,16 @@ def hand_examples() -> list[tuple[str, str, str, str]]:
         "skrl `compute_gae`: float32 discount",
         "T = 1, r_0 = 0, V(s_0) = 0, not terminated, last_values = 1, discount_factor = 0.9, "
         "lambda = 0",
-        f"skrl: A_0 = returns - values = {float(sk[0])!r}; rlmath: 0.9",
+        f"skrl: A_0 = returns - values = {float(sk[0])!r}; rlmath: "
+        f"{float(reference.generalized_advantage_estimation(zero, zero, false, false, zero, 1.0, discount=0.9, lambda_=0.0)[0])!r}",
         "A_0 = 0 + 0.9 * 1 - 0 = 0.9, as above; skrl gives float32(0.9) = "
         "0.89999997615814208984375 because `discount_factor * not_done[i]` multiplies a float by a "
         "bool tensor (float32 result).",
     ))
     both = skrl.ppo_gae_advantages(zero, zero, true, true, one, 0.0, discount=0.5, lambda_=0.0)
     out.append((
-        "skrl `record_transition` + `compute_gae`: a terminated and truncated step is bootstrapped",
+        "skrl `record_transition` + `compute_gae` (advantages and returns): a terminated and "
+        "truncated step is bootstrapped",
         "T = 1, r_0 = 0, V(s_0) = 0, terminated = truncated = True, V(final observation) = 1, "
         "discount_factor = 0.5",
         f"skrl: A_0 = {float(both[0])!r}; rlmath: A_0 = "
@@ -495,8 +500,9 @@ def page(results: list[dict[str, str]], hand: list[tuple[str, str, str, str]]) -
                      f"| not callable | {why} |")
     lines += [
         "",
-        "Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        + f", {len(NOT_CALLABLE)} not callable without a trainer.",
+        "Summary (rows): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        + f", {len(NOT_CALLABLE)} not callable without a trainer. The bug rows come from "
+        f"{len(hand)} distinct defects, one section each below.",
         "",
         "## The bugs, by hand",
         "",
