@@ -398,8 +398,9 @@ def hand_examples() -> list[tuple[str, str, str, str]]:
         "A_0 = sum_k (gamma lambda)^k delta_k = 0.25^11 = 2.384185791015625e-07 (exact in binary). "
         "`_geom_series_like` keeps lim = int(log(1e-7) / log(0.25)) = int(11.63) = 11 terms, "
         "k = 0..10, so the k = 11 term is dropped and A_0 = 0, an absolute error of 2.4e-7 on "
-        "an advantage of 2.4e-7. Each dropped weight is below 1e-7, but the TD errors they "
-        "multiply are not small, so the error is not bounded relative to float64 rounding.",
+        "an advantage of 2.4e-7. The first dropped weight (gamma lambda)^lim can exceed 1e-7 "
+        "(here 0.25^11 = 2.4e-7, because int() rounds down), and the dropped weights multiply "
+        "TD errors of any size, so the error is not bounded relative to float64 rounding.",
     ))
     vec_r = torchrl.vec_td_lambda_return_estimate(zero, zero, false, false, zero, 1.0,
                                                   discount=0.9, lambda_=1.0)
