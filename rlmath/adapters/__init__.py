@@ -16,7 +16,7 @@ submodule                                   library functions
 :mod:`rlmath.adapters.tianshou`             ``Algorithm.compute_episodic_return`` (GAE)
 :mod:`rlmath.adapters.skrl`                 PPO's ``compute_gae``
 :mod:`rlmath.adapters.verl`                 ``verl.trainer.ppo.core_algos``
-:mod:`rlmath.adapters.trl`                  DPO loss types, GRPO's per-token KL and loss
+:mod:`rlmath.adapters.trl`                  none: why TRL's losses need a trainer
 ==========================================  ===============================================
 
 ``scripts/library_report.py`` runs every library adapter through :func:`rlmath.conformance.check`
