@@ -12,7 +12,8 @@ seeded ``verify_claim(claim, seed=SEED)`` run. The output folder (``docs/`` by d
 - ``audit.md`` and ``audit.json``: "What does your loss optimise?", the audit verdicts of the
   loss zoo :data:`rlmath.audit.styles.LOSS_STYLES` (:mod:`rlmath.docs.audit_page`).
 
-Hand-written pages (``conf.py``, ``api.md``, ``conformance.md``, ``_static/``) are left alone;
+Hand-written pages (``conf.py``, ``api.md``, ``conformance.md``, ``_static/``) and
+``libraries.md`` (written by ``scripts/library_report.py``) are left alone;
 the generated folders ``claims/``, ``specs/`` and ``plots/`` are owned by the generator (files
 it did not write there are deleted).
 
@@ -62,7 +63,7 @@ EVIDENCE_FILE = "claims/evidence.json"
 #: Folders that belong to the generator.
 GENERATED_DIRECTORIES = ("claims", "specs", "plots")
 #: Hand-written top-level pages listed in the index when they exist in the output folder.
-EXTRA_PAGES = ("api", "conformance")
+EXTRA_PAGES = ("api", "conformance", "libraries")
 
 
 def claim_sources(claims: Iterable[Claim]) -> dict[str, str]:

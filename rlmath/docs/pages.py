@@ -754,6 +754,14 @@ def index_page(
             for spec in specs
         ]
         out += [table(["reference function", "justified by"], spec_rows), ""]
+    if "libraries" in extra_pages:
+        out += [
+            "[How RL libraries conform](libraries.md): stable-baselines3, torchrl, tianshou, "
+            "skrl, verl and TRL run through these specs with pinned versions, each difference "
+            "classified (bug, documented convention, out of contract) and every bug checked by "
+            "hand.",
+            "",
+        ]
     out += [
         "## Figures",
         "",

@@ -1,4 +1,7 @@
-r"""Adapters: call an implementation written in another library's convention as a spec expects.
+r"""Pure convention adapters: call a function written in another convention as a spec expects.
+
+This module needs no third-party library (the library-specific adapters, which call the
+libraries' own functions, are the other submodules of :mod:`rlmath.adapters`).
 
 ``rlmath check`` calls implementations with the spec's canonical signature (time-major ``[T]``
 arrays, ``terminated``/``truncated`` flags, ``final_values`` for truncation, ``last_value``; see
@@ -45,15 +48,19 @@ __all__ = [
     "gae_from_episode_starts",
     "gae_from_next_values",
     "gae_from_per_step_discounts",
+    "next_state_values",
 ]
 
 Implementation = Callable[..., Any]
 
 
 def _to_numpy(value: Any) -> np.ndarray:
+    """float64 NumPy array, or float32 when the implementation returned float32 (so that the
+    checker judges a float32 result with the float32 tolerance instead of widening it)."""
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=np.float64)
+    array = np.asarray(value)
+    return array if array.dtype == np.float32 else array.astype(np.float64)
 
 
 def _identity(value: Any) -> Any:
@@ -124,11 +131,13 @@ def _segmentwise(
         finals = np.asarray(final_values, dtype=np.float64)
         keywords = rename(hyperparameters)
         out = np.zeros_like(r)
+        dtypes = set()
         for start, stop, end in episode_segments(terminated, truncated):
             bootstrap = _bootstrap(end, stop, finals, last_value)
-            result = call(r[start:stop], v[start:stop], end, bootstrap, keywords)
-            out[start:stop] = _to_numpy(result).reshape(stop - start)
-        return out
+            result = _to_numpy(call(r[start:stop], v[start:stop], end, bootstrap, keywords))
+            dtypes.add(result.dtype)
+            out[start:stop] = result.reshape(stop - start)
+        return out.astype(np.float32) if dtypes == {np.dtype(np.float32)} else out
 
     return canonical
 
@@ -263,10 +272,7 @@ def gae_from_next_values(
         v = np.asarray(values, dtype=np.float64)
         term = np.asarray(terminated, dtype=bool)
         trunc = np.asarray(truncated, dtype=bool)
-        following = np.append(v[1:], float(np.asarray(last_value, dtype=np.float64)))
-        finals = np.asarray(final_values, dtype=np.float64)
-        next_values = np.where(trunc & ~term, finals, following)
-        next_values = np.where(term, 0.0, next_values)  # never read where terminated
+        next_values = next_state_values(values, terminated, truncated, final_values, last_value)
 
         def shaped(x: np.ndarray) -> Any:
             return convert(np.asarray(x, dtype=np.float64).reshape(1, -1, 1))
@@ -282,6 +288,49 @@ def gae_from_next_values(
         return _to_numpy(result).reshape(r.shape)
 
     return canonical
+
+
+def next_state_values(
+    values: Any, terminated: Any, truncated: Any, final_values: Any, last_value: Any
+) -> np.ndarray:
+    r"""$V(s_{t+1})$ of each step as the environment produced $s_{t+1}$, from canonical inputs.
+
+    $$ v'_t = \begin{cases} 0 & \text{terminated}_t \\
+        \text{final\_values}_t & \text{truncated}_t \wedge \neg\text{terminated}_t \\
+        \text{values}_{t+1} & t < T - 1 \text{ otherwise} \\
+        \text{last\_value} & t = T - 1 \text{ otherwise} \end{cases} $$
+
+    Termination wins when both flags are set (the spec's convention). This is the
+    ``next_state_value`` of torchrl and skrl-style code (``next_values[t]``), which needs no
+    separate truncation input because the final observation's value is already in place.
+
+    Args:
+        values: ``[T]``, $V(s_t)$ for $t = 0..T-1$.
+        terminated: ``[T]`` booleans. truncated: ``[T]`` booleans.
+        final_values: ``[T]``, the final observation's value where truncated.
+        last_value: 0-d, $V(s_T)$.
+
+    Returns:
+        ``[T]`` float64 array, 0 where terminated.
+
+    Raises:
+        ValueError: if the arrays are not 1-D of one shape.
+
+    Examples:
+        >>> next_state_values([1.0, 2.0, 3.0], [0, 1, 0], [1, 0, 0], [7.0, 8.0, 9.0], 4.0)
+        array([7., 0., 4.])
+    """
+    v = _one_dimensional(values, "values")
+    term = np.asarray(terminated, dtype=bool)
+    trunc = np.asarray(truncated, dtype=bool)
+    finals = np.asarray(final_values, dtype=np.float64)
+    if not (term.shape == trunc.shape == finals.shape == v.shape):
+        raise ValueError(
+            "values, terminated, truncated and final_values must share one shape [T], got "
+            f"{v.shape}, {term.shape}, {trunc.shape} and {finals.shape}"
+        )
+    following = np.append(v[1:], float(np.asarray(last_value, dtype=np.float64)))
+    return np.where(term, 0.0, np.where(trunc, finals, following))
 
 
 def _renamed(hyperparameters: dict[str, Any], discount: str, lambda_: str) -> dict[str, Any]:
