@@ -252,4 +252,346 @@ GSPO_CLAIM = Claim(
 )
 
 
-CLAIMS = (GSPO_CLAIM,)
+# ============================================================================ 2, 3. whitening
+i, j = sp.Idx("i"), sp.Idx("j")
+n_entries = sp.Symbol("n", integer=True, positive=True)  # response entries (or batch size)
+divisor = sp.Symbol("m", positive=True)  # n - ddof
+eps_w = sp.Symbol("epsilon", nonnegative=True)
+scale_a = sp.Symbol("a", positive=True)
+deviation = sp.IndexedBase("d", real=True)  # d_i = x_i - mean(x) over the response entries
+
+
+def over_entries(term: sp.Expr, index: sp.Idx = i) -> sp.Expr:
+    r"""$\sum_{i=0}^{n-1}$ term (unevaluated)."""
+    return IndexSum(term, (index, 0, n_entries - 1))
+
+
+_squares = over_entries(deviation[j] ** 2, j)
+_variance = _squares / divisor  # sigma^2 (or s^2), divisor n - ddof
+
+masked_variance_steps = Derivation(
+    "masked-whiten-variance",
+    (
+        Step(
+            over_entries((deviation[i] / sp.sqrt(_variance + eps_w)) ** 2) / divisor,
+            "the ddof-variance (divisor m = n - ddof) of the whitened response entries "
+            "d_i / sqrt(sigma^2 + epsilon), whose mean is 0",
+        ),
+        Step(
+            over_entries(deviation[i] ** 2) / (divisor * (_variance + eps_w)),
+            "sqrt(sigma^2 + epsilon) does not depend on i",
+        ),
+        Step(
+            sp.Mul(_variance, sp.Pow(_variance + eps_w, -1), evaluate=False),
+            "sigma^2 = sum_j d_j^2 / m (the definition, the same divisor)",
+        ),
+    ),
+)
+affine_steps = Derivation(
+    "masked-whiten-affine",
+    (
+        Step(
+            sp.sqrt(over_entries((scale_a * deviation[j]) ** 2, j) / divisor),
+            "the std of the response entries of a x + b (epsilon = 0): its deviations from its "
+            "mean are a d_j, the mean being affine",
+        ),
+        Step(
+            sp.Pow(sp.Mul(scale_a**2, _variance, evaluate=False), sp.S.Half, evaluate=False),
+            "sum_j (a d_j)^2 = a^2 sum_j d_j^2 (a does not depend on j)",
+        ),
+        Step(
+            scale_a * sp.sqrt(_variance),
+            "sqrt(a^2 S) = a sqrt(S) for a > 0: the std scales by a, so the whitened entries "
+            "(a d_i) / (a sigma) = d_i / sigma do not change",
+        ),
+    ),
+)
+batch_variance_steps = Derivation(
+    "batch-whiten-variance",
+    (
+        Step(
+            over_entries((deviation[i] / (sp.sqrt(_variance) + eps_w)) ** 2) / divisor,
+            "the ddof-variance (divisor m = B - ddof) of A_i = (u_i - mean u) / (s_u + epsilon) "
+            "over the whole batch, whose mean is 0",
+        ),
+        Step(
+            over_entries(deviation[i] ** 2) / (divisor * (sp.sqrt(_variance) + eps_w) ** 2),
+            "s_u + epsilon is one number for the whole batch (not per group)",
+        ),
+        Step(
+            sp.Mul(
+                sp.Pow(sp.sqrt(_variance), 2, evaluate=False),
+                sp.Pow(sp.sqrt(_variance) + eps_w, -2),
+                evaluate=False,
+            ),
+            "s_u^2 = sum_j d_j^2 / m (the definition, the same divisor)",
+        ),
+    ),
+)
+
+VALUE_FLOATS = st.floats(-10.0, 10.0, allow_subnormal=False)
+_masked_variance = lazy_lambdify(
+    (deviation, divisor, eps_w, n_entries), masked_variance_steps.conclusion
+)
+_batch_variance = lazy_lambdify((deviation, divisor, eps_w, n_entries), batch_variance_steps.conclusion)
+
+
+def _well_conditioned(values: np.ndarray) -> np.ndarray:
+    """The values, or a constant array when max |x - mean| < 1e-6 max |x| (kappa <= 1e6)."""
+    spread = float(np.max(np.abs(values - values.mean())))
+    if spread < 1e-6 * float(np.max(np.abs(values))):
+        return np.full(values.shape, values.flat[0])
+    return values
+
+
+def _moment_by_conclusion(
+    values: list[float], epsilon: float, ddof: int, conclusion: Callable[..., Any], power: int
+) -> float:
+    """The conclusion at d = x - mean(x) (statistics.fmean), scaled by the power of two nearest
+    max |d| (the conclusions are homogeneous of degree 0 in (d, epsilon^{1/power}))."""
+    centre = statistics.fmean(values)
+    d = np.array([value - centre for value in values])
+    _, exponent = np.frexp(np.max(np.abs(d)))
+    scale = float(np.ldexp(1.0, int(exponent)))
+    return float(conclusion(d / scale, len(values) - ddof, epsilon / scale**power, len(values)))
+
+
+def _variance_of(values: list[float], ddof: int) -> float:
+    return statistics.variance(values) if ddof == 1 else statistics.pvariance(values)
+
+
+def _output_moments(values: list[float], ddof: int) -> list[float]:
+    """(mean, sum of squares / (n - ddof)) of output entries, by explicit sums (0 if n <= ddof)."""
+    divisor_value = len(values) - ddof
+    second = math.fsum(v * v for v in values) / divisor_value if divisor_value > 0 else 0.0
+    return [math.fsum(values) / len(values), second]
+
+
+# ---------------------------------------------------------------------------- masked_whiten
+@dataclass(frozen=True)
+class WhitenExample:
+    """values, mask ``[B, T]`` (at least ddof + 1 response tokens), epsilon, ddof, and the
+    affine map x -> a x + b of the invariance check."""
+
+    values: np.ndarray
+    mask: np.ndarray
+    epsilon: float
+    ddof: int
+    a: float
+    b: float
+
+
+@st.composite
+def whiten_examples(draw: st.DrawFn) -> WhitenExample:
+    """1..3 rows of 1..5 entries in [-10, 10] (padding too, from a drawn NumPy seed: fast to
+    generate), at least 2 response tokens, response values constant now and then, epsilon 0,
+    1e-8 or in [1e-3, 1]."""
+    rows, columns = draw(st.integers(1, 3)), draw(st.integers(1, 5))
+    if rows * columns < 2:
+        columns = 2
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    values = rng.uniform(-10.0, 10.0, (rows, columns))
+    mask = rng.random((rows, columns)) < 0.7
+    mask.ravel()[:2] = True
+    selected = values[mask]
+    values[mask] = (
+        np.full(selected.shape, selected[0])
+        if draw(st.integers(0, 5)) == 0
+        else _well_conditioned(selected)
+    )
+    epsilon = draw(st.sampled_from([0.0, 1e-8]) | st.floats(1e-3, 1.0))
+    return WhitenExample(
+        values,
+        mask,
+        float(epsilon),
+        draw(st.sampled_from([0, 1])),
+        draw(st.floats(0.1, 10.0)),
+        draw(st.floats(-10.0, 10.0)),
+    )
+
+
+def shipped_masked_whiten(example: WhitenExample) -> np.ndarray:
+    """[entries of masked_whiten, their response mean and ddof-variance, the change of the
+    entries (epsilon = 0) when the values are mapped to a x + b]."""
+    whitened = masked_whiten(example.values, example.mask, epsilon=example.epsilon, ddof=example.ddof)
+    moments = _output_moments(whitened[example.mask].tolist(), example.ddof)
+    plain = masked_whiten(example.values, example.mask, epsilon=0.0, ddof=example.ddof)
+    moved = masked_whiten(
+        example.a * example.values + example.b, example.mask, epsilon=0.0, ddof=example.ddof
+    )
+    return np.concatenate([whitened.ravel(), np.array(moments), (moved - plain).ravel()])
+
+
+def whitened_by_loop(
+    example: WhitenExample,
+    *,
+    ddof: int | None = None,
+    epsilon_outside: bool = False,
+    remask: bool = True,
+    statistics_over: str = "response",
+) -> np.ndarray:
+    """The whitened entries by the statistics module, entry by entry, as a (possibly buggy)
+    implementation would compute them: ``statistics_over`` is "response", "all" (padding in
+    the statistics) or "row" (per-row statistics)."""
+    degrees = example.ddof if ddof is None else ddof
+    out = np.zeros(example.values.shape)
+    groups: list[tuple[np.ndarray, np.ndarray]]
+    if statistics_over == "row":
+        groups = [
+            (np.eye(example.mask.shape[0], dtype=bool)[b][:, None] & example.mask, example.mask[b])
+            for b in range(example.mask.shape[0])
+            if example.mask[b].sum() > 0
+        ]
+    else:
+        groups = [(example.mask, example.mask)]
+    for selection, _ in groups:
+        source = (
+            np.ones(example.mask.shape, dtype=bool) if statistics_over == "all" else selection
+        )
+        values = example.values[source].tolist()
+        if len(values) - degrees < 1 or all(v == values[0] for v in values):
+            continue  # constant: 0 (the documented convention)
+        centre = statistics.fmean(values)
+        variance = _variance_of(values, degrees)
+        spread = (
+            math.sqrt(variance) + example.epsilon
+            if epsilon_outside
+            else math.sqrt(variance + example.epsilon)
+        )
+        rows_of = selection if statistics_over == "row" else np.ones(example.mask.shape, bool)
+        for index in zip(*np.nonzero(rows_of), strict=True):
+            if example.mask[index] or not remask:
+                out[index] = (example.values[index] - centre) / spread
+    return out
+
+
+def expected_masked_whiten(example: WhitenExample, **bug: Any) -> np.ndarray:
+    """[entries by loop, moments (0 and the lambdified sigma^2 / (sigma^2 + epsilon)), zeros]."""
+    entries = whitened_by_loop(example, **bug)
+    selected = example.values[example.mask].tolist()
+    if all(v == selected[0] for v in selected):
+        moments = [0.0, 0.0]
+    elif bug.get("ddof") is not None:  # the other ddof: sigma'^2 in the normaliser
+        other = bug["ddof"]
+        ratio = len(selected) - example.ddof
+        moments = [
+            0.0,
+            _variance_of(selected, other)
+            * (len(selected) - other)
+            / ratio
+            / (_variance_of(selected, other) + example.epsilon),
+        ]
+    elif bug:
+        moments = _output_moments(entries[example.mask].tolist(), example.ddof)
+    else:
+        moments = [0.0, _moment_by_conclusion(selected, example.epsilon, example.ddof, _masked_variance, 2)]
+    return np.concatenate([entries.ravel(), np.array(moments), np.zeros(example.values.size)])
+
+
+def _whiten_rtol(example: WhitenExample) -> float:
+    """exact_rtol with the conditioning of the deviations, before and after x -> a x + b."""
+    selected = example.values[example.mask]
+    spread = float(np.max(np.abs(selected - selected.mean())))
+    if spread == 0.0:
+        return exact_rtol(n_terms=example.values.size + 8)
+    moved = example.a * selected + example.b
+    kappa = max(
+        float(np.max(np.abs(selected))) / spread,
+        float(np.max(np.abs(moved))) / (example.a * spread),
+    )
+    return exact_rtol(condition_number=kappa, n_terms=example.values.size + 8)
+
+
+_WHITEN_WITNESS = WhitenExample(
+    np.array([[1.0, 2.0, 3.0, 100.0], [4.0, 8.0, 5.0, -7.0]]),
+    np.array([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=bool),
+    0.5,
+    1,
+    2.0,
+    -3.0,
+)
+
+MASKED_WHITEN_CLAIM = Claim(
+    id="masked-whiten-reference",
+    title="Masked whitening: response mean 0, variance sigma^2/(sigma^2 + epsilon), padding 0",
+    summary=(
+        "rlmath.llm_reference.masked_whiten whitens with the statistics of the response tokens "
+        "only, re-masks the padding to 0, and does not depend on the units of its input."
+    ),
+    statement=Statement(masked_variance_steps.start, masked_variance_steps.conclusion),
+    assumptions=(
+        "At least ddof + 1 response tokens; epsilon >= 0 is added to the variance inside the "
+        "square root; constant response values are whitened to 0 (a convention).",
+        "The affine invariance is for epsilon = 0 and a > 0 (derivation masked-whiten-affine).",
+    ),
+    references=(
+        "verl, ``verl/utils/torch_functional.py``, ``masked_whiten``, ``masked_var``; Hu, J., "
+        "*REINFORCE++*, arXiv:2501.03262, 2025.",
+    ),
+    symbolic=SymbolicLeg((masked_variance_steps, affine_steps)),
+    exact=ExactLeg(
+        whiten_examples(),
+        lhs=shipped_masked_whiten,
+        rhs=expected_masked_whiten,
+        rhs_reason=(
+            "three blocks: the entries by a loop over the statistics module (not a "
+            "conclusion), the moments 0 and the lambdified conclusion sigma^2 / (sigma^2 + "
+            "epsilon), and zeros for the affine invariance"
+        ),
+        rtol=_whiten_rtol,
+        max_examples=25,
+        error_scale=lambda example: float(max(1.0, example.values.size)),
+        witnesses=(_WHITEN_WITNESS,),
+        witness_reason=(
+            "padding with a value far from the mean, two rows with different statistics and "
+            "epsilon = 0.5: separates not-re-masked, padding-in-statistics, per-row-statistics "
+            "and epsilon-outside-sqrt whatever the seed draws"
+        ),
+        description=(
+            "the shipped masked_whiten (entries, their moments, the change under a x + b) vs a "
+            "statistics-module loop, the lambdified variance and 0"
+        ),
+    ),
+    mutants=(
+        Mutant(
+            "not-re-masked",
+            "the padded positions keep (x - mu) / sqrt(sigma^2 + epsilon) (verl's function "
+            "without its callers' mask)",
+            exact=lambda example: expected_masked_whiten(example, remask=False),
+        ),
+        Mutant(
+            "ddof-swapped",
+            "the variance with the other ddof (NumPy's 0 for PyTorch's 1 or back)",
+            symbolic=SymbolicMutation(
+                "masked-whiten-variance", _variance / (_squares / (divisor + 1) + eps_w)
+            ),
+            exact=lambda example: expected_masked_whiten(example, ddof=1 - example.ddof),
+        ),
+        Mutant(
+            "epsilon-outside-sqrt",
+            "(x - mu) / (sigma + epsilon): GRPO's convention instead of verl's rsqrt(var + eps)",
+            symbolic=SymbolicMutation(
+                "masked-whiten-variance", _variance / (sp.sqrt(_variance) + eps_w) ** 2
+            ),
+            exact=lambda example: expected_masked_whiten(example, epsilon_outside=True),
+        ),
+        Mutant(
+            "padding-in-statistics",
+            "mean and variance over every entry, padding included",
+            exact=lambda example: expected_masked_whiten(example, statistics_over="all"),
+        ),
+        Mutant(
+            "per-row-statistics",
+            "mean and variance per row instead of over all response tokens of the batch",
+            exact=lambda example: expected_masked_whiten(example, statistics_over="row"),
+        ),
+        Mutant(
+            "std-not-scale-equivariant",
+            "the std of a x + b taken as sqrt(a) sigma (a variance-scale slip)",
+            symbolic=SymbolicMutation("masked-whiten-affine", sp.sqrt(scale_a * _variance)),
+        ),
+    ),
+)
+
+
+CLAIMS = (GSPO_CLAIM, MASKED_WHITEN_CLAIM)
