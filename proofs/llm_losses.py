@@ -594,4 +594,178 @@ MASKED_WHITEN_CLAIM = Claim(
 )
 
 
-CLAIMS = (GSPO_CLAIM, MASKED_WHITEN_CLAIM)
+# ---------------------------------------------------------------------------- batch whitening
+@dataclass(frozen=True)
+class BatchExample:
+    """rewards [B], group ids [B] or None, epsilon, ddof."""
+
+    rewards: np.ndarray
+    groups: np.ndarray | None
+    epsilon: float
+    ddof: int
+
+
+@st.composite
+def batch_examples(draw: st.DrawFn) -> BatchExample:
+    """1..8 rewards in [-10, 10] (from a drawn NumPy seed), no groups or up to 3 groups whose
+    rewards are constant now and then, epsilon 0, 1e-8 or in [1e-3, 1], ddof 0 or 1."""
+    size = draw(st.integers(1, 8))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    rewards = np.round(rng.uniform(-10.0, 10.0, size), draw(st.sampled_from([0, 1, 15])))
+    groups = None
+    if draw(st.booleans()):
+        groups = rng.integers(0, 3, size)
+        for g in np.unique(groups):
+            if draw(st.integers(0, 4)) == 0:
+                rewards[groups == g] = rewards[groups == g][0]
+            else:
+                rewards[groups == g] = _well_conditioned(rewards[groups == g])
+    else:
+        rewards = _well_conditioned(rewards)
+    epsilon = draw(st.sampled_from([0.0, 1e-8]) | st.floats(1e-3, 1.0))
+    return BatchExample(rewards, groups, float(epsilon), draw(st.sampled_from([0, 1])))
+
+
+def shipped_batch_whitened(example: BatchExample) -> np.ndarray:
+    """[advantages, their mean and ddof-variance over the batch]."""
+    advantages = batch_whitened_advantages(
+        example.rewards, example.groups, epsilon=example.epsilon, ddof=example.ddof
+    )
+    return np.concatenate([advantages, _output_moments(advantages.tolist(), example.ddof)])
+
+
+def _centred(example: BatchExample, subtract_group_mean: bool = True) -> list[float]:
+    """u: the rewards minus their group's mean (statistics.fmean; 0 for a constant group)."""
+    rewards = example.rewards.tolist()
+    if example.groups is None or not subtract_group_mean:
+        return rewards
+    out = []
+    for index, value in enumerate(rewards):
+        members = [r for r, g in zip(rewards, example.groups, strict=True) if g == example.groups[index]]
+        out.append(0.0 if all(m == members[0] for m in members) else value - statistics.fmean(members))
+    return out
+
+
+def expected_batch_whitened(
+    example: BatchExample,
+    *,
+    ddof: int | None = None,
+    epsilon_inside: bool = False,
+    per_group: bool = False,
+    subtract_group_mean: bool = True,
+) -> np.ndarray:
+    """[(u - mean u) / (s_u + epsilon) by the statistics module, moments (0 and the lambdified
+    s^2 / (s + epsilon)^2)], or what a buggy implementation computes (moments of its output)."""
+    u = _centred(example, subtract_group_mean)
+    degrees = example.ddof if ddof is None else ddof
+    pools = (
+        [[k for k in range(len(u)) if example.groups[k] == g] for g in np.unique(example.groups)]
+        if per_group and example.groups is not None
+        else [list(range(len(u)))]
+    )
+    advantages = [0.0] * len(u)
+    for pool in pools:
+        values = [u[k] for k in pool]
+        if len(values) - degrees < 1 or all(v == values[0] for v in values):
+            continue  # all equal (B = 1 included): 0, the documented convention
+        centre = statistics.fmean(values)
+        variance = _variance_of(values, degrees)
+        spread = (
+            math.sqrt(variance + example.epsilon)
+            if epsilon_inside
+            else math.sqrt(variance) + example.epsilon
+        )
+        for k in pool:
+            advantages[k] = (u[k] - centre) / spread
+    bug = ddof is not None or epsilon_inside or per_group or not subtract_group_mean
+    if bug:
+        moments = _output_moments(advantages, example.ddof)
+    elif all(v == u[0] for v in u) or len(u) - example.ddof < 1:
+        moments = [0.0, 0.0]
+    else:
+        moments = [0.0, _moment_by_conclusion(u, example.epsilon, example.ddof, _batch_variance, 1)]
+    return np.concatenate([np.array(advantages), np.array(moments)])
+
+
+def _batch_rtol(example: BatchExample) -> float:
+    """exact_rtol with kappa = max |r| / max |u - mean u| (digits lost forming the deviations)."""
+    u = np.array(_centred(example))
+    spread = float(np.max(np.abs(u - u.mean())))
+    kappa = float(np.max(np.abs(example.rewards))) / spread if spread > 0 else 1.0
+    return exact_rtol(condition_number=kappa, n_terms=2 * example.rewards.size + 8)
+
+
+_BATCH_WITNESS = BatchExample(
+    np.array([1.0, 3.0, 10.0, 16.0, 0.0, 1.0]), np.array([0, 0, 1, 1, 2, 2]), 0.5, 1
+)
+
+BATCH_WHITEN_CLAIM = Claim(
+    id="batch-whitened-advantages-reference",
+    title="REINFORCE++ whitening: one mean and one std for the whole batch",
+    summary=(
+        "rlmath.llm_reference.batch_whitened_advantages subtracts the group mean (if groups are "
+        "given), then whitens with the statistics of the whole batch: mean 0, variance "
+        "s^2/(s + epsilon)^2, the same scale for every group."
+    ),
+    statement=Statement(batch_variance_steps.start, batch_variance_steps.conclusion),
+    assumptions=(
+        "epsilon >= 0 is added to the std; all-equal centred rewards (B = 1 included) give 0 "
+        "(a convention); constant groups are centred to 0 exactly.",
+    ),
+    references=(
+        "Hu, J., *REINFORCE++: A Simple and Efficient Approach for Aligning Large Language "
+        "Models*, arXiv:2501.03262, 2025, Sec. 3; OpenRLHF, advantage_estimator = "
+        "``reinforce``, ``reinforce_baseline``.",
+    ),
+    symbolic=SymbolicLeg((batch_variance_steps,)),
+    exact=ExactLeg(
+        batch_examples(),
+        lhs=shipped_batch_whitened,
+        rhs=expected_batch_whitened,
+        rhs_reason=(
+            "two blocks: the advantages by a loop over the statistics module (not a "
+            "conclusion) and the moments 0 and the lambdified conclusion s^2 / (s + epsilon)^2"
+        ),
+        rtol=_batch_rtol,
+        max_examples=25,
+        error_scale=lambda example: float(max(1.0, example.rewards.size)),
+        witnesses=(_BATCH_WITNESS,),
+        witness_reason=(
+            "three groups of different spreads with epsilon = 0.5: separates per-group-std, "
+            "group-mean-not-subtracted and epsilon-inside-sqrt whatever the seed draws"
+        ),
+        description=(
+            "the shipped batch_whitened_advantages (entries, mean, variance) vs a "
+            "statistics-module loop and the lambdified variance"
+        ),
+    ),
+    mutants=(
+        Mutant(
+            "ddof-swapped",
+            "the std with the other ddof (NumPy's 0 for torch.std's 1 or back)",
+            symbolic=SymbolicMutation(
+                "batch-whiten-variance", _variance / (sp.sqrt(_squares / (divisor + 1)) + eps_w) ** 2
+            ),
+            exact=lambda example: expected_batch_whitened(example, ddof=1 - example.ddof),
+        ),
+        Mutant(
+            "epsilon-inside-sqrt",
+            "(u - mean) / sqrt(s^2 + epsilon): masked_whiten's convention",
+            symbolic=SymbolicMutation("batch-whiten-variance", _variance / (_variance + eps_w)),
+            exact=lambda example: expected_batch_whitened(example, epsilon_inside=True),
+        ),
+        Mutant(
+            "per-group-std",
+            "the std of each group (GRPO) instead of the batch's",
+            exact=lambda example: expected_batch_whitened(example, per_group=True),
+        ),
+        Mutant(
+            "group-mean-not-subtracted",
+            "groups given but the rewards whitened directly (REINFORCE++ for -baseline)",
+            exact=lambda example: expected_batch_whitened(example, subtract_group_mean=False),
+        ),
+    ),
+)
+
+
+CLAIMS = (GSPO_CLAIM, MASKED_WHITEN_CLAIM, BATCH_WHITEN_CLAIM)
