@@ -768,4 +768,188 @@ BATCH_WHITEN_CLAIM = Claim(
 )
 
 
-CLAIMS = (GSPO_CLAIM, MASKED_WHITEN_CLAIM, BATCH_WHITEN_CLAIM)
+# ============================================================================ 5, 6. CISPO
+z = sp.Symbol("z", real=True)  # log pi_theta(y_t | prefix), differentiated
+z_copy = sp.Symbol("z'", real=True)  # the copy of z inside the stop-gradient
+z_old = sp.Symbol("z_old", real=True)
+A = sp.Symbol("A", real=True)
+m_tok = sp.Symbol("m", nonnegative=True)  # the token's mask entry
+eps_low = sp.Symbol("epsilon_low", positive=True)
+eps_high = sp.Symbol("epsilon_high", positive=True)
+
+
+def clip(value: sp.Expr) -> sp.Expr:
+    r"""$\mathrm{clip}(v, 1 - \epsilon_\mathrm{low}, 1 + \epsilon_\mathrm{high})$, unevaluated
+    (a lower bound $\le 0$ is inactive for a ratio $v > 0$, as the reference's $\max(\cdot, 0)$)."""
+    return sp.Min(sp.Max(value, 1 - eps_low, evaluate=False), 1 + eps_high, evaluate=False)
+
+
+def cispo_loss_expression(weight_argument: sp.Expr) -> sp.Expr:
+    r"""$-m\,\mathrm{clip}(e^{z' - z_\mathrm{old}})\,A\,z$ with the weight evaluated at ``weight_argument``."""
+    return -m_tok * clip(sp.exp(weight_argument - z_old)) * A * z
+
+
+cispo_gradient_steps = Derivation(
+    "cispo-gradient",
+    (
+        Step(
+            sp.Subs(sp.Derivative(cispo_loss_expression(z_copy), z), z_copy, z),
+            "d loss / d log pi_theta(y_t) with the stop-gradient: the weight is evaluated at a "
+            "copy z' of z that is not differentiated, then z' = z",
+        ),
+        Step(
+            -m_tok * clip(sp.exp(z - z_old)) * A,
+            "the weight does not depend on z; d(A z)/dz = A",
+        ),
+    ),
+)
+
+rho_sym = sp.exp(z - z_old)
+_inside = (rho_sym > 1 - eps_low) & (rho_sym < 1 + eps_high)
+_ppo_clipped = ((A > 0) & (rho_sym > 1 + eps_high)) | ((A < 0) & (rho_sym < 1 - eps_low))
+
+
+@dataclass(frozen=True)
+class CispoExample:
+    """log_probs, old_log_probs, advantages, mask ``[B, T]`` and the clip range."""
+
+    log_probs: np.ndarray
+    old_log_probs: np.ndarray
+    advantages: np.ndarray
+    mask: np.ndarray
+    clip_low: float
+    clip_high: float
+
+
+@st.composite
+def cispo_examples(draw: st.DrawFn) -> CispoExample:
+    """1..3 rows of 1..5 tokens (from a drawn NumPy seed), log-probs in [-6, -0.05], log-ratios
+    in [-1.5, 1.5] (inside and outside the clip range), advantages in [-3, 3]; clip_low above 1
+    now and then (no lower clip, as MiniMax-M1)."""
+    rows, columns = draw(st.integers(1, 3)), draw(st.integers(1, 5))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    new = rng.uniform(-6.0, -0.05, (rows, columns))
+    old = new - rng.uniform(-1.5, 1.5, (rows, columns))
+    advantages = rng.uniform(-3.0, 3.0, (rows, columns))
+    mask = rng.random((rows, columns)) < 0.8
+    low = draw(st.sampled_from([0.2, 2.0]) | st.floats(0.01, 1.5))
+    high = draw(st.sampled_from([0.28, 0.2]) | st.floats(0.01, 1.0))
+    return CispoExample(new, old, advantages, mask, float(low), float(high))
+
+
+def _clips(example: CispoExample) -> dict[str, float]:
+    return {"clip_low": example.clip_low, "clip_high": example.clip_high}
+
+
+def detached_loss_derivative(example: CispoExample) -> np.ndarray:
+    r"""$\partial\ell_{b,t}/\partial z_{b,t}$ by complex-step differentiation of an independently
+    written loss $-m\,w\,A\,z$, $w = \mathrm{clip}(e^{\mathrm{Re}\,z - z_\mathrm{old}})$: taking
+    the weight from the real part is the stop-gradient (the complex step does not see it).
+    Each entry depends only on its own $z$, so the gradient of the sum is the per-token
+    derivative."""
+    lower = max(1.0 - example.clip_low, 0.0)
+
+    def loss(values: np.ndarray) -> complex:
+        weight = np.minimum(np.maximum(np.exp(values.real - example.old_log_probs), lower), 1.0 + example.clip_high)
+        return complex(np.sum(np.where(example.mask, -weight * example.advantages * values, 0.0)))
+
+    return complex_step_gradient(loss, example.log_probs)
+
+
+def shipped_cispo(example: CispoExample) -> np.ndarray:
+    """[cispo_token_loss_gradient, the complex-step derivative of the detached loss,
+    cispo_token_loss], ``[3, B, T]``."""
+    args = (example.log_probs, example.old_log_probs, example.advantages, example.mask)
+    return np.stack(
+        [
+            cispo_token_loss_gradient(*args, **_clips(example)),
+            detached_loss_derivative(example),
+            cispo_token_loss(*args, **_clips(example)),
+        ]
+    )
+
+
+def _cispo_arguments(example: CispoExample) -> tuple[Any, ...]:
+    """Values of (z, z_old, A, m, epsilon_low, epsilon_high), three blocks: the gradient twice,
+    then the value, which is the gradient's conclusion with A replaced by A z (the loss
+    -m w A z is linear in A z with the detached w)."""
+    advantage_blocks = np.stack(
+        [example.advantages, example.advantages, example.advantages * example.log_probs]
+    )
+    tile = np.stack([example.log_probs] * 3)
+    return (
+        tile,
+        np.stack([example.old_log_probs] * 3),
+        advantage_blocks,
+        np.stack([example.mask.astype(np.float64)] * 3),
+        example.clip_low,
+        example.clip_high,
+    )
+
+
+def _cispo_mutant(id_: str, description: str, wrong: sp.Expr) -> Mutant:
+    return Mutant(id_, description, symbolic=SymbolicMutation("cispo-gradient", wrong))
+
+
+CISPO_CLAIM = Claim(
+    id="cispo-token-loss-gradient-reference",
+    title="CISPO's gradient: the clipped weight is detached, clipped tokens keep their gradient",
+    summary=(
+        "rlmath.llm_reference.cispo_token_loss_gradient is -clip(rho) A per token, clipped or "
+        "not (the weight bounds the step, it does not drop the token), and cispo_token_loss is "
+        "-clip(rho) A log pi."
+    ),
+    statement=Statement(cispo_gradient_steps.start, cispo_gradient_steps.conclusion),
+    assumptions=(
+        "rho = exp(log pi_theta - log pi_old) > 0, so a lower clip bound <= 0 is inactive.",
+        "The stop-gradient is modelled by a copy z' of z that is not differentiated.",
+    ),
+    references=(
+        "MiniMax et al., *MiniMax-M1: Scaling Test-Time Compute Efficiently with Lightning "
+        "Attention*, arXiv:2506.13585, 2025, Sec. 3.1, eq. (4)-(5); verl, "
+        "``compute_policy_loss_cispo``.",
+    ),
+    symbolic=SymbolicLeg((cispo_gradient_steps,)),
+    exact=ExactLeg(
+        cispo_examples(),
+        lhs=shipped_cispo,
+        symbols=(z, z_old, A, m_tok, eps_low, eps_high),
+        arguments=_cispo_arguments,
+        # exp of a log-ratio |d| <= 1.5 rounded to a few ulps of |z| <= 6: kappa <= 6 * e^1.5
+        rtol=exact_rtol(condition_number=30.0, n_terms=4),
+        max_examples=30,
+        description=(
+            "the shipped cispo_token_loss_gradient, the complex-step derivative of the "
+            "detached loss and the shipped cispo_token_loss vs the lambdified -m clip(rho) A "
+            "(A z for the value)"
+        ),
+    ),
+    mutants=(
+        _cispo_mutant(
+            "weight-not-detached",
+            "the stop-gradient forgotten: inside the clip range the weight rho is "
+            "differentiated too, -m A (rho + rho z)",
+            sp.Piecewise(
+                (-m_tok * A * (rho_sym + rho_sym * z), _inside),
+                (-m_tok * clip(rho_sym) * A, True),
+            ),
+        ),
+        _cispo_mutant(
+            "unclipped-weight", "the raw ratio rho as the weight", -m_tok * rho_sym * A
+        ),
+        _cispo_mutant(
+            "clipped-tokens-dropped",
+            "PPO's rule: no gradient where the clipped branch of the min is taken",
+            sp.Piecewise((0, _ppo_clipped), (-m_tok * rho_sym * A, True)),
+        ),
+        _cispo_mutant(
+            "upper-clip-only",
+            "only the upper bound applied (the lower clip forgotten)",
+            -m_tok * sp.Min(rho_sym, 1 + eps_high) * A,
+        ),
+        _cispo_mutant("objective-not-loss", "the objective's sign", m_tok * clip(rho_sym) * A),
+    ),
+)
+
+
+CLAIMS = (GSPO_CLAIM, MASKED_WHITEN_CLAIM, BATCH_WHITEN_CLAIM, CISPO_CLAIM)
