@@ -952,4 +952,137 @@ CISPO_CLAIM = Claim(
 )
 
 
-CLAIMS = (GSPO_CLAIM, MASKED_WHITEN_CLAIM, BATCH_WHITEN_CLAIM, CISPO_CLAIM)
+# ---------------------------------------------------------------------------- CISPO at theta_old
+cispo_old_steps = Derivation(
+    "cispo-at-old",
+    (
+        Step(
+            sp.Subs(sp.Derivative(cispo_loss_expression(z_copy), z), (z, z_copy), (z_old, z_old)),
+            "d loss / d log pi_theta(y_t) at theta = theta_old (z = z' = z_old), the weight "
+            "detached",
+        ),
+        Step(
+            -m_tok * clip(sp.exp(sp.Add(z_old, -z_old, evaluate=False), evaluate=False)) * A,
+            "the weight does not depend on z; d(A z)/dz = A; then z' = z_old",
+        ),
+        Step(-m_tok * A, "e^0 = 1 lies inside [1 - eps_low, 1 + eps_high]: the weight is 1"),
+    ),
+)
+
+
+@st.composite
+def _old_examples(draw: st.DrawFn) -> tuple[SequenceModel, float, float]:
+    model = draw(sequence_models(max_prompts=2, max_tokens=2, max_length=3))
+    low = draw(st.sampled_from([0.2, 2.0]) | st.floats(0.01, 1.5))
+    high = draw(st.sampled_from([0.28, 0.2]) | st.floats(0.01, 1.0))
+    return model, float(low), float(high)
+
+
+def _complex_objective(model: SequenceModel, logits: np.ndarray, rewards: np.ndarray) -> complex:
+    r"""$\sum_x \rho(x) \sum_y \prod_t \mathrm{softmax}(\theta)_{x, n_t, y_t} R(x, y)$ at complex
+    logits, written from the response table (complex-safe log-softmax)."""
+    shift = logits.real.max(axis=-1, keepdims=True)
+    log_pi = logits - (np.log(np.exp(logits - shift).sum(axis=-1, keepdims=True)) + shift)
+    r = model.responses
+    n, v = np.maximum(r.nodes, 0), np.maximum(r.tokens, 0)
+    log_p = np.where(r.mask[None], log_pi[:, n, v], 0.0).sum(axis=2)  # [X, R]
+    return complex(model.prompt_probabilities @ (np.exp(log_p) * rewards).sum(axis=1))
+
+
+def _objective_gradient(model: SequenceModel, rewards: np.ndarray) -> np.ndarray:
+    r"""$\nabla_\theta \sum_x \rho(x) \mathbb E_y[R(x, y)]$ by complex-step differentiation."""
+    return complex_step_gradient(lambda zz: _complex_objective(model, zz, rewards), model.theta)
+
+
+def expected_cispo_gradient(example: tuple[SequenceModel, float, float]) -> np.ndarray:
+    r"""$\mathbb E_x \mathbb E_{y \sim \pi_\mathrm{old}}[\sum_t \partial_z\ell_t \nabla\log\pi(y_t)]$
+    at $\theta = \theta_\mathrm{old}$ by enumeration, the slopes from the shipped
+    cispo_token_loss_gradient with $A_t = R(x, y)$ on every token (token sum per response)."""
+    model, low, high = example
+    z_now = model.token_log_probabilities()  # [X, R, L]
+    mask = model.responses.mask
+    weights = np.zeros(z_now.shape)
+    rewards = model.total_rewards()
+    for x in range(model.n_prompts):
+        advantages = np.where(mask, rewards[x][:, None], 0.0)
+        slopes = cispo_token_loss_gradient(
+            z_now[x], z_now[x].copy(), advantages, mask, clip_low=low, clip_high=high
+        )
+        weights[x] = model.prompt_probabilities[x] * model.probabilities()[x][:, None] * slopes
+    return model.weighted_score_sum(weights)
+
+
+def _lengths(model: SequenceModel) -> np.ndarray:
+    return model.responses.mask.sum(axis=1).astype(np.float64)
+
+
+CISPO_OLD_CLAIM = Claim(
+    id="cispo-gradient-at-old",
+    title="At the old policy CISPO's expected gradient is minus the policy gradient",
+    summary=(
+        "At theta = theta_old CISPO's clipped weight is 1, so its token-summed loss with the "
+        "sequence reward as every token's advantage has expected gradient -grad J (REINFORCE)."
+    ),
+    statement=Statement(cispo_old_steps.start, cispo_old_steps.conclusion),
+    assumptions=(
+        "theta = theta_old; responses sampled from pi_old; advantage A_t = R(x, y) on every "
+        "token of the response; the per-token losses summed over tokens (not averaged).",
+        "The exact leg evaluates the expectation by enumerating every response (SequenceModel).",
+    ),
+    references=(
+        "MiniMax et al., *MiniMax-M1*, arXiv:2506.13585, 2025, eq. (4)-(5); Williams, R. J., "
+        "*Simple statistical gradient-following algorithms*, Machine Learning 8, 1992.",
+    ),
+    symbolic=SymbolicLeg((cispo_old_steps,)),
+    exact=ExactLeg(
+        _old_examples(),
+        lhs=expected_cispo_gradient,
+        rhs=lambda example: -_objective_gradient(example[0], example[0].total_rewards()),
+        rhs_reason=(
+            "the conclusion is per token (-m A); the claim is about its expectation, -grad J, "
+            "computed by complex-step differentiation of J written from the response table"
+        ),
+        rtol=lambda example: exact_rtol(
+            condition_number=10.0, n_terms=example[0].n_prompts * example[0].n_responses * 3
+        ),
+        error_scale=lambda example: float(np.max(np.abs(example[0].total_rewards()), initial=1e-300)),
+        max_examples=15,
+        description=(
+            "enumerated E[sum_t cispo_token_loss_gradient * grad log pi] at theta_old vs -grad J "
+            "by complex step"
+        ),
+    ),
+    mutants=(
+        Mutant(
+            "weight-not-detached",
+            "the clipped weight differentiated: -m A (1 + z_old) at theta_old",
+            symbolic=SymbolicMutation("cispo-at-old", -m_tok * A * (1 + z_old)),
+            exact=lambda example: (
+                -_objective_gradient(example[0], example[0].total_rewards())
+                - example[0].weighted_score_sum(
+                    example[0].prompt_probabilities[:, None, None]
+                    * example[0].probabilities()[:, :, None]
+                    * example[0].total_rewards()[:, :, None]
+                    * np.where(example[0].responses.mask, example[0].token_log_probabilities(), 0.0)
+                )
+            ),
+        ),
+        Mutant(
+            "objective-not-loss",
+            "the sign of the loss: +grad J",
+            symbolic=SymbolicMutation("cispo-at-old", m_tok * A),
+            exact=lambda example: _objective_gradient(example[0], example[0].total_rewards()),
+        ),
+        Mutant(
+            "length-normalised",
+            "the per-response token mean (GRPO's 1/|y|) taken for the token sum: the gradient "
+            "of E[R / |y|]",
+            exact=lambda example: -_objective_gradient(
+                example[0], example[0].total_rewards() / _lengths(example[0])[None, :]
+            ),
+        ),
+    ),
+)
+
+
+CLAIMS = (GSPO_CLAIM, MASKED_WHITEN_CLAIM, BATCH_WHITEN_CLAIM, CISPO_CLAIM, CISPO_OLD_CLAIM)
