@@ -1085,4 +1085,257 @@ CISPO_OLD_CLAIM = Claim(
 )
 
 
-CLAIMS = (GSPO_CLAIM, MASKED_WHITEN_CLAIM, BATCH_WHITEN_CLAIM, CISPO_CLAIM, CISPO_OLD_CLAIM)
+# ============================================================================ 4. combined loss
+k_idx = sp.Idx("k")
+n_tokens = sp.Symbol("n", integer=True, positive=True)  # B * T entries, flattened
+weight = sp.IndexedBase("w", nonnegative=True)  # the aggregation weights of the mode
+policy_term = sp.IndexedBase("ell", real=True)
+kl_term = sp.IndexedBase("kl", real=True)
+entropy_term = sp.IndexedBase("H", real=True)
+beta = sp.Symbol("beta", nonnegative=True)
+c_entropy = sp.Symbol("c_H", nonnegative=True)
+
+
+def over_batch(term: sp.Expr) -> sp.Expr:
+    r"""$\sum_{k=0}^{n-1}$ term over the flattened $[B, T]$ entries (unevaluated)."""
+    return IndexSum(term, (k_idx, 0, n_tokens - 1))
+
+
+combined_steps = Derivation(
+    "combined-loss",
+    (
+        Step(
+            over_batch(weight[k_idx] * policy_term[k_idx])
+            + beta * over_batch(weight[k_idx] * kl_term[k_idx])
+            - c_entropy * over_batch(weight[k_idx] * entropy_term[k_idx]),
+            "agg(l) + beta agg(k) - c_H agg(H), each agg(x) = sum_k w_k x_k with the same "
+            "mode's weights (token-mean m/N, seq-mean-token-mean m/(|B| n_b), "
+            "seq-mean-token-sum m/|B|, seq-mean-token-sum-norm m/(B L))",
+        ),
+        Step(
+            over_batch(
+                weight[k_idx]
+                * (policy_term[k_idx] + beta * kl_term[k_idx] - c_entropy * entropy_term[k_idx])
+            ),
+            "linearity of the sum: the KL term added, the entropy subtracted, token by token",
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class CombinedExample:
+    """Per-token softmax logits [B, T, K] (policy and reference), sampled tokens [B, T],
+    advantages and mask [B, T], a direction v [B, T, K], the coefficients and the mode."""
+
+    logits: np.ndarray
+    reference_logits: np.ndarray
+    tokens: np.ndarray
+    advantages: np.ndarray
+    mask: np.ndarray
+    direction: np.ndarray
+    kl_coefficient: float
+    entropy_coefficient: float
+    mode: str
+    normaliser: float | None
+
+
+@st.composite
+def combined_examples(draw: st.DrawFn) -> CombinedExample:
+    """1..3 rows of 1..3 tokens over a vocabulary of 2..3 (from a drawn NumPy seed), logits in
+    [-1.5, 1.5] (so |log pi_ref - log pi| <= 4.2), every mode, coefficients 0 now and then."""
+    rows, columns, vocabulary = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(2, 3)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    shape = (rows, columns, vocabulary)
+    mask = rng.random((rows, columns)) < 0.75
+    mask.ravel()[0] = True
+    mode = draw(st.sampled_from(AGGREGATION_MODES))
+    normaliser = (
+        draw(st.none() | st.floats(1.0, 5.0)) if mode == "seq-mean-token-sum-norm" else None
+    )
+    return CombinedExample(
+        rng.uniform(-1.5, 1.5, shape),
+        rng.uniform(-1.5, 1.5, shape),
+        rng.integers(0, vocabulary, (rows, columns)),
+        rng.uniform(-3.0, 3.0, (rows, columns)),
+        mask,
+        rng.uniform(-1.0, 1.0, shape),
+        float(draw(st.just(0.0) | st.floats(0.05, 1.0))),
+        float(draw(st.just(0.0) | st.floats(0.01, 0.5))),
+        mode,
+        normaliser,
+    )
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def per_token_terms(example: CombinedExample, logits: np.ndarray) -> tuple[np.ndarray, ...]:
+    r"""$\ell = -A z$, $k_3 = e^{z_\mathrm{ref} - z} - (z_\mathrm{ref} - z) - 1$ and
+    $H = -\sum_v \pi_v \log\pi_v$ per token, $z = \log\pi(y_t)$."""
+    log_pi = _log_softmax(logits)
+    chosen = np.take_along_axis(log_pi, example.tokens[..., None], axis=-1)[..., 0]
+    reference = np.take_along_axis(
+        _log_softmax(example.reference_logits), example.tokens[..., None], axis=-1
+    )[..., 0]
+    gap = reference - chosen
+    entropy = -(np.exp(log_pi) * log_pi).sum(axis=-1)
+    return -example.advantages * chosen, np.exp(gap) - gap - 1.0, np.maximum(entropy, 0.0)
+
+
+def per_token_directional_derivatives(example: CombinedExample) -> tuple[np.ndarray, ...]:
+    r"""$d/d\varepsilon$ of the three per-token terms at $\theta + \varepsilon v$, by hand:
+    $z' = v_y - \pi \cdot v$, $\ell' = -A z'$, $k_3' = (1 - e^{z_\mathrm{ref} - z}) z'$,
+    $H' = -\sum_j \pi_j (\log\pi_j + H) v_j$."""
+    log_pi = _log_softmax(example.logits)
+    pi = np.exp(log_pi)
+    v = example.direction
+    chosen = np.take_along_axis(log_pi, example.tokens[..., None], axis=-1)[..., 0]
+    reference = np.take_along_axis(
+        _log_softmax(example.reference_logits), example.tokens[..., None], axis=-1
+    )[..., 0]
+    slope = np.take_along_axis(v, example.tokens[..., None], axis=-1)[..., 0] - (pi * v).sum(-1)
+    entropy = -(pi * log_pi).sum(axis=-1)
+    d_entropy = -(pi * (log_pi + entropy[..., None]) * v).sum(axis=-1)
+    return -example.advantages * slope, (1.0 - np.exp(reference - chosen)) * slope, d_entropy
+
+
+def aggregation_weights(example: CombinedExample) -> np.ndarray:
+    """The mode's weight of each token, written from the definitions (not aggregate_loss)."""
+    mask = example.mask.astype(np.float64)
+    lengths = mask.sum(axis=1)
+    rows = float((lengths > 0).sum())
+    if example.mode == "token-mean":
+        return mask / mask.sum()
+    if example.mode == "seq-mean-token-mean":
+        return mask / np.where(lengths > 0, lengths, 1.0)[:, None] / rows
+    if example.mode == "seq-mean-token-sum":
+        return mask / rows
+    constant = float(mask.shape[1]) if example.normaliser is None else example.normaliser
+    return mask / (mask.shape[0] * constant)
+
+
+#: Central difference along v: the third derivative of the combined loss along |v| <= 1 is
+#: below 1e5 for these examples (k_3 contributes e^{4.2} times a polynomial of the derivatives of
+#: log-softmax, times beta <= 1 and sum_k w_k <= T = 3), one evaluation is off by < 1e3 ulps.
+COMBINED_STEP, COMBINED_ERROR = central_difference_step(1e5, 1e3 * EPS)
+
+
+def shipped_combined(example: CombinedExample) -> np.ndarray:
+    """[combined_policy_loss at theta, its central difference along v]."""
+
+    def loss(logits: np.ndarray) -> float:
+        policy, kl, entropy = per_token_terms(example, logits)
+        return combined_policy_loss(
+            policy,
+            kl,
+            entropy,
+            example.mask,
+            kl_coefficient=example.kl_coefficient,
+            entropy_coefficient=example.entropy_coefficient,
+            mode=example.mode,
+            normaliser=example.normaliser,
+        )
+
+    up = example.logits + COMBINED_STEP * example.direction
+    down = example.logits - COMBINED_STEP * example.direction
+    return np.array([loss(example.logits), (loss(up) - loss(down)) / (2.0 * COMBINED_STEP)])
+
+
+def _combined_arguments(example: CombinedExample) -> tuple[Any, ...]:
+    """(w, l, k, H, beta, c_H, n), index first and two columns: the values and their
+    derivatives along v (w is constant), so the lambdified sum gives [value, derivative]."""
+    w = aggregation_weights(example).ravel()
+    values = per_token_terms(example, example.logits)
+    slopes = per_token_directional_derivatives(example)
+    columns = [np.stack([a.ravel(), b.ravel()], axis=1) for a, b in zip(values, slopes, strict=True)]
+    return (
+        np.stack([w, w], axis=1),
+        *columns,
+        example.kl_coefficient,
+        example.entropy_coefficient,
+        w.size,
+    )
+
+
+def _combined_mutant(id_: str, description: str, wrong: sp.Expr) -> Mutant:
+    return Mutant(id_, description, symbolic=SymbolicMutation("combined-loss", wrong))
+
+
+COMBINED_CLAIM = Claim(
+    id="combined-policy-loss-reference",
+    title="The combined actor loss adds the KL term and subtracts the entropy bonus",
+    summary=(
+        "rlmath.llm_reference.combined_policy_loss is sum_k w_k (l_k + beta k_k - c_H H_k) "
+        "with the mode's weights: minimising it pulls towards the reference and raises the "
+        "entropy, in value and in gradient."
+    ),
+    statement=Statement(combined_steps.start, combined_steps.conclusion),
+    assumptions=(
+        "The three per-token terms share the mask and the aggregation mode (as verl does).",
+        "The exact leg uses a per-token softmax policy, l = -A log pi, the k3 estimator and the "
+        "token entropy; the gradient is checked along a random direction of the logits.",
+    ),
+    references=(
+        "Schulman, J. et al., *Proximal Policy Optimization Algorithms*, arXiv:1707.06347, "
+        "2017, eq. (9); Shao, Z. et al., *DeepSeekMath*, arXiv:2402.03300, 2024, eq. (3); "
+        "verl, ``verl/workers/actor/dp_actor.py``.",
+    ),
+    symbolic=SymbolicLeg((combined_steps,)),
+    exact=ExactLeg(
+        combined_examples(),
+        lhs=shipped_combined,
+        symbols=(weight, policy_term, kl_term, entropy_term, beta, c_entropy, n_tokens),
+        arguments=_combined_arguments,
+        rtol=max(COMBINED_ERROR, exact_rtol(n_terms=16)),
+        # absolute error against the size of the terms (the value and slope may cancel to ~0)
+        error_scale=lambda example: 1.0 + float(
+            np.abs(aggregation_weights(example)).sum()
+            * (3.0 + example.kl_coefficient * 70.0 + example.entropy_coefficient * 2.0)
+        ),
+        max_examples=30,
+        description=(
+            "the shipped combined_policy_loss and its central difference along v vs the "
+            "lambdified sum of w (l + beta k - c_H H) at the terms and at their hand-derived "
+            "directional derivatives"
+        ),
+    ),
+    mutants=(
+        _combined_mutant(
+            "kl-sign-flipped",
+            "the KL penalty subtracted (a reward-side sign in the loss)",
+            over_batch(
+                weight[k_idx]
+                * (policy_term[k_idx] - beta * kl_term[k_idx] - c_entropy * entropy_term[k_idx])
+            ),
+        ),
+        _combined_mutant(
+            "entropy-sign-flipped",
+            "the entropy added to the loss (minimising lowers the entropy)",
+            over_batch(
+                weight[k_idx]
+                * (policy_term[k_idx] + beta * kl_term[k_idx] + c_entropy * entropy_term[k_idx])
+            ),
+        ),
+        _combined_mutant(
+            "coefficients-swapped",
+            "beta on the entropy and c_H on the KL",
+            over_batch(
+                weight[k_idx]
+                * (policy_term[k_idx] + c_entropy * kl_term[k_idx] - beta * entropy_term[k_idx])
+            ),
+        ),
+    ),
+)
+
+
+CLAIMS = (
+    GSPO_CLAIM,
+    MASKED_WHITEN_CLAIM,
+    BATCH_WHITEN_CLAIM,
+    COMBINED_CLAIM,
+    CISPO_CLAIM,
+    CISPO_OLD_CLAIM,
+)
