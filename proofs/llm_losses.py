@@ -81,7 +81,6 @@ from rlmath.claims import (
     lambdify,
 )
 from rlmath.llm_reference import (
-    AGGREGATION_MODES,
     batch_whitened_advantages,
     cispo_token_loss,
     cispo_token_loss_gradient,
@@ -1123,6 +1122,10 @@ combined_steps = Derivation(
 )
 
 
+#: The four modes of aggregate_loss, each with its weights written in aggregation_weights.
+MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+
+
 @dataclass(frozen=True)
 class CombinedExample:
     """Per-token softmax logits [B, T, K] (policy and reference), sampled tokens [B, T],
@@ -1149,7 +1152,7 @@ def combined_examples(draw: st.DrawFn) -> CombinedExample:
     shape = (rows, columns, vocabulary)
     mask = rng.random((rows, columns)) < 0.75
     mask.ravel()[0] = True
-    mode = draw(st.sampled_from(AGGREGATION_MODES))
+    mode = draw(st.sampled_from(MODES))
     normaliser = (
         draw(st.none() | st.floats(1.0, 5.0)) if mode == "seq-mean-token-sum-norm" else None
     )
