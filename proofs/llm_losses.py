@@ -888,6 +888,11 @@ def _cispo_arguments(example: CispoExample) -> tuple[Any, ...]:
     )
 
 
+_upper_clip_only = lazy_lambdify(
+    (z, z_old, A, m_tok, eps_low, eps_high), -m_tok * sp.Min(rho_sym, 1 + eps_high) * A
+)
+
+
 def _cispo_mutant(id_: str, description: str, wrong: sp.Expr) -> Mutant:
     return Mutant(id_, description, symbolic=SymbolicMutation("cispo-gradient", wrong))
 
@@ -943,10 +948,12 @@ CISPO_CLAIM = Claim(
             "PPO's rule: no gradient where the clipped branch of the min is taken",
             sp.Piecewise((0, _ppo_clipped), (-m_tok * rho_sym * A, True)),
         ),
-        _cispo_mutant(
+        Mutant(
             "upper-clip-only",
-            "only the upper bound applied (the lower clip forgotten)",
-            -m_tok * sp.Min(rho_sym, 1 + eps_high) * A,
+            "only the upper bound applied (the lower clip forgotten); exact leg only: the "
+            "mutant differs from the claim only where rho < 1 - epsilon_low, a region random "
+            "admissible points of the symbolic leg reach only now and then",
+            exact=lambda example: _upper_clip_only(*_cispo_arguments(example)),
         ),
         _cispo_mutant("objective-not-loss", "the objective's sign", m_tok * clip(rho_sym) * A),
     ),
