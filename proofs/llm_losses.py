@@ -332,7 +332,9 @@ VALUE_FLOATS = st.floats(-10.0, 10.0, allow_subnormal=False)
 _masked_variance = lazy_lambdify(
     (deviation, divisor, eps_w, n_entries), masked_variance_steps.conclusion
 )
-_batch_variance = lazy_lambdify((deviation, divisor, eps_w, n_entries), batch_variance_steps.conclusion)
+_batch_variance = lazy_lambdify(
+    (deviation, divisor, eps_w, n_entries), batch_variance_steps.conclusion
+)
 
 
 def _well_conditioned(values: np.ndarray) -> np.ndarray:
@@ -412,7 +414,9 @@ def whiten_examples(draw: st.DrawFn) -> WhitenExample:
 def shipped_masked_whiten(example: WhitenExample) -> np.ndarray:
     """[entries of masked_whiten, their response mean and ddof-variance, the change of the
     entries (epsilon = 0) when the values are mapped to a x + b]."""
-    whitened = masked_whiten(example.values, example.mask, epsilon=example.epsilon, ddof=example.ddof)
+    whitened = masked_whiten(
+        example.values, example.mask, epsilon=example.epsilon, ddof=example.ddof
+    )
     moments = _output_moments(whitened[example.mask].tolist(), example.ddof)
     plain = masked_whiten(example.values, example.mask, epsilon=0.0, ddof=example.ddof)
     moved = masked_whiten(
@@ -483,7 +487,10 @@ def expected_masked_whiten(example: WhitenExample, **bug: Any) -> np.ndarray:
     elif bug:
         moments = _output_moments(entries[example.mask].tolist(), example.ddof)
     else:
-        moments = [0.0, _moment_by_conclusion(selected, example.epsilon, example.ddof, _masked_variance, 2)]
+        variance = _moment_by_conclusion(
+            selected, example.epsilon, example.ddof, _masked_variance, 2
+        )
+        moments = [0.0, variance]
     return np.concatenate([entries.ravel(), np.array(moments), np.zeros(example.values.size)])
 
 
@@ -640,8 +647,10 @@ def _centred(example: BatchExample, subtract_group_mean: bool = True) -> list[fl
         return rewards
     out = []
     for index, value in enumerate(rewards):
-        members = [r for r, g in zip(rewards, example.groups, strict=True) if g == example.groups[index]]
-        out.append(0.0 if all(m == members[0] for m in members) else value - statistics.fmean(members))
+        group = example.groups[index]
+        members = [r for r, g in zip(rewards, example.groups, strict=True) if g == group]
+        constant = all(m == members[0] for m in members)
+        out.append(0.0 if constant else value - statistics.fmean(members))
     return out
 
 
@@ -745,7 +754,8 @@ BATCH_WHITEN_CLAIM = Claim(
             "ddof-swapped",
             "the std with the other ddof (NumPy's 0 for torch.std's 1 or back)",
             symbolic=SymbolicMutation(
-                "batch-whiten-variance", _variance / (sp.sqrt(_squares / (divisor + 1)) + eps_w) ** 2
+                "batch-whiten-variance",
+                _variance / (sp.sqrt(_squares / (divisor + 1)) + eps_w) ** 2,
             ),
             exact=lambda example: expected_batch_whitened(example, ddof=1 - example.ddof),
         ),
@@ -786,7 +796,7 @@ def clip(value: sp.Expr) -> sp.Expr:
 
 
 def cispo_loss_expression(weight_argument: sp.Expr) -> sp.Expr:
-    r"""$-m\,\mathrm{clip}(e^{z' - z_\mathrm{old}})\,A\,z$ with the weight evaluated at ``weight_argument``."""
+    r"""$-m\,\mathrm{clip}(e^{z' - z_\mathrm{old}})\,A\,z$, weight at ``weight_argument``."""
     return -m_tok * clip(sp.exp(weight_argument - z_old)) * A * z
 
 
@@ -851,7 +861,8 @@ def detached_loss_derivative(example: CispoExample) -> np.ndarray:
     lower = max(1.0 - example.clip_low, 0.0)
 
     def loss(values: np.ndarray) -> complex:
-        weight = np.minimum(np.maximum(np.exp(values.real - example.old_log_probs), lower), 1.0 + example.clip_high)
+        ratio = np.exp(values.real - example.old_log_probs)
+        weight = np.minimum(np.maximum(ratio, lower), 1.0 + example.clip_high)
         return complex(np.sum(np.where(example.mask, -weight * example.advantages * values, 0.0)))
 
     return complex_step_gradient(loss, example.log_probs)
@@ -1003,7 +1014,8 @@ def _objective_gradient(model: SequenceModel, rewards: np.ndarray) -> np.ndarray
 
 
 def expected_cispo_gradient(example: tuple[SequenceModel, float, float]) -> np.ndarray:
-    r"""$\mathbb E_x \mathbb E_{y \sim \pi_\mathrm{old}}[\sum_t \partial_z\ell_t \nabla\log\pi(y_t)]$
+    r"""$\mathbb E_x \mathbb E_{y \sim \pi_\mathrm{old}}[\sum_t \partial_z\ell_t
+    \nabla\log\pi(y_t)]$
     at $\theta = \theta_\mathrm{old}$ by enumeration, the slopes from the shipped
     cispo_token_loss_gradient with $A_t = R(x, y)$ on every token (token sum per response)."""
     model, low, high = example
@@ -1053,7 +1065,9 @@ CISPO_OLD_CLAIM = Claim(
         rtol=lambda example: exact_rtol(
             condition_number=10.0, n_terms=example[0].n_prompts * example[0].n_responses * 3
         ),
-        error_scale=lambda example: float(np.max(np.abs(example[0].total_rewards()), initial=1e-300)),
+        error_scale=lambda example: float(
+            np.max(np.abs(example[0].total_rewards()), initial=1e-300)
+        ),
         max_examples=15,
         description=(
             "enumerated E[sum_t cispo_token_loss_gradient * grad log pi] at theta_old vs -grad J "
@@ -1156,7 +1170,8 @@ class CombinedExample:
 def combined_examples(draw: st.DrawFn) -> CombinedExample:
     """1..3 rows of 1..3 tokens over a vocabulary of 2..3 (from a drawn NumPy seed), logits in
     [-1.5, 1.5] (so |log pi_ref - log pi| <= 4.2), every mode, coefficients 0 now and then."""
-    rows, columns, vocabulary = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(2, 3)))
+    rows, columns = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    vocabulary = draw(st.integers(2, 3))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     shape = (rows, columns, vocabulary)
     mask = rng.random((rows, columns)) < 0.75
@@ -1262,7 +1277,9 @@ def _combined_arguments(example: CombinedExample) -> tuple[Any, ...]:
     w = aggregation_weights(example).ravel()
     values = per_token_terms(example, example.logits)
     slopes = per_token_directional_derivatives(example)
-    columns = [np.stack([a.ravel(), b.ravel()], axis=1) for a, b in zip(values, slopes, strict=True)]
+    columns = [
+        np.stack([a.ravel(), b.ravel()], axis=1) for a, b in zip(values, slopes, strict=True)
+    ]
     return (
         np.stack([w, w], axis=1),
         *columns,
