@@ -412,8 +412,10 @@ def aggregate_loss(
     over the *local* batch (for the global token count under gradient accumulation see
     :func:`accumulated_token_mean`); the normalisers are constants; float64.
 
-    Claim: none; these are definitions (the choice changes the weight of each token in the
-    gradient: token-mean gives weight $1/N$, seq-mean-token-mean $1/(|\mathcal{B}| n_b)$).
+    Claim: ``combined-policy-loss-reference`` (every mode, against the weights written from
+    these definitions); ``gradient-accumulation-normalisation`` (token-mean). The choice changes
+    the weight of each token in the gradient: token-mean gives weight $1/N$,
+    seq-mean-token-mean $1/(|\mathcal{B}| n_b)$.
 
     Args:
         per_token: ``[B, T]`` per-token losses (e.g. :func:`ppo_token_loss`).
@@ -502,8 +504,8 @@ def accumulated_token_mean(micro_batches: Sequence[tuple[Any, Any]]) -> float:
     (sizes and lengths may differ between micro-batches); values at masked positions are
     ignored; the global count $N$ is a constant (detached); float64.
 
-    Claim: none (a definition; its agreement with the full-batch :func:`aggregate_loss` in
-    ``"token-mean"`` mode for every split is tested).
+    Claim: ``gradient-accumulation-normalisation`` (its agreement with the full-batch
+    :func:`aggregate_loss` in ``"token-mean"`` mode for every split).
 
     Args:
         micro_batches: a non-empty sequence of ``(per_token, response_mask)`` pairs.
@@ -755,7 +757,9 @@ def batch_whitened_advantages(
     by OpenRLHF); sequence-level ``[B]`` (for the token-level whitening of returns over the
     response tokens use :func:`masked_whiten`); constants (detached); float64.
 
-    Claim: ``baseline-unbiased`` (for the shift; the scaling changes the step size only).
+    Claim: ``batch-whitened-advantages-reference`` (entries, batch mean 0 and variance
+    $s_u^2/(s_u + \epsilon)^2$); ``baseline-unbiased`` (for the shift; the scaling changes the
+    step size only).
 
     Args:
         rewards: ``[B]``.
@@ -819,8 +823,8 @@ def masked_whiten(
     ``masked_var(unbiased=True)``; statistics over all response tokens of the batch (not per
     row); time on axis 1; constants (detached); float64.
 
-    Claim: none (a definition; the whitened response entries have mean 0 and, with
-    $\epsilon = 0$, ``ddof``-variance 1, which is tested).
+    Claim: ``masked-whiten-reference`` (the entries; response mean 0 and ``ddof``-variance
+    $\sigma^2/(\sigma^2 + \epsilon)$; padding 0; invariance under $x \mapsto a x + b$, $a > 0$).
 
     Args:
         values: ``[B, T]``, e.g. returns or advantages per token.
@@ -912,7 +916,7 @@ def gspo_sequence_ratio(log_probs: Any, old_log_probs: Any, response_mask: Any) 
     Conventions: ``[B, T]`` inputs, time on axis 1, ``[B]`` output; values at masked positions
     are ignored; float64.
 
-    Claim: none (a definition).
+    Claim: ``gspo-sequence-ratio-reference`` (the geometric mean of the token ratios).
 
     Args:
         log_probs: ``[B, T]``, $\log\pi_\theta$.
@@ -990,8 +994,9 @@ def gspo_loss(
     group-normalised rewards in the paper); advantages and ``old_log_probs`` are constants;
     empty rows are excluded from the mean; float64.
 
-    Claim: none (a definition; the gradient :func:`gspo_loss_gradient` is checked against
-    finite differences).
+    Claim: ``gspo-gradient-at-old`` (its central differences in $\theta$ against
+    :func:`gspo_loss_gradient` and, at $\theta_\mathrm{old}$, the length-normalised sequence
+    gradient).
 
     Args:
         log_probs: ``[B, T]``, $\log\pi_\theta$.
@@ -1053,7 +1058,7 @@ def gspo_loss_gradient(
 
     Conventions: as :func:`gspo_loss`; ``[B, T]``, $0$ where masked; float64.
 
-    Claim: none (checked against central finite differences in the tests).
+    Claim: ``gspo-gradient-at-old`` (against central differences of :func:`gspo_loss`).
 
     Args:
         log_probs: ``[B, T]``.
@@ -1139,7 +1144,7 @@ def cispo_token_loss(
     the token-mean, :func:`aggregate_loss`); the clipped ratio is **detached**, as are
     ``old_log_probs`` and ``advantages``; $0$ where masked; float64.
 
-    Claim: none (a definition).
+    Claim: ``cispo-token-loss-gradient-reference`` (the value $-m\hat\rho A z$).
 
     Args:
         log_probs: ``[B, T]``, $\log\pi_\theta$.
@@ -1198,7 +1203,9 @@ def cispo_token_loss_gradient(
 
     Conventions: as :func:`cispo_token_loss`.
 
-    Claim: none.
+    Claim: ``cispo-token-loss-gradient-reference`` (against complex-step derivatives of the
+    detached loss); ``cispo-gradient-at-old`` (its expectation at $\theta_\mathrm{old}$ is
+    $-\nabla J$).
 
     Args:
         log_probs: ``[B, T]``.
@@ -1315,7 +1322,7 @@ def masked_importance_weights(
     $\pi_{\theta_\mathrm{old}}$, denominator $\mu$; ``[B, T]``, $0$ where masked); a ratio
     exactly equal to $C$ is kept; float64.
 
-    Claim: none (a definition).
+    Claim: ``masked-importance-sampling`` (what the masked weights estimate).
 
     Args:
         old_log_probs: ``[B, T]``, $\log\pi_{\theta_\mathrm{old}}$.
@@ -1519,7 +1526,7 @@ def combined_policy_loss(
     differentiated (nothing detached here; advantages and reference log-probs inside them are);
     float64.
 
-    Claim: none (a definition).
+    Claim: ``combined-policy-loss-reference`` (value and gradient, the signs of both terms).
 
     Args:
         policy_loss_per_token: ``[B, T]``.

@@ -848,8 +848,8 @@ def adaptive_kl_coefficient(
     $\mathrm{KL}(\pi_{\theta_\mathrm{old}} \| \pi_\theta)$ averaged over visited states, as in
     the paper; returns a Python float.
 
-    Claim: none (a heuristic rule; ``kl-regularized-optimal-policy`` describes the optimum for
-    a fixed $\beta$).
+    Claim: ``adaptive-kl-coefficient-reference`` (the update rule itself; it is a heuristic,
+    ``kl-regularized-optimal-policy`` describes the optimum for a fixed $\beta$).
 
     Args:
         kl_coefficient: $\beta > 0$.

@@ -78,6 +78,12 @@ REQUIRED_IDS = (
     "truncated-is-bias",
     "masked-importance-sampling",
     "token-vs-sequence-correction",
+    "gspo-sequence-ratio-reference",
+    "masked-whiten-reference",
+    "batch-whitened-advantages-reference",
+    "combined-policy-loss-reference",
+    "cispo-token-loss-gradient-reference",
+    "cispo-gradient-at-old",
     # the calibration of the Monte-Carlo legs
     "bonferroni-false-alarm",
     "sample-size-reaches-power",

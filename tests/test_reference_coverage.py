@@ -15,17 +15,9 @@ import rlmath.llm_reference
 import rlmath.reference
 from rlmath.verify import proofs_directory
 
-#: Public names no claim names, each with the reason. The LLM-RL functions listed are checked
-#: by their conformance specs (rlmath.llm_specs) and unit tests only: claims for them are open
-#: work of the LLM-RL issue, and this list is what remains.
+#: Public names no claim names, each with the reason.
 NOT_CALLED_DIRECTLY = {
     "AGGREGATION_MODES": "a constant: the names of aggregate_loss's modes",
-    "batch_whitened_advantages": "spec only (no claim yet)",
-    "cispo_token_loss": "spec only (no claim yet)",
-    "cispo_token_loss_gradient": "spec only (no claim yet)",
-    "combined_policy_loss": "spec only (no claim yet)",
-    "gspo_sequence_ratio": "spec only; gspo_loss, which a claim calls, uses the same private ratio",
-    "masked_whiten": "spec only (no claim yet)",
 }
 
 
