@@ -31,6 +31,7 @@ from typing import Any
 from rlmath.claims import Claim
 from rlmath.docs.pages import (
     claim_page,
+    evidence_page,
     evidence_record,
     index_page,
     merged_steps,
@@ -202,6 +203,7 @@ def markdown_pages(
             claims, records, specs=specs, extra_pages=tuple(extra_pages), sources=sources
         ),
         "figures.md": figures_page(),
+        "evidence.md": evidence_page(claims, records),
     }
     for claim in claims:
         pages[f"claims/{claim.id}.md"] = claim_page(
