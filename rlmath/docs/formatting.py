@@ -156,7 +156,20 @@ class _Printer(LatexPrinter):  # type: ignore[misc]
     ``I - gamma Pi P``; sympy: ``- \\gamma \\Pi P + 1``) as ``I``, first.
     """
 
+    #: When set (a display too wide for the page), the logistic function is printed as
+    #: sigma: e^x/(e^x + 1) as sigma(x) and 1/(e^x + 1) as sigma(-x) (see :func:`display_latex`).
+    logistic = False
+
+    def _print_Mul(self, expr: Any) -> str:
+        if self.logistic:
+            folded = _fold_logistic(expr)
+            if folded is not expr:
+                return str(self._print(folded))
+        return str(super()._print_Mul(expr))
+
     def _print_Pow(self, expr: Any) -> str:
+        if self.logistic and _logistic_argument(expr) is not None:
+            return rf"\sigma\left({self._print(-_logistic_argument(expr))}\right)"
         if isinstance(expr.base, sympy.Sum):
             base = self._print(expr.base)
             return rf"\left({base}\right)^{{{self._print(expr.exp)}}}"
@@ -225,6 +238,44 @@ class _Printer(LatexPrinter):  # type: ignore[misc]
         if expr.is_commutative or not any(t.is_commutative and t.is_number for t in expr.args):
             return str(super()._print_Add(expr, order=order))
         return _join_terms(self.signed_terms(expr))
+
+
+_SIGMA = sympy.Function("sigma")
+
+
+def _logistic_argument(expr: Any) -> Any:
+    """``x`` if ``expr`` is ``1/(e^x + 1)``, else None."""
+    if not (isinstance(expr, sympy.Pow) and expr.exp == -1 and isinstance(expr.base, sympy.Add)):
+        return None
+    terms = expr.base.args
+    if len(terms) != 2 or sympy.Integer(1) not in terms:
+        return None
+    (other,) = [t for t in terms if t != 1]
+    return other.args[0] if isinstance(other, sympy.exp) else None
+
+
+def _fold_logistic(expr: Any) -> Any:
+    """``expr`` (a product) with ``e^x * 1/(e^x + 1)`` as ``sigma(x)``, a lone ``1/(e^x + 1)``
+    as ``sigma(-x)`` (``expr`` itself when it has neither)."""
+    factors = list(expr.args)
+    changed = False
+    for index, factor in enumerate(factors):
+        argument = _logistic_argument(factor)
+        if argument is None:
+            continue
+        partners = [
+            j for j, f in enumerate(factors) if isinstance(f, sympy.exp) and f.args[0] == argument
+        ]
+        partner = partners[0] if partners else None
+        if partner is None:
+            factors[index] = _SIGMA(-argument)  # 1/(e^x + 1) = sigma(-x)
+        else:
+            factors[index] = _SIGMA(argument)
+            factors[partner] = sympy.Integer(1)
+        changed = True
+    if not changed:
+        return expr
+    return sympy.Mul(*[f for f in factors if f != 1], evaluate=False)
 
 
 def _join_terms(terms: Sequence[tuple[str, str]], *, first: bool = True) -> str:
@@ -319,7 +370,9 @@ def display_latex(
     A line longer than ``width`` typeset characters whose expression is a sum is broken at its
     top-level ``+`` and ``-`` signs into the rows of an ``aligned`` environment (the relation
     on the first row, later rows indented by ``\quad``), as a textbook breaks a long
-    equation. Anything else is one line (the page scrolls it sideways if it is too wide).
+    equation. In a long display the logistic function is written
+    $\sigma(x) = e^x/(e^x + 1)$ (and $1/(e^x + 1)$ as $\sigma(-x)$). Anything else is one line
+    (the page scrolls it sideways if it is too wide).
 
     Examples:
         >>> import sympy as sp
@@ -338,6 +391,9 @@ def display_latex(
         return prefix + expression
     printer = _printer(expression, symbol_names)
     latex = str(printer.doprint(expression))
+    if visible_length(latex) > width and not printer.logistic:
+        printer.logistic = True  # a long display: e^x/(e^x + 1) as sigma(x), shorter
+        latex = str(printer.doprint(expression))
     if visible_length(latex) > width and isinstance(expression, sympy.MatrixBase):
         printer.break_width = width  # break the long entries inside their cells
         return prefix + str(printer.doprint(expression))

@@ -328,7 +328,7 @@ def displayed_steps(derivation: Derivation, *, width: int = DISPLAY_WIDTH) -> li
     """The displayed lines of a derivation, consecutive identically printed steps merged."""
     lines: list[DisplayedStep] = []
     for index, step in enumerate(derivation.steps):
-        body = step_latex(step.expression)
+        body = display_latex(step.expression, width=width)  # as shown (sigma when long)
         if lines and lines[-1].body == body and step.gap is None:
             last = lines[-1]
             lines[-1] = DisplayedStep((*last.indices, index), last.latex, body)
@@ -383,11 +383,11 @@ def prose_markdown(text: str, *, in_table: bool = False) -> str:
         return markdown
     parts = re.split(r"(\$[^$]+\$)", markdown)
     return "".join(
-        part.replace(r"\|", r"\Vert ").replace("|", r"\vert ").replace(r"\vert  ", r"\vert ")
+        re.sub(r" +(?=\$$)| (?= )", "", part.replace(r"\|", r"\Vert ").replace("|", r"\vert "))
         if index % 2
         else part
         for index, part in enumerate(parts)
-    ).replace(r"\vert $", r"\vert$")
+    )
 
 
 def _summary_markdown(claim: Claim) -> str:
