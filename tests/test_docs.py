@@ -315,6 +315,10 @@ def test_a_long_display_writes_the_logistic_function_as_sigma():
     assert r"\sigma" not in short and r"\frac" in short
     long = display_latex(sp.Add(*(logistic * sp.Symbol(f"x_{i}") for i in range(12))), "=")
     assert r"\sigma{\left({\theta}_{0} \right)}" in long and "e^{" not in long
+    # a product of two logistic functions, nested as the proofs build them
+    nested = sp.Mul(logistic, sp.exp(theta[1]) / (sp.exp(theta[1]) + 1), evaluate=False)
+    wide = display_latex(sp.Add(*(nested * sp.Symbol(f"x_{i}") for i in range(6))), width=20)
+    assert r"\sigma{\left({\theta}_{1} \right)}" in wide and "e^{" not in wide
     assert r"\sigma{\left(- {\theta}_{0} \right)}" in display_latex(
         sp.Add(*(sp.Symbol(f"x_{i}") / (sp.exp(theta[0]) + 1) for i in range(12))), width=20
     )

@@ -169,7 +169,7 @@ class _Printer(LatexPrinter):  # type: ignore[misc]
 
     def _print_Pow(self, expr: Any) -> str:
         if self.logistic and _logistic_argument(expr) is not None:
-            return rf"\sigma\left({self._print(-_logistic_argument(expr))}\right)"
+            return str(self._print(_SIGMA(-_logistic_argument(expr))))
         if isinstance(expr.base, sympy.Sum):
             base = self._print(expr.base)
             return rf"\left({base}\right)^{{{self._print(expr.exp)}}}"
@@ -254,10 +254,18 @@ def _logistic_argument(expr: Any) -> Any:
     return other.args[0] if isinstance(other, sympy.exp) else None
 
 
+def _factors(expr: Any) -> list[Any]:
+    """The factors of a product, nested unevaluated products flattened."""
+    out: list[Any] = []
+    for factor in expr.args:
+        out += _factors(factor) if isinstance(factor, sympy.Mul) else [factor]
+    return out
+
+
 def _fold_logistic(expr: Any) -> Any:
     """``expr`` (a product) with ``e^x * 1/(e^x + 1)`` as ``sigma(x)``, a lone ``1/(e^x + 1)``
     as ``sigma(-x)`` (``expr`` itself when it has neither)."""
-    factors = list(expr.args)
+    factors = _factors(expr)
     changed = False
     for index, factor in enumerate(factors):
         argument = _logistic_argument(factor)
