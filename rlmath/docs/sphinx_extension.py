@@ -6,9 +6,9 @@ not. This extension rewrites docstring math into ``.. math::`` blocks and ``:mat
 (:func:`rlmath.docs.formatting.dollar_math_to_rst`) after napoleon has turned the Google-style
 sections into reStructuredText.
 
-Before napoleon, the first line of a property's or attribute's docstring loses a
-``summary: more`` colon (napoleon would read the words before it as the *type* and print a
-"Type" field holding the summary).
+Before napoleon, the first line of a property's, attribute's or module constant's docstring
+loses a ``summary: more`` colon (napoleon would read the words before it as the *type* and
+print a "Type" field holding the summary).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def untype_first_line(
         >>> lines[0]
         "The statement's LaTeX, rendered from sympy."
     """
-    if what in ("property", "attribute") and lines:
+    if what in ("property", "attribute", "data") and lines:
         lines[0] = _INLINE_TYPE.sub(r"\1, \2", lines[0], count=1)
 
 
