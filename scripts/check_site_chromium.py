@@ -240,7 +240,7 @@ def _serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
 
 
 #: Seconds one Chromium call may take, and how many more times a call that timed out is tried.
-TIMEOUT = 120
+TIMEOUT = 240
 RETRIES = 2
 
 
@@ -476,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         "--retries", type=int, default=RETRIES, help="tries again after a timeout (default 2)"
     )
     parser.add_argument(
-        "--timeout", type=int, default=TIMEOUT, help="seconds per Chromium call (default 120)"
+        "--timeout", type=int, default=TIMEOUT, help="seconds per Chromium call (default 240)"
     )
     args = parser.parse_args(argv)
     RETRIES, TIMEOUT = max(0, args.retries), args.timeout
