@@ -264,7 +264,7 @@ CLAIMS = (
                 r"C = \gamma P_\pi D,\ D = \mathrm{diag}(\mathbb 1[s \notin \mathcal T]);\ "
                 r"S_h = \sum_{t<h} C^t = I + C S_{h-1};\ "
                 r"\mathbb E[\textstyle\sum_{t<\text{end}} \gamma^t r_t] = \rho_0^\top S_H r_\pi;\ "
-                r"1 = I"
+                r"\text{the } 1 \text{ of } 1 - C \text{ is the identity matrix } I"
             ),
         ),
         assumptions=(

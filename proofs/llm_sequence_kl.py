@@ -1010,8 +1010,8 @@ REFERENCES = (
 SYMBOL_NAMES = {theta: r"\theta", phi: r"\phi", beta: r"\beta"}
 WHERE = (
     r"\text{one prompt, tokens } \{0, \mathrm{EOS}=1\},\ L = 2;\ \pi(0|n) = "
-    r"e^{\theta_n}/(e^{\theta_n} + 1),\ \pi_\mathrm{ref}(0|n) = e^{\phi_n}/(e^{\phi_n} + 1)"
-    r" \text{ at the nodes } n = (), (0)"
+    r"\sigma(\theta_n) = e^{\theta_n}/(e^{\theta_n} + 1);\ \pi_\mathrm{ref}(0|n) = "
+    r"\sigma(\phi_n) \text{ at the nodes } n = (), (0)"
 )
 
 

@@ -821,8 +821,7 @@ CLAIMS = (
             where=(
                 r"J(\pi) = \rho_0^\top (I - \gamma\Pi P)^{-1}\Pi r,\ J(\pi') = \rho_0^\top V';\ "
                 r"d_\rho^{\pi\top} = (1-\gamma)\rho_0^\top(I - \gamma\Pi P)^{-1},\ "
-                r"Q' = r + \gamma P V',\ (\Pi Q' - V')(s) = \mathbb E_{a\sim\pi}[A^{\pi'}(s,a)];\ "
-                r"1 = I"
+                r"Q' = r + \gamma P V',\ (\Pi Q' - V')(s) = \mathbb E_{a\sim\pi}[A^{\pi'}(s,a)]"
             ),
             symbol_names=NAMES,
         ),

@@ -752,7 +752,7 @@ CLAIMS = (
                 r"d_\rho^{\pi\top} = (1-\gamma)\rho_0^\top(I - \gamma\Pi P)^{-1},\ "
                 r"Q^\pi = r + \gamma P V^\pi;\ \text{row } s \text{ of } "
                 r"(\partial_\theta\Pi) Q^\pi = \mathbb E_{a\sim\pi}[\partial_\theta\log\pi(a|s)"
-                r"\,Q^\pi(s,a)];\ 1 = I"
+                r"\,Q^\pi(s,a)]"
             ),
             symbol_names={rho: r"\rho_0^\top"},
         ),

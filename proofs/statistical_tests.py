@@ -58,7 +58,7 @@ family_bound = Derivation(
         ),
         Step(alpha, "cancel: 2 m alpha / (2 m) = alpha"),
     ),
-    statement=r"2m\,(1 - \Phi(c)) = lpha,\ c = z_{1 - lpha/(2m)}",
+    statement=r"2m\,(1 - \Phi(c)) = \alpha,\ c = z_{1 - \alpha/(2m)}",
 )
 
 # ----------------------------------------------------------------------------- exact leg

@@ -14,7 +14,7 @@ writes its findings into the DOM, which ``chromium --headless --dump-dom`` print
 For every page (``--pages`` to choose some):
 
 - MathJax ran where the page has math, and reported no error: no ``mjx-merror`` element and no
-  "Math input error" text;
+  "Math input error" text; each formula that failed is listed with its TeX and MathJax's message;
 - no raw TeX in the visible text (``$$``, ``\\frac``, ... outside code);
 - nothing sticks out at the right edge: no element ends right of the viewport unless it is
   inside a scroll container (``overflow-x: auto``/``scroll``/``hidden``, as display math and
@@ -23,12 +23,16 @@ For every page (``--pages`` to choose some):
 - every claim page (``claims/*.html``) has its reader's summary (the box of class
   ``rlmath-summary`` without ``rlmath-summary-missing``; ``--allow-missing-summaries`` reports
   the placeholders without failing);
+- no two consecutive steps of a derivation (the items of a list of display formulas) show the
+  same formula (after the relation that starts the line);
+- no id is used twice on a page (a link to it would be ambiguous);
 - every internal link points to a page of the site, and its ``#fragment`` (if any) to an id
   on that page; images exist and PNGs are PNGs.
 
-Chromium runs with networking features off and a fresh profile per call, so anything fetched
-from the internet fails: MathJax must come from the site itself. ``--screenshots DIR`` writes a
-PNG of each page (first width). Exit status 0 when every page passes.
+Chromium runs with networking features off and a fresh profile (``--user-data-dir``) per call,
+so anything fetched from the internet fails: MathJax must come from the site itself. A call that
+times out (a loaded machine) is tried again (``--retries``, default 2 more times).
+``--screenshots DIR`` writes a PNG of each page (first width). Exit status 0 when every page passes.
 """
 
 from __future__ import annotations
@@ -36,10 +40,12 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import functools
+import html
 import html.parser
 import http.server
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -77,6 +83,25 @@ PROBE = r"""
     var cls = (element.getAttribute("class") || "").split(/\s+/).slice(0, 2).join(".");
     return element.tagName.toLowerCase() + (cls ? "." + cls : "") + " '" + text + "'";
   }
+  function failingTex() {
+    var out = [];
+    var errors = document.getElementsByTagName("mjx-merror");
+    var items = [];
+    try {
+      items = MathJax.startup.document.getMathItemsWithin(document.body);
+    } catch (e) { items = []; }
+    for (var i = 0; i < items.length && out.length < 20; i++) {
+      var root = items[i].typesetRoot;
+      if (!root || !root.querySelector) continue;
+      var error = root.querySelector("mjx-merror");
+      if (error) {
+        out.push((error.getAttribute("data-mjx-error") || "error") + ": "
+                 + String(items[i].math).trim().slice(0, 300));
+      }
+    }
+    if (!out.length && errors.length) out.push(errors.length + " error(s), TeX not found");
+    return out;
+  }
   function probe() {
     var width = document.documentElement.clientWidth;
     var overflowing = [];
@@ -109,6 +134,7 @@ PROBE = r"""
       overflowing: overflowing.map(function (e) {
         return describe(e) + " ends at " + Math.round(e.getBoundingClientRect().right) + "px";
       }),
+      failing_tex: failingTex(),
       summary: document.querySelectorAll(".rlmath-summary").length,
       summary_missing: document.querySelectorAll(".rlmath-summary-missing").length
     };
@@ -213,18 +239,92 @@ def _serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
+#: Seconds one Chromium call may take, and how many more times a call that timed out is tried.
+TIMEOUT = 240
+RETRIES = 2
+
+
 def _chromium(binary: str, url: str, *extra: str) -> str:
-    with tempfile.TemporaryDirectory(prefix="rlmath-chromium-") as profile:
-        completed = subprocess.run(
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+    for attempt in range(RETRIES + 1):
+        with tempfile.TemporaryDirectory(prefix="rlmath-chromium-") as profile:
+            try:
+                completed = subprocess.run(
+                    [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url],
+                    capture_output=True,
+                    text=True,
+                    timeout=TIMEOUT,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                if attempt == RETRIES:
+                    raise
+                print(f"  (timeout after {TIMEOUT}s on {url}; trying again)", flush=True)
+                continue
+        break
     if completed.returncode != 0:
         raise RuntimeError(f"chromium failed on {url}: {completed.stderr[-2000:]}")
     return completed.stdout
+
+
+_LIST = re.compile(r"<(/?)(ol|ul)\b[^>]*>")
+_DISPLAY = re.compile(r'<div class="math[^"]*">\s*\\\[(.*?)\\\]\s*</div>', re.DOTALL)
+_RELATION = re.compile(r"^(?:\\begin\{aligned\}(?:\[t\])?\s*&?\s*)?(?:=|\\le|\\ge)\s*")
+
+
+def _normalised_tex(tex: str) -> str:
+    """A display's TeX without the relation that starts it and without layout whitespace."""
+    tex = html.unescape(tex).strip()
+    tex = _RELATION.sub("", tex)
+    tex = re.sub(r"\\begin\{aligned\}(\[t\])?|\\end\{aligned\}|&|\\\\|\\quad", " ", tex)
+    return re.sub(r"\s+", "", tex)
+
+
+def identical_consecutive_steps(source: str) -> list[str]:
+    """Consecutive items of one list (a derivation's steps) whose display formulas are equal.
+
+    Examples:
+        >>> step = '<li><p>rule</p><div class="math">\\[= x + 1\\]</div></li>'
+        >>> identical_consecutive_steps("<ol>" + step + step + "</ol>")
+        ['steps 1 and 2 of a list show the same formula: x+1']
+        >>> identical_consecutive_steps("<ol>" + step + step.replace("x", "y") + "</ol>")
+        []
+    """
+    problems: list[str] = []
+    depth = 0
+    start = 0
+    for match in _LIST.finditer(source):
+        if match.group(1) == "":
+            if depth == 0:
+                start = match.end()
+            depth += 1
+            continue
+        depth -= 1
+        if depth != 0:
+            continue
+        items = re.split(r"<li\b[^>]*>", source[start : match.start()])[1:]
+        formulas = [
+            _normalised_tex(found.group(1)) if (found := _DISPLAY.search(item)) else None
+            for item in items
+        ]
+        for number, (before, after) in enumerate(zip(formulas, formulas[1:]), start=1):
+            if before is not None and before == after:
+                problems.append(
+                    f"steps {number} and {number + 1} of a list show the same formula: "
+                    f"{before[:120]}"
+                )
+    return problems
+
+
+def duplicate_ids(source: str) -> list[str]:
+    """The ids that more than one element of ``source`` (an HTML page) has.
+
+    Examples:
+        >>> duplicate_ids('<p id="a"></p><p id="b"></p><span id="a"></span>')
+        ['a']
+    """
+    ids = re.findall(r"<[a-zA-Z][^>]*?\sid=\"([^\"]+)\"", source)
+    seen: set[str] = set()
+    return sorted({i for i in ids if i in seen or seen.add(i)})
 
 
 @functools.cache
@@ -293,6 +393,7 @@ def check_page(
         result = json.loads(parser.probe)
         if result["merrors"] or result["math_input_error"]:
             problems.append(f"{page}: {result['merrors']} MathJax error(s) (mjx-merror)")
+            problems += [f"{page}: TeX failed: {tex}" for tex in result.get("failing_tex", [])]
         source = (site / page).read_text(encoding="utf-8")
         if 'class="math' in source and result["math"] == 0:
             problems.append(f"{page}: has math but no mjx-container (MathJax did not run)")
@@ -313,6 +414,8 @@ def check_page(
             visible = " ".join(parser.text)
             problems += [f"{page}: raw TeX {t!r} visible" for t in RAW_TEX if t in visible]
             problems += _link_problems(site, page, parser.links, base)
+            problems += [f"{page}: {p}" for p in identical_consecutive_steps(source)]
+            problems += [f"{page}: id #{i} used more than once" for i in duplicate_ids(source)]
             for src in parser.images:
                 if src.startswith("data:"):
                     continue
@@ -352,6 +455,7 @@ def _pages(site: Path, chosen: list[str] | None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global RETRIES, TIMEOUT  # noqa: PLW0603 - the module's defaults, set once from the CLI
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("site", type=Path, nargs="?", help="the built HTML folder")
     parser.add_argument("--build", action="store_true", help="build docs/ with sphinx first")
@@ -368,7 +472,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=2, help="pages checked at once (default 2)")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    parser.add_argument(
+        "--retries", type=int, default=RETRIES, help="tries again after a timeout (default 2)"
+    )
+    parser.add_argument(
+        "--timeout", type=int, default=TIMEOUT, help="seconds per Chromium call (default 240)"
+    )
     args = parser.parse_args(argv)
+    RETRIES, TIMEOUT = max(0, args.retries), args.timeout
     if shutil.which(args.chromium) is None and not Path(args.chromium).is_file():
         print(f"no chromium binary {args.chromium!r} (Debian: apt-get install chromium)")
         return 2

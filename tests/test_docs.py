@@ -261,6 +261,17 @@ def test_site_builds_and_renders_in_chromium(tmp_path):
         # prose with Markdown specials and no formula: escaped, never typeset
         ("see [this] | that", "see \\[this\\] \\| that"),
         ("- a leading dash", "\\- a leading dash"),
+        # a subscript with its own subscript, e-notation, abbreviations, years and ordinals
+        ("E_pi_old[rho f]", r"$\E_{\pi_{\mathrm{old}}}[\rho f]$"),
+        ("alpha = 1e-06 and 2.5e-3", r"$\alpha = 10^{-6}$ and $2.5 \times 10^{-3}$"),
+        ("below c A (Ye et al.).", "below $c A$ (Ye et al.)."),
+        ("Shao et al. 2024, eq. (3)", "Shao et al. 2024, eq. (3)"),
+        ("the G samples are i.i.d.", "the $G$ samples are i.i.d."),
+        ("the k-th TD error", "the k-th TD error"),
+        ("log-sum-exp of the logits", "log-sum-exp of the logits"),
+        ("-+ beta sigma(z) and +-0.75", r"$\mp \beta \sigma (z)$ and $\pm 0.75$"),
+        ("r in {0, 1}", r"$r$ in $\{0, 1\}$"),
+        ("J = rho_0^T V", r"$J = \rho_{0}^{\top} V$"),
     ],
 )
 def test_rule_markdown(rule, markdown):
@@ -290,6 +301,36 @@ def test_identity_matrix_prints_as_I():
     assert step_latex(2 - gamma * Pi * Pn) == r"2 I - \gamma \Pi P"
     # a commutative sum keeps its number
     assert step_latex(1 - gamma) == "1 - \\gamma"
+
+
+def test_transposes_print_with_top():
+    assert step_latex(sp.Symbol("rho_0^T", commutative=False)) == r"\rho_{0}^{\top}"
+    assert step_latex(sp.MatrixSymbol("A", 2, 2).T) == r"A^{\top}"
+
+
+def test_a_long_display_writes_the_logistic_function_as_sigma():
+    theta = sp.IndexedBase("theta")
+    logistic = sp.exp(theta[0]) / (sp.exp(theta[0]) + 1)
+    short = display_latex(logistic, "=")
+    assert r"\sigma" not in short and r"\frac" in short
+    long = display_latex(sp.Add(*(logistic * sp.Symbol(f"x_{i}") for i in range(12))), "=")
+    assert r"\sigma{\left({\theta}_{0} \right)}" in long and "e^{" not in long
+    # a product of two logistic functions, nested as the proofs build them
+    nested = sp.Mul(logistic, sp.exp(theta[1]) / (sp.exp(theta[1]) + 1), evaluate=False)
+    wide = display_latex(sp.Add(*(nested * sp.Symbol(f"x_{i}") for i in range(6))), width=20)
+    assert r"\sigma{\left({\theta}_{1} \right)}" in wide and "e^{" not in wide
+    assert r"\sigma{\left(- {\theta}_{0} \right)}" in display_latex(
+        sp.Add(*(sp.Symbol(f"x_{i}") / (sp.exp(theta[0]) + 1) for i in range(12))), width=20
+    )
+
+
+def test_e_notation_in_prose_is_typeset_and_in_tables_pipes_stay_out_of_math():
+    from rlmath.docs.formatting import escape_markdown
+    from rlmath.docs.pages import prose_markdown
+
+    assert escape_markdown("false alarm 1e-06, id k1e-3") == "false alarm $10^{-6}$, id k1e-3"
+    assert prose_markdown("mean of 1/|y|", in_table=True) == r"mean of $1/\vert y\vert$"
+    assert prose_markdown("KL(p || q)", in_table=True) == r"$\KL (p \Vert q)$"
 
 
 def test_long_sums_are_broken_into_aligned_rows():

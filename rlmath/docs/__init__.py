@@ -34,6 +34,7 @@ from typing import Any
 from rlmath.claims import Claim
 from rlmath.docs.pages import (
     claim_page,
+    evidence_page,
     evidence_record,
     index_page,
     merged_steps,
@@ -214,6 +215,7 @@ def markdown_pages(
         "figures.md": figures_page(),
         AUDIT_PAGE: audit_page(audits, known_claims=known),
         AUDIT_JSON: audit_json(audits),
+        "evidence.md": evidence_page(claims, records),
     }
     for claim in claims:
         pages[f"claims/{claim.id}.md"] = claim_page(

@@ -26,6 +26,7 @@ __all__ = [
     "format_number",
     "format_value",
     "rule_markdown",
+    "scientific_latex",
     "step_latex",
     "table",
     "visible_length",
@@ -114,14 +115,25 @@ _MARKDOWN_SPECIALS = re.compile(r"([\\`*_<>\[\]|])")
 def escape_markdown(text: str) -> str:
     r"""Escape Markdown inline syntax in ``text``, leaving ``$...$`` math segments untouched.
 
+    Numbers in e-notation become inline math (``1e-06`` is $10^{-6}$).
+
     Examples:
         >>> escape_markdown("E[X^2] with *p* and $p_i$ | q")
         'E\\[X^2\\] with \\*p\\* and $p_i$ \\| q'
+        >>> escape_markdown("alpha 1e-06")
+        'alpha $10^{-6}$'
     """
     parts = _MATH.split(text)
     return "".join(
-        part if index % 2 else _MARKDOWN_SPECIALS.sub(r"\\\1", part)
+        part if index % 2 else _scientific_text(_MARKDOWN_SPECIALS.sub(r"\\\1", part))
         for index, part in enumerate(parts)
+    )
+
+
+def _scientific_text(text: str) -> str:
+    """Numbers in e-notation in plain text (no math, no code) as inline math."""
+    return re.sub(
+        r"(?<![\w.\\])" + _SCIENTIFIC.pattern, lambda m: f"${scientific_latex(m)}$", text
     )
 
 
@@ -144,7 +156,20 @@ class _Printer(LatexPrinter):  # type: ignore[misc]
     ``I - gamma Pi P``; sympy: ``- \\gamma \\Pi P + 1``) as ``I``, first.
     """
 
+    #: When set (a display too wide for the page), the logistic function is printed as
+    #: sigma: e^x/(e^x + 1) as sigma(x) and 1/(e^x + 1) as sigma(-x) (see :func:`display_latex`).
+    logistic = False
+
+    def _print_Mul(self, expr: Any) -> str:
+        if self.logistic:
+            folded = _fold_logistic(expr)
+            if folded is not expr:
+                return str(self._print(folded))
+        return str(super()._print_Mul(expr))
+
     def _print_Pow(self, expr: Any) -> str:
+        if self.logistic and _logistic_argument(expr) is not None:
+            return str(self._print(_SIGMA(-_logistic_argument(expr))))
         if isinstance(expr.base, sympy.Sum):
             base = self._print(expr.base)
             return rf"\left({base}\right)^{{{self._print(expr.exp)}}}"
@@ -152,6 +177,9 @@ class _Printer(LatexPrinter):  # type: ignore[misc]
 
     def _print_Identity(self, expr: Any) -> str:
         return "I"
+
+    def _print_Transpose(self, expr: Any) -> str:
+        return re.sub(r"\^\{T\}$", r"^{\\top}", str(super()._print_Transpose(expr)))
 
     #: When set, entries of a matrix wider than this many typeset characters that are sums
     #: are broken into aligned rows inside their cell (see :func:`display_latex`).
@@ -212,6 +240,52 @@ class _Printer(LatexPrinter):  # type: ignore[misc]
         return _join_terms(self.signed_terms(expr))
 
 
+_SIGMA = sympy.Function("sigma")
+
+
+def _logistic_argument(expr: Any) -> Any:
+    """``x`` if ``expr`` is ``1/(e^x + 1)``, else None."""
+    if not (isinstance(expr, sympy.Pow) and expr.exp == -1 and isinstance(expr.base, sympy.Add)):
+        return None
+    terms = expr.base.args
+    if len(terms) != 2 or sympy.Integer(1) not in terms:
+        return None
+    (other,) = [t for t in terms if t != 1]
+    return other.args[0] if isinstance(other, sympy.exp) else None
+
+
+def _factors(expr: Any) -> list[Any]:
+    """The factors of a product, nested unevaluated products flattened."""
+    out: list[Any] = []
+    for factor in expr.args:
+        out += _factors(factor) if isinstance(factor, sympy.Mul) else [factor]
+    return out
+
+
+def _fold_logistic(expr: Any) -> Any:
+    """``expr`` (a product) with ``e^x * 1/(e^x + 1)`` as ``sigma(x)``, a lone ``1/(e^x + 1)``
+    as ``sigma(-x)`` (``expr`` itself when it has neither)."""
+    factors = _factors(expr)
+    changed = False
+    for index, factor in enumerate(factors):
+        argument = _logistic_argument(factor)
+        if argument is None:
+            continue
+        partners = [
+            j for j, f in enumerate(factors) if isinstance(f, sympy.exp) and f.args[0] == argument
+        ]
+        partner = partners[0] if partners else None
+        if partner is None:
+            factors[index] = _SIGMA(-argument)  # 1/(e^x + 1) = sigma(-x)
+        else:
+            factors[index] = _SIGMA(argument)
+            factors[partner] = sympy.Integer(1)
+        changed = True
+    if not changed:
+        return expr
+    return sympy.Mul(*[f for f in factors if f != 1], evaluate=False)
+
+
 def _join_terms(terms: Sequence[tuple[str, str]], *, first: bool = True) -> str:
     """``a - b + c`` from signed terms; ``first=False`` writes the leading sign too."""
     out = ""
@@ -226,11 +300,16 @@ def _join_terms(terms: Sequence[tuple[str, str]], *, first: bool = True) -> str:
 def _printer(expression: Any, symbol_names: Any = None) -> _Printer:
     # A primed name ("pi'", "pi'_0") prints as pi'_{0}^{2}: a double exponent in TeX (the
     # prime is a superscript) and no backslash. Print it as a braced group, {\pi'}_{0}^{2}.
-    primed = {
-        symbol: _primed_latex(symbol.name)
-        for symbol in getattr(expression, "atoms", lambda *_: set())(sympy.Symbol)
-        if "'" in symbol.name
-    }
+    # A transposed name ("rho_0^T") prints with \top, as hand-written statements do.
+    symbols = getattr(expression, "atoms", lambda *_: set())(sympy.Symbol)
+    primed = {symbol: _primed_latex(symbol.name) for symbol in symbols if "'" in symbol.name}
+    primed.update(
+        {
+            symbol: str(sympy.latex(sympy.Symbol(symbol.name[:-2]))) + r"^{\top}"
+            for symbol in symbols
+            if symbol.name.endswith("^T") and "'" not in symbol.name
+        }
+    )
     names = {**primed, **dict(symbol_names or {})}
     settings = {"symbol_names": names} if names else {}
     return _Printer(settings)
@@ -299,7 +378,9 @@ def display_latex(
     A line longer than ``width`` typeset characters whose expression is a sum is broken at its
     top-level ``+`` and ``-`` signs into the rows of an ``aligned`` environment (the relation
     on the first row, later rows indented by ``\quad``), as a textbook breaks a long
-    equation. Anything else is one line (the page scrolls it sideways if it is too wide).
+    equation. In a long display the logistic function is written
+    $\sigma(x) = e^x/(e^x + 1)$ (and $1/(e^x + 1)$ as $\sigma(-x)$). Anything else is one line
+    (the page scrolls it sideways if it is too wide).
 
     Examples:
         >>> import sympy as sp
@@ -318,6 +399,9 @@ def display_latex(
         return prefix + expression
     printer = _printer(expression, symbol_names)
     latex = str(printer.doprint(expression))
+    if visible_length(latex) > width and not printer.logistic:
+        printer.logistic = True  # a long display: e^x/(e^x + 1) as sigma(x), shorter
+        latex = str(printer.doprint(expression))
     if visible_length(latex) > width and isinstance(expression, sympy.MatrixBase):
         printer.break_width = width  # break the long entries inside their cells
         return prefix + str(printer.doprint(expression))
@@ -362,7 +446,7 @@ FUNCTIONS = {
 }
 #: Short English words that are never a product of two variables.
 _WORDS = set(
-    "a an am as at be by do eq go he if in is it me my no of on or so to up us we vs".split()
+    "a al an am as at be by do eq et go he if in is it me my no of on or so to up us we vs".split()
 )
 _OPERATORS = {
     "=": "=",
@@ -380,10 +464,12 @@ _OPERATORS = {
     "~": r"\sim",
     "||": r"\|",
     "+/-": r"\pm",
+    "+-": r"\pm",
+    "-+": r"\mp",
 }
 _BRACKETS = {"(": ")", "[": "]", "{": "}"}
 _NAME = re.compile(r"[A-Za-z]+")
-_INNER_OPERATOR = re.compile(r"\+/-|<=|>=|!=|->|\|\||~|\.\.\.?")
+_INNER_OPERATOR = re.compile(r"\+/-|\+-|-\+|<=|>=|!=|->|\|\||~|\.\.\.?")
 
 
 def _chunks(text: str) -> list[str] | None:
@@ -420,8 +506,14 @@ def _kind(chunk: str) -> str:
     """'op', 'number', 'function' (a bare function name), 'math' or 'text'."""
     if chunk in _OPERATORS:
         return "op"
-    if re.fullmatch(r"[\d.,\-]+", chunk) and any(c.isdigit() for c in chunk):
-        return "number"
+    if re.fullmatch(r"\(?[\d.,\-]+\)?", chunk) and any(c.isdigit() for c in chunk):
+        return "number"  # 0.5, -1, and (9) or (2017): an equation number, a year
+    if re.fullmatch(r"[\w'+\-]+-(?:th|st|nd|rd)", chunk):
+        return "text"  # k-th, (t+1)-st: an ordinal
+    if re.fullmatch(r"(?:[A-Za-z]\.)+[A-Za-z]\.?", chunk):
+        return "text"  # i.i.d., e.g.: abbreviations
+    if re.search(r"[A-Za-z]{3,}-[A-Za-z]", chunk):
+        return "text"  # log-sum-exp, on-policy: hyphenated words
     if chunk in FUNCTIONS:
         return "function"
     if not any(char.isalnum() for char in chunk):  # "|", "--", "(...)": punctuation
@@ -458,8 +550,32 @@ def _group(text: str, position: int) -> tuple[str, int]:
         return _convert(char), position + 1
     word = match.group()
     if re.fullmatch(r"[A-Za-z]{3,}", word) and word not in GREEK and word not in FUNCTIONS:
-        return rf"\mathrm{{{word}}}", match.end()  # pi_ref, L^CLIP
-    return _convert(word), match.end()
+        latex = rf"\mathrm{{{word}}}"  # pi_ref, L^CLIP
+    else:
+        latex = _convert(word)
+    end = match.end()
+    if re.fullmatch(r"[A-Za-z]+'*", word) and text[end : end + 1] == "_":
+        # a subscript with its own subscript: E_pi_old is E_{pi_{old}}, not E_{pi}_{old}
+        inner, end = _group(text, end + 1)
+        latex = f"{latex}_{{{inner}}}"
+    return latex, end
+
+
+_SCIENTIFIC = re.compile(r"([-+]?\d+(?:\.\d+)?)e([-+]?)0*(\d+)(?![\w.])")
+
+
+def scientific_latex(match: re.Match[str]) -> str:
+    r"""A number in e-notation (a match of ``_SCIENTIFIC``) as LaTeX.
+
+    ``1e-06`` is ``10^{-6}``, ``2.5e-3`` is ``2.5 \times 10^{-3}``.
+    """
+    mantissa, sign, exponent = match.groups()
+    power = f"10^{{{'-' if sign == '-' else ''}{exponent}}}"
+    if mantissa in ("1", "+1"):
+        return power
+    if mantissa == "-1":
+        return f"-{power}"
+    return rf"{mantissa.lstrip('+')} \times {power}"
 
 
 def _convert(text: str) -> str:
@@ -467,6 +583,11 @@ def _convert(text: str) -> str:
     out: list[str] = []
     index = 0
     while index < len(text):
+        scientific = _SCIENTIFIC.match(text, index)
+        if scientific is not None and not text[index - 1 : index].isalnum():
+            out.append(scientific_latex(scientific))
+            index = scientific.end()
+            continue
         operator = _INNER_OPERATOR.match(text, index)
         if operator is not None:
             token = operator.group()
@@ -476,7 +597,13 @@ def _convert(text: str) -> str:
         char = text[index]
         if char in "_^":
             argument, index = _group(text, index + 1)
+            if char == "^" and argument == "T":  # rho_0^T: the transpose
+                argument = r"\top"
             out.append(f"{char}{{{argument}}}")
+            continue
+        if char in "{}":  # a set {0, 1}: literal braces (a group after _ or ^ is read above)
+            out.append("\\" + char)
+            index += 1
             continue
         if char == "*":
             # pi* (the optimal policy): a star after a name; a*b: a product

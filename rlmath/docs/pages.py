@@ -39,11 +39,13 @@ __all__ = [
     "claim_topic",
     "displayed_steps",
     "evidence_markdown",
+    "evidence_page",
     "evidence_record",
     "evidence_summary",
     "index_page",
     "merged_steps",
     "missing_summaries",
+    "prose_markdown",
     "spec_page",
 ]
 
@@ -257,7 +259,7 @@ def evidence_markdown(claim: Claim, record: Mapping[str, Any]) -> str:
     for name, leg in record["legs"].items():
         out += [f"### {LEG_TITLES.get(name, name)}: {leg['status']}", ""]
         if descriptions.get(name):
-            out += [escape_markdown(descriptions[name].rstrip(".")) + ".", ""]
+            out += [prose_markdown(descriptions[name].rstrip(".")) + ".", ""]
         if name == "exact" and claim.exact.witnesses:
             out += [
                 f"Fixed witness examples ({len(claim.exact.witnesses)}), checked first at every "
@@ -326,7 +328,7 @@ def displayed_steps(derivation: Derivation, *, width: int = DISPLAY_WIDTH) -> li
     """The displayed lines of a derivation, consecutive identically printed steps merged."""
     lines: list[DisplayedStep] = []
     for index, step in enumerate(derivation.steps):
-        body = step_latex(step.expression)
+        body = display_latex(step.expression, width=width)  # as shown (sigma when long)
         if lines and lines[-1].body == body and step.gap is None:
             last = lines[-1]
             lines[-1] = DisplayedStep((*last.indices, index), last.latex, body)
@@ -363,6 +365,29 @@ MISSING_SUMMARY = (
 def missing_summaries(claims: Sequence[Claim]) -> list[str]:
     """Ids of the claims without a ``summary`` (their pages show :data:`MISSING_SUMMARY`)."""
     return [claim.id for claim in claims if not claim.summary.strip()]
+
+
+def prose_markdown(text: str, *, in_table: bool = False) -> str:
+    r"""Prose of a claim (title, assumption, leg description) with its ASCII formulas typeset.
+
+    Formulas written in ASCII become inline math as in the rules of the steps
+    (:func:`~rlmath.docs.formatting.rule_markdown`); text with ``$`` is taken as written.
+    ``in_table``: a ``|`` inside math is written ``\vert`` (a pipe would end the table cell).
+
+    Examples:
+        >>> prose_markdown("GRPO's 1/|y| token mean", in_table=True)
+        "GRPO's $1/\\vert y\\vert$ token mean"
+    """
+    markdown = rule_markdown(text)
+    if not in_table:
+        return markdown
+    parts = re.split(r"(\$[^$]+\$)", markdown)
+    return "".join(
+        re.sub(r" +(?=\$$)| (?= )", "", part.replace(r"\|", r"\Vert ").replace("|", r"\vert "))
+        if index % 2
+        else part
+        for index, part in enumerate(parts)
+    )
 
 
 def _summary_markdown(claim: Claim) -> str:
@@ -481,7 +506,7 @@ def claim_page(claim: Claim, record: Mapping[str, Any], *, source: str = "") -> 
     out = [
         GENERATED_NOTE,
         f"(claim-{claim.id})=",
-        f"# {escape_markdown(claim.title)}",
+        f"# {prose_markdown(claim.title)}",
         "",
         "```{admonition} In one sentence",
         ":class: rlmath-summary" + ("" if claim.summary.strip() else " rlmath-summary-missing"),
@@ -508,7 +533,7 @@ def claim_page(claim: Claim, record: Mapping[str, Any], *, source: str = "") -> 
     elif claim.statement_reason:
         out += [f"Statement written by hand: {escape_markdown(claim.statement_reason)}", ""]
     out += ["## Assumptions", ""]
-    out += [f"- {escape_markdown(a)}" for a in claim.assumptions] + [""]
+    out += [f"- {prose_markdown(a)}" for a in claim.assumptions] + [""]
     out += [
         "## Derivation",
         "",
@@ -671,18 +696,6 @@ def index_page(
     n_verified = sum(records[c.id]["status"] == "verified" for c in claims)
     seed = next(iter(records.values()))["seed"] if records else 0
     topics = _topics(claims, sources)
-    rows = []
-    for claim in claims:
-        record = records[claim.id]
-        rows.append(
-            [
-                f"[`{claim.id}`](claims/{claim.id}.md)",
-                escape_markdown(claim.title),
-                ", ".join(LEG_TITLES[name].lower() for name in claim.legs()),
-                _status_cell(record["status"]),
-                evidence_summary(record),
-            ]
-        )
     out = [
         GENERATED_NOTE,
         "# rlmath",
@@ -716,7 +729,7 @@ def index_page(
                 else "*(no summary yet)*"
             )
             out.append(
-                f"- [{escape_markdown(claim.title)}](claims/{claim.id}.md){failed}: {summary}"
+                f"- [{prose_markdown(claim.title)}](claims/{claim.id}.md){failed}: {summary}"
             )
         out.append("")
     out += [
@@ -733,9 +746,8 @@ def index_page(
         "`rlmath docs` from the same claim objects that `rlmath verify` checks (a test fails "
         "when they are out of date).",
         "",
-        "## All claims and their evidence",
-        "",
-        table(["claim", "title", "legs", "status", "evidence"], rows),
+        "[All claims and their evidence](evidence.md): one table of every claim, its legs, "
+        "its status and how much each check covered.",
         "",
         "## Reference functions",
         "",
@@ -786,8 +798,34 @@ def index_page(
     if specs:
         out += ["```{toctree}", ":hidden:", ":caption: Reference functions", ""]
         out += [f"specs/{spec.name}" for spec in specs] + ["```", ""]
-    out += ["```{toctree}", ":hidden:", ":caption: More", "", "figures"]
+    out += ["```{toctree}", ":hidden:", ":caption: More", "", "evidence", "figures"]
     out += list(extra_pages) + ["```"]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def evidence_page(claims: Sequence[Claim], records: Mapping[str, Mapping[str, Any]]) -> str:
+    """The table of every claim with its legs, status and evidence (linked from the index)."""
+    rows = [
+        [
+            f"[`{claim.id}`](claims/{claim.id}.md)",
+            prose_markdown(claim.title, in_table=True),
+            ", ".join(LEG_TITLES[name].lower() for name in claim.legs()),
+            _status_cell(records[claim.id]["status"]),
+            evidence_summary(records[claim.id]),
+        ]
+        for claim in claims
+    ]
+    seed = next(iter(records.values()))["seed"] if records else 0
+    out = [
+        GENERATED_NOTE,
+        "# All claims and their evidence",
+        "",
+        f"Every claim, in the order `rlmath verify` runs them, with the evidence of the run with "
+        f"seed {seed} (`rlmath verify --seed {seed}`): the steps sympy proved, the exact "
+        "examples, the Monte-Carlo sample size and the mutants rejected.",
+        "",
+        table(["claim", "title", "legs", "status", "evidence"], rows),
+    ]
     return "\n".join(out).rstrip() + "\n"
 
 
