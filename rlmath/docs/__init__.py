@@ -242,6 +242,20 @@ def plot_files() -> dict[str, bytes]:
     return {f"plots/{figure.name}.png": render_png(figure) for figure in FIGURES}
 
 
+def _keep_unreproducible(out: Path, files: Mapping[str, bytes]) -> set[str]:
+    """Committed audit files kept as they are when PyTorch is missing (a note on stderr)."""
+    from rlmath.docs.audit_page import unreproducible_files
+
+    kept = {name for name in unreproducible_files() if (out / name).is_file() and name in files}
+    if kept:
+        print(
+            f"rlmath docs: kept {sorted(kept)} as committed: PyTorch is not installed, and "
+            "the audit page's PyTorch rows need it",
+            file=sys.stderr,
+        )
+    return kept
+
+
 def extra_pages_in(out: Path) -> list[str]:
     """The hand-written top-level pages of :data:`EXTRA_PAGES` present in ``out``."""
     return [name for name in EXTRA_PAGES if (out / f"{name}.md").is_file()]
@@ -294,7 +308,10 @@ def generate(
         if not plots and relative.startswith("plots/"):
             continue
         (out / relative).unlink()
+    kept = _keep_unreproducible(out, files)
     for relative, content in files.items():
+        if relative in kept:
+            continue
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.is_file() or path.read_bytes() != content:
