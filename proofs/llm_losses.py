@@ -69,6 +69,7 @@ import sympy as sp
 from hypothesis import strategies as st
 
 from rlmath.claims import (
+    lazy_lambdify,
     Claim,
     Derivation,
     ExactLeg,
@@ -94,16 +95,6 @@ from rlmath.testing import sequence_models
 from rlmath.tolerances import EPS, central_difference_step, exact_rtol
 
 
-def lazy_lambdify(symbols: tuple, expression: sp.Expr) -> Callable[..., np.ndarray]:
-    """:func:`rlmath.claims.lambdify`, done on the first call (not at import)."""
-    cache: list[Callable[..., np.ndarray]] = []
-
-    def function(*values: object) -> np.ndarray:
-        if not cache:
-            cache.append(lambdify(symbols, expression))
-        return cache[0](*values)
-
-    return function
 
 
 LOG_PROBS = st.floats(-6.0, 0.0, allow_subnormal=False)

@@ -68,6 +68,7 @@ from hypothesis import strategies as st
 
 from rlmath import reference
 from rlmath.claims import (
+    lazy_lambdify,
     Case,
     CaseAnalysis,
     Claim,
@@ -85,18 +86,6 @@ from rlmath.tolerances import EPS, exact_rtol
 
 TINY = float(np.finfo(np.float64).tiny)
 
-
-def lazy_lambdify(symbols: tuple, expression: Any) -> Callable[..., np.ndarray]:
-    """:func:`rlmath.claims.lambdify`, done on the first call (mutants are lambdified only
-    when their claim is verified)."""
-    cache: list[Callable[..., np.ndarray]] = []
-
-    def function(*values: object) -> np.ndarray:
-        if not cache:
-            cache.append(lambdify(symbols, expression))
-        return cache[0](*values)
-
-    return function
 
 
 def _signed_magnitudes(rng: np.random.Generator, size: int, low: float, high: float) -> np.ndarray:

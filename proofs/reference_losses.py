@@ -45,6 +45,7 @@ from hypothesis import strategies as st
 
 from rlmath import reference
 from rlmath.claims import (
+    lazy_lambdify,
     Case,
     CaseAnalysis,
     Claim,
@@ -60,18 +61,6 @@ from rlmath.claims import (
 from rlmath.symbolic import IndexSum
 from rlmath.tolerances import EPS, central_difference_step, exact_rtol
 
-
-def lazy_lambdify(symbols: tuple, expression: sp.Expr) -> Callable[..., np.ndarray]:
-    """:func:`rlmath.claims.lambdify`, done on the first call (mutants are lambdified only when
-    their claim is verified, not whenever this file is imported)."""
-    cache: list[Callable[..., np.ndarray]] = []
-
-    def function(*values: object) -> np.ndarray:
-        if not cache:
-            cache.append(lambdify(symbols, expression))
-        return cache[0](*values)
-
-    return function
 
 
 # ============================================================================ PPO: symbols

@@ -19,7 +19,7 @@ that must fail. :mod:`rlmath.claims.claim` ties the parts together,
 the claims in ``proofs/`` and runs them.
 """
 
-from rlmath.claims.claim import Claim, Mutant, Statement, lambdify
+from rlmath.claims.claim import Claim, Mutant, Statement, lambdify, lazy_lambdify
 from rlmath.claims.exact_leg import (
     ExactLeg,
     ExactVariant,
@@ -77,6 +77,7 @@ __all__ = [
     "error_result",
     "exact_moments",
     "lambdify",
+    "lazy_lambdify",
     "local_constants_neutralised",
     "monte_carlo_leg",
     "normwise_error",

@@ -33,6 +33,19 @@ def lambdify(symbols: Sequence[Any], expression: Any) -> Callable[..., Any]:
     return sympy.lambdify(symbols, expression, modules="numpy")  # type: ignore[no-any-return]
 
 
+def lazy_lambdify(symbols: Sequence[Any], expression: Any) -> Callable[..., Any]:
+    """:func:`lambdify`, done on the first call, not when the proof file is imported (mutants
+    are lambdified only when their claim is verified)."""
+    cache: list[Callable[..., Any]] = []
+
+    def function(*values: object) -> Any:
+        if not cache:
+            cache.append(lambdify(symbols, expression))
+        return cache[0](*values)
+
+    return function
+
+
 @dataclass(frozen=True)
 class Statement:
     r"""What a claim states, as sympy expressions: ``lhs relation rhs``.
