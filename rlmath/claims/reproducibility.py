@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -62,15 +63,40 @@ class _Enough(BaseException):
     """Raised inside a Hypothesis run to stop drawing once enough examples are collected."""
 
 
+#: (id of the strategy, count, seed) -> (the strategy, its examples): a claim's Monte-Carlo
+#: leg draws the same examples for the true claim and for each mutant. The strategy is kept
+#: with its examples so that its id cannot be reused by another object while cached.
+_DRAWN: dict[tuple[int, int, int], tuple[SearchStrategy[Any], list[Any]]] = {}
+_DRAWN_LIMIT = 256
+
+
 def draw_examples(strategy: SearchStrategy[Any], count: int, seed: int) -> list[Any]:
     """``count`` examples from ``strategy``, reproducibly from ``seed`` (Hypothesis's generator).
 
     Hypothesis's first draws are its simplest examples, so strategies used here should exclude
-    degenerate cases (a single action, say) in which no mutant can be seen.
+    degenerate cases (a single action, say) in which no mutant can be seen. The examples are a
+    function of (strategy, count, seed), so they are drawn once per process and each call gets
+    a deep copy (a caller may change an example in place).
 
     Raises:
         ValueError: if the strategy yields fewer than ``count`` examples.
     """
+    key = (id(strategy), count, seed)
+    cached = _DRAWN.get(key)
+    if cached is not None and cached[0] is strategy:
+        return copy.deepcopy(cached[1])
+    drawn = _drawn_by_hypothesis(strategy, count, seed)
+    try:
+        kept = copy.deepcopy(drawn)
+    except Exception:  # an example that cannot be copied is drawn again next time
+        return drawn
+    if len(_DRAWN) >= _DRAWN_LIMIT:
+        _DRAWN.clear()
+    _DRAWN[key] = (strategy, kept)
+    return drawn
+
+
+def _drawn_by_hypothesis(strategy: SearchStrategy[Any], count: int, seed: int) -> list[Any]:
     drawn: list[Any] = []
 
     def collect(example: Any) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -312,12 +313,27 @@ def _says_nothing(previous: Any, current: Any) -> bool:
     printed LaTeX (sympy rewrote what was written when it was built)."""
     if previous == current:
         return True
-    from rlmath.docs.formatting import step_latex
-
     try:
-        return bool(step_latex(previous) == step_latex(current))
+        return bool(_printed(previous) == _printed(current))
     except Exception:  # printing failed: judge by structure alone
         return False
+
+
+def _printed(expression: Any) -> str:
+    """The step's LaTeX as a page shows it (cached: each step is the "previous" of the next)."""
+    try:
+        return _printed_cached(expression)
+    except TypeError:  # a mutable matrix is not hashable
+        from rlmath.docs.formatting import step_latex
+
+        return str(step_latex(expression))
+
+
+@lru_cache(maxsize=4096)
+def _printed_cached(expression: Any) -> str:
+    from rlmath.docs.formatting import step_latex
+
+    return str(step_latex(expression))
 
 
 # ============================================================================ the leg
