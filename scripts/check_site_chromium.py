@@ -20,6 +20,11 @@ For every page (``--pages`` to choose some):
   inside a scroll container (``overflow-x: auto``/``scroll``/``hidden``, as display math and
   code blocks are), and the page itself does not scroll sideways; checked at each
   ``--widths`` (default 1280 and 800 CSS pixels);
+- no display formula (``mjx-container[display]``, ``div.math``) and no code block
+  (``div.highlight``, ``pre``) needs sideways scrolling: its content is no wider than its box
+  (``scrollWidth <= clientWidth + 1``). A scroll box keeps the page from overflowing, but a
+  reader who must scroll a formula to read it is reading a formula cut off at the right edge.
+  At the first width (default 1280) such a box fails the page; at the other widths it is a note;
 - every claim page (``claims/*.html``) has its reader's summary (the box of class
   ``rlmath-summary`` without ``rlmath-summary-missing``; ``--allow-missing-summaries`` reports
   the placeholders without failing);
@@ -69,6 +74,8 @@ CHROMIUM_FLAGS = (
 )
 SKIPPED_TAGS = {"script", "style", "pre", "code", "mjx-container", "head", "title"}
 PROBE_ID = "rlmath-site-probe"
+#: The boxes that scroll sideways (rlmath.css): display math and code blocks.
+SCROLL_BOXES = 'mjx-container[display="true"], div.math, div.highlight, pre'
 
 #: Runs in the page once MathJax is done: what a reader would see, as JSON in a <pre>.
 PROBE = r"""
@@ -82,6 +89,18 @@ PROBE = r"""
     var text = (element.textContent || "").trim().replace(/\s+/g, " ").slice(0, 60);
     var cls = (element.getAttribute("class") || "").split(/\s+/).slice(0, 2).join(".");
     return element.tagName.toLowerCase() + (cls ? "." + cls : "") + " '" + text + "'";
+  }
+  function texOf(container) {
+    var items = [];
+    try {
+      items = MathJax.startup.document.getMathItemsWithin(document.body);
+    } catch (e) { items = []; }
+    for (var i = 0; i < items.length; i++) {
+      if (items[i].typesetRoot === container) {
+        return String(items[i].math).trim().replace(/\s+/g, " ").slice(0, 100);
+      }
+    }
+    return "";
   }
   function failingTex() {
     var out = [];
@@ -124,6 +143,19 @@ PROBE = r"""
       }
       if (!clipped && !reported) overflowing.push(element);
     }
+    // display formulas and code blocks whose content is wider than their box: the reader
+    // must scroll that box sideways (the box itself fits; its content does not)
+    var scrolling = [];
+    var boxes = document.body.querySelectorAll(SCROLL_BOXES);
+    for (var j = 0; j < boxes.length; j++) {
+      var box = boxes[j];
+      if (box.scrollWidth <= box.clientWidth + 1 || box.clientWidth === 0) continue;
+      var counted = false;
+      for (var k = 0; k < scrolling.length; k++) {
+        if (scrolling[k].contains(box) || box.contains(scrolling[k])) { counted = true; break; }
+      }
+      if (!counted) scrolling.push(box);
+    }
     var body = document.body.innerText || "";
     var result = {
       width: width,
@@ -135,6 +167,15 @@ PROBE = r"""
         return describe(e) + " ends at " + Math.round(e.getBoundingClientRect().right) + "px";
       }),
       failing_tex: failingTex(),
+      sideways: scrolling.slice(0, 20).map(function (e) {
+        var container = e.tagName.toLowerCase() === "mjx-container" ? e
+          : e.querySelector("mjx-container");
+        var tex = container ? texOf(container) : "";
+        var what = container ? "display formula " : "code block ";
+        return what + (tex ? "'" + tex + "'" : describe(e)) + ": content "
+          + e.scrollWidth + "px in a " + e.clientWidth + "px box";
+      }),
+      sideways_count: scrolling.length,
       summary: document.querySelectorAll(".rlmath-summary").length,
       summary_missing: document.querySelectorAll(".rlmath-summary-missing").length
     };
@@ -154,7 +195,7 @@ PROBE = r"""
   if (document.readyState === "complete") start(); else window.addEventListener("load", start);
 })();
 </script>
-""".replace("PROBE_ID", PROBE_ID)
+""".replace("PROBE_ID", PROBE_ID).replace("SCROLL_BOXES", json.dumps(SCROLL_BOXES))
 
 
 class _Visible(html.parser.HTMLParser):
@@ -404,6 +445,14 @@ def check_page(
             )
         for element in result["overflowing"]:
             problems.append(f"{page}: at width {width}, cut off at the right edge: {element}")
+        for box in result["sideways"]:
+            message = f"{page}: at width {width}, needs sideways scrolling: {box}"
+            (problems if index == 0 else notes).append(message)
+        if result["sideways_count"] > len(result["sideways"]):
+            more = result["sideways_count"] - len(result["sideways"])
+            (problems if index == 0 else notes).append(
+                f"{page}: at width {width}, {more} more boxes need sideways scrolling"
+            )
         if index == 0 and page.startswith("claims/"):
             if not result["summary"]:
                 problems.append(f"{page}: no reader's summary box")
