@@ -98,6 +98,7 @@ from rlmath.claims import (
     monte_carlo_leg,
 )
 from rlmath.llm_reference import dr_grpo_advantages, grpo_advantages, rloo_advantages
+from rlmath.named_functions import Named, SoftmaxProbability
 from rlmath.sequence_model import GroupBatch, SequenceModel, count_groups, expected_over_groups
 from rlmath.sequence_sampling import sample_groups, score_sums
 from rlmath.statistics import DEFAULT_FALSE_ALARM
@@ -115,11 +116,13 @@ f = sp.IndexedBase("f", real=True)
 G = sp.Symbol("G", integer=True, positive=True)
 H = sp.Symbol("H", integer=True, positive=True)  # G - 1 for RLOO
 OUTCOMES = (0, 1, 2)
+ell = sp.IndexedBase("ell", positive=True)  # response lengths |y_a| (EOS included)
 
 
 def pi(a: int) -> sp.Expr:
-    """Softmax probability of outcome a (unevaluated quotient)."""
-    return sp.exp(theta[a]) / sp.Add(*(sp.exp(theta[b]) for b in OUTCOMES))
+    """pi_a = exp(theta_a) / sum_b exp(theta_b), kept whole and printed by name (``doit`` gives
+    the quotient the prover works with)."""
+    return SoftmaxProbability(sp.Integer(a), *(theta[b] for b in OUTCOMES))
 
 
 def score(a: int, k: int) -> sp.Expr:
@@ -127,39 +130,71 @@ def score(a: int, k: int) -> sp.Expr:
     return sp.Add(sp.Integer(int(a == k)), -pi(k), evaluate=False)
 
 
+# The expectations below are sympy expressions kept whole under a name (rlmath.named_functions:
+# the page shows the name and lists its definition; ``doit``, which every proving rewriting
+# starts from, replaces the name by the sum it stands for).
 def expected_reward_times_score(k: int, reward: Callable[[int], Any] = lambda a: f[a]) -> sp.Expr:
-    """E[r s] = sum_a pi_a r_a (1[a = k] - pi_k)."""
-    return sp.Add(
-        *(sp.Mul(pi(a), reward(a), score(a, k), evaluate=False) for a in OUTCOMES),
-        evaluate=False,
+    """E[r_1 s_{1,k}] = sum_a pi_a r_a (1[a = k] - pi_k)."""
+    return Named(
+        rf"\E[r_1 s_{{1,{k}}}]",
+        sp.Add(
+            *(sp.Mul(pi(a), reward(a), score(a, k), evaluate=False) for a in OUTCOMES),
+            evaluate=False,
+        ),
     )
 
 
-def expected_other_reward_times_score(k: int) -> sp.Expr:
-    """E[r_j s_i] for j != i: sum over the pair (a, b) of pi_a pi_b f_b (1[a = k] - pi_k)."""
-    return sp.Add(
-        *(
-            sp.Mul(pi(a), pi(b), f[b], score(a, k), evaluate=False)
-            for a in OUTCOMES
-            for b in OUTCOMES
+def _score_term(a: int, k: int, per_length: bool) -> sp.Expr:
+    """(1[a = k] - pi_k), divided by the length ell_a with ``per_length`` (token-mean)."""
+    return score(a, k) / ell[a] if per_length else score(a, k)
+
+
+def expected_other_reward_times_score(k: int, *, per_length: bool = False) -> sp.Expr:
+    """E[r_2 s_{1,k}] (j != i): sum over the pair (a, b) of pi_a pi_b f_b (1[a = k] - pi_k);
+    with ``per_length`` E[r_2 s_{1,k} / |y_1|], each term divided by ell_a."""
+    over = r" / \ell_1" if per_length else ""
+    return Named(
+        rf"\E[r_2 s_{{1,{k}}}{over}]",
+        sp.Add(
+            *(
+                sp.Mul(pi(a), pi(b), f[b], _score_term(a, k, per_length), evaluate=False)
+                for a in OUTCOMES
+                for b in OUTCOMES
+            ),
+            evaluate=False,
         ),
-        evaluate=False,
+    )
+
+
+def expected_score(k: int, *, per_length: bool = False) -> sp.Expr:
+    """E[s_k] = sum_a pi_a (1[a = k] - pi_k); with ``per_length`` E[s_k / |y|]."""
+    over = r" / \ell" if per_length else ""
+    return Named(
+        rf"\E[s_{{{k}}}{over}]",
+        sp.Add(
+            *(sp.Mul(pi(a), _score_term(a, k, per_length), evaluate=False) for a in OUTCOMES),
+            evaluate=False,
+        ),
+    )
+
+
+def expected_reward() -> sp.Expr:
+    """E[r] = sum_b pi_b f_b."""
+    return Named(
+        r"\E[r]",
+        sp.Add(*(sp.Mul(pi(b), f[b], evaluate=False) for b in OUTCOMES), evaluate=False),
     )
 
 
 def expected_reward_times_expected_score(k: int) -> sp.Expr:
-    """E[r] E[s] = (sum_b pi_b f_b)(sum_a pi_a (1[a = k] - pi_k))."""
-    return sp.Mul(
-        sp.Add(*(sp.Mul(pi(b), f[b], evaluate=False) for b in OUTCOMES), evaluate=False),
-        sp.Add(*(sp.Mul(pi(a), score(a, k), evaluate=False) for a in OUTCOMES), evaluate=False),
-        evaluate=False,
-    )
+    """E[r] E[s_k] = (sum_b pi_b f_b)(sum_a pi_a (1[a = k] - pi_k))."""
+    return sp.Mul(expected_reward(), expected_score(k), evaluate=False)
 
 
 def objective_gradient(k: int, reward: Callable[[int], Any] = lambda a: f[a]) -> sp.Expr:
     """d/d theta_k of J = sum_a pi_a r_a (unevaluated derivative)."""
     J = sp.Add(*(sp.Mul(pi(a), reward(a), evaluate=False) for a in OUTCOMES), evaluate=False)
-    return sp.Derivative(J, theta[k])
+    return sp.Derivative(Named("J", J), theta[k])
 
 
 def column(entry: Callable[[int], Any]) -> sp.Matrix:
@@ -279,31 +314,39 @@ def binomial_weight(k: int, n: int) -> sp.Expr:
 def mean_advantage(reward: int) -> sp.Expr:
     """h(r) = E_k[A_1 | r_1 = r], k ~ Binomial(G - 1, p) successes among the others."""
     advantage = success_advantage if reward == 1 else failure_advantage
-    return sp.Add(
-        *(
-            sp.Mul(binomial_weight(k, GRPO_G - 1), advantage(k + reward, GRPO_G), evaluate=False)
-            for k in range(GRPO_G)
+    return Named(
+        f"h({reward})",
+        sp.Add(
+            *(
+                sp.Mul(
+                    binomial_weight(k, GRPO_G - 1), advantage(k + reward, GRPO_G), evaluate=False
+                )
+                for k in range(GRPO_G)
+            ),
+            evaluate=False,
         ),
-        evaluate=False,
     )
 
 
 def grpo_factor_expression() -> sp.Expr:
     """c_G(p) = sum_k Binom(k; G-1, p) (a_+(k + 1) - a_-(k))."""
-    return sp.Add(
-        *(
-            sp.Mul(
-                binomial_weight(k, GRPO_G - 1),
-                sp.Add(
-                    success_advantage(k + 1, GRPO_G),
-                    -failure_advantage(k, GRPO_G),
+    return Named(
+        f"c_{{{GRPO_G}}}(p)",
+        sp.Add(
+            *(
+                sp.Mul(
+                    binomial_weight(k, GRPO_G - 1),
+                    sp.Add(
+                        success_advantage(k + 1, GRPO_G),
+                        -failure_advantage(k, GRPO_G),
+                        evaluate=False,
+                    ),
                     evaluate=False,
-                ),
-                evaluate=False,
-            )
-            for k in range(GRPO_G)
+                )
+                for k in range(GRPO_G)
+            ),
+            evaluate=False,
         ),
-        evaluate=False,
     )
 
 
@@ -352,11 +395,7 @@ grpo_binary = Derivation(
         Step(
             column(
                 lambda k: sp.Add(
-                    sp.Mul(
-                        mean_advantage(0),
-                        sp.Add(*(sp.Mul(pi(a), score(a, k), evaluate=False) for a in OUTCOMES)),
-                        evaluate=False,
-                    ),
+                    sp.Mul(mean_advantage(0), expected_score(k), evaluate=False),
                     sp.Mul(
                         grpo_factor_expression(),
                         expected_reward_times_score(k, _binary),
@@ -399,44 +438,39 @@ GRPO_INVERSE_STD = column(lambda k: objective_gradient(k, _binary) / sp.sqrt(p *
 
 
 # --- 4. token-mean (1/|y|) aggregation with the group-mean advantage, and a constant normaliser
-ell = sp.IndexedBase("ell", positive=True)  # response lengths |y_a| (EOS included)
 Lam = sp.Symbol("Lambda", positive=True)  # Dr. GRPO's constant normaliser (a token budget)
 
 
 def expected_reward_times_score_over_length(k: int) -> sp.Expr:
-    """E[r s / |y|] = sum_a pi_a f_a (1[a = k] - pi_k) / ell_a."""
-    return sp.Add(
-        *(sp.Mul(pi(a), f[a] / ell[a], score(a, k), evaluate=False) for a in OUTCOMES),
-        evaluate=False,
+    """E[r_1 s_{1,k} / |y_1|] = sum_a pi_a f_a (1[a = k] - pi_k) / ell_a."""
+    return Named(
+        rf"\E[r_1 s_{{1,{k}}} / \ell_1]",
+        sp.Add(
+            *(sp.Mul(pi(a), f[a] / ell[a], score(a, k), evaluate=False) for a in OUTCOMES),
+            evaluate=False,
+        ),
     )
 
 
 def expected_other_reward_times_score_over_length(k: int) -> sp.Expr:
-    """E[r_2 s_1 / |y_1|] = sum_{a, b} pi_a pi_b f_b (1[a = k] - pi_k) / ell_a."""
-    return sp.Add(
-        *(
-            sp.Mul(pi(a), pi(b), f[b], score(a, k) / ell[a], evaluate=False)
-            for a in OUTCOMES
-            for b in OUTCOMES
-        ),
-        evaluate=False,
-    )
-
-
-def expected_reward() -> sp.Expr:
-    return sp.Add(*(sp.Mul(pi(b), f[b], evaluate=False) for b in OUTCOMES), evaluate=False)
+    """E[r_2 s_{1,k} / |y_1|] = sum_{a, b} pi_a pi_b f_b (1[a = k] - pi_k) / ell_a."""
+    return expected_other_reward_times_score(k, per_length=True)
 
 
 def expected_score_over_length(k: int) -> sp.Expr:
-    return sp.Add(
-        *(sp.Mul(pi(a), score(a, k) / ell[a], evaluate=False) for a in OUTCOMES), evaluate=False
-    )
+    """E[s_k / |y|] = sum_a pi_a (1[a = k] - pi_k) / ell_a."""
+    return expected_score(k, per_length=True)
 
 
 def length_weighted_gradient(k: int, reward: Callable[[int], Any]) -> sp.Expr:
-    """d/d theta_k of sum_a pi_a reward(a) / ell_a (unevaluated derivative)."""
+    """d/d theta_k of E[reward / ell] = sum_a pi_a reward(a) / ell_a (unevaluated derivative)."""
+    weights = [reward(a) for a in OUTCOMES]
+    name = r"\E[1 / \ell]" if all(w == 1 for w in weights) else r"\E[r / \ell]"
     return sp.Derivative(
-        sp.Add(*(sp.Mul(pi(a), reward(a) / ell[a], evaluate=False) for a in OUTCOMES)),
+        Named(
+            name,
+            sp.Add(*(sp.Mul(pi(a), w / ell[a], evaluate=False) for a, w in zip(OUTCOMES, weights))),
+        ),
         theta[k],
     )
 
@@ -1195,8 +1229,8 @@ CLAIMS = (
             rloo.start,
             rloo.conclusion,
             where=(
-                r"G = H + 1 \ge 2 \text{ responses};\ \text{three outcomes with softmax "
-                r"logits } \theta_a \text{ and rewards } f_a"
+                r"G = H + 1 \ge 2 \text{ responses};\ \text{three outcomes with rewards } f_a "
+                r"\text{ and probabilities } \pi_a = e^{\theta_a} / \textstyle\sum_b e^{\theta_b}"
             ),
             symbol_names={theta: r"\theta", f: "f"},
         ),
@@ -1292,8 +1326,8 @@ CLAIMS = (
             group_mean.start,
             group_mean.conclusion,
             where=(
-                r"G \ge 1 \text{ responses};\ \text{three outcomes with softmax logits } "
-                r"\theta_a \text{ and rewards } f_a"
+                r"G \ge 1 \text{ responses};\ \text{three outcomes with rewards } f_a "
+                r"\text{ and probabilities } \pi_a = e^{\theta_a} / \textstyle\sum_b e^{\theta_b}"
             ),
             symbol_names={theta: r"\theta", f: "f"},
         ),
@@ -1374,7 +1408,8 @@ CLAIMS = (
             grpo_binary.start,
             grpo_binary.conclusion,
             where=(
-                r"G = 4;\ \text{three outcomes with softmax logits } \theta_a,\ "
+                r"G = 4;\ \text{three outcomes with probabilities } "
+                r"\pi_a = e^{\theta_a} / \textstyle\sum_b e^{\theta_b},\ "
                 r"\text{binary rewards } (1, 1, 0);\ p = \pi_0 + \pi_1"
             ),
             symbol_names={theta: r"\theta"},
@@ -1487,7 +1522,8 @@ CLAIMS = (
             token_mean.start,
             token_mean.conclusion,
             where=(
-                r"\text{three outcomes with softmax logits } \theta_a,\ \text{rewards } f_a,\ "
+                r"\text{three outcomes with probabilities } "
+                r"\pi_a = e^{\theta_a} / \textstyle\sum_b e^{\theta_b},\ \text{rewards } f_a,\ "
                 r"\text{lengths } \ell_a > 0;\ G \ge 1"
             ),
             symbol_names={theta: r"\theta", f: "f", ell: r"\ell", Lam: r"\Lambda"},

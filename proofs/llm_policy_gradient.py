@@ -58,6 +58,7 @@ from rlmath.claims import (
     exact_moments,
     monte_carlo_leg,
 )
+from rlmath.named_functions import SoftmaxProbability
 from rlmath.sequence_model import SequenceModel
 from rlmath.sequence_sampling import SampledResponses, sample_responses, score_sums
 from rlmath.statistics import DEFAULT_FALSE_ALARM
@@ -81,8 +82,9 @@ LOGITS = tuple(theta[n, v] for n in (0, 1) for v in (0, EOS))
 
 
 def pi(n: int, v: int) -> sp.Expr:
-    """Softmax next-token probability at node n (unevaluated quotient)."""
-    return sp.exp(theta[n, v]) / (sp.exp(theta[n, 0]) + sp.exp(theta[n, EOS]))
+    """pi_{n,v} = exp(theta[n, v]) / sum_w exp(theta[n, w]): the next-token probability at node
+    n, kept whole and printed by name (``doit`` gives the quotient the prover works with)."""
+    return SoftmaxProbability(sp.Integer(v), theta[n, 0], theta[n, EOS])
 
 
 def sequence_probability(i: int) -> sp.Expr:
@@ -151,7 +153,8 @@ sequence_policy_gradient = Derivation(
     (
         Step(
             gradient(lambda logit: sp.Derivative(objective, logit)),
-            "the gradient of J = sum_y pi(y) R(y), one entry per logit",
+            "the gradient of J = sum_y pi(y) R(y), one entry per logit, with the next-token "
+            "probabilities $\\pi_{n,v} = e^{\\theta_{n,v}} / \\sum_w e^{\\theta_{n,w}}$",
         ),
         Step(
             gradient(
@@ -511,7 +514,9 @@ CLAIMS = (
             sequence_policy_gradient.conclusion,
             where=(
                 r"\text{one prompt, tokens } \{0, \mathrm{EOS}=1\},\ L = 2;\ "
-                r"\theta_{n,v} \text{ logits at node } n,\ u_{n,v} \text{ token rewards},\ "
+                r"\theta_{n,v} \text{ logits at node } n,\ "
+                r"\pi_{n,v} = e^{\theta_{n,v}} / \textstyle\sum_w e^{\theta_{n,w}};\ "
+                r"u_{n,v} \text{ token rewards},\ "
                 r"f_i \text{ sequence rewards of } (\mathrm{EOS}), (0, \mathrm{EOS}), (0, 0)"
             ),
             symbol_names={theta: r"\theta", u: "u", f: "f"},

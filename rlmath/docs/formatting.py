@@ -204,13 +204,43 @@ class _Printer(LatexPrinter):  # type: ignore[misc]
 
     def _cell(self, entry: Any, width: int) -> str:
         latex = str(self._print(entry))
-        if not isinstance(entry, sympy.Add) or visible_length(latex) <= width:
+        if visible_length(latex) <= width:
+            return latex
+        if isinstance(entry, sympy.Mul):
+            return self.broken_product(entry, width) or latex
+        if not isinstance(entry, sympy.Add):
             return latex
         rows = _pack(self.signed_terms(entry), width)
         if len(rows) == 1:
             return latex
         lines = [f"&{rows[0]}"] + [rf"&\quad {row}" for row in rows[1:]]
         return "\\begin{aligned}[t]" + r" \\ ".join(lines) + "\\end{aligned}"
+
+    def broken_product(self, expr: Any, width: int) -> str | None:
+        r"""A long product ``c (a + b + ...)`` as ``c`` and its widest sum in big parentheses,
+        the sum broken into aligned rows at its top-level signs (None if that does not help:
+        no sum wider than ``width``, non-commuting factors, or a sum that fits one row)."""
+        if not isinstance(expr, sympy.Mul) or not expr.is_commutative:
+            return None
+        factors = list(expr.args)
+        sums = [f for f in factors if isinstance(f, sympy.Add)]
+        if not sums:
+            return None
+        widest = max(sums, key=lambda f: visible_length(str(self._print(f))))
+        if visible_length(str(self._print(widest))) <= width:
+            return None
+        factors.remove(widest)
+        rest = ""
+        if factors:
+            rest = str(self._print(sympy.Mul(*factors, evaluate=False)))
+            if rest == "-1":
+                rest = "-"
+        rows = _pack(self.signed_terms(widest), max(width - visible_length(rest) - 2, 16))
+        if len(rows) == 1:
+            return None
+        lines = [f"&{rows[0]}"] + [rf"&\quad {row}" for row in rows[1:]]
+        inner = "\\begin{aligned}[t]" + r" \\ ".join(lines) + "\\end{aligned}"
+        return rf"{rest} \left({inner}\right)".strip()
 
     def signed_terms(self, expr: Any) -> list[tuple[str, str]]:
         """The terms of a sum as (sign, LaTeX) pairs in printing order; sign is "" or "-"."""
@@ -405,6 +435,9 @@ def display_latex(
     if visible_length(latex) > width and isinstance(expression, sympy.MatrixBase):
         printer.break_width = width  # break the long entries inside their cells
         return prefix + str(printer.doprint(expression))
+    if visible_length(latex) > width and isinstance(expression, sympy.Mul):
+        broken = printer.broken_product(expression, width - visible_length(prefix))
+        return prefix + (broken or latex)
     if visible_length(latex) <= width or not isinstance(expression, sympy.Add):
         return prefix + latex
     rows = _pack(printer.signed_terms(expression), width)

@@ -29,6 +29,7 @@ from rlmath.docs.formatting import (
     table,
     visible_length,
 )
+from rlmath.named_functions import definitions
 
 __all__ = [
     "LEG_TITLES",
@@ -37,6 +38,7 @@ __all__ = [
     "DisplayedStep",
     "claim_page",
     "claim_topic",
+    "definitions_markdown",
     "displayed_steps",
     "evidence_markdown",
     "evidence_page",
@@ -419,10 +421,52 @@ def _identical_steps(record: Mapping[str, Any] | None) -> set[str]:
     return set(value) if isinstance(value, list) else set()
 
 
-def _derivation_markdown(derivation: Derivation, record: Mapping[str, Any] | None = None) -> str:
+def definitions_markdown(
+    expressions: Sequence[Any], shown: set[str] | None = None, *, width: int = DISPLAY_WIDTH
+) -> str:
+    r"""The definitions of the named sub-expressions of ``expressions``, as a Markdown list.
+
+    Each :class:`~rlmath.named_functions.Named` expression and softmax probability that the
+    expressions use (:func:`rlmath.named_functions.definitions`) is one item ``name = its
+    definition``, printed from the sympy object the prover expands (broken into aligned rows
+    when long). Names already in ``shown`` (the LaTeX of the names listed earlier on the page)
+    are left out, and the new ones are added to it. An empty string when there is none.
+
+    Examples:
+        >>> import sympy as sp
+        >>> from rlmath.named_functions import Named
+        >>> x = sp.Symbol("x", real=True)
+        >>> print(definitions_markdown([Named("m", x**2) + 1]))
+        where
+        <BLANKLINE>
+        - $$
+          m = x^{2}
+          $$
+        <BLANKLINE>
+    """
+    shown = set() if shown is None else shown
+    items = []
+    for name, definition in definitions(list(expressions)):
+        name_latex = step_latex(name)
+        if name_latex in shown:
+            continue
+        shown.add(name_latex)
+        body = display_latex(definition, "=", width=max(width - visible_length(name_latex), 24))
+        items += ["- $$", f"  {name_latex} {body}".replace("\n", "\n  "), "  $$"]
+    if not items:
+        return ""
+    return "\n".join(["where", "", *items, ""])
+
+
+def _derivation_markdown(
+    derivation: Derivation, record: Mapping[str, Any] | None = None, shown: set[str] | None = None
+) -> str:
     out = [f"### `{derivation.name}`", ""]
     if derivation.statement:  # displayed, not in the heading: a long one scrolls in its box
         out += ["$$", derivation.statement, "$$", ""]
+    where = definitions_markdown([step.expression for step in derivation.steps], shown)
+    if where:
+        out += [where]
     identical = _identical_steps(record)
     methods = _step_methods(record, derivation.name)
     for number, line in enumerate(displayed_steps(derivation), start=1):
@@ -524,6 +568,11 @@ def claim_page(claim: Claim, record: Mapping[str, Any], *, source: str = "") -> 
         "$$",
         "",
     ]
+    shown: set[str] = set()  # the names whose definitions the page has listed
+    if isinstance(claim.statement, Statement):
+        where = definitions_markdown([claim.statement.lhs, claim.statement.rhs], shown)
+        if where:
+            out += [where]
     if claim.statement_tied:
         out += [
             "The statement is printed from the sympy expressions that the derivation below is "
@@ -544,7 +593,7 @@ def claim_page(claim: Claim, record: Mapping[str, Any], *, source: str = "") -> 
         "",
     ]
     for derivation in claim.symbolic.all_derivations():
-        out.append(_derivation_markdown(derivation, record))
+        out.append(_derivation_markdown(derivation, record, shown))
     if claim.notes.strip():
         out += ["## Notes", "", _markdown_block(claim.notes), ""]
     out.append(evidence_markdown(claim, record))
