@@ -60,6 +60,7 @@ from rlmath.claims import (
     lambdify,
     shifted_control,
 )
+from rlmath.named_functions import Named
 from rlmath.reference import kl_estimator_k1, kl_estimator_k2, kl_estimator_k3
 from rlmath.statistics import DEFAULT_FALSE_ALARM, agreement, sample_size
 from rlmath.symbolic import IndexSum
@@ -115,14 +116,15 @@ kl_gauss = mu**2 / 2
 k2_mean_gauss = mu**2 / 2 + mu**4 / 8
 
 
-def E_normal(term: sp.Expr) -> sp.Integral:
-    r"""$\mathbb E_{x \sim N(0,1)}[\text{term}] = \int \text{term}\, \varphi(x)\, dx$."""
-    return sp.Integral(sp.expand(term) * density_q, (x, -sp.oo, sp.oo))
+def E_normal(term: sp.Expr, name: str) -> sp.Expr:
+    r"""$\mathbb E_{x \sim N(0,1)}[\text{term}] = \int \text{term}\, \varphi(x)\, dx$, shown as
+    ``\E[name]`` (its integral is listed on the page; ``doit`` evaluates the integral)."""
+    return Named(rf"\E[{name}]", sp.Integral(sp.expand(term) * density_q, (x, -sp.oo, sp.oo)))
 
 
-def variance(term: sp.Expr) -> sp.Expr:
+def variance(term: sp.Expr, name: str) -> sp.Expr:
     r"""$\mathrm{Var}_{N(0,1)}[\text{term}] = \mathbb E[\text{term}^2] - (\mathbb E\,\text{term})^2$."""
-    return E_normal(term**2) - E_normal(term) ** 2
+    return E_normal(term**2, f"{name}^2") - E_normal(term, name) ** 2
 
 
 gaussian_log_ratio = Derivation(
@@ -143,12 +145,12 @@ estimator_expectations = sp.Matrix(
     [
         E_q(-sp.log(ratio)),
         E_q(ratio - 1 - sp.log(ratio)),
-        E_normal(k1_gauss),
-        E_normal(k2_gauss),
-        E_normal(k3_gauss),
-        variance(k1_gauss),
-        variance(k2_gauss),
-        variance(k3_gauss),
+        E_normal(k1_gauss, "k_1"),
+        E_normal(k2_gauss, "k_2"),
+        E_normal(k3_gauss, "k_3"),
+        variance(k1_gauss, "k_1"),
+        variance(k2_gauss, "k_2"),
+        variance(k3_gauss, "k_3"),
     ]
 )
 gaussian_values = (
@@ -488,9 +490,9 @@ CLAIMS = (
             estimator_expectations,
             table_conclusion,
             where=(
-                r"r = p/q;\ \text{rows 1-2: } x \sim q \text{ categorical on } n \text{ outcomes, "
-                r"with } \textstyle\sum_i p_i - \sum_i q_i = 0 \text{ for probability vectors; rows "
-                r"3-8: } q = N(0,1),\ p = N(\mu,1),\ \mathbb E, \mathrm{Var} \text{ of } k_1, k_2, k_3"
+                r"r = p/q;\ \text{rows 1-2: } x \sim q \text{ categorical on } n \text{ outcomes};\ "
+                r"\textstyle\sum_i p_i - \sum_i q_i = 0 \text{ for probability vectors};\ "
+                r"\text{rows 3-8: } q = N(0,1),\ p = N(\mu,1),\ \mathbb E, \mathrm{Var} \text{ of } k_1, k_2, k_3"
             ),
             symbol_names={mu: r"\mu"},
         ),

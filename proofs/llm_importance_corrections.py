@@ -98,6 +98,7 @@ from rlmath.llm_reference import (
     ppo_token_loss_gradient,
     truncated_importance_weights,
 )
+from rlmath.named_functions import NextTokenProbability
 from rlmath.sequence_model import SequenceModel
 from rlmath.symbolic import IndexSum
 from rlmath.testing import sequence_models
@@ -1322,19 +1323,21 @@ RESPONSES: tuple[tuple[tuple[int, int], ...], ...] = (
 LOGITS = (theta[0], theta[1])
 
 
-def _sigmoid_softmax(table: sp.IndexedBase, node: int, v: int) -> sp.Expr:
-    numerator = sp.exp(table[node]) if v == 0 else sp.Integer(1)
-    return numerator / (sp.exp(table[node]) + 1)
+class SamplerNextToken(NextTokenProbability):  # noqa: N801 (sympy style)
+    r"""$\mu_{n,v}$: the sampler's next-token probability (logit $\phi_n$)."""
+
+    symbol = r"\mu"
 
 
 def pi_(node: int, v: int) -> sp.Expr:
-    """pi_theta(v | node) = softmax((theta[node], 0))_v (unevaluated quotient)."""
-    return _sigmoid_softmax(theta, node, v)
+    """pi_theta(v | node) = softmax((theta[node], 0))_v, kept whole and printed pi_{node,v}
+    (``doit`` gives the quotient the prover works with)."""
+    return NextTokenProbability(sp.Integer(v), theta[node], sp.Integer(0))
 
 
 def mu_(node: int, v: int) -> sp.Expr:
-    """mu(v | node) = softmax((phi[node], 0))_v: the sampler, free of theta."""
-    return _sigmoid_softmax(phi, node, v)
+    """mu(v | node) = softmax((phi[node], 0))_v: the sampler, free of theta (printed mu_{node,v})."""
+    return SamplerNextToken(sp.Integer(v), phi[node], sp.Integer(0))
 
 
 def product(factors: list[sp.Expr]) -> sp.Expr:
@@ -1809,9 +1812,9 @@ CORRECTION_CLAIM = Claim(
         derivation="token-level-correction",
         where=(
             r"\text{one prompt, tokens } \{0, \mathrm{EOS}=1\},\ L = 2;\ "
-            r"\pi(0|n) = \mathrm{softmax}(\theta_n, 0)_0,\ \mu(0|n) = "
-            r"\mathrm{softmax}(\phi_n, 0)_0,\ g_i \text{ rewards of } "
-            r"(\mathrm{EOS}), (0, \mathrm{EOS}), (0, 0)"
+            r"\pi_{n,v},\ \mu_{n,v} \text{ the next-token laws at node } n "
+            r"\text{ (logits } \theta_n, \phi_n \text{ and } 0);\ "
+            r"g_i \text{ rewards of } (\mathrm{EOS}), (0, \mathrm{EOS}), (0, 0)"
         ),
         symbol_names={theta: r"\theta", phi: r"\phi", g: "g"},
     ),

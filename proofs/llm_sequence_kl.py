@@ -113,6 +113,7 @@ from rlmath.claims import (
     shifted_control,
 )
 from rlmath.llm_reference import kl_penalty_per_token, kl_reward_to_go
+from rlmath.named_functions import Named, NextTokenProbability
 from rlmath.sequence_model import SequenceModel
 from rlmath.statistics import DEFAULT_FALSE_ALARM, agreement
 from rlmath.testing import sequence_models
@@ -139,23 +140,31 @@ LOGITS = tuple(theta[n] for n in NODES)
 ZERO_COLUMN = sp.zeros(len(LOGITS), 1)
 
 
-def _two_token_softmax(logit: sp.Expr, v: int) -> sp.Expr:
-    return (sp.exp(logit) if v == 0 else sp.Integer(1)) / (sp.exp(logit) + 1)
+NextToken = NextTokenProbability  # pi_{n,v}: e^theta_n / (e^theta_n + 1) for token 0, 1/(...) for EOS
+
+
+class ReferenceNextToken(NextTokenProbability):  # noqa: N801 (sympy style)
+    r"""$\pi^{\mathrm{ref}}_{n,v}$: the same with the reference logit $\phi_n$."""
+
+    symbol = r"\pi^{\mathrm{ref}}"
 
 
 def pi(n: int, v: int) -> sp.Expr:
     r"""$\pi_\theta(v \mid n)$: $e^{\theta_n}/(e^{\theta_n} + 1)$ for token 0, $1/(e^{\theta_n} + 1)$ for EOS."""
-    return _two_token_softmax(theta[n], v)
+    return NextToken(sp.Integer(v), theta[n], sp.Integer(0))
 
 
 def ref(n: int, v: int) -> sp.Expr:
     r"""$\pi_\mathrm{ref}(v \mid n)$, the same with $\phi_n$."""
-    return _two_token_softmax(phi[n], v)
+    return ReferenceNextToken(sp.Integer(v), phi[n], sp.Integer(0))
 
 
 def log_ratio(n: int, v: int) -> sp.Expr:
-    r"""$\ell = k_1 = \log\pi_\theta(v|n) - \log\pi_\mathrm{ref}(v|n)$."""
-    return sp.Add(sp.log(pi(n, v)), -sp.log(ref(n, v)), evaluate=False)
+    r"""$\ell_{n,v} = k_1 = \log\pi_\theta(v|n) - \log\pi_\mathrm{ref}(v|n)$, kept whole and
+    printed by name (``doit``, where every proving rewriting starts, gives the difference)."""
+    return Named(
+        rf"\ell_{{{n},{v}}}", sp.Add(sp.log(pi(n, v)), -sp.log(ref(n, v)), evaluate=False)
+    )
 
 
 def score(n: int, v: int, logit: sp.Expr) -> sp.Expr:
@@ -278,10 +287,16 @@ KL_REVERSE_SEQ = total(
 def node_kl(n: int, *, reverse: bool) -> sp.Expr:
     r"""$\mathrm{KL}(\pi(\cdot|n) \| \mathrm{ref}(\cdot|n))$, or $\mathrm{KL}(\mathrm{ref} \| \pi)$ with ``reverse``."""
     if reverse:
-        return total(
-            [sp.Mul(ref(n, v), sp.log(ref(n, v) / pi(n, v)), evaluate=False) for v in (0, EOS)]
+        return Named(
+            rf"\KL_{{{n}}}(\pi^{{\mathrm{{ref}}}} \,\|\, \pi)",
+            total(
+                [sp.Mul(ref(n, v), sp.log(ref(n, v) / pi(n, v)), evaluate=False) for v in (0, EOS)]
+            ),
         )
-    return total([sp.Mul(pi(n, v), sp.log(pi(n, v) / ref(n, v)), evaluate=False) for v in (0, EOS)])
+    return Named(
+        rf"\KL_{{{n}}}(\pi \,\|\, \pi^{{\mathrm{{ref}}}})",
+        total([sp.Mul(pi(n, v), sp.log(pi(n, v) / ref(n, v)), evaluate=False) for v in (0, EOS)]),
+    )
 
 
 def frozen_prefix_gradient(*, reverse: bool) -> sp.Matrix:
@@ -535,7 +550,7 @@ def _weighted(i: int, t: int, weight: sp.Expr) -> sp.Expr:
 def _k3(n: int, v: int) -> sp.Expr:
     r"""$k_3 = (r - 1) - \log r$, $r = \mathrm{ref}/\pi$."""
     r = sp.Mul(ref(n, v), sp.Pow(pi(n, v), -1, evaluate=False), evaluate=False)
-    return sp.Add(r, -1, -sp.log(r), evaluate=False)
+    return Named(rf"k_3({v} \mid {n})", sp.Add(r, -1, -sp.log(r), evaluate=False))
 
 
 def _one_minus_ratio(n: int, v: int) -> sp.Expr:
@@ -1009,9 +1024,10 @@ REFERENCES = (
 )
 SYMBOL_NAMES = {theta: r"\theta", phi: r"\phi", beta: r"\beta"}
 WHERE = (
-    r"\text{one prompt, tokens } \{0, \mathrm{EOS}=1\},\ L = 2;\ \pi(0|n) = "
-    r"\sigma(\theta_n) = e^{\theta_n}/(e^{\theta_n} + 1);\ \pi_\mathrm{ref}(0|n) = "
-    r"\sigma(\phi_n) \text{ at the nodes } n = (), (0)"
+    r"\text{one prompt, tokens } \{0, \mathrm{EOS}=1\},\ L = 2;\ "
+    r"\text{nodes } n = 0: (),\ n = 1: (0);\ "
+    r"\pi_{n,v},\ \pi^{\mathrm{ref}}_{n,v} \text{ the next-token laws (logits } \theta_n, \phi_n"
+    r" \text{ and } 0)"
 )
 
 

@@ -115,6 +115,7 @@ from rlmath.llm_reference import (
     ppo_token_loss_gradient,
     rloo_advantages,
 )
+from rlmath.named_functions import Named
 from rlmath.sequence_model import GroupBatch, SequenceModel, count_groups, expected_over_groups
 from rlmath.symbolic import IndexSum
 from rlmath.testing import sequence_models
@@ -746,7 +747,9 @@ def mean_log_ratio(new: Any = z_tok) -> sp.Expr:
     )
 
 
-sequence_ratio = sp.exp(mean_log_ratio(), evaluate=False)  # s = (pi / pi_old)^{1/|y|}
+# s = (pi / pi_old)^{1/|y|}, kept whole and printed as s (its definition is listed on the
+# page; ``doit``, where every proving rewriting starts, gives the exponential)
+sequence_ratio = Named("s", sp.exp(mean_log_ratio(), evaluate=False))
 AT_OLD = {z_tok[t]: w_tok[t] for t in TOKENS}
 
 

@@ -24,7 +24,13 @@ from typing import Any
 import sympy
 from sympy.core.symbol import Str
 
-__all__ = ["Named", "SoftmaxProbability", "definitions", "softmax_probabilities"]
+__all__ = [
+    "Named",
+    "NextTokenProbability",
+    "SoftmaxProbability",
+    "definitions",
+    "softmax_probabilities",
+]
 
 
 class Named(sympy.Function):  # type: ignore[misc]
@@ -59,6 +65,8 @@ class Named(sympy.Function):  # type: ignore[misc]
         text = name.name if isinstance(name, Str) else name
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"name must be a non-empty LaTeX string, got {name!r}")
+        if isinstance(expression, sympy.Number):
+            return expression  # a name for a number (after a substitution) is the number
         return None
 
     def __new__(cls, name: Any, expression: Any, **options: Any) -> Any:
@@ -213,6 +221,27 @@ class SoftmaxProbability(sympy.Function):  # type: ignore[misc]
             return self
         base, prefix = family
         return _Printed(Str(f"{self.symbol}_{{{','.join([*map(sympy.latex, prefix), 'v'])}}}"))
+
+
+class NextTokenProbability(SoftmaxProbability):
+    r"""$\pi_{n,v}$: entry $v$ of the softmax at the node $n$ of its first logit $\theta_n$.
+
+    For a tabular next-token law written with one free logit per node (logits
+    ``(theta[n], 0)``: two tokens, the second's logit fixed at 0), where the plain
+    :class:`SoftmaxProbability` would print the constant logit's entry without its node.
+
+    Examples:
+        >>> theta = sympy.IndexedBase("theta", real=True)
+        >>> p = NextTokenProbability(1, theta[3], 0)
+        >>> sympy.latex(p), p.doit()
+        ('\\pi_{3,1}', 1/(exp(theta[3]) + 1))
+    """
+
+    def subscript(self) -> str:
+        first = self.logits[0]
+        if not isinstance(first, sympy.Indexed):
+            raise ValueError(f"the first logit must be an Indexed theta[n], got {first!r}")
+        return ",".join([*(sympy.latex(i) for i in first.indices), str(self.index)])
 
 
 class _Printed(sympy.Function):  # type: ignore[misc]

@@ -1508,11 +1508,11 @@ TRL DPOTrainer losses. Arrays [N]: summed sequence log-probs of policy and refer
 (preferred) and rejected, then chosen_lengths and rejected_lengths (int token counts >= 1).
 Margin z = (pc - rc) - (pr - rr) (NOT multiplied by beta); eps = label_smoothing. Output:
 scalar LOSS, MEAN over pairs of, by loss_type:
-  "sigmoid": (1 - eps) * -logsigmoid(beta z) + eps * -logsigmoid(-beta z)   (DPO, cDPO)
-  "robust":  ((1 - eps) * -logsigmoid(beta z) - eps * -logsigmoid(-beta z)) / (1 - 2 eps)
-  "hinge":   relu(1 - beta z)                                          (SLiC; eps ignored)
-  "ipo":     (z~ - 1 / (2 beta))^2, z~ the margin of the LENGTH-AVERAGED log-probs (each
-             log-prob divided by its response's token count, as TRL does; eps ignored).
+  "sigmoid" (DPO, cDPO): -(1 - eps) logsigmoid(beta z) - eps logsigmoid(-beta z)
+  "robust": (-(1 - eps) logsigmoid(beta z) + eps logsigmoid(-beta z)) / (1 - 2 eps)
+  "hinge" (SLiC; eps ignored): relu(1 - beta z)
+  "ipo" (eps ignored): (z~ - 1 / (2 beta))^2, z~ the margin of the LENGTH-AVERAGED
+             log-probs (each divided by its response's token count, as TRL does).
 Lengths are read by "ipo" only. Fix the type with --param "loss_type='ipo'". Gradient w.r.t.
 the two policy log-probs checked in autodiff frameworks (off the hinge kink beta z = 1).
 """,

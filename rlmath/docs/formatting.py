@@ -27,8 +27,10 @@ __all__ = [
     "format_value",
     "rule_markdown",
     "scientific_latex",
+    "split_display",
     "step_latex",
     "table",
+    "top_level_pieces",
     "visible_length",
 ]
 
@@ -438,6 +440,9 @@ def display_latex(
     if visible_length(latex) > width and isinstance(expression, sympy.Mul):
         broken = printer.broken_product(expression, width - visible_length(prefix))
         return prefix + (broken or latex)
+    if visible_length(latex) > width and isinstance(expression, sympy.Integral):
+        broken = _broken_integral(printer, expression, width - visible_length(prefix))
+        return prefix + (broken or latex)
     if visible_length(latex) <= width or not isinstance(expression, sympy.Add):
         return prefix + latex
     rows = _pack(printer.signed_terms(expression), width)
@@ -445,6 +450,73 @@ def display_latex(
         return prefix + latex
     lines = [f"&{prefix}{rows[0]}"] + [rf"&\quad {row}" for row in rows[1:]]
     return "\\begin{aligned}[t]\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
+
+
+def top_level_pieces(latex: str, separators: Sequence[str]) -> list[str]:
+    r"""``latex`` cut after each separator that is outside braces (``\text{a; b}`` stays
+    whole); each piece keeps the separator's first character (``,`` or ``;``).
+
+    Examples:
+        >>> top_level_pieces(r"a;\ \text{b; c};\ d", (";\\ ", "; "))
+        ['a;', '\\text{b; c};', 'd']
+    """
+    pieces: list[str] = []
+    depth, start, index = 0, 0, 0
+    while index < len(latex):
+        char = latex[index]
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        found = next((sep for sep in separators if latex.startswith(sep, index)), None)
+        if depth == 0 and found is not None:
+            pieces.append(latex[start : index + 1])
+            index += len(found)
+            start = index
+            continue
+        index += 1
+    pieces.append(latex[start:])
+    return [piece.strip() for piece in pieces if piece.strip()]
+
+
+def split_display(latex: str, width: int = DISPLAY_WIDTH) -> str:
+    r"""A hand-written display (a derivation's statement) over aligned rows if it is long.
+
+    The LaTeX is cut after each top-level separator ``,\ `` or ``;\ `` (outside braces) and
+    the pieces are packed into rows of at most ``width`` typeset characters; a display that
+    fits, or has no such separator, is returned unchanged.
+
+    Examples:
+        >>> print(split_display(r"a = b,\ c = d;\ e = f", width=10))
+        \begin{aligned}
+        &a = b,\ c = d; \\
+        &e = f
+        \end{aligned}
+    """
+    if visible_length(latex) <= width:
+        return latex
+    pieces = top_level_pieces(latex, (",\\ ", ";\\ "))
+    if len(pieces) == 1:
+        return latex
+    rows: list[str] = []
+    for piece in pieces:
+        if rows and visible_length(rows[-1] + piece) <= width:
+            rows[-1] += "\\ " + piece
+        else:
+            rows.append(piece)
+    if len(rows) == 1:
+        return latex
+    body = [f"&{row.strip()}" for row in rows]
+    return "\\begin{aligned}\n" + " \\\\\n".join(body) + "\n\\end{aligned}"
+
+
+def _broken_integral(printer: _Printer, expression: Any, width: int) -> str | None:
+    """A one-variable definite integral of a long product, its sum broken in parentheses."""
+    if len(expression.limits) != 1 or len(expression.limits[0]) != 3:
+        return None
+    variable, low, high = expression.limits[0]
+    integrand = printer.broken_product(expression.function, width - 8)
+    if integrand is None:
+        return None
+    bounds = rf"\int\limits_{{{printer._print(low)}}}^{{{printer._print(high)}}}"
+    return rf"{bounds} {integrand}\, d{printer._print(variable)}"
 
 
 # ----------------------------------------------------------------------------- rules

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import inspect
 import re
+import textwrap
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from rlmath.docs.formatting import (
     format_number,
     format_value,
     rule_markdown,
+    split_display,
     step_latex,
     table,
+    top_level_pieces,
     visible_length,
 )
 from rlmath.named_functions import definitions
@@ -463,7 +466,7 @@ def _derivation_markdown(
 ) -> str:
     out = [f"### `{derivation.name}`", ""]
     if derivation.statement:  # displayed, not in the heading: a long one scrolls in its box
-        out += ["$$", derivation.statement, "$$", ""]
+        out += ["$$", split_display(derivation.statement), "$$", ""]
     where = definitions_markdown([step.expression for step in derivation.steps], shown)
     if where:
         out += [where]
@@ -517,7 +520,7 @@ def statement_display(claim: Claim, *, width: int = DISPLAY_WIDTH) -> str:
     if statement.where:  # the conditions, one row per ";"-separated group when long
         parts = [statement.where]
         if visible_length(statement.where) > width:
-            parts = [part.strip() for part in re.split(r";\\?\s", statement.where) if part.strip()]
+            parts = [part.rstrip(";") for part in top_level_pieces(statement.where, (";\\ ", "; "))]
         rows += [
             rf"&\qquad {'(' if index == 0 else ''}{part}"
             rf"{')' if index == len(parts) - 1 else ';'}"
@@ -890,6 +893,81 @@ def _claim_links(claims: str, *, prefix: str, known: Sequence[str]) -> str:
     return ", ".join(f"[`{i}`]({prefix}{i}.md)" if i in known else f"`{i}`" for i in ids)
 
 
+#: Characters per line of a code block on a page (wider ones scroll sideways at 1280 px).
+CODE_WIDTH = 84
+
+
+def wrapped_block(text: str, width: int = CODE_WIDTH) -> str:
+    """Plain text for a code block, no line wider than ``width`` where it can be helped.
+
+    A run of consecutive unindented lines (prose) with a line too wide is refilled as one
+    paragraph; an indented line too wide (a formula, a table row) is broken at spaces, its
+    continuation indented two more columns. Lines that fit are left exactly as written.
+
+    Examples:
+        >>> print(wrapped_block("aa bb cc\\ndd\\n  ee ff gg hh", width=9))
+        aa bb cc
+        dd
+          ee ff
+            gg hh
+    """
+    lines = text.split("\n")
+    out: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line and not line[0].isspace():
+            end = index
+            while end < len(lines) and lines[end] and not lines[end][0].isspace():
+                end += 1
+            run = lines[index:end]
+            if any(len(item) > width for item in run):
+                out += textwrap.wrap(" ".join(run), width=width, break_on_hyphens=False)
+            else:
+                out += run
+            index = end
+            continue
+        if len(line) > width:
+            indent = line[: len(line) - len(line.lstrip())]
+            out += textwrap.wrap(
+                line.strip(),
+                width=width,
+                initial_indent=indent,
+                subsequent_indent=indent + "  ",
+                break_on_hyphens=False,
+            )
+        else:
+            out.append(line)
+        index += 1
+    return "\n".join(out)
+
+
+def wrapped_signature(signature: str, width: int = CODE_WIDTH) -> str:
+    """A call signature on one line, or its arguments on indented lines when it is too wide.
+
+    Examples:
+        >>> print(wrapped_signature("f(alpha, beta, *, gamma)", width=16))
+        f(
+            alpha, beta,
+            *, gamma
+        )
+    """
+    if len(signature) <= width or "(" not in signature or not signature.endswith(")"):
+        return signature
+    name, _, arguments = signature.partition("(")
+    positional, star, keywords = arguments[:-1].partition("*,")
+    groups = [positional.strip().rstrip(",")]
+    if star:
+        groups.append("*, " + keywords.strip())
+    body: list[str] = []
+    for number, group in enumerate(groups):
+        text = group + ("," if number < len(groups) - 1 else "")
+        body += textwrap.wrap(
+            text, width=width, initial_indent="    ", subsequent_indent="    ", break_long_words=False
+        )
+    return "\n".join([f"{name}(", *body, ")"])
+
+
 def spec_page(spec: Any, *, known_claims: Sequence[str] = ()) -> str:
     """The page of one conformance spec (an ``rlmath.specs.Spec``).
 
@@ -911,7 +989,7 @@ def spec_page(spec: Any, *, known_claims: Sequence[str] = ()) -> str:
         "## Canonical signature",
         "",
         "```python",
-        spec.signature,
+        wrapped_signature(spec.signature),
         "```",
         "",
         "Data arguments are positional, in this order; hyperparameters are keywords. "
@@ -920,7 +998,7 @@ def spec_page(spec: Any, *, known_claims: Sequence[str] = ()) -> str:
         "## Conventions",
         "",
         "```text",
-        spec.conventions.strip(),
+        wrapped_block(spec.conventions.strip()),
         "```",
         "",
     ]
