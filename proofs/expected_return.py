@@ -57,7 +57,7 @@ from rlmath.claims import (
     complex_step_gradient,
     detectable,
     exact_moments,
-    lambdify,
+    lazy_lambdify,
     monte_carlo_leg,
 )
 from rlmath.estimators import reinforce_total_return
@@ -247,7 +247,7 @@ def _return_arguments(example: tuple, steps_left: int = 1) -> tuple:  # type: ig
     )
 
 
-_backup_numeric = lambdify([w, p, c, r, G, gamma, state, S_, A_, M_], first_step.conclusion)
+_backup_numeric = lazy_lambdify([w, p, c, r, G, gamma, state, S_, A_, M_], first_step.conclusion)
 
 
 def _one_step_short(example: tuple) -> np.ndarray:  # type: ignore[type-arg]

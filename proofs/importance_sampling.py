@@ -38,7 +38,7 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     exact_moments,
-    lambdify,
+    lazy_lambdify,
     monte_carlo_leg,
 )
 from rlmath.symbolic import IndexSum
@@ -234,8 +234,8 @@ def _variance_error_scale(example: tuple[np.ndarray, ...]) -> float:
 #: LaTeX names (the default ones; a non-empty mapping also keeps Statement.latex from passing
 #: ``symbol_names=None`` to sympy, which it rejects).
 SYMBOL_NAMES = {n: "n"}
-_mean_p = lambdify(SYMBOLS, unbiased.conclusion)
-_variance_rhs = lambdify(SYMBOLS, variance.conclusion)
+_mean_p = lazy_lambdify(SYMBOLS, unbiased.conclusion)
+_variance_rhs = lazy_lambdify(SYMBOLS, variance.conclusion)
 
 
 # ----------------------------------------------------------------------------- Monte-Carlo leg

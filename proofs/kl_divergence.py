@@ -61,7 +61,7 @@ from rlmath.claims import (
     SymbolicLeg,
     SymbolicMutation,
     complex_step_gradient,
-    lambdify,
+    lazy_lambdify,
     monte_carlo_leg,
     row_steps,
 )
@@ -773,7 +773,7 @@ def gradient_arguments(example: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarr
     return moved, reference, np.eye(moved.size), moved.size
 
 
-_gradients = lambdify([theta, theta_ref, delta, n], gradients.conclusion)
+_gradients = lazy_lambdify([theta, theta_ref, delta, n], gradients.conclusion)
 
 
 def closed_form_gradients(example: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -806,7 +806,7 @@ def _reference_and_direction(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
 
 
 reference_and_direction = _reference_and_direction()
-_quadratic_model = lambdify([theta_ref, delta, h, n], quadratic_model)
+_quadratic_model = lazy_lambdify([theta_ref, delta, h, n], quadratic_model)
 
 
 def _step_size(example: tuple[np.ndarray, np.ndarray]) -> float:
@@ -1259,7 +1259,7 @@ def _curvature_sampler(**flags: bool):  # type: ignore[no-untyped-def]
     return sample
 
 
-_fisher_form = lambdify([theta_ref, delta, n], fisher_form)
+_fisher_form = lazy_lambdify([theta_ref, delta, n], fisher_form)
 
 
 def curvature_reference(example) -> np.ndarray:  # type: ignore[no-untyped-def]

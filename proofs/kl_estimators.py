@@ -57,7 +57,7 @@ from rlmath.claims import (
     SymbolicMutation,
     agreement_row,
     draw_examples,
-    lambdify,
+    lazy_lambdify,
     shifted_control,
 )
 from rlmath.reference import kl_estimator_k1, kl_estimator_k2, kl_estimator_k3
@@ -214,8 +214,8 @@ def with_rows(**rows: sp.Expr) -> sp.Matrix:
 # An example is (q, p, mu): a categorical pair and a Gaussian mean. The leg compares the
 # column [E_q k1, E_q k3 by enumeration; means and variances of k1, k2, k3 by quadrature] with
 # the lambdified conclusion of 'estimators'.
-_table = lambdify([q, p, n, mu], table_conclusion)
-_gaussian_table = lambdify([mu], sp.Matrix(gaussian_values))
+_table = lazy_lambdify([q, p, n, mu], table_conclusion)
+_gaussian_table = lazy_lambdify([mu], sp.Matrix(gaussian_values))
 
 #: The estimators under test: rlmath.reference's (the package's one implementation), called as
 #: k(log_probs = log q(x), reference_log_probs = log p(x)) with x ~ q, so log r = log p - log q.

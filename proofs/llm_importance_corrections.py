@@ -89,7 +89,7 @@ from rlmath.claims import (
     complex_step_gradient,
     detectable,
     exact_moments,
-    lambdify,
+    lazy_lambdify,
     monte_carlo_leg,
     one_slot_cache,
 )
@@ -654,7 +654,7 @@ def mc_detectable(
     return True
 
 
-_factorised_rhs = lambdify((m, o, p, f, n), factorised_mean.conclusion)
+_factorised_rhs = lazy_lambdify((m, o, p, f, n), factorised_mean.conclusion)
 
 
 def expected_under_new(example: MismatchExample) -> float:
@@ -874,7 +874,7 @@ def prompt_average_of(
     expression: sp.Expr, arguments: Callable[[MismatchExample], tuple[Any, ...]]
 ) -> Callable[[MismatchExample], float]:
     """example -> sum_x rho(x) (the lambdified ``expression`` at prompt x's responses)."""
-    function = lambdify((m, o, f, C, n), expression)
+    function = lazy_lambdify((m, o, f, C, n), expression)
 
     def value(example: MismatchExample) -> float:
         values = np.asarray(function(*arguments(example)))[0]

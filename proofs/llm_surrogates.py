@@ -102,7 +102,7 @@ from rlmath.claims import (
     SymbolicMutation,
     complex_step_gradient,
     detectable,
-    lambdify,
+    lazy_lambdify,
     monte_carlo_leg,
     row_steps,
 )
@@ -1409,7 +1409,7 @@ def clip_gradients(example: tuple[Any, ...]) -> np.ndarray:
 
 def clip_statement_slope(expression: sp.Expr) -> Callable[[tuple[Any, ...]], np.ndarray]:
     """rhs: ``expression`` (a piecewise slope in r, A, eps_low, eps_high, c) at every token."""
-    function = lambdify(CLIP_VARIABLES, expression)
+    function = lazy_lambdify(CLIP_VARIABLES, expression)
 
     def rhs(example: tuple[Any, ...]) -> np.ndarray:
         new, old, adv, mask, low, high, dual_clip = example

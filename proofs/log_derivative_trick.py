@@ -54,7 +54,7 @@ from rlmath.claims import (
     SymbolicMutation,
     detectable,
     exact_moments,
-    lambdify,
+    lazy_lambdify,
     monte_carlo_leg,
 )
 from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
@@ -253,10 +253,10 @@ def gradients_by_complex_step(example: Example) -> np.ndarray:
 
 def _score_expectations(conclusions: dict[str, sp.Expr]):  # type: ignore[no-untyped-def]
     """The rhs made from (possibly mutated) conclusions of the four derivations."""
-    cat = lambdify([theta, f, k, m], conclusions["categorical"])
-    bern = lambdify([t, f0, f1], conclusions["bernoulli"])
+    cat = lazy_lambdify([theta, f, k, m], conclusions["categorical"])
+    bern = lazy_lambdify([t, f0, f1], conclusions["bernoulli"])
     integrands = {
-        name: lambdify([g, x, mu, omega], conclusions[name] / density)
+        name: lazy_lambdify([g, x, mu, omega], conclusions[name] / density)
         for name in ("gaussian-mean", "gaussian-log-std")
     }
 

@@ -67,6 +67,7 @@ from rlmath.claims import (
     SymbolicMutation,
     detectable,
     lambdify,
+    lazy_lambdify,
     monte_carlo_leg,
 )
 from rlmath.estimators import surrogate_gradient as surrogate_gradient_terms
@@ -427,7 +428,7 @@ def drift_rhs(example, conclusion: sp.Expr = drift.conclusion) -> float:
     return evaluate(conclusion, mdp, SoftmaxPolicy(reference.theta + step * direction), reference)
 
 
-_vanishes_function = lambdify([w, q, n], vanishes.conclusion)
+_vanishes_function = lazy_lambdify([w, q, n], vanishes.conclusion)
 
 
 # finite differences of exact.objective (independent of every formula above)

@@ -53,7 +53,7 @@ from rlmath.claims import (
     Step,
     SymbolicLeg,
     SymbolicMutation,
-    lambdify,
+    lazy_lambdify,
 )
 from rlmath.tolerances import EPS, exact_rtol
 
@@ -306,10 +306,10 @@ class CaseDispatch:
             parameters = sorted(region.inverse, key=sp.default_sort_key)
             self.pieces.append(
                 (
-                    lambdify(VARIABLES, case.region),
-                    lambdify(VARIABLES, [region.inverse[p] for p in parameters]),
+                    lazy_lambdify(VARIABLES, case.region),
+                    lazy_lambdify(VARIABLES, [region.inverse[p] for p in parameters]),
                     # epsilon is a parameter of its own outside the inside regions
-                    lambdify([*parameters, *VARIABLES], value(derivation)),
+                    lazy_lambdify([*parameters, *VARIABLES], value(derivation)),
                 )
             )
         self.table, self.analysis, self.value = table, analysis, value

@@ -56,7 +56,7 @@ from rlmath.claims import (
     Step,
     SymbolicLeg,
     SymbolicMutation,
-    lambdify,
+    lazy_lambdify,
     monte_carlo_leg,
 )
 from rlmath.policy import SoftmaxPolicy
@@ -293,7 +293,7 @@ def _state_arguments(example):  # type: ignore[no-untyped-def]
     return weights, logits_, values, unit, A - 1  # n + 1 = A actions
 
 
-_state_gradient = lambdify(STATE_SYMBOLS, ppo_gradient.conclusion)
+_state_gradient = lazy_lambdify(STATE_SYMBOLS, ppo_gradient.conclusion)
 
 
 def derived_gradient(example) -> np.ndarray:  # type: ignore[no-untyped-def]

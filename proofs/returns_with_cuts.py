@@ -85,7 +85,7 @@ from rlmath.claims import (
     Step,
     SymbolicLeg,
     SymbolicMutation,
-    lambdify,
+    lazy_lambdify,
 )
 from rlmath.reference import (
     discounted_returns,
@@ -606,7 +606,7 @@ def at_every_step(
 ) -> Callable[[Trajectory], np.ndarray]:
     """The lambdified ``expression`` evaluated at every step t and entry b, with K = e(t) - t;
     ``values_of(example, rules)`` returns ``(b, t, K) -> values of symbols``."""
-    function = lambdify(symbols, expression)
+    function = lazy_lambdify(symbols, expression)
 
     def rhs(example: Trajectory) -> np.ndarray:
         ends = segment_ends(example, rules)
@@ -781,7 +781,7 @@ def td_rhs(
     finals: Callable[[Trajectory], np.ndarray] | None = None,
 ) -> Callable[[Trajectory], np.ndarray]:
     """The lambdified ``expression`` on whole arrays (a mutant's wrong form, N_t or F_t)."""
-    function = lambdify(TD_SYMBOLS, expression)
+    function = lazy_lambdify(TD_SYMBOLS, expression)
 
     def rhs(example: Trajectory) -> np.ndarray:
         arguments = _td_arguments(
@@ -844,7 +844,7 @@ def n_step_rhs(
 ) -> Callable[[tuple[Trajectory, int]], np.ndarray]:
     """The lambdified ``expression`` at every (t, b) with that entry's window (``extra_step``:
     a window of n + extra_step rewards, a mutant)."""
-    function = lambdify(
+    function = lazy_lambdify(
         N_STEP_SYMBOLS, n_step_telescoping.conclusion if expression is None else expression
     )
 

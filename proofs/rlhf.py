@@ -62,6 +62,7 @@ from rlmath.claims import (
     detectable,
     exact_moments,
     lambdify,
+    lazy_lambdify,
     monte_carlo_leg,
 )
 from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
@@ -442,7 +443,7 @@ def _gibbs_arguments(example):  # type: ignore[no-untyped-def]
     return policy, ref, rewards, temperature, ref.size
 
 
-_value = lambdify([pi_ref_, reward, beta, n], optimum.conclusion)  # beta log Z
+_value = lazy_lambdify([pi_ref_, reward, beta, n], optimum.conclusion)  # beta log Z
 
 
 def _objective_error_scale(example) -> float:  # type: ignore[no-untyped-def]
@@ -485,8 +486,8 @@ def _preferences(draw: st.DrawFn):  # type: ignore[no-untyped-def]
 preferences = _preferences()
 REWARD_SYMBOLS = (r_w, beta, ref_w, Z)
 GRADIENT_SYMBOLS = (logp_w, logp_l, logref_w, logref_l, beta)
-_preference_rhs = lambdify([r_w, r_l, beta, ref_w, ref_l, Z], preference.conclusion)
-_gradient_rhs = lambdify(list(GRADIENT_SYMBOLS), dpo_gradient.conclusion)
+_preference_rhs = lazy_lambdify([r_w, r_l, beta, ref_w, ref_l, Z], preference.conclusion)
+_gradient_rhs = lazy_lambdify(list(GRADIENT_SYMBOLS), dpo_gradient.conclusion)
 
 
 def _reward_arguments(example):  # type: ignore[no-untyped-def]

@@ -287,28 +287,70 @@ def verify_claims(
     return results
 
 
+def _context() -> Any:
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+class EarlySelfTests:
+    """The self-tests, started in a process of their own before the proof files are loaded.
+
+    Loading the proofs is serial (sympy builds every derivation); the self-tests need no
+    claim, so they run beside the loading instead of taking a worker's time later. Pass the
+    object as ``self_tests`` to :func:`verify_with_self_tests`, which collects the results.
+    """
+
+    def __init__(self) -> None:
+        from rlmath.self_test import run_self_tests
+
+        self._pool = _context().Pool(processes=1)
+        self._pending = self._pool.apply_async(run_self_tests)
+
+    def results(self) -> list[SelfTestResult]:
+        try:
+            return _self_test_outcome(self._pending)
+        finally:
+            self._pool.close()
+            self._pool.join()
+
+    def cancel(self) -> None:
+        self._pool.terminate()
+        self._pool.join()
+
+
 def verify_with_self_tests(
     claims: list[Claim],
     *,
     seed: int = 0,
     jobs: int = 1,
     on_done: Callable[[ClaimResult], None] | None = None,
-    self_tests: bool = True,
+    self_tests: bool | EarlySelfTests = True,
     fail_fast: bool = False,
 ) -> tuple[list[SelfTestResult], list[ClaimResult]]:
     """:func:`rlmath.self_test.run_self_tests` (when ``self_tests``) and :func:`verify_claims`.
 
     With ``jobs > 1`` the self-tests run in a worker next to the claims, so they add no wall
-    time to a parallel run (they take a few seconds of CPU, mostly sympy). With ``fail_fast``
+    time to a parallel run (they take a few seconds of CPU, mostly sympy); an
+    :class:`EarlySelfTests` already running is collected instead. With ``fail_fast``
     the run stops at the first claim that is not verified: the results then hold the claims
     finished so far (in the input order), and the run fails exactly when a full run would.
     """
-    import multiprocessing
-
     from rlmath.self_test import run_self_tests
 
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    context = _context()
+    if isinstance(self_tests, EarlySelfTests):
+        early = self_tests
+        try:
+            _, results = verify_with_self_tests(
+                claims, seed=seed, jobs=jobs, on_done=on_done, self_tests=False,
+                fail_fast=fail_fast,
+            )
+        except BaseException:
+            early.cancel()
+            raise
+        return early.results(), results
 
     def in_this_process() -> list[ClaimResult]:
         results = []

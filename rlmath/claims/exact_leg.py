@@ -222,11 +222,21 @@ class ExactLeg:
 
         return shifted
 
-    def control(self, seed: int, rhs: Callable[[Any], Any]) -> dict[str, Any]:
-        """Run the shifted rhs on the first examples: every one must fail."""
+    def control(
+        self, seed: int, rhs: Callable[[Any], Any], checked: Sequence[Any] = ()
+    ) -> dict[str, Any]:
+        """Run the shifted rhs on the first examples: every one must fail.
+
+        ``checked``: the examples the run just checked (witnesses first); the control takes
+        its first ``CONTROL_EXAMPLES`` when there are that many, else draws its own.
+        """
         shifted = self._shifted(rhs)
         outcomes = []
-        for example in draw_examples(self.strategy, CONTROL_EXAMPLES, seed):
+        if len(checked) >= CONTROL_EXAMPLES:
+            examples = [_copied(example) for example in checked[:CONTROL_EXAMPLES]]
+        else:
+            examples = draw_examples(self.strategy, CONTROL_EXAMPLES, seed)
+        for example in examples:
             error, tolerance = self._error(example, shifted)
             outcomes.append(error > tolerance)
         return {
@@ -325,7 +335,7 @@ class ExactLeg:
                 time.perf_counter() - start,
             )
         try:
-            evidence["control"] = self.control(seed, rhs)
+            evidence["control"] = self.control(seed, rhs, self._checked.get(seed, ()))
             if self.extra_evidence is not None:
                 evidence.update(self.extra_evidence())
         except Exception as exc:

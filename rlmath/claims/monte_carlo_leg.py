@@ -147,6 +147,16 @@ def monte_carlo_leg(
     whether the shifted control was rejected.
     """
 
+    # (seed, example index) -> the exact reference: a mutant changes the sampled terms, not
+    # the value they are compared with, so each exact value is computed once per process
+    exact_values: dict[tuple[int, int], np.ndarray] = {}
+
+    def exact_value(seed: int, k: int, example: Any) -> np.ndarray:
+        if (seed, k) not in exact_values:
+            with np.errstate(all="ignore"):
+                exact_values[seed, k] = np.asarray(reference(example), dtype=np.float64)
+        return exact_values[seed, k].copy()
+
     def check(seed: int, variant: Any) -> LegResult:
         estimator = sample if variant is None else variant
         rows: list[dict[str, Any]] = []
@@ -156,7 +166,7 @@ def monte_carlo_leg(
             rng = np.random.default_rng(np.random.SeedSequence([seed, k]))
             with np.errstate(all="ignore"):
                 terms = np.asarray(estimator(example, rng, n_samples), dtype=np.float64)
-                exact = np.asarray(reference(example), dtype=np.float64)
+            exact = exact_value(seed, k, example)
             if not (np.isfinite(terms).all() and np.isfinite(exact).all()):
                 return LegResult(
                     "error",

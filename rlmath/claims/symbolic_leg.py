@@ -354,14 +354,16 @@ class SymbolicLeg:
         cases: case analyses whose coverage is checked; their derivations are checked like
             the others (do not list them twice).
         name: ``"symbolic"``.
-        ties: (what, a, b) triples that must be proved equal; the claim sets them from its
-            statement (statement lhs = first step, statement rhs = conclusion).
+        ties: (what, a, b, substitution) that must be proved equal: ``a`` with the
+            ``substitution`` pairs substituted (a case's parametrisation; done when the leg
+            runs), and ``b``; the claim sets them from its statement (statement lhs = first
+            step, statement rhs = conclusion).
     """
 
     derivations: tuple[Derivation, ...]
     cases: tuple[CaseAnalysis, ...] = ()
     name: str = "symbolic"
-    ties: tuple[tuple[str, Any, Any], ...] = ()
+    ties: tuple[tuple[str, Any, Any, tuple[tuple[Any, Any], ...]], ...] = ()
 
     def all_derivations(self) -> tuple[Derivation, ...]:
         out = list(self.derivations)
@@ -422,7 +424,9 @@ class SymbolicLeg:
                 methods.setdefault(derivation.name, []).append(method)
                 if _says_nothing(derivation.steps[index - 1].expression, step.expression):
                     identical.append(f"{derivation.name} step {index}: {step.rule}")
-        for what, a, b in self.ties:
+        for what, a, b, substitution in self.ties:
+            if substitution:
+                a = a.xreplace(dict(substitution))
             if prove_equal(a, b) is None:
                 return LegResult(
                     "failed",

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from rlmath.self_test import SelfTestResult
-from rlmath.verify import ClaimResult, find_claims, verify_with_self_tests
+from rlmath.verify import ClaimResult, EarlySelfTests, find_claims, verify_with_self_tests
 
 LEG_ORDER = ("symbolic", "exact", "monte_carlo")
 
@@ -169,28 +169,37 @@ def _check_writable(path: Path) -> str | None:
     return None
 
 
+def _cancel(self_tests: bool | EarlySelfTests) -> None:
+    if isinstance(self_tests, EarlySelfTests):
+        self_tests.cancel()
+
+
 def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         problem = _check_writable(args.json)
         if problem is not None:
             print(f"rlmath verify: {problem}", file=sys.stderr)
             return 2
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        print(f"rlmath verify: --jobs must be >= 1, got {jobs}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()  # the time reported includes loading the proof files
+    # with workers to spare, the self-tests run while the proof files load
+    self_tests: bool | EarlySelfTests = EarlySelfTests() if jobs > 1 else True
     try:
         claims = find_claims(args.only)
     except ValueError as error:
+        _cancel(self_tests)
         print(f"rlmath verify: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # a proof file that does not import is a defect, not a usage error
+        _cancel(self_tests)
         print(
             f"rlmath verify: loading the proofs failed: {type(error).__name__}: {error}",
             file=sys.stderr,
         )
         return 1
-    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
-    if jobs < 1:
-        print(f"rlmath verify: --jobs must be >= 1, got {jobs}", file=sys.stderr)
-        return 2
-    start = time.perf_counter()
     finished = [0]
 
     def progress(result: ClaimResult) -> None:
@@ -204,7 +213,12 @@ def run(args: argparse.Namespace) -> int:
             )
 
     checks, results = verify_with_self_tests(
-        claims, seed=args.seed, jobs=jobs, on_done=progress, fail_fast=args.fail_fast
+        claims,
+        seed=args.seed,
+        jobs=jobs,
+        on_done=progress,
+        fail_fast=args.fail_fast,
+        self_tests=self_tests,
     )
     total = time.perf_counter() - start
     print(format_table(results))
