@@ -237,8 +237,8 @@ def _check(condition: bool, message: str) -> None:
         raise SelfTestFailure(message)
 
 
-def prover_refuses_false_steps() -> str:
-    """Every false step of :data:`PROVER_CASES` is refused (no proof, no ProverBug)."""
+def _refuse_every_false_step(how: str) -> None:
+    """Every false step of :data:`PROVER_CASES` is refused by ``prove_equal`` (no ProverBug)."""
     from rlmath.symbolic import ProverBug, prove_equal
 
     for name, lhs, rhs, _ in PROVER_CASES:
@@ -246,10 +246,34 @@ def prover_refuses_false_steps() -> str:
             method = prove_equal(lhs, rhs)
         except ProverBug as bug:
             raise SelfTestFailure(
-                f"the prover raised a prover bug on the false step {name!r}: {bug}"
+                f"the prover raised a prover bug on the false step {name!r}{how}: {bug}"
             ) from bug
-        _check(method is None, f"the prover accepted the false step {name!r} by {method!r}")
+        _check(method is None, f"the prover accepted the false step {name!r}{how} by {method!r}")
+
+
+def prover_refuses_false_steps() -> str:
+    """Every false step of :data:`PROVER_CASES` is refused (no proof, no ProverBug)."""
+    _refuse_every_false_step("")
     return f"{len(PROVER_CASES)} false steps refused"
+
+
+def rewritings_refuse_false_steps_without_the_screen() -> str:
+    """With the numeric screen switched off, the rewritings alone refuse every false step.
+
+    The screen refuses a refuted step before any rewriting runs, so an unsound rewriting
+    (one that maps an expression whose sums ``doit`` evaluated away to 0, say) changes no
+    verdict of :func:`prover_refuses_false_steps` nor of any shipped claim: this check is the
+    one that sees it. Both layers must be sound on their own.
+    """
+    from rlmath import symbolic
+
+    saved = symbolic._screened_out
+    symbolic._screened_out = lambda a, b: False
+    try:
+        _refuse_every_false_step(" (numeric screen off)")
+    finally:
+        symbolic._screened_out = saved
+    return f"{len(PROVER_CASES)} false steps refused by the rewritings alone"
 
 
 def prover_proves_true_forms() -> str:
@@ -335,8 +359,11 @@ def inequality_steps_need_a_nonnegative_gap() -> str:
     return "inequality steps proved only with a proved, non-negative gap"
 
 
-def _canary_claim() -> Any:
-    """A tiny claim: (x + 1)^2 = x^2 + 2x + 1, a wrong mutant and a crashing mutant."""
+def _canary_claim(statement_rhs: Any = None) -> Any:
+    """A tiny claim: (x + 1)^2 = x^2 + 2x + 1, a wrong mutant and a crashing mutant.
+
+    ``statement_rhs`` replaces the statement's right-hand side (the conclusion by default).
+    """
     from hypothesis import strategies as st
 
     from rlmath.claims import (
@@ -366,7 +393,9 @@ def _canary_claim() -> Any:
     return Claim(
         id="self-test-canary",
         title="canary",
-        statement=Statement(square.start, square.conclusion),
+        statement=Statement(
+            square.start, square.conclusion if statement_rhs is None else statement_rhs
+        ),
         assumptions=("u real",),
         references=("none: a self-test",),
         symbolic=SymbolicLeg((square,)),
@@ -436,9 +465,124 @@ def discount_conditioning_bound_is_attained() -> str:
     return "kappa_inf(I - gamma P) bound attained by cycles, respected by random P"
 
 
+def central_difference_bound_is_attained() -> str:
+    r"""The central-difference bound $M_3 h^2/6 + \delta/h$ is attained, and $h$ minimises it.
+
+    For $f(x) = M_3 x^3/6$ (so $|f^{(3)}| = M_3$) and evaluation errors $+\delta$ at $x + h$
+    and $-\delta$ at $x - h$, the central difference is off by exactly
+
+    $$ \frac{f(x+h) + \delta - f(x-h) + \delta}{2h} - f'(x) = \frac{M_3 h^2}{6} + \frac{\delta}{h}, $$
+
+    computed here in exact rational arithmetic at the step
+    :func:`rlmath.tolerances.central_difference_step` returns: its bound must equal that worst
+    case (not a looser or tighter number), and the worst case must be larger at $1.1 h$ and
+    $h / 1.1$ (the step is the minimiser $(3\delta/M_3)^{1/3}$). The claims' checks never come
+    near the worst case, so a tighter bound would change no verdict.
+    """
+    from fractions import Fraction
+
+    from rlmath.tolerances import central_difference_step, exact_rtol
+
+    def worst_case(third: float, delta: float, step: float) -> float:
+        m3, d, h, x = Fraction(third), Fraction(delta), Fraction(step), Fraction(1, 3)
+
+        def f(v: Fraction) -> Fraction:
+            return m3 * v**3 / 6
+
+        return float(((f(x + h) + d) - (f(x - h) - d)) / (2 * h) - m3 * x**2 / 2)
+
+    cases = 0
+    for third in (1e-3, 1.0, 6.0, 1e5):
+        for delta in (1e-16, 1e-12, 1e-6):
+            h, bound = central_difference_step(third, delta)
+            attained = worst_case(third, delta, h)
+            _check(
+                abs(bound - attained) <= exact_rtol(n_terms=8) * attained,
+                f"central_difference_step({third:g}, {delta:g}) bounds the error by {bound:.17g}, "
+                f"but f = M3 x^3/6 with errors +-delta attains {attained:.17g} at h = {h:.6g}",
+            )
+            for other in (1.1 * h, h / 1.1):
+                _check(
+                    worst_case(third, delta, other) > attained,
+                    f"central_difference_step({third:g}, {delta:g}): the step {h:.6g} does not "
+                    f"minimise the bound (smaller at {other:.6g})",
+                )
+            cases += 1
+    return f"central-difference bound attained and minimised by the step in {cases} cases"
+
+
+def exact_inequalities_have_their_direction() -> str:
+    """``violation(l, r, "<=")`` is 0 when l <= r and positive when l > r (">=": mirrored).
+
+    No shipped claim's exact leg compares an inequality (their statements' inequalities are
+    checked through equalities), so a reversed direction would change no verdict.
+    """
+    from rlmath.claims.exact_leg import violation
+
+    for relation, holds, fails in (("<=", (1.0, 2.0), (2.0, 1.0)), (">=", (2.0, 1.0), (1.0, 2.0))):
+        _check(violation(*holds, relation) == 0.0, f"{holds[0]} {relation} {holds[1]} is violated")
+        _check(violation(*fails, relation) > 0.0, f"{fails[0]} {relation} {fails[1]} holds")
+    return "exact-leg inequalities violated in their direction only"
+
+
+def exact_control_needs_every_example() -> str:
+    """The exact leg's control fails when one of its examples cannot reject the shifted rhs.
+
+    On ``lhs = rhs = v`` with the error measured relative to 1, the shift of a thousand
+    tolerances (about 1e-11) is lost in rounding at ``v = 1e20`` and rejected at ``v <= 3/4``:
+    with both kinds among the control's examples, the control must say the leg cannot fail. Every
+    shipped leg rejects the shift on every example, so a control content with *some* example
+    would change no verdict.
+    """
+    from hypothesis import strategies as st
+
+    from rlmath.claims import ExactLeg
+    from rlmath.claims.exact_leg import CONTROL_EXAMPLES
+    from rlmath.claims.reproducibility import draw_examples
+    from rlmath.tolerances import exact_rtol
+
+    strategy = st.sampled_from((0.25, 0.5, 0.75, 1e20))
+    seeds = [
+        seed
+        for seed in range(50)
+        if {1e20} < set(draw_examples(strategy, CONTROL_EXAMPLES, seed))
+    ]
+    _check(bool(seeds), "no seed below 50 draws both control examples (the check needs one)")
+    leg = ExactLeg(
+        strategy,
+        lhs=lambda v: v,
+        rhs=lambda v: v,
+        rhs_reason="a self-test of the control",
+        rtol=exact_rtol(),
+        error_scale=lambda v: 1.0,
+    )
+    control = leg.control(seeds[0], lambda v: v)
+    _check(
+        not control["rejected"],
+        "the exact control passed although one of its examples accepted the shifted rhs",
+    )
+    return "an exact control with one unrejected example reports that the leg cannot fail"
+
+
+def statement_is_tied_to_the_conclusion() -> str:
+    """A canary whose statement's rhs is not its derivation's conclusion fails the symbolic leg."""
+    u = sp.Symbol("u", real=True)
+    result = _canary_claim(statement_rhs=u**2 + 2 * u).symbolic.run(0)
+    _check(
+        result.status == "failed" and "statement rhs" in str(result.failure),
+        f"a statement tied to the wrong conclusion was not caught: {result.status}, "
+        f"{result.failure}",
+    )
+    return "a statement whose rhs is not the conclusion fails the symbolic leg"
+
+
 #: The self-tests, in the order they run: (name, check returning what it verified).
 SELF_TESTS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("prover refuses false steps", prover_refuses_false_steps),
+    (
+        "rewritings refuse false steps without the screen",
+        rewritings_refuse_false_steps_without_the_screen,
+    ),
     ("prover proves true forms", prover_proves_true_forms),
     ("random points refute false steps", random_points_refute_false_steps),
     ("numeric screen stops an unsound rewriting", screen_stops_unsound_rewriting),
@@ -446,6 +590,10 @@ SELF_TESTS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("inequality steps need a non-negative gap", inequality_steps_need_a_nonnegative_gap),
     ("a crash is a defect, not a rejection", verdicts_need_a_verdict),
     ("conditioning bound attained", discount_conditioning_bound_is_attained),
+    ("central-difference bound attained", central_difference_bound_is_attained),
+    ("exact inequalities have their direction", exact_inequalities_have_their_direction),
+    ("exact control needs every example", exact_control_needs_every_example),
+    ("statement tied to the conclusion", statement_is_tied_to_the_conclusion),
 )
 
 

@@ -15,6 +15,7 @@ from rlmath import SoftmaxPolicy, TabularMDP, exact
 from rlmath import estimators as E
 from rlmath.sampling import rollouts, sample_actions
 from rlmath.statistics import DEFAULT_POWER, agreement, detection_power
+from rlmath.tolerances import exact_rtol
 
 S, A, H, GAMMA = 3, 2, 4, 0.8
 N_EPISODES = 20_000
@@ -214,6 +215,18 @@ def test_reductions_between_estimators(setting, on_policy, off_policy):
     # a zero baseline is no baseline
     np.testing.assert_array_equal(
         E.reinforce_with_baseline(on_policy, policy, gamma=GAMMA, baseline=0.0), rtg
+    )
+    # a state baseline is reward-to-go minus the score sum weighted by gamma^t b(s_t) (the
+    # mean-preserving sign flip G_t + b(s_t) passes every unbiasedness test, not this one)
+    b = exact.value(mdp, policy)
+    baseline_term = E.weighted_score_sum(
+        on_policy, policy, GAMMA ** np.arange(H)[:, None] * b[on_policy.states]
+    )
+    np.testing.assert_allclose(
+        E.reinforce_with_baseline(on_policy, policy, gamma=GAMMA, baseline=b),
+        rtg - baseline_term,
+        rtol=exact_rtol(n_terms=2 * H),
+        atol=exact_rtol(n_terms=2 * H) * np.abs(rtg).max(),
     )
     # with gamma = 1 the score discount is 1
     np.testing.assert_array_equal(
