@@ -1153,8 +1153,8 @@ ERRORS: tuple[InjectedError, ...] = (
         "rlmath/claims/claim.py",
         "tie not checked",
         "the statement's rhs is tied to itself instead of to the derivation's conclusion",
-        'ties.append((f"statement rhs = conclusion{where}", rhs, derivation.conclusion))',
-        'ties.append((f"statement rhs = conclusion{where}", rhs, rhs))',
+        '(f"statement rhs = conclusion{where}", rhs, derivation.conclusion, pairs)',
+        '(f"statement rhs = conclusion{where}", rhs, rhs, pairs)',
     ),
     _e(
         "cl-exact-moments-raw",

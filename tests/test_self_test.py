@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import sympy as sp
 
@@ -83,3 +85,52 @@ def test_an_inequality_rule_that_skips_the_sign_check_fails_the_self_test(monkey
 
     monkeypatch.setattr(symbolic_leg, "is_nonnegative", lambda gap: True)
     assert "unknown sign" in _failing("inequality steps need a non-negative gap").detail
+
+
+def test_an_unsound_rewriting_behind_the_screen_fails_the_self_test(monkeypatch):
+    # the 'sums' rewriting returning 0 once doit left no Sum (campaign sy-sums-returns-zero)
+    def sums_to_zero(e):
+        return sp.Integer(0) if e.has(sp.Sum) and not e.doit().has(sp.Sum) else e
+
+    unsound = (("sums to zero", sums_to_zero),)
+    monkeypatch.setattr(symbolic, "REWRITINGS", unsound + symbolic.REWRITINGS)
+    detail = _failing("rewritings refuse false steps without the screen").detail
+    assert "two-term-sum-as-one-term" in detail
+    assert symbolic._screened_out is not None  # the check restored the screen
+
+
+def test_a_central_difference_bound_without_rounding_fails_the_self_test(monkeypatch):
+    def truncation_only(third, delta):
+        m3 = max(third, delta)
+        h = (3.0 * delta / m3) ** (1.0 / 3.0)
+        return h, m3 * h**2 / 6.0
+
+    monkeypatch.setattr(tolerances, "central_difference_step", truncation_only)
+    assert "attains" in _failing("central-difference bound attained").detail
+
+
+def test_a_reversed_inequality_fails_the_self_test(monkeypatch):
+    from rlmath.claims import exact_leg
+
+    monkeypatch.setattr(exact_leg, "violation", lambda lhs, rhs, relation: 0.0)
+    assert "holds" in _failing("exact inequalities have their direction").detail
+
+
+def test_a_control_content_with_one_example_fails_the_self_test(monkeypatch):
+    from rlmath.claims import exact_leg
+
+    monkeypatch.setattr(
+        exact_leg.ExactLeg, "control", lambda self, seed, rhs, checked=(): {"rejected": True}
+    )
+    assert "accepted the shifted rhs" in _failing("exact control needs every example").detail
+
+
+def test_an_untied_statement_fails_the_self_test(monkeypatch):
+    from rlmath.claims import claim
+
+    def untied(leg, **changes):  # the claim no longer hands the leg its statement's ties
+        changes.pop("ties", None)
+        return dataclasses.replace(leg, **changes)
+
+    monkeypatch.setattr(claim, "replace", untied)
+    assert "not caught" in _failing("statement tied to the conclusion").detail
