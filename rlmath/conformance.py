@@ -30,7 +30,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -78,12 +78,15 @@ class Failure:
         details: the readable diff (index, expected, actual, difference, tolerance), or the
             traceback for an exception.
         example: the input, after shrinking.
+        witness: whether the input is one of the spec's fixed witness inputs
+            (:attr:`rlmath.specs.Spec.witnesses`), reduced by dropping rows instead of shrunk.
     """
 
     kind: str
     message: str
     details: str
     example: Example
+    witness: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class Report:
     failure: Failure | None
     hyperparameters: Mapping[str, Any]
     assumptions: Mapping[str, Any] = field(default_factory=dict)
+    witnesses: int = 0
 
     @property
     def conforms(self) -> bool:
@@ -125,6 +129,7 @@ class Report:
                     },
                 },
                 "reproducer": self.reproducer(),
+                "witness": self.failure.witness,
             }
         return {
             "schema_version": 1,
@@ -133,6 +138,7 @@ class Report:
             "spec": self.spec.name,
             "conforms": self.conforms,
             "examples": self.examples,
+            "witnesses": self.witnesses,
             "seed": self.seed,
             "dtype": self.dtype,
             "framework": self.framework,
@@ -161,8 +167,9 @@ class Report:
         return _reproducer(self)
 
     def __str__(self) -> str:
+        witnesses = f" + {self.witnesses} witnesses" if self.witnesses else ""
         settings_line = (
-            f"spec {self.spec.name}, {self.examples} examples, seed {self.seed}, "
+            f"spec {self.spec.name}, {self.examples} examples{witnesses}, seed {self.seed}, "
             f"{self.dtype} inputs, {self.framework}"
         )
         if self.assumptions:
@@ -176,7 +183,9 @@ class Report:
             f"FAILED: {self.target} does not conform ({settings_line})",
             f"{failure.kind}: {failure.message}",
             "",
-            "smallest failing input found (after shrinking):",
+            "failing input: a fixed witness of the spec, rows dropped while it fails:"
+            if failure.witness
+            else "smallest failing input found (after shrinking):",
             _indent(_format_example(failure.example, self.spec)),
             "",
             _indent(failure.details),
@@ -581,14 +590,16 @@ def check(
 ) -> Report:
     r"""Run ``impl`` on generated inputs against the reference and report the first failure.
 
-    For each of ``examples`` inputs drawn by the spec's strategy, ``impl(*arguments,
+    For each of ``examples`` inputs drawn by the spec's strategy, then (if they all pass) each
+    of the spec's fixed witness inputs (:attr:`rlmath.specs.Spec.witnesses`, the same at every
+    seed: edge cases that the drawn inputs meet only by chance), ``impl(*arguments,
     **hyperparameters)`` is called twice on fresh copies and judged by
 
     $$ |\text{actual} - \text{expected}| \le 64\,\varepsilon_\text{dtype} \cdot s $$
 
     entrywise, with $s$ the spec's error scale (:func:`rlmath.tolerances.conformance_rtol`).
-    On a failure Hypothesis shrinks the input to a minimal one, reported with a diff and a
-    reproducer.
+    On a failure Hypothesis shrinks the input to a minimal one (a failing witness is reduced
+    by dropping rows), reported with a diff and a reproducer.
 
     Args:
         impl: the implementation, called with the spec's canonical signature.
@@ -671,6 +682,7 @@ def check(
     fixed = dict(hyperparameters or {})
     assumed = spec_object.resolve_assumptions(assume)
     strategy = spec_object.examples(fixed, assumed)
+    witnesses = spec_object.witness_examples(fixed, assumed)
     _check_hyperparameters(spec_object, fixed, chosen_seed, assumed)
     failures: list[Failure] = []
     first_failure_at: list[float] = []
@@ -738,14 +750,7 @@ def check(
         ):
             return  # shrinking budget spent: the smallest failure so far is reported
         if not failures and time.monotonic() - started > total:
-            failures.append(
-                Failure(
-                    "timed out",
-                    f"the check exceeded its total time limit of {total:g} s",
-                    "(raise it with total_timeout= or --total-timeout)",
-                    example,
-                )
-            )
+            failures.append(_total_time_failure(total, example))
             stop_shrinking[0] = True
             raise _NonConformance("total time limit")
         failure = judge(example)
@@ -759,6 +764,8 @@ def check(
             run()
         if failures and failures[-1].kind != "timed out":
             failures.append(_reduced(failures[-1], judge, started + total))
+        elif not failures:
+            failures += _witness_failure(witnesses, judge, started, total)
     except (_NonConformance, Flaky):
         if failures and failures[-1].kind != "timed out":
             failures.append(_reduced(failures[-1], judge, started + total))
@@ -775,7 +782,36 @@ def check(
         failure=failures[-1] if failures else None,
         hyperparameters=fixed,
         assumptions={k: v for k, v in assumed.items() if v != spec_object.assumptions[k].default},
+        witnesses=len(witnesses),
     )
+
+
+def _total_time_failure(total: float, example: Example) -> Failure:
+    return Failure(
+        "timed out",
+        f"the check exceeded its total time limit of {total:g} s",
+        "(raise it with total_timeout= or --total-timeout)",
+        example,
+    )
+
+
+def _witness_failure(
+    witnesses: Sequence[Example],
+    judge: Callable[[Example], Failure | None],
+    started: float,
+    total: float,
+) -> list[Failure]:
+    """The first failure on the spec's witness inputs, in order (reduced by dropping rows,
+    :func:`_reduced`, and marked as a witness), as a list of at most one."""
+    for witness in witnesses:
+        if time.monotonic() - started > total:
+            return [_total_time_failure(total, witness)]
+        failure = judge(witness)
+        if failure is not None:
+            if failure.kind != "timed out":
+                failure = _reduced(failure, judge, started + total)
+            return [replace(failure, witness=True)]
+    return []
 
 
 #: Evaluations the post-shrink reduction may spend (each one runs the implementation once).

@@ -8,6 +8,11 @@ positions hold arbitrary finite garbage that an implementation must ignore; grou
 shuffled, non-contiguous and of unequal sizes, with groups of one and tied rewards; log-probs
 reach -1000, where a ratio of probabilities underflows.
 
+Generated inputs meet these edge cases only by chance, with odds that change between Hypothesis
+versions and seeds; so every spec also has fixed *witnesses* (:attr:`rlmath.specs.Spec.witnesses`),
+judged at every seed: the same generators fed by fixed choices (:class:`_Witness`) instead of
+Hypothesis's (:class:`_Drawn`), on masks with every edge case at once.
+
 ``LLM_SPECS`` maps each name to its spec; :func:`rlmath.conformance.check` accepts a spec
 object, so ``check(impl, LLM_SPECS["ppo_token_loss"])`` works before they are registered in
 :data:`rlmath.specs.SPECS`.
@@ -16,7 +21,8 @@ object, so ``check(impl, LLM_SPECS["ppo_token_loss"])`` works before they are re
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from hypothesis import strategies as st
@@ -98,24 +104,187 @@ def _mask(draw: st.DrawFn) -> np.ndarray:
     return mask
 
 
-def _long_or_drawn(
-    draw: st.DrawFn,
-    shape: tuple[int, int],
-    elements: st.SearchStrategy[float],
-    low: float,
-    high: float,
-) -> np.ndarray:
-    """Small matrices drawn entry by entry (they shrink); long ones from a drawn seed."""
-    if shape[1] <= 8:
-        return draw(_matrix(shape, elements))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    return rng.uniform(low, high, size=shape)
+#: Values at the padding positions: arbitrary finite garbage that an implementation must ignore.
+FILLS = (0.0, -1.0, 7.5, 1e3)
 
 
-def _garbage(draw: st.DrawFn, array: np.ndarray, mask: np.ndarray) -> np.ndarray:
+class _Source(Protocol):
+    """Where a generator's choices come from: Hypothesis (:class:`_Drawn`) or a witness
+    (:class:`_Witness`). ``elements`` is the Hypothesis strategy of an entry, ``[low, high]``
+    the range of entries drawn otherwise."""
+
+    def mask(self, min_tokens: int = 1) -> np.ndarray: ...
+
+    def matrix(
+        self, shape: tuple[int, int], elements: st.SearchStrategy[float], low: float, high: float
+    ) -> np.ndarray: ...
+
+    def vector(
+        self, size: int, elements: st.SearchStrategy[float], low: float, high: float
+    ) -> np.ndarray: ...
+
+    def fill(self) -> float: ...
+
+    def boolean(self) -> bool: ...
+
+    def booleans(self, count: int) -> list[bool]: ...
+
+    def generator(self) -> np.random.Generator: ...
+
+    def group_sizes(self, min_size: int) -> list[int]: ...
+
+    def permutation(self, size: int) -> np.ndarray: ...
+
+
+#: A generator of data arguments: (its choices' source, the hyperparameters) -> the arguments.
+_Build = Callable[[_Source, dict[str, Any]], Arrays]
+
+
+class _Drawn:
+    """Choices drawn by Hypothesis (they shrink)."""
+
+    def __init__(self, draw: st.DrawFn) -> None:
+        self._draw = draw
+
+    def mask(self, min_tokens: int = 1) -> np.ndarray:
+        masks = _mask() if min_tokens <= 1 else _mask().filter(lambda m: m.sum() >= min_tokens)
+        mask: np.ndarray = self._draw(masks)
+        return mask
+
+    def matrix(
+        self, shape: tuple[int, int], elements: st.SearchStrategy[float], low: float, high: float
+    ) -> np.ndarray:
+        """Small matrices drawn entry by entry (they shrink); long ones from a drawn seed."""
+        if shape[1] <= 8:
+            small: np.ndarray = self._draw(_matrix(shape, elements))
+            return small
+        return self.generator().uniform(low, high, size=shape)
+
+    def vector(
+        self, size: int, elements: st.SearchStrategy[float], low: float, high: float
+    ) -> np.ndarray:
+        vector: np.ndarray = self._draw(_vector(size, elements))
+        return vector
+
+    def fill(self) -> float:
+        return self._draw(st.sampled_from(FILLS))
+
+    def boolean(self) -> bool:
+        return self._draw(st.booleans())
+
+    def booleans(self, count: int) -> list[bool]:
+        return self._draw(st.lists(st.booleans(), min_size=count, max_size=count))
+
+    def generator(self) -> np.random.Generator:
+        return np.random.default_rng(self._draw(st.integers(0, 2**32 - 1)))
+
+    def group_sizes(self, min_size: int) -> list[int]:
+        return self._draw(st.lists(st.integers(min_size, 5), min_size=1, max_size=4))
+
+    def permutation(self, size: int) -> np.ndarray:
+        return np.array(self._draw(st.permutations(list(range(size)))), dtype=np.int64)
+
+
+class _Witness:
+    """Fixed choices: a given mask (or group sizes), entries from a seeded NumPy generator.
+
+    Entries are uniform on ``[low, high]`` with every third one exactly ``low`` (log-probs of
+    -1000, zero entropies, zero rewards: exact values the element strategies also draw); the
+    padding holds the largest garbage; the edge-case branches are taken (``boolean`` is true:
+    all values equal, tokens where trainer and engine agree; ``booleans`` alternate from true:
+    a tied group next to an untied one).
+    """
+
+    def __init__(
+        self, *, mask: np.ndarray | None = None, sizes: Sequence[int] = (), seed: int = 0
+    ) -> None:
+        self._mask = mask
+        self._sizes = list(sizes)
+        self._rng = np.random.default_rng(seed)
+
+    def mask(self, min_tokens: int = 1) -> np.ndarray:
+        if self._mask is None or self._mask.sum() < min_tokens:
+            raise ValueError(f"this witness has no mask with {min_tokens} response tokens")
+        return self._mask.copy()
+
+    def matrix(
+        self, shape: tuple[int, int], elements: st.SearchStrategy[float], low: float, high: float
+    ) -> np.ndarray:
+        values = self._rng.uniform(low, high, size=shape)
+        values.flat[::3] = low
+        return values
+
+    def vector(
+        self, size: int, elements: st.SearchStrategy[float], low: float, high: float
+    ) -> np.ndarray:
+        vector: np.ndarray = self.matrix((1, size), elements, low, high)[0]
+        return vector
+
+    def fill(self) -> float:
+        return max(FILLS)
+
+    def boolean(self) -> bool:
+        return True
+
+    def booleans(self, count: int) -> list[bool]:
+        return [k % 2 == 0 for k in range(count)]
+
+    def generator(self) -> np.random.Generator:
+        return self._rng
+
+    def group_sizes(self, min_size: int) -> list[int]:
+        if not self._sizes or min(self._sizes) < min_size:
+            raise ValueError(f"this witness has no groups of size >= {min_size}")
+        return list(self._sizes)
+
+    def permutation(self, size: int) -> np.ndarray:
+        return self._rng.permutation(size)
+
+
+def _drawn(build: _Build) -> Callable[[dict[str, Any]], st.SearchStrategy[Arrays]]:
+    """The strategy of a generator's arguments: ``build`` with Hypothesis's choices."""
+
+    @st.composite
+    def arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+        return build(_Drawn(draw), hyper)
+
+    return arguments
+
+
+def _holed_mask(lengths: Sequence[int], steps: int, holes: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Right-padded rows of the given lengths with the tokens ``(row, step)`` of ``holes``
+    masked out (inside the responses)."""
+    mask = np.arange(steps)[np.newaxis, :] < np.array(lengths)[:, np.newaxis]
+    for row, step in holes:
+        mask[row, step] = False
+    return mask
+
+
+#: The witnesses' masks. A [5, 6] batch: a full row, a one-token row, an empty row, a hole
+#: inside a response, rows of different lengths (6, 1, 0, 4, 3 tokens), two-row micro-batches
+#: of different token counts (7, 4, 3); and a long [3, 64] batch (64, 50 with a hole of five
+#: tokens, 7).
+WITNESS_MASKS = (
+    _holed_mask([6, 1, 0, 5, 3], 6, [(3, 2)]),
+    _holed_mask([64, 55, 7], 64, [(1, step) for step in range(20, 25)]),
+)
+_TOKEN_WITNESSES = (
+    "masks with an empty row, a one-token row, a full row, a hole inside a response, rows of "
+    "different lengths, two-row micro-batches of different token counts, and T = 64; padding "
+    "garbage 1e3; every third entry at the low end of its range (log-probs -1000)"
+)
+
+
+def _token_witnesses(build: _Build) -> Callable[[dict[str, Any]], list[Arrays]]:
+    """The witnesses of a token-level generator: ``build`` on each of :data:`WITNESS_MASKS`."""
+    return lambda hyper: [
+        build(_Witness(mask=mask, seed=k), hyper) for k, mask in enumerate(WITNESS_MASKS)
+    ]
+
+
+def _garbage(source: _Source, array: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Put arbitrary finite values at the padding positions: they must be ignored."""
-    fill = draw(st.sampled_from([0.0, -1.0, 7.5, 1e3]))
-    result: np.ndarray = np.where(mask, array, fill)
+    result: np.ndarray = np.where(mask, array, source.fill())
     return result
 
 
@@ -145,21 +314,20 @@ def _bounded(log_ratio: np.ndarray, hyper: dict[str, Any]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-@st.composite
-def _ppo_token_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
-    mask = draw(_mask())
+def _ppo_token_arguments(source: _Source, hyper: dict[str, Any]) -> Arrays:
+    mask = source.mask()
     shape = mask.shape
-    old = _long_or_drawn(draw, shape, LOG_PROBS, -1000.0, 0.0)
-    log_ratio = _long_or_drawn(draw, shape, LOG_RATIOS, -2.0, 2.0)
+    old = source.matrix(shape, LOG_PROBS, -1000.0, 0.0)
+    log_ratio = source.matrix(shape, LOG_RATIOS, -2.0, 2.0)
     log_ratio = _away_from(
         _bounded(log_ratio, hyper),
         _log_ratio_kinks(hyper["clip_low"], hyper["clip_high"], hyper["dual_clip"]),
     )
-    advantages = _long_or_drawn(draw, shape, ADVANTAGES, -5.0, 5.0)
+    advantages = source.matrix(shape, ADVANTAGES, -5.0, 5.0)
     return {
-        "log_probs": _garbage(draw, old + log_ratio, mask),
+        "log_probs": _garbage(source, old + log_ratio, mask),
         "old_log_probs": old,
-        "advantages": _garbage(draw, advantages, mask),
+        "advantages": _garbage(source, advantages, mask),
         "response_mask": mask,
     }
 
@@ -196,11 +364,10 @@ def _ppo_token_gradient(example: Example) -> Gradients:
 # --------------------------------------------------------------------------------------------
 
 
-@st.composite
-def _aggregate_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
-    mask = draw(_mask())
-    loss = _long_or_drawn(draw, mask.shape, REALS, -10.0, 10.0)
-    return {"per_token": _garbage(draw, loss, mask), "response_mask": mask}
+def _aggregate_arguments(source: _Source, hyper: dict[str, Any]) -> Arrays:
+    mask = source.mask()
+    loss = source.matrix(mask.shape, REALS, -10.0, 10.0)
+    return {"per_token": _garbage(source, loss, mask), "response_mask": mask}
 
 
 def _aggregate_scale(example: Example) -> tuple[FloatArray, ...]:
@@ -229,18 +396,34 @@ def _aggregate_scale(example: Example) -> tuple[FloatArray, ...]:
 REWARDS = st.one_of(st.sampled_from([0.0, 1.0, 0.1]), REALS)
 
 
-@st.composite
-def _grouped_rewards(draw: st.DrawFn, min_size: int) -> Arrays:
-    sizes = draw(st.lists(st.integers(min_size, 5), min_size=1, max_size=4))
+def _grouped_rewards(source: _Source, min_size: int) -> Arrays:
+    sizes = source.group_sizes(min_size)
     ids = np.repeat(np.arange(len(sizes), dtype=np.int64) * 5 - 2, sizes)
-    rewards = draw(_vector(ids.size, REWARDS))
-    tied = draw(st.lists(st.booleans(), min_size=len(sizes), max_size=len(sizes)))
+    rewards = source.vector(ids.size, REWARDS, 0.0, 1.0)
+    tied = source.booleans(len(sizes))
     for g, is_tied in enumerate(tied):
         if is_tied:
             members = np.flatnonzero(ids == g * 5 - 2)
             rewards[members] = rewards[members[0]]
-    order = np.array(draw(st.permutations(list(range(ids.size)))), dtype=np.int64)
+    order = source.permutation(ids.size)
     return {"rewards": rewards[order], "group_ids": ids[order]}
+
+
+def _grouped(min_size: int) -> _Build:
+    return lambda source, hyper: _grouped_rewards(source, min_size)
+
+
+#: Group sizes of the group witnesses (raised to the spec's smallest group), tied alternately.
+GROUP_WITNESS_SIZES = (1, 3, 2, 4)
+_GROUP_WITNESSES = (
+    "groups of sizes 1, 3, 2, 4 (2, 3, 2, 4 where a group needs two members), shuffled, the "
+    "first and third tied (a group of one, a tied pair); rewards in [0, 1], every third 0"
+)
+
+
+def _group_witnesses(min_size: int) -> Callable[[dict[str, Any]], list[Arrays]]:
+    sizes = [max(size, min_size) for size in GROUP_WITNESS_SIZES]
+    return lambda hyper: [_grouped_rewards(_Witness(sizes=sizes), min_size)]
 
 
 def _group_stats(example: Example) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
@@ -279,13 +462,12 @@ def _rloo_scale(example: Example) -> tuple[FloatArray, ...]:
 # --------------------------------------------------------------------------------------------
 
 
-@st.composite
-def _whiten_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
-    mask = draw(_mask().filter(lambda m: m.sum() >= 2))
-    values = _long_or_drawn(draw, mask.shape, REWARDS, -10.0, 10.0)
-    if draw(st.booleans()):  # all response values equal: the variance is 0
+def _whiten_arguments(source: _Source, hyper: dict[str, Any]) -> Arrays:
+    mask = source.mask(min_tokens=2)
+    values = source.matrix(mask.shape, REWARDS, -10.0, 10.0)
+    if source.boolean():  # all response values equal: the variance is 0
         values = np.full(mask.shape, values.flat[0])
-    return {"values": _garbage(draw, values, mask), "response_mask": mask}
+    return {"values": _garbage(source, values, mask), "response_mask": mask}
 
 
 def _whiten_scale(example: Example) -> tuple[FloatArray, ...]:
@@ -312,12 +494,11 @@ def _whiten_scale(example: Example) -> tuple[FloatArray, ...]:
 # --------------------------------------------------------------------------------------------
 
 
-@st.composite
-def _gspo_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
-    mask = draw(_mask())
+def _gspo_arguments(source: _Source, hyper: dict[str, Any]) -> Arrays:
+    mask = source.mask()
     shape = mask.shape
-    old = _long_or_drawn(draw, shape, LOG_PROBS, -1000.0, 0.0)
-    log_ratio = _bounded(_long_or_drawn(draw, shape, LOG_RATIOS, -1.0, 1.0), hyper)
+    old = source.matrix(shape, LOG_PROBS, -1000.0, 0.0)
+    log_ratio = _bounded(source.matrix(shape, LOG_RATIOS, -1.0, 1.0), hyper)
     # keep each sequence's mean log-ratio off the kinks: shift the row's ratios together
     lengths = mask.sum(axis=1)
     mean = np.where(
@@ -325,9 +506,9 @@ def _gspo_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
     )
     moved = _away_from(mean, _log_ratio_kinks(hyper["clip_low"], hyper["clip_high"], None))
     log_ratio = log_ratio + (moved - mean)[:, np.newaxis]
-    advantages = draw(_vector(shape[0], ADVANTAGES))
+    advantages = source.vector(shape[0], ADVANTAGES, -5.0, 5.0)
     return {
-        "log_probs": _garbage(draw, old + log_ratio, mask),
+        "log_probs": _garbage(source, old + log_ratio, mask),
         "old_log_probs": old,
         "advantages": advantages,
         "response_mask": mask,
@@ -371,16 +552,15 @@ def _gspo_gradient(example: Example) -> Gradients:
 # --------------------------------------------------------------------------------------------
 
 
-@st.composite
-def _tis_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
-    mask = draw(_mask())
-    rollout = _long_or_drawn(draw, mask.shape, LOG_PROBS, -1000.0, 0.0)
-    log_ratio = _bounded(_long_or_drawn(draw, mask.shape, LOG_RATIOS, -3.0, 3.0), hyper)
+def _tis_arguments(source: _Source, hyper: dict[str, Any]) -> Arrays:
+    mask = source.mask()
+    rollout = source.matrix(mask.shape, LOG_PROBS, -1000.0, 0.0)
+    log_ratio = _bounded(source.matrix(mask.shape, LOG_RATIOS, -3.0, 3.0), hyper)
     cap = hyper["cap"]
     if math.isfinite(cap):
         log_ratio = _away_from(log_ratio, [math.log(cap)])
     return {
-        "old_log_probs": _garbage(draw, rollout + log_ratio, mask),
+        "old_log_probs": _garbage(source, rollout + log_ratio, mask),
         "rollout_log_probs": rollout,
         "response_mask": mask,
     }
@@ -399,20 +579,18 @@ def _tis_scale(example: Example) -> tuple[FloatArray, ...]:
 # --------------------------------------------------------------------------------------------
 
 
-@st.composite
-def _mis_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
+def _mis_arguments(source: _Source, hyper: dict[str, Any]) -> Arrays:
     """As TIS, plus tokens where trainer and engine agree exactly (ratio exactly 1).
 
     A ratio exactly equal to the cap is kept (``ratio <= cap``); with ``cap = 1`` these tokens
     are where ``>`` and ``>=`` disagree, so they are drawn on purpose, and kept exact: equal
     log-probs give a log-ratio of exactly 0 in every precision.
     """
-    arguments = draw(_tis_arguments(hyper))
+    arguments = _tis_arguments(source, hyper)
     mask = arguments["response_mask"]
     rollout = arguments["rollout_log_probs"]
-    if draw(st.booleans()):
-        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-        agree = mask & (rng.random(mask.shape) < 0.5)
+    if source.boolean():
+        agree = mask & (source.generator().random(mask.shape) < 0.5)
         arguments["old_log_probs"] = np.where(agree, rollout, arguments["old_log_probs"])
     return arguments
 
@@ -422,14 +600,13 @@ def _mis_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
 # --------------------------------------------------------------------------------------------
 
 
-@st.composite
-def _kl_token_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
-    mask = draw(_mask())
-    log_probs = _long_or_drawn(draw, mask.shape, LOG_PROBS, -1000.0, 0.0)
-    log_ratio = _bounded(_long_or_drawn(draw, mask.shape, LOG_RATIOS, -3.0, 3.0), hyper)
+def _kl_token_arguments(source: _Source, hyper: dict[str, Any]) -> Arrays:
+    mask = source.mask()
+    log_probs = source.matrix(mask.shape, LOG_PROBS, -1000.0, 0.0)
+    log_ratio = _bounded(source.matrix(mask.shape, LOG_RATIOS, -3.0, 3.0), hyper)
     return {
-        "log_probs": _garbage(draw, log_probs, mask),
-        "reference_log_probs": _garbage(draw, log_probs - log_ratio, mask),
+        "log_probs": _garbage(source, log_probs, mask),
+        "reference_log_probs": _garbage(source, log_probs - log_ratio, mask),
         "response_mask": mask,
     }
 
@@ -487,16 +664,15 @@ ENTROPIES = st.one_of(st.just(0.0), st.floats(0.0, 12.0, allow_subnormal=False))
 COEFFICIENTS = st.one_of(st.sampled_from([0.0, 1e-3, 0.01, 0.1, 1.0]), st.floats(1e-3, 2.0))
 
 
-@st.composite
-def _combined_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
-    mask = draw(_mask())
-    policy = _long_or_drawn(draw, mask.shape, REALS, -10.0, 10.0)
-    kl = _long_or_drawn(draw, mask.shape, REALS, 0.0, 5.0)
-    entropy = _long_or_drawn(draw, mask.shape, ENTROPIES, 0.0, 12.0)
+def _combined_arguments(source: _Source, hyper: dict[str, Any]) -> Arrays:
+    mask = source.mask()
+    policy = source.matrix(mask.shape, REALS, -10.0, 10.0)
+    kl = source.matrix(mask.shape, REALS, 0.0, 5.0)
+    entropy = source.matrix(mask.shape, ENTROPIES, 0.0, 12.0)
     return {
-        "policy_loss_per_token": _garbage(draw, policy, mask),
-        "kl_per_token": _garbage(draw, kl, mask),
-        "entropy_per_token": _garbage(draw, entropy, mask),
+        "policy_loss_per_token": _garbage(source, policy, mask),
+        "kl_per_token": _garbage(source, kl, mask),
+        "entropy_per_token": _garbage(source, entropy, mask),
         "response_mask": mask,
     }
 
@@ -536,20 +712,19 @@ def _combined_scale(example: Example) -> tuple[FloatArray, ...]:
 CISPO_CLIP_LOW = st.one_of(st.sampled_from([1.0, 10.0, 0.2]), st.floats(0.05, 0.5))
 
 
-@st.composite
-def _cispo_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
-    mask = draw(_mask())
+def _cispo_arguments(source: _Source, hyper: dict[str, Any]) -> Arrays:
+    mask = source.mask()
     shape = mask.shape
-    old = _long_or_drawn(draw, shape, LOG_PROBS, -1000.0, 0.0)
-    log_ratio = _long_or_drawn(draw, shape, LOG_RATIOS, -2.0, 2.0)
+    old = source.matrix(shape, LOG_PROBS, -1000.0, 0.0)
+    log_ratio = source.matrix(shape, LOG_RATIOS, -2.0, 2.0)
     log_ratio = _away_from(
         _bounded(log_ratio, hyper), _log_ratio_kinks(hyper["clip_low"], hyper["clip_high"], None)
     )
-    advantages = _long_or_drawn(draw, shape, ADVANTAGES, -5.0, 5.0)
+    advantages = source.matrix(shape, ADVANTAGES, -5.0, 5.0)
     return {
-        "log_probs": _garbage(draw, old + log_ratio, mask),
+        "log_probs": _garbage(source, old + log_ratio, mask),
         "old_log_probs": old,
-        "advantages": _garbage(draw, advantages, mask),
+        "advantages": _garbage(source, advantages, mask),
         "response_mask": mask,
     }
 
@@ -605,13 +780,12 @@ def _batch_whitened_scale(example: Example) -> tuple[FloatArray, ...]:
 # --------------------------------------------------------------------------------------------
 
 
-@st.composite
-def _gspo_ratio_arguments(draw: st.DrawFn, hyper: dict[str, Any]) -> Arrays:
-    mask = draw(_mask())
-    old = _long_or_drawn(draw, mask.shape, LOG_PROBS, -1000.0, 0.0)
-    log_ratio = _bounded(_long_or_drawn(draw, mask.shape, LOG_RATIOS, -1.0, 1.0), hyper)
+def _gspo_ratio_arguments(source: _Source, hyper: dict[str, Any]) -> Arrays:
+    mask = source.mask()
+    old = source.matrix(mask.shape, LOG_PROBS, -1000.0, 0.0)
+    log_ratio = _bounded(source.matrix(mask.shape, LOG_RATIOS, -1.0, 1.0), hyper)
     return {
-        "log_probs": _garbage(draw, old + log_ratio, mask),
+        "log_probs": _garbage(source, old + log_ratio, mask),
         "old_log_probs": old,
         "response_mask": mask,
     }
@@ -655,7 +829,14 @@ _LLM_SPEC_LIST = [
 (DAPO's asymmetric clip); if dual_clip = c is not None, for A < 0 the objective is
 max(that, c A). 0 where masked and where A = 0. Gradient w.r.t. log_probs checked.""",
         claim="ppo-clip-gradient, ppo-clip-lower-bound",
-        draw_arguments=_ppo_token_arguments,
+        draw_arguments=_drawn(_ppo_token_arguments),
+        witnesses=_token_witnesses(_ppo_token_arguments),
+        witness_hyperparameters={
+            "clip_low": (0.2,),
+            "clip_high": (0.28,),
+            "dual_clip": (None, 3.0),
+        },
+        witness_reason=_TOKEN_WITNESSES,
         error_scale=_ppo_token_scale,
         differentiable=("log_probs",),
         gradient=_ppo_token_gradient,
@@ -673,7 +854,10 @@ are EXCLUDED from the seq means: "token-mean" sum / N; "seq-mean-token-mean" mea
 non-empty rows of (row sum / n_b); "seq-mean-token-sum" mean over non-empty rows of row sums;
 "seq-mean-token-sum-norm" total sum / (B * T) (all rows, constant denominator, Dr. GRPO).""",
         claim="none (definitions)",
-        draw_arguments=_aggregate_arguments,
+        draw_arguments=_drawn(_aggregate_arguments),
+        witnesses=_token_witnesses(_aggregate_arguments),
+        witness_hyperparameters={"mode": llm.AGGREGATION_MODES},
+        witness_reason=_TOKEN_WITNESSES,
         error_scale=_aggregate_scale,
     ),
     Spec(
@@ -690,7 +874,10 @@ rewards [B] floats, group_ids [B] integers (shuffled, non-contiguous, unequal gr
 Output [B]: (r - group mean) / (group std + epsilon), std with ddof (1 = torch.std); EXACTLY 0
 for every member of a group whose rewards are all equal (including groups of one).""",
         claim="baseline-unbiased",
-        draw_arguments=lambda hyper: _grouped_rewards(1),
+        draw_arguments=_drawn(_grouped(1)),
+        witnesses=_group_witnesses(1),
+        witness_hyperparameters={"epsilon": (1e-6,), "ddof": (0, 1)},
+        witness_reason=_GROUP_WITNESSES,
         error_scale=_grpo_scale,
     ),
     Spec(
@@ -703,7 +890,10 @@ for every member of a group whose rewards are all equal (including groups of one
 rewards [B] floats, group_ids [B] integers (shuffled, every group of size >= 2). Output [B]:
 r_i minus the mean of the OTHER rewards of its group, = n / (n - 1) (r_i - group mean).""",
         claim="baseline-unbiased",
-        draw_arguments=lambda hyper: _grouped_rewards(2),
+        draw_arguments=_drawn(_grouped(2)),
+        witnesses=_group_witnesses(2),
+        witness_hyperparameters={},
+        witness_reason=_GROUP_WITNESSES,
         error_scale=_rloo_scale,
     ),
     Spec(
@@ -722,7 +912,10 @@ response tokens (epsilon INSIDE the square root, as verl), mu and var (ddof) ove
 tokens of the whole batch; + mu if not shift_mean; RE-MASKED: 0 at padding. All response values
 equal: 0 (mu without the shift).""",
         claim="none (a definition)",
-        draw_arguments=_whiten_arguments,
+        draw_arguments=_drawn(_whiten_arguments),
+        witnesses=_token_witnesses(_whiten_arguments),
+        witness_hyperparameters={"epsilon": (0.0, 1e-8), "ddof": (1,), "shift_mean": (True, False)},
+        witness_reason=_TOKEN_WITNESSES,
         error_scale=_whiten_scale,
     ),
     Spec(
@@ -737,7 +930,10 @@ equal: 0 (mu without the shift).""",
 -mean over NON-EMPTY rows of min(s_b A_b, clip(s_b, 1 - clip_low, 1 + clip_high) A_b).
 Gradient w.r.t. log_probs checked (each sequence's mean log-ratio stays off the kinks).""",
         claim="none (a definition)",
-        draw_arguments=_gspo_arguments,
+        draw_arguments=_drawn(_gspo_arguments),
+        witnesses=_token_witnesses(_gspo_arguments),
+        witness_hyperparameters={"clip_low": (0.2,), "clip_high": (0.28,)},
+        witness_reason=_TOKEN_WITNESSES,
         error_scale=_gspo_scale,
         differentiable=("log_probs",),
         gradient=_gspo_gradient,
@@ -753,7 +949,10 @@ Gradient w.r.t. log_probs checked (each sequence's mean log-ratio stays off the 
         + """Output [B, T]: min(exp(old_log_probs - rollout_log_probs), cap): trainer pi_old in
 the numerator, inference engine mu in the denominator; 0 where masked.""",
         claim="importance-sampling-unbiased",
-        draw_arguments=_tis_arguments,
+        draw_arguments=_drawn(_tis_arguments),
+        witnesses=_token_witnesses(_tis_arguments),
+        witness_hyperparameters={"cap": (2.0, math.inf)},
+        witness_reason=_TOKEN_WITNESSES,
         error_scale=_tis_scale,
         assumptions=LOG_RATIO_ASSUMPTIONS,
     ),
@@ -769,7 +968,10 @@ rho > cap (MIS: the token is dropped, not truncated); a ratio EQUAL to the cap i
 include tokens with old_log_probs == rollout_log_probs, rho = 1 exactly, and cap = 1); trainer
 pi_old in the numerator, inference engine mu in the denominator; 0 where masked.""",
         claim="none (a definition)",
-        draw_arguments=_mis_arguments,
+        draw_arguments=_drawn(_mis_arguments),
+        witnesses=_token_witnesses(_mis_arguments),
+        witness_hyperparameters={"cap": (1.0, 2.0)},
+        witness_reason=_TOKEN_WITNESSES,
         error_scale=_tis_scale,
         assumptions=LOG_RATIO_ASSUMPTIONS,
     ),
@@ -786,7 +988,10 @@ pi_old in the numerator, inference engine mu in the denominator; 0 where masked.
 "low_var_kl" without its [-10, 10] clamp). Output [B, T], 0 where masked. Gradient w.r.t.
 log_probs checked (pathwise: 1, -log r, 1 - r).""",
         claim="kl-estimators-bias-variance, kl-estimator-gradients",
-        draw_arguments=_kl_token_arguments,
+        draw_arguments=_drawn(_kl_token_arguments),
+        witnesses=_token_witnesses(_kl_token_arguments),
+        witness_hyperparameters={"estimator": ("k1", "k2", "k3")},
+        witness_reason=_TOKEN_WITNESSES,
         error_scale=_kl_token_scale,
         differentiable=("log_probs",),
         gradient=_kl_token_gradient,
@@ -805,7 +1010,10 @@ beta = kl_coefficient. Output [B, T]: its undiscounted reward-to-go, G[b, t] = s
 tokens t' >= t of the row (t included) of -beta k1[b, t']; masked tokens (padding, holes) add
 nothing and get 0.""",
         claim="reward-to-go-unbiased, kl-estimator-gradients",
-        draw_arguments=_kl_token_arguments,
+        draw_arguments=_drawn(_kl_token_arguments),
+        witnesses=_token_witnesses(_kl_token_arguments),
+        witness_hyperparameters={"kl_coefficient": (0.1,)},
+        witness_reason=_TOKEN_WITNESSES,
         error_scale=_kl_reward_scale,
         assumptions=LOG_RATIO_ASSUMPTIONS,
     ),
@@ -830,7 +1038,14 @@ nothing and get 0.""",
 term aggregated in the same mode (as aggregate_loss, normaliser T for
 "seq-mean-token-sum-norm"). entropy_per_token >= 0 at response tokens.""",
         claim="none (a definition)",
-        draw_arguments=_combined_arguments,
+        draw_arguments=_drawn(_combined_arguments),
+        witnesses=_token_witnesses(_combined_arguments),
+        witness_hyperparameters={
+            "kl_coefficient": (0.1,),
+            "entropy_coefficient": (0.01,),
+            "mode": llm.AGGREGATION_MODES,
+        },
+        witness_reason=_TOKEN_WITNESSES,
         error_scale=_combined_scale,
     ),
     Spec(
@@ -845,7 +1060,10 @@ term aggregated in the same mode (as aggregate_loss, normaliser T for
 aggregated; 0 where masked. clip_low >= 1 (drawn often) means no lower clip, as MiniMax-M1.
 Gradient w.r.t. log_probs checked: -w A for every token, clipped or not.""",
         claim="none (a definition)",
-        draw_arguments=_cispo_arguments,
+        draw_arguments=_drawn(_cispo_arguments),
+        witnesses=_token_witnesses(_cispo_arguments),
+        witness_hyperparameters={"clip_low": (1.0, 0.2), "clip_high": (0.28,)},
+        witness_reason=_TOKEN_WITNESSES,
         error_scale=_cispo_scale,
         differentiable=("log_probs",),
         gradient=_cispo_gradient,
@@ -867,7 +1085,10 @@ with the statistics of the WHOLE batch: (u - mean(u)) / (std(u) + epsilon), std 
 (1 = torch.std), epsilon on the std; EXACTLY 0 everywhere when all u are equal (u is exactly 0
 for a tied group or a group of one).""",
         claim="baseline-unbiased",
-        draw_arguments=lambda hyper: _grouped_rewards(1),
+        draw_arguments=_drawn(_grouped(1)),
+        witnesses=_group_witnesses(1),
+        witness_hyperparameters={"epsilon": (1e-8,), "ddof": (0, 1)},
+        witness_reason=_GROUP_WITNESSES,
         error_scale=_batch_whitened_scale,
     ),
     Spec(
@@ -881,7 +1102,10 @@ for a tied group or a group of one).""",
 GEOMETRIC mean of the token ratios, |y_b| = response tokens of row b; s_b = 1 for an empty
 row.""",
         claim="none (a definition)",
-        draw_arguments=_gspo_ratio_arguments,
+        draw_arguments=_drawn(_gspo_ratio_arguments),
+        witnesses=_token_witnesses(_gspo_ratio_arguments),
+        witness_hyperparameters={},
+        witness_reason=_TOKEN_WITNESSES,
         error_scale=_gspo_ratio_scale,
         assumptions=LOG_RATIO_ASSUMPTIONS,
     ),

@@ -9,6 +9,8 @@ A :class:`Spec` says how :mod:`rlmath.conformance` calls an implementation and j
   termination on one step, zero and huge advantages, ratios far outside the clip range, log-probs
   near -1000 (where a ratio of probabilities underflows), logits up to $\pm 10^3$, identical
   chosen and rejected log-probs, groups of equal rewards;
+- optional fixed **witnesses**: inputs judged at every seed that meet edge cases the drawn
+  inputs meet only by chance (:attr:`Spec.witnesses`; the LLM specs have them);
 - **comparison rule**: ``|actual - expected| <= conformance_rtol(dtype) * error_scale`` per
   entry, with the error scale derived per spec (see :func:`rlmath.tolerances.conformance_rtol`)
   and the reference evaluated on the inputs rounded to the implementation's dtype;
@@ -21,8 +23,9 @@ there) and within ranges a float32 implementation can represent.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,6 +148,16 @@ class Spec:
             generated inputs, so that an implementation with a documented limitation (batch
             axes unsupported, log-ratios clamped, ...) is checked within its contract
             (``rlmath check --assume NAME=VALUE``).
+        witnesses: ``hyperparameters -> fixed inputs`` (a list of arguments): inputs that meet
+            the edge cases whatever Hypothesis draws (generated inputs meet an edge case only
+            by chance, with odds that change between Hypothesis versions and seeds).
+            :func:`rlmath.conformance.check` judges them at every seed, after the generated
+            ones, with every combination of :attr:`witness_hyperparameters`. The function gets
+            the hyperparameters and, under :data:`ASSUME`, the contract options, as
+            ``draw_arguments`` does: a witness must satisfy both.
+        witness_hyperparameters: name -> the values the witnesses are judged with, for every
+            hyperparameter of the spec (a hyperparameter fixed by the caller replaces them).
+        witness_reason: what the witnesses meet (shown by ``--describe`` and in the docs).
     """
 
     name: str
@@ -159,6 +172,24 @@ class Spec:
     differentiable: tuple[str, ...] = ()
     gradient: Callable[[Example], Gradients] | None = field(default=None)
     assumptions: Mapping[str, Assumption] = field(default_factory=dict)
+    witnesses: Callable[[dict[str, Any]], Sequence[Arrays]] | None = field(default=None)
+    witness_hyperparameters: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    witness_reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.witnesses is None:
+            if self.witness_hyperparameters or self.witness_reason:
+                raise ValueError(f"spec {self.name}: witness settings without witnesses")
+            return
+        if not self.witness_reason:
+            raise ValueError(f"spec {self.name}: witnesses need a witness_reason")
+        if set(self.witness_hyperparameters) != set(self.hyperparameters):
+            raise ValueError(
+                f"spec {self.name}: witness_hyperparameters must give values for "
+                f"{sorted(self.hyperparameters)}, got {sorted(self.witness_hyperparameters)}"
+            )
+        if not all(self.witness_hyperparameters.values()):
+            raise ValueError(f"spec {self.name}: every witness hyperparameter needs a value")
 
     def resolve_assumptions(self, assume: Mapping[str, Any] | None) -> dict[str, Any]:
         """The contract options with defaults filled in and values validated."""
@@ -190,14 +221,8 @@ class Spec:
     ) -> st.SearchStrategy[Example]:
         """Strategy of examples; ``hyperparameters`` fixes some of them instead of drawing;
         ``assume`` sets contract options (:attr:`assumptions`)."""
-        fixed = dict(hyperparameters or {})
+        fixed = self._fixed_hyperparameters(hyperparameters)
         assumed = self.resolve_assumptions(assume)
-        unknown = set(fixed) - set(self.hyperparameters)
-        if unknown:
-            raise ValueError(
-                f"hyperparameters of {self.name} are {sorted(self.hyperparameters)}, "
-                f"got unknown {sorted(unknown)}"
-            )
 
         @st.composite
         def draw(draw: st.DrawFn) -> Example:
@@ -208,6 +233,41 @@ class Spec:
             return Example(draw(self.draw_arguments({**hyper, ASSUME: assumed})), hyper)
 
         return draw()
+
+    def witness_examples(
+        self,
+        hyperparameters: Mapping[str, Any] | None = None,
+        assume: Mapping[str, Any] | None = None,
+    ) -> list[Example]:
+        """The fixed witness inputs (:attr:`witnesses`), for every combination of
+        :attr:`witness_hyperparameters`; ``hyperparameters`` fixes some of them instead (as in
+        :meth:`examples`), ``assume`` sets contract options. Empty for a spec without witnesses.
+        """
+        fixed = self._fixed_hyperparameters(hyperparameters)
+        assumed = self.resolve_assumptions(assume)
+        if self.witnesses is None:
+            return []
+        names = list(self.hyperparameters)
+        values = [
+            [fixed[name]] if name in fixed else list(self.witness_hyperparameters[name])
+            for name in names
+        ]
+        settings = [dict(zip(names, chosen, strict=True)) for chosen in itertools.product(*values)]
+        return [
+            Example(arguments, hyper)
+            for hyper in settings
+            for arguments in self.witnesses({**hyper, ASSUME: assumed})
+        ]
+
+    def _fixed_hyperparameters(self, hyperparameters: Mapping[str, Any] | None) -> dict[str, Any]:
+        fixed = dict(hyperparameters or {})
+        unknown = set(fixed) - set(self.hyperparameters)
+        if unknown:
+            raise ValueError(
+                f"hyperparameters of {self.name} are {sorted(self.hyperparameters)}, "
+                f"got unknown {sorted(unknown)}"
+            )
+        return fixed
 
     def expected(self, example: Example) -> tuple[FloatArray, ...]:
         """The reference outputs on ``example``, as a tuple of float64 arrays."""
@@ -231,6 +291,11 @@ class Spec:
         if self.differentiable:
             lines.append(
                 "gradient checked (torch/JAX) with respect to: " + ", ".join(self.differentiable)
+            )
+        if self.witnesses is not None:
+            lines.append(
+                f"fixed witness inputs ({len(self.witness_examples())}), judged at every seed "
+                f"after the generated ones: {self.witness_reason}"
             )
         if self.assumptions:
             lines.append("contract options (--assume NAME=VALUE):")

@@ -19,7 +19,7 @@ from implementations.numpy_mutants import MUTANTS
 from rlmath import reference
 from rlmath.cli.check import run as run_check
 from rlmath.conformance import assert_conforms, check, load_target
-from rlmath.specs import SPECS, get_spec
+from rlmath.specs import SPECS, Spec, get_spec
 
 SEED = 20240
 
@@ -150,6 +150,17 @@ def test_load_target_errors(target: str, match: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def _assert_finite_references_and_scales(spec: Spec, example: Any) -> None:
+    for precision in (np.float64, np.float32):
+        seen = example.rounded(np.dtype(precision))
+        for output, scale in zip(spec.expected(seen), spec.error_scale(seen), strict=True):
+            assert np.all(np.isfinite(output))
+            assert np.all(np.isfinite(np.broadcast_to(scale, output.shape)))
+        if spec.gradient is not None:
+            for value, scale in spec.gradient(seen).values():
+                assert np.all(np.isfinite(value)) and np.all(np.isfinite(scale))
+
+
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_spec_inputs_give_finite_references_and_scales(name: str) -> None:
     spec = SPECS[name]
@@ -157,16 +168,101 @@ def test_spec_inputs_give_finite_references_and_scales(name: str) -> None:
     @settings(max_examples=30, database=None)
     @given(spec.examples())
     def inner(example: Any) -> None:
-        for precision in (np.float64, np.float32):
-            seen = example.rounded(np.dtype(precision))
-            for output, scale in zip(spec.expected(seen), spec.error_scale(seen), strict=True):
-                assert np.all(np.isfinite(output))
-                assert np.all(np.isfinite(np.broadcast_to(scale, output.shape)))
-            if spec.gradient is not None:
-                for value, scale in spec.gradient(seen).values():
-                    assert np.all(np.isfinite(value)) and np.all(np.isfinite(scale))
+        _assert_finite_references_and_scales(spec, example)
 
     inner()
+
+
+WITNESSED = sorted(name for name, spec in SPECS.items() if spec.witnesses is not None)
+
+
+@pytest.mark.parametrize("name", WITNESSED)
+def test_spec_witnesses_give_finite_references_and_scales(name: str) -> None:
+    spec = SPECS[name]
+    witnesses = spec.witness_examples()
+    assert witnesses, name
+    for example in witnesses:
+        _assert_finite_references_and_scales(spec, example)
+
+
+def test_witnesses_take_the_fixed_hyperparameters_and_the_contract() -> None:
+    spec = SPECS["kl_penalty_per_token"]
+    assert {w.hyperparameters["estimator"] for w in spec.witness_examples()} == {"k1", "k2", "k3"}
+    bounded = spec.witness_examples({"estimator": "k2"}, {"max_abs_log_ratio": 0.5})
+    assert bounded and all(w.hyperparameters == {"estimator": "k2"} for w in bounded)
+    for witness in bounded:
+        a = witness.arguments
+        log_ratio = (a["log_probs"] - a["reference_log_probs"])[a["response_mask"]]
+        assert np.abs(log_ratio).max() <= 0.5 * (1 + 1e-12)
+    with pytest.raises(ValueError, match="unknown"):
+        spec.witness_examples({"beta": 0.1})
+
+
+def _aggregate_wrong_on_the_first_witness(per_token: Any, response_mask: Any, mode: str) -> Any:
+    # right but on one fixed [5, 6] mask, which the drawn inputs do not meet
+    from rlmath.llm_reference import aggregate_loss
+    from rlmath.llm_specs import WITNESS_MASKS
+
+    wrong = response_mask.shape == WITNESS_MASKS[0].shape and np.array_equal(
+        response_mask, WITNESS_MASKS[0]
+    )
+    return aggregate_loss(per_token, response_mask, mode) + (1.0 if wrong else 0.0)
+
+
+def test_a_failure_on_a_witness_is_reported_as_one() -> None:
+    report = check(
+        _aggregate_wrong_on_the_first_witness,
+        "aggregate_loss",
+        seed=SEED,
+        examples=20,
+        isolation="none",
+    )
+    witnesses = len(SPECS["aggregate_loss"].witness_examples())
+    assert report.witnesses == witnesses
+    assert report.failure is not None and report.failure.kind == "wrong value"
+    assert report.failure.witness
+    assert f"20 examples + {witnesses} witnesses" in str(report)
+    assert "a fixed witness of the spec" in str(report)
+    assert report.to_dict()["failure"]["witness"] is True
+    assert report.to_dict()["witnesses"] == witnesses
+
+
+def test_a_conforming_report_counts_the_witnesses() -> None:
+    report = check(reference.kl_estimator_k1, "kl_estimator_k1", seed=SEED, examples=5)
+    assert report.conforms and report.witnesses == 0
+    assert "5 examples," in str(report)
+
+
+BAD_WITNESS_SETTINGS = [
+    pytest.param({"witness_reason": "x"}, "without witnesses", id="reason-without-witnesses"),
+    pytest.param({"witnesses": lambda hyper: []}, "witness_reason", id="no-reason"),
+    pytest.param(
+        {"witnesses": lambda hyper: [], "witness_reason": "x"},
+        "witness_hyperparameters must give values",
+        id="missing-hyperparameter",
+    ),
+    pytest.param(
+        {
+            "witnesses": lambda hyper: [],
+            "witness_reason": "x",
+            "witness_hyperparameters": {"estimator": ()},
+        },
+        "needs a value",
+        id="no-value",
+    ),
+]
+
+
+@pytest.mark.parametrize(("settings", "match"), BAD_WITNESS_SETTINGS)
+def test_bad_witness_settings(settings: dict[str, Any], match: str) -> None:
+    spec = SPECS["kl_penalty_per_token"]
+    fields = {
+        name: getattr(spec, name)
+        for name in ("name", "reference", "arguments", "hyperparameters", "outputs")
+        + ("conventions", "claim", "draw_arguments", "error_scale")
+    }
+    with pytest.raises(ValueError, match=match):
+        Spec(**fields, **settings)
 
 
 def test_spec_gradients_match_the_reference_gradient_functions() -> None:

@@ -162,7 +162,7 @@ def test_torch_variant_computes_in_float32(variant: Variant) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The specs' generators cover the edge cases of issue #12
+# The specs' witnesses cover the edge cases of issue #12 (whatever Hypothesis draws)
 # --------------------------------------------------------------------------------------------
 
 
@@ -247,12 +247,16 @@ def test_edge_cases_cover_every_spec() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EDGE_CASES))
-def test_spec_generator_draws_the_edge_cases(name: str) -> None:
-    """Within as many draws as a check makes, each edge case occurs at least once."""
-    examples = draw_examples(LLM_SPECS[name].examples(), EXAMPLES, SEED)
+def test_spec_witnesses_meet_the_edge_cases(name: str) -> None:
+    """The spec's fixed witnesses, which every check judges at every seed, meet each edge case.
+
+    Not the drawn inputs: they meet an edge case by chance (at seed 20240 with Hypothesis
+    6.170, 60 draws of kl_reward_to_go had no hole inside a response; other seeds missed holes
+    or T >= 50 for other specs), so a check resting on them passes a mutant on some seeds."""
+    witnesses = LLM_SPECS[name].witness_examples()
     missing = [
         case
         for case, occurs in EDGE_CASES[name].items()
-        if not any(occurs(example.arguments) for example in examples)
+        if not any(occurs(example.arguments) for example in witnesses)
     ]
-    assert not missing, f"{name}: {EXAMPLES} draws never give {missing}"
+    assert not missing, f"{name}: the {len(witnesses)} witnesses never give {missing}"

@@ -1002,10 +1002,21 @@ def spec_page(spec: Any, *, known_claims: Sequence[str] = ()) -> str:
         "```",
         "",
     ]
+    witnessed = getattr(spec, "witnesses", None) is not None
+    if spec.hyperparameters or witnessed:
+        out += ["## Generated inputs", ""]
     if spec.hyperparameters:
-        out += ["## Generated inputs", "", "Hyperparameters drawn by default:", ""]
+        out += ["Hyperparameters drawn by default:", ""]
         out += [f"- `{name}`: `{strategy!r}`" for name, strategy in spec.hyperparameters.items()]
         out.append("")
+    if witnessed:
+        out += [
+            f"Fixed witness inputs ({len(spec.witness_examples())}), judged at every seed after "
+            "the generated ones (which meet edge cases only by chance): "
+            + escape_markdown(spec.witness_reason.rstrip("."))
+            + ".",
+            "",
+        ]
     if getattr(spec, "differentiable", ()):
         out += [
             "Gradients checked (autodiff frameworks) with respect to: "
