@@ -45,10 +45,12 @@ def format_number(value: Any, digits: int = 3) -> str:
     are spelled ``inf``, ``-inf``, ``nan``.
 
     Examples:
-        >>> format_number(2.185486451815913e-16), format_number(40), format_number(-0.0001)
-        ('2.19e-16', '40', '-0.0001')
-        >>> format_number(-1e-300, digits=1), format_number(float("nan")), format_number("inf")
-        ('-1e-300', 'nan', 'inf')
+        >>> format_number(2.185486451815913e-16), format_number(40)
+        ('2.19e-16', '40')
+        >>> format_number(-0.0001), format_number(-1e-300, digits=1)
+        ('-0.0001', '-1e-300')
+        >>> format_number(float("nan")), format_number("inf")
+        ('nan', 'inf')
         >>> format_number(-0.0)
         '0'
     """
