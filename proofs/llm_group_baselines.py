@@ -1230,7 +1230,7 @@ CLAIMS = (
             rloo.conclusion,
             where=(
                 r"G = H + 1 \ge 2 \text{ responses};\ \text{three outcomes with rewards } f_a "
-                r"\text{ and probabilities } \pi_a = e^{\theta_a} / \textstyle\sum_b e^{\theta_b}"
+                r"\text{ and softmax probabilities } \pi_a"
             ),
             symbol_names={theta: r"\theta", f: "f"},
         ),
@@ -1327,7 +1327,7 @@ CLAIMS = (
             group_mean.conclusion,
             where=(
                 r"G \ge 1 \text{ responses};\ \text{three outcomes with rewards } f_a "
-                r"\text{ and probabilities } \pi_a = e^{\theta_a} / \textstyle\sum_b e^{\theta_b}"
+                r"\text{ and softmax probabilities } \pi_a"
             ),
             symbol_names={theta: r"\theta", f: "f"},
         ),
@@ -1409,7 +1409,7 @@ CLAIMS = (
             grpo_binary.conclusion,
             where=(
                 r"G = 4;\ \text{three outcomes with probabilities } "
-                r"\pi_a = e^{\theta_a} / \textstyle\sum_b e^{\theta_b},\ "
+                r"\pi_a \text{ (softmax)},\ "
                 r"\text{binary rewards } (1, 1, 0);\ p = \pi_0 + \pi_1"
             ),
             symbol_names={theta: r"\theta"},
@@ -1523,7 +1523,7 @@ CLAIMS = (
             token_mean.conclusion,
             where=(
                 r"\text{three outcomes with probabilities } "
-                r"\pi_a = e^{\theta_a} / \textstyle\sum_b e^{\theta_b},\ \text{rewards } f_a,\ "
+                r"\pi_a \text{ (softmax)},\ \text{rewards } f_a,\ "
                 r"\text{lengths } \ell_a > 0;\ G \ge 1"
             ),
             symbol_names={theta: r"\theta", f: "f", ell: r"\ell", Lam: r"\Lambda"},

@@ -153,8 +153,7 @@ sequence_policy_gradient = Derivation(
     (
         Step(
             gradient(lambda logit: sp.Derivative(objective, logit)),
-            "the gradient of J = sum_y pi(y) R(y), one entry per logit, with the next-token "
-            "probabilities $\\pi_{n,v} = e^{\\theta_{n,v}} / \\sum_w e^{\\theta_{n,w}}$",
+            "the gradient of J = sum_y pi(y) R(y), one entry per logit",
         ),
         Step(
             gradient(
@@ -514,8 +513,7 @@ CLAIMS = (
             sequence_policy_gradient.conclusion,
             where=(
                 r"\text{one prompt, tokens } \{0, \mathrm{EOS}=1\},\ L = 2;\ "
-                r"\theta_{n,v} \text{ logits at node } n,\ "
-                r"\pi_{n,v} = e^{\theta_{n,v}} / \textstyle\sum_w e^{\theta_{n,w}};\ "
+                r"\theta_{n,v} \text{ logits at node } n;\ "
                 r"u_{n,v} \text{ token rewards},\ "
                 r"f_i \text{ sequence rewards of } (\mathrm{EOS}), (0, \mathrm{EOS}), (0, 0)"
             ),

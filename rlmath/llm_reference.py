@@ -279,9 +279,10 @@ def ppo_token_loss(
         $\rho = 0.5$, $A = -1$: $\min(-0.5, -0.8) = -0.8$. Row 1 (one response token):
         $\rho = 10$, $A = -1$: $\min(-10, -1.25) = -10$, dual-clipped to $\max(-10, -3) = -3$.
 
-        >>> ppo_token_loss([[0.0, np.log(2.0), np.log(0.5)], [np.log(10.0), 0.0, 0.0]],
-        ...                np.zeros((2, 3)), [[1.0, 1.0, -1.0], [-1.0, 5.0, 5.0]],
-        ...                [[1, 1, 1], [1, 0, 0]], clip_low=0.2, clip_high=0.25, dual_clip=3.0)
+        >>> log_probs = [[0.0, np.log(2.0), np.log(0.5)], [np.log(10.0), 0.0, 0.0]]
+        >>> advantages = [[1.0, 1.0, -1.0], [-1.0, 5.0, 5.0]]
+        >>> ppo_token_loss(log_probs, np.zeros((2, 3)), advantages, [[1, 1, 1], [1, 0, 0]],
+        ...                clip_low=0.2, clip_high=0.25, dual_clip=3.0)
         array([[-1.  , -1.25,  0.8 ],
                [ 3.  ,  0.  ,  0.  ]])
 
@@ -353,8 +354,9 @@ def ppo_token_loss_gradient(
         $-\rho A = -1$); $(0, 1)$ is clipped ($\rho = 2 > 1.25$, $A > 0$), $(0, 2)$ too
         ($\rho = 0.5 < 0.8$, $A < 0$), and $(1, 0)$ is dual-clipped ($\rho = 10 > c = 3$).
 
-        >>> ppo_token_loss_gradient([[0.0, np.log(2.0), np.log(0.5)], [np.log(10.0), 0.0, 0.0]],
-        ...                         np.zeros((2, 3)), [[1.0, 1.0, -1.0], [-1.0, 5.0, 5.0]],
+        >>> log_probs = [[0.0, np.log(2.0), np.log(0.5)], [np.log(10.0), 0.0, 0.0]]
+        >>> advantages = [[1.0, 1.0, -1.0], [-1.0, 5.0, 5.0]]
+        >>> ppo_token_loss_gradient(log_probs, np.zeros((2, 3)), advantages,
         ...                         [[1, 1, 1], [1, 0, 0]], clip_low=0.2, clip_high=0.25,
         ...                         dual_clip=3.0)
         array([[-1.,  0.,  0.],
@@ -1292,7 +1294,8 @@ def truncated_importance_weights(
         Ratios $1/2$, $4$ (truncated to 2) and a masked token:
 
         >>> truncated_importance_weights([[np.log(0.25), np.log(0.8), 0.0]],
-        ...                              [[np.log(0.5), np.log(0.2), 0.0]], [[1, 1, 0]], cap=2.0)
+        ...                              [[np.log(0.5), np.log(0.2), 0.0]], [[1, 1, 0]],
+        ...                              cap=2.0)
         array([[0.5, 2. , 0. ]])
 
     References:

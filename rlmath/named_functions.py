@@ -134,9 +134,12 @@ class SoftmaxProbability(sympy.Function):  # type: ignore[misc]
     Examples:
         >>> theta = sympy.IndexedBase("theta", real=True)
         >>> p = SoftmaxProbability(1, theta[0], theta[1])
-        >>> sympy.latex(p), p.doit()
-        ('\\pi_{1}', exp(theta[1])/(exp(theta[0]) + exp(theta[1])))
-        >>> sympy.simplify(p.diff(theta[0]).doit() - (-p * SoftmaxProbability(0, *p.args[1:])).doit())
+        >>> sympy.latex(p)
+        '\\pi_{1}'
+        >>> p.doit()
+        exp(theta[1])/(exp(theta[0]) + exp(theta[1]))
+        >>> q = SoftmaxProbability(0, theta[0], theta[1])
+        >>> sympy.simplify(p.diff(theta[0]).doit() - (-p * q).doit())
         0
 
     References:
@@ -277,8 +280,10 @@ def definitions(expression: Any) -> list[tuple[Any, Any]]:
         >>> x = sympy.Symbol("x", real=True)
         >>> theta = sympy.IndexedBase("theta", real=True)
         >>> p0, p1 = softmax_probabilities([theta[0], theta[1]])
-        >>> [(sympy.latex(n), sympy.latex(d)) for n, d in definitions(Named("J", p0 * x))]
-        [('J', 'x \\pi_{0}'), ('\\pi_{v}', '\\frac{e^{{\\theta}_{v}}}{e^{{\\theta}_{0}} + e^{{\\theta}_{1}}}')]
+        >>> for name, definition in definitions(Named("J", p0 * x)):
+        ...     print(sympy.latex(name), "=", sympy.latex(definition))
+        J = x \pi_{0}
+        \pi_{v} = \frac{e^{{\theta}_{v}}}{e^{{\theta}_{0}} + e^{{\theta}_{1}}}
     """
     out: list[tuple[Any, Any]] = []
     seen: dict[str, Any] = {}

@@ -195,7 +195,8 @@ def discounted_returns(rewards: Any, dones: Any, *, discount: float) -> FloatArr
         Two episodes, the first ending after step 1. By hand with $\gamma = 0.5$:
         $G_1 = 2$, $G_0 = 1 + 0.5 \cdot 2 = 2$, $G_3 = 4$, $G_2 = 3 + 0.5 \cdot 4 = 5$.
 
-        >>> discounted_returns([1.0, 2.0, 3.0, 4.0], [False, True, False, False], discount=0.5)
+        >>> discounted_returns([1.0, 2.0, 3.0, 4.0], [False, True, False, False],
+        ...                    discount=0.5)
         array([2., 2., 5., 4.])
 
     References:
@@ -1815,9 +1816,12 @@ def preference_loss(
         log-probs $(-2, -3, -1, -2)$ from $(-4, -9, -2, -6)$, $\tilde z = -1 + 1 = 0$, loss
         $(0 - 1)^2 = 1$ (with summed log-probs $z = 1$ and the loss would be 0).
 
-        >>> round(preference_loss([-1.0], [-3.0], [-2.0], [-2.0], beta=0.1, loss_type="hinge"), 12)
+        >>> hinge = preference_loss([-1.0], [-3.0], [-2.0], [-2.0],
+        ...                         beta=0.1, loss_type="hinge")
+        >>> round(hinge, 12)
         0.8
-        >>> preference_loss([-4.0], [-9.0], [-2.0], [-6.0], [2], [3], beta=0.5, loss_type="ipo")
+        >>> preference_loss([-4.0], [-9.0], [-2.0], [-6.0], [2], [3],
+        ...                 beta=0.5, loss_type="ipo")
         1.0
 
     References:

@@ -7,7 +7,8 @@ Usage::
 Every public callable of :mod:`rlmath.reference` and :mod:`rlmath.llm_reference` is wrapped
 by a recorder (wherever a live dict, a module namespace or a table of functions in a proof file,
 or a dataclass field, a spec's ``reference``, holds it; one held only in a tuple or a closure
-is not seen); then every claim is verified in this process
+is not seen, unless it was taken from the module after the wrapping: the proofs are loaded
+only then); then every claim is verified in this process
 (:func:`rlmath.verify.verify_claim`, its legs and its mutants), and each call is recorded
 against the claim being verified. A call counts whether a leg makes it directly or through
 other library code (a spec, another reference function). The table lists each function with
@@ -91,11 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="claim id or glob (default: every claim)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    claims = find_claims(args.only, load_claims())
     functions = public_functions()
     calls: dict[str, set[str]] = defaultdict(set)
     current: list[str] = []
-    instrument(functions, calls, current)
+    instrument(functions, calls, current)  # before the proofs are loaded: they bind the wrappers
+    claims = find_claims(args.only, load_claims())
     statuses = []
     for claim in claims:
         current[:] = [claim.id]

@@ -45,10 +45,12 @@ def format_number(value: Any, digits: int = 3) -> str:
     are spelled ``inf``, ``-inf``, ``nan``.
 
     Examples:
-        >>> format_number(2.185486451815913e-16), format_number(40), format_number(-0.0001)
-        ('2.19e-16', '40', '-0.0001')
-        >>> format_number(-1e-300, digits=1), format_number(float("nan")), format_number("inf")
-        ('-1e-300', 'nan', 'inf')
+        >>> format_number(2.185486451815913e-16), format_number(40)
+        ('2.19e-16', '40')
+        >>> format_number(-0.0001), format_number(-1e-300, digits=1)
+        ('-0.0001', '-1e-300')
+        >>> format_number(float("nan")), format_number("inf")
+        ('nan', 'inf')
         >>> format_number(-0.0)
         '0'
     """
@@ -454,7 +456,7 @@ def display_latex(
 
 def top_level_pieces(latex: str, separators: Sequence[str]) -> list[str]:
     r"""``latex`` cut after each separator that is outside braces (``\text{a; b}`` stays
-    whole); each piece keeps the separator's first character (``,`` or ``;``).
+    whole); a piece keeps the separator's first character when that is ``,`` or ``;``.
 
     Examples:
         >>> top_level_pieces(r"a;\ \text{b; c};\ d", (";\\ ", "; "))
@@ -467,7 +469,7 @@ def top_level_pieces(latex: str, separators: Sequence[str]) -> list[str]:
         depth += {"{": 1, "}": -1}.get(char, 0)
         found = next((sep for sep in separators if latex.startswith(sep, index)), None)
         if depth == 0 and found is not None:
-            pieces.append(latex[start : index + 1])
+            pieces.append(latex[start : index + (1 if found[0] in ",;" else 0)])
             index += len(found)
             start = index
             continue
@@ -476,12 +478,26 @@ def top_level_pieces(latex: str, separators: Sequence[str]) -> list[str]:
     return [piece.strip() for piece in pieces if piece.strip()]
 
 
-def split_display(latex: str, width: int = DISPLAY_WIDTH) -> str:
+#: Typeset characters per row of a docstring's display formula (the API page's column is
+#: narrower than a claim page's: the formula sits inside the function's description).
+DOCSTRING_WIDTH = 56
+#: Where a hand-written docstring formula may be cut: after a comma and a wide space.
+DOCSTRING_SEPARATORS = (", \\qquad ", ",\\qquad ", " \\qquad ", ", \\quad ")
+
+
+def split_display(
+    latex: str,
+    width: int = DISPLAY_WIDTH,
+    *,
+    separators: Sequence[str] = (",\\ ", ";\\ "),
+    joiner: str = "\\ ",
+) -> str:
     r"""A hand-written display (a derivation's statement) over aligned rows if it is long.
 
-    The LaTeX is cut after each top-level separator ``,\ `` or ``;\ `` (outside braces) and
-    the pieces are packed into rows of at most ``width`` typeset characters; a display that
-    fits, or has no such separator, is returned unchanged.
+    The LaTeX is cut at each top-level ``separators`` (outside braces; default ``,\ `` and
+    ``;\ ``) and the pieces are packed into rows of at most ``width`` typeset characters,
+    pieces of one row joined by ``joiner``; a display that fits, has no such separator, or is
+    already laid out (``\\``, ``\begin``), is returned unchanged.
 
     Examples:
         >>> print(split_display(r"a = b,\ c = d;\ e = f", width=10))
@@ -492,13 +508,15 @@ def split_display(latex: str, width: int = DISPLAY_WIDTH) -> str:
     """
     if visible_length(latex) <= width:
         return latex
-    pieces = top_level_pieces(latex, (",\\ ", ";\\ "))
+    if "\\\\" in latex or "\\begin" in latex:
+        return latex  # already laid out by hand
+    pieces = top_level_pieces(latex, separators)
     if len(pieces) == 1:
         return latex
     rows: list[str] = []
     for piece in pieces:
         if rows and visible_length(rows[-1] + piece) <= width:
-            rows[-1] += "\\ " + piece
+            rows[-1] += joiner + piece
         else:
             rows.append(piece)
     if len(rows) == 1:
@@ -951,6 +969,12 @@ def _display_math(lines: Sequence[str]) -> list[tuple[str, bool]]:
             out += [(before.rstrip(), False), ("", False)]
         out += [(f"{indent}.. math::", True), ("", True)]
         body_lines = [text.strip() for text in body.strip("\n").split("\n")]
+        one_line = " ".join(text for text in body_lines if text)
+        laid_out = split_display(
+            one_line, DOCSTRING_WIDTH, separators=DOCSTRING_SEPARATORS, joiner=" \\qquad "
+        )
+        if laid_out != one_line:  # a long formula over aligned rows (the API page is narrow)
+            body_lines = laid_out.split("\n")
         out += [(f"{indent}   {text}" if text else "", True) for text in body_lines]
         out.append(("", True))
         if after.strip():

@@ -427,11 +427,11 @@ def _identical_steps(record: Mapping[str, Any] | None) -> set[str]:
 def definitions_markdown(
     expressions: Sequence[Any], shown: set[str] | None = None, *, width: int = DISPLAY_WIDTH
 ) -> str:
-    r"""The definitions of the named sub-expressions of ``expressions``, as a Markdown list.
+    r"""The definitions of the named sub-expressions of ``expressions``, as Markdown.
 
     Each :class:`~rlmath.named_functions.Named` expression and softmax probability that the
-    expressions use (:func:`rlmath.named_functions.definitions`) is one item ``name = its
-    definition``, printed from the sympy object the prover expands (broken into aligned rows
+    expressions use (:func:`rlmath.named_functions.definitions`) is one display ``name = its
+    definition`` after a line "where", printed from the sympy object the prover expands (broken into aligned rows
     when long). Names already in ``shown`` (the LaTeX of the names listed earlier on the page)
     are left out, and the new ones are added to it. An empty string when there is none.
 
@@ -442,9 +442,9 @@ def definitions_markdown(
         >>> print(definitions_markdown([Named("m", x**2) + 1]))
         where
         <BLANKLINE>
-        - $$
-          m = x^{2}
-          $$
+        $$
+        m = x^{2}
+        $$
         <BLANKLINE>
     """
     shown = set() if shown is None else shown
@@ -455,10 +455,10 @@ def definitions_markdown(
             continue
         shown.add(name_latex)
         body = display_latex(definition, "=", width=max(width - visible_length(name_latex), 24))
-        items += ["- $$", f"  {name_latex} {body}".replace("\n", "\n  "), "  $$"]
+        items += ["$$", f"{name_latex} {body}", "$$", ""]
     if not items:
         return ""
-    return "\n".join(["where", "", *items, ""])
+    return "\n".join(["where", "", *items])
 
 
 def _derivation_markdown(

@@ -9,6 +9,9 @@ sections into reStructuredText.
 Before napoleon, the first line of a property's, attribute's or module constant's docstring
 loses a ``summary: more`` colon (napoleon would read the words before it as the *type* and
 print a "Type" field holding the summary).
+
+MathJax is loaded on every page (``set_html_assets_policy("always")``): the sidebar of every
+page lists the claim titles, and some hold math.
 """
 
 from __future__ import annotations
@@ -52,4 +55,7 @@ def setup(app: Any) -> dict[str, Any]:
     app.setup_extension("sphinx.ext.autodoc")
     app.connect("autodoc-process-docstring", untype_first_line, priority=EARLY_PRIORITY)
     app.connect("autodoc-process-docstring", process_docstring, priority=PRIORITY)
+    # MathJax on every page: the navigation lists the claim titles, which hold math, also on
+    # pages without math of their own (libraries.html showed raw \( ... \) in its sidebar)
+    app.set_html_assets_policy("always")
     return {"parallel_read_safe": True, "parallel_write_safe": True}
