@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
 import time
@@ -88,11 +87,15 @@ def run(
             )
 
     if jobs <= 1:
-        for job in work:
-            report(job[0], len(job[1]), verify_over_seeds(job))
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):  # as rlmath verify runs
+            for job in work:
+                report(job[0], len(job[1]), verify_over_seeds(job))
     else:
-        context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        with context.Pool(processes=jobs) as pool:
+        from rlmath.verify import worker_pool
+
+        with worker_pool(jobs) as pool:
             for claim_id, n_seeds, found in pool.imap_unordered(_verify_job, work, chunksize=1):
                 report(claim_id, n_seeds, found)
     failures.sort(key=lambda f: (ids.index(f["claim"]), f["seed"]))
