@@ -294,7 +294,7 @@ def _context() -> Any:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def one_blas_thread() -> None:
+def one_blas_thread() -> Any:
     """Limit this process's BLAS (OpenBLAS, MKL) to one thread, for the rest of its life.
 
     A verification's linear algebra is small (tabular models, short sequences), so BLAS
@@ -302,11 +302,13 @@ def one_blas_thread() -> None:
     each worker's spinning thread took the other worker's core (measured: ``rlmath verify
     --jobs 2`` 70.7 s wall / 127 CPU s with the default two threads per worker, 45.6 s / 83 CPU
     s with one; ``--jobs 1`` 70.0 s / 69 CPU s). One thread also makes the sums of a run the
-    same whichever ``--jobs`` it uses. The initializer of every verification worker.
+    same whichever ``--jobs`` it uses. The initializer of every verification worker; the
+    returned limiter is also a context manager (``with one_blas_thread():``) that restores the
+    previous limit on exit, for verification in the calling process.
     """
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=1, user_api="blas")
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def worker_pool(processes: int) -> Any:
@@ -382,17 +384,13 @@ def verify_with_self_tests(
         return results
 
     if jobs <= 1:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"):  # as in the workers
+        with one_blas_thread():  # as in the workers
             checks = run_self_tests() if self_tests else []
             return checks, in_this_process()
     if len(claims) <= 1:
         # the claim object itself is verified here (it may not be the one its proof file
         # builds); the self-tests run beside it in one worker
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             if not self_tests:
                 return [], in_this_process()
             with worker_pool(1) as pool:

@@ -86,15 +86,13 @@ def run(
                 flush=True,
             )
 
-    if jobs <= 1:
-        from threadpoolctl import threadpool_limits
+    from rlmath.verify import one_blas_thread, worker_pool
 
-        with threadpool_limits(limits=1, user_api="blas"):  # as rlmath verify runs
+    if jobs <= 1:
+        with one_blas_thread():  # as rlmath verify runs
             for job in work:
                 report(job[0], len(job[1]), verify_over_seeds(job))
     else:
-        from rlmath.verify import worker_pool
-
         with worker_pool(jobs) as pool:
             for claim_id, n_seeds, found in pool.imap_unordered(_verify_job, work, chunksize=1):
                 report(claim_id, n_seeds, found)
