@@ -531,3 +531,20 @@ def test_fail_fast_stops_at_the_first_failing_claim_and_still_fails(monkeypatch,
     out = capsys.readouterr().out
     assert "stopped at the first failure (--fail-fast): 1 of 3 claims run" in out
     assert "self-tests passed" in out
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_verification_workers_and_in_process_runs_use_one_blas_thread():
+    # idle OpenBLAS threads busy-wait on the other worker's core (verify --jobs 2: 70.7 s ->
+    # 43.4 s with one thread per worker); a pool without the initializer reports the default
+    from rlmath.verify import one_blas_thread, worker_pool
+
+    with worker_pool(1) as pool:
+        assert set(pool.apply(_blas_threads)) == {1}
+    with one_blas_thread():
+        assert set(_blas_threads()) == {1}
