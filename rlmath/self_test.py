@@ -30,7 +30,15 @@ while its guarantee is gone. These checks make such a defect fail the run itself
   (one control example that cannot reject the shifted rhs makes the leg an error), and **a
   statement is tied to its derivation's conclusion** (a canary with another rhs fails):
   machinery that no shipped claim reaches, since their legs compare equalities, reject every
-  shifted example and state their conclusions.
+  shifted example and state their conclusions;
+- **the Monte-Carlo control is demanded of the true claim** (a leg reporting no rejected
+  control is an error; a mutant's run needs none): every shipped Monte-Carlo leg reports a
+  rejected control, so a wrapper that stopped demanding it would change no verdict;
+- **the third-derivative bound is the chain-rule majorant**:
+  :func:`rlmath.tolerances.softmax_objective_third_derivative_bound` equals the Leibniz
+  recursion of its derivation, with $D_k = 2\max|\sigma^{(k)}|$ maximised by sympy; the bound
+  is far above any third derivative a claim meets, so a tighter (wrong) bound would change no
+  verdict.
 
 Each check returns a :class:`SelfTestResult`; any exception in a check is a failed result with
 its reason, never a traceback. ``rlmath verify`` prints the results, writes them to its JSON and
@@ -581,6 +589,74 @@ def statement_is_tied_to_the_conclusion() -> str:
     return "a statement whose rhs is not the conclusion fails the symbolic leg"
 
 
+def monte_carlo_control_is_demanded() -> str:
+    """A Monte-Carlo leg whose true-claim run reports no rejected control is an error.
+
+    :meth:`rlmath.claims.MonteCarloLeg.run` turns a verified true-claim result without
+    ``evidence["control"]["rejected"] is True`` into an error (the leg has not shown that it
+    can fail); a mutant's run (``variant`` given) is judged by its verdict alone.
+    """
+    from rlmath.claims.monte_carlo_leg import MonteCarloLeg
+    from rlmath.claims.results import LegResult
+
+    for evidence, what in (
+        ({}, "no control"),
+        ({"control": {"rejected": False}}, "an accepted control"),
+    ):
+        leg = MonteCarloLeg(lambda seed, variant, e=evidence: LegResult("verified", e))
+        status = leg.run(0).status
+        _check(
+            status == "error", f"a Monte-Carlo leg reporting {what} was {status!r}, not an error"
+        )
+        status = leg.run(0, variant=lambda example, rng, n: None).status
+        _check(
+            status == "verified", f"a mutant's Monte-Carlo run was asked for a control: {status!r}"
+        )
+    return "a true-claim Monte-Carlo run without a rejected control is an error; mutants need none"
+
+
+def _sigmoid_derivative_maximum(order: int) -> sp.Expr:
+    r"""$\max_{0 \le \sigma \le 1} |\sigma^{(k)}|$, with $\sigma^{(k)}$ a polynomial in $\sigma$."""
+    s = sp.Symbol("sigma", real=True)
+    derivative: sp.Expr = s
+    for _ in range(order):  # d/dtheta = sigma (1 - sigma) d/dsigma
+        derivative = sp.expand(sp.diff(derivative, s) * s * (1 - s))
+    critical = sp.real_roots(sp.Poly(sp.diff(derivative, s), s))
+    candidates = [sp.Integer(0), sp.Integer(1), *[r for r in critical if 0 <= r <= 1]]
+    return sp.Max(*[sp.Abs(derivative.subs(s, c)) for c in candidates])
+
+
+def third_derivative_bound_is_the_majorant() -> str:
+    r"""The softmax third-derivative bound equals the chain-rule majorant, computed another way.
+
+    Differentiating $(I - \gamma P_\pi) V = r_\pi$ $k$ times and bounding term by term
+    (Leibniz rule, $\|(I - \gamma P_\pi)^{-1}\|_\infty \le T$, $|Q| \le RT$) gives
+    $B_k = T\,(D_k R T + \sum_{j=1}^{k-1} \binom{k}{j} D_j B_{k-j})$, where
+    $D_k = 2 \max_\sigma |\sigma^{(k)}|$ is maximised exactly by sympy (the critical points of
+    $\sigma^{(k)}$ as a polynomial in $\sigma$). $B_3$ must equal
+    :func:`rlmath.tolerances.softmax_objective_third_derivative_bound` (a closed form with
+    hard-coded $D_k$) at several $(R, T)$; an exponent or a coefficient off changes it by a
+    factor of at least $T$ or 2 at $T = 10$.
+    """
+    from rlmath.tolerances import exact_rtol, softmax_objective_third_derivative_bound
+
+    D = {k: float(2 * _sigmoid_derivative_maximum(k)) for k in (1, 2, 3)}
+    cases = 0
+    for R, T in ((1.0, 1.0), (2.0, 10.0), (0.5, 100.0), (3.0, 7.5)):
+        B = {0: R * T}
+        for k in (1, 2, 3):
+            lower = sum(int(sp.binomial(k, j)) * D[j] * B[k - j] for j in range(1, k))
+            B[k] = T * (D[k] * R * T + lower)
+        shipped = softmax_objective_third_derivative_bound(R, T)
+        _check(
+            abs(shipped - B[3]) <= exact_rtol(n_terms=16) * B[3],
+            f"softmax_objective_third_derivative_bound({R:g}, {T:g}) = {shipped:.17g}, but the "
+            f"Leibniz majorant is {B[3]:.17g}",
+        )
+        cases += 1
+    return f"third-derivative bound = Leibniz majorant (sympy-maximised D_k) in {cases} cases"
+
+
 #: The self-tests, in the order they run: (name, check returning what it verified).
 SELF_TESTS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("prover refuses false steps", prover_refuses_false_steps),
@@ -599,6 +675,8 @@ SELF_TESTS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("exact inequalities have their direction", exact_inequalities_have_their_direction),
     ("exact control needs every example", exact_control_needs_every_example),
     ("statement tied to the conclusion", statement_is_tied_to_the_conclusion),
+    ("Monte-Carlo control demanded", monte_carlo_control_is_demanded),
+    ("third-derivative bound is the majorant", third_derivative_bound_is_the_majorant),
 )
 
 

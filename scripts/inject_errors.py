@@ -131,6 +131,8 @@ PROOFS_PPO_CLIP = "proofs/ppo_clip.py"
 EXACT_LEG = "rlmath/claims/exact_leg.py"
 MC_LEG = "rlmath/claims/monte_carlo_leg.py"
 SYMBOLIC_LEG = "rlmath/claims/symbolic_leg.py"
+REFERENCE = "rlmath/reference.py"
+LLM_REFERENCE = "rlmath/llm_reference.py"
 
 ERRORS: tuple[InjectedError, ...] = (
     # ------------------------------------------------------------------ proofs/
@@ -1086,6 +1088,169 @@ ERRORS: tuple[InjectedError, ...] = (
         "ppo_token_loss_gradient: A > 0 active up to 1 - eps_low instead of 1 + eps_high",
         "active = ((adv > 0) & (ratio <= 1.0 + high)) | ((adv < 0) & (ratio >= 1.0 - low) & (ratio <= c))",
         "active = ((adv > 0) & (ratio <= 1.0 - low)) | ((adv < 0) & (ratio >= 1.0 - low) & (ratio <= c))",
+    ),
+    # one error in each public reference function that had none of its own (session 10)
+    _e(
+        "ll-ppo-token-clip-bounds-swapped",
+        LLM_REFERENCE,
+        "swapped bounds",
+        "ppo_token_loss: clip range [1 - eps_high, 1 + eps_low] (the clip-higher bounds swapped)",
+        "        clipped = np.clip(ratio, 1.0 - low, 1.0 + high)\n"
+        "        objective = np.minimum(ratio * adv, clipped * adv)\n",
+        "        clipped = np.clip(ratio, 1.0 - high, 1.0 + low)\n"
+        "        objective = np.minimum(ratio * adv, clipped * adv)\n",
+    ),
+    _e(
+        "ll-agg-seq-mean-is-token-mean",
+        LLM_REFERENCE,
+        "wrong normaliser",
+        "aggregate_loss 'seq-mean-token-mean' pools the tokens of all sequences (token-mean)",
+        "return float(np.mean(sums[nonempty] / lengths[nonempty]))",
+        "return float(np.sum(sums[nonempty]) / np.sum(lengths[nonempty]))",
+    ),
+    _e(
+        "ll-accum-mean-of-means",
+        LLM_REFERENCE,
+        "wrong normaliser",
+        "accumulated_token_mean averages the micro-batches' token means (the gradient-accumulation bug)",
+        "        total += float(loss.sum())\n        count += int(mask.sum())\n",
+        "        total += float(loss.sum()) / max(int(mask.sum()), 1)\n        count += 1\n",
+    ),
+    _e(
+        "ll-bw-ddof-ignored",
+        LLM_REFERENCE,
+        "argument ignored",
+        "batch_whitened_advantages whitens with ddof = 0 whatever ddof is asked",
+        "return grpo_advantages(values, single, epsilon=eps, ddof=degrees)",
+        "return grpo_advantages(values, single, epsilon=eps, ddof=0)",
+    ),
+    _e(
+        "ll-cispo-loss-sign",
+        LLM_REFERENCE,
+        "sign flip",
+        "cispo_token_loss returns the objective (+w A log pi), not the loss",
+        "result: FloatArray = np.where(mask, -weight * adv * new, 0.0) + 0.0",
+        "result: FloatArray = np.where(mask, weight * adv * new, 0.0) + 0.0",
+    ),
+    _e(
+        "ll-cispo-grad-through-weight",
+        LLM_REFERENCE,
+        "missing stop-gradient",
+        "cispo_token_loss_gradient differentiates the clipped weight too (w A (1 + log pi))",
+        "    weight, adv, _, mask = _cispo_weight(\n"
+        "        log_probs, old_log_probs, advantages, response_mask, clip_low, clip_high\n"
+        "    )\n"
+        "    result: FloatArray = np.where(mask, -weight * adv, 0.0) + 0.0\n",
+        "    weight, adv, new, mask = _cispo_weight(\n"
+        "        log_probs, old_log_probs, advantages, response_mask, clip_low, clip_high\n"
+        "    )\n"
+        "    result: FloatArray = np.where(mask, -weight * adv * (1.0 + new), 0.0) + 0.0\n",
+    ),
+    _e(
+        "ll-combined-entropy-sign",
+        LLM_REFERENCE,
+        "sign flip",
+        "combined_policy_loss adds the entropy bonus to the loss instead of subtracting it",
+        "return policy + beta * kl - c_entropy * bonus",
+        "return policy + beta * kl + c_entropy * bonus",
+    ),
+    _e(
+        "ll-drgrpo-batch-mean",
+        LLM_REFERENCE,
+        "wrong group",
+        "dr_grpo_advantages subtracts the batch mean instead of each group's mean",
+        "result: FloatArray = np.where(constant, 0.0, values - _group_means(values, inverse, counts))",
+        "result: FloatArray = np.where(constant, 0.0, values - np.mean(values))",
+    ),
+    _e(
+        "ll-grpo-no-eps",
+        LLM_REFERENCE,
+        "dropped term",
+        "grpo_advantages divides by the group std without epsilon",
+        "deviation / np.where(constant, 1.0, std + eps))",
+        "deviation / np.where(constant, 1.0, std))",
+    ),
+    _e(
+        "ll-gspo-max-for-min",
+        LLM_REFERENCE,
+        "min/max swap",
+        "gspo_loss takes the max of the clipped and unclipped sequence terms",
+        "objective = np.where(adv == 0, 0.0, np.minimum(ratio * adv, clipped * adv))",
+        "objective = np.where(adv == 0, 0.0, np.maximum(ratio * adv, clipped * adv))",
+    ),
+    _e(
+        "ll-gspo-grad-no-length",
+        LLM_REFERENCE,
+        "dropped factor",
+        "gspo_loss_gradient without the 1/|y| of the length-normalised sequence log-ratio",
+        "np.where(active & nonempty, -ratio * adv / np.where(nonempty, lengths, 1.0), 0.0)",
+        "np.where(active & nonempty, -ratio * adv, 0.0)",
+    ),
+    _e(
+        "ll-gspo-ratio-not-normalised",
+        LLM_REFERENCE,
+        "dropped factor",
+        "gspo_sequence_ratio is the product of the token ratios, not their geometric mean",
+        "    mean, _, _ = _sequence_log_ratio(log_probs, old_log_probs, response_mask)\n"
+        "    return _log_ratio_to_ratio(mean)\n",
+        "    mean, _, lengths = _sequence_log_ratio(log_probs, old_log_probs, response_mask)\n"
+        "    return _log_ratio_to_ratio(mean * lengths)\n",
+    ),
+    _e(
+        "ll-klpen-direction",
+        LLM_REFERENCE,
+        "swapped arguments",
+        "kl_penalty_per_token passes (reference, policy) to the estimator: the other KL direction",
+        "values = np.asarray(function(new, ref), dtype=np.float64)",
+        "values = np.asarray(function(ref, new), dtype=np.float64)",
+    ),
+    _e(
+        "ll-klrtg-forward-sum",
+        LLM_REFERENCE,
+        "wrong direction",
+        "kl_reward_to_go sums the KL rewards from the start (cumsum forwards), not to the end",
+        "to_go = np.cumsum(rewards[:, ::-1], axis=1)[:, ::-1]",
+        "to_go = np.cumsum(rewards, axis=1)",
+    ),
+    _e(
+        "ll-whiten-mean-over-padding",
+        LLM_REFERENCE,
+        "mask ignored",
+        "masked_whiten's mean counts the padding zeros",
+        "mean = float(np.mean(selected))",
+        "mean = float(np.mean(np.where(mask, array, 0.0)))",
+    ),
+    _e(
+        "ll-rloo-factor-inverted",
+        LLM_REFERENCE,
+        "inverted factor",
+        "rloo_advantages scales by (n - 1) / n instead of n / (n - 1)",
+        "factor = counts[inverse] / (counts[inverse] - 1.0)",
+        "factor = (counts[inverse] - 1.0) / counts[inverse]",
+    ),
+    _e(
+        "rf-returns-dones-ignored",
+        REFERENCE,
+        "mask ignored",
+        "discounted_returns sums across episode ends (done flags ignored)",
+        "return _discounted_cumulative_sum(rewards_array, done_flags, gamma)",
+        "return _discounted_cumulative_sum(rewards_array, np.zeros_like(done_flags), gamma)",
+    ),
+    _e(
+        "rf-group-norm-wrong-axis",
+        REFERENCE,
+        "wrong axis",
+        "group_normalized_advantages standardises each column (across groups), not each group",
+        "return _standardize(array, 1, epsilon, ddof)",
+        "return _standardize(array, 0, epsilon, ddof)",
+    ),
+    _e(
+        "rf-norm-adv-ddof-ignored",
+        REFERENCE,
+        "argument ignored",
+        "normalized_advantages standardises with ddof = 0 whatever ddof is asked",
+        "return _standardize(array, None, epsilon, ddof)",
+        "return _standardize(array, None, epsilon, 0)",
     ),
     _e(
         "sq-score-baseline-dropped",
