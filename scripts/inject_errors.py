@@ -37,6 +37,7 @@ Usage::
     python scripts/inject_errors.py --jobs 2 --markdown campaign.md --json campaign.json
     python scripts/inject_errors.py --skip-pytest            # verify column only
     python scripts/inject_errors.py --full-pytest            # whole default suite, not targeted
+    python scripts/inject_errors.py --merge a.json b.json --markdown all.md   # combine runs
 
 ``--fail-fast`` (with a green baseline) stops verify at the first failing claim, running first
 the claims of the patched proof file, or of the proof files importing the patched module: the
@@ -1616,10 +1617,11 @@ class Comparison:
 
 def compare_claims(base: dict[str, dict[str, Any]], now: dict[str, dict[str, Any]]) -> Comparison:
     result = Comparison()
+    missing: list[str] = []  # listed last: under --fail-fast verify stops before most claims
     for claim_id, before in base.items():
         after = now.get(claim_id)
         if after is None:
-            result.detected.append(f"{claim_id}: claim missing from the results")
+            missing.append(f"{claim_id}: claim missing from the results")
             continue
         for leg, (status, failure) in before["legs"].items():
             if leg not in after["legs"]:
@@ -1657,6 +1659,7 @@ def compare_claims(base: dict[str, dict[str, Any]], now: dict[str, dict[str, Any
         for problem in before["problems"]:
             if problem not in after["problems"]:
                 result.masked.append(f"{claim_id}: problem gone: {_short(problem, 80)}")
+    result.detected.extend(missing)
     return result
 
 
@@ -2203,6 +2206,14 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="where the copies go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the copies and their outputs")
     parser.add_argument("--python", default=sys.executable, help="interpreter (default: this one)")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="run nothing: combine the --json files of earlier runs into one table (per error "
+        "and column, the last file that ran it wins); with --markdown / --json to write it",
+    )
     options = parser.parse_args(argv)
     if options.jobs < 1 or options.verify_jobs < 1:
         parser.error("--jobs and --verify-jobs must be >= 1")
@@ -2211,9 +2222,75 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return options
 
 
+def merge_runs(paths: Sequence[Path], errors: Sequence[InjectedError]) -> list[dict[str, Any]]:
+    """One record per error from the ``--json`` files of earlier runs (later files win).
+
+    Per error and per column (verify, pytest), the last file that ran the column (outcome not
+    ``skipped``) supplies it, so a verify-only run, a pytest-only run and a rerun of a few
+    errors after a fix combine into one table; an error no file ran in a column stays
+    ``skipped``. Each record's ``sources`` names the file of each column.
+    """
+    known = {e.id: e for e in errors}
+    merged: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            results = payload["results"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"--merge: {path} is not a campaign --json file ({exc})") from exc
+        for record in results:
+            if record["id"] not in known:
+                raise SystemExit(f"--merge: {path}: unknown error id {record['id']!r}")
+            error = known[record["id"]]
+            into = merged.setdefault(
+                error.id,
+                {
+                    "id": error.id,
+                    "file": error.file,
+                    "kind": error.kind,
+                    "description": error.description,
+                    "breaks_import": error.breaks_import,
+                    "verify": {"outcome": "skipped"},
+                    "pytest": {"outcome": "skipped"},
+                    "sources": {},
+                    "seconds": 0.0,
+                },
+            )
+            for column in ("verify", "pytest"):
+                if record[column]["outcome"] != "skipped":
+                    into[column] = record[column]
+                    into["sources"][column] = f"{path.name}: {payload.get('meta', '')}"
+                    into["seconds"] = round(
+                        sum(float(into[c].get("seconds", 0.0)) for c in ("verify", "pytest")), 1
+                    )
+    return [merged[e.id] for e in errors if e.id in merged]
+
+
+def write_merged(options: argparse.Namespace, errors: Sequence[InjectedError]) -> int:
+    records = merge_runs(options.merge, errors)
+    info = summary(records)
+    meta = (
+        "Merged from "
+        + ", ".join(
+            f"`{p.name}` ({json.loads(p.read_text(encoding='utf-8')).get('meta', '')})"
+            for p in options.merge
+        )
+        + " (per error and column, the last file that ran it)."
+    )
+    print(meta + "\n\n" + format_text(records, info))
+    if options.markdown is not None:
+        options.markdown.write_text(format_markdown(records, info, meta), encoding="utf-8")
+    if options.json is not None:
+        payload = {"meta": meta, "summary": info, "note": NOTE, "results": records}
+        options.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_arguments(argv)
     errors = select(load_errors(options.errors_file), options.only)
+    if options.merge:
+        return write_merged(options, errors)
     if options.list:
         list_errors(errors)
         return 0
