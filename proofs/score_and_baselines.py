@@ -1,5 +1,7 @@
 r"""The score has zero mean; baselines and reward-to-go keep the policy gradient unbiased.
 
+A baseline sets the variance: the second moment is a quadratic in b(s), least at b*(s).
+
 Main statements. For a softmax policy $\pi_\theta(\cdot \mid s)$ over $n$ actions,
 
 $$ \mathbb E_{a \sim \pi_\theta(\cdot|s)}\!\left[\nabla_\theta \log \pi_\theta(a \mid s)\right] = 0, $$
@@ -15,6 +17,18 @@ credit (reward-to-go):
 $$ \mathbb E_\tau\!\left[\sum_{t<H} \nabla \log \pi(a_t|s_t) \sum_{i<H} \gamma^i r_i\right]
    = \mathbb E_\tau\!\left[\sum_{t<H} \nabla \log \pi(a_t|s_t) \sum_{i=t}^{H-1} \gamma^i r_i\right]. $$
 
+A baseline changes the variance instead. For REINFORCE with a state baseline,
+$g_b = \sum_t \gamma^t (G_t - b(s_t)) \nabla\log\pi(a_t|s_t)$, row $s$ of $g_b$ is
+$X_s - b(s) Y_s$ (rows $s$ of $X = \sum_t \gamma^t G_t \nabla\log\pi_t$ and
+$Y = \sum_t \gamma^t \nabla\log\pi_t$), and
+
+$$ \mathbb E|X_s - b Y_s|^2 = \mathbb E|X_s|^2 - 2b\,\mathbb E\langle X_s, Y_s\rangle
+   + b^2\, \mathbb E|Y_s|^2
+   = \mathbb E|g_{b^*,s}|^2 + \mathbb E|Y_s|^2 (b - b^*)^2, \qquad
+   b^*(s) = \frac{\mathbb E\langle X_s, Y_s\rangle}{\mathbb E|Y_s|^2}, $$
+
+so $\mathrm{Var}(g_b) - \mathrm{Var}(g_{b^*}) = \sum_s \mathbb E|Y_s|^2 (b(s) - b^*(s))^2 \ge 0$.
+
 Conventions. Gradients are with respect to the tabular logits ``theta[s, a]``; the softmax
 score is $\partial \log\pi(a|s) / \partial\theta_{s,k} = \mathbb 1[a = k] - \pi(k|s)$ (and 0
 for the logits of other states). $r_i = r(s_i, a_i)$ is the reward for $a_i$ in $s_i$, time
@@ -29,13 +43,18 @@ $\pi(\cdot|s_t)$, and the expected future credit given $(h, a_t)$ is
 $\gamma^t (r(s_t, a_t) + W(h, a_t))$ with $W = \mathbb E[\sum_{i>t} \gamma^{i-t} r_i \mid h, a_t]$.
 The past rewards then multiply the zero-mean score and drop out; summing over $t$ gives the
 statement.
+For the second moment, expand the square row by row (the score of $s_t$ lives in row $s_t$,
+so the rows do not mix) and complete the square in $b(s)$; the mean does not depend on $b$, so
+the second moments and the variances differ by the same $|\mathbb E g|^2$.
 
 References. Williams, R. J., "Simple statistical gradient-following algorithms for
 connectionist reinforcement learning", Machine Learning 8, 1992, Sec. 4 (reinforcement
 baseline); Sutton, R. S. and Barto, A. G., *Reinforcement Learning: An Introduction*, 2nd ed.,
 2018, Sec. 13.4, eq. (13.11) (REINFORCE with baseline); Greensmith, E., Bartlett, P. L.,
 Baxter, J., "Variance Reduction Techniques for Gradient Estimates in Reinforcement Learning",
-JMLR 5, 2004 (baselines); Schulman, J., Moritz, P., Levine, S., Jordan, M., Abbeel, P.,
+JMLR 5, 2004 (baselines; Thm. 8, the optimal constant baseline); Peters, J. and Schaal, S.,
+"Reinforcement learning of motor skills with policy gradients", Neural Networks 21, 2008,
+eq. (13); Schulman, J., Moritz, P., Levine, S., Jordan, M., Abbeel, P.,
 "High-Dimensional Continuous Control Using Generalized Advantage Estimation", ICLR 2016,
 eq. (1) (the equivalent forms of the policy gradient, including reward-to-go).
 """
@@ -245,6 +264,135 @@ causality = Derivation(
     statement=r"\mathbb E\Big[\sum_{t<H} \partial\log\pi(a_t|s_t) \sum_{u<H} \gamma^u r_u\Big] = \sum_{t<H} \sum_{u \ge t} \mathbb E[\partial\log\pi(a_t|s_t)\, \gamma^u r_u]",
 )
 FROM_NEXT_REWARD = _over_time(_rewards_from(step_time + 1))
+
+
+# ============================================================================ second moment
+# REINFORCE with a state baseline, g_b = sum_t gamma^t (G_t - b(s_t)) score_t. The score of
+# time t lives in row s_t of the [S, A] logits (d log pi(a|s)/d theta[s', .] = 0 for s' != s),
+# so row s of g_b is X_s - b(s) Y_s with X_s = row s of sum_t gamma^t G_t score_t and Y_s = row
+# s of sum_t gamma^t score_t, and |g_b|^2 = sum_s |X_s - b(s) Y_s|^2: each state's baseline
+# enters its own row only, and the second moment is a separate quadratic in each b(s). One
+# state s: the trajectories j < J (probability q_j) and the actions a < n (the row's entries).
+traj = sp.Symbol("j", integer=True)
+n_traj = sp.Symbol("J", integer=True, positive=True)
+n_entries = sp.Symbol("n", integer=True, positive=True)
+row_X = sp.IndexedBase("X", real=True)  # row_X[j, a]: X_s on trajectory j, entry a
+row_Y = sp.IndexedBase("Y", real=True)  # row_Y[j, a]: Y_s on trajectory j, entry a
+xx = sp.Symbol("xx", positive=True)  # E|X_s|^2 (> 0: some reward-to-go on s is not 0)
+xy = sp.Symbol("xy", real=True)  # E<X_s, Y_s>
+yy = sp.Symbol("yy", positive=True)  # E|Y_s|^2 (> 0: s is visited and has two actions)
+mean_sq = sp.Symbol("mu2", nonnegative=True)  # |E g_b, row s|^2, the same for every b(s)
+MOMENT_NAMES = {
+    xx: r"\mathbb E|X_s|^2",
+    xy: r"\mathbb E\langle X_s, Y_s\rangle",
+    yy: r"\mathbb E|Y_s|^2",
+    mean_sq: r"|\mathbb E\, g_{b,s}|^2",
+    b: "b(s)",
+}
+
+
+def over_trajectories(term: sp.Expr) -> sp.Sum:
+    """$\\sum_j q_j \\sum_a$ term: the expectation of a row's squared norm or inner product."""
+    return IndexSum(q[traj] * IndexSum(term, (a, 0, n_entries - 1)), (traj, 0, n_traj - 1))
+
+
+X_, Y_ = row_X[traj, a], row_Y[traj, a]
+expansion = Derivation(
+    "expansion",
+    (
+        Step(
+            over_trajectories((X_ - b * Y_) ** 2),
+            "E|row s of g_b|^2 over the trajectories j (probability q_j): row s of g_b is "
+            "X_s - b(s) Y_s, the baseline of the other states does not enter it",
+        ),
+        Step(
+            over_trajectories(X_**2 - 2 * b * X_ * Y_ + b**2 * Y_**2),
+            "expand the square entry by entry",
+        ),
+        Step(
+            over_trajectories(X_**2)
+            - 2 * b * over_trajectories(X_ * Y_)
+            + b**2 * over_trajectories(Y_**2),
+            "linearity of the expectation; b(s) depends on neither the trajectory nor the entry",
+        ),
+    ),
+    statement=r"\mathbb E|X_s - b Y_s|^2 = \mathbb E|X_s|^2 - 2b\,\mathbb E\langle X_s, Y_s\rangle + b^2\,\mathbb E|Y_s|^2",
+)
+
+optimal_state_baseline = xy / yy  # b*(s) = E<X_s, Y_s> / E|Y_s|^2
+QUADRATIC = xx - 2 * b * xy + b**2 * yy
+completed_square = Derivation(
+    "completed-square",
+    (
+        Step(
+            QUADRATIC,
+            "E|row s of g_b|^2 (derivation 'expansion'), with E|X_s|^2, E<X_s, Y_s>, E|Y_s|^2 "
+            "its three coefficients",
+        ),
+        Step(
+            xx
+            - xy**2 / yy
+            + yy * (b**2 - 2 * b * optimal_state_baseline + optimal_state_baseline**2),
+            "complete the square: add and subtract E<X_s, Y_s>^2 / E|Y_s|^2 (E|Y_s|^2 > 0)",
+        ),
+        Step(
+            xx - xy**2 / yy + yy * (b - optimal_state_baseline) ** 2,
+            "b^2 - 2 b b* + b*^2 = (b - b*)^2 with b* = E<X_s, Y_s> / E|Y_s|^2",
+        ),
+    ),
+    statement=r"\mathbb E|g_{b,s}|^2 = \mathbb E|g_{b^*,s}|^2 + \mathbb E|Y_s|^2 (b - b^*)^2,\ b^* = \mathbb E\langle X_s, Y_s\rangle / \mathbb E|Y_s|^2",
+)
+
+
+def _second_moment_at(baseline: sp.Expr) -> sp.Expr:
+    """E|row s of g_{baseline}|^2 as the quadratic of derivation 'expansion' (unevaluated, so
+    that b* = E<X, Y>/E|Y|^2 stays visible instead of collapsing into E<X, Y>^2/E|Y|^2)."""
+    return sp.Add(
+        xx,
+        sp.Mul(-2, baseline, xy, evaluate=False),
+        sp.Mul(sp.Pow(baseline, 2, evaluate=False), yy, evaluate=False),
+        evaluate=False,
+    )
+
+
+variance_gap = Derivation(
+    "variance-gap",
+    (
+        Step(
+            sp.Add(
+                sp.Add(QUADRATIC, -mean_sq, evaluate=False),
+                sp.Mul(
+                    -1,
+                    sp.Add(_second_moment_at(optimal_state_baseline), -mean_sq, evaluate=False),
+                    evaluate=False,
+                ),
+                evaluate=False,
+            ),
+            "Var = E|g|^2 - |E g|^2, row s, at b(s) and at b*(s); the mean E g_b does not "
+            "depend on the baseline (claim baseline-unbiased)",
+        ),
+        Step(
+            QUADRATIC - _second_moment_at(optimal_state_baseline),
+            "|E g|^2 cancels",
+        ),
+        Step(
+            yy * (b - optimal_state_baseline) ** 2,
+            "complete the square (derivation 'completed-square')",
+        ),
+        Step(
+            sp.Integer(0),
+            "E|Y_s|^2 > 0 times a square",
+            relation=">=",
+            gap=yy * (b - optimal_state_baseline) ** 2,
+        ),
+    ),
+    statement=r"\mathrm{Var}(g_{b,s}) - \mathrm{Var}(g_{b^*,s}) = \mathbb E|Y_s|^2 (b - b^*)^2 \ge 0",
+)
+# Mutants: wrong statements of E|row s of g_b|^2 (conclusions of 'completed-square').
+PLUS_CROSS_TERM = xx - xy**2 / yy + yy * (b + optimal_state_baseline) ** 2  # = xx + 2b xy + b^2 yy
+WRONG_OPTIMUM = xy / xx  # b' = E<X, Y> / E|X|^2 (the wrong second moment in the denominator)
+OPTIMUM_OVER_X_MOMENT = _second_moment_at(WRONG_OPTIMUM) + yy * (b - WRONG_OPTIMUM) ** 2
+NO_QUADRATIC_TERM = xx - 2 * b * xy  # the b^2 E|Y|^2 term dropped
 
 
 # ============================================================================ exact legs
@@ -692,6 +840,126 @@ mc_rtg_examples = finite_horizon_mdps.filter(
 )
 
 
+# --- baseline-second-moment: every trajectory of an H-step MDP (enumerated_rollouts), for
+# every state s. lhs is sum_tau p(tau) |row s of g_b(tau)|^2 with g_b the shipped
+# reinforce_with_baseline; rhs the lambdified conclusion of 'completed-square' with the
+# coefficients E|X_s|^2, E<X_s, Y_s>, E|Y_s|^2 from X and Y computed here by other means: each
+# score by complex-step differentiation of a log-softmax written out below (not SoftmaxPolicy,
+# not weighted_score_sum), each reward-to-go by a direct sum over the later rewards. The rhs is
+# evaluated twice: with the raw moments, and in covariance form (|E X_s|^2 + tr Cov(X_s),
+# tr Cov(X_s, Y_s), tr Cov(Y_s), a correct variant because E Y_s = 0 by score-zero-mean).
+def _complex_log_softmax(row: np.ndarray) -> np.ndarray:
+    """log pi(.|s) from the state's logits, complex-safe (the shift is real)."""
+    shifted = row - row.real.max()
+    return shifted - np.log(np.exp(shifted).sum())  # type: ignore[no-any-return]
+
+
+@one_slot_cache
+def _rows_by_other_means(example: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+    """(p [N], X [N, S, A], Y [N, S, A], size [N, S, A]) over every trajectory.
+
+    X[j, s] = sum_t gamma^t G_t 1[s_t = s] score_t, Y[j, s] = sum_t gamma^t 1[s_t = s] score_t
+    (row s of each), G_t = sum_{i >= t} gamma^(i - t) r_i; size[j, s] = sum_t gamma^t (|G_t| +
+    |b(s)|) 1[s_t = s] |score_t|, the magnitude the rounding of row s of g_b is relative to.
+    """
+    mdp, policy, baseline = example[:3]
+    paths = _paths(example)
+    S, A = policy.n_states, policy.n_actions
+    # scores[s, a, k] = d log pi(a|s) / d theta[s, k]
+    scores = np.stack(
+        [complex_step_gradient(_complex_log_softmax, policy.theta[s]).T for s in range(S)]
+    )
+    N, H = paths.states.shape
+    rewards = mdp.r[paths.states, paths.actions]  # [N, H]
+    X, Y, size = np.zeros((N, S, A)), np.zeros((N, S, A)), np.zeros((N, S, A))
+    episode = np.arange(N)
+    for time in range(H):
+        to_go = sum(mdp.gamma ** (i - time) * rewards[:, i] for i in range(time, H))
+        state = paths.states[:, time]
+        score = scores[state, paths.actions[:, time]]  # [N, A]
+        discount = mdp.gamma**time
+        X[episode, state] += discount * to_go[:, None] * score
+        Y[episode, state] += discount * score
+        credit = np.abs(to_go) + np.abs(baseline[state])
+        size[episode, state] += discount * credit[:, None] * np.abs(score)
+    return paths.probabilities, X, Y, size
+
+
+def _raw_moments(p: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """E|X_s|^2, E<X_s, Y_s>, E|Y_s|^2, ``[S]`` each."""
+    return tuple(np.einsum("j,jsa,jsa->s", p, U, V) for U, V in ((X, X), (X, Y), (Y, Y)))
+
+
+def _covariance_moments(p: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """|E X_s|^2 + tr Cov(X_s), tr Cov(X_s, Y_s), tr Cov(Y_s), ``[S]`` each (two-pass)."""
+    mean_X, mean_Y = np.tensordot(p, X, axes=1), np.tensordot(p, Y, axes=1)
+    centred_X, centred_Y = X - mean_X, Y - mean_Y
+    variance_X, covariance, variance_Y = _raw_moments(p, centred_X, centred_Y)
+    return (mean_X**2).sum(axis=1) + variance_X, covariance, variance_Y
+
+
+def shipped_second_moment(example: tuple[Any, ...]) -> np.ndarray:
+    """sum_tau p(tau) |row s of reinforce_with_baseline(tau)|^2 for every state, twice ``[2, S]``
+    (the rhs is the conclusion with raw moments, then in covariance form)."""
+    mdp, policy, baseline = example[:3]
+    episodes, probabilities = enumerated_rollouts(mdp, policy)
+    g = reinforce_with_baseline(episodes, policy, gamma=mdp.gamma, baseline=baseline)
+    per_state = np.einsum("j,jsa->s", probabilities, g * g)
+    return np.stack([per_state, per_state])
+
+
+def _second_moment_arguments(example: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+    p, X, Y, _ = _rows_by_other_means(example)
+    raw, covariance_form = _raw_moments(p, X, Y), _covariance_moments(p, X, Y)
+    baseline = example[2]
+    return (
+        *(np.stack([u, v]) for u, v in zip(raw, covariance_form, strict=True)),
+        np.stack([baseline, baseline]),
+    )
+
+
+def _second_moment_scale(example: tuple[Any, ...]) -> float:
+    r"""$4 \max_s \mathbb E[\sum_a \text{size}_{s,a}^2]$, floored at ``TINY``.
+
+    size bounds $|X_s|$ and $|b(s)|\,|Y_s|$ entrywise, so this bounds every term either side
+    sums: $\mathbb E|g_{b,s}|^2 \le \mathbb E|\text{size}_s|^2$, the coefficients $\mathbb
+    E|X_s|^2$, $|b\, \mathbb E\langle X_s, Y_s\rangle|$, $b^2\, \mathbb E|Y_s|^2$, and
+    $\mathbb E\langle X, Y\rangle^2 / \mathbb E|Y|^2 \le \mathbb E|X_s|^2$ (Cauchy-Schwarz),
+    $\mathbb E|Y|^2 (b - b^*)^2 \le 2 b^2 \mathbb E|Y|^2 + 2 \mathbb E|X|^2$."""
+    p, _, _, size = _rows_by_other_means(example)
+    return max(4.0 * float(np.einsum("j,jsa->s", p, size**2).max()), TINY)
+
+
+def _second_moment_rtol(example: tuple[Any, ...]) -> float:
+    r"""N trajectories of H steps and A entries summed (both sides; condition number 1).
+
+    The completed square adds no amplification: its derivative in $\mathbb E|Y_s|^2$ is $b^2$,
+    as the quadratic's, and the rounding of $b^* = \mathbb E\langle X, Y\rangle / \mathbb
+    E|Y|^2$ enters $\mathbb E|Y|^2 (b - b^*)^2$ as $2\varepsilon |\mathbb E\langle X,
+    Y\rangle|\, |b - b^*|$, within the scale (``_second_moment_scale``)."""
+    N, H = _paths(example).states.shape
+    return exact_rtol(1.0, N * H * example[1].n_actions)
+
+
+#: Every state's cross term E<X_s, Y_s> at least this fraction of sqrt(E|X_s|^2 E|Y_s|^2)
+#: (its Cauchy-Schwarz bound): then a wrong sign of the baseline's cross term shows in every
+#: state of every example (rewards all 0, Hypothesis's simplest MDP, have E<X, Y> = 0 and
+#: E|X|^2 = 0, where b + and b - have the same second moment and b' = E<X, Y>/E|X|^2 is 0/0).
+MIN_CROSS_CORRELATION = 1e-3
+
+
+def _cross_terms_visible(example: tuple[Any, ...]) -> bool:
+    p, X, Y, _ = _rows_by_other_means(example)
+    second_X, cross, second_Y = _raw_moments(p, X, Y)
+    bound = np.sqrt(second_X * second_Y)
+    return bool(np.all((bound > 0) & (np.abs(cross) >= MIN_CROSS_CORRELATION * bound)))
+
+
+second_moment_examples = finite_horizon_mdps.flatmap(_bounded_baselines).filter(
+    _cross_terms_visible
+)
+
+
 SCORE_ZERO_MEAN_REFERENCES = (
     "Williams, R. J., *Simple statistical gradient-following algorithms for connectionist "
     "reinforcement learning*, Machine Learning 8, 1992, Sec. 4.",
@@ -921,6 +1189,93 @@ CLAIMS = (
                 "reward-to-go discounted from t (gamma^(i-t)) instead of from 0 (gamma^i)",
                 symbolic=SymbolicMutation("per-step", RESTART_DISCOUNT),
                 monte_carlo=_episode_sampler(reward_to_go_restarted),
+            ),
+        ),
+    ),
+    Claim(
+        id="baseline-second-moment",
+        title="A state baseline changes the variance quadratically, least at b* = E<X, Y>/E|Y|^2",
+        summary=(
+            "A baseline never changes the mean of the policy gradient but does change its "
+            "variance, by E|Y_s|^2 (b(s) - b*(s))^2 in each state, where b*(s) = E<X_s, "
+            "Y_s>/E|Y_s|^2 is the variance-minimising baseline: a baseline of the wrong sign "
+            "or size is unbiased and still costs variance."
+        ),
+        statement=Statement(
+            completed_square.start,
+            completed_square.conclusion,
+            derivation="completed-square",
+            where=(
+                r"X_s, Y_s = \text{row } s \text{ of } \textstyle\sum_t \gamma^t G_t "
+                r"\nabla\log\pi(a_t|s_t),\ \sum_t \gamma^t \nabla\log\pi(a_t|s_t);\ "
+                r"\text{lhs} = \mathbb E|\text{row } s \text{ of } g_b|^2,\ "
+                r"g_b = \textstyle\sum_t \gamma^t (G_t - b(s_t)) \nabla\log\pi(a_t|s_t)"
+            ),
+            symbol_names=MOMENT_NAMES,
+        ),
+        assumptions=(
+            "Tabular softmax policy: the score of time t is non-zero only in row s_t of the "
+            "[S, A] logits, so row s of g_b is X_s - b(s) Y_s and |g_b|^2 = sum_s |X_s - b(s) "
+            "Y_s|^2; each state's second moment is a quadratic in its own b(s), and the "
+            "derivations are for one state s (the total is their sum).",
+            "E|Y_s|^2 > 0 (s is visited and has at least two actions; for the optimum b*) and "
+            "E|X_s|^2 > 0 (only the wrong-optimum mutant divides by it).",
+            "The baseline b(s) is a fixed number per state, not estimated from the same "
+            "trajectories; 'variance-gap' uses that the mean E g_b does not depend on b "
+            "(claim baseline-unbiased), so E|g_b|^2 and Var(g_b) differ by the same |E g|^2 "
+            "for every baseline.",
+            "For a constant baseline b (the same in every state) summing the rows gives "
+            "E|g_b|^2 = E|X|^2 - 2b E<X, Y> + b^2 E|Y|^2 with the whole vectors and b* = "
+            "E<X, Y>/E|Y|^2 (Greensmith et al. 2004); the per-state b*(s) uses row s alone.",
+            "Exact leg: every trajectory of H-step MDPs (H = 3, 4) with 2-3 states and "
+            "actions, gamma in [0.5, 0.9], every probability of rho0 and P at least 0.1, "
+            "logits in [-1, 1], baselines 0.25 <= |b(s)| <= 2.",
+        ),
+        references=(
+            "Greensmith, E., Bartlett, P. L. and Baxter, J., *Variance Reduction Techniques "
+            "for Gradient Estimates in Reinforcement Learning*, JMLR 5, 2004, Sec. 3 and "
+            "Thm. 8 (the optimal constant baseline).",
+            "Peters, J. and Schaal, S., *Reinforcement learning of motor skills with policy "
+            "gradients*, Neural Networks 21, 2008, eq. (13) (b* = E<X, Y>/E|Y|^2 per "
+            "component).",
+            "Sutton, R. S. and Barto, A. G., *Reinforcement Learning: An Introduction*, 2nd "
+            "ed., 2018, eq. (13.11) (REINFORCE with baseline).",
+        ),
+        symbolic=SymbolicLeg((expansion, completed_square, variance_gap)),
+        exact=ExactLeg(
+            second_moment_examples,
+            lhs=shipped_second_moment,
+            rtol=_second_moment_rtol,
+            symbols=(xx, xy, yy, b),
+            arguments=_second_moment_arguments,
+            error_scale=_second_moment_scale,
+            description=(
+                "sum_tau p(tau) |row s of rlmath.estimators.reinforce_with_baseline(tau)|^2 "
+                "over every trajectory, for every state, vs the lambdified completed square "
+                "with E|X_s|^2, E<X_s, Y_s>, E|Y_s|^2 from complex-step scores of log-softmax "
+                "and directly summed rewards-to-go; the rhs twice, with raw moments and in "
+                "covariance form (tr Cov(X_s, Y_s)/tr Cov(Y_s), a correct variant since "
+                "E Y_s = 0); the error is relative to the size of the summed terms"
+            ),
+        ),
+        mutants=(
+            Mutant(
+                "cross-term-plus",
+                "the cross term with a + sign, E|X|^2 + 2b E<X, Y> + b^2 E|Y|^2: the second "
+                "moment of G_t + b(s_t) (unbiased too, so only the second moment tells)",
+                symbolic=SymbolicMutation("completed-square", PLUS_CROSS_TERM),
+            ),
+            Mutant(
+                "optimum-over-second-moment-of-x",
+                "the optimum taken as b' = E<X, Y>/E|X|^2: E|g_b|^2 = E|g_b'|^2 + E|Y|^2 "
+                "(b - b')^2, false unless E|X|^2 = E|Y|^2",
+                symbolic=SymbolicMutation("completed-square", OPTIMUM_OVER_X_MOMENT),
+            ),
+            Mutant(
+                "no-quadratic-term",
+                "the b^2 E|Y|^2 term dropped: E|X|^2 - 2b E<X, Y>, a second moment that "
+                "decreases without bound in b",
+                symbolic=SymbolicMutation("completed-square", NO_QUADRATIC_TERM),
             ),
         ),
     ),

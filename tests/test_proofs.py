@@ -16,6 +16,7 @@ REQUIRED_IDS = (
     "trajectory-score-dynamics-free",
     "score-zero-mean",
     "baseline-unbiased",
+    "baseline-second-moment",
     "reward-to-go-unbiased",
     "policy-gradient-theorem",
     "softmax-policy-gradient",
