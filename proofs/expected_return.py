@@ -684,10 +684,12 @@ CLAIMS = (
             where=(
                 r"\pi(a|s) = w_{s,a} / \textstyle\sum_b w_{s,b},\ P(s'|s,a) = p_{s,a,s'} / "
                 r"\sum_y p_{s,a,y};\ J \text{ indexes the } (h-1)\text{-step continuations from } "
-                r"s' \text{ (probability } c_{s',J} / \sum_j c_{s',j}, \text{ return } G_{s',J});\ "
+                r"s';\ \text{their probability is } c_{s',J} / \sum_j c_{s',j}, \text{ their return "
+                r"} G_{s',J};\ "
                 r"\text{so the left side is } \sum_{\tau \text{ from } s} R(\tau) p_\theta(\tau) "
-                r"\text{ over } h \text{ steps, the right side the backup of } W_{h-1}(s') = "
-                r"\mathbb E[G_{s',J}];\ W_0 = 0,\ \bar R = \rho_0^\top W_H = \rho_0^\top V_0"
+                r"\text{ over } h \text{ steps};\ \text{the right side is the backup of } "
+                r"W_{h-1}(s') = \mathbb E[G_{s',J}];\ W_0 = 0,\ \bar R = \rho_0^\top W_H = "
+                r"\rho_0^\top V_0"
             ),
             symbol_names={nxt: "s'"},
         ),

@@ -1140,9 +1140,9 @@ CLAIMS_GSPO = (
             description=(
                 "grad_theta gspo_loss on a batch (central differences of gspo_loss, and "
                 "gspo_loss_gradient chained with the token scores) and its expectation at "
-                "theta_old over RLOO groups, vs -(1/|B|) sum_b s_b A_b / |y_b| grad log "
-                "pi(y_b) from sequence scores and -(grad E[r/|y|] - mu grad E[1/|y|]) by "
-                "complex step"
+                "theta_old over RLOO groups, vs -(1/|B|) sum_b g_b grad log pi(y_b) with "
+                "the weight g_b = s_b A_b / |y_b|, from sequence scores, and "
+                "-(grad E[r/|y|] - mu grad E[1/|y|]) by complex step"
             ),
         ),
         mutants=(

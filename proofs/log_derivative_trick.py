@@ -470,7 +470,7 @@ CLAIMS = (
             where=(
                 r"n = k + m + 1 \text{ outcomes},\ 0 \le k < n;\ \text{likewise for }"
                 r" x \sim \mathrm{Bernoulli}(\sigma(t)) \text{ and } x \sim \mathcal N(\mu,"
-                r" e^{2\omega}) \text{ (derivations bernoulli, gaussian-mean, gaussian-log-std)}"
+                r" e^{2\omega});\ \text{derivations bernoulli, gaussian-mean, gaussian-log-std}"
             ),
             symbol_names={theta: r"\theta"},
         ),

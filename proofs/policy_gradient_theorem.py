@@ -869,7 +869,8 @@ CLAIMS = (
             derivation="softmax-gradient",
             where=(
                 r"\text{the left side is } \partial J/\partial\theta_{s,k} \text{ by the "
-                r"policy-gradient theorem with the softmax score } \mathbb 1[b=k] - \pi_k;\ "
+                r"policy-gradient theorem};\ "
+                r"\text{the softmax score is } \mathbb 1[b=k] - \pi_k;\ "
                 r"d_s = d_\rho^\pi(s),\ \pi_b = \pi(b|s),\ Q_b = Q^\pi(s,b),\ "
                 r"n = k + m + 1 \text{ actions}"
             ),

@@ -81,6 +81,7 @@ from rlmath.claims import (
     SymbolicMutation,
     lambdify,
 )
+from rlmath.named_functions import Named
 from rlmath.symbolic import IndexSum
 from rlmath.tolerances import EPS, exact_rtol
 
@@ -1006,11 +1007,15 @@ def _clip(value: Any, low: Any, high: Any) -> sp.Expr:
 
 
 def dual_clip_share(q: Any, adv: Any, eps: Any, c: Any) -> sp.Expr:
-    r"""$-\frac1N$ (dual-clip objective of one entry), as the docstring defines it."""
-    ppo = sp.Min(
-        sp.Mul(q, adv, evaluate=False),
-        sp.Mul(_clip(q, 1 - eps, 1 + eps), adv, evaluate=False),
-        evaluate=False,
+    r"""$-\frac1N$ (dual-clip objective of one entry), as the docstring defines it; PPO's
+    clipped objective is printed by name, $J^\mathrm{clip}$ (its definition is listed)."""
+    ppo = Named(
+        r"J^{\mathrm{clip}}",
+        sp.Min(
+            sp.Mul(q, adv, evaluate=False),
+            sp.Mul(_clip(q, 1 - eps, 1 + eps), adv, evaluate=False),
+            evaluate=False,
+        ),
     )
     objective = sp.Piecewise(
         (
@@ -1043,7 +1048,8 @@ _s = sp.Symbol("sigma", nonnegative=True)
 _tt = sp.Symbol("tau", nonnegative=True)
 _m = sp.Symbol("mu", nonnegative=True)
 _k = sp.Symbol("kappa", positive=True)
-_half = (_s + _tt) / 2  # epsilon inside the clip range: rho = 1 - eps + sigma = 1 + eps - tau
+#: epsilon inside the clip range, rho = 1 - eps + sigma = 1 + eps - tau (printed by name)
+_half = Named(r"\epsilon", (_s + _tt) / 2)
 _mid = 1 - _half + _s
 
 

@@ -58,6 +58,7 @@ from rlmath.claims import (
     SymbolicMutation,
     lambdify,
 )
+from rlmath.named_functions import Named
 from rlmath.symbolic import IndexSum
 from rlmath.tolerances import EPS, central_difference_step, exact_rtol
 
@@ -143,7 +144,7 @@ def ppo_regions(closed: bool) -> tuple[PPORegion, ...]:
     q = RATIO
     above, below = ge(q, 1 + epsilon), le(q, 1 - epsilon)
     inside = ge(q, 1 - epsilon) & le(q, 1 + epsilon)
-    half = (sigma + tau) / 2  # epsilon inside
+    half = Named(r"\epsilon", (sigma + tau) / 2)  # epsilon inside, printed by name
     # below: q = 1 - eps - rho, a ratio (q > 0) for rho < 1 - eps; the region is empty for
     # eps >= 1. The parametrisation is formal beyond that (no log is evaluated there: the
     # gradient derivation moves to d/dq by the chain rule before the region's rule is applied)
@@ -1424,11 +1425,17 @@ def clipped_value(value: sp.Expr, old: sp.Expr, eps: sp.Expr) -> sp.Expr:
     return old + clip(value - old, -eps, eps)
 
 
-def value_loss_term(value: sp.Expr, old: sp.Expr, target: sp.Expr, eps: sp.Expr) -> sp.Expr:
-    r"""$\frac{1}{2N} \max((V - R)^2, (V^\mathrm{clip} - R)^2)$: entry i's share of the loss."""
-    worst = sp.Max(
-        (value - target) ** 2, (clipped_value(value, old, eps) - target) ** 2, evaluate=False
-    )
+def value_loss_term(
+    value: sp.Expr, old: sp.Expr, target: sp.Expr, eps: sp.Expr, *, clip_name: str | None = None
+) -> sp.Expr:
+    r"""$\frac{1}{2N} \max((V - R)^2, (V^\mathrm{clip} - R)^2)$: entry i's share of the loss.
+
+    With ``clip_name`` the clipped value is kept whole and printed by that name (its
+    definition is listed on the page; ``doit`` gives it back)."""
+    clipped = clipped_value(value, old, eps)
+    if clip_name is not None:
+        clipped = Named(clip_name, clipped)
+    worst = sp.Max((value - target) ** 2, (clipped - target) ** 2, evaluate=False)
     return sp.Mul(sp.Rational(1, 2), sp.Pow(N, -1), worst, evaluate=False)
 
 
@@ -1448,8 +1455,9 @@ def value_closed_form(value: sp.Expr, old: sp.Expr, target: sp.Expr, eps: sp.Exp
 
 
 def value_gradient_form(value: sp.Expr, old: sp.Expr, target: sp.Expr, eps: sp.Expr) -> sp.Expr:
-    r"""$(V - R)/N$, or $0$ where the clipped error is the larger ($s (2e - s) < 0$)."""
-    e, s_ = value - target, excess(value, old, eps)
+    r"""$(V - R)/N$, or $0$ where the clipped error is the larger ($s (2e - s) < 0$); the
+    excess $s$ is printed by name (its definition is listed on the page)."""
+    e, s_ = value - target, Named("s", excess(value, old, eps))
     return sp.Piecewise((0, s_ * (2 * e - s_) < 0), (e / N, True), evaluate=False)
 
 
@@ -1559,9 +1567,13 @@ def value_loss_derivation(region: ValueRegion) -> Derivation:
     )
 
 
+#: The clipped value as a function of the variable y of d/dy, printed by name on the pages.
+VALUE_CLIP_NAME = r"V^{\mathrm{clip}}(y)"
+
+
 def value_slope_derivation(region: ValueRegion) -> Derivation:
     t, eps = region.target, region.eps
-    term = value_loss_term(_y, V_old, t, eps)
+    term = value_loss_term(_y, V_old, t, eps, clip_name=VALUE_CLIP_NAME)
     return Derivation(
         f"value-gradient-{region.name}",
         (
@@ -1843,7 +1855,11 @@ VALUE_CLAIMS = (
             "shipped loss: (V - R)/N, or 0 where the clipped error wins."
         ),
         statement=Statement(
-            sp.Subs(sp.Derivative(value_loss_term(_y, V_old, R, value_eps), _y), _y, V),
+            sp.Subs(
+                sp.Derivative(value_loss_term(_y, V_old, R, value_eps, clip_name=VALUE_CLIP_NAME), _y),
+                _y,
+                V,
+            ),
             value_gradient_form(V, V_old, R, value_eps),
             derivation="value-gradient",
             where=r"|V - V^{\mathrm{old}}| \ne \epsilon,\ \text{no tie of the two errors outside the clip range}",

@@ -180,7 +180,8 @@ def weighted_score_sum(rollouts: Rollouts, policy: SoftmaxPolicy, weights: Array
         >>> from rlmath import SoftmaxPolicy, TabularMDP
         >>> from rlmath.sampling import rollouts
         >>> bandit = TabularMDP(np.ones((1, 2, 1)), r=[[1.0, 0.0]], rho0=[1.0], gamma=0.0)
-        >>> out = rollouts(bandit, SoftmaxPolicy.uniform(1, 2), n_episodes=2, horizon=1, seed=0)
+        >>> out = rollouts(bandit, SoftmaxPolicy.uniform(1, 2),
+        ...                n_episodes=2, horizon=1, seed=0)
         >>> out.actions[0].tolist()
         [1, 0]
         >>> weighted_score_sum(out, SoftmaxPolicy.uniform(1, 2), np.ones((1, 2))).tolist()

@@ -432,8 +432,10 @@ def trajectories(
     Examples:
         >>> import numpy as np
         >>> from rlmath import TabularMDP
-        >>> mdp = TabularMDP(np.ones((1, 2, 1)), r=[[1.0, 0.0]], rho0=[1.0], gamma=1.0, horizon=2)
-        >>> trajectories(mdp, [[0.5, 0.5]], 2).returns.tolist()  # (a0, a1) = 00, 01, 10, 11
+        >>> mdp = TabularMDP(np.ones((1, 2, 1)), r=[[1.0, 0.0]], rho0=[1.0],
+        ...                  gamma=1.0, horizon=2)
+        >>> # (a0, a1) = 00, 01, 10, 11
+        >>> trajectories(mdp, [[0.5, 0.5]], 2).returns.tolist()
         [2.0, 1.0, 1.0, 0.0]
     """
     mdp = _check_mdp(mdp)

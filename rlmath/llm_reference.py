@@ -230,15 +230,15 @@ def ppo_token_loss(
 ) -> FloatArray:
     r"""Per-token PPO clipped loss with an asymmetric clip range and an optional dual clip.
 
-    $$ \ell_{b,t} = -m_{b,t} \, J_{b,t}, \qquad J_{b,t} = \begin{cases}
-       \min\big(\rho_{b,t} A_{b,t},\;
+    $$ \begin{aligned}
+       \ell_{b,t} &= -m_{b,t} \, J_{b,t}, \qquad J_{b,t} = \begin{cases}
+       K_{b,t} & A_{b,t} \ge 0 \text{ or no dual clip,} \\
+       \max\big(K_{b,t},\; c \, A_{b,t}\big) & A_{b,t} < 0, \end{cases} \\
+       K_{b,t} &= \min\big(\rho_{b,t} A_{b,t},\;
        \operatorname{clip}(\rho_{b,t}, 1 - \epsilon_\mathrm{low}, 1 + \epsilon_\mathrm{high})
-       A_{b,t}\big) & A_{b,t} \ge 0 \text{ or no dual clip,} \\
-       \max\Big(\min\big(\rho_{b,t} A_{b,t},\; \operatorname{clip}(\rho_{b,t},
-       1 - \epsilon_\mathrm{low}, 1 + \epsilon_\mathrm{high}) A_{b,t}\big),\; c \, A_{b,t}\Big)
-       & A_{b,t} < 0, \end{cases} $$
+       A_{b,t}\big), \end{aligned} $$
 
-    with $\rho_{b,t} = \exp(\log\pi_\theta - \log\pi_{\theta_\mathrm{old}})$ at token
+    with $K_{b,t}$ PPO's clipped objective, $\rho_{b,t} = \exp(\log\pi_\theta - \log\pi_{\theta_\mathrm{old}})$ at token
     $(b, t)$, $m$ = ``response_mask``, $\epsilon_\mathrm{low}$ = ``clip_low``,
     $\epsilon_\mathrm{high}$ = ``clip_high`` (DAPO's clip-higher: a larger upper bound lets
     low-probability tokens grow) and $c$ = ``dual_clip``. Where $A_{b,t} = 0$ the loss is $0$

@@ -1336,14 +1336,16 @@ def dual_clip_ppo_loss(
 ) -> float:
     r"""Dual-clip PPO loss: PPO's clipped loss, with the objective of $A < 0$ bounded by $cA$.
 
-    $$ \mathcal{L} = -\frac1N \sum_i \begin{cases}
-       \min\big(\rho_i A_i,\, \operatorname{clip}(\rho_i, 1-\epsilon, 1+\epsilon) A_i\big)
-       & A_i \ge 0, \\
-       \max\Big(\min\big(\rho_i A_i,\, \operatorname{clip}(\rho_i, 1-\epsilon, 1+\epsilon)
-       A_i\big),\; c \, A_i\Big) & A_i < 0, \end{cases} \qquad
-       \rho_i = e^{\log\pi_\theta(a_i \mid s_i) - \log\pi_{\theta_\mathrm{old}}(a_i \mid s_i)}, $$
+    $$ \begin{aligned}
+       \mathcal{L} &= -\frac1N \sum_i \begin{cases}
+       J_i & A_i \ge 0, \\
+       \max\big(J_i,\; c \, A_i\big) & A_i < 0, \end{cases} \\
+       J_i &= \min\big(\rho_i A_i,\, \operatorname{clip}(\rho_i, 1-\epsilon, 1+\epsilon) A_i\big),
+       \\
+       \rho_i &= e^{\log\pi_\theta(a_i \mid s_i) - \log\pi_{\theta_\mathrm{old}}(a_i \mid s_i)},
+       \end{aligned} $$
 
-    with $c$ = ``dual_clip`` $> 1$. PPO's objective for $A_i < 0$ is $\rho_i A_i$, unbounded
+    with $J_i$ PPO's clipped objective and $c$ = ``dual_clip`` $> 1$. PPO's objective for $A_i < 0$ is $\rho_i A_i$, unbounded
     below as $\rho_i \to \infty$ (off-policy data with a tiny $\pi_{\theta_\mathrm{old}}$); the
     dual clip replaces it by the constant $c A_i$ once $\rho_i > c$, so such samples get no
     gradient. The gradient with respect to $\log\pi_\theta(a_i \mid s_i)$ is

@@ -601,10 +601,12 @@ def discounted_rollouts(
         >>> from rlmath import TabularMDP
         >>> loop = TabularMDP(np.ones((1, 1, 1)), r=[[1.0]], rho0=[1.0], gamma=0.75)
         >>> out = discounted_rollouts(loop, [[1.0]], n_episodes=20_000, seed=0)
-        >>> J = out.rewards.sum(axis=0)  # undiscounted along the path; exact J = 1/(1 - 0.75)
+        >>> # undiscounted along the path; exact J = 1/(1 - 0.75)
+        >>> J = out.rewards.sum(axis=0)
         >>> bool(abs(J.mean() - 4.0) < 5 * J.std() / np.sqrt(20_000))
         True
-        >>> bool(out.truncated[out.lengths - 1, np.arange(20_000)].all()), out.states.dtype
+        >>> last = out.truncated[out.lengths - 1, np.arange(20_000)]
+        >>> bool(last.all()), out.states.dtype
         (True, dtype('int32'))
     """
     _check_mdp(mdp)

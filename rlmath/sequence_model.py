@@ -856,8 +856,8 @@ def expected_over_groups(
 
     Examples:
         >>> import numpy as np
-        >>> model = SequenceModel(np.zeros((1, 1, 2)), max_length=1, prompt_probabilities=[1.0],
-        ...                       rewards=[[1.0, 0.0]])
+        >>> model = SequenceModel(np.zeros((1, 1, 2)), max_length=1,
+        ...                       prompt_probabilities=[1.0], rewards=[[1.0, 0.0]])
         >>> # E[max reward in a group of 2] = 1 - P(both rewards 0) = 1 - 1/4
         >>> float(expected_over_groups(model, 2, lambda g: g.rewards.max(axis=1)))
         0.75

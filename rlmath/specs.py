@@ -1597,8 +1597,8 @@ def get_spec(name: str) -> Spec:
     """Return the spec called ``name``, raising ``ValueError`` listing the names if unknown.
 
     Examples:
-        >>> get_spec("generalized_advantage_estimation").signature
-        'generalized_advantage_estimation(rewards, values, terminated, truncated, final_values, last_value, *, discount, lambda_)'
+        >>> get_spec("discounted_returns").signature
+        'discounted_returns(rewards, dones, *, discount)'
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")

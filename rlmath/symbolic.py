@@ -96,6 +96,8 @@ import sympy
 from sympy.core.function import AppliedUndef
 from sympy.simplify.simplify import factor_sum, sum_simplify
 
+from rlmath.named_functions import Named
+
 __all__ = [
     "LESS_THAN_ONE",
     "LOG_BOUND_REMAINDER",
@@ -482,8 +484,16 @@ def _depends(e: sympy.Basic, variables: Sequence[sympy.Basic]) -> bool:
     return False
 
 
+def _unnamed(e: sympy.Basic) -> sympy.Basic:
+    """``e`` with every :class:`~rlmath.named_functions.Named` replaced by its definition."""
+    if not e.has(Named):
+        return e
+    return e.replace(lambda sub: isinstance(sub, Named), lambda sub: sub.expression)
+
+
 def _sign_at(e: sympy.Expr) -> int | None:
     """+1 or -1 when the assumptions decide the sign of ``e``, else ``None``."""
+    e = _unnamed(e)
     substitution = _reparametrisation(e)
     if substitution:
         e = sympy.together(e.xreplace(substitution))
@@ -563,6 +573,7 @@ def _localize(
     """
     if not e.args or not _depends(e, variables):
         return e
+    e = _unnamed(e)  # a name is its definition: decide the kinks with the definitions
     args = [_localize(a, variables, point) for a in e.args]
     if isinstance(e, sympy.Piecewise):
         for expression, condition in args:

@@ -16,7 +16,8 @@ Hypothesis profiles (``dev``, ``ci``, ``thorough``) are registered once, in
 Examples:
     >>> from hypothesis import find, settings
     >>> quick = settings(database=None, max_examples=200)
-    >>> find(probability_vectors(3), lambda p: True, settings=quick).tolist()  # the simplest
+    >>> # the simplest
+    >>> find(probability_vectors(3), lambda p: True, settings=quick).tolist()
     [0.3333333333333333, 0.3333333333333333, 0.3333333333333333]
     >>> find(tabular_mdps(), lambda mdp: mdp.n_states >= 3, settings=quick)
     TabularMDP(n_states=3, n_actions=1, gamma=0.0, dense)
@@ -575,8 +576,10 @@ def discounted_path_sum_moments(
 
     Examples:
         >>> loop = TabularMDP(np.ones((1, 1, 1)), r=[[1.0]], rho0=[1.0], gamma=0.5)
-        >>> mean, sd = discounted_path_sum_moments(loop, SoftmaxPolicy(np.zeros((1, 1))), loop.r)
-        >>> float(mean), float(sd) ** 2  # H ~ Geometric(1/2): E H = 2, Var H = gamma/(1-gamma)^2
+        >>> policy = SoftmaxPolicy(np.zeros((1, 1)))
+        >>> mean, sd = discounted_path_sum_moments(loop, policy, loop.r)
+        >>> # H ~ Geometric(1/2): E H = 2, Var H = gamma / (1 - gamma)^2 = 2
+        >>> float(mean), float(sd) ** 2
         (2.0, 2.0)
     """
     pi = policy.probabilities()

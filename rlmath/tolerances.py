@@ -155,8 +155,9 @@ def softmax_objective_third_derivative_bound(
     $\|r_\pi^{(k)}\|_\infty \le D_k R$ and $\|P_\pi^{(k)}\|_\infty \le D_k$, gives
     $\|V'\| \le D_1 R T^2$, $\|V''\| \le D_2 R T^2 + 2 D_1^2 R T^3$ and
 
-    $$ |J'''| \le \|V'''\|_\infty \le R\,(D_3 T^2 + 6 D_1 D_2 T^3 + 6 D_1^3 T^4)
-       \le R\,(0.25\, T^2 + 0.578\, T^3 + 0.75\, T^4), $$
+    $$ \begin{aligned} |J'''| \le \|V'''\|_\infty
+       &\le R\,(D_3 T^2 + 6 D_1 D_2 T^3 + 6 D_1^3 T^4) \\
+       &\le R\,(0.25\, T^2 + 0.578\, T^3 + 0.75\, T^4), \end{aligned} $$
 
     where $R = \max|r|$ and $T = 1/(1-\gamma)$; for a finite horizon $H$ the backward
     recursion gives the same with $T = H$ (every $\sum_{t<H} \gamma^t \le H$).

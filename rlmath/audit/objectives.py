@@ -127,7 +127,8 @@ def node_reach_probabilities(model: SequenceModel, *, theta: Any = None) -> Floa
         ``[X, N]`` float64.
 
     Examples:
-        >>> model = SequenceModel(np.zeros((1, 3, 3)), max_length=2, prompt_probabilities=[1.0])
+        >>> model = SequenceModel(np.zeros((1, 3, 3)), max_length=2,
+        ...                       prompt_probabilities=[1.0])
         >>> node_reach_probabilities(model).round(6).tolist()  # 3 tokens: 1/3 each
         [[1.0, 0.333333, 0.333333]]
     """

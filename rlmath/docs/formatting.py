@@ -445,6 +445,9 @@ def display_latex(
     if visible_length(latex) > width and isinstance(expression, sympy.Integral):
         broken = _broken_integral(printer, expression, width - visible_length(prefix))
         return prefix + (broken or latex)
+    if visible_length(latex) > width and isinstance(expression, sympy.Subs):
+        broken = _broken_derivative_at(printer, expression, width - visible_length(prefix))
+        return prefix + (broken or latex)
     if visible_length(latex) <= width or not isinstance(expression, sympy.Add):
         return prefix + latex
     rows = _pack(printer.signed_terms(expression), width)
@@ -523,6 +526,43 @@ def split_display(
         return latex
     body = [f"&{row.strip()}" for row in rows]
     return "\\begin{aligned}\n" + " \\\\\n".join(body) + "\n\\end{aligned}"
+
+
+def _broken_derivative_at(printer: _Printer, expression: Any, width: int) -> str | None:
+    r"""A first derivative at a point, $\partial_v f |_{v = p}$, of a long ``f``: a sum (or a
+    product with a long sum) broken into aligned rows in big parentheses, the bar after them.
+
+    Examples:
+        >>> import sympy as sp
+        >>> s, N, a = sp.Symbol("s"), sp.Symbol("N"), sp.symbols("a:4")
+        >>> terms = sp.Add(*(a[k] * s**k for k in range(1, 4)))
+        >>> f = sp.Mul(sp.Pow(N, -1), terms, evaluate=False)
+        >>> e = sp.Subs(sp.Derivative(f, s), s, 0)
+        >>> print(_broken_derivative_at(_printer(f), e, 24).replace(r"\\ ", "\\\\\n"))
+        \left. \frac{\partial}{\partial s} \frac{1}{N} \left(\begin{aligned}[t]&a_{1} s + a_{2} s^{2} \\
+        &\quad + a_{3} s^{3}\end{aligned}\right) \right|_{s=0}
+    """
+    derivative = expression.expr
+    if len(expression.variables) != 1 or not isinstance(derivative, sympy.Derivative):
+        return None
+    if len(derivative.variable_count) != 1 or derivative.variable_count[0][1] != 1:
+        return None
+    variable = derivative.variable_count[0][0]
+    inner, room = derivative.expr, max(width - 8, 16)
+    if isinstance(inner, sympy.Mul):
+        body = printer.broken_product(inner, room)
+    elif isinstance(inner, sympy.Add):
+        rows = _pack(printer.signed_terms(inner), room)
+        lines = [f"&{rows[0]}"] + [rf"&\quad {row}" for row in rows[1:]]
+        aligned = "\\begin{aligned}[t]" + r" \\ ".join(lines) + "\\end{aligned}"
+        body = None if len(rows) == 1 else rf"\left({aligned}\right)"
+    else:
+        body = None
+    if body is None:
+        return None
+    head = rf"\frac{{\partial}}{{\partial {printer._print(variable)}}}"
+    point = f"{printer._print(expression.variables[0])}={printer._print(expression.point[0])}"
+    return rf"\left. {head} {body} \right|_{{{point}}}"
 
 
 def _broken_integral(printer: _Printer, expression: Any, width: int) -> str | None:

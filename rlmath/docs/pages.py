@@ -432,8 +432,10 @@ def definitions_markdown(
     Each :class:`~rlmath.named_functions.Named` expression and softmax probability that the
     expressions use (:func:`rlmath.named_functions.definitions`) is one display ``name = its
     definition`` after a line "where", printed from the sympy object the prover expands (broken into aligned rows
-    when long). Names already in ``shown`` (the LaTeX of the names listed earlier on the page)
-    are left out, and the new ones are added to it. An empty string when there is none.
+    when long). Definitions already in ``shown`` (the LaTeX ``name = definition`` of those
+    listed earlier on the page) are left out, and the new ones are added to it; a name that an
+    earlier section defined differently (a parameter substituted in another case) is listed
+    again with its own definition. An empty string when there is none.
 
     Examples:
         >>> import sympy as sp
@@ -451,9 +453,10 @@ def definitions_markdown(
     items = []
     for name, definition in definitions(list(expressions)):
         name_latex = step_latex(name)
-        if name_latex in shown:
+        key = f"{name_latex} = {step_latex(definition)}"
+        if key in shown:
             continue
-        shown.add(name_latex)
+        shown.add(key)
         body = display_latex(definition, "=", width=max(width - visible_length(name_latex), 24))
         items += ["$$", f"{name_latex} {body}", "$$", ""]
     if not items:
@@ -571,7 +574,7 @@ def claim_page(claim: Claim, record: Mapping[str, Any], *, source: str = "") -> 
         "$$",
         "",
     ]
-    shown: set[str] = set()  # the names whose definitions the page has listed
+    shown: set[str] = set()  # the definitions (name = definition) the page has listed
     if isinstance(claim.statement, Statement):
         where = definitions_markdown([claim.statement.lhs, claim.statement.rhs], shown)
         if where:
