@@ -22,10 +22,10 @@ $g_b = \sum_t \gamma^t (G_t - b(s_t)) \nabla\log\pi(a_t|s_t)$, row $s$ of $g_b$ 
 $X_s - b(s) Y_s$ (rows $s$ of $X = \sum_t \gamma^t G_t \nabla\log\pi_t$ and
 $Y = \sum_t \gamma^t \nabla\log\pi_t$), and
 
-$$ \mathbb E|X_s - b Y_s|^2 = \mathbb E|X_s|^2 - 2b\,\mathbb E\langle X_s, Y_s\rangle
+$$ \mathbb E|X_s - b Y_s|^2 = \mathbb E|X_s|^2 - 2b\,\mathbb E[X_s^\top Y_s]
    + b^2\, \mathbb E|Y_s|^2
    = \mathbb E|g_{b^*,s}|^2 + \mathbb E|Y_s|^2 (b - b^*)^2, \qquad
-   b^*(s) = \frac{\mathbb E\langle X_s, Y_s\rangle}{\mathbb E|Y_s|^2}, $$
+   b^*(s) = \frac{\mathbb E[X_s^\top Y_s]}{\mathbb E|Y_s|^2}, $$
 
 so $\mathrm{Var}(g_b) - \mathrm{Var}(g_{b^*}) = \sum_s \mathbb E|Y_s|^2 (b(s) - b^*(s))^2 \ge 0$.
 
@@ -284,7 +284,7 @@ yy = sp.Symbol("yy", positive=True)  # E|Y_s|^2 (> 0: s is visited and has two a
 mean_sq = sp.Symbol("mu2", nonnegative=True)  # |E g_b, row s|^2, the same for every b(s)
 MOMENT_NAMES = {
     xx: r"\mathbb E|X_s|^2",
-    xy: r"\mathbb E\langle X_s, Y_s\rangle",
+    xy: r"\mathbb E[X_s^\top Y_s]",
     yy: r"\mathbb E|Y_s|^2",
     mean_sq: r"|\mathbb E\, g_{b,s}|^2",
     b: "b(s)",
@@ -316,37 +316,37 @@ expansion = Derivation(
             "linearity of the expectation; b(s) depends on neither the trajectory nor the entry",
         ),
     ),
-    statement=r"\mathbb E|X_s - b Y_s|^2 = \mathbb E|X_s|^2 - 2b\,\mathbb E\langle X_s, Y_s\rangle + b^2\,\mathbb E|Y_s|^2",
+    statement=r"\mathbb E|X_s - b Y_s|^2 = \mathbb E|X_s|^2 - 2b\,\mathbb E[X_s^\top Y_s] + b^2\,\mathbb E|Y_s|^2",
 )
 
-optimal_state_baseline = xy / yy  # b*(s) = E<X_s, Y_s> / E|Y_s|^2
+optimal_state_baseline = xy / yy  # b^*(s) = E[X_s^T Y_s] / E|Y_s|^2
 QUADRATIC = xx - 2 * b * xy + b**2 * yy
 completed_square = Derivation(
     "completed-square",
     (
         Step(
             QUADRATIC,
-            "E|row s of g_b|^2 (derivation 'expansion'), with E|X_s|^2, E<X_s, Y_s>, E|Y_s|^2 "
+            "E|row s of g_b|^2 (derivation 'expansion'), with E|X_s|^2, E[X_s^T Y_s], E|Y_s|^2 "
             "its three coefficients",
         ),
         Step(
             xx
             - xy**2 / yy
             + yy * (b**2 - 2 * b * optimal_state_baseline + optimal_state_baseline**2),
-            "complete the square: add and subtract E<X_s, Y_s>^2 / E|Y_s|^2 (E|Y_s|^2 > 0)",
+            "complete the square: add and subtract (E[X_s^T Y_s])^2 / E|Y_s|^2 (E|Y_s|^2 > 0)",
         ),
         Step(
             xx - xy**2 / yy + yy * (b - optimal_state_baseline) ** 2,
-            "b^2 - 2 b b* + b*^2 = (b - b*)^2 with b* = E<X_s, Y_s> / E|Y_s|^2",
+            "b^2 - 2 b b^* + (b^*)^2 = (b - b^*)^2 with b^* = E[X_s^T Y_s] / E|Y_s|^2",
         ),
     ),
-    statement=r"\mathbb E|g_{b,s}|^2 = \mathbb E|g_{b^*,s}|^2 + \mathbb E|Y_s|^2 (b - b^*)^2,\ b^* = \mathbb E\langle X_s, Y_s\rangle / \mathbb E|Y_s|^2",
+    statement=r"\mathbb E|g_{b,s}|^2 = \mathbb E|g_{b^*,s}|^2 + \mathbb E|Y_s|^2 (b - b^*)^2,\ b^* = \mathbb E[X_s^\top Y_s] / \mathbb E|Y_s|^2",
 )
 
 
 def _second_moment_at(baseline: sp.Expr) -> sp.Expr:
     """E|row s of g_{baseline}|^2 as the quadratic of derivation 'expansion' (unevaluated, so
-    that b* = E<X, Y>/E|Y|^2 stays visible instead of collapsing into E<X, Y>^2/E|Y|^2)."""
+    that b^* = E[X^T Y]/E|Y|^2 stays visible instead of collapsing into E[X^T Y]^2/E|Y|^2)."""
     return sp.Add(
         xx,
         sp.Mul(-2, baseline, xy, evaluate=False),
@@ -368,7 +368,7 @@ variance_gap = Derivation(
                 ),
                 evaluate=False,
             ),
-            "Var = E|g|^2 - |E g|^2, row s, at b(s) and at b*(s); the mean E g_b does not "
+            "Var = E|g|^2 - |E g|^2, row s, at b(s) and at b^*(s); the mean E g_b does not "
             "depend on the baseline (claim baseline-unbiased)",
         ),
         Step(
@@ -390,7 +390,7 @@ variance_gap = Derivation(
 )
 # Mutants: wrong statements of E|row s of g_b|^2 (conclusions of 'completed-square').
 PLUS_CROSS_TERM = xx - xy**2 / yy + yy * (b + optimal_state_baseline) ** 2  # = xx + 2b xy + b^2 yy
-WRONG_OPTIMUM = xy / xx  # b' = E<X, Y> / E|X|^2 (the wrong second moment in the denominator)
+WRONG_OPTIMUM = xy / xx  # b' = E[X^T Y] / E|X|^2 (the wrong second moment in the denominator)
 OPTIMUM_OVER_X_MOMENT = _second_moment_at(WRONG_OPTIMUM) + yy * (b - WRONG_OPTIMUM) ** 2
 NO_QUADRATIC_TERM = xx - 2 * b * xy  # the b^2 E|Y|^2 term dropped
 
@@ -923,8 +923,8 @@ def _second_moment_scale(example: tuple[Any, ...]) -> float:
 
     size bounds $|X_s|$ and $|b(s)|\,|Y_s|$ entrywise, so this bounds every term either side
     sums: $\mathbb E|g_{b,s}|^2 \le \mathbb E|\text{size}_s|^2$, the coefficients $\mathbb
-    E|X_s|^2$, $|b\, \mathbb E\langle X_s, Y_s\rangle|$, $b^2\, \mathbb E|Y_s|^2$, and
-    $\mathbb E\langle X, Y\rangle^2 / \mathbb E|Y|^2 \le \mathbb E|X_s|^2$ (Cauchy-Schwarz),
+    E|X_s|^2$, $|b\, \mathbb E[X_s^\top Y_s]|$, $b^2\, \mathbb E|Y_s|^2$, and
+    $\mathbb E[X^\top Y]^2 / \mathbb E|Y|^2 \le \mathbb E|X_s|^2$ (Cauchy-Schwarz),
     $\mathbb E|Y|^2 (b - b^*)^2 \le 2 b^2 \mathbb E|Y|^2 + 2 \mathbb E|X|^2$."""
     p, _, _, size = _rows_by_other_means(example)
     return max(4.0 * float(np.einsum("j,jsa->s", p, size**2).max()), TINY)
@@ -934,7 +934,7 @@ def _second_moment_rtol(example: tuple[Any, ...]) -> float:
     r"""N trajectories of H steps and A entries summed (both sides; condition number 1).
 
     The completed square adds no amplification: its derivative in $\mathbb E|Y_s|^2$ is $b^2$,
-    as the quadratic's, and the rounding of $b^* = \mathbb E\langle X, Y\rangle / \mathbb
+    as the quadratic's, and the rounding of $b^* = \mathbb E[X^\top Y] / \mathbb
     E|Y|^2$ enters $\mathbb E|Y|^2 (b - b^*)^2$ as $2\varepsilon |\mathbb E\langle X,
     Y\rangle|\, |b - b^*|$, within the scale (``_second_moment_scale``)."""
     N, H = _paths(example).states.shape
@@ -1194,11 +1194,11 @@ CLAIMS = (
     ),
     Claim(
         id="baseline-second-moment",
-        title="A state baseline changes the variance quadratically, least at b* = E<X, Y>/E|Y|^2",
+        title="A state baseline changes the variance quadratically, least at b^* = E[X^T Y]/E|Y|^2",
         summary=(
             "A baseline never changes the mean of the policy gradient but does change its "
-            "variance, by E|Y_s|^2 (b(s) - b*(s))^2 in each state, where b*(s) = E<X_s, "
-            "Y_s>/E|Y_s|^2 is the variance-minimising baseline: a baseline of the wrong sign "
+            "variance, by E|Y_s|^2 (b(s) - b^*(s))^2 in each state, where b^*(s) = "
+            "E[X_s^T Y_s]/E|Y_s|^2 is the variance-minimising baseline: a baseline of the wrong sign "
             "or size is unbiased and still costs variance."
         ),
         statement=Statement(
@@ -1218,15 +1218,15 @@ CLAIMS = (
             "[S, A] logits, so row s of g_b is X_s - b(s) Y_s and |g_b|^2 = sum_s |X_s - b(s) "
             "Y_s|^2; each state's second moment is a quadratic in its own b(s), and the "
             "derivations are for one state s (the total is their sum).",
-            "E|Y_s|^2 > 0 (s is visited and has at least two actions; for the optimum b*) and "
+            "E|Y_s|^2 > 0 (s is visited and has at least two actions; for the optimum b^*) and "
             "E|X_s|^2 > 0 (only the wrong-optimum mutant divides by it).",
             "The baseline b(s) is a fixed number per state, not estimated from the same "
             "trajectories; 'variance-gap' uses that the mean E g_b does not depend on b "
             "(claim baseline-unbiased), so E|g_b|^2 and Var(g_b) differ by the same |E g|^2 "
             "for every baseline.",
             "For a constant baseline b (the same in every state) summing the rows gives "
-            "E|g_b|^2 = E|X|^2 - 2b E<X, Y> + b^2 E|Y|^2 with the whole vectors and b* = "
-            "E<X, Y>/E|Y|^2 (Greensmith et al. 2004); the per-state b*(s) uses row s alone.",
+            "E|g_b|^2 = E|X|^2 - 2b E[X^T Y] + b^2 E|Y|^2 with the whole vectors and b^* = "
+            "E[X^T Y]/E|Y|^2 (Greensmith et al. 2004); the per-state b^*(s) uses row s alone.",
             "Exact leg: every trajectory of H-step MDPs (H = 3, 4) with 2-3 states and "
             "actions, gamma in [0.5, 0.9], every probability of rho0 and P at least 0.1, "
             "logits in [-1, 1], baselines 0.25 <= |b(s)| <= 2.",
@@ -1236,7 +1236,7 @@ CLAIMS = (
             "for Gradient Estimates in Reinforcement Learning*, JMLR 5, 2004, Sec. 3 and "
             "Thm. 8 (the optimal constant baseline).",
             "Peters, J. and Schaal, S., *Reinforcement learning of motor skills with policy "
-            "gradients*, Neural Networks 21, 2008, eq. (13) (b* = E<X, Y>/E|Y|^2 per "
+            "gradients*, Neural Networks 21, 2008, eq. (13) (b^* = E[X^T Y]/E|Y|^2 per "
             "component).",
             "Sutton, R. S. and Barto, A. G., *Reinforcement Learning: An Introduction*, 2nd "
             "ed., 2018, eq. (13.11) (REINFORCE with baseline).",
@@ -1252,7 +1252,7 @@ CLAIMS = (
             description=(
                 "sum_tau p(tau) |row s of rlmath.estimators.reinforce_with_baseline(tau)|^2 "
                 "over every trajectory, for every state, vs the lambdified completed square "
-                "with E|X_s|^2, E<X_s, Y_s>, E|Y_s|^2 from complex-step scores of log-softmax "
+                "with E|X_s|^2, E[X_s^T Y_s], E|Y_s|^2 from complex-step scores of log-softmax "
                 "and directly summed rewards-to-go; the rhs twice, with raw moments and in "
                 "covariance form (tr Cov(X_s, Y_s)/tr Cov(Y_s), a correct variant since "
                 "E Y_s = 0); the error is relative to the size of the summed terms"
@@ -1261,19 +1261,19 @@ CLAIMS = (
         mutants=(
             Mutant(
                 "cross-term-plus",
-                "the cross term with a + sign, E|X|^2 + 2b E<X, Y> + b^2 E|Y|^2: the second "
+                "the cross term with a + sign, E|X|^2 + 2b E[X^T Y] + b^2 E|Y|^2: the second "
                 "moment of G_t + b(s_t) (unbiased too, so only the second moment tells)",
                 symbolic=SymbolicMutation("completed-square", PLUS_CROSS_TERM),
             ),
             Mutant(
                 "optimum-over-second-moment-of-x",
-                "the optimum taken as b' = E<X, Y>/E|X|^2: E|g_b|^2 = E|g_b'|^2 + E|Y|^2 "
+                "the optimum taken as b' = E[X^T Y]/E|X|^2: E|g_b|^2 = E|g_b'|^2 + E|Y|^2 "
                 "(b - b')^2, false unless E|X|^2 = E|Y|^2",
                 symbolic=SymbolicMutation("completed-square", OPTIMUM_OVER_X_MOMENT),
             ),
             Mutant(
                 "no-quadratic-term",
-                "the b^2 E|Y|^2 term dropped: E|X|^2 - 2b E<X, Y>, a second moment that "
+                "the b^2 E|Y|^2 term dropped: E|X|^2 - 2b E[X^T Y], a second moment that "
                 "decreases without bound in b",
                 symbolic=SymbolicMutation("completed-square", NO_QUADRATIC_TERM),
             ),

@@ -381,12 +381,25 @@ def test_steps_that_print_the_same_are_merged_and_reported():
     lines = displayed_steps(derivation)
     assert [line.indices for line in lines] == [(0,), (1, 2)]
     claim = types.SimpleNamespace(
-        id="toy", summary="", symbolic=types.SimpleNamespace(all_derivations=lambda: (derivation,))
+        id="toy",
+        summary="",
+        statement=types.SimpleNamespace(symbol_names={}),
+        symbolic=types.SimpleNamespace(all_derivations=lambda: (derivation,)),
     )
     merged = merged_steps(claim)
     assert len(merged) == 1 and "steps 1, 2" in merged[0] and "'evaluate'" in merged[0]
     notes = findings([claim])
     assert any("toy: no summary" in n for n in notes) and any("print the same" in n for n in notes)
+
+
+def test_derivation_steps_print_symbols_with_the_statements_names():
+    xx = sp.Symbol("xx", positive=True)
+    derivation = Derivation("named", (Step(xx + xx, "start"), Step(2 * xx, "add")))
+    names = {xx: r"\mathbb E|X|^2"}
+    plain = [line.latex for line in displayed_steps(derivation)]
+    named = [line.latex for line in displayed_steps(derivation, symbol_names=names)]
+    assert all("xx" in latex for latex in plain)
+    assert all("xx" not in latex and r"\mathbb E|X|^2" in latex for latex in named)
 
 
 def test_rlmath_docs_reports_findings(claims, capsys, monkeypatch, tmp_path):

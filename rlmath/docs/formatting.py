@@ -136,9 +136,7 @@ def escape_markdown(text: str) -> str:
 
 def _scientific_text(text: str) -> str:
     """Numbers in e-notation in plain text (no math, no code) as inline math."""
-    return re.sub(
-        r"(?<![\w.\\])" + _SCIENTIFIC.pattern, lambda m: f"${scientific_latex(m)}$", text
-    )
+    return re.sub(r"(?<![\w.\\])" + _SCIENTIFIC.pattern, lambda m: f"${scientific_latex(m)}$", text)
 
 
 def _primed_latex(name: str) -> str:
@@ -712,7 +710,9 @@ def _group(text: str, position: int) -> tuple[str, int]:
     if match is None:
         return _convert(char), position + 1
     word = match.group()
-    if re.fullmatch(r"[A-Za-z]{3,}", word) and word not in GREEK and word not in FUNCTIONS:
+    if word == "*":
+        latex = "*"  # b^*: a starred superscript, not a product
+    elif re.fullmatch(r"[A-Za-z]{3,}", word) and word not in GREEK and word not in FUNCTIONS:
         latex = rf"\mathrm{{{word}}}"  # pi_ref, L^CLIP
     else:
         latex = _convert(word)

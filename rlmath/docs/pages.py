@@ -329,19 +329,28 @@ class DisplayedStep:
     body: str
 
 
-def displayed_steps(derivation: Derivation, *, width: int = DISPLAY_WIDTH) -> list[DisplayedStep]:
-    """The displayed lines of a derivation, consecutive identically printed steps merged."""
+def displayed_steps(
+    derivation: Derivation,
+    *,
+    width: int = DISPLAY_WIDTH,
+    symbol_names: Mapping[Any, str] | None = None,
+) -> list[DisplayedStep]:
+    """The displayed lines of a derivation, consecutive identically printed steps merged.
+
+    ``symbol_names``: LaTeX for symbols (the claim statement's, so that a symbol prints the
+    same in the statement and in every step).
+    """
     lines: list[DisplayedStep] = []
+    names = symbol_names or None
     for index, step in enumerate(derivation.steps):
-        body = display_latex(step.expression, width=width)  # as shown (sigma when long)
+        body = display_latex(step.expression, width=width, symbol_names=names)  # as shown
         if lines and lines[-1].body == body and step.gap is None:
             last = lines[-1]
             lines[-1] = DisplayedStep((*last.indices, index), last.latex, body)
             continue
         relation = "" if not lines else RELATION_LATEX[step.relation]
-        lines.append(
-            DisplayedStep((index,), display_latex(step.expression, relation, width=width), body)
-        )
+        latex = display_latex(step.expression, relation, width=width, symbol_names=names)
+        lines.append(DisplayedStep((index,), latex, body))
     return lines
 
 
@@ -349,7 +358,7 @@ def merged_steps(claim: Claim) -> list[str]:
     """Consecutive steps of ``claim`` that print identically (each merged into one line)."""
     out = []
     for derivation in claim.symbolic.all_derivations():
-        for line in displayed_steps(derivation):
+        for line in displayed_steps(derivation, symbol_names=claim.statement.symbol_names):
             if len(line.indices) > 1:
                 rules = "; ".join(repr(derivation.steps[i].rule) for i in line.indices)
                 steps = ", ".join(str(i) for i in line.indices)
@@ -465,7 +474,10 @@ def definitions_markdown(
 
 
 def _derivation_markdown(
-    derivation: Derivation, record: Mapping[str, Any] | None = None, shown: set[str] | None = None
+    derivation: Derivation,
+    record: Mapping[str, Any] | None = None,
+    shown: set[str] | None = None,
+    symbol_names: Mapping[Any, str] | None = None,
 ) -> str:
     out = [f"### `{derivation.name}`", ""]
     if derivation.statement:  # displayed, not in the heading: a long one scrolls in its box
@@ -475,7 +487,8 @@ def _derivation_markdown(
         out += [where]
     identical = _identical_steps(record)
     methods = _step_methods(record, derivation.name)
-    for number, line in enumerate(displayed_steps(derivation), start=1):
+    lines = displayed_steps(derivation, symbol_names=symbol_names)
+    for number, line in enumerate(lines, start=1):
         parts = []
         for index in line.indices:
             step = derivation.steps[index]
@@ -495,8 +508,8 @@ def _derivation_markdown(
         gap = derivation.steps[line.indices[-1]].gap
         if gap is not None:
             out += [
-                f"   with the gap ${step_latex(gap)} \\ge 0$ (proved from the symbols' "
-                "assumptions).",
+                f"   with the gap ${step_latex(gap, symbol_names)} \\ge 0$ (proved from the "
+                "symbols' assumptions).",
                 "",
             ]
     return "\n".join(out)
@@ -599,7 +612,8 @@ def claim_page(claim: Claim, record: Mapping[str, Any], *, source: str = "") -> 
         "",
     ]
     for derivation in claim.symbolic.all_derivations():
-        out.append(_derivation_markdown(derivation, record, shown))
+        names = claim.statement.symbol_names
+        out.append(_derivation_markdown(derivation, record, shown, names))
     if claim.notes.strip():
         out += ["## Notes", "", _markdown_block(claim.notes), ""]
     out.append(evidence_markdown(claim, record))
@@ -966,7 +980,11 @@ def wrapped_signature(signature: str, width: int = CODE_WIDTH) -> str:
     for number, group in enumerate(groups):
         text = group + ("," if number < len(groups) - 1 else "")
         body += textwrap.wrap(
-            text, width=width, initial_indent="    ", subsequent_indent="    ", break_long_words=False
+            text,
+            width=width,
+            initial_indent="    ",
+            subsequent_indent="    ",
+            break_long_words=False,
         )
     return "\n".join([f"{name}(", *body, ")"])
 
