@@ -59,6 +59,7 @@ from rlmath.claims import (
     lazy_lambdify,
     monte_carlo_leg,
 )
+from rlmath.named_functions import Named
 from rlmath.policy import SoftmaxPolicy
 from rlmath.sampling import Rollouts, rollouts
 from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
@@ -92,13 +93,18 @@ def softmax(logit, k: sp.Symbol) -> sp.Expr:  # type: ignore[no-untyped-def]
 
 
 def pi_ref(k: sp.Symbol) -> sp.Expr:
-    r"""$\pi_{\theta'}(k|s)$."""
-    return softmax(lambda m: theta_ref[m], k)
+    r"""$\pi_{\theta'}(k|s)$, shown by name as $\pi'_k$ (the page lists its definition)."""
+    return Named(rf"\pi'_{{{sp.latex(k)}}}", softmax(lambda m: theta_ref[m], k))
 
 
 def pi_stepped(k: sp.Symbol) -> sp.Expr:
-    r"""$\pi_{\theta' + h\delta}(k|s)$."""
-    return softmax(lambda m: theta_ref[m] + h * delta[m], k)
+    r"""$\pi_{\theta' + h\delta}(k|s)$, shown by name as $\pi^{h}_k$.
+
+    Written out, every probability is a two-storey quotient of exponentials, and a step with a
+    few of them is wider than the page; the name keeps each step to one line, and the prover
+    still sees the quotient (``Named.doit``).
+    """
+    return Named(rf"\pi^{{h}}_{{{sp.latex(k)}}}", softmax(lambda m: theta_ref[m] + h * delta[m], k))
 
 
 def advantage(k: sp.Symbol) -> sp.Expr:

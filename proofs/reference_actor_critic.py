@@ -1377,9 +1377,11 @@ def actor_critic_slope(x: Any, eps: Any) -> sp.Expr:
 
 
 _sp_pos, _tp_pos = sp.Symbol("sigma", positive=True), sp.Symbol("tau", positive=True)
-_ac_half = (_sp_pos + _tp_pos) / 2
-#: rho = 1 - eps + sigma = 1 + eps - tau: strictly inside the clip range
-_AC_PARAM = {ax: ao + sp.log(1 - _ac_half + _sp_pos), aeps: _ac_half}
+#: epsilon and the ratio rho = 1 - eps + sigma = 1 + eps - tau (strictly inside the clip range)
+#: are shown by name: written out, the share's clipped term is wider than the page
+_ac_half = Named(r"\epsilon", (_sp_pos + _tp_pos) / 2)
+_ac_ratio = Named(r"\rho", 1 - _ac_half + _sp_pos)
+_AC_PARAM = {ax: ao + sp.log(_ac_ratio), aeps: _ac_half}
 
 
 def _ac_line(x: Any, eps: Any) -> sp.Expr:

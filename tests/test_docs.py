@@ -319,6 +319,20 @@ def test_identity_matrix_prints_as_I():
     assert step_latex(1 - gamma) == "1 - \\gamma"
 
 
+def test_a_name_whose_definition_has_a_sum_is_not_bracketed_as_a_factor():
+    from rlmath.named_functions import Named
+
+    k, m = sp.Symbol("k", integer=True), sp.Symbol("m", integer=True)
+    n = sp.Symbol("n", integer=True, positive=True)
+    theta, Q = sp.IndexedBase("theta", real=True), sp.IndexedBase("Q", real=True)
+    quotient = sp.exp(theta[k]) / sp.Sum(sp.exp(theta[m]), (m, 0, n))
+    product = Named(r"\pi_{k}", quotient) * Q[k]
+    assert sp.latex(product) == r"\left(\pi_{k}\right) {Q}_{k}"  # sympy sees the sum inside
+    assert step_latex(product) == r"\pi_{k} {Q}_{k}"
+    # the other factors are bracketed as before
+    assert r"\left({Q}_{k} + 1\right)" in step_latex(Named(r"\pi_{k}", quotient) * (Q[k] + 1))
+
+
 def test_transposes_print_with_top():
     assert step_latex(sp.Symbol("rho_0^T", commutative=False)) == r"\rho_{0}^{\top}"
     assert step_latex(sp.MatrixSymbol("A", 2, 2).T) == r"A^{\top}"

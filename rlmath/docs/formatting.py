@@ -17,6 +17,8 @@ from typing import Any
 import sympy
 from sympy.printing.latex import LatexPrinter
 
+from rlmath.named_functions import Named
+
 __all__ = [
     "RELATION_LATEX",
     "ascii_math_to_latex",
@@ -169,6 +171,20 @@ class _Printer(LatexPrinter):  # type: ignore[misc]
                 return str(self._print(folded))
         return str(super()._print_Mul(expr))
 
+    def _needs_mul_brackets(self, expr: Any, first: bool = False, last: bool = False) -> bool:
+        """sympy's rule, with each named sub-expression seen as the one symbol it prints as.
+
+        sympy brackets a factor that contains a sum (it would run into the next factor), and
+        a name whose *definition* has a sum (``pi'_j`` for a softmax) counts: ``(pi'_j) Q_j``.
+        A name prints as one symbol, so it is judged as one.
+        """
+        needed = bool(super()._needs_mul_brackets(expr, first=first, last=last))
+        if not needed or last or not expr.has(Named):
+            return needed
+        if super()._needs_mul_brackets(expr, first=first, last=True):
+            return True  # bracketed for another reason than a sum inside
+        return _has_printed_sum(expr)
+
     def _print_Pow(self, expr: Any) -> str:
         if self.logistic and _logistic_argument(expr) is not None:
             return str(self._print(_SIGMA(-_logistic_argument(expr))))
@@ -273,6 +289,15 @@ class _Printer(LatexPrinter):  # type: ignore[misc]
 
 
 _SIGMA = sympy.Function("sigma")
+
+
+def _has_printed_sum(expr: Any) -> bool:
+    """Whether a sum, product or integral of ``expr`` is printed (not inside a name)."""
+    if isinstance(expr, Named):
+        return False
+    if isinstance(expr, (sympy.Sum, sympy.Product, sympy.Integral)):
+        return True
+    return any(_has_printed_sum(arg) for arg in expr.args if isinstance(arg, sympy.Basic))
 
 
 def _logistic_argument(expr: Any) -> Any:
