@@ -524,8 +524,7 @@ def next_state_probability(index: sp.Expr, state: sp.Expr) -> sp.Expr:
     """P(s_H = state | prefix index): the dynamics, shared by both trajectory distributions."""
     return Named(
         rf"P({sp.latex(state)} \mid {sp.latex(index)})",
-        next_state_weight[index, state]
-        / IndexSum(next_state_weight[index, _y], (_y, 0, n_states)),
+        next_state_weight[index, state] / IndexSum(next_state_weight[index, _y], (_y, 0, n_states)),
     )
 
 
@@ -587,7 +586,7 @@ prefix_kl = IndexSum(prefix_probability(_j) * _prefix_log_ratio, (_j, 0, n_prefi
 
 
 def _written_ratio() -> sp.Expr:
-    """log(p_theta(tau) / p_theta'(tau)) with both products written out (nothing cancelled)."""
+    """log(p_theta(tau) / p_theta'(tau)), both products kept whole (nothing cancelled)."""
     moved = sp.Mul(
         prefix_probability(_j),
         next_state_probability(_j, _sH),
@@ -600,7 +599,8 @@ def _written_ratio() -> sp.Expr:
         step_policy(_sH, _aH, policy_weight_ref),
         evaluate=False,
     )
-    return sp.log(sp.Mul(moved, sp.Pow(reference, -1, evaluate=False), evaluate=False))
+    # named p(tau), tau = (j, s_H, a_H): the product is its definition (listed under the step)
+    return sp.log(Named(r"p_\theta(\tau)", moved) / Named(r"p_{\theta'}(\tau)", reference))
 
 
 trajectory_chain_rule = Derivation(
@@ -1756,9 +1756,9 @@ CLAIMS = (
                 r"\text{the distributions are normalised positive weights (defined below)};\ "
                 r"\text{so the left side is } D_{H+1} = "
                 r"\mathrm{KL}(p_\theta(\tau)\,\|\,p_{\theta'}(\tau)) \text{ over } H+1 "
-                r"\text{ steps, the right side } D_H + \mathbb E_\theta[\mathrm{KL}_{s_H}];\ "
+                r"\text{ steps};\ \text{the right side is } D_H + \mathbb E_\theta[\mathrm{KL}_{s_H}];\ "
                 r"\text{with } D_0 = 0 \text{ and } K_{H+1} = K_H + \mathbb E_\theta"
-                r"[\mathrm{KL}_{s_H}]:\ D_H = \sum_{t<H} \mathbb E_\theta[\mathrm{KL}(\pi_\theta"
+                r"[\mathrm{KL}_{s_H}] \text{ this gives};\ D_H = \sum_{t<H} \mathbb E_\theta[\mathrm{KL}(\pi_\theta"
                 r"(\cdot|s_t)\,\|\,\pi_{\theta'}(\cdot|s_t))] \text{ for every } H"
             ),
             symbol_names=TRAJECTORY_NAMES,
