@@ -66,6 +66,7 @@ from rlmath.claims import (
     row_steps,
 )
 from rlmath.estimators import kl_k1, kl_k3, kl_terms
+from rlmath.named_functions import Named
 from rlmath.policy import SoftmaxPolicy, log_softmax
 from rlmath.sampling import rollouts, sample_actions
 from rlmath.statistics import DEFAULT_FALSE_ALARM, sample_size
@@ -498,32 +499,50 @@ TRAJECTORY_NAMES = {
     prefix_weight_ref: "c'",
     policy_weight_ref: "e'",
     per_time_kl: r"\kappa",
-    _sH: "s_H",
-    _aH: "a_H",
 }
 
 
+_REFERENCE_WEIGHTS = (prefix_weight_ref, policy_weight_ref)
+
+
+def _policy_subscript(weights: sp.IndexedBase) -> str:
+    return r"{\theta'}" if weights in _REFERENCE_WEIGHTS else r"\theta"
+
+
 def prefix_probability(index: sp.Expr, weights: sp.IndexedBase = prefix_weight) -> sp.Expr:
-    """p(prefix index) under theta (``prefix_weight``) or theta' (``prefix_weight_ref``)."""
-    return weights[index] / IndexSum(weights[_l], (_l, 0, n_prefixes))
+    """p(prefix index) under theta (``prefix_weight``) or theta' (``prefix_weight_ref``).
+
+    Printed by name, p_theta(j); its ``doit`` (where every proof starts) is c_j / sum_l c_l.
+    """
+    return Named(
+        rf"p_{_policy_subscript(weights)}({sp.latex(index)})",
+        weights[index] / IndexSum(weights[_l], (_l, 0, n_prefixes)),
+    )
 
 
 def next_state_probability(index: sp.Expr, state: sp.Expr) -> sp.Expr:
     """P(s_H = state | prefix index): the dynamics, shared by both trajectory distributions."""
-    return next_state_weight[index, state] / IndexSum(
-        next_state_weight[index, _y], (_y, 0, n_states)
+    return Named(
+        rf"P({sp.latex(state)} \mid {sp.latex(index)})",
+        next_state_weight[index, state] / IndexSum(next_state_weight[index, _y], (_y, 0, n_states)),
     )
 
 
 def initial_probability(state: sp.Expr) -> sp.Expr:
-    return initial_weight[state] / IndexSum(initial_weight[_y], (_y, 0, n_states))
+    return Named(
+        rf"\rho_0({sp.latex(state)})",
+        initial_weight[state] / IndexSum(initial_weight[_y], (_y, 0, n_states)),
+    )
 
 
 def step_policy(
     state: sp.Expr, action: sp.Expr, weights: sp.IndexedBase = policy_weight
 ) -> sp.Expr:
     """pi_theta(action | state) (``policy_weight``) or pi_theta' (``policy_weight_ref``)."""
-    return weights[state, action] / IndexSum(weights[state, _b], (_b, 0, n_actions))
+    return Named(
+        rf"\pi_{_policy_subscript(weights)}({sp.latex(action)} \mid {sp.latex(state)})",
+        weights[state, action] / IndexSum(weights[state, _b], (_b, 0, n_actions)),
+    )
 
 
 def step_kl(
@@ -567,7 +586,7 @@ prefix_kl = IndexSum(prefix_probability(_j) * _prefix_log_ratio, (_j, 0, n_prefi
 
 
 def _written_ratio() -> sp.Expr:
-    """log(p_theta(tau) / p_theta'(tau)) with both products written out (nothing cancelled)."""
+    """log(p_theta(tau) / p_theta'(tau)), both products kept whole (nothing cancelled)."""
     moved = sp.Mul(
         prefix_probability(_j),
         next_state_probability(_j, _sH),
@@ -580,7 +599,8 @@ def _written_ratio() -> sp.Expr:
         step_policy(_sH, _aH, policy_weight_ref),
         evaluate=False,
     )
-    return sp.log(sp.Mul(moved, sp.Pow(reference, -1, evaluate=False), evaluate=False))
+    # named p(tau), tau = (j, s_H, a_H): the product is its definition (listed under the step)
+    return sp.log(Named(r"p_\theta(\tau)", moved) / Named(r"p_{\theta'}(\tau)", reference))
 
 
 trajectory_chain_rule = Derivation(
@@ -1732,14 +1752,13 @@ CLAIMS = (
             trajectory_chain_rule.conclusion,
             where=(
                 r"j \le M \text{ indexes the } H\text{-step prefixes } (s_0, a_0, \dots, "
-                r"s_{H-1}, a_{H-1}),\ p_\theta(j) = c_j / \textstyle\sum_l c_l,\ "
-                r"p_{\theta'}(j) = c'_j / \sum_l c'_l;\ P(s_H = s \mid j) = x_{j,s} / "
-                r"\sum_y x_{j,y};\ \pi_\theta(a|s) = e_{s,a} / \sum_b e_{s,b},\ \pi_{\theta'} "
-                r"\text{ with } e';\ \text{so the left side is } D_{H+1} = "
+                r"s_{H-1}, a_{H-1}),\ s \text{ and } a \text{ are } s_H, a_H;\ "
+                r"\text{the distributions are normalised positive weights (defined below)};\ "
+                r"\text{so the left side is } D_{H+1} = "
                 r"\mathrm{KL}(p_\theta(\tau)\,\|\,p_{\theta'}(\tau)) \text{ over } H+1 "
-                r"\text{ steps, the right side } D_H + \mathbb E_\theta[\mathrm{KL}_{s_H}];\ "
+                r"\text{ steps};\ \text{the right side is } D_H + \mathbb E_\theta[\mathrm{KL}_{s_H}];\ "
                 r"\text{with } D_0 = 0 \text{ and } K_{H+1} = K_H + \mathbb E_\theta"
-                r"[\mathrm{KL}_{s_H}]:\ D_H = \sum_{t<H} \mathbb E_\theta[\mathrm{KL}(\pi_\theta"
+                r"[\mathrm{KL}_{s_H}] \text{ this gives};\ D_H = \sum_{t<H} \mathbb E_\theta[\mathrm{KL}(\pi_\theta"
                 r"(\cdot|s_t)\,\|\,\pi_{\theta'}(\cdot|s_t))] \text{ for every } H"
             ),
             symbol_names=TRAJECTORY_NAMES,
